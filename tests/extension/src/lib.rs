@@ -1,0 +1,1 @@
+//! Extension crate (filled in by the block-protocol work)
