@@ -1,0 +1,168 @@
+//! The `Block` trait: a fused operation that always carries its fallback in primitive ops,
+//! and the registry through which JSON names blocks by kind.
+
+use crate::builder::Builder;
+use crate::error::IrError;
+use crate::graph::Value;
+use crate::shape::TensorType;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// Upcasting to `Any`, implemented for every `'static` type so blocks need not write it.
+pub trait AsAny: Any {
+    /// `self` as `&dyn Any`, for downcasting.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A fused operation. Object-safe: graphs hold blocks as `Arc<dyn Block>`.
+///
+/// A block states its math once, as [`Block::fallback`]: the primitive ops it stands for.
+/// Backends may register a faster lowering per block type; where they have none, or the
+/// lowering declines, the fallback runs — so a block is always executable.
+pub trait Block: AsAny + Debug + Send + Sync {
+    /// The kind, e.g. `"rms_norm"`: the JSON tag and the text dump's `block.<kind>`.
+    fn kind(&self) -> &'static str;
+
+    /// The attributes as a JSON object (what the registry deserializes back).
+    fn attrs(&self) -> serde_json::Value;
+
+    /// Output types from operand types; `Err` gives the rule broken, prefixed by the kind
+    /// ("rms_norm: weight has 63 elements, the last axis has 64").
+    fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String>;
+
+    /// Emits the block's math as primitive ops on `inputs` and returns its outputs.
+    fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError>;
+
+    /// Equality for CSE: same kind and same attributes.
+    fn dyn_eq(&self, other: &dyn Block) -> bool {
+        self.kind() == other.kind() && self.attrs() == other.attrs()
+    }
+
+    /// A hash consistent with [`Block::dyn_eq`].
+    fn dyn_hash(&self, state: &mut dyn Hasher) {
+        let mut bytes = self.kind().as_bytes().to_vec();
+        bytes.extend(self.attrs().to_string().bytes());
+        state.write(&bytes);
+    }
+}
+
+impl dyn Block {
+    /// The block as its concrete type, if it is one.
+    pub fn downcast_ref<T: Block>(&self) -> Option<&T> {
+        self.as_any().downcast_ref::<T>()
+    }
+
+    /// True when the block is of type `T`.
+    pub fn is<T: Block>(&self) -> bool {
+        self.as_any().is::<T>()
+    }
+}
+
+impl Hash for dyn Block {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.dyn_hash(state);
+    }
+}
+
+/// Turns a block's JSON attributes back into the block.
+pub type BlockDecoder = fn(serde_json::Value) -> Result<Arc<dyn Block>, String>;
+
+/// Maps block kinds to decoders. A process-wide instance ([`global_registry`]) serves JSON
+/// reading; extension crates add their kinds with [`register_block`].
+#[derive(Default, Clone)]
+pub struct BlockRegistry {
+    decoders: BTreeMap<String, BlockDecoder>,
+}
+
+impl BlockRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a block type deserialized from its attributes with serde.
+    pub fn register<B>(&mut self, kind: &str)
+    where
+        B: Block + serde::de::DeserializeOwned,
+    {
+        self.decoders
+            .insert(kind.to_string(), decode_with_serde::<B>);
+    }
+
+    /// Registers a custom decoder.
+    pub fn register_decoder(&mut self, kind: &str, decoder: BlockDecoder) {
+        self.decoders.insert(kind.to_string(), decoder);
+    }
+
+    /// Decodes a block; `Err` says why (unknown kinds list the known ones).
+    pub fn decode(
+        &self,
+        kind: &str,
+        attrs: serde_json::Value,
+    ) -> Result<Arc<dyn Block>, DecodeError> {
+        let decoder = self
+            .decoders
+            .get(kind)
+            .ok_or_else(|| DecodeError::UnknownKind {
+                known: self.kinds().collect::<Vec<_>>().join(", "),
+            })?;
+        decoder(attrs).map_err(DecodeError::BadAttrs)
+    }
+
+    /// The registered kinds, sorted.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.decoders.keys().map(String::as_str)
+    }
+}
+
+/// Why a block could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecodeError {
+    /// No decoder for the kind; the known kinds are listed.
+    UnknownKind {
+        /// Comma-separated registered kinds.
+        known: String,
+    },
+    /// The attributes did not decode.
+    BadAttrs(String),
+}
+
+fn decode_with_serde<B: Block + serde::de::DeserializeOwned>(
+    attrs: serde_json::Value,
+) -> Result<Arc<dyn Block>, String> {
+    let block: B = serde_json::from_value(attrs).map_err(|e| e.to_string())?;
+    Ok(Arc::new(block))
+}
+
+fn registry_cell() -> &'static RwLock<BlockRegistry> {
+    static CELL: OnceLock<RwLock<BlockRegistry>> = OnceLock::new();
+    CELL.get_or_init(|| RwLock::new(crate::blocks::builtin_registry()))
+}
+
+/// A snapshot of the process-wide registry (our blocks plus everything registered).
+pub fn global_registry() -> BlockRegistry {
+    registry_cell()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Adds a block type to the process-wide registry, for JSON reading.
+pub fn register_block<B>(kind: &str)
+where
+    B: Block + serde::de::DeserializeOwned,
+{
+    registry_cell()
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .register::<B>(kind);
+}

@@ -1,0 +1,396 @@
+//! The versioned JSON format (`{"format": "blockfuse-ir", "version": 1, ...}`); see
+//! `docs/ir-format.md`. Constants are inline (base64 of little-endian bytes).
+
+use crate::attrs::{decode_op, op_attrs, OpDecodeError};
+use crate::block::{global_registry, BlockRegistry};
+use crate::dtype::DType;
+use crate::error::{IrError, NodeLabel};
+use crate::graph::{Graph, NodeId, Value};
+use crate::op::Op;
+use crate::shape::TensorType;
+use crate::tensor::HostTensor;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
+
+/// The `format` field of every document.
+pub const FORMAT: &str = "blockfuse-ir";
+/// The version this build writes and reads.
+pub const VERSION: u64 = 1;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Doc {
+    format: String,
+    version: u64,
+    nodes: Vec<RawNode>,
+    outputs: Vec<RawOutput>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: u64,
+    op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    attrs: Map<String, Json>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    args: Vec<String>,
+    /// Output types: required for inputs, optional elsewhere (checked against inference).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    types: Option<Vec<TensorType>>,
+    /// Constant payload: base64 of the little-endian bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    name: String,
+    value: String,
+}
+
+/// Writes a graph as JSON (nodes in topological order, ids renumbered from 0).
+pub fn to_json(g: &Graph) -> Result<String, IrError> {
+    let order = g.topo_order()?;
+    let mut ids: HashMap<NodeId, u64> = HashMap::new();
+    // Inputs first, in graph order, so that reading keeps their order.
+    let inputs = g.inputs().iter().copied();
+    let rest = order
+        .iter()
+        .copied()
+        .filter(|id| !matches!(g.node(*id).op, Op::Input));
+    let mut nodes = Vec::with_capacity(order.len());
+    for id in inputs.chain(rest) {
+        let n = ids.len() as u64;
+        ids.insert(id, n);
+        let node = g.node(id);
+        let value_ref = |v: &Value| {
+            if v.output == 0 {
+                ids[&v.node].to_string()
+            } else {
+                format!("{}:{}", ids[&v.node], v.output)
+            }
+        };
+        let data = node
+            .op
+            .as_constant()
+            .map(|t| base64::engine::general_purpose::STANDARD.encode(t.bytes()));
+        nodes.push(RawNode {
+            id: n,
+            op: node.op.name(),
+            name: node.name.clone(),
+            attrs: op_attrs(&node.op),
+            args: node.operands.iter().map(value_ref).collect(),
+            types: Some(node.types.to_vec()),
+            data,
+        });
+    }
+    let outputs = g
+        .outputs()
+        .iter()
+        .map(|(name, v)| RawOutput {
+            name: name.clone(),
+            value: if v.output == 0 {
+                ids[&v.node].to_string()
+            } else {
+                format!("{}:{}", ids[&v.node], v.output)
+            },
+        })
+        .collect();
+    let doc = Doc {
+        format: FORMAT.into(),
+        version: VERSION,
+        nodes,
+        outputs,
+    };
+    serde_json::to_string_pretty(&doc).map_err(|e| IrError::Json(e.to_string()))
+}
+
+/// Reads a graph from JSON with the process-wide block registry.
+pub fn from_json(text: &str) -> Result<Graph, IrError> {
+    from_json_with(text, &global_registry())
+}
+
+/// Reads a graph from JSON, decoding blocks with `registry`.
+pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrError> {
+    let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?;
+    match head.get("format").and_then(Json::as_str) {
+        Some(FORMAT) => {}
+        Some(other) => {
+            return Err(IrError::Format(format!(
+                "format is \"{other}\", expected \"{FORMAT}\""
+            )))
+        }
+        None => {
+            return Err(IrError::Format(format!(
+                "no \"format\": \"{FORMAT}\" field"
+            )))
+        }
+    }
+    match head.get("version").and_then(Json::as_u64) {
+        Some(VERSION) => {}
+        Some(v) => {
+            return Err(IrError::Format(format!(
+                "version {v} is not supported (this build reads version {VERSION})"
+            )))
+        }
+        None => return Err(IrError::Format("no numeric \"version\" field".into())),
+    }
+    let doc: Doc = serde_json::from_value(head).map_err(|e| IrError::Json(e.to_string()))?;
+    Reader {
+        registry,
+        doc: &doc,
+        index: HashMap::new(),
+        made: HashMap::new(),
+        graph: Graph::new(),
+    }
+    .read()
+}
+
+struct Reader<'a> {
+    registry: &'a BlockRegistry,
+    doc: &'a Doc,
+    index: HashMap<u64, usize>,
+    made: HashMap<u64, NodeId>,
+    graph: Graph,
+}
+
+fn doc_label(n: &RawNode) -> String {
+    match &n.name {
+        Some(name) => format!("{} \"{name}\"", n.id),
+        None => n.id.to_string(),
+    }
+}
+
+fn parse_ref(s: &str) -> Option<(u64, u16)> {
+    match s.split_once(':') {
+        Some((n, o)) => Some((n.parse().ok()?, o.parse().ok()?)),
+        None => Some((s.parse().ok()?, 0)),
+    }
+}
+
+impl Reader<'_> {
+    fn read(mut self) -> Result<Graph, IrError> {
+        for (i, n) in self.doc.nodes.iter().enumerate() {
+            if self.index.insert(n.id, i).is_some() {
+                return Err(IrError::BadNode {
+                    node: doc_label(n),
+                    reason: format!("duplicate node id {}", n.id),
+                });
+            }
+        }
+        for n in &self.doc.nodes {
+            for (k, a) in n.args.iter().enumerate() {
+                let (target, _) = parse_ref(a).ok_or_else(|| IrError::BadNode {
+                    node: doc_label(n),
+                    reason: format!("operand {k} '{a}' is not a value reference (\"<id>\" or \"<id>:<output>\")"),
+                })?;
+                if !self.index.contains_key(&target) {
+                    return Err(IrError::DanglingValue {
+                        node: self.label_of(n),
+                        operand: k,
+                        target: format!("node {target}"),
+                    });
+                }
+            }
+        }
+        // Depth-first creation in dependency order; a grey node met again closes a cycle.
+        let mut state = vec![0u8; self.doc.nodes.len()];
+        for i in 0..self.doc.nodes.len() {
+            self.visit(i, &mut state)?;
+        }
+        for o in &self.doc.outputs {
+            let v = parse_ref(&o.value)
+                .and_then(|(id, out)| {
+                    Some(Value {
+                        node: *self.made.get(&id)?,
+                        output: out,
+                    })
+                })
+                .filter(|v| self.graph.value_exists(*v))
+                .ok_or_else(|| IrError::DanglingOutput {
+                    name: o.name.clone(),
+                    target: o.value.clone(),
+                })?;
+            self.graph.add_output(&o.name, v);
+        }
+        Ok(self.graph)
+    }
+
+    fn label_of(&self, n: &RawNode) -> NodeLabel {
+        NodeLabel {
+            id: NodeId::new(n.id as usize),
+            name: n.name.clone(),
+        }
+    }
+
+    fn visit(&mut self, i: usize, state: &mut [u8]) -> Result<(), IrError> {
+        // Iterative DFS: deep graphs (thousands of layers) must not overflow the stack.
+        let mut stack = vec![(i, 0usize)];
+        while let Some((j, k)) = stack.pop() {
+            let n = &self.doc.nodes[j];
+            if k == 0 {
+                match state[j] {
+                    2 => continue,
+                    1 => {
+                        return Err(IrError::Cycle {
+                            node: self.label_of(n),
+                        })
+                    }
+                    _ => state[j] = 1,
+                }
+            }
+            if let Some(a) = n.args.get(k) {
+                stack.push((j, k + 1));
+                let (target, _) = parse_ref(a).expect("checked");
+                let t = self.index[&target];
+                if state[t] == 1 {
+                    return Err(IrError::Cycle {
+                        node: self.label_of(n),
+                    });
+                }
+                if state[t] == 0 {
+                    stack.push((t, 0));
+                }
+                continue;
+            }
+            self.create(n)?;
+            state[j] = 2;
+        }
+        Ok(())
+    }
+
+    fn create(&mut self, n: &RawNode) -> Result<(), IrError> {
+        let bad = |reason: String| IrError::BadNode {
+            node: doc_label(n),
+            reason,
+        };
+        let id = match n.op.as_str() {
+            "input" => {
+                let ty = match n.types.as_deref() {
+                    Some([t]) => t.clone(),
+                    _ => return Err(bad("an input needs \"types\" with exactly one type".into())),
+                };
+                self.graph
+                    .add_input(n.name.as_deref().unwrap_or(""), ty)
+                    .node
+            }
+            "constant" => {
+                let dtype: DType = attr(n, "dtype").map_err(bad)?;
+                let dims: Vec<usize> = attr(n, "dims").map_err(bad)?;
+                let data = n
+                    .data
+                    .as_deref()
+                    .ok_or_else(|| bad("a constant needs \"data\" (base64)".into()))?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|e| bad(format!("constant data is not base64: {e}")))?;
+                let t =
+                    HostTensor::from_bytes(dtype, dims, bytes).map_err(|e| bad(e.to_string()))?;
+                self.add(n, Op::Constant(t), vec![])?
+            }
+            name => {
+                let op = decode_op(name, &n.attrs, self.registry).map_err(|e| match e {
+                    OpDecodeError::UnknownOp(op) => bad(format!("unknown op '{op}'")),
+                    OpDecodeError::BadAttr(r) => bad(r),
+                    OpDecodeError::UnknownBlock { kind, known } => IrError::UnknownBlock {
+                        node: doc_label(n),
+                        kind,
+                        known,
+                    },
+                })?;
+                let args = n
+                    .args
+                    .iter()
+                    .map(|a| {
+                        let (id, out) = parse_ref(a).expect("checked");
+                        Value {
+                            node: self.made[&id],
+                            output: out,
+                        }
+                    })
+                    .collect();
+                self.add(n, op, args)?
+            }
+        };
+        self.made.insert(n.id, id);
+        if let Some(declared) = &n.types {
+            let node = self.graph.node(id);
+            if declared.len() != node.types.len() {
+                return Err(bad(format!(
+                    "declares {} output types, the op has {}",
+                    declared.len(),
+                    node.types.len()
+                )));
+            }
+            for (k, (d, t)) in declared.iter().zip(node.types.iter()).enumerate() {
+                if d != t {
+                    return Err(IrError::TypeDisagrees {
+                        node: self.label_of(n),
+                        op: n.op.clone(),
+                        output: k,
+                        declared: d.to_string(),
+                        inferred: t.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, n: &RawNode, op: Op, args: Vec<Value>) -> Result<NodeId, IrError> {
+        for (k, v) in args.iter().enumerate() {
+            if !self.graph.value_exists(*v) {
+                return Err(IrError::DanglingValue {
+                    node: self.label_of(n),
+                    operand: k,
+                    target: n.args[k].clone(),
+                });
+            }
+        }
+        let label = self.label_of(n);
+        self.graph
+            .add_node(op, &args, n.name.clone())
+            .map_err(|e| relabel(e, label))
+    }
+}
+
+fn attr<T: serde::de::DeserializeOwned>(n: &RawNode, key: &str) -> Result<T, String> {
+    let v = n
+        .attrs
+        .get(key)
+        .ok_or_else(|| format!("missing attribute '{key}'"))?;
+    serde_json::from_value(v.clone()).map_err(|e| format!("attribute '{key}': {e}"))
+}
+
+/// Puts the document's node label into an error raised while adding that node.
+fn relabel(e: IrError, label: NodeLabel) -> IrError {
+    match e {
+        IrError::Type { op, reason, .. } => IrError::Type {
+            node: label,
+            op,
+            reason,
+        },
+        IrError::OperandCount {
+            op,
+            expected,
+            found,
+            ..
+        } => IrError::OperandCount {
+            node: label,
+            op,
+            expected,
+            found,
+        },
+        IrError::Block { reason, .. } => IrError::Block {
+            node: label,
+            reason,
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,219 @@
+//! The stable, readable text dump used by every snapshot test, and DOT output.
+//!
+//! ```text
+//! graph(%0 "x": f32[batch, seq, 64]) {
+//!   %1 = constant "w" : f32[64]
+//!   %2 = block.rms_norm{eps=1e-6}(%0, %1) : f32[batch, seq, 64]
+//!   return %2 "y"
+//! }
+//! ```
+//! Values are numbered densely in topological order, so dumps do not depend on node ids.
+
+use crate::attrs::op_attrs;
+use crate::graph::{Graph, Value};
+use crate::op::Op;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// `{k=v, ...}` for an op with attributes, empty otherwise.
+pub fn attrs_suffix(op: &Op) -> String {
+    if let Op::Constant(t) = op {
+        return if t.len() <= 4 {
+            let narrow = matches!(
+                t.dtype(),
+                crate::DType::F32 | crate::DType::F16 | crate::DType::BF16
+            );
+            let v: Vec<String> = t
+                .to_f64_vec()
+                .iter()
+                .map(|&x| {
+                    if narrow {
+                        fmt_f32(x as f32)
+                    } else {
+                        fmt_f64(x)
+                    }
+                })
+                .collect();
+            if t.dims().is_empty() {
+                format!("{{value={}}}", v[0])
+            } else {
+                format!("{{value=[{}]}}", v.join(", "))
+            }
+        } else {
+            String::new()
+        };
+    }
+    let map = op_attrs(op);
+    if map.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{k}={}", compact(v)))
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn fmt_f32(x: f32) -> String {
+    if !x.is_finite() {
+        return fmt_f64(x as f64);
+    }
+    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e6) {
+        format!("{x:e}")
+    } else {
+        format!("{x:?}")
+    }
+}
+
+fn fmt_f64(x: f64) -> String {
+    compact(&crate::attrs::f64_to_json(x))
+}
+
+/// Compact JSON with plain words unquoted (`to=f16`, `shape=[batch, 64]`).
+fn compact(v: &Json) -> String {
+    match v {
+        Json::String(s)
+            if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "_*.-".contains(c)) =>
+        {
+            s.clone()
+        }
+        Json::Array(items) => format!(
+            "[{}]",
+            items.iter().map(compact).collect::<Vec<_>>().join(", ")
+        ),
+        Json::Object(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", compact(v)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        Json::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format_float(f),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Shortest round-tripping float text, in exponent form for small and large magnitudes.
+fn format_float(f: f64) -> String {
+    if f != 0.0 && (f.abs() < 1e-3 || f.abs() >= 1e6) {
+        format!("{f:e}")
+    } else {
+        format!("{f:?}")
+    }
+}
+
+/// The text dump of a graph (errors only on a cycle).
+pub fn dump(g: &Graph) -> Result<String, crate::IrError> {
+    let order = g.topo_order()?;
+    let mut names: HashMap<Value, usize> = HashMap::new();
+    let mut next = 0usize;
+    let mut number = |v: Value, names: &mut HashMap<Value, usize>| {
+        *names.entry(v).or_insert_with(|| {
+            next += 1;
+            next - 1
+        })
+    };
+    let mut out = String::from("graph(");
+    for (i, &id) in g.inputs().iter().enumerate() {
+        let n = number(Value::first(id), &mut names);
+        let node = g.node(id);
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(
+            out,
+            "%{n} \"{}\": {}",
+            node.name.as_deref().unwrap_or(""),
+            node.types[0]
+        );
+    }
+    out.push_str(") {\n");
+    for &id in &order {
+        let node = g.node(id);
+        if matches!(node.op, Op::Input) {
+            continue;
+        }
+        let outs: Vec<String> = (0..node.types.len())
+            .map(|i| {
+                format!(
+                    "%{}",
+                    number(
+                        Value {
+                            node: id,
+                            output: i as u16
+                        },
+                        &mut names
+                    )
+                )
+            })
+            .collect();
+        let args: Vec<String> = node
+            .operands
+            .iter()
+            .map(|v| format!("%{}", names[v]))
+            .collect();
+        let types: Vec<String> = node.types.iter().map(|t| t.to_string()).collect();
+        let _ = write!(
+            out,
+            "  {} = {}{}",
+            outs.join(", "),
+            node.op.name(),
+            attrs_suffix(&node.op)
+        );
+        match (&node.op, &node.name) {
+            (Op::Constant(t), Some(name)) if t.len() > 4 => {
+                let _ = write!(out, " \"{name}\"");
+            }
+            (Op::Constant(_), _) => {}
+            _ => {
+                let _ = write!(out, "({})", args.join(", "));
+            }
+        }
+        let _ = writeln!(out, " : {}", types.join(", "));
+    }
+    for (name, v) in g.outputs() {
+        let _ = writeln!(out, "  return %{} \"{name}\"", names[v]);
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// Graphviz DOT of the graph: one box per node (`op{attrs}` and output types), edges
+/// labelled with the operand position.
+pub fn to_dot(g: &Graph) -> String {
+    use petgraph::dot::{Config, Dot};
+    let pg = g.petgraph();
+    let dot = Dot::with_attr_getters(
+        pg,
+        &[Config::EdgeNoLabel, Config::NodeNoLabel],
+        &|_, e| format!("label=\"{}\"", e.weight().operand),
+        &|_, (_, node)| {
+            let types: Vec<String> = node.types.iter().map(|t| t.to_string()).collect();
+            let head = match &node.op {
+                Op::Input | Op::Constant(_) => {
+                    format!("{} {}", node.op.name(), node.name.as_deref().unwrap_or(""))
+                }
+                op => format!("{}{}", op.name(), attrs_suffix(op)),
+            };
+            let style = if matches!(node.op, Op::Block(_)) {
+                ", style=filled, fillcolor=\"#ffd27f\""
+            } else {
+                ""
+            };
+            format!(
+                "shape=box, label=\"{}\\n{}\"{style}",
+                escape(&head),
+                escape(&types.join(", "))
+            )
+        },
+    );
+    format!("{dot:?}")
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
