@@ -270,6 +270,15 @@ impl Reader<'_> {
             node: doc_label(n),
             reason,
         };
+        if matches!(n.op.as_str(), "input" | "constant") && !n.args.is_empty() {
+            // Their args would otherwise be dropped silently.
+            return Err(IrError::OperandCount {
+                node: self.label_of(n),
+                op: n.op.clone(),
+                expected: "0".into(),
+                found: n.args.len(),
+            });
+        }
         let id = match n.op.as_str() {
             "input" => {
                 let ty = match n.types.as_deref() {

@@ -44,6 +44,8 @@ pub enum UnaryOp {
     Ceil,
     /// logical not (bool only)
     Not,
+    /// `x != x` → bool (true for NaN)
+    IsNan,
 }
 
 /// Elementwise ops of two operands, with numpy broadcasting.
@@ -392,7 +394,7 @@ names!(UnaryOp {
     Neg => "neg", Abs => "abs", Sqrt => "sqrt", Rsqrt => "rsqrt", Reciprocal => "reciprocal",
     Square => "square", Exp => "exp", Log => "log", Erf => "erf", Tanh => "tanh",
     Sigmoid => "sigmoid", Sin => "sin", Cos => "cos", Relu => "relu", Floor => "floor",
-    Ceil => "ceil", Not => "not",
+    Ceil => "ceil", Not => "not", IsNan => "is_nan",
 });
 
 names!(BinaryOp {

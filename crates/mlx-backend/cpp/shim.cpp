@@ -1,0 +1,502 @@
+// C ABI over MLX's C++ API for blockfuse-mlx. See shim.h for the conventions.
+//
+// The op codes below must match the `#[repr(i32)]` enums in src/array.rs.
+
+#include "shim.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <mlx/array.h>
+#include <mlx/device.h>
+#include <mlx/fast.h>
+#include <mlx/ops.h>
+#include <mlx/stream.h>
+#include <mlx/transforms.h>
+#include <mlx/version.h>
+
+namespace mx = mlx::core;
+
+struct bfm_array {
+  mx::array a;
+};
+
+namespace {
+
+thread_local std::string last_error;
+thread_local int thread_device = -1;
+
+void set_error(const char* msg) noexcept {
+  try {
+    last_error = msg ? msg : "(null message)";
+  } catch (...) {
+    // Out of memory while storing the message: keep whatever is there.
+  }
+}
+
+template <class F>
+int guard(F&& f) noexcept {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    set_error(e.what());
+    return 1;
+  } catch (...) {
+    set_error("unknown C++ exception in the MLX shim");
+    return 1;
+  }
+}
+
+template <class T>
+T* need(T* p, const char* what) {
+  if (p == nullptr) {
+    throw std::invalid_argument(std::string("[blockfuse-mlx shim] null ") + what);
+  }
+  return p;
+}
+
+const mx::array& arr(const bfm_array* p, const char* what = "array") {
+  return need(p, what)->a;
+}
+
+std::optional<mx::array> opt(const bfm_array* p) {
+  if (p == nullptr) return std::nullopt;
+  return p->a;
+}
+
+bfm_array* wrap(mx::array a) {
+  return new bfm_array{std::move(a)};
+}
+
+mx::StreamOrDevice sd() {
+  switch (thread_device) {
+    case 0:
+      return mx::Device(mx::Device::cpu);
+    case 1:
+      return mx::Device(mx::Device::gpu);
+    default:
+      return {};
+  }
+}
+
+mx::Device device_of(int code) {
+  switch (code) {
+    case 0:
+      return mx::Device(mx::Device::cpu);
+    case 1:
+      return mx::Device(mx::Device::gpu);
+    default:
+      throw std::invalid_argument("[blockfuse-mlx shim] bad device code " + std::to_string(code));
+  }
+}
+
+mx::Dtype to_mlx(int code) {
+  switch (code) {
+    case BFM_DTYPE_F32: return mx::float32;
+    case BFM_DTYPE_F16: return mx::float16;
+    case BFM_DTYPE_BF16: return mx::bfloat16;
+    case BFM_DTYPE_F64: return mx::float64;
+    case BFM_DTYPE_I64: return mx::int64;
+    case BFM_DTYPE_I32: return mx::int32;
+    case BFM_DTYPE_I8: return mx::int8;
+    case BFM_DTYPE_U8: return mx::uint8;
+    case BFM_DTYPE_BOOL: return mx::bool_;
+    default:
+      throw std::invalid_argument("[blockfuse-mlx shim] bad dtype code " + std::to_string(code));
+  }
+}
+
+int from_mlx(mx::Dtype d) {
+  switch (d.val()) {
+    case mx::Dtype::Val::float32: return BFM_DTYPE_F32;
+    case mx::Dtype::Val::float16: return BFM_DTYPE_F16;
+    case mx::Dtype::Val::bfloat16: return BFM_DTYPE_BF16;
+    case mx::Dtype::Val::float64: return BFM_DTYPE_F64;
+    case mx::Dtype::Val::int64: return BFM_DTYPE_I64;
+    case mx::Dtype::Val::int32: return BFM_DTYPE_I32;
+    case mx::Dtype::Val::int8: return BFM_DTYPE_I8;
+    case mx::Dtype::Val::uint8: return BFM_DTYPE_U8;
+    case mx::Dtype::Val::bool_: return BFM_DTYPE_BOOL;
+    case mx::Dtype::Val::uint16: return BFM_DTYPE_U16;
+    case mx::Dtype::Val::uint32: return BFM_DTYPE_U32;
+    case mx::Dtype::Val::uint64: return BFM_DTYPE_U64;
+    case mx::Dtype::Val::int16: return BFM_DTYPE_I16;
+    case mx::Dtype::Val::complex64: return BFM_DTYPE_C64;
+  }
+  return -1;
+}
+
+mx::Shape shape_of(const int32_t* v, size_t n) {
+  if (n > 0) need(v, "shape");
+  return mx::Shape(v, v + n);
+}
+
+std::vector<int> ints(const int32_t* v, size_t n) {
+  if (n > 0) need(v, "int vector");
+  return std::vector<int>(v, v + n);
+}
+
+// Op codes; keep in sync with src/array.rs.
+enum UnaryOp {
+  U_NEG, U_ABS, U_SQRT, U_RSQRT, U_RECIPROCAL, U_EXP, U_LOG, U_ERF, U_TANH, U_SIGMOID,
+  U_SIN, U_COS, U_FLOOR, U_CEIL, U_ROUND, U_SIGN, U_LOGICAL_NOT, U_SQUARE, U_LOG1P, U_EXPM1,
+  U_ISNAN, U_ISINF,
+};
+enum BinaryOp {
+  B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAXIMUM, B_MINIMUM, B_EQUAL, B_NOT_EQUAL, B_LESS,
+  B_LESS_EQUAL, B_GREATER, B_GREATER_EQUAL, B_LOGICAL_AND, B_LOGICAL_OR, B_LOGICAL_XOR,
+  B_REMAINDER, B_FLOOR_DIVIDE, B_MATMUL,
+};
+enum ReduceOp { R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_ALL, R_ANY, R_ARGMAX, R_ARGMIN };
+enum ShapeOp { S_RESHAPE, S_TRANSPOSE, S_BROADCAST_TO, S_EXPAND_DIMS, S_SQUEEZE };
+
+mx::array unary(int op, const mx::array& a) {
+  auto s = sd();
+  switch (op) {
+    case U_NEG: return mx::negative(a, s);
+    case U_ABS: return mx::abs(a, s);
+    case U_SQRT: return mx::sqrt(a, s);
+    case U_RSQRT: return mx::rsqrt(a, s);
+    case U_RECIPROCAL: return mx::reciprocal(a, s);
+    case U_EXP: return mx::exp(a, s);
+    case U_LOG: return mx::log(a, s);
+    case U_ERF: return mx::erf(a, s);
+    case U_TANH: return mx::tanh(a, s);
+    case U_SIGMOID: return mx::sigmoid(a, s);
+    case U_SIN: return mx::sin(a, s);
+    case U_COS: return mx::cos(a, s);
+    case U_FLOOR: return mx::floor(a, s);
+    case U_CEIL: return mx::ceil(a, s);
+    case U_ROUND: return mx::round(a, 0, s);
+    case U_SIGN: return mx::sign(a, s);
+    case U_LOGICAL_NOT: return mx::logical_not(a, s);
+    case U_SQUARE: return mx::square(a, s);
+    case U_LOG1P: return mx::log1p(a, s);
+    case U_EXPM1: return mx::expm1(a, s);
+    case U_ISNAN: return mx::isnan(a, s);
+    case U_ISINF: return mx::isinf(a, s);
+  }
+  throw std::invalid_argument("[blockfuse-mlx shim] bad unary op " + std::to_string(op));
+}
+
+mx::array binary(int op, const mx::array& a, const mx::array& b) {
+  auto s = sd();
+  switch (op) {
+    case B_ADD: return mx::add(a, b, s);
+    case B_SUB: return mx::subtract(a, b, s);
+    case B_MUL: return mx::multiply(a, b, s);
+    case B_DIV: return mx::divide(a, b, s);
+    case B_POW: return mx::power(a, b, s);
+    case B_MAXIMUM: return mx::maximum(a, b, s);
+    case B_MINIMUM: return mx::minimum(a, b, s);
+    case B_EQUAL: return mx::equal(a, b, s);
+    case B_NOT_EQUAL: return mx::not_equal(a, b, s);
+    case B_LESS: return mx::less(a, b, s);
+    case B_LESS_EQUAL: return mx::less_equal(a, b, s);
+    case B_GREATER: return mx::greater(a, b, s);
+    case B_GREATER_EQUAL: return mx::greater_equal(a, b, s);
+    case B_LOGICAL_AND: return mx::logical_and(a, b, s);
+    case B_LOGICAL_OR: return mx::logical_or(a, b, s);
+    case B_LOGICAL_XOR: return mx::logical_xor(a, b, s);
+    case B_REMAINDER: return mx::remainder(a, b, s);
+    case B_FLOOR_DIVIDE: return mx::floor_divide(a, b, s);
+    case B_MATMUL: return mx::matmul(a, b, s);
+  }
+  throw std::invalid_argument("[blockfuse-mlx shim] bad binary op " + std::to_string(op));
+}
+
+mx::array reduce(int op, const mx::array& a, const std::vector<int>& axes, bool keep) {
+  auto s = sd();
+  switch (op) {
+    case R_SUM: return mx::sum(a, axes, keep, s);
+    case R_MEAN: return mx::mean(a, axes, keep, s);
+    case R_MAX: return mx::max(a, axes, keep, s);
+    case R_MIN: return mx::min(a, axes, keep, s);
+    case R_PROD: return mx::prod(a, axes, keep, s);
+    case R_ALL: return mx::all(a, axes, keep, s);
+    case R_ANY: return mx::any(a, axes, keep, s);
+    case R_ARGMAX:
+    case R_ARGMIN: {
+      if (axes.size() != 1) {
+        throw std::invalid_argument(
+            "[blockfuse-mlx shim] argmax/argmin take exactly one axis, got " +
+            std::to_string(axes.size()));
+      }
+      auto r = op == R_ARGMAX ? mx::argmax(a, axes[0], keep, s) : mx::argmin(a, axes[0], keep, s);
+      return mx::astype(r, mx::int64, s);  // MLX gives uint32; blockfuse has no u32
+    }
+  }
+  throw std::invalid_argument("[blockfuse-mlx shim] bad reduce op " + std::to_string(op));
+}
+
+mx::array shape_op(int op, const mx::array& a, const int32_t* v, size_t n) {
+  auto s = sd();
+  switch (op) {
+    case S_RESHAPE: return mx::reshape(a, shape_of(v, n), s);
+    case S_TRANSPOSE: return n == 0 ? mx::transpose(a, s) : mx::transpose(a, ints(v, n), s);
+    case S_BROADCAST_TO: return mx::broadcast_to(a, shape_of(v, n), s);
+    case S_EXPAND_DIMS: return mx::expand_dims(a, ints(v, n), s);
+    case S_SQUEEZE: return n == 0 ? mx::squeeze(a, s) : mx::squeeze(a, ints(v, n), s);
+  }
+  throw std::invalid_argument("[blockfuse-mlx shim] bad shape op " + std::to_string(op));
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* bfm_last_error(void) {
+  return last_error.c_str();
+}
+
+const char* bfm_version(void) {
+  try {
+    return mx::version();
+  } catch (...) {
+    return "unknown";
+  }
+}
+
+int bfm_device_available(int device, int* out) {
+  return guard([&] { *need(out, "out") = mx::is_available(device_of(device)) ? 1 : 0; });
+}
+
+int bfm_set_default_device(int device) {
+  return guard([&] { mx::set_default_device(device_of(device)); });
+}
+
+int bfm_default_device(int* out) {
+  return guard([&] {
+    *need(out, "out") = mx::default_device().type == mx::Device::gpu ? 1 : 0;
+  });
+}
+
+int bfm_set_thread_device(int device) {
+  return guard([&] {
+    if (device != -1) {
+      auto d = device_of(device);
+      if (!mx::is_available(d)) {
+        throw std::invalid_argument(std::string("[blockfuse-mlx] device ") +
+                                    (device == 1 ? "gpu" : "cpu") +
+                                    " is not available in this MLX build");
+      }
+    }
+    thread_device = device;
+  });
+}
+
+int bfm_synchronize(void) {
+  return guard([&] { mx::synchronize(mx::to_stream(sd())); });
+}
+
+void bfm_free(bfm_array* a) {
+  try {
+    delete a;
+  } catch (...) {
+  }
+}
+
+int bfm_clone(const bfm_array* a, bfm_array** out) {
+  return guard([&] { *need(out, "out") = wrap(arr(a)); });
+}
+
+int bfm_from_bytes(const void* data, size_t nbytes, const int32_t* shape, size_t ndim, int dtype,
+                   bfm_array** out) {
+  return guard([&] {
+    need(out, "out");
+    auto dt = to_mlx(dtype);
+    auto sh = shape_of(shape, ndim);
+    size_t count = 1;
+    for (auto d : sh) {
+      if (d < 0) throw std::invalid_argument("[blockfuse-mlx shim] negative dimension");
+      count *= static_cast<size_t>(d);
+    }
+    if (count * mx::size_of(dt) != nbytes) {
+      throw std::invalid_argument("[blockfuse-mlx shim] " + std::to_string(nbytes) +
+                                  " bytes do not fill the shape");
+    }
+    if (nbytes == 0) {
+      *out = wrap(mx::zeros(sh, dt));
+      return;
+    }
+    // MLX takes ownership of the copy (or copies it again to device memory and frees it).
+    void* buf = std::malloc(nbytes);
+    if (buf == nullptr) throw std::bad_alloc();
+    std::memcpy(buf, need(data, "data"), nbytes);
+    *out = wrap(mx::array(buf, std::move(sh), dt, [](void* p) { std::free(p); }));
+  });
+}
+
+int bfm_to_bytes(const bfm_array* a, void* out, size_t nbytes) {
+  return guard([&] {
+    auto c = mx::contiguous(arr(a), false, sd());
+    c.eval();
+    if (c.nbytes() != nbytes) {
+      throw std::invalid_argument("[blockfuse-mlx shim] array has " + std::to_string(c.nbytes()) +
+                                  " bytes, buffer " + std::to_string(nbytes));
+    }
+    if (nbytes == 0) return;
+    if (!c.flags().row_contiguous || c.data_size() != c.size()) {
+      throw std::runtime_error("[blockfuse-mlx shim] contiguous() gave a non-contiguous array");
+    }
+    std::memcpy(need(out, "out"), c.data<uint8_t>(), nbytes);
+  });
+}
+
+int bfm_info(const bfm_array* a, int* dtype, size_t* ndim) {
+  return guard([&] {
+    *need(dtype, "dtype") = from_mlx(arr(a).dtype());
+    *need(ndim, "ndim") = arr(a).ndim();
+  });
+}
+
+int bfm_shape(const bfm_array* a, int32_t* shape) {
+  return guard([&] {
+    const auto& sh = arr(a).shape();
+    if (!sh.empty()) std::copy(sh.begin(), sh.end(), need(shape, "shape"));
+  });
+}
+
+int bfm_eval(const bfm_array* const* arrays, size_t n) {
+  return guard([&] {
+    std::vector<mx::array> v;
+    v.reserve(n);
+    for (size_t i = 0; i < n; ++i) v.push_back(arr(need(arrays, "arrays")[i]));
+    mx::eval(std::move(v));
+  });
+}
+
+int bfm_unary(int op, const bfm_array* a, bfm_array** out) {
+  return guard([&] { *need(out, "out") = wrap(unary(op, arr(a))); });
+}
+
+int bfm_binary(int op, const bfm_array* a, const bfm_array* b, bfm_array** out) {
+  return guard([&] { *need(out, "out") = wrap(binary(op, arr(a), arr(b))); });
+}
+
+int bfm_where(const bfm_array* cond, const bfm_array* a, const bfm_array* b, bfm_array** out) {
+  return guard([&] { *need(out, "out") = wrap(mx::where(arr(cond), arr(a), arr(b), sd())); });
+}
+
+int bfm_astype(const bfm_array* a, int dtype, bfm_array** out) {
+  return guard([&] { *need(out, "out") = wrap(mx::astype(arr(a), to_mlx(dtype), sd())); });
+}
+
+int bfm_reduce(int op, const bfm_array* a, const int32_t* axes, size_t naxes, int keepdims,
+               bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(reduce(op, arr(a), ints(axes, naxes), keepdims != 0));
+  });
+}
+
+int bfm_softmax(const bfm_array* a, const int32_t* axes, size_t naxes, int precise,
+                bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(mx::softmax(arr(a), ints(axes, naxes), precise != 0, sd()));
+  });
+}
+
+int bfm_shape_op(int op, const bfm_array* a, const int32_t* v, size_t n, bfm_array** out) {
+  return guard([&] { *need(out, "out") = wrap(shape_op(op, arr(a), v, n)); });
+}
+
+int bfm_slice(const bfm_array* a, const int32_t* start, const int32_t* stop,
+              const int32_t* strides, size_t n, bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(mx::slice(arr(a), shape_of(start, n), shape_of(stop, n),
+                                       shape_of(strides, n), sd()));
+  });
+}
+
+int bfm_concatenate(const bfm_array* const* arrays, size_t n, int axis, bfm_array** out) {
+  return guard([&] {
+    std::vector<mx::array> v;
+    v.reserve(n);
+    for (size_t i = 0; i < n; ++i) v.push_back(arr(need(arrays, "arrays")[i]));
+    *need(out, "out") = wrap(mx::concatenate(std::move(v), axis, sd()));
+  });
+}
+
+int bfm_split(const bfm_array* a, const int32_t* indices, size_t nidx, int axis,
+              bfm_array** outs) {
+  return guard([&] {
+    need(outs, "outs");
+    auto parts = mx::split(arr(a), shape_of(indices, nidx), axis, sd());
+    if (parts.size() != nidx + 1) {
+      throw std::runtime_error("[blockfuse-mlx shim] split gave " + std::to_string(parts.size()) +
+                               " parts, expected " + std::to_string(nidx + 1));
+    }
+    std::vector<std::unique_ptr<bfm_array>> owned;
+    owned.reserve(parts.size());
+    for (auto& p : parts) owned.emplace_back(wrap(std::move(p)));
+    for (size_t i = 0; i < owned.size(); ++i) outs[i] = owned[i].release();
+  });
+}
+
+int bfm_take(const bfm_array* a, const bfm_array* indices, int axis, bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(mx::take(arr(a), arr(indices, "indices"), axis, sd()));
+  });
+}
+
+int bfm_arange(double start, double stop, double step, int dtype, bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(mx::arange(start, stop, step, to_mlx(dtype), sd()));
+  });
+}
+
+int bfm_full(const int32_t* shape, size_t ndim, double value, int dtype, bfm_array** out) {
+  return guard([&] {
+    auto dt = to_mlx(dtype);
+    *need(out, "out") = wrap(mx::full(shape_of(shape, ndim), mx::array(value, dt), dt, sd()));
+  });
+}
+
+int bfm_tri(int upper, const bfm_array* a, int k, bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(upper ? mx::triu(arr(a), k, sd()) : mx::tril(arr(a), k, sd()));
+  });
+}
+
+int bfm_rms_norm(const bfm_array* x, const bfm_array* weight, float eps, bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(mx::fast::rms_norm(arr(x), opt(weight), eps, sd()));
+  });
+}
+
+int bfm_layer_norm(const bfm_array* x, const bfm_array* weight, const bfm_array* bias, float eps,
+                   bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(mx::fast::layer_norm(arr(x), opt(weight), opt(bias), eps, sd()));
+  });
+}
+
+int bfm_rope(const bfm_array* x, int dims, int traditional, int has_base, float base, float scale,
+             int offset, const bfm_array* offset_array, const bfm_array* freqs, bfm_array** out) {
+  return guard([&] {
+    std::optional<float> b = has_base ? std::optional<float>(base) : std::nullopt;
+    auto r = offset_array == nullptr
+        ? mx::fast::rope(arr(x), dims, traditional != 0, b, scale, offset, opt(freqs), sd())
+        : mx::fast::rope(arr(x), dims, traditional != 0, b, scale, offset_array->a, opt(freqs),
+                         sd());
+    *need(out, "out") = wrap(std::move(r));
+  });
+}
+
+int bfm_sdpa(const bfm_array* q, const bfm_array* k, const bfm_array* v, float scale,
+             const char* mask_mode, const bfm_array* mask, const bfm_array* sinks,
+             bfm_array** out) {
+  return guard([&] {
+    *need(out, "out") = wrap(mx::fast::scaled_dot_product_attention(
+        arr(q, "q"), arr(k, "k"), arr(v, "v"), scale, std::string(mask_mode ? mask_mode : ""),
+        opt(mask), opt(sinks), false, sd()));
+  });
+}
+
+}  // extern "C"

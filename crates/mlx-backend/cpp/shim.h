@@ -1,0 +1,101 @@
+/* C ABI over MLX's C++ API (mlx/mlx.h, mlx/fast.h), used by blockfuse-mlx.
+ *
+ * Conventions
+ * - `bfm_array` is an opaque, heap-allocated `mlx::core::array`; free it with `bfm_free`.
+ * - Every function except `bfm_free` and `bfm_last_error` returns 0 on success and nonzero
+ *   when MLX (or the shim) threw; the exception's message is then kept in a thread-local
+ *   string that `bfm_last_error` returns. No C++ exception ever crosses this boundary.
+ * - Outputs go through out-params, written only on success.
+ * - Dtype codes: see BFM_DTYPE_*; the first nine follow blockfuse_ir::DType's order.
+ * - Ops run on the stream of the calling thread's device set with `bfm_set_thread_device`
+ *   (-1: MLX's process-wide default device).
+ */
+#ifndef BLOCKFUSE_MLX_SHIM_H
+#define BLOCKFUSE_MLX_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bfm_array bfm_array;
+
+enum {
+  BFM_DTYPE_F32 = 0,
+  BFM_DTYPE_F16 = 1,
+  BFM_DTYPE_BF16 = 2,
+  BFM_DTYPE_F64 = 3,
+  BFM_DTYPE_I64 = 4,
+  BFM_DTYPE_I32 = 5,
+  BFM_DTYPE_I8 = 6,
+  BFM_DTYPE_U8 = 7,
+  BFM_DTYPE_BOOL = 8,
+  /* MLX dtypes blockfuse has no DType for (reported, never accepted as input). */
+  BFM_DTYPE_U16 = 9,
+  BFM_DTYPE_U32 = 10,
+  BFM_DTYPE_U64 = 11,
+  BFM_DTYPE_I16 = 12,
+  BFM_DTYPE_C64 = 13
+};
+
+/* Device codes: -1 MLX default, 0 cpu, 1 gpu. */
+
+const char* bfm_last_error(void);
+const char* bfm_version(void);
+
+int bfm_device_available(int device, int* out);
+int bfm_set_default_device(int device);
+int bfm_default_device(int* out);
+int bfm_set_thread_device(int device);
+int bfm_synchronize(void);
+
+void bfm_free(bfm_array* a);
+int bfm_clone(const bfm_array* a, bfm_array** out);
+
+/* Copies `nbytes` little-endian bytes (must equal prod(shape) * itemsize). */
+int bfm_from_bytes(const void* data, size_t nbytes, const int32_t* shape, size_t ndim,
+                   int dtype, bfm_array** out);
+/* Evaluates `a` and copies its row-major bytes into `out` (exactly `nbytes`). */
+int bfm_to_bytes(const bfm_array* a, void* out, size_t nbytes);
+/* Dtype code and rank; `shape` (rank entries) may be NULL. Never throws. */
+int bfm_info(const bfm_array* a, int* dtype, size_t* ndim);
+int bfm_shape(const bfm_array* a, int32_t* shape);
+int bfm_eval(const bfm_array* const* arrays, size_t n);
+
+int bfm_unary(int op, const bfm_array* a, bfm_array** out);
+int bfm_binary(int op, const bfm_array* a, const bfm_array* b, bfm_array** out);
+int bfm_where(const bfm_array* cond, const bfm_array* a, const bfm_array* b, bfm_array** out);
+int bfm_astype(const bfm_array* a, int dtype, bfm_array** out);
+int bfm_reduce(int op, const bfm_array* a, const int32_t* axes, size_t naxes, int keepdims,
+               bfm_array** out);
+int bfm_softmax(const bfm_array* a, const int32_t* axes, size_t naxes, int precise,
+                bfm_array** out);
+/* Shape ops taking one int vector: see BfmShapeOp in shim.cpp. */
+int bfm_shape_op(int op, const bfm_array* a, const int32_t* v, size_t n, bfm_array** out);
+int bfm_slice(const bfm_array* a, const int32_t* start, const int32_t* stop,
+              const int32_t* strides, size_t n, bfm_array** out);
+int bfm_concatenate(const bfm_array* const* arrays, size_t n, int axis, bfm_array** out);
+/* Writes nidx + 1 arrays to `outs`. */
+int bfm_split(const bfm_array* a, const int32_t* indices, size_t nidx, int axis, bfm_array** outs);
+int bfm_take(const bfm_array* a, const bfm_array* indices, int axis, bfm_array** out);
+int bfm_arange(double start, double stop, double step, int dtype, bfm_array** out);
+int bfm_full(const int32_t* shape, size_t ndim, double value, int dtype, bfm_array** out);
+int bfm_tri(int upper, const bfm_array* a, int k, bfm_array** out);
+
+int bfm_rms_norm(const bfm_array* x, const bfm_array* weight, float eps, bfm_array** out);
+int bfm_layer_norm(const bfm_array* x, const bfm_array* weight, const bfm_array* bias, float eps,
+                   bfm_array** out);
+/* `offset_array` NULL: use `offset`. `has_base` 0: base is std::nullopt. */
+int bfm_rope(const bfm_array* x, int dims, int traditional, int has_base, float base, float scale,
+             int offset, const bfm_array* offset_array, const bfm_array* freqs, bfm_array** out);
+int bfm_sdpa(const bfm_array* q, const bfm_array* k, const bfm_array* v, float scale,
+             const char* mask_mode, const bfm_array* mask, const bfm_array* sinks,
+             bfm_array** out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

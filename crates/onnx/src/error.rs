@@ -1,0 +1,142 @@
+//! The error type of the ONNX frontend.
+
+use std::path::PathBuf;
+
+/// Why an ONNX model, tensor or test data set could not be read, transformed or written.
+///
+/// Variants name the tensor, node or file concerned, so that a message alone locates the
+/// problem in a model of thousands of nodes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OnnxError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Bytes are not a valid protobuf encoding of the expected message.
+    #[error("malformed protobuf in {what}: {source}")]
+    Decode {
+        /// What was being decoded (a file path, or "bytes" and the message name).
+        what: String,
+        /// The decoder's error.
+        #[source]
+        source: prost::DecodeError,
+    },
+
+    /// A `ModelProto` has no `graph`.
+    #[error("{what}: model has no graph")]
+    MissingGraph {
+        /// The model (its file path, or "bytes").
+        what: String,
+    },
+
+    /// A tensor's element type has no blockfuse dtype (uint16, string, float8, ...).
+    #[error(
+        "tensor '{tensor}': unsupported element type {} ({data_type})",
+        crate::tensor::data_type_name(*data_type)
+    )]
+    UnsupportedDtype {
+        /// The tensor's name.
+        tensor: String,
+        /// The ONNX `TensorProto.DataType` value.
+        data_type: i32,
+    },
+
+    /// A tensor's data lives in an external file (`data_location = EXTERNAL`).
+    #[error(
+        "tensor '{tensor}': data stored in an external file ('{location}') is not supported; \
+         re-save the model with its data embedded"
+    )]
+    ExternalData {
+        /// The tensor's name.
+        tensor: String,
+        /// The `location` entry of its `external_data`, or empty when absent.
+        location: String,
+    },
+
+    /// A tensor's dims and data disagree, or its data is otherwise unusable.
+    #[error("tensor '{tensor}': {reason}")]
+    MalformedTensor {
+        /// The tensor's name.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A node lacks an attribute it needs.
+    #[error("node '{node}' ({op_type}): missing attribute '{attribute}'")]
+    MissingAttribute {
+        /// The node's name (or a description when it has none).
+        node: String,
+        /// The node's op type.
+        op_type: String,
+        /// The attribute's name.
+        attribute: String,
+    },
+
+    /// A node's attribute has the wrong type or an unusable value.
+    #[error("node '{node}' ({op_type}): attribute '{attribute}': {reason}")]
+    BadAttribute {
+        /// The node's name (or a description when it has none).
+        node: String,
+        /// The node's op type.
+        op_type: String,
+        /// The attribute's name.
+        attribute: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A call of a model-local function cannot be inlined.
+    #[error("node '{node}' calls function '{function}': {reason}")]
+    FunctionCall {
+        /// The calling node's name (or a description when it has none).
+        node: String,
+        /// The function, as `domain:name`.
+        function: String,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A model uses a feature that the frontend does not support.
+    #[error("node '{node}' ({op_type}): {reason}")]
+    Unsupported {
+        /// The node's name (or a description when it has none).
+        node: String,
+        /// The node's op type.
+        op_type: String,
+        /// What is not supported.
+        reason: String,
+    },
+
+    /// A test data directory does not have the ONNX backend-test layout.
+    #[error("test data {}: {reason}", path.display())]
+    TestData {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl OnnxError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        OnnxError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn malformed(tensor: &str, reason: impl Into<String>) -> Self {
+        OnnxError::MalformedTensor {
+            tensor: tensor.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Canonicalization: constant folding, CSE and local simplifications that give every
+//! computation one spelling before fusion (Div → Mul·Reciprocal, Reciprocal∘Sqrt → Rsqrt,
+//! Pow 2 / x·x → Square, Sum·1/N → Mean, no-op casts/reshapes/transposes removed ...).
+//!
+//! A worklist drives it: a node is revisited only when one of its operands changed.
+
+use crate::fold::fold;
+use blockfuse_ir::{BinaryOp, Bound, Builder, DType, Dim, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value};
+use std::collections::{HashMap, VecDeque};
+
+/// How many local rewrites and CSE merges canonicalization made.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CanonStats {
+    /// Nodes replaced by a simpler spelling or a folded constant.
+    pub rewrites: usize,
+    /// Nodes merged into an identical earlier node.
+    pub merged: usize,
+}
+
+/// Canonicalizes the whole graph.
+pub fn canonicalize(g: &mut Graph) -> Result<CanonStats, IrError> {
+    let order = g.topo_order()?;
+    canonicalize_from(g, order)
+}
+
+/// Canonicalizes starting from `seeds`, following consumers of whatever changes.
+pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats, IrError> {
+    let mut queue: VecDeque<NodeId> = VecDeque::new();
+    let mut queued = vec![false; g.node_bound()];
+    let mut push = |q: &mut VecDeque<NodeId>, queued: &mut Vec<bool>, id: NodeId| {
+        if queued.len() <= id.index() {
+            queued.resize(id.index() + 1, false);
+        }
+        if !std::mem::replace(&mut queued[id.index()], true) {
+            q.push_back(id);
+        }
+    };
+    for id in seeds {
+        push(&mut queue, &mut queued, id);
+    }
+    let mut cse: HashMap<String, NodeId> = HashMap::new();
+    let mut stats = CanonStats::default();
+    while let Some(id) = queue.pop_front() {
+        queued[id.index()] = false;
+        if !g.contains(id) || g.use_count(Value::first(id)) == 0 && g.node(id).types.len() == 1 && !is_live_leaf(g, id) {
+            continue;
+        }
+        let replacement = match simplify(g, id)? {
+            Some(v) => {
+                stats.rewrites += 1;
+                Some(v)
+            }
+            None => match cse_key(g, id) {
+                Some(key) => match cse.get(&key) {
+                    Some(&other) if other != id && g.contains(other) && cse_key(g, other).as_ref() == Some(&key) => {
+                        stats.merged += 1;
+                        Some(Value::first(other))
+                    }
+                    _ => {
+                        cse.insert(key, id);
+                        None
+                    }
+                },
+                None => None,
+            },
+        };
+        if let Some(new) = replacement {
+            let users = g.users(id);
+            g.replace_all_uses(Value::first(id), new);
+            for u in users {
+                push(&mut queue, &mut queued, u);
+            }
+            push(&mut queue, &mut queued, new.node);
+        }
+    }
+    Ok(stats)
+}
+
+fn is_live_leaf(g: &Graph, id: NodeId) -> bool {
+    matches!(g.node(id).op, Op::Input)
+}
+
+/// A key equal for nodes computing the same value (single-output, non-input nodes).
+fn cse_key(g: &Graph, id: NodeId) -> Option<String> {
+    let n = g.node(id);
+    if matches!(n.op, Op::Input) || n.types.len() != 1 {
+        return None;
+    }
+    let mut key = format!("{:?}", n.op);
+    if let Op::Constant(t) = &n.op {
+        if t.len() > 64 {
+            return None;
+        }
+        key = format!("const {} {:?} {:?}", t.dtype(), t.dims(), t.bytes());
+    }
+    for v in &n.operands {
+        key.push_str(&format!(" {v}"));
+    }
+    Some(key)
+}
+
+fn scalar(g: &Graph, v: Value) -> Option<f64> {
+    let t = g.node(v.node).op.as_constant()?;
+    let first = t.get_f64(0);
+    (t.len() >= 1 && (0..t.len()).all(|i| t.get_f64(i) == first)).then_some(first)
+}
+
+/// One local simplification of node `id`, returning the value that replaces it.
+fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
+    let node = g.node(id).clone();
+    if node.types.len() != 1 || node.op.is_leaf() && !matches!(node.op, Op::Range { .. } | Op::Full { .. }) {
+        return Ok(None);
+    }
+    let out = node.types[0].clone();
+    let x = |i: usize| node.operands[i];
+    let same_type = |g: &Graph, v: Value| *g.value_type(v) == out;
+    // Constant folding.
+    if !matches!(node.op, Op::Block(_)) {
+        let consts: Option<Vec<_>> = node.operands.iter().map(|v| g.node(v.node).op.as_constant().cloned()).collect();
+        if let Some(consts) = consts {
+            let refs: Vec<_> = consts.iter().collect();
+            if let Some(t) = fold(&node.op, &refs, &out) {
+                let mut b = Builder::new(g);
+                return Ok(Some(b.constant(t)));
+            }
+        }
+    }
+    let mut b = Builder::new(g);
+    let r = match &node.op {
+        Op::Cast(d) => {
+            let src = x(0);
+            let src_node = b.graph().node(src.node).clone();
+            if b.ty(src).dtype == *d {
+                Some(src)
+            } else if let (Op::Cast(_), Some(&inner)) = (&src_node.op, src_node.operands.first()) {
+                // cast(cast(x: T → W) → T) = x when W holds every value of T exactly.
+                (b.ty(inner).dtype == *d && widens(*d, b.ty(src).dtype)).then_some(inner)
+            } else {
+                None
+            }
+        }
+        Op::Reshape { .. } | Op::Expand { .. } if same_type(b.graph(), x(0)) => Some(x(0)),
+        Op::Reshape { shape } => match &b.graph().node(x(0).node).op {
+            Op::Reshape { .. } => {
+                let inner = b.graph().node(x(0).node).operands[0];
+                Some(b.reshape(inner, shape.clone())?)
+            }
+            _ => fold_reshape_transpose_reshape(&mut b, x(0), shape)?,
+        },
+        Op::Transpose { perm } if perm.iter().enumerate().all(|(i, &p)| i == p) => Some(x(0)),
+        Op::Transpose { perm } => match &b.graph().node(x(0).node).op {
+            Op::Transpose { perm: inner } => {
+                let composed: Vec<usize> = perm.iter().map(|&p| inner[p]).collect();
+                let src = b.graph().node(x(0).node).operands[0];
+                Some(b.transpose(src, &composed)?)
+            }
+            _ => None,
+        },
+        Op::Slice(spec) if is_full_slice(b.graph(), x(0), spec) => Some(x(0)),
+        Op::Concat { .. } if node.operands.len() == 1 => Some(x(0)),
+        Op::Binary(op) => simplify_binary(&mut b, *op, x(0), x(1), &out)?,
+        Op::Unary(UnaryOp::Reciprocal) => match producer(b.graph(), x(0)) {
+            Some((Op::Unary(UnaryOp::Sqrt), inner)) => Some(b.unary(UnaryOp::Rsqrt, inner)?),
+            _ => None,
+        },
+        _ => None,
+    };
+    Ok(r.filter(|v| *v != Value::first(id)))
+}
+
+fn producer(g: &Graph, v: Value) -> Option<(Op, Value)> {
+    let n = g.node(v.node);
+    (n.operands.len() == 1).then(|| (n.op.clone(), n.operands[0]))
+}
+
+fn simplify_binary(b: &mut Builder<'_>, op: BinaryOp, l: Value, r: Value, out: &blockfuse_ir::TensorType) -> Result<Option<Value>, IrError> {
+    let g = b.graph();
+    let float = out.dtype.is_float();
+    let keeps = |v: Value| g.value_type(v) == out;
+    let (sl, sr) = (scalar(g, l), scalar(g, r));
+    Ok(match op {
+        BinaryOp::Mul if sr == Some(1.0) && keeps(l) => Some(l),
+        BinaryOp::Mul if sl == Some(1.0) && keeps(r) => Some(r),
+        BinaryOp::Add if sr == Some(0.0) && keeps(l) => Some(l),
+        BinaryOp::Add if sl == Some(0.0) && keeps(r) => Some(r),
+        BinaryOp::Sub if sr == Some(0.0) && keeps(l) => Some(l),
+        BinaryOp::Div if sr == Some(1.0) && keeps(l) => Some(l),
+        BinaryOp::Mul if l == r && float => Some(b.unary(UnaryOp::Square, l)?),
+        BinaryOp::Div if float => {
+            let recip = b.unary(UnaryOp::Reciprocal, r)?;
+            Some(b.mul(l, recip)?)
+        }
+        BinaryOp::Pow if float => match sr {
+            Some(e) if e == 2.0 => Some(b.unary(UnaryOp::Square, l)?),
+            Some(e) if e == 0.5 => Some(b.unary(UnaryOp::Sqrt, l)?),
+            Some(e) if e == -0.5 => Some(b.unary(UnaryOp::Rsqrt, l)?),
+            Some(e) if e == -1.0 => Some(b.unary(UnaryOp::Reciprocal, l)?),
+            Some(e) if e == 1.0 && keeps(l) => Some(l),
+            Some(e) if e == 3.0 => {
+                let sq = b.unary(UnaryOp::Square, l)?;
+                Some(b.mul(l, sq)?)
+            }
+            _ => None,
+        },
+        BinaryOp::Mul => sum_times_inverse_count(b, l, r)?.or(sum_times_inverse_count(b, r, l)?),
+        _ => None,
+    })
+}
+
+/// `reduce_sum(x, axes) · (1/N)` with N the number of reduced elements → `reduce_mean`.
+fn sum_times_inverse_count(b: &mut Builder<'_>, sum: Value, c: Value) -> Result<Option<Value>, IrError> {
+    let g = b.graph();
+    let (Some(k), Op::Reduce { op: ReduceOp::Sum, axes, keepdims }) = (scalar(g, c), &g.node(sum.node).op) else {
+        return Ok(None);
+    };
+    let x = g.node(sum.node).operands[0];
+    let ty = g.value_type(x);
+    let Ok(reduced) = blockfuse_ir::infer::reduced_axes(axes, ty.rank()) else { return Ok(None) };
+    let count: Option<usize> = reduced.iter().map(|&a| ty.shape[a].known()).product();
+    let is_mean = count.is_some_and(|n| n > 0 && ((1.0 / n as f64) - k).abs() <= 1e-6 * k.abs());
+    let widen = g.value_type(c).rank() > g.value_type(sum).rank();
+    if !is_mean || widen || !ty.dtype.is_float() {
+        return Ok(None);
+    }
+    let (axes, keepdims) = (axes.clone(), *keepdims);
+    Ok(Some(b.reduce(ReduceOp::Mean, x, &axes, keepdims)?))
+}
+
+/// True when every value of `from` is exactly a value of `to`.
+fn widens(from: DType, to: DType) -> bool {
+    use DType::*;
+    matches!(
+        (from, to),
+        (F16 | BF16, F32 | F64) | (F32, F64) | (I32 | I8 | U8 | Bool, I64) | (I8 | U8 | Bool, I32) | (Bool, I8 | U8)
+    )
+}
+
+fn is_full_slice(g: &Graph, x: Value, spec: &blockfuse_ir::SliceSpec) -> bool {
+    let ty = g.value_type(x);
+    spec.axes.iter().enumerate().all(|(i, &a)| {
+        let Some(dim) = ty.dim(a) else { return false };
+        let full_end = match (&spec.ends[i], dim) {
+            (Bound::Const(e), Dim::Known(n)) => *e >= *n as i64,
+            (Bound::Const(e), _) => *e >= i64::MAX / 2,
+            (Bound::Dim(e), d) => e == d,
+        };
+        spec.steps[i] == 1 && spec.starts[i] == Bound::Const(0) && full_end
+    })
+}
+
+/// `reshape(transpose(reshape(x, [P, a, b]), [0, 2, 1]), [lead.., b, a])` with x of shape
+/// `[lead.., a, b]` and P the product of `lead` is `transpose(x)` of the last two axes: the
+/// 3-D spelling of `k.transpose(-2, -1)` that some exporters emit.
+fn fold_reshape_transpose_reshape(b: &mut Builder<'_>, t: Value, shape: &[Dim]) -> Result<Option<Value>, IrError> {
+    let g = b.graph();
+    let Op::Transpose { perm } = &g.node(t.node).op else { return Ok(None) };
+    if perm != &[0, 2, 1] {
+        return Ok(None);
+    }
+    let r1 = g.node(t.node).operands[0];
+    if !matches!(g.node(r1.node).op, Op::Reshape { .. }) {
+        return Ok(None);
+    }
+    let x = g.node(r1.node).operands[0];
+    let xs = &g.value_type(x).shape;
+    let r = xs.len();
+    if r < 3 || shape.len() != r {
+        return Ok(None);
+    }
+    let mut swapped: Vec<Dim> = xs[..r - 2].to_vec();
+    swapped.push(xs[r - 1].clone());
+    swapped.push(xs[r - 2].clone());
+    let r1s = &g.value_type(r1).shape;
+    if swapped != shape || r1s[1] != xs[r - 2] || r1s[2] != xs[r - 1] {
+        return Ok(None);
+    }
+    let mut p: Vec<usize> = (0..r).collect();
+    p.swap(r - 2, r - 1);
+    Ok(Some(b.transpose(x, &p)?))
+}

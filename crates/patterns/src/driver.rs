@@ -1,0 +1,154 @@
+//! The optimizer driver: canonicalize, then run the fusion rules in order to a fixpoint
+//! (bounded), re-canonicalizing only around what each rewrite touched.
+
+use crate::canonicalize::{canonicalize, canonicalize_from};
+use crate::matcher::{interior_escapes, match_at};
+use crate::rule::{Rule, RuleSet};
+use blockfuse_ir::{Builder, Graph, IrError, NodeId, Op, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Upper bound on fusion rounds (each round runs every rule once).
+pub const MAX_ROUNDS: usize = 8;
+
+/// A rule whose anchor matched but whose check failed: why a candidate did not fuse.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NearMiss {
+    /// The rule's name.
+    pub rule: String,
+    /// The anchor node (`%12 "name"`).
+    pub node: String,
+    /// Why it did not fuse.
+    pub reason: String,
+}
+
+/// What an optimization did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Op nodes before (inputs and constants not counted).
+    pub nodes_before: usize,
+    /// Op nodes after.
+    pub nodes_after: usize,
+    /// Wall time of the optimization in milliseconds.
+    pub elapsed_ms: f64,
+    /// Block nodes in the result, by kind.
+    pub blocks: BTreeMap<String, usize>,
+    /// Rewrites per rule.
+    pub rules: BTreeMap<String, usize>,
+    /// Candidates that did not fuse, with reasons.
+    pub near_misses: Vec<NearMiss>,
+    /// Fusion rounds run.
+    pub rounds: usize,
+    /// Canonicalization rewrites and CSE merges.
+    pub canonicalized: usize,
+}
+
+/// Counts op nodes (not inputs, not constants).
+pub fn op_node_count(g: &Graph) -> usize {
+    g.node_ids().filter(|&id| !matches!(g.node(id).op, Op::Input | Op::Constant(_))).count()
+}
+
+/// Counts block nodes by kind.
+pub fn block_counts(g: &Graph) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for id in g.node_ids() {
+        if let Op::Block(b) = &g.node(id).op {
+            *counts.entry(b.kind().to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Optimizes `g` in place with `rules`.
+pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
+    let start = Instant::now();
+    let mut report = Report { nodes_before: op_node_count(g), ..Report::default() };
+    for r in rules.rules() {
+        report.rules.insert(r.name.to_string(), 0);
+    }
+    let stats = canonicalize(g)?;
+    report.canonicalized += stats.rewrites + stats.merged;
+    g.remove_dead();
+    let mut misses: BTreeMap<(String, NodeId), String> = BTreeMap::new();
+    for round in 0..MAX_ROUNDS {
+        report.rounds = round + 1;
+        let mut changed = false;
+        for rule in rules.rules() {
+            let mut existed = vec![false; g.node_bound()];
+            g.node_ids().for_each(|id| existed[id.index()] = true);
+            let fired = apply_rule(g, rule, &mut misses)?;
+            if fired > 0 {
+                changed = true;
+                *report.rules.get_mut(rule.name).expect("inserted") += fired;
+                let mut seeds: Vec<NodeId> = g.node_ids().filter(|id| !existed.get(id.index()).copied().unwrap_or(false)).collect();
+                let users: Vec<NodeId> = seeds.iter().flat_map(|&id| g.users(id)).collect();
+                seeds.extend(users);
+                let stats = canonicalize_from(g, seeds)?;
+                report.canonicalized += stats.rewrites + stats.merged;
+            }
+        }
+        g.remove_dead();
+        if !changed {
+            break;
+        }
+    }
+    report.near_misses = misses
+        .into_iter()
+        .filter(|((_, id), _)| g.contains(*id))
+        .map(|((rule, id), reason)| NearMiss { rule, node: g.label(id).to_string(), reason })
+        .collect();
+    report.nodes_after = op_node_count(g);
+    report.blocks = block_counts(g);
+    report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+    Ok(report)
+}
+
+/// Runs one rule over every anchor in the graph; returns how many rewrites it made.
+/// Dead nodes are left in place until the round ends, so new node ids never reuse old ones.
+fn apply_rule(g: &mut Graph, rule: &Rule, misses: &mut BTreeMap<(String, NodeId), String>) -> Result<usize, IrError> {
+    let Some(anchor) = rule.pattern.anchor() else { return Ok(0) };
+    // Consumers first: the largest match (a norm with its weight) wins over its core.
+    let mut candidates: Vec<NodeId> = g.topo_order()?;
+    candidates.retain(|&id| anchor(&g.node(id).op) && g.node(id).types.len() == 1);
+    candidates.reverse();
+    let mut fired = 0;
+    for id in candidates {
+        let root = Value::first(id);
+        if g.use_count(root) == 0 {
+            continue;
+        }
+        let Some(m) = match_at(g, &rule.pattern, root) else { continue };
+        let key = (rule.name.to_string(), id);
+        let verdict = match m.failed {
+            Some(reason) => Err(reason.to_string()),
+            None => match interior_escapes(g, &m).filter(|_| rule.exclusive) {
+                Some(reason) => Err(reason),
+                None => (rule.check)(g, &m),
+            },
+        };
+        if let Err(reason) = verdict {
+            misses.insert(key, reason);
+            continue;
+        }
+        let name = g.node(id).name.clone();
+        let want = g.value_type(root).clone();
+        let new = {
+            let mut b = Builder::new(g);
+            b.set_scope(name.or_else(|| Some(rule.name.to_string())));
+            (rule.rewrite)(&mut b, &m)?
+        };
+        if *g.value_type(new) != want {
+            return Err(IrError::Graph(format!(
+                "rule {} replaced {} ({want}) by a value of type {}",
+                rule.name,
+                g.label(id),
+                g.value_type(new)
+            )));
+        }
+        misses.remove(&key);
+        g.replace_all_uses(root, new);
+        fired += 1;
+    }
+    Ok(fired)
+}

@@ -1,0 +1,104 @@
+//! A fusion rule is three parts: a pattern, a check that returns a reason when it fails,
+//! and a rewrite that builds the replacement through the IR builder.
+
+use crate::matcher::Match;
+use crate::pattern::Pat;
+use blockfuse_ir::{Builder, Graph, IrError, Value};
+use std::sync::Arc;
+
+/// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss.
+pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<(), String> + Send + Sync>;
+/// The rewrite of a rule: builds the replacement of the match's root value.
+pub type Rewrite = Arc<dyn Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync>;
+
+/// A named fusion rule.
+#[derive(Clone)]
+pub struct Rule {
+    /// The rule's name (what `--report` shows and `disable` takes).
+    pub name: &'static str,
+    /// What it matches, rooted at the value it replaces.
+    pub pattern: Pat,
+    /// Extra conditions on a structural match.
+    pub check: Check,
+    /// Builds the replacement.
+    pub rewrite: Rewrite,
+    /// When false, interior values may have outside readers (the rule keeps them alive).
+    pub exclusive: bool,
+}
+
+impl Rule {
+    /// A rule with `pattern`, no extra check and a rewrite still to set.
+    pub fn new(name: &'static str, pattern: Pat) -> Rule {
+        Rule {
+            name,
+            pattern,
+            check: Arc::new(|_, _| Ok(())),
+            rewrite: Arc::new(move |_, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
+            exclusive: true,
+        }
+    }
+
+    /// Sets the check.
+    pub fn check(mut self, f: impl Fn(&Graph, &Match) -> Result<(), String> + Send + Sync + 'static) -> Rule {
+        self.check = Arc::new(f);
+        self
+    }
+
+    /// Sets the rewrite.
+    pub fn rewrite(mut self, f: impl Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync + 'static) -> Rule {
+        self.rewrite = Arc::new(f);
+        self
+    }
+}
+
+/// An ordered set of rules that callers compose: ours, an extension crate's, minus any the
+/// user disabled by name.
+#[derive(Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a rule (rules run in insertion order).
+    pub fn push(&mut self, rule: Rule) -> &mut Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Appends a rule, builder style.
+    pub fn with(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Removes the rule called `name`; `false` when there is none.
+    pub fn disable(&mut self, name: &str) -> bool {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.name != name);
+        self.rules.len() != before
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The names of the rules, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.rules.iter().map(|r| r.name).collect()
+    }
+}
+
+/// A helper for checks: `Err(reason)` unless `cond`.
+pub fn require(cond: bool, reason: impl Into<String>) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(reason.into())
+    }
+}

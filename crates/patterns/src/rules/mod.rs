@@ -1,0 +1,54 @@
+//! Our fusion rules, one file each, and the default rule set in the order they run.
+
+mod gelu;
+mod glu;
+mod layer_norm;
+mod rms_norm;
+mod rope;
+mod sdpa;
+
+pub use gelu::{gelu_erf, gelu_quick, gelu_tanh};
+pub use glu::{geglu, swiglu};
+pub use layer_norm::layer_norm;
+pub use rms_norm::rms_norm;
+pub use rope::{rope, rope_partial};
+pub use sdpa::sdpa;
+
+use crate::rule::RuleSet;
+use blockfuse_ir::{Dim, Graph, Value};
+
+/// Every rule of ours, in the documented order: norms, then RoPE (full, then partial
+/// rotation), attention, GELU forms, then the gated MLPs that consume GELU blocks.
+pub fn default_rules() -> RuleSet {
+    RuleSet::new()
+        .with(rms_norm())
+        .with(layer_norm())
+        .with(rope())
+        .with(rope_partial())
+        .with(sdpa())
+        .with(gelu_erf())
+        .with(gelu_tanh())
+        .with(gelu_quick())
+        .with(swiglu())
+        .with(geglu())
+}
+
+/// The last dim of `v`'s type.
+pub(crate) fn last_dim(g: &Graph, v: Value) -> Option<Dim> {
+    g.value_type(v).shape.last().cloned()
+}
+
+/// True when `v` has the size of the last axis `d` and no other non-1 axis (a per-channel
+/// weight or bias).
+pub(crate) fn is_channel_vector(g: &Graph, v: Value, d: &Dim) -> bool {
+    let s = &g.value_type(v).shape;
+    s.last() == Some(d) && s[..s.len() - 1].iter().all(|x| *x == Dim::Known(1))
+}
+
+/// True when the reduction node producing `v` reduces exactly the last axis, keeping it.
+pub(crate) fn reduces_last_axis(g: &Graph, v: Value) -> bool {
+    let n = g.node(v.node);
+    let rank = g.value_type(n.operands[0]).rank() as i64;
+    matches!(&n.op, blockfuse_ir::Op::Reduce { axes, keepdims: true, .. }
+        if axes.len() == 1 && (axes[0] == -1 || axes[0] == rank - 1))
+}
