@@ -283,6 +283,9 @@ pub fn clamp_slice(n: usize, start: i64, end: i64, step: i64) -> (i64, i64) {
     };
     if step > 0 {
         (fix(start, 0, n), fix(end, 0, n))
+    } else if n == 0 {
+        // An empty axis walked backward is empty (`clamp(0, -1)` would panic).
+        (-1, -1)
     } else {
         (fix(start, 0, n - 1), fix(end, -1, n - 1))
     }

@@ -99,6 +99,10 @@ fn compact(v: &Json) -> String {
 
 /// Shortest round-tripping float text, in exponent form for small and large magnitudes.
 fn format_float(f: f64) -> String {
+    // Attributes stored as f32 print as the f32 they are (1e-6, not 9.99999997e-7).
+    if f.is_finite() && (f as f32) as f64 == f {
+        return fmt_f32(f as f32);
+    }
     if f != 0.0 && (f.abs() < 1e-3 || f.abs() >= 1e6) {
         format!("{f:e}")
     } else {

@@ -32,7 +32,8 @@ pub fn shared_dir() -> Option<PathBuf> {
 
 /// The workspace root this crate was built in (two levels above its manifest).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// Reads a serialized `TensorProto` file: the tensor's name (possibly empty) and data.

@@ -27,7 +27,7 @@ pub fn canonicalize(g: &mut Graph) -> Result<CanonStats, IrError> {
 pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats, IrError> {
     let mut queue: VecDeque<NodeId> = VecDeque::new();
     let mut queued = vec![false; g.node_bound()];
-    let mut push = |q: &mut VecDeque<NodeId>, queued: &mut Vec<bool>, id: NodeId| {
+    let push = |q: &mut VecDeque<NodeId>, queued: &mut Vec<bool>, id: NodeId| {
         if queued.len() <= id.index() {
             queued.resize(id.index() + 1, false);
         }

@@ -113,9 +113,10 @@ fn apply_rule(g: &mut Graph, rule: &Rule, misses: &mut BTreeMap<(String, NodeId)
     candidates.retain(|&id| anchor(&g.node(id).op) && g.node(id).types.len() == 1);
     candidates.reverse();
     let mut fired = 0;
+    let mut dead = vec![false; g.node_bound()];
     for id in candidates {
         let root = Value::first(id);
-        if g.use_count(root) == 0 {
+        if dead[id.index()] || g.use_count(root) == 0 {
             continue;
         }
         let Some(m) = match_at(g, &rule.pattern, root) else { continue };
@@ -148,7 +149,28 @@ fn apply_rule(g: &mut Graph, rule: &Rule, misses: &mut BTreeMap<(String, NodeId)
         }
         misses.remove(&key);
         g.replace_all_uses(root, new);
+        mark_dead(g, id, &mut dead);
         fired += 1;
     }
     Ok(fired)
+}
+
+/// Marks `start` and every producer that only dead nodes read as dead, so later anchors
+/// in the same pass never match work that a rewrite already replaced.
+fn mark_dead(g: &Graph, start: NodeId, dead: &mut Vec<bool>) {
+    let mut stack = vec![start];
+    while let Some(id) = stack.pop() {
+        if dead.len() <= id.index() {
+            dead.resize(id.index() + 1, false);
+        }
+        let n = g.node(id);
+        let is_output = (0..n.types.len()).any(|o| g.is_output(Value { node: id, output: o as u16 }));
+        if dead[id.index()] || is_output || matches!(n.op, Op::Input) {
+            continue;
+        }
+        if g.users(id).iter().all(|u| dead.get(u.index()).copied().unwrap_or(false)) {
+            dead[id.index()] = true;
+            stack.extend(n.operands.iter().map(|v| v.node));
+        }
+    }
 }

@@ -134,8 +134,3 @@ pub(crate) fn broadcasts_to(
     }
     Ok(())
 }
-
-/// The type of value with the dims of `shape`, for use in `Builder::reshape`.
-pub(crate) fn dims(t: &TensorType) -> Vec<Dim> {
-    t.shape.to_vec()
-}

@@ -1,8 +1,46 @@
-//! The block library: one file per block (added by the block-library work).
+//! The block library: one file per block. Every block states its math in its doc comment and
+//! in its fallback (primitive ops through the [`Builder`](crate::Builder)); validation errors
+//! start with the block's kind ("rms_norm: weight has 63 elements, the last axis has 64").
+//!
+//! | kind | type | operands |
+//! |---|---|---|
+//! | `rms_norm` | [`RmsNorm`] | x [, weight] |
+//! | `layer_norm` | [`LayerNorm`] | x [, weight] [, bias] |
+//! | `rope` | [`Rope`] | x [, offsets \| positions] [, freqs] |
+//! | `sdpa` | [`Sdpa`] | q, k, v [, mask \| key_padding] [, sinks] |
+//! | `swiglu` | [`SwiGlu`] | gate, up |
+//! | `geglu` | [`GeGlu`] | gate, up |
+//! | `gelu` | [`Gelu`] | x |
 
 use crate::block::BlockRegistry;
 
+mod common;
+mod geglu;
+mod gelu;
+mod layer_norm;
+mod rms_norm;
+mod rope;
+mod sdpa;
+mod swiglu;
+
+pub use common::{compute_dtype, result_type};
+pub use geglu::GeGlu;
+pub use gelu::{Gelu, GeluKind};
+pub use layer_norm::LayerNorm;
+pub use rms_norm::RmsNorm;
+pub use rope::{Rope, RopePosition};
+pub use sdpa::{MaskKind, Sdpa};
+pub use swiglu::SwiGlu;
+
 /// A registry holding every block kind of this crate.
 pub fn builtin_registry() -> BlockRegistry {
-    BlockRegistry::new()
+    let mut r = BlockRegistry::new();
+    r.register::<RmsNorm>(RmsNorm::KIND);
+    r.register::<LayerNorm>(LayerNorm::KIND);
+    r.register::<Rope>(Rope::KIND);
+    r.register::<Sdpa>(Sdpa::KIND);
+    r.register::<SwiGlu>(SwiGlu::KIND);
+    r.register::<GeGlu>(GeGlu::KIND);
+    r.register::<Gelu>(Gelu::KIND);
+    r
 }

@@ -3,7 +3,6 @@
 use super::common::{self, compute_dtype};
 use crate::block::Block;
 use crate::builder::Builder;
-use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::op::{Bound, Op, SliceSpec, UnaryOp};
@@ -371,6 +370,3 @@ fn strided(b: &mut Builder<'_>, x: Value, start: i64, end: i64, step: i64) -> Re
         &[x],
     )
 }
-
-#[allow(dead_code)]
-fn _dtype_is_used(_: DType) {}

@@ -19,7 +19,7 @@ pub fn swiglu() -> Rule {
             }
             require(g.value_type(m.value("gate")) == g.value_type(m.value("up")), "gate and up differ in type")
         })
-        .rewrite(|b, m| Ok(b.block(SwiGlu, &[m.value("gate"), m.value("up")])?[0]))
+        .rewrite(|b, m| Ok(b.block(SwiGlu {}, &[m.value("gate"), m.value("up")])?[0]))
 }
 
 /// `gelu(gate) · up` where the GELU is already a block (exact or tanh).

@@ -1,0 +1,63 @@
+//! GeGLU: the GELU-gated MLP activation (Gemma uses the tanh approximation).
+
+use super::common::{compute_dtype, result_type};
+use super::gelu::{emit_gelu, GeluKind};
+use super::swiglu::infer_gated;
+use crate::block::Block;
+use crate::builder::Builder;
+use crate::error::IrError;
+use crate::graph::Value;
+use crate::shape::TensorType;
+use serde::{Deserialize, Serialize};
+
+/// GeGLU (blocks.md § SwiGLU / gated MLP / GELU): `gelu(gate) ⊙ up`, with exact GELU, or the
+/// tanh approximation when `approximate` (Gemma).
+///
+/// Operands, in order: `gate`, `up` (float, the same shape). Computed in f32 (f64 when an
+/// operand is f64) and rounded once to the result type of gate and up. Output: that type,
+/// the operands' shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GeGlu {
+    /// Use the tanh approximation of GELU instead of erf.
+    #[serde(default)]
+    pub approximate: bool,
+}
+
+impl GeGlu {
+    /// The block's kind.
+    pub const KIND: &'static str = "geglu";
+
+    /// GeGLU with exact (`false`) or tanh-approximated (`true`) GELU.
+    pub fn new(approximate: bool) -> Self {
+        GeGlu { approximate }
+    }
+}
+
+impl Block for GeGlu {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+
+    fn attrs(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("plain struct")
+    }
+
+    fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+        infer_gated(Self::KIND, inputs)
+    }
+
+    fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
+        let out = result_type(b.ty(inputs[0]).dtype, b.ty(inputs[1]).dtype);
+        let c = compute_dtype(out);
+        let g = b.cast(inputs[0], c)?;
+        let u = b.cast(inputs[1], c)?;
+        let kind = if self.approximate {
+            GeluKind::Tanh
+        } else {
+            GeluKind::Exact
+        };
+        let gg = emit_gelu(b, g, kind)?;
+        let y = b.mul(gg, u)?;
+        Ok(vec![b.cast(y, out)?])
+    }
+}

@@ -1,0 +1,69 @@
+//! SwiGLU: the gated MLP activation of Llama-style models.
+
+use super::common::{self, compute_dtype, result_type};
+use crate::block::Block;
+use crate::builder::Builder;
+use crate::error::IrError;
+use crate::graph::Value;
+use crate::op::UnaryOp;
+use crate::shape::{join_dims, TensorType};
+use serde::{Deserialize, Serialize};
+
+/// SwiGLU (blocks.md § SwiGLU): `silu(gate) ⊙ up` with `silu(x) = x · sigmoid(x)`.
+///
+/// Operands, in order: `gate`, `up` (float, the same shape). Computed in f32 (f64 when an
+/// operand is f64) and rounded once to the result type of gate and up. Output: that type,
+/// the operands' shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SwiGlu {}
+
+impl SwiGlu {
+    /// The block's kind.
+    pub const KIND: &'static str = "swiglu";
+
+    /// The block (it has no attributes).
+    pub fn new() -> Self {
+        SwiGlu {}
+    }
+}
+
+/// Checks a `(gate, up)` pair and gives the output type (shared with [`super::GeGlu`]).
+pub(crate) fn infer_gated(kind: &str, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+    common::arity(kind, inputs, &[2], "gate, up")?;
+    let (g, u) = (&inputs[0], &inputs[1]);
+    common::float(kind, "gate", g)?;
+    common::float(kind, "up", u)?;
+    if g.shape != u.shape {
+        return Err(format!(
+            "{kind}: gate and up shapes differ: [{}] vs [{}]",
+            join_dims(&g.shape),
+            join_dims(&u.shape)
+        ));
+    }
+    Ok(vec![g.with_dtype(result_type(g.dtype, u.dtype))])
+}
+
+impl Block for SwiGlu {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+
+    fn attrs(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("plain struct")
+    }
+
+    fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+        infer_gated(Self::KIND, inputs)
+    }
+
+    fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
+        let out = result_type(b.ty(inputs[0]).dtype, b.ty(inputs[1]).dtype);
+        let c = compute_dtype(out);
+        let g = b.cast(inputs[0], c)?;
+        let u = b.cast(inputs[1], c)?;
+        let s = b.unary(UnaryOp::Sigmoid, g)?;
+        let silu = b.mul(g, s)?;
+        let y = b.mul(silu, u)?;
+        Ok(vec![b.cast(y, out)?])
+    }
+}

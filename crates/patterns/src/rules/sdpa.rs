@@ -1,0 +1,125 @@
+//! Scaled dot-product attention: `softmax(scale · q kᵀ + mask) · v`, with the scale on the
+//! scores or split between q and kᵀ, additive or boolean masks, f32 softmax casts, the
+//! NaN guard some exporters put after the softmax, and repeat_kv folded into native GQA.
+
+use crate::pattern::*;
+use crate::rule::{require, Rule};
+use blockfuse_ir::blocks::{MaskKind, Sdpa};
+use blockfuse_ir::{Dim, Graph, Op, UnaryOp, Value};
+
+fn scaled(x: Pat, scale: &'static str) -> Pat {
+    either(mul(x.clone(), constant(scale)), x)
+}
+
+/// The perm of kᵀ as a transpose node, if it is one.
+fn transpose_perm(g: &Graph, v: Value) -> Option<(Vec<usize>, Value)> {
+    match &g.node(v.node).op {
+        Op::Transpose { perm } => Some((perm.clone(), g.node(v.node).operands[0])),
+        _ => None,
+    }
+}
+
+/// How to get k `{B, N, Tk, D}` from kᵀ: its source and the permutation to apply to it
+/// (identity when kᵀ is a plain last-two-axes transpose). Other permutations are accepted
+/// only when v is laid out by the very same permutation (heads split the same way).
+fn key_layout(g: &Graph, kt: Value, v: Value) -> Result<(Value, Vec<usize>), String> {
+    let (perm, src) = transpose_perm(g, kt).ok_or("the key operand is not a transpose of k")?;
+    let r = perm.len();
+    let mut k_perm = perm.clone();
+    k_perm.swap(r - 2, r - 1);
+    let identity = k_perm.iter().enumerate().all(|(i, &p)| i == p);
+    let same_as_v = transpose_perm(g, v).is_some_and(|(pv, _)| pv == k_perm);
+    require(identity || same_as_v, format!("key permutation {perm:?} is not a transpose of the last two axes"))?;
+    Ok((src, k_perm))
+}
+
+/// `reshape(expand(reshape(k, [B, N, 1, T, D]), [B, N, r, T, D]), [B, N·r, T, D])` → k.
+fn strip_repeat_kv(g: &Graph, v: Value) -> Value {
+    let step = |v: Value, want: fn(&Op) -> bool| {
+        let n = g.node(v.node);
+        want(&n.op).then(|| n.operands[0])
+    };
+    let Some(e) = step(v, |o| matches!(o, Op::Reshape { .. })) else { return v };
+    let Some(u) = step(e, |o| matches!(o, Op::Expand { .. })) else { return v };
+    let Some(k) = step(u, |o| matches!(o, Op::Reshape { .. })) else { return v };
+    let (ks, us, es, vs) = (&g.value_type(k).shape, &g.value_type(u).shape, &g.value_type(e).shape, &g.value_type(v).shape);
+    let ok = ks.len() == 4
+        && us.len() == 5
+        && us[..2] == ks[..2]
+        && us[2] == Dim::Known(1)
+        && us[3..] == ks[2..]
+        && es[..2] == ks[..2]
+        && es[3..] == ks[2..]
+        && vs[0] == ks[0]
+        && vs[1] == ks[1].mul(&es[2])
+        && vs[2..] == ks[2..];
+    if ok {
+        k
+    } else {
+        v
+    }
+}
+
+fn mask_kind(g: &Graph, m: &crate::Match) -> (MaskKind, Option<Value>) {
+    match (m.get("bool_mask"), m.get("mask")) {
+        (Some(b), _) => (MaskKind::Boolean, Some(b)),
+        (None, Some(a)) => {
+            let _ = g;
+            (MaskKind::Additive, Some(a))
+        }
+        _ => (MaskKind::None, None),
+    }
+}
+
+/// Fuses attention into one `sdpa` block.
+pub fn sdpa() -> Rule {
+    let scores = node("matmul", |o| matches!(o, Op::MatMul), vec![scaled(any("q"), "q_scale"), scaled(any("kt"), "k_scale")]).named("scores");
+    let scores = scaled(scores, "scale");
+    let bool_mask = node("where", |o| matches!(o, Op::Where), vec![any("bool_mask"), constant("keep"), constant("drop")]);
+    let masked = either(add(scores.clone(), either(bool_mask, any("mask"))), scores);
+    let probs = node("softmax", |o| matches!(o, Op::Softmax { .. }), vec![opt_cast(masked)]).named("probs");
+    let nan_guard = node("where", |o| matches!(o, Op::Where), vec![unary(UnaryOp::IsNan, probs.clone()), constant("nan_fill"), probs.clone()]);
+    let root = node("matmul", |o| matches!(o, Op::MatMul), vec![opt_cast(either(nan_guard, probs)), any("v")]);
+    Rule::new("sdpa", root)
+        .check(|g, m| {
+            let probs = g.node(m.value("probs").node);
+            require(matches!(probs.op, Op::Softmax { axis } if axis == -1 || axis == 3), "softmax is not over the key axis")?;
+            for s in ["q_scale", "k_scale", "scale"] {
+                if m.get(s).is_some() {
+                    require(m.constant(g, s).is_some_and(|t| t.len() == 1), format!("{s} is not a scalar"))?;
+                }
+            }
+            if m.get("bool_mask").is_some() {
+                require(m.scalar(g, "keep") == Some(0.0), "boolean mask keeps with a non-zero value")?;
+                require(m.scalar(g, "drop").is_some_and(|d| d <= -1e4), "boolean mask does not drop with a very negative value")?;
+            }
+            if m.get("nan_fill").is_some() {
+                require(m.scalar(g, "nan_fill") == Some(0.0), "NaN guard does not fill with 0")?;
+            }
+            let (q, v) = (m.value("q"), m.value("v"));
+            require(g.value_type(q).rank() == 4 && g.value_type(v).rank() == 4, "q and v are not 4-D {B, N, T, D}")?;
+            let (k, _) = key_layout(g, m.value("kt"), v)?;
+            require(g.value_type(k).rank() == 4, "k is not 4-D")?;
+            require(g.value_type(q).dtype == g.value_type(v).dtype && g.value_type(k).dtype == g.value_type(v).dtype, "q, k and v differ in dtype")?;
+            if let Some(mask) = m.get("mask") {
+                let scores = g.value_type(m.value("scores"));
+                require(g.value_type(mask).dtype == scores.dtype, "additive mask dtype differs from the scores")?;
+            }
+            Ok(())
+        })
+        .rewrite(|b, m| {
+            let g = b.graph();
+            let scale = ["q_scale", "k_scale", "scale"].iter().filter_map(|s| m.scalar(g, s)).product::<f64>() as f32;
+            let v_in = m.value("v");
+            let (k_src, k_perm) = key_layout(g, m.value("kt"), v_in).expect("checked");
+            let identity = k_perm.iter().enumerate().all(|(i, &p)| i == p);
+            let (k, v) = if identity { (strip_repeat_kv(g, k_src), strip_repeat_kv(g, v_in)) } else { (k_src, v_in) };
+            let (mask, mask_value) = mask_kind(g, m);
+            let k = if identity { k } else { b.transpose(k, &k_perm)? };
+            let mut args = vec![m.value("q"), k, v];
+            args.extend(mask_value);
+            let out = b.block(Sdpa { scale, mask, has_sinks: false }, &args)?[0];
+            let want = b.ty(m.root).dtype;
+            b.cast(out, want)
+        })
+}
