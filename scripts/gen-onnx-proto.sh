@@ -9,5 +9,7 @@ out="$root/crates/onnx/src/proto"
 mkdir -p "$out"
 cargo run --quiet --release --manifest-path "$gen/Cargo.toml" \
     --target-dir "$root/target/onnx-proto-gen" -- "$root/crates/onnx/proto" "$out"
-# Keep the generated file stable and readable.
+# Keep the generated file stable and readable, and say where it comes from.
 rustfmt --edition 2021 "$out/onnx.rs"
+sed -i '1a // Source: crates/onnx/proto/onnx.proto (onnx 1.23.2). Regenerate: scripts/gen-onnx-proto.sh' \
+    "$out/onnx.rs"

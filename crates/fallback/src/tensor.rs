@@ -195,16 +195,6 @@ pub(crate) fn empty_buf(dtype: DType) -> Buf {
     }
 }
 
-/// `v` rounded to the nearest value of `dtype` (one of f32, f16, bf16).
-#[inline]
-pub(crate) fn round_f32(dtype: DType, v: f32) -> f32 {
-    match dtype {
-        DType::F16 => f16::from_f32(v).to_f32(),
-        DType::BF16 => bf16::from_f32(v).to_f32(),
-        _ => v,
-    }
-}
-
 /// Rounds every value to `dtype` (nothing to do for f32).
 pub(crate) fn round_slice(dtype: DType, v: &mut [f32]) {
     match dtype {

@@ -400,6 +400,31 @@ impl Graph {
         self.topo_order().map(|_| ())
     }
 
+    /// Checks that every operand and graph output names an existing value (what the writers
+    /// need; cheaper than [`Graph::validate`], which also re-infers types).
+    pub(crate) fn check_references(&self) -> Result<(), IrError> {
+        for id in self.g.node_indices() {
+            for (i, v) in self.g[id].operands.iter().enumerate() {
+                if !self.value_exists(*v) {
+                    return Err(IrError::DanglingValue {
+                        node: self.label(id),
+                        operand: i,
+                        target: v.to_string(),
+                    });
+                }
+            }
+        }
+        for (name, v) in &self.outputs {
+            if !self.value_exists(*v) {
+                return Err(IrError::DanglingOutput {
+                    name: name.clone(),
+                    target: v.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Counts of nodes per op name (`block.rms_norm`, `mul`, ...), sorted by name.
     pub fn op_histogram(&self) -> std::collections::BTreeMap<String, usize> {
         let mut h = std::collections::BTreeMap::new();

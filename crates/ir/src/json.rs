@@ -54,9 +54,11 @@ struct RawOutput {
     value: String,
 }
 
-/// Writes a graph as JSON (nodes in topological order, ids renumbered from 0).
+/// Writes a graph as JSON (nodes in topological order, ids renumbered from 0). Errors on a
+/// cycle or on an operand or output naming a missing value.
 pub fn to_json(g: &Graph) -> Result<String, IrError> {
     let order = g.topo_order()?;
+    g.check_references()?;
     let mut ids: HashMap<NodeId, u64> = HashMap::new();
     // Inputs first, in graph order, so that reading keeps their order.
     let inputs = g.inputs().iter().copied();
@@ -200,8 +202,11 @@ impl Reader<'_> {
             }
         }
         // Depth-first creation in dependency order; a grey node met again closes a cycle.
+        // Inputs go first, in document order: the graph's input order is positional (backends
+        // take inputs in that order), so it must not depend on where inputs are first used.
         let mut state = vec![0u8; self.doc.nodes.len()];
-        for i in 0..self.doc.nodes.len() {
+        let inputs = (0..self.doc.nodes.len()).filter(|&i| self.doc.nodes[i].op == "input");
+        for i in inputs.chain(0..self.doc.nodes.len()) {
             self.visit(i, &mut state)?;
         }
         for o in &self.doc.outputs {
@@ -279,8 +284,12 @@ impl Reader<'_> {
                 found: n.args.len(),
             });
         }
+        if n.data.is_some() && n.op != "constant" {
+            return Err(bad("only constants carry \"data\"".into()));
+        }
         let id = match n.op.as_str() {
             "input" => {
+                no_other_attrs(n, &[]).map_err(bad)?;
                 let ty = match n.types.as_deref() {
                     Some([t]) => t.clone(),
                     _ => return Err(bad("an input needs \"types\" with exactly one type".into())),
@@ -290,6 +299,7 @@ impl Reader<'_> {
                     .node
             }
             "constant" => {
+                no_other_attrs(n, &["dims", "dtype"]).map_err(bad)?;
                 let dtype: DType = attr(n, "dtype").map_err(bad)?;
                 let dims: Vec<usize> = attr(n, "dims").map_err(bad)?;
                 let data = n
@@ -313,6 +323,12 @@ impl Reader<'_> {
                         known,
                     },
                 })?;
+                if !matches!(op, Op::Block(_)) {
+                    // A primitive op writes exactly the attributes it reads.
+                    let known = op_attrs(&op);
+                    let known: Vec<&str> = known.keys().map(String::as_str).collect();
+                    no_other_attrs(n, &known).map_err(bad)?;
+                }
                 let args = n
                     .args
                     .iter()
@@ -366,6 +382,14 @@ impl Reader<'_> {
         self.graph
             .add_node(op, &args, n.name.clone())
             .map_err(|e| relabel(e, label))
+    }
+}
+
+/// Rejects attributes outside `known` (a misspelt optional attribute must not be ignored).
+fn no_other_attrs(n: &RawNode, known: &[&str]) -> Result<(), String> {
+    match n.attrs.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(format!("unknown attribute '{k}' for {}", n.op)),
+        None => Ok(()),
     }
 }
 

@@ -24,17 +24,26 @@ pub fn attrs_suffix(op: &Op) -> String {
                 t.dtype(),
                 crate::DType::F32 | crate::DType::F16 | crate::DType::BF16
             );
-            let v: Vec<String> = t
-                .to_f64_vec()
-                .iter()
-                .map(|&x| {
-                    if narrow {
-                        fmt_f32(x as f32)
-                    } else {
-                        fmt_f64(x)
-                    }
-                })
-                .collect();
+            // Integers print exactly (i64 beyond 2^53 too), bools as true/false.
+            let v: Vec<String> = if t.dtype().is_int() {
+                t.to_i64_vec().iter().map(|x| x.to_string()).collect()
+            } else if t.dtype() == crate::DType::Bool {
+                t.to_f64_vec()
+                    .iter()
+                    .map(|&x| (x != 0.0).to_string())
+                    .collect()
+            } else {
+                t.to_f64_vec()
+                    .iter()
+                    .map(|&x| {
+                        if narrow {
+                            fmt_f32(x as f32)
+                        } else {
+                            fmt_f64(x)
+                        }
+                    })
+                    .collect()
+            };
             if t.dims().is_empty() {
                 format!("{{value={}}}", v[0])
             } else {
@@ -110,9 +119,11 @@ fn format_float(f: f64) -> String {
     }
 }
 
-/// The text dump of a graph (errors only on a cycle).
+/// The text dump of a graph (errors on a cycle or on an operand or output naming a missing
+/// value).
 pub fn dump(g: &Graph) -> Result<String, crate::IrError> {
     let order = g.topo_order()?;
+    g.check_references()?;
     let mut names: HashMap<Value, usize> = HashMap::new();
     let mut next = 0usize;
     let mut number = |v: Value, names: &mut HashMap<Value, usize>| {

@@ -1,6 +1,8 @@
 //! Shape and dtype inference: broadcasting, symbolic dims, reshape, matmul, reductions,
 //! slices, concat, gather, split, and the errors that name what is wrong.
 
+#![allow(clippy::cloned_ref_to_slice_refs)] // `&[x.clone()]` reads better here
+
 mod common;
 
 use blockfuse_ir::shape::{broadcast_shapes, Bindings};
@@ -99,7 +101,10 @@ fn dim_arithmetic() {
     assert_eq!(k(0).mul(&seq), k(0));
     assert_eq!(k(1).mul(&seq), seq);
     assert_eq!(batch_seq().div_exact(&seq), Some(sym("batch")));
-    assert_eq!(Dim::parse("2*seq").unwrap().div_exact(&k(2)), Some(seq.clone()));
+    assert_eq!(
+        Dim::parse("2*seq").unwrap().div_exact(&k(2)),
+        Some(seq.clone())
+    );
     assert_eq!(Dim::parse("2*seq").unwrap().div_exact(&seq), Some(k(2)));
     assert_eq!(seq.div_exact(&k(2)), None);
     assert_eq!(k(8).div_exact(&seq), None);
@@ -116,7 +121,10 @@ fn dim_arithmetic() {
     assert_eq!(ty.dim(-1), Some(&k(64)));
     assert_eq!(ty.dim(3), None);
     assert_eq!(ty.known_dims(), None);
-    assert_eq!(TensorType::known(DType::F32, &[2, 3]).known_dims(), Some(vec![2, 3]));
+    assert_eq!(
+        TensorType::known(DType::F32, &[2, 3]).known_dims(),
+        Some(vec![2, 3])
+    );
 }
 
 // ---------------------------------------------------------------- broadcasting
@@ -126,12 +134,21 @@ fn broadcasting_known_symbolic_and_size_one() {
     let add = || bin(BinaryOp::Add);
     // Equal symbols.
     assert_eq!(
-        infer1(add(), &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[sym("batch"), sym("seq"), k(64)])]),
+        infer1(
+            add(),
+            &[
+                t(&[sym("batch"), sym("seq"), k(64)]),
+                t(&[sym("batch"), sym("seq"), k(64)])
+            ]
+        ),
         "f32[batch, seq, 64]"
     );
     // Size 1 against symbols, either side, and rank extension.
     assert_eq!(
-        infer1(add(), &[t(&[sym("batch"), k(1), k(64)]), t(&[sym("seq"), k(1)])]),
+        infer1(
+            add(),
+            &[t(&[sym("batch"), k(1), k(64)]), t(&[sym("seq"), k(1)])]
+        ),
         "f32[batch, seq, 64]"
     );
     assert_eq!(
@@ -146,12 +163,20 @@ fn broadcasting_known_symbolic_and_size_one() {
     assert_eq!(infer1(add(), &[t(&[]), t(&[])]), "f32[]");
     // Products compare canonically.
     assert_eq!(
-        infer1(add(), &[t(&[batch_seq(), k(64)]), t(&[Dim::parse("seq*batch").unwrap(), k(1)])]),
+        infer1(
+            add(),
+            &[
+                t(&[batch_seq(), k(64)]),
+                t(&[Dim::parse("seq*batch").unwrap(), k(1)])
+            ]
+        ),
         "f32[batch*seq, 64]"
     );
     // Symbolic vs 1: the symbol wins; 1 vs 1 stays 1.
     assert_eq!(
-        broadcast_shapes(&[k(1), k(1)], &[sym("n"), k(1)]).unwrap().to_vec(),
+        broadcast_shapes(&[k(1), k(1)], &[sym("n"), k(1)])
+            .unwrap()
+            .to_vec(),
         vec![sym("n"), k(1)]
     );
 }
@@ -168,9 +193,15 @@ fn broadcast_mismatch_names_the_axis() {
     );
     // Different symbols do not broadcast (they may differ at run time).
     let r = reason(bin(BinaryOp::Add), &[t(&[sym("seq")]), t(&[sym("batch")])]);
-    assert_eq!(r, "cannot broadcast [seq] with [batch]: axis 0 has seq vs batch");
+    assert_eq!(
+        r,
+        "cannot broadcast [seq] with [batch]: axis 0 has seq vs batch"
+    );
     // A symbol against a known size ≠ 1.
-    let r = reason(bin(BinaryOp::Add), &[t(&[sym("seq"), k(4)]), t(&[k(3), k(4)])]);
+    let r = reason(
+        bin(BinaryOp::Add),
+        &[t(&[sym("seq"), k(4)]), t(&[k(3), k(4)])],
+    );
     assert!(r.contains("axis 0 has seq vs 3"), "{r}");
     // The full error names the node and the op.
     let e = infer(bin(BinaryOp::Add), &[t(&[k(2)]), t(&[k(3)])]).unwrap_err();
@@ -187,9 +218,18 @@ fn binary_dtype_rules() {
         reason(bin(BinaryOp::Add), &[i(DType::F32), i(DType::I64)]),
         "operand dtypes differ: f32 vs i64"
     );
-    assert_eq!(infer1(bin(BinaryOp::Less), &[i(DType::I64), i(DType::I64)]), "bool[4]");
-    assert_eq!(infer1(bin(BinaryOp::Equal), &[i(DType::Bool), i(DType::Bool)]), "bool[4]");
-    assert_eq!(infer1(bin(BinaryOp::And), &[i(DType::Bool), i(DType::Bool)]), "bool[4]");
+    assert_eq!(
+        infer1(bin(BinaryOp::Less), &[i(DType::I64), i(DType::I64)]),
+        "bool[4]"
+    );
+    assert_eq!(
+        infer1(bin(BinaryOp::Equal), &[i(DType::Bool), i(DType::Bool)]),
+        "bool[4]"
+    );
+    assert_eq!(
+        infer1(bin(BinaryOp::And), &[i(DType::Bool), i(DType::Bool)]),
+        "bool[4]"
+    );
     assert_eq!(
         reason(bin(BinaryOp::Or), &[i(DType::F32), i(DType::F32)]),
         "or needs bool operands, got f32"
@@ -198,15 +238,24 @@ fn binary_dtype_rules() {
         reason(bin(BinaryOp::Add), &[i(DType::Bool), i(DType::Bool)]),
         "add needs numbers, got bool"
     );
-    assert_eq!(infer1(bin(BinaryOp::Mod), &[i(DType::I32), i(DType::I32)]), "i32[4]");
+    assert_eq!(
+        infer1(bin(BinaryOp::Mod), &[i(DType::I32), i(DType::I32)]),
+        "i32[4]"
+    );
 }
 
 #[test]
 fn unary_dtype_rules() {
     let i = |d: DType| ty(d, &[sym("n")]);
-    assert_eq!(infer1(Op::Unary(UnaryOp::Exp), &[i(DType::BF16)]), "bf16[n]");
+    assert_eq!(
+        infer1(Op::Unary(UnaryOp::Exp), &[i(DType::BF16)]),
+        "bf16[n]"
+    );
     assert_eq!(infer1(Op::Unary(UnaryOp::Neg), &[i(DType::I64)]), "i64[n]");
-    assert_eq!(infer1(Op::Unary(UnaryOp::Not), &[i(DType::Bool)]), "bool[n]");
+    assert_eq!(
+        infer1(Op::Unary(UnaryOp::Not), &[i(DType::Bool)]),
+        "bool[n]"
+    );
     assert_eq!(
         reason(Op::Unary(UnaryOp::Exp), &[i(DType::I64)]),
         "exp needs a float type, got i64"
@@ -327,18 +376,30 @@ fn matmul_batch_broadcasting() {
     assert_eq!(
         infer1(
             mm(),
-            &[t(&[sym("batch"), k(1), sym("seq"), k(16)]), t(&[k(4), k(16), sym("seq")])]
+            &[
+                t(&[sym("batch"), k(1), sym("seq"), k(16)]),
+                t(&[k(4), k(16), sym("seq")])
+            ]
         ),
         "f32[batch, 4, seq, seq]"
     );
     // A weight without batch axes.
     assert_eq!(
-        infer1(mm(), &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(64), k(256)])]),
+        infer1(
+            mm(),
+            &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(64), k(256)])]
+        ),
         "f32[batch, seq, 256]"
     );
     // 1-D operands drop their axis, as in numpy.
-    assert_eq!(infer1(mm(), &[t(&[k(3)]), t(&[sym("b"), k(3), k(5)])]), "f32[b, 5]");
-    assert_eq!(infer1(mm(), &[t(&[sym("b"), k(2), k(3)]), t(&[k(3)])]), "f32[b, 2]");
+    assert_eq!(
+        infer1(mm(), &[t(&[k(3)]), t(&[sym("b"), k(3), k(5)])]),
+        "f32[b, 5]"
+    );
+    assert_eq!(
+        infer1(mm(), &[t(&[sym("b"), k(2), k(3)]), t(&[k(3)])]),
+        "f32[b, 2]"
+    );
     assert_eq!(infer1(mm(), &[t(&[k(3)]), t(&[k(3)])]), "f32[]");
 }
 
@@ -352,7 +413,10 @@ fn matmul_errors() {
         Op::MatMul,
         &[t(&[k(2), k(1), k(3)]), t(&[k(5), k(3), k(1)])],
     );
-    assert!(r.contains("cannot broadcast [2] with [5]: axis 0 has 2 vs 5"), "{r}");
+    assert!(
+        r.contains("cannot broadcast [2] with [5]: axis 0 has 2 vs 5"),
+        "{r}"
+    );
     assert_eq!(
         reason(Op::MatMul, &[t(&[]), t(&[k(3)])]),
         "matmul operands need at least 1 axis"
@@ -373,13 +437,31 @@ fn reduce_keepdims() {
         axes: axes.to_vec(),
         keepdims,
     };
-    assert_eq!(infer1(red(ReduceOp::Mean, &[-1], true), &[x.clone()]), "f32[batch, seq, 1]");
-    assert_eq!(infer1(red(ReduceOp::Mean, &[-1], false), &[x.clone()]), "f32[batch, seq]");
-    assert_eq!(infer1(red(ReduceOp::Sum, &[0, 2], true), &[x.clone()]), "f32[1, seq, 1]");
-    assert_eq!(infer1(red(ReduceOp::Max, &[2, 0], false), &[x.clone()]), "f32[seq]");
+    assert_eq!(
+        infer1(red(ReduceOp::Mean, &[-1], true), &[x.clone()]),
+        "f32[batch, seq, 1]"
+    );
+    assert_eq!(
+        infer1(red(ReduceOp::Mean, &[-1], false), &[x.clone()]),
+        "f32[batch, seq]"
+    );
+    assert_eq!(
+        infer1(red(ReduceOp::Sum, &[0, 2], true), &[x.clone()]),
+        "f32[1, seq, 1]"
+    );
+    assert_eq!(
+        infer1(red(ReduceOp::Max, &[2, 0], false), &[x.clone()]),
+        "f32[seq]"
+    );
     // Empty axes reduce everything.
-    assert_eq!(infer1(red(ReduceOp::Prod, &[], false), &[x.clone()]), "f32[]");
-    assert_eq!(infer1(red(ReduceOp::Min, &[], true), &[x.clone()]), "f32[1, 1, 1]");
+    assert_eq!(
+        infer1(red(ReduceOp::Prod, &[], false), &[x.clone()]),
+        "f32[]"
+    );
+    assert_eq!(
+        infer1(red(ReduceOp::Min, &[], true), &[x.clone()]),
+        "f32[1, 1, 1]"
+    );
     assert_eq!(
         reason(red(ReduceOp::Sum, &[3], false), &[x.clone()]),
         "axis 3 is out of range for rank 3"
@@ -397,7 +479,10 @@ fn reduce_keepdims() {
 #[test]
 fn softmax_rules() {
     let x = t(&[sym("batch"), k(4), sym("seq"), sym("seq")]);
-    assert_eq!(infer1(Op::Softmax { axis: -1 }, &[x.clone()]), "f32[batch, 4, seq, seq]");
+    assert_eq!(
+        infer1(Op::Softmax { axis: -1 }, &[x.clone()]),
+        "f32[batch, 4, seq, seq]"
+    );
     assert_eq!(
         reason(Op::Softmax { axis: 4 }, &[x]),
         "axis 4 is out of range for rank 4"
@@ -426,7 +511,7 @@ fn slices_with_negative_bounds_and_steps() {
     assert_eq!(s0(8, 2, -2), "f32[3, seq]"); // 8, 6, 4
     assert_eq!(s0(100, -100, -3), "f32[4, seq]"); // 9, 6, 3, 0
     assert_eq!(s0(-1, -3, -1), "f32[2, seq]"); // 9, 8
-    // Several axes at once; negative axis numbers.
+                                               // Several axes at once; negative axis numbers.
     assert_eq!(
         infer1(
             slice(&[-2, 1], &[c(1), c(0)], &[c(3), c(i64::MAX)], &[1, 1]),
@@ -440,7 +525,10 @@ fn slices_with_negative_bounds_and_steps() {
 fn slice_of_empty_axis_with_negative_step() {
     // A zero-sized axis walked backward is empty (and must not panic).
     assert_eq!(
-        infer1(slice(&[0], &[c(-1)], &[c(i64::MIN)], &[-1]), &[t(&[k(0), k(2)])]),
+        infer1(
+            slice(&[0], &[c(-1)], &[c(i64::MIN)], &[-1]),
+            &[t(&[k(0), k(2)])]
+        ),
         "f32[0, 2]"
     );
     assert_eq!(
@@ -454,7 +542,10 @@ fn slices_with_symbolic_bounds() {
     let kv = t(&[sym("batch"), Dim::parse("2*seq").unwrap(), k(64)]);
     // kv[:, :seq]
     assert_eq!(
-        infer1(slice(&[1], &[c(0)], &[Bound::Dim(sym("seq"))], &[1]), &[kv.clone()]),
+        infer1(
+            slice(&[1], &[c(0)], &[Bound::Dim(sym("seq"))], &[1]),
+            &[kv.clone()]
+        ),
         "f32[batch, seq, 64]"
     );
     // kv[:, 0:] is the whole axis; kv[:, :2*seq] too.
@@ -464,14 +555,22 @@ fn slices_with_symbolic_bounds() {
     );
     assert_eq!(
         infer1(
-            slice(&[1], &[c(0)], &[Bound::Dim(Dim::parse("2*seq").unwrap())], &[1]),
+            slice(
+                &[1],
+                &[c(0)],
+                &[Bound::Dim(Dim::parse("2*seq").unwrap())],
+                &[1]
+            ),
             &[kv.clone()]
         ),
         "f32[batch, 2*seq, 64]"
     );
     // Lengths that have no symbolic form are rejected.
     let r = reason(slice(&[1], &[c(1)], &[c(i64::MAX)], &[1]), &[kv.clone()]);
-    assert!(r.contains("of a symbolic axis (2*seq) has no symbolic length"), "{r}");
+    assert!(
+        r.contains("of a symbolic axis (2*seq) has no symbolic length"),
+        "{r}"
+    );
     let r = reason(slice(&[1], &[c(0)], &[c(i64::MAX)], &[2]), &[kv.clone()]);
     assert!(r.contains("has no symbolic length"), "{r}");
     let r = reason(
@@ -512,10 +611,16 @@ fn concat_of_symbolic_dims() {
         "f32[batch, 3*seq, 64]"
     );
     assert_eq!(
-        infer1(Op::Concat { axis: 2 }, &[x.clone(), t(&[sym("batch"), sym("seq"), k(32)])]),
+        infer1(
+            Op::Concat { axis: 2 },
+            &[x.clone(), t(&[sym("batch"), sym("seq"), k(32)])]
+        ),
         "f32[batch, seq, 96]"
     );
-    assert_eq!(infer1(Op::Concat { axis: 0 }, &[x.clone()]), "f32[batch, seq, 64]");
+    assert_eq!(
+        infer1(Op::Concat { axis: 0 }, &[x.clone()]),
+        "f32[batch, seq, 64]"
+    );
     let r = reason(
         Op::Concat { axis: 1 },
         &[x.clone(), t(&[sym("batch"), k(1), k(64)])],
@@ -588,12 +693,18 @@ fn gather_shapes() {
         "f32[batch, seq, 64]"
     );
     assert_eq!(
-        infer1(Op::Gather { axis: -1 }, &[table.clone(), ty(DType::I32, &[k(3)])]),
+        infer1(
+            Op::Gather { axis: -1 },
+            &[table.clone(), ty(DType::I32, &[k(3)])]
+        ),
         "f32[32000, 3]"
     );
     // A scalar index drops the axis.
     assert_eq!(
-        infer1(Op::Gather { axis: 0 }, &[table.clone(), ty(DType::I64, &[])]),
+        infer1(
+            Op::Gather { axis: 0 },
+            &[table.clone(), ty(DType::I64, &[])]
+        ),
         "f32[64]"
     );
     assert_eq!(
@@ -614,7 +725,11 @@ fn where_rules() {
     assert_eq!(
         infer1(
             Op::Where,
-            &[cond.clone(), t(&[sym("batch"), k(1), sym("seq"), sym("seq")]), t(&[])]
+            &[
+                cond.clone(),
+                t(&[sym("batch"), k(1), sym("seq"), sym("seq")]),
+                t(&[])
+            ]
         ),
         "f32[batch, 1, seq, seq]"
     );
@@ -672,11 +787,17 @@ fn leaves_and_trilu() {
         "i64[3]"
     );
     assert_eq!(
-        infer1(Op::Constant(HostTensor::from_i64(vec![2, 2], &[1, 2, 3, 4])), &[]),
+        infer1(
+            Op::Constant(HostTensor::from_i64(vec![2, 2], &[1, 2, 3, 4])),
+            &[]
+        ),
         "i64[2, 2]"
     );
     assert_eq!(
-        infer1(Op::Trilu { upper: false, k: 0 }, &[t(&[sym("seq"), sym("seq")])]),
+        infer1(
+            Op::Trilu { upper: false, k: 0 },
+            &[t(&[sym("seq"), sym("seq")])]
+        ),
         "f32[seq, seq]"
     );
     assert_eq!(
@@ -746,5 +867,10 @@ fn block_fallback_graph_matches_block_type() {
     assert!(g
         .node_ids()
         .filter(|&id| !matches!(g.node(id).op, Op::Input))
-        .all(|id| g.node(id).name.as_deref().unwrap().starts_with("test_rms_norm.fallback/")));
+        .all(|id| g
+            .node(id)
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with("test_rms_norm.fallback/")));
 }

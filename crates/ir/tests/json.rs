@@ -54,7 +54,10 @@ fn block_roundtrip_with_local_registry() {
         .find(|n| n["op"] == "block.test_rms_norm")
         .expect("block node in the document");
     assert_eq!(node["attrs"], json!({"eps": 1e-5}));
-    assert_eq!(node["types"], json!([{"dtype": "f32", "shape": ["batch", "seq", 8]}]));
+    assert_eq!(
+        node["types"],
+        json!([{"dtype": "f32", "shape": ["batch", "seq", 8]}])
+    );
 }
 
 #[test]
@@ -78,9 +81,8 @@ fn block_equality_survives_roundtrip() {
             .unwrap()
     };
     assert!(Op::Block(find(&g)).same_computation(&Op::Block(find(&g2))));
-    assert!(!Op::Block(find(&g)).same_computation(&Op::Block(std::sync::Arc::new(
-        TestRmsNorm { eps: 1e-6 }
-    ))));
+    assert!(!Op::Block(find(&g))
+        .same_computation(&Op::Block(std::sync::Arc::new(TestRmsNorm { eps: 1e-6 }))));
 }
 
 #[test]
@@ -119,15 +121,15 @@ fn dtype_graph() -> Graph {
     ];
     for dtype in [DType::F32, DType::F16, DType::BF16, DType::F64] {
         let c = b.constant(HostTensor::from_f64(dtype, vec![2, 5], &specials));
-        b.graph_mut()
-            .add_output(&format!("c_{dtype}"), c);
+        b.graph_mut().add_output(&format!("c_{dtype}"), c);
     }
-    let i64c = b.constant(HostTensor::from_i64(
-        vec![4],
-        &[i64::MIN, -1, 0, i64::MAX],
-    ));
+    let i64c = b.constant(HostTensor::from_i64(vec![4], &[i64::MIN, -1, 0, i64::MAX]));
     let i32c = b.constant(HostTensor::from_f64(DType::I32, vec![3], &[-7.0, 0.0, 2e9]));
-    let i8c = b.constant(HostTensor::from_f64(DType::I8, vec![3], &[-128.0, 0.0, 127.0]));
+    let i8c = b.constant(HostTensor::from_f64(
+        DType::I8,
+        vec![3],
+        &[-128.0, 0.0, 127.0],
+    ));
     let u8c = b.constant(HostTensor::from_f64(DType::U8, vec![2], &[0.0, 255.0]));
     let boolc = b.constant(HostTensor::from_f64(
         DType::Bool,
@@ -211,91 +213,6 @@ fn constant_data_is_base64_of_little_endian_bytes() {
     assert_eq!(n[2]["types"], json!([{"dtype": "bf16", "shape": [1]}]));
 }
 
-/// Symbolic dims everywhere: products, sums, symbolic slice bounds, ranges, fills.
-fn symbolic_graph() -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let x = b.input("x", f32t(&[sym("batch"), sym("seq"), k(64)]));
-    let past = b.input("past", f32t(&[sym("batch"), sym("seq"), k(64)]));
-    // [batch, seq, 64] → [batch*seq, 64] → [batch, seq, 4, 16]
-    let flat = b.reshape(x, vec![batch_seq(), k(64)]).unwrap();
-    let heads = b
-        .reshape(flat, vec![sym("batch"), sym("seq"), k(4), k(16)])
-        .unwrap();
-    // seq + seq = 2*seq, then a symbolic slice back to seq.
-    let kv = b.concat(&[past, x], 1).unwrap();
-    let first = b
-        .add(
-            Op::Slice(SliceSpec {
-                axes: vec![1],
-                starts: vec![Bound::Const(0)],
-                ends: vec![Bound::Dim(sym("seq"))],
-                steps: vec![1],
-            }),
-            &[kv],
-        )
-        .unwrap();
-    let tail = b
-        .add(
-            Op::Slice(SliceSpec {
-                axes: vec![1, 2],
-                starts: vec![Bound::Const(0), Bound::Const(-1)],
-                ends: vec![Bound::Const(i64::MAX), Bound::Const(i64::MIN)],
-                steps: vec![1, -2],
-            }),
-            &[kv],
-        )
-        .unwrap();
-    let halves = b
-        .add_multi(
-            Op::Split {
-                axis: 1,
-                sizes: vec![sym("seq"), sym("seq")],
-            },
-            &[kv],
-        )
-        .unwrap();
-    let pos = b
-        .add(
-            Op::Range {
-                start: 0.0,
-                step: 1.0,
-                len: sym("seq"),
-                dtype: DType::I64,
-            },
-            &[],
-        )
-        .unwrap();
-    let shape = b
-        .add(Op::SymConst(vec![sym("batch"), batch_seq(), k(64)]), &[])
-        .unwrap();
-    let fill = b
-        .add(
-            Op::Full {
-                shape: vec![batch_seq(), k(64)],
-                value: f64::INFINITY,
-                dtype: DType::F32,
-            },
-            &[],
-        )
-        .unwrap();
-    // A dead node: kept by the format like any other.
-    b.expand(first, vec![k(1), sym("seq"), k(64)]).unwrap();
-    for (n, v) in [
-        ("heads", heads),
-        ("first", first),
-        ("tail", tail),
-        ("h0", halves[0]),
-        ("h1", halves[1]),
-        ("pos", pos),
-        ("shape", shape),
-        ("fill", fill),
-    ] {
-        b.graph_mut().add_output(n, v);
-    }
-    g
-}
-
 #[test]
 fn symbolic_dims_roundtrip() {
     let g = symbolic_graph();
@@ -337,78 +254,6 @@ fn symbolic_dims_roundtrip() {
     assert_eq!(fill["attrs"]["value"], "inf");
     let sc = nodes.iter().find(|n| n["op"] == "sym_const").unwrap();
     assert_eq!(sc["attrs"]["values"], json!(["batch", "batch*seq", 64]));
-}
-
-/// One node of every primitive op (and every unary/binary/reduce name).
-fn every_op_graph() -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let x = b.input("x", f32t(&[sym("batch"), k(4), k(8)]));
-    let flag = b.input("flag", ty(DType::Bool, &[sym("batch"), k(4), k(8)]));
-    let mut outs = vec![];
-    for &u in UnaryOp::ALL {
-        let arg = if u == UnaryOp::Not { flag } else { x };
-        outs.push(b.unary(u, arg).unwrap());
-    }
-    for &op in BinaryOp::ALL {
-        let arg = if op.is_logical() { flag } else { x };
-        outs.push(b.binary(op, arg, arg).unwrap());
-    }
-    for &op in ReduceOp::ALL {
-        outs.push(b.reduce(op, x, &[1, -1], op == ReduceOp::Mean).unwrap());
-    }
-    outs.push(b.reduce(ReduceOp::Sum, x, &[], false).unwrap());
-    outs.push(b.select(flag, x, x).unwrap());
-    outs.push(b.cast(x, DType::F16).unwrap());
-    outs.push(b.softmax(x, 1).unwrap());
-    let xt = b.transpose(x, &[0, 2, 1]).unwrap();
-    outs.push(b.matmul(x, xt).unwrap());
-    outs.push(b.reshape(x, vec![sym("batch"), k(32)]).unwrap());
-    let one = b.reduce(ReduceOp::Max, x, &[0], true).unwrap();
-    outs.push(b.expand(one, vec![k(3), k(4), k(8)]).unwrap());
-    outs.push(b.slice_axis(x, 2, 1, -1).unwrap());
-    outs.push(b.concat(&[x, x, x], -1).unwrap());
-    outs.extend(
-        b.add_multi(
-            Op::Split {
-                axis: 2,
-                sizes: vec![k(2), k(6)],
-            },
-            &[x],
-        )
-        .unwrap(),
-    );
-    let idx = b.constant(HostTensor::from_i64(vec![3], &[0, 2, -1]));
-    outs.push(b.add(Op::Gather { axis: 1 }, &[x, idx]).unwrap());
-    outs.push(
-        b.add(
-            Op::Range {
-                start: 0.5,
-                step: -0.25,
-                len: k(5),
-                dtype: DType::F32,
-            },
-            &[],
-        )
-        .unwrap(),
-    );
-    outs.push(
-        b.add(
-            Op::Full {
-                shape: vec![sym("batch")],
-                value: f64::NAN,
-                dtype: DType::F16,
-            },
-            &[],
-        )
-        .unwrap(),
-    );
-    outs.push(b.add(Op::Trilu { upper: true, k: -1 }, &[x]).unwrap());
-    outs.push(b.add(Op::SymConst(vec![sym("batch"), k(4)]), &[]).unwrap());
-    for (i, v) in outs.into_iter().enumerate() {
-        b.graph_mut().add_output(&format!("o{i}"), v);
-    }
-    g
 }
 
 #[test]
@@ -570,7 +415,9 @@ fn deep_reverse_ordered_chain_reads_without_stack_overflow() {
     for i in (1..=n).rev() {
         nodes.push(json!({"id": i, "op": "neg", "args": [(i - 1).to_string()]}));
     }
-    nodes.push(json!({"id": 0, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": [4]}]}));
+    nodes.push(
+        json!({"id": 0, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": [4]}]}),
+    );
     let text = json!({
         "format": "blockfuse-ir", "version": 1, "nodes": nodes,
         "outputs": [{"name": "y", "value": n.to_string()}],
@@ -594,4 +441,68 @@ fn reading_is_independent_of_whitespace_and_key_order() {
     let compact = serde_json::to_string(&serde_json::from_str::<Json>(&js).unwrap()).unwrap();
     let g2 = json::from_json_with(&compact, &registry()).unwrap();
     assert_eq!(json::to_json(&g2).unwrap(), js);
+}
+
+/// The example of `docs/ir-format.md`: both snapshots are copied there verbatim. It uses the
+/// library's `rms_norm` block, read back through the process-wide registry.
+fn doc_example() -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", f32t(&[sym("batch"), sym("seq"), k(8)]));
+    let r = b.input("residual", f32t(&[sym("batch"), sym("seq"), k(8)]));
+    let h = b.add2(x, r).unwrap();
+    let w = b.constant(HostTensor::from_f32(
+        vec![8],
+        &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5],
+    ));
+    b.graph_mut().set_name(w.node, Some("norm.weight".into()));
+    let y = b.block(blocks::RmsNorm::new(1e-5), &[h, w]).unwrap();
+    let parts = b
+        .add_multi(
+            Op::Split {
+                axis: -1,
+                sizes: vec![k(4), k(4)],
+            },
+            &[y[0]],
+        )
+        .unwrap();
+    let lo = b.reshape(parts[0], vec![batch_seq(), k(4)]).unwrap();
+    g.add_output("h", h);
+    g.add_output("lo", lo);
+    g.add_output("hi", parts[1]);
+    g
+}
+
+#[test]
+fn format_example() {
+    let g = doc_example();
+    assert_roundtrip(&g, &global_registry());
+    insta::assert_snapshot!("format_example_json", json::to_json(&g).unwrap());
+    insta::assert_snapshot!("format_example_text", text::dump(&g).unwrap());
+}
+
+#[test]
+fn input_order_is_document_order_not_first_use() {
+    // `b` is used first, but `a` is listed first: the graph's inputs are [a, b].
+    let text = r#"{
+      "format": "blockfuse-ir", "version": 1,
+      "nodes": [
+        {"id": 9, "op": "sub", "args": ["2", "1"]},
+        {"id": 1, "op": "input", "name": "a", "types": [{"dtype": "f32", "shape": [2]}]},
+        {"id": 2, "op": "input", "name": "b", "types": [{"dtype": "f32", "shape": [2]}]}
+      ],
+      "outputs": [{"name": "d", "value": "9"}]
+    }"#;
+    let g = json::from_json_with(text, &registry()).unwrap();
+    let names: Vec<&str> = g
+        .inputs()
+        .iter()
+        .map(|&id| g.node(id).name.as_deref().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        text::dump(&g).unwrap(),
+        "graph(%0 \"a\": f32[2], %1 \"b\": f32[2]) {\n  %2 = sub(%1, %0) : f32[2]\n  return %2 \"d\"\n}\n"
+    );
+    assert_roundtrip(&g, &registry());
 }

@@ -83,9 +83,15 @@ fn missing_format_or_not_an_object() {
     let mut d = base();
     d.as_object_mut().unwrap().remove("format");
     let e = read_err(&d);
-    assert!(matches!(&e, IrError::Format(m) if m.contains("no \"format\"")), "{e:?}");
+    assert!(
+        matches!(&e, IrError::Format(m) if m.contains("no \"format\"")),
+        "{e:?}"
+    );
     let e = read_err(&json!([1, 2, 3]));
-    assert!(matches!(&e, IrError::Format(m) if m.contains("no \"format\"")), "{e:?}");
+    assert!(
+        matches!(&e, IrError::Format(m) if m.contains("no \"format\"")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -132,7 +138,10 @@ fn unknown_field() {
 
 #[test]
 fn unknown_op() {
-    let e = read_err(&with_node(2, json!({"id": 2, "op": "gelu_fast", "name": "act", "args": ["0"]})));
+    let e = read_err(&with_node(
+        2,
+        json!({"id": 2, "op": "gelu_fast", "name": "act", "args": ["0"]}),
+    ));
     assert_eq!(
         e,
         IrError::BadNode {
@@ -159,7 +168,10 @@ fn unknown_block_kind() {
     );
     assert_msg(
         &e,
-        &["unknown block kind 'flash_attention'", "registered: test_rms_norm"],
+        &[
+            "unknown block kind 'flash_attention'",
+            "registered: test_rms_norm",
+        ],
     );
 }
 
@@ -178,7 +190,10 @@ fn bad_block_attributes() {
         4,
         json!({"id": 4, "op": "block.test_rms_norm", "attrs": {"epsilon": 1e-6}, "args": ["3", "1"]}),
     ));
-    assert!(matches!(&e, IrError::BadNode { node, .. } if node == "4"), "{e:?}");
+    assert!(
+        matches!(&e, IrError::BadNode { node, .. } if node == "4"),
+        "{e:?}"
+    );
     assert_msg(&e, &["block.test_rms_norm:", "unknown field `epsilon`"]);
 }
 
@@ -188,8 +203,14 @@ fn bad_attribute_type() {
         2,
         json!({"id": 2, "op": "softmax", "attrs": {"axis": "last"}, "args": ["0"]}),
     ));
-    assert!(matches!(&e, IrError::BadNode { node, .. } if node == "2"), "{e:?}");
-    assert_msg(&e, &["node 2: attribute 'axis': invalid type: string \"last\""]);
+    assert!(
+        matches!(&e, IrError::BadNode { node, .. } if node == "2"),
+        "{e:?}"
+    );
+    assert_msg(
+        &e,
+        &["node 2: attribute 'axis': invalid type: string \"last\""],
+    );
 }
 
 #[test]
@@ -255,7 +276,10 @@ fn bad_base64() {
     let mut d = base();
     d["nodes"][1]["data"] = json!("AACAP!!!AEA=");
     let e = read_err(&d);
-    assert!(matches!(&e, IrError::BadNode { node, .. } if node == "1 \"c\""), "{e:?}");
+    assert!(
+        matches!(&e, IrError::BadNode { node, .. } if node == "1 \"c\""),
+        "{e:?}"
+    );
     assert_msg(&e, &["constant data is not base64"]);
 }
 
@@ -360,7 +384,10 @@ fn cycle() {
     let mut d = base();
     d["nodes"][2]["args"] = json!(["3"]); // neg(sum), sum = neg + c
     let e = read_err(&d);
-    assert!(matches!(&e, IrError::Cycle { node } if [2, 3].contains(&node.id.index())), "{e:?}");
+    assert!(
+        matches!(&e, IrError::Cycle { node } if [2, 3].contains(&node.id.index())),
+        "{e:?}"
+    );
     assert_msg(&e, &["the graph has a cycle through this node"]);
 }
 
@@ -369,7 +396,10 @@ fn self_loop() {
     let mut d = base();
     d["nodes"][2]["args"] = json!(["2"]);
     let e = read_err(&d);
-    assert!(matches!(&e, IrError::Cycle { node } if node.id.index() == 2), "{e:?}");
+    assert!(
+        matches!(&e, IrError::Cycle { node } if node.id.index() == 2),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -385,7 +415,10 @@ fn operand_count() {
         matches!(&e, IrError::OperandCount { expected, found: 1, op, .. } if expected == "2" && op == "add"),
         "{e:?}"
     );
-    let e = read_err(&with_node(2, json!({"id": 2, "op": "concat", "attrs": {"axis": 0}})));
+    let e = read_err(&with_node(
+        2,
+        json!({"id": 2, "op": "concat", "attrs": {"axis": 0}}),
+    ));
     assert!(
         matches!(&e, IrError::OperandCount { expected, found: 0, .. } if expected == "at least 1"),
         "{e:?}"
@@ -449,7 +482,10 @@ fn block_rejects_operands() {
         matches!(&e, IrError::Block { node, .. } if node.id.index() == 4),
         "{e:?}"
     );
-    assert_msg(&e, &["test_rms_norm: weight is f32[seq, 2], the last axis of x has 2"]);
+    assert_msg(
+        &e,
+        &["test_rms_norm: weight is f32[seq, 2], the last axis of x has 2"],
+    );
 }
 
 #[test]
@@ -550,14 +586,20 @@ fn every_case_is_its_own_variant_or_message() {
             d.as_object_mut().unwrap().remove("nodes");
             d
         }),
-        ("unknown op", with_node(2, json!({"id": 2, "op": "nope", "args": ["0"]}))),
+        (
+            "unknown op",
+            with_node(2, json!({"id": 2, "op": "nope", "args": ["0"]})),
+        ),
         (
             "unknown block",
             with_node(4, json!({"id": 4, "op": "block.nope", "args": ["3"]})),
         ),
         (
             "attr type",
-            with_node(2, json!({"id": 2, "op": "cast", "attrs": {"to": 3}, "args": ["0"]})),
+            with_node(
+                2,
+                json!({"id": 2, "op": "cast", "attrs": {"to": 3}, "args": ["0"]}),
+            ),
         ),
         ("base64", {
             let mut d = base();
@@ -621,8 +663,58 @@ fn every_case_is_its_own_variant_or_message() {
         let variant = format!("{e:?}");
         let variant = variant.split([' ', '(', '{']).next().unwrap().to_string();
         // Key on the variant and the message with digits removed.
-        let msg: String = e.to_string().chars().filter(|c| !c.is_ascii_digit()).collect();
-        assert!(seen.insert((variant, msg.clone())), "{what}: repeated {msg}");
+        let msg: String = e
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        assert!(
+            seen.insert((variant, msg.clone())),
+            "{what}: repeated {msg}"
+        );
     }
     assert!(seen.len() >= 12);
+}
+
+#[test]
+fn unknown_attribute_is_rejected() {
+    // Misspelt or stray attributes are errors, not silently ignored.
+    let mut d = base();
+    d["nodes"][2]["attrs"] = json!({"axis": 0});
+    let e = read_err(&d);
+    assert_eq!(
+        e,
+        IrError::BadNode {
+            node: "2".into(),
+            reason: "unknown attribute 'axis' for neg".into()
+        }
+    );
+    let e = read_err(&with_node(
+        2,
+        json!({"id": 2, "op": "reduce_sum", "attrs": {"axes": [-1], "keepdims": true, "keepdim": false}, "args": ["0"]}),
+    ));
+    assert_msg(&e, &["unknown attribute 'keepdim' for reduce_sum"]);
+    let mut d = base();
+    d["nodes"][1]["attrs"]["scale"] = json!(2.0);
+    assert_msg(
+        &read_err(&d),
+        &["node 1 \"c\": unknown attribute 'scale' for constant"],
+    );
+    let mut d = base();
+    d["nodes"][0]["attrs"] = json!({"dtype": "f32"});
+    assert_msg(&read_err(&d), &["unknown attribute 'dtype' for input"]);
+}
+
+#[test]
+fn data_on_a_non_constant_is_rejected() {
+    let mut d = base();
+    d["nodes"][2]["data"] = json!("AAAAAA==");
+    let e = read_err(&d);
+    assert_eq!(
+        e,
+        IrError::BadNode {
+            node: "2".into(),
+            reason: "only constants carry \"data\"".into()
+        }
+    );
 }

@@ -70,7 +70,12 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
             for u in users {
                 push(&mut queue, &mut queued, u);
             }
+            // The replacement and the nodes it was built from (a rewrite may create two
+            // levels, e.g. reciprocal then mul) get their own turn.
             push(&mut queue, &mut queued, new.node);
+            for operand in g.node(new.node).operands.clone() {
+                push(&mut queue, &mut queued, operand.node);
+            }
         }
     }
     Ok(stats)

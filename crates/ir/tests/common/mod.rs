@@ -39,7 +39,9 @@ impl Block for TestRmsNorm {
                 x.dtype, w.dtype
             ));
         }
-        let last = x.dim(-1).ok_or_else(|| format!("{TEST_BLOCK}: x has no axes"))?;
+        let last = x
+            .dim(-1)
+            .ok_or_else(|| format!("{TEST_BLOCK}: x has no axes"))?;
         if w.rank() != 1 || &w.shape[0] != last {
             return Err(format!(
                 "{TEST_BLOCK}: weight is {w}, the last axis of x has {last}"
@@ -105,7 +107,11 @@ pub fn assert_roundtrip(g: &Graph, registry: &BlockRegistry) -> Graph {
     let js = json::to_json(g).unwrap();
     let g2 = json::from_json_with(&js, registry).unwrap_or_else(|e| panic!("{e}\n{js}"));
     g2.validate().expect("the graph read back is valid");
-    assert_eq!(json::to_json(&g2).unwrap(), js, "JSON differs after a round trip");
+    assert_eq!(
+        json::to_json(&g2).unwrap(),
+        js,
+        "JSON differs after a round trip"
+    );
     assert_eq!(
         text::dump(&g2).unwrap(),
         text::dump(g).unwrap(),
@@ -140,7 +146,8 @@ pub fn rms_norm_graph() -> Graph {
         vec![64],
         &(0..64).map(|i| 1.0 + i as f32 / 64.0).collect::<Vec<_>>(),
     ));
-    b.graph_mut().set_name(w.node, Some("model.norm.weight".into()));
+    b.graph_mut()
+        .set_name(w.node, Some("model.norm.weight".into()));
     let sq = b.unary(UnaryOp::Square, x).unwrap();
     let m = b.mean_last(sq).unwrap();
     let eps = b.scalar(DType::F32, 1e-6);
@@ -193,7 +200,10 @@ pub fn block_graph() -> Graph {
     let x = b.input("x", f32t(&[sym("batch"), sym("seq"), k(8)]));
     let r = b.input("residual", f32t(&[sym("batch"), sym("seq"), k(8)]));
     let h = b.add2(x, r).unwrap();
-    let w = b.constant(HostTensor::from_f32(vec![8], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]));
+    let w = b.constant(HostTensor::from_f32(
+        vec![8],
+        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+    ));
     b.graph_mut().set_name(w.node, Some("norm.weight".into()));
     let y = b.block(TestRmsNorm { eps: 1e-5 }, &[h, w]).unwrap();
     g.add_output("h", h);
@@ -219,5 +229,162 @@ pub fn split_graph() -> Graph {
     let y = b.add2(qk, parts[2]).unwrap();
     g.add_output("y", y);
     g.add_output("v", parts[2]);
+    g
+}
+
+/// Symbolic dims everywhere: products, sums, symbolic slice bounds, ranges, fills.
+pub fn symbolic_graph() -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", f32t(&[sym("batch"), sym("seq"), k(64)]));
+    let past = b.input("past", f32t(&[sym("batch"), sym("seq"), k(64)]));
+    // [batch, seq, 64] → [batch*seq, 64] → [batch, seq, 4, 16]
+    let flat = b.reshape(x, vec![batch_seq(), k(64)]).unwrap();
+    let heads = b
+        .reshape(flat, vec![sym("batch"), sym("seq"), k(4), k(16)])
+        .unwrap();
+    // seq + seq = 2*seq, then a symbolic slice back to seq.
+    let kv = b.concat(&[past, x], 1).unwrap();
+    let first = b
+        .add(
+            Op::Slice(SliceSpec {
+                axes: vec![1],
+                starts: vec![Bound::Const(0)],
+                ends: vec![Bound::Dim(sym("seq"))],
+                steps: vec![1],
+            }),
+            &[kv],
+        )
+        .unwrap();
+    let tail = b
+        .add(
+            Op::Slice(SliceSpec {
+                axes: vec![1, 2],
+                starts: vec![Bound::Const(0), Bound::Const(-1)],
+                ends: vec![Bound::Const(i64::MAX), Bound::Const(i64::MIN)],
+                steps: vec![1, -2],
+            }),
+            &[kv],
+        )
+        .unwrap();
+    let halves = b
+        .add_multi(
+            Op::Split {
+                axis: 1,
+                sizes: vec![sym("seq"), sym("seq")],
+            },
+            &[kv],
+        )
+        .unwrap();
+    let pos = b
+        .add(
+            Op::Range {
+                start: 0.0,
+                step: 1.0,
+                len: sym("seq"),
+                dtype: DType::I64,
+            },
+            &[],
+        )
+        .unwrap();
+    let shape = b
+        .add(Op::SymConst(vec![sym("batch"), batch_seq(), k(64)]), &[])
+        .unwrap();
+    let fill = b
+        .add(
+            Op::Full {
+                shape: vec![batch_seq(), k(64)],
+                value: f64::INFINITY,
+                dtype: DType::F32,
+            },
+            &[],
+        )
+        .unwrap();
+    // A dead node: kept by the format like any other.
+    b.expand(first, vec![k(1), sym("seq"), k(64)]).unwrap();
+    for (n, v) in [
+        ("heads", heads),
+        ("first", first),
+        ("tail", tail),
+        ("h0", halves[0]),
+        ("h1", halves[1]),
+        ("pos", pos),
+        ("shape", shape),
+        ("fill", fill),
+    ] {
+        b.graph_mut().add_output(n, v);
+    }
+    g
+}
+
+/// One node of every primitive op (and every unary/binary/reduce name).
+pub fn every_op_graph() -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", f32t(&[sym("batch"), k(4), k(8)]));
+    let flag = b.input("flag", ty(DType::Bool, &[sym("batch"), k(4), k(8)]));
+    let mut outs = vec![];
+    for &u in UnaryOp::ALL {
+        let arg = if u == UnaryOp::Not { flag } else { x };
+        outs.push(b.unary(u, arg).unwrap());
+    }
+    for &op in BinaryOp::ALL {
+        let arg = if op.is_logical() { flag } else { x };
+        outs.push(b.binary(op, arg, arg).unwrap());
+    }
+    for &op in ReduceOp::ALL {
+        outs.push(b.reduce(op, x, &[1, -1], op == ReduceOp::Mean).unwrap());
+    }
+    outs.push(b.reduce(ReduceOp::Sum, x, &[], false).unwrap());
+    outs.push(b.select(flag, x, x).unwrap());
+    outs.push(b.cast(x, DType::F16).unwrap());
+    outs.push(b.softmax(x, 1).unwrap());
+    let xt = b.transpose(x, &[0, 2, 1]).unwrap();
+    outs.push(b.matmul(x, xt).unwrap());
+    outs.push(b.reshape(x, vec![sym("batch"), k(32)]).unwrap());
+    let one = b.reduce(ReduceOp::Max, x, &[0], true).unwrap();
+    outs.push(b.expand(one, vec![k(3), k(4), k(8)]).unwrap());
+    outs.push(b.slice_axis(x, 2, 1, -1).unwrap());
+    outs.push(b.concat(&[x, x, x], -1).unwrap());
+    outs.extend(
+        b.add_multi(
+            Op::Split {
+                axis: 2,
+                sizes: vec![k(2), k(6)],
+            },
+            &[x],
+        )
+        .unwrap(),
+    );
+    let idx = b.constant(HostTensor::from_i64(vec![3], &[0, 2, -1]));
+    outs.push(b.add(Op::Gather { axis: 1 }, &[x, idx]).unwrap());
+    outs.push(
+        b.add(
+            Op::Range {
+                start: 0.5,
+                step: -0.25,
+                len: k(5),
+                dtype: DType::F32,
+            },
+            &[],
+        )
+        .unwrap(),
+    );
+    outs.push(
+        b.add(
+            Op::Full {
+                shape: vec![sym("batch")],
+                value: f64::NAN,
+                dtype: DType::F16,
+            },
+            &[],
+        )
+        .unwrap(),
+    );
+    outs.push(b.add(Op::Trilu { upper: true, k: -1 }, &[x]).unwrap());
+    outs.push(b.add(Op::SymConst(vec![sym("batch"), k(4)]), &[]).unwrap());
+    for (i, v) in outs.into_iter().enumerate() {
+        b.graph_mut().add_output(&format!("o{i}"), v);
+    }
     g
 }

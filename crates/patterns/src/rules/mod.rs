@@ -17,12 +17,13 @@ pub use sdpa::sdpa;
 use crate::rule::RuleSet;
 use blockfuse_ir::{Dim, Graph, Value};
 
-/// Every rule of ours, in the documented order: norms, then RoPE (full, then partial
+/// Every rule of ours, in the documented order: LayerNorm before RMSNorm (a LayerNorm is
+/// an RMSNorm of `x − mean(x)`), then RoPE (full, then partial
 /// rotation), attention, GELU forms, then the gated MLPs that consume GELU blocks.
 pub fn default_rules() -> RuleSet {
     RuleSet::new()
-        .with(rms_norm())
         .with(layer_norm())
+        .with(rms_norm())
         .with(rope())
         .with(rope_partial())
         .with(sdpa())

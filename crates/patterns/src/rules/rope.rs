@@ -58,7 +58,9 @@ fn angles(g: &Graph, cos: Value, sin: Value) -> Result<Angles, String> {
 
 /// `base` such that `inv_i = base^(−2i/dims)` for every i, when there is one.
 fn recover_base(inv: &[f64], dims: usize) -> Option<f64> {
-    let base = inv.get(1).map(|c| c.powf(-(dims as f64) / 2.0))?;
+    let raw = inv.get(1).map(|c| c.powf(-(dims as f64) / 2.0))?;
+    // Inverse frequencies are stored in f32: snap 9999.999 back to the 10000 it came from.
+    let base = if ((raw.round() - raw) / raw).abs() < 1e-5 { raw.round() } else { raw };
     let fits = inv.iter().enumerate().all(|(i, &c)| ((base.powf(-2.0 * i as f64 / dims as f64) - c) / c).abs() < 1e-5);
     fits.then_some(base)
 }

@@ -1,0 +1,103 @@
+//! # blockfuse
+//!
+//! A graph-IR optimizer for transformer inference. Frontends (ONNX, JSON) produce an
+//! [`ir::Graph`] of primitive ops; [`patterns::optimize`] fuses composed subgraphs into
+//! blocks (RMSNorm, LayerNorm, RoPE, SDPA, SwiGLU, GeGLU, GELU); backends ([`fallback`],
+//! [`mlx`]) run blocks through registered lowerings or their fallback subgraphs.
+//!
+//! This facade re-exports the crates and adds what needs all of them: model loading by file
+//! type, `optimize --verify`, output comparison and the CLI's reports.
+#![deny(missing_docs)]
+
+pub use blockfuse_fallback as fallback;
+pub use blockfuse_ir as ir;
+pub use blockfuse_mlx as mlx;
+pub use blockfuse_onnx as onnx;
+pub use blockfuse_patterns as patterns;
+
+pub mod compare;
+pub mod demo;
+pub mod report;
+pub mod verify;
+
+use blockfuse_ir::{Graph, IrError};
+use std::path::Path;
+
+/// The block kinds every report lists, even when absent.
+pub const BLOCK_KINDS: [&str; 7] = ["rms_norm", "layer_norm", "rope", "sdpa", "swiglu", "geglu", "gelu"];
+
+/// Anything that can go wrong in the facade, with the file or node it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The IR rejected the graph.
+    #[error("{path}: {source}")]
+    Ir {
+        /// The file.
+        path: String,
+        /// What the IR said.
+        source: IrError,
+    },
+    /// The ONNX importer rejected the model.
+    #[error("{path}: {source}")]
+    Onnx {
+        /// The file.
+        path: String,
+        /// What the importer said.
+        source: blockfuse_onnx::OnnxError,
+    },
+    /// The file type is not one we read.
+    #[error("{0}: unknown model type (expected a .json blockfuse IR or an .onnx file)")]
+    UnknownType(String),
+    /// A backend failed to run the graph.
+    #[error("{0}")]
+    Run(String),
+    /// Anything else, already phrased for the user.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Loads a model: `.json` (blockfuse IR) or `.onnx`.
+pub fn load_model(path: &Path) -> Result<Graph, Error> {
+    let shown = path.display().to_string();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => {
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: shown.clone(), source })?;
+            blockfuse_ir::json::from_json(&text).map_err(|source| Error::Ir { path: shown, source })
+        }
+        Some("onnx") => {
+            if !path.exists() {
+                return Err(Error::Io { path: shown, source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file") });
+            }
+            blockfuse_onnx::import_file(path).map_err(|source| Error::Onnx { path: shown, source })
+        }
+        _ => Err(Error::UnknownType(shown)),
+    }
+}
+
+/// Runs a graph on the chosen backend.
+pub fn run_backend(g: &Graph, inputs: &[blockfuse_ir::HostTensor], backend: Backend) -> Result<Vec<blockfuse_ir::HostTensor>, Error> {
+    match backend {
+        Backend::Fallback => blockfuse_fallback::FallbackBackend::new().run(g, inputs).map_err(|e| Error::Run(e.to_string())),
+        Backend::Mlx(device) => {
+            let b = blockfuse_mlx::MlxBackend::with_default_lowerings(device).map_err(|e| Error::Run(e.to_string()))?;
+            b.run(g, inputs).map_err(|e| Error::Run(e.to_string()))
+        }
+    }
+}
+
+/// Which backend runs a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The pure-Rust reference evaluator.
+    Fallback,
+    /// MLX on a device.
+    Mlx(blockfuse_mlx::Device),
+}
