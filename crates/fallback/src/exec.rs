@@ -47,27 +47,31 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
     for (&id, t) in g.inputs().iter().zip(inputs) {
         let ty = &g.node(id).types[0];
         if t.dtype != ty.dtype || t.dims.len() != ty.rank() {
-            return Err(err(id, format!("expected {ty}, got {}{:?}", t.dtype, t.dims)));
+            return Err(err(
+                id,
+                format!("expected {ty}, got {}{:?}", t.dtype, t.dims),
+            ));
         }
         for (axis, (d, &n)) in ty.shape.iter().zip(&t.dims).enumerate() {
             match d {
                 Dim::Known(k) if *k != n => {
-                    return Err(err(id, format!("expected {ty}, got {:?}: axis {axis} is {n}", t.dims)))
+                    return Err(err(
+                        id,
+                        format!("expected {ty}, got {:?}: axis {axis} is {n}", t.dims),
+                    ))
                 }
                 Dim::Sym(_) => {
                     let syms: Vec<&Arc<str>> = d.symbols().collect();
                     if syms.len() == 1 && d.is_symbol(syms[0]) {
                         let s = syms[0];
                         match b.get(s) {
-                            Some(&v) if v != n => {
-                                return Err(err(
-                                    id,
-                                    format!(
-                                        "symbol '{s}' is {n} on axis {axis}, but {v} from input \"{}\"",
-                                        source[s]
-                                    ),
-                                ))
-                            }
+                            Some(&v) if v != n => return Err(err(
+                                id,
+                                format!(
+                                    "symbol '{s}' is {n} on axis {axis}, but {v} from input \"{}\"",
+                                    source[s]
+                                ),
+                            )),
                             Some(_) => {}
                             None => {
                                 b.insert(s.clone(), n);
@@ -118,7 +122,12 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
                         format!("axis {axis} is {n}, but {d} = {v} from the other inputs"),
                     ))
                 }
-                None => return Err(err(id, format!("cannot bind the symbols of {d} (axis {axis} is {n})"))),
+                None => {
+                    return Err(err(
+                        id,
+                        format!("cannot bind the symbols of {d} (axis {axis} is {n})"),
+                    ))
+                }
             }
         }
     }
@@ -127,14 +136,22 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
 
 /// Concrete types of tensors.
 fn types_of(args: &[Tensor]) -> Vec<TensorType> {
-    args.iter().map(|t| TensorType::known(t.dtype, &t.dims)).collect()
+    args.iter()
+        .map(|t| TensorType::known(t.dtype, &t.dims))
+        .collect()
 }
 
 impl Exec<'_> {
     /// Evaluates `g` on `inputs` (graph-input order); outputs in graph-output order.
-    pub(crate) fn run_graph(&self, g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EvalError> {
+    pub(crate) fn run_graph(
+        &self,
+        g: &Graph,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, EvalError> {
         let bindings = bind_inputs(g, &inputs)?;
-        let order = g.topo_order().map_err(|e| EvalError::Graph(e.to_string()))?;
+        let order = g
+            .topo_order()
+            .map_err(|e| EvalError::Graph(e.to_string()))?;
         let bound = g.node_bound();
 
         // Only the nodes the outputs depend on run.
@@ -177,7 +194,11 @@ impl Exec<'_> {
                 let left = &mut uses[v.node.index()][v.output as usize];
                 *left -= 1;
                 let slot = &mut values[v.node.index()][v.output as usize];
-                let t = if *left == 0 { slot.take() } else { slot.clone() };
+                let t = if *left == 0 {
+                    slot.take()
+                } else {
+                    slot.clone()
+                };
                 args.push(t.ok_or_else(|| {
                     EvalError::Graph(format!("value {v} is read before it is computed"))
                 })?);
@@ -214,11 +235,12 @@ impl Exec<'_> {
         let node = g.node(id);
         let blk: &dyn Block = &**blk;
         // The block checks its concrete operands (symbolic dims are only known now).
-        blk.infer(&types_of(&args)).map_err(|reason| EvalError::Node {
-            node: g.label(id),
-            op: node.op.name(),
-            reason,
-        })?;
+        blk.infer(&types_of(&args))
+            .map_err(|reason| EvalError::Node {
+                node: g.label(id),
+                op: node.op.name(),
+                reason,
+            })?;
         let wrap = |e: EvalError| EvalError::InBlock {
             node: g.label(id),
             op: node.op.name(),
@@ -233,7 +255,10 @@ impl Exec<'_> {
             outputs: &node.types,
             args: &host,
         };
-        let mut handle = Handle { exec: self, block: blk };
+        let mut handle = Handle {
+            exec: self,
+            block: blk,
+        };
         let outs = self
             .lowerings
             .lower(blk, &call, &mut handle)
@@ -248,7 +273,10 @@ impl Exec<'_> {
         let key: FallbackKey = (
             blk.as_any().type_id(),
             format!("{}{}", blk.kind(), blk.attrs()),
-            types.iter().map(|t| (t.dtype, t.known_dims().expect("concrete"))).collect(),
+            types
+                .iter()
+                .map(|t| (t.dtype, t.known_dims().expect("concrete")))
+                .collect(),
         );
         let cached = self.cache.borrow().get(&key).cloned();
         let graph = match cached {
@@ -267,7 +295,12 @@ impl Exec<'_> {
 }
 
 /// Checks that a node produced what the graph declares.
-fn check_outputs(g: &Graph, id: NodeId, outs: &[Tensor], bindings: &Bindings) -> Result<(), EvalError> {
+fn check_outputs(
+    g: &Graph,
+    id: NodeId,
+    outs: &[Tensor],
+    bindings: &Bindings,
+) -> Result<(), EvalError> {
     let node = g.node(id);
     let fail = |reason: String| EvalError::Node {
         node: g.label(id),

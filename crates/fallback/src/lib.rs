@@ -74,7 +74,11 @@ impl FallbackBackend {
     /// handle runs the block's fallback subgraph, which is how a lowering declines.
     pub fn register<B: Block>(
         &mut self,
-        lowering: impl Fn(&B, &Call<'_, HostTensor>, &mut dyn Fallback<HostTensor, EvalError>) -> Result<Vec<HostTensor>, EvalError>
+        lowering: impl Fn(
+                &B,
+                &Call<'_, HostTensor>,
+                &mut dyn Fallback<HostTensor, EvalError>,
+            ) -> Result<Vec<HostTensor>, EvalError>
             + Send
             + Sync
             + 'static,

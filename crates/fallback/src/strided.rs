@@ -173,9 +173,15 @@ mod tests {
     fn broadcast_reads() {
         let src = [10, 20, 30];
         let s = broadcast_strides(&[3], &[2, 3]);
-        assert_eq!(gather_strided(&src, &[2, 3], &s, 0), vec![10, 20, 30, 10, 20, 30]);
+        assert_eq!(
+            gather_strided(&src, &[2, 3], &s, 0),
+            vec![10, 20, 30, 10, 20, 30]
+        );
         let s = broadcast_strides(&[3, 1], &[3, 2]);
-        assert_eq!(gather_strided(&src, &[3, 2], &s, 0), vec![10, 10, 20, 20, 30, 30]);
+        assert_eq!(
+            gather_strided(&src, &[3, 2], &s, 0),
+            vec![10, 10, 20, 20, 30, 30]
+        );
     }
 
     #[test]

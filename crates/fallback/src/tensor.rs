@@ -97,7 +97,10 @@ impl Tensor {
     /// A tensor from data already in storage form (rounded or wrapped to `dtype`).
     pub(crate) fn new(dtype: DType, dims: Vec<usize>, buf: Buf) -> Tensor {
         debug_assert_eq!(buf.len(), dims.iter().product::<usize>());
-        debug_assert_eq!(std::mem::discriminant(&buf), std::mem::discriminant(&empty_buf(dtype)));
+        debug_assert_eq!(
+            std::mem::discriminant(&buf),
+            std::mem::discriminant(&empty_buf(dtype))
+        );
         Tensor {
             dtype,
             dims,
@@ -174,9 +177,9 @@ impl Tensor {
                 .for_each(|x| out.extend(bf16::from_f32(*x).to_le_bytes())),
             (Buf::F64(v), _) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
             (Buf::I64(v), DType::I64) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            (Buf::I64(v), DType::I32) => v
-                .iter()
-                .for_each(|x| out.extend((*x as i32).to_le_bytes())),
+            (Buf::I64(v), DType::I32) => {
+                v.iter().for_each(|x| out.extend((*x as i32).to_le_bytes()))
+            }
             (Buf::I64(v), _) => out.extend(v.iter().map(|x| *x as u8)),
             (Buf::Bool(v), _) => out.extend(v.iter().map(|x| *x as u8)),
             (Buf::F32(_), d) => unreachable!("f32 storage for {d}"),
@@ -244,7 +247,11 @@ pub(crate) fn float_to_int(dtype: DType, v: f64) -> i64 {
 }
 
 /// A tensor of `dtype` holding `values` given as f64 (converted like a cast).
-pub(crate) fn from_f64_values(dtype: DType, dims: Vec<usize>, values: impl Iterator<Item = f64>) -> Tensor {
+pub(crate) fn from_f64_values(
+    dtype: DType,
+    dims: Vec<usize>,
+    values: impl Iterator<Item = f64>,
+) -> Tensor {
     let buf = match dtype {
         DType::F32 | DType::F16 | DType::BF16 => {
             Buf::F32(values.map(|v| round_f64_to(dtype, v)).collect())

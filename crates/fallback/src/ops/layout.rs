@@ -21,7 +21,11 @@ fn strided(x: &Tensor, dims: Vec<usize>, strides: &[isize], base: isize) -> Tens
 pub(crate) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
     let r = x.dims.len();
     let mut seen = vec![false; r];
-    if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
+    if perm.len() != r
+        || perm
+            .iter()
+            .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+    {
         return Err(format!("perm {perm:?} is not a permutation of {r} axes"));
     }
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
@@ -118,10 +122,17 @@ pub(crate) fn concat(parts: &[&Tensor], ax: i64) -> Result<Tensor, String> {
     dims[a] = 0;
     for (i, p) in parts.iter().enumerate() {
         if p.dtype != first.dtype {
-            return Err(format!("operand dtypes differ: {} vs {}", first.dtype, p.dtype));
+            return Err(format!(
+                "operand dtypes differ: {} vs {}",
+                first.dtype, p.dtype
+            ));
         }
         if p.dims.len() != r
-            || p.dims.iter().zip(&first.dims).enumerate().any(|(j, (d, e))| j != a && d != e)
+            || p.dims
+                .iter()
+                .zip(&first.dims)
+                .enumerate()
+                .any(|(j, (d, e))| j != a && d != e)
         {
             return Err(format!(
                 "operand {i} has dims {:?}, operand 0 has {:?} (concat axis {a})",
@@ -188,7 +199,9 @@ pub(crate) fn gather(data: &Tensor, indices: &Tensor, ax: i64) -> Result<Tensor,
             if (0..n as i64).contains(&j) {
                 Ok(j as usize)
             } else {
-                Err(format!("index {i} is out of range for axis {a} of size {n}"))
+                Err(format!(
+                    "index {i} is out of range for axis {a} of size {n}"
+                ))
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -48,11 +48,18 @@ fn fold<T: Copy, A: Copy>(
     }
     let mut acc = vec![init; n_out];
     let own = crate::strided::contiguous_strides(dims);
-    walk(dims, [&own, &strides], [0, 0], |[i, o]| acc[o] = f(acc[o], x[i]));
+    walk(dims, [&own, &strides], [0, 0], |[i, o]| {
+        acc[o] = f(acc[o], x[i])
+    });
     (kept, acc)
 }
 
-fn float_reduce<T: Fl>(op: ReduceOp, x: &[T], dims: &[usize], axes: &[usize]) -> (Vec<usize>, Vec<f64>) {
+fn float_reduce<T: Fl>(
+    op: ReduceOp,
+    x: &[T],
+    dims: &[usize],
+    axes: &[usize],
+) -> (Vec<usize>, Vec<f64>) {
     let count: usize = axes.iter().map(|&a| dims[a]).product();
     match op {
         ReduceOp::Sum => fold(x, dims, axes, 0.0f64, |a, v| a + v.to_f64()),
@@ -91,13 +98,21 @@ fn int_limits(dtype: DType) -> (i64, i64) {
 }
 
 /// A reduction over `axes` (empty = all axes).
-pub(crate) fn reduce(op: ReduceOp, x: &Tensor, axes: &[i64], keepdims: bool) -> Result<Tensor, String> {
+pub(crate) fn reduce(
+    op: ReduceOp,
+    x: &Tensor,
+    axes: &[i64],
+    keepdims: bool,
+) -> Result<Tensor, String> {
     let axes = reduced_axes(axes, x.dims.len())?;
     let dtype = x.dtype;
     let (kept, buf) = match &*x.buf {
         Buf::F32(v) => {
             let (k, acc) = float_reduce(op, v, &x.dims, &axes);
-            (k, Buf::F32(acc.into_iter().map(|a| round_f64_to(dtype, a)).collect()))
+            (
+                k,
+                Buf::F32(acc.into_iter().map(|a| round_f64_to(dtype, a)).collect()),
+            )
         }
         Buf::F64(v) => {
             let (k, acc) = float_reduce(op, v, &x.dims, &axes);

@@ -65,7 +65,9 @@ pub fn graph_with(
 
 /// Runs a graph with one block node over `args` through the fallback backend.
 pub fn run_block(block: impl Block + Clone + 'static, args: &[&HostTensor]) -> Vec<HostTensor> {
-    let g = graph_with(args, |b, xs| b.block(block.clone(), xs).expect("block type-checks"));
+    let g = graph_with(args, |b, xs| {
+        b.block(block.clone(), xs).expect("block type-checks")
+    });
     let owned: Vec<HostTensor> = args.iter().map(|t| (*t).clone()).collect();
     FallbackBackend::new().run(&g, &owned).expect("runs")
 }
