@@ -65,13 +65,15 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
                     if syms.len() == 1 && d.is_symbol(syms[0]) {
                         let s = syms[0];
                         match b.get(s) {
-                            Some(&v) if v != n => return Err(err(
-                                id,
-                                format!(
+                            Some(&v) if v != n => {
+                                return Err(err(
+                                    id,
+                                    format!(
                                     "symbol '{s}' is {n} on axis {axis}, but {v} from input \"{}\"",
                                     source[s]
                                 ),
-                            )),
+                                ))
+                            }
                             Some(_) => {}
                             None => {
                                 b.insert(s.clone(), n);

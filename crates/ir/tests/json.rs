@@ -482,6 +482,23 @@ fn format_example() {
 }
 
 #[test]
+fn format_doc_shows_the_generated_example() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ir-format.md");
+    let doc = std::fs::read_to_string(path).expect("docs/ir-format.md");
+    let g = doc_example();
+    let js = format!("```json\n{}\n```", json::to_json(&g).unwrap());
+    let dump = format!("```text\n{}```", text::dump(&g).unwrap());
+    assert!(
+        doc.contains(&js),
+        "docs/ir-format.md: the JSON example is stale"
+    );
+    assert!(
+        doc.contains(&dump),
+        "docs/ir-format.md: the text example is stale"
+    );
+}
+
+#[test]
 fn input_order_is_document_order_not_first_use() {
     // `b` is used first, but `a` is listed first: the graph's inputs are [a, b].
     let text = r#"{

@@ -24,19 +24,7 @@ use std::ptr::{self, NonNull};
 /// The `mlx/lib` directory this crate was linked against (as found by its build script).
 pub const BUILD_LIBDIR: &str = env!("BLOCKFUSE_MLX_LIBDIR");
 
-/// Why an MLX call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MlxError {
-    /// MLX threw a C++ exception; this is its message.
-    #[error("MLX: {0}")]
-    Mlx(String),
-    /// The binding refused the call before or after MLX (e.g. a dtype blockfuse lacks).
-    #[error("blockfuse-mlx: {0}")]
-    Binding(String),
-}
-
-/// Result of MLX calls.
-pub type Result<T, E = MlxError> = std::result::Result<T, E>;
+pub use crate::error::{MlxError, Result};
 
 fn check(rc: c_int) -> Result<()> {
     if rc == 0 {
