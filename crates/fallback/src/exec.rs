@@ -6,7 +6,7 @@ use crate::error::EvalError;
 use crate::ops;
 use crate::tensor::Tensor;
 use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, Lowerings};
-use blockfuse_ir::{Bindings, Block, DType, Dim, Graph, HostTensor, NodeId, Op, TensorType};
+use blockfuse_ir::{Bindings, Block, DType, Dim, Graph, HostTensor, NodeId, Op, TensorType, Value};
 use smallvec::SmallVec;
 use std::any::TypeId;
 use std::cell::RefCell;
@@ -47,17 +47,14 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
     for (&id, t) in g.inputs().iter().zip(inputs) {
         let ty = &g.node(id).types[0];
         if t.dtype != ty.dtype || t.dims.len() != ty.rank() {
-            return Err(err(
-                id,
-                format!("expected {ty}, got {}{:?}", t.dtype, t.dims),
-            ));
+            return Err(err(id, format!("expected {ty}, got {}", show(t))));
         }
         for (axis, (d, &n)) in ty.shape.iter().zip(&t.dims).enumerate() {
             match d {
                 Dim::Known(k) if *k != n => {
                     return Err(err(
                         id,
-                        format!("expected {ty}, got {:?}: axis {axis} is {n}", t.dims),
+                        format!("expected {ty}, got {}: axis {axis} is {n}", show(t)),
                     ))
                 }
                 Dim::Sym(_) => {
@@ -136,6 +133,11 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
     Ok(b)
 }
 
+/// `f32[2, 3]`, as types print.
+fn show(t: &Tensor) -> String {
+    TensorType::known(t.dtype, &t.dims).to_string()
+}
+
 /// Concrete types of tensors.
 fn types_of(args: &[Tensor]) -> Vec<TensorType> {
     args.iter()
@@ -157,11 +159,22 @@ impl Exec<'_> {
         let bound = g.node_bound();
 
         // Only the nodes the outputs depend on run.
+        // (A graph edited without validation may name values that no longer exist.)
         let mut live = vec![false; bound];
-        let mut stack: Vec<NodeId> = g.outputs().iter().map(|(_, v)| v.node).collect();
-        while let Some(id) = stack.pop() {
-            if !std::mem::replace(&mut live[id.index()], true) {
-                stack.extend(g.node(id).operands.iter().map(|v| v.node));
+        let mut stack: Vec<(String, Value)> = g
+            .outputs()
+            .iter()
+            .map(|(n, v)| (format!("output \"{n}\""), *v))
+            .collect();
+        while let Some((reader, v)) = stack.pop() {
+            if !g.value_exists(v) {
+                return Err(EvalError::Graph(format!(
+                    "{reader} reads {v}, which does not exist"
+                )));
+            }
+            if !std::mem::replace(&mut live[v.node.index()], true) {
+                let reader = format!("node {}", g.label(v.node));
+                stack.extend(g.node(v.node).operands.iter().map(|o| (reader.clone(), *o)));
             }
         }
 
@@ -325,8 +338,8 @@ fn check_outputs(
                 .all(|(d, &n)| d.eval(bindings).is_none_or(|v| v == n));
         if t.dtype != ty.dtype || !dims_ok {
             return Err(fail(format!(
-                "output {i} is {}{:?}, the graph declares {ty}",
-                t.dtype, t.dims
+                "output {i} is {}, the graph declares {ty}",
+                show(t)
             )));
         }
     }

@@ -126,11 +126,7 @@ impl Tensor {
     pub(crate) fn from_host(t: &HostTensor) -> Tensor {
         let b = t.bytes();
         let buf = match t.dtype() {
-            DType::F32 => Buf::F32(
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
-                    .collect(),
-            ),
+            DType::F32 => Buf::F32(from_le(b, f32::from_le_bytes)),
             DType::F16 => Buf::F32(
                 b.chunks_exact(2)
                     .map(|c| f16::from_le_bytes(c.try_into().expect("2")).to_f32())
@@ -141,16 +137,8 @@ impl Tensor {
                     .map(|c| bf16::from_le_bytes(c.try_into().expect("2")).to_f32())
                     .collect(),
             ),
-            DType::F64 => Buf::F64(
-                b.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
-                    .collect(),
-            ),
-            DType::I64 => Buf::I64(
-                b.chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
-                    .collect(),
-            ),
+            DType::F64 => Buf::F64(from_le(b, f64::from_le_bytes)),
+            DType::I64 => Buf::I64(from_le(b, i64::from_le_bytes)),
             DType::I32 => Buf::I64(
                 b.chunks_exact(4)
                     .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
@@ -168,15 +156,15 @@ impl Tensor {
         let n = self.len() * self.dtype.size_bytes();
         let mut out: Vec<u8> = Vec::with_capacity(n);
         match (&*self.buf, self.dtype) {
-            (Buf::F32(v), DType::F32) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            (Buf::F32(v), DType::F32) => to_le(v, &mut out, |x| x.to_le_bytes()),
             (Buf::F32(v), DType::F16) => v
                 .iter()
                 .for_each(|x| out.extend(f16::from_f32(*x).to_le_bytes())),
             (Buf::F32(v), DType::BF16) => v
                 .iter()
                 .for_each(|x| out.extend(bf16::from_f32(*x).to_le_bytes())),
-            (Buf::F64(v), _) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
-            (Buf::I64(v), DType::I64) => v.iter().for_each(|x| out.extend(x.to_le_bytes())),
+            (Buf::F64(v), _) => to_le(v, &mut out, |x| x.to_le_bytes()),
+            (Buf::I64(v), DType::I64) => to_le(v, &mut out, |x| x.to_le_bytes()),
             (Buf::I64(v), DType::I32) => {
                 v.iter().for_each(|x| out.extend((*x as i32).to_le_bytes()))
             }
@@ -185,6 +173,41 @@ impl Tensor {
             (Buf::F32(_), d) => unreachable!("f32 storage for {d}"),
         }
         HostTensor::from_bytes(self.dtype, self.dims.clone(), out).expect("sizes agree")
+    }
+}
+
+/// Plain numbers whose in-memory bytes on a little-endian machine are their little-endian
+/// encoding, so that conversions can copy whole buffers.
+trait Pod: Copy + Default {}
+impl Pod for f32 {}
+impl Pod for f64 {}
+impl Pod for i64 {}
+
+/// Decodes little-endian values of `N` bytes (one memcpy on little-endian targets).
+fn from_le<T: Pod, const N: usize>(b: &[u8], decode: fn([u8; N]) -> T) -> Vec<T> {
+    debug_assert_eq!(std::mem::size_of::<T>(), N);
+    if cfg!(target_endian = "little") {
+        let n = b.len() / N;
+        let mut v = vec![T::default(); n];
+        // SAFETY: `v` owns n·N bytes, `b` holds at least that many, the regions are distinct,
+        // and every bit pattern is a valid f32, f64 or i64.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), v.as_mut_ptr() as *mut u8, n * N) };
+        v
+    } else {
+        b.chunks_exact(N)
+            .map(|c| decode(c.try_into().expect("N bytes")))
+            .collect()
+    }
+}
+
+/// Appends the little-endian encoding of `v` to `out` (one memcpy on little-endian targets).
+fn to_le<T: Pod, const N: usize>(v: &[T], out: &mut Vec<u8>, encode: fn(&T) -> [u8; N]) {
+    if cfg!(target_endian = "little") {
+        // SAFETY: a slice of plain numbers viewed as its bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * N) };
+        out.extend_from_slice(bytes);
+    } else {
+        v.iter().for_each(|x| out.extend(encode(x)));
     }
 }
 

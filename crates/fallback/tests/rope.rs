@@ -40,8 +40,8 @@ fn rope_ref(
         let (b, t) = (row / per_batch, row % t_len);
         let p = pos(b, t) * scale;
         let o = &mut out[row * d..(row + 1) * d];
-        for i in 0..half {
-            let (c, s) = (round((p * inv[i]).cos()), round((p * inv[i]).sin()));
+        for (i, f) in inv.iter().enumerate().take(half) {
+            let (c, s) = (round((p * f).cos()), round((p * f).sin()));
             let (a, bb) = if traditional {
                 (2 * i, 2 * i + 1)
             } else {
@@ -204,11 +204,11 @@ fn x_type(dtype: DType, dims: &[usize]) -> TensorType {
 #[test]
 fn group2_errors() {
     let x = x_type(DType::F32, &[2, 4, 8]);
-    let e = block_error(Rope::new(0, 1e4), &[x.clone()]);
+    let e = block_error(Rope::new(0, 1e4), std::slice::from_ref(&x));
     assert!(e.contains("rope: dims must be positive, got 0"), "{e}");
-    let e = block_error(Rope::new(7, 1e4), &[x.clone()]);
+    let e = block_error(Rope::new(7, 1e4), std::slice::from_ref(&x));
     assert!(e.contains("rope: dims must be even, got 7"), "{e}");
-    let e = block_error(Rope::new(10, 1e4), &[x.clone()]);
+    let e = block_error(Rope::new(10, 1e4), std::slice::from_ref(&x));
     assert!(
         e.contains("rope: dims (10) exceed the last axis of x (8)"),
         "{e}"
@@ -235,7 +235,7 @@ fn group2_errors() {
         e.contains("rope: both base (10000) and a freqs operand are given"),
         "{e}"
     );
-    let e = block_error(Rope::new(8, 1e4).with_freqs(), &[x.clone()]);
+    let e = block_error(Rope::new(8, 1e4).with_freqs(), std::slice::from_ref(&x));
     assert!(e.contains("rope: neither base nor freqs is given"), "{e}");
     // Offsets must be integers; base must be positive.
     let e = block_error(
@@ -243,7 +243,7 @@ fn group2_errors() {
         &[x.clone(), x_type(DType::F32, &[2])],
     );
     assert!(e.contains("rope: offsets must be integers"), "{e}");
-    let e = block_error(Rope::new(8, -1.0), &[x.clone()]);
+    let e = block_error(Rope::new(8, -1.0), std::slice::from_ref(&x));
     assert!(e.contains("rope: base must be finite and > 0"), "{e}");
     // dims −2 cannot even be written: it is rejected when the attributes are decoded.
     let attrs =

@@ -62,8 +62,7 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
         let mut progress = false;
         for (i, (ty, name, t)) in typed.iter().enumerate() {
             for (axis, (d, &n)) in ty.shape.iter().zip(t.dims()).enumerate() {
-                let unbound: Vec<&Arc<str>> =
-                    d.symbols().filter(|s| !b.contains_key(*s)).collect();
+                let unbound: Vec<&Arc<str>> = d.symbols().filter(|s| !b.contains_key(*s)).collect();
                 let [sym] = unbound[..] else { continue };
                 let mut trial = b.clone();
                 trial.insert(sym.clone(), 1);
@@ -95,10 +94,8 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
             match d.eval(&b) {
                 Some(v) if v == n => {}
                 Some(v) => {
-                    let vals: Vec<String> = d
-                        .symbols()
-                        .map(|s| format!("{s} = {}", b[s]))
-                        .collect();
+                    let vals: Vec<String> =
+                        d.symbols().map(|s| format!("{s} = {}", b[s])).collect();
                     return Err(err(
                         i,
                         name,
@@ -190,7 +187,11 @@ mod tests {
         assert!(e.to_string().contains("axis 1 must be 4"), "{e}");
         let f16 = HostTensor::from_f64(DType::F16, vec![3, 4], &[0.0; 12]);
         let e = bind_inputs(&g, &[f16, t(&[3])]).unwrap_err();
-        assert!(e.to_string().contains("expected f32[seq, 4], got f16[3, 4]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("expected f32[seq, 4], got f16[3, 4]"),
+            "{e}"
+        );
         assert!(bind_inputs(&g, &[t(&[3, 4])]).is_err());
     }
 }

@@ -1,7 +1,14 @@
 //! MLX backend of blockfuse.
 //!
-//! Phase 1: the binding. [`mod@array`] wraps MLX arrays and ops and [`fast`] MLX's fused
-//! kernels, through a small C++ shim (`cpp/shim.cpp`, C ABI) linked with `libmlx.so`.
+//! - [`MlxBackend`] runs a [`Graph`](blockfuse_ir::Graph) on MLX: primitive ops as MLX ops,
+//!   blocks through the dispatch protocol of [`blockfuse_ir::dispatch`] — a registered
+//!   lowering ([`lowerings`] has ours, onto `mlx::core::fast`) or the block's fallback
+//!   subgraph, lowered op by op. The whole graph is built lazily and evaluated once.
+//! - The binding: [`mod@array`] wraps MLX arrays and ops and [`fast`] MLX's fused kernels,
+//!   through a small C++ shim (`cpp/shim.cpp`, C ABI) linked with `libmlx.so`.
+//!
+//! Errors are [`MlxError`]s; a failure while running a graph names the input or the node
+//! (see [`MlxError::Node`]). Nothing aborts the process.
 //!
 //! # Finding MLX
 //! At build time `build.rs` uses `$MLX_PREFIX` (the directory holding the `mlx` package of an
@@ -25,7 +32,15 @@
 #![deny(missing_docs)]
 
 pub mod array;
+mod backend;
+pub mod bind;
+pub mod error;
 pub mod fast;
 mod ffi;
+mod lower;
+pub mod lowerings;
+mod prim;
 
-pub use array::{Array, Device, MlxError};
+pub use array::{Array, Device};
+pub use backend::{MlxBackend, MlxLowerings};
+pub use error::MlxError;

@@ -123,7 +123,11 @@ impl<'a> Lowerer<'a> {
                 let args: Vec<Array> = node
                     .operands
                     .iter()
-                    .map(|v| values[v.node.index()].as_ref().expect("topological order")[v.output as usize].clone())
+                    .map(|v| {
+                        values[v.node.index()].as_ref().expect("topological order")
+                            [v.output as usize]
+                            .clone()
+                    })
                     .collect();
                 let before = self.checks.len();
                 let outs = self
@@ -143,7 +147,10 @@ impl<'a> Lowerer<'a> {
         }
         Ok(g.outputs()
             .iter()
-            .map(|(_, v)| values[v.node.index()].as_ref().expect("outputs are live")[v.output as usize].clone())
+            .map(|(_, v)| {
+                values[v.node.index()].as_ref().expect("outputs are live")[v.output as usize]
+                    .clone()
+            })
             .collect())
     }
 
@@ -161,7 +168,8 @@ impl<'a> Lowerer<'a> {
                 let concrete = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
                 let types = block.infer(&concrete).map_err(MlxError::Mismatch)?;
                 let outs = self.lower_block(&**block, &types, args)?;
-                let expected: Vec<Option<Vec<usize>>> = types.iter().map(|t| t.known_dims()).collect();
+                let expected: Vec<Option<Vec<usize>>> =
+                    types.iter().map(|t| t.known_dims()).collect();
                 let dtypes: Vec<_> = types.iter().map(|t| t.dtype).collect();
                 (outs, dtypes.into_iter().zip(expected).collect::<Vec<_>>())
             }
@@ -236,7 +244,10 @@ impl Fallback<Array, MlxError> for BlockFallback<'_, '_> {
     fn run(&mut self, args: &[Array]) -> Result<Vec<Array>> {
         let types = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
         let g = fallback_graph(self.block, &types).map_err(|e| {
-            MlxError::Graph(format!("the fallback of {} does not build: {e}", self.block.kind()))
+            MlxError::Graph(format!(
+                "the fallback of {} does not build: {e}",
+                self.block.kind()
+            ))
         })?;
         self.lowerer
             .lower_graph(&g, &Bindings::new(), args.to_vec())

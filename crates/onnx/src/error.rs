@@ -115,6 +115,25 @@ pub enum OnnxError {
         reason: String,
     },
 
+    /// Some nodes use ops that the IR importer does not support (every one is listed:
+    /// op type and the names of the nodes using it).
+    #[error("unsupported ops: {}", fmt_unsupported(ops))]
+    UnsupportedOps {
+        /// `(op type, node names)`, sorted by op type.
+        ops: Vec<(String, Vec<String>)>,
+    },
+
+    /// A node could not be imported into the IR.
+    #[error("node '{node}' ({op_type}): {reason}")]
+    Import {
+        /// The node's name (or a description when it has none).
+        node: String,
+        /// The node's op type.
+        op_type: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A test data directory does not have the ONNX backend-test layout.
     #[error("test data {}: {reason}", path.display())]
     TestData {
@@ -139,4 +158,14 @@ impl OnnxError {
             reason: reason.into(),
         }
     }
+}
+
+fn fmt_unsupported(ops: &[(String, Vec<String>)]) -> String {
+    ops.iter()
+        .map(|(op, nodes)| {
+            let word = if nodes.len() == 1 { "node" } else { "nodes" };
+            format!("{op} ({word} {})", nodes.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -26,6 +26,7 @@
 
 pub mod error;
 pub mod functions;
+pub mod import;
 pub mod model;
 pub mod proto;
 pub mod tensor;
@@ -33,6 +34,7 @@ pub mod test_data;
 
 pub use error::OnnxError;
 pub use functions::{inline_functions, InlineStats};
+pub use import::{import_file, import_model};
 pub use model::{decode_model, load_model};
 pub use tensor::{tensor_from_proto, tensor_to_proto};
 pub use test_data::{read_tensor_pb, TestDataSet};

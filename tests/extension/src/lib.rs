@@ -1,1 +1,157 @@
-//! Extension crate (filled in by the block-protocol work)
+//! An extension crate built only on blockfuse's public API, the way a downstream user would
+//! write one:
+//!
+//! - its own block, [`ClampedGelu`], with its math as a fallback (a nested GELU block, then a
+//!   clamp), registered for JSON reading with [`register`];
+//! - a lowering of that block for the fallback backend ([`clamped_gelu_lowering`]);
+//! - overrides of one of blockfuse's own blocks, [`RmsNorm`]: one that counts its calls and
+//!   delegates to the fallback handle ([`register_rms_norm_spy`]), and one that runs its own
+//!   kernel only for some shapes and declines at run time for the others
+//!   ([`register_rms_norm_kernel`]).
+#![deny(missing_docs)]
+
+use blockfuse_fallback::{EvalError, FallbackBackend};
+use blockfuse_ir::blocks::{Gelu, GeluKind, RmsNorm};
+use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::{BinaryOp, Block, Builder, HostTensor, IrError, TensorType, Value};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// GELU clamped to `[−limit, limit]`: `y = min(max(gelu(x), −limit), limit)` with exact
+/// (erf) GELU.
+///
+/// Operand: `x` (float). Output: x's type. The fallback is a [`Gelu`] block followed by
+/// `max` and `min` in x's dtype.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClampedGelu {
+    /// The clamp bound (finite, > 0).
+    pub limit: f32,
+}
+
+impl ClampedGelu {
+    /// The block's kind (its JSON op name is `block.clamped_gelu`).
+    pub const KIND: &'static str = "clamped_gelu";
+}
+
+impl Block for ClampedGelu {
+    fn kind(&self) -> &'static str {
+        Self::KIND
+    }
+
+    fn attrs(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("plain struct")
+    }
+
+    fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+        if !(self.limit.is_finite() && self.limit > 0.0) {
+            return Err(format!(
+                "clamped_gelu: limit must be finite and > 0, got {}",
+                self.limit
+            ));
+        }
+        match inputs {
+            [x] if x.dtype.is_float() => Ok(vec![x.clone()]),
+            [x] => Err(format!("clamped_gelu: x must be a float tensor, got {x}")),
+            _ => Err(format!(
+                "clamped_gelu: expects 1 operand (x), got {}",
+                inputs.len()
+            )),
+        }
+    }
+
+    fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
+        let x = inputs[0];
+        let y = b.block(Gelu::new(GeluKind::Exact), &[x])?[0];
+        let lo = b.scalar_like(x, -(self.limit as f64));
+        let hi = b.scalar_like(x, self.limit as f64);
+        let y = b.binary(BinaryOp::Max, y, lo)?;
+        Ok(vec![b.binary(BinaryOp::Min, y, hi)?])
+    }
+}
+
+/// Registers [`ClampedGelu`] in the process-wide block registry, so that JSON documents
+/// naming `block.clamped_gelu` can be read. Calling it again is harmless.
+pub fn register() {
+    blockfuse_ir::register_block::<ClampedGelu>(ClampedGelu::KIND);
+}
+
+/// A direct CPU implementation of [`ClampedGelu`] for the fallback backend: computes in f64
+/// and rounds once to the operand's dtype.
+pub fn clamped_gelu_lowering(
+    blk: &ClampedGelu,
+    call: &Call<'_, HostTensor>,
+    _fallback: &mut dyn Fallback<HostTensor, EvalError>,
+) -> Result<Vec<HostTensor>, EvalError> {
+    let x = &call.args[0];
+    let limit = blk.limit as f64;
+    let y: Vec<f64> = x
+        .to_f64_vec()
+        .into_iter()
+        .map(|v| {
+            let g = 0.5 * v * (1.0 + libm::erf(v / std::f64::consts::SQRT_2));
+            g.clamp(-limit, limit)
+        })
+        .collect();
+    Ok(vec![HostTensor::from_f64(x.dtype(), x.dims().to_vec(), &y)])
+}
+
+/// Registers an [`RmsNorm`] override that counts its calls in `calls` and delegates to the
+/// block's fallback.
+pub fn register_rms_norm_spy(backend: &mut FallbackBackend, calls: Arc<AtomicUsize>) {
+    backend.register::<RmsNorm>(move |_blk, call, fallback| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        fallback.run(call.args)
+    });
+}
+
+/// How often [`register_rms_norm_kernel`]'s override ran its kernel or declined.
+#[derive(Debug, Default)]
+pub struct KernelStats {
+    /// Calls the kernel handled.
+    pub fused: AtomicUsize,
+    /// Calls handed to the fallback.
+    pub declined: AtomicUsize,
+}
+
+/// Registers an [`RmsNorm`] override with its own kernel for f32 inputs whose last axis is a
+/// multiple of `multiple` (as a SIMD kernel might require); other calls decline to the
+/// fallback at run time.
+pub fn register_rms_norm_kernel(
+    backend: &mut FallbackBackend,
+    multiple: usize,
+    stats: Arc<KernelStats>,
+) {
+    backend.register::<RmsNorm>(move |blk, call, fallback| {
+        let x = &call.args[0];
+        let d = x.dims().last().copied().unwrap_or(0);
+        let supported = x.dtype() == blockfuse_ir::DType::F32
+            && call
+                .args
+                .iter()
+                .all(|a| a.dtype() == blockfuse_ir::DType::F32)
+            && d > 0
+            && d % multiple == 0;
+        if !supported {
+            stats.declined.fetch_add(1, Ordering::SeqCst);
+            return fallback.run(call.args);
+        }
+        stats.fused.fetch_add(1, Ordering::SeqCst);
+        let w = call.args.get(1).map(HostTensor::to_f64_vec);
+        let xs = x.to_f64_vec();
+        let mut out = Vec::with_capacity(xs.len());
+        for row in xs.chunks(d) {
+            let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
+            let r = 1.0 / (ms + blk.eps as f64).sqrt();
+            for (i, v) in row.iter().enumerate() {
+                let scale = w.as_ref().map_or(1.0, |w| blk.weight_offset as f64 + w[i]);
+                out.push(v * r * scale);
+            }
+        }
+        Ok(vec![HostTensor::from_f64(
+            call.outputs[0].dtype,
+            x.dims().to_vec(),
+            &out,
+        )])
+    });
+}

@@ -5,7 +5,8 @@ use crate::dtype::DType;
 use crate::shape::{join_dims, Dim, TensorType};
 
 /// The result type of two dtypes, as MLX and PyTorch promote them: equal types stay; a float
-/// beats an integer; f16 with bf16 gives f32; otherwise the wider type wins.
+/// beats an integer or bool; f16 with bf16 gives f32; otherwise the wider type wins (i8 with
+/// u8 gives i32, the narrowest signed type here holding both).
 pub fn result_type(a: DType, b: DType) -> DType {
     use DType::*;
     if a == b {
@@ -18,17 +19,13 @@ pub fn result_type(a: DType, b: DType) -> DType {
             (F64, _) | (_, F64) => F64,
             _ => F32,
         },
-        (false, false) => {
-            if a == Bool {
-                b
-            } else if b == Bool {
-                a
-            } else if a.size_bytes() >= b.size_bytes() && a != U8 {
-                a
-            } else {
-                b
-            }
-        }
+        (false, false) => match (a, b) {
+            (Bool, x) | (x, Bool) => x,
+            _ if a.size_bytes() > b.size_bytes() => a,
+            _ if b.size_bytes() > a.size_bytes() => b,
+            // i8 with u8: the next wider signed type.
+            _ => I32,
+        },
     }
 }
 

@@ -142,7 +142,7 @@ impl Block for Rope {
         if self.dims == 0 {
             return Err(format!("{k}: dims must be positive, got 0"));
         }
-        if self.dims % 2 != 0 {
+        if !self.dims.is_multiple_of(2) {
             return Err(format!("{k}: dims must be even, got {}", self.dims));
         }
         common::finite(k, "scale", self.scale)?;

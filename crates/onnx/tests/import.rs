@@ -1,0 +1,329 @@
+//! The ONNX importer on the shared corpus: every model imports, validates, and (through the
+//! fallback evaluator) reproduces the reference outputs of both test data sets.
+
+use blockfuse_fallback::FallbackBackend;
+use blockfuse_ir::{DType, HostTensor};
+use blockfuse_onnx::proto::{
+    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto,
+    NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use blockfuse_onnx::{import_file, import_model, OnnxError, TestDataSet};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let alt = blockfuse_onnx::test_data::shared_dir()?.join("corpus");
+    alt.is_dir().then_some(alt)
+}
+
+fn corpus_models() -> Vec<(String, PathBuf)> {
+    let Some(dir) = corpus_dir() else {
+        eprintln!("SKIPPED: no shared/corpus directory next to the workspace");
+        return vec![];
+    };
+    let filter = std::env::var("CORPUS_FILTER").unwrap_or_default();
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let name = p.file_name()?.to_str()?.to_string();
+            (p.join("model.onnx").is_file() && name.contains(&filter)).then_some((name, p))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn output_dtypes(path: &std::path::Path) -> Vec<(String, Option<DType>)> {
+    let model = blockfuse_onnx::load_model(path).unwrap();
+    let g = model.graph.unwrap();
+    g.output
+        .iter()
+        .map(|o| {
+            let dt = match o.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::TensorType(t)) => {
+                    blockfuse_onnx::tensor::dtype_from_onnx(t.elem_type())
+                }
+                _ => None,
+            };
+            (o.name().to_string(), dt)
+        })
+        .collect()
+}
+
+#[test]
+fn every_corpus_model_imports_and_validates() {
+    let models = corpus_models();
+    let mut failures = vec![];
+    for (name, dir) in &models {
+        let path = dir.join("model.onnx");
+        match import_file(&path) {
+            Ok(g) => {
+                if let Err(e) = g.validate() {
+                    failures.push(format!("{name}: validate: {e}"));
+                    continue;
+                }
+                let expected = output_dtypes(&path);
+                assert_eq!(g.outputs().len(), expected.len(), "{name}");
+                for ((oname, v), (ename, edt)) in g.outputs().iter().zip(&expected) {
+                    assert_eq!(oname, ename, "{name}");
+                    if let Some(edt) = edt {
+                        let got = g.value_type(*v).dtype;
+                        if got != *edt {
+                            failures.push(format!("{name}: output {oname} is {got}, expected {edt}"));
+                        }
+                    }
+                }
+                eprintln!("ok   {name}: {} nodes", g.node_count());
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    for f in &failures {
+        eprintln!("FAIL {f}");
+    }
+    assert!(failures.is_empty(), "{} of {} models failed", failures.len(), models.len());
+}
+
+fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, String> {
+    if got.dims() != want.dims() {
+        return Err(format!("dims {:?} vs reference {:?}", got.dims(), want.dims()));
+    }
+    if got.dtype() != want.dtype() {
+        return Err(format!("dtype {} vs reference {}", got.dtype(), want.dtype()));
+    }
+    let tol = if want.dtype() == DType::F16 || want.dtype() == DType::BF16 { 1e-2 } else { 1e-4 };
+    let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
+    let mut worst = 0.0f64;
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let d = (x - y).abs();
+        if !(d <= tol + tol * y.abs()) && !(x.is_nan() && y.is_nan()) {
+            return Err(format!("element {i}: {x} vs reference {y} (|diff| {d:.3e})"));
+        }
+        worst = worst.max(d);
+    }
+    Ok(worst)
+}
+
+#[test]
+fn corpus_models_match_reference_outputs() {
+    let models = corpus_models();
+    let backend = FallbackBackend::new();
+    let mut failures = vec![];
+    for (name, dir) in &models {
+        let g = match import_file(&dir.join("model.onnx")) {
+            Ok(g) => g,
+            Err(e) => {
+                failures.push(format!("{name}: import: {e}"));
+                continue;
+            }
+        };
+        for set in ["test_data_set_0", "test_data_set_1"] {
+            let ds = TestDataSet::open(dir.join(set)).unwrap();
+            let inputs: HashMap<String, HostTensor> = ds.read_inputs().unwrap().into_iter().collect();
+            let outs = match backend.run_named(&g, &inputs) {
+                Ok(o) => o,
+                Err(e) => {
+                    failures.push(format!("{name}/{set}: run: {e}"));
+                    continue;
+                }
+            };
+            let refs = ds.read_outputs().unwrap();
+            let mut worst = 0.0f64;
+            let mut bad = None;
+            for ((oname, _), (got, (rname, want))) in g.outputs().iter().zip(outs.iter().zip(&refs)) {
+                assert!(rname.is_empty() || rname == oname, "{name}: output order");
+                match compare(got, want) {
+                    Ok(w) => worst = worst.max(w),
+                    Err(e) => {
+                        bad = Some(format!("output {oname}: {e}"));
+                        break;
+                    }
+                }
+            }
+            match bad {
+                None => eprintln!("pass {name}/{set}: max |diff| {worst:.2e}"),
+                Some(e) => failures.push(format!("{name}/{set}: {e}")),
+            }
+        }
+    }
+    for f in &failures {
+        eprintln!("FAIL {f}");
+    }
+    assert!(failures.is_empty(), "{} failures over {} models", failures.len(), models.len());
+}
+
+fn tensor_vi(name: &str, elem: i32, dims: &[&str]) -> ValueInfoProto {
+    use blockfuse_onnx::proto::tensor_shape_proto::{dimension, Dimension};
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d.parse::<i64>() {
+                Ok(v) => dimension::Value::DimValue(v),
+                Err(_) => dimension::Value::DimParam(d.to_string()),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .with_elem(elem)
+}
+
+trait WithElem {
+    fn with_elem(self, elem: i32) -> Self;
+}
+
+impl WithElem for ValueInfoProto {
+    fn with_elem(mut self, elem: i32) -> Self {
+        if let Some(type_proto::Value::TensorType(t)) = self.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            t.elem_type = Some(elem);
+        }
+        self
+    }
+}
+
+fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        name: Some(name.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+fn model(nodes: Vec<NodeProto>, output: &str) -> ModelProto {
+    ModelProto {
+        ir_version: Some(9),
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(20),
+        }],
+        graph: Some(GraphProto {
+            name: Some("g".into()),
+            node: nodes,
+            input: vec![tensor_vi("x", 1, &["batch", "seq", "8"])],
+            output: vec![tensor_vi(output, 1, &["batch", "seq", "8"])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn unsupported_ops_are_all_listed() {
+    let mut if_node = node("If", "If_3", &["c"], &["y"]);
+    if_node.attribute.push(AttributeProto {
+        name: Some("then_branch".into()),
+        r#type: Some(AttributeType::Graph as i32),
+        g: Some(GraphProto::default()),
+        ..Default::default()
+    });
+    let m = model(
+        vec![
+            node("Relu", "r", &["x"], &["a"]),
+            node("FancyOp", "f1", &["a"], &["b"]),
+            if_node,
+            node("FancyOp", "f2", &["b"], &["z"]),
+        ],
+        "z",
+    );
+    let err = import_model(&m).unwrap_err();
+    let OnnxError::UnsupportedOps { ops } = &err else {
+        panic!("wrong error: {err}");
+    };
+    assert_eq!(ops.len(), 2);
+    let msg = err.to_string();
+    assert_eq!(msg, "unsupported ops: FancyOp (nodes f1, f2), If (node If_3)");
+}
+
+#[test]
+fn shape_computations_become_static_attributes() {
+    // y = reshape(x, concat(shape(x)[0:2], [2, 4])) then back via Flatten-free Reshape with -1.
+    let mut shape = node("Shape", "shape", &["x"], &["s"]);
+    shape.attribute.push(AttributeProto {
+        name: Some("end".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(2),
+        ..Default::default()
+    });
+    let c24 = {
+        let mut n = node("Constant", "c24", &[], &["c24"]);
+        n.attribute.push(AttributeProto {
+            name: Some("value_ints".into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: vec![2, 4],
+            ..Default::default()
+        });
+        n
+    };
+    let cm1 = {
+        let mut n = node("Constant", "cm1", &[], &["cm1"]);
+        n.attribute.push(AttributeProto {
+            name: Some("value_ints".into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: vec![0, -1, 8],
+            ..Default::default()
+        });
+        n
+    };
+    let mut cat = node("Concat", "cat", &["s", "c24"], &["t"]);
+    cat.attribute.push(AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(0),
+        ..Default::default()
+    });
+    let m = model(
+        vec![
+            shape,
+            c24,
+            cm1,
+            cat,
+            node("Reshape", "r1", &["x", "t"], &["a"]),
+            node("Reshape", "r2", &["a", "cm1"], &["y"]),
+        ],
+        "y",
+    );
+    let g = import_model(&m).unwrap();
+    g.validate().unwrap();
+    let text = format!("{:?}", g.value_type(g.outputs()[0].1));
+    assert_eq!(text, "f32[batch, seq, 8]");
+    // Only the input and the two reshapes: no shape arithmetic reached the IR.
+    assert_eq!(g.node_count(), 3);
+}
+
+/// Debug helper: `DUMP_MODEL=<corpus name> DUMP_NODE=<substring> cargo test dump -- --ignored`.
+#[test]
+#[ignore]
+fn dump() {
+    let name = std::env::var("DUMP_MODEL").unwrap();
+    let pat = std::env::var("DUMP_NODE").unwrap_or_default();
+    let mut m = blockfuse_onnx::load_model(corpus_dir().unwrap().join(name).join("model.onnx")).unwrap();
+    blockfuse_onnx::inline_functions(&mut m).unwrap();
+    let g = m.graph.unwrap();
+    for vi in &g.input {
+        eprintln!("input {}", vi.describe());
+    }
+    let nodes = &g.node;
+    for (i, n) in nodes.iter().enumerate() {
+        if nodes[i.saturating_sub(0)..(i + 8).min(nodes.len())].iter().any(|m| m.name().contains(&pat) || m.output.iter().any(|o| o.contains(&pat))) {
+            let attrs: Vec<String> = n.attribute.iter().map(|a| format!("{}={:?}", a.name(), a.i.or(a.f.map(|f| f as i64)))).collect();
+            eprintln!("{} {} {:?} -> {:?} {:?}", n.name(), n.op_type(), n.input, n.output, attrs);
+        }
+    }
+}
