@@ -315,7 +315,7 @@ fn run_check(g: &Graph, be: Backend, dir: &std::path::Path, rtol: Option<f64>, a
         tol.atol = atol.unwrap_or(tol.atol);
         let c = compare(&outs[i], want, tol);
         let verdict = if c.passed() { "ok" } else { "MISMATCH" };
-        println!("{name}: max_abs {:.3e} max_rel {:.3e} {verdict}{}", c.max_abs, c.max_rel, c.incompatible.map(|s| format!(" ({s})")).unwrap_or_default());
+        println!("{name}: max_abs {:.3e} max_rel {:.3e} {verdict}{}", c.max_abs, c.max_rel, c.incompatible.clone().map(|s| format!(" ({s})")).unwrap_or_default());
         all_ok &= c.passed();
     }
     if all_ok {

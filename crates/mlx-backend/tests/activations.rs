@@ -68,7 +68,7 @@ fn gelu_kinds() {
             check_block(
                 lowerings::gelu,
                 &Gelu::new(kind),
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 act_tol(d),
                 false,
                 &format!("gelu {kind:?} {d}"),

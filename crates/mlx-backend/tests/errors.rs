@@ -266,12 +266,12 @@ fn lowering_errors_and_wrong_results_name_the_block() {
     // a lowering whose MLX call fails
     let mut m = mlx();
     m.register::<RmsNorm>(|_, call, _| Ok(vec![call.args[0].reshape(&[7])?]));
-    let e = m.run(&g, &[x.clone()]).unwrap_err();
+    let e = m.run(&g, std::slice::from_ref(&x)).unwrap_err();
     assert_names_node(&e, "norm", "[reshape]");
     assert!(matches!(e.root(), MlxError::Mlx(_)));
     // a lowering with a result of the wrong dtype
     m.register::<RmsNorm>(|_, call, _| Ok(vec![call.args[0].astype(DType::F16)?]));
-    let e = m.run(&g, &[x.clone()]).unwrap_err();
+    let e = m.run(&g, std::slice::from_ref(&x)).unwrap_err();
     assert_names_node(
         &e,
         "norm",
@@ -283,7 +283,7 @@ fn lowering_errors_and_wrong_results_name_the_block() {
         let bad = call.args[0].astype(DType::I32)?;
         fb.run(&[bad])
     });
-    let e = m.run(&g, &[x.clone()]).unwrap_err();
+    let e = m.run(&g, std::slice::from_ref(&x)).unwrap_err();
     assert_names_node(&e, "norm", "rms_norm: x must be a float tensor");
     // still usable afterwards
     m.unregister::<RmsNorm>();

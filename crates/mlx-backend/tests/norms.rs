@@ -175,7 +175,7 @@ fn layer_norm_dims_dtypes_weight_and_bias_omitted() {
             check_block(
                 lowerings::layer_norm,
                 &blk,
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 t,
                 false,
                 &format!("{what}, neither"),

@@ -86,7 +86,7 @@ fn unary_floats() {
         ] {
             check_op(
                 Op::Unary(op),
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 ftol(d),
                 &format!("{} {d}", op.name()),
             );
@@ -94,7 +94,7 @@ fn unary_floats() {
         for op in [Sqrt, Rsqrt, Log] {
             check_op(
                 Op::Unary(op),
-                &[pos.clone()],
+                std::slice::from_ref(&pos),
                 ftol(d),
                 &format!("{} {d}", op.name()),
             );
@@ -102,7 +102,7 @@ fn unary_floats() {
         for op in [Neg, Abs, Floor, Ceil, IsNan, Relu, Square, Sigmoid, Tanh] {
             check_op(
                 Op::Unary(op),
-                &[special.clone()],
+                std::slice::from_ref(&special),
                 ftol(d),
                 &format!("{} {d} specials", op.name()),
             );
@@ -119,13 +119,13 @@ fn unary_integers_and_bool() {
         for op in [Neg, Abs, Square, Relu] {
             check_op(
                 Op::Unary(op),
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 0.0,
                 &format!("{} {d}", op.name()),
             );
             check_op(
                 Op::Unary(op),
-                &[big.clone()],
+                std::slice::from_ref(&big),
                 0.0,
                 &format!("{} {d} wrapping", op.name()),
             );
@@ -305,7 +305,7 @@ fn where_and_casts() {
         for to in DType::ALL {
             check_op(
                 Op::Cast(to),
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 0.0,
                 &format!("cast {from} → {to}"),
             );
@@ -328,7 +328,7 @@ fn reductions() {
                             axes: axes.clone(),
                             keepdims,
                         },
-                        &[x.clone()],
+                        std::slice::from_ref(&x),
                         t,
                         &format!("{} {d} axes {axes:?} keepdims {keepdims}", op.name()),
                     );
@@ -345,7 +345,7 @@ fn softmax_and_matmul() {
         for axis in [0, 1, -1] {
             check_op(
                 Op::Softmax { axis },
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 ftol(d),
                 &format!("softmax {d} axis {axis}"),
             );
@@ -386,13 +386,13 @@ fn layout_ops() {
             Op::Transpose {
                 perm: vec![2, 0, 1],
             },
-            &[x.clone()],
+            std::slice::from_ref(&x),
             0.0,
             "transpose",
         );
         check_op(
             Op::Reshape { shape: k(&[4, 6]) },
-            &[x.clone()],
+            std::slice::from_ref(&x),
             0.0,
             "reshape",
         );
@@ -400,13 +400,13 @@ fn layout_ops() {
             Op::Expand {
                 shape: k(&[5, 2, 3, 4]),
             },
-            &[x.clone()],
+            std::slice::from_ref(&x),
             0.0,
             "expand",
         );
         check_op(
             Op::Expand { shape: k(&[3, 1]) },
-            &[x.clone()],
+            std::slice::from_ref(&x),
             0.0,
             "expand both ways",
         );
@@ -416,13 +416,18 @@ fn layout_ops() {
             0.0,
             "concat",
         );
-        check_op(Op::Concat { axis: -1 }, &[x.clone()], 0.0, "concat of one");
+        check_op(
+            Op::Concat { axis: -1 },
+            std::slice::from_ref(&x),
+            0.0,
+            "concat of one",
+        );
         check_op(
             Op::Split {
                 axis: 2,
                 sizes: k(&[1, 0, 3]),
             },
-            &[x.clone()],
+            std::slice::from_ref(&x),
             0.0,
             "split",
         );
@@ -431,7 +436,7 @@ fn layout_ops() {
                 axis: -2,
                 sizes: k(&[3]),
             },
-            &[x.clone()],
+            std::slice::from_ref(&x),
             0.0,
             "split into one",
         );
@@ -445,7 +450,7 @@ fn layout_ops() {
         ] {
             check_op(
                 Op::Trilu { upper, k: kk },
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 0.0,
                 &format!("trilu {upper} {kk}"),
             );
@@ -504,7 +509,7 @@ fn slices() {
     ];
     for s in cases {
         let what = format!("slice {s:?}");
-        check_op(Op::Slice(s), &[x.clone()], 0.0, &what);
+        check_op(Op::Slice(s), std::slice::from_ref(&x), 0.0, &what);
     }
     // an empty axis walked backward
     let e = HostTensor::from_i64(vec![0, 3], &[]);

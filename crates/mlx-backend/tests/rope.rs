@@ -41,7 +41,7 @@ fn sweep_traditional_base_scale_offset_dtype() {
                         check_block(
                             lowerings::rope,
                             &b,
-                            &[x.clone()],
+                            std::slice::from_ref(&x),
                             t,
                             false,
                             &format!("{what} offset {o}"),
@@ -138,7 +138,7 @@ fn single_token_every_batch_row() {
                     check_block(
                         lowerings::rope,
                         &blk,
-                        &[x.clone()],
+                        std::slice::from_ref(&x),
                         rope_tol(d, false),
                         false,
                         &what,
@@ -171,7 +171,7 @@ fn partial_rotation_keeps_the_tail() {
             let y = check_block(
                 lowerings::rope,
                 &blk,
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 rope_tol(d, false),
                 false,
                 &format!("partial {d} trad={traditional}"),
@@ -197,7 +197,15 @@ fn heads_of_a_bthd_layout_rotate_alone() {
     let xt = bld.transpose(xi, &[0, 2, 1, 3]).unwrap();
     let y = bld.block(Rope::new(dd, 1e4), &[xt]).unwrap()[0];
     g.add_output("y", y);
-    let all = check_graph(lowerings::rope, &g, &[x.clone()], 1e-6, false, "bthd")[0].to_f64_vec();
+    let all = check_graph(
+        lowerings::rope,
+        &g,
+        std::slice::from_ref(&x),
+        1e-6,
+        false,
+        "bthd",
+    )[0]
+    .to_f64_vec();
     let xv = x.to_f64_vec();
     for head in 0..h {
         // the head alone, {B, 1, T, D}

@@ -264,7 +264,7 @@ fn sinks() {
             check(
                 &blk,
                 &x,
-                &[s.clone()],
+                std::slice::from_ref(&s),
                 sink_tol,
                 false,
                 &format!("{d} sinks {mask:?}"),
