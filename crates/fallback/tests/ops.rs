@@ -821,7 +821,10 @@ fn dangling_values_are_errors() {
         vec![b.unary(UnaryOp::Exp, y).unwrap()]
     });
     // Remove the middle node without fixing its reader.
-    let neg = g.node_ids().find(|id| g.node(*id).op.name() == "neg").unwrap();
+    let neg = g
+        .node_ids()
+        .find(|id| g.node(*id).op.name() == "neg")
+        .unwrap();
     g.remove_node(neg);
     let e = run_error(&g, &[x]);
     assert!(matches!(e, EvalError::Graph(_)), "{e:?}");

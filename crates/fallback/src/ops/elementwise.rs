@@ -9,6 +9,7 @@ use crate::strided::{broadcast_dims, broadcast_strides, walk};
 use crate::tensor::{float_to_int, round_f64_to, round_slice, wrap_slice, Buf, Tensor};
 use blockfuse_ir::{BinaryOp, DType, UnaryOp};
 use std::ops::{Add, Div, Mul, Neg, Rem, Sub};
+use std::sync::Arc;
 
 /// The float operations the evaluator needs, for f32 and f64.
 pub(crate) trait Fl:
@@ -192,9 +193,47 @@ fn compare<T: PartialOrd + Copy>(
     })
 }
 
+/// The left operand of a float op: its data, owned when nothing else reads it (the result
+/// is then written over it when the shapes allow).
+enum Lhs<'a, T> {
+    Owned(Vec<T>),
+    Shared(&'a [T]),
+}
+
+/// [`zip_map`], in place over an owned left operand that already has the output shape.
+fn zip_lhs<T: Copy>(
+    x: Lhs<'_, T>,
+    xd: &[usize],
+    y: &[T],
+    yd: &[usize],
+    out: &[usize],
+    f: impl Fn(T, T) -> T,
+) -> Vec<T> {
+    match x {
+        Lhs::Owned(mut v) if xd == out => {
+            if yd == out {
+                v.iter_mut().zip(y).for_each(|(a, &b)| *a = f(*a, b));
+            } else if y.len() == 1 {
+                let b = y[0];
+                v.iter_mut().for_each(|a| *a = f(*a, b));
+            } else {
+                let sb = broadcast_strides(yd, out);
+                let mut i = 0;
+                walk(out, [&sb], [0], |[j]| {
+                    v[i] = f(v[i], y[j]);
+                    i += 1;
+                });
+            }
+            v
+        }
+        Lhs::Owned(v) => zip_map(&v, xd, y, yd, out, f),
+        Lhs::Shared(v) => zip_map(v, xd, y, yd, out, f),
+    }
+}
+
 fn float_binary<T: Fl>(
     op: BinaryOp,
-    x: &[T],
+    x: Lhs<'_, T>,
     xd: &[usize],
     y: &[T],
     yd: &[usize],
@@ -202,14 +241,14 @@ fn float_binary<T: Fl>(
 ) -> Result<Vec<T>, String> {
     use BinaryOp::*;
     Ok(match op {
-        Add => zip_map(x, xd, y, yd, out, |a, b| a + b),
-        Sub => zip_map(x, xd, y, yd, out, |a, b| a - b),
-        Mul => zip_map(x, xd, y, yd, out, |a, b| a * b),
-        Div => zip_map(x, xd, y, yd, out, |a, b| a / b),
-        Pow => zip_map(x, xd, y, yd, out, |a: T, b| a.powf(b)),
-        Max => zip_map(x, xd, y, yd, out, nan_max),
-        Min => zip_map(x, xd, y, yd, out, nan_min),
-        Mod => zip_map(x, xd, y, yd, out, floored_rem),
+        Add => zip_lhs(x, xd, y, yd, out, |a, b| a + b),
+        Sub => zip_lhs(x, xd, y, yd, out, |a, b| a - b),
+        Mul => zip_lhs(x, xd, y, yd, out, |a, b| a * b),
+        Div => zip_lhs(x, xd, y, yd, out, |a, b| a / b),
+        Pow => zip_lhs(x, xd, y, yd, out, |a: T, b| a.powf(b)),
+        Max => zip_lhs(x, xd, y, yd, out, nan_max),
+        Min => zip_lhs(x, xd, y, yd, out, nan_min),
+        Mod => zip_lhs(x, xd, y, yd, out, floored_rem),
         _ => return Err(format!("{} needs bool operands", op.name())),
     })
 }
@@ -267,8 +306,9 @@ fn int_binary(
     }
 }
 
-/// `a op b` with numpy broadcasting.
-pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+/// `a op b` with numpy broadcasting (float results are written over `a` when nothing else
+/// reads it and it has the output shape).
+pub(crate) fn binary(op: BinaryOp, a: Tensor, b: &Tensor) -> Result<Tensor, String> {
     if a.dtype != b.dtype {
         return Err(format!("operand dtypes differ: {} vs {}", a.dtype, b.dtype));
     }
@@ -285,13 +325,33 @@ pub(crate) fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, Str
         };
         return Ok(Tensor::new(DType::Bool, out, buf));
     }
+    if matches!(&*a.buf, Buf::F32(_) | Buf::F64(_)) {
+        let Tensor { dims: xd, buf, .. } = a;
+        let buf = match (Arc::try_unwrap(buf), &*b.buf) {
+            (Ok(Buf::F32(x)), Buf::F32(y)) => {
+                let mut v = float_binary(op, Lhs::Owned(x), &xd, y, yd, &out)?;
+                round_slice(dtype, &mut v);
+                Buf::F32(v)
+            }
+            (Ok(Buf::F64(x)), Buf::F64(y)) => {
+                Buf::F64(float_binary(op, Lhs::Owned(x), &xd, y, yd, &out)?)
+            }
+            (Err(shared), y) => match (&*shared, y) {
+                (Buf::F32(x), Buf::F32(y)) => {
+                    let mut v = float_binary(op, Lhs::Shared(x), &xd, y, yd, &out)?;
+                    round_slice(dtype, &mut v);
+                    Buf::F32(v)
+                }
+                (Buf::F64(x), Buf::F64(y)) => {
+                    Buf::F64(float_binary(op, Lhs::Shared(x), &xd, y, yd, &out)?)
+                }
+                _ => unreachable!("same dtype, same storage"),
+            },
+            _ => unreachable!("same dtype, same storage"),
+        };
+        return Ok(Tensor::new(dtype, out, buf));
+    }
     let buf = match (&*a.buf, &*b.buf) {
-        (Buf::F32(x), Buf::F32(y)) => {
-            let mut v = float_binary(op, x, xd, y, yd, &out)?;
-            round_slice(dtype, &mut v);
-            Buf::F32(v)
-        }
-        (Buf::F64(x), Buf::F64(y)) => Buf::F64(float_binary(op, x, xd, y, yd, &out)?),
         (Buf::I64(x), Buf::I64(y)) => {
             let mut v = int_binary(op, x, xd, y, yd, &out)?;
             wrap_slice(dtype, &mut v);

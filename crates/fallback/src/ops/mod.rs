@@ -36,7 +36,11 @@ pub(crate) fn eval(
         Op::Constant(t) => one(Tensor::from_host(t)),
         Op::SymConst(dims) => one(create::sym_const(dims, bindings)?),
         Op::Unary(u) => one(elementwise::unary(*u, args.pop().expect("1 operand"))?),
-        Op::Binary(b) => one(elementwise::binary(*b, &args[0], &args[1])?),
+        Op::Binary(b) => {
+            let y = args.pop().expect("2 operands");
+            let x = args.pop().expect("2 operands");
+            one(elementwise::binary(*b, x, &y)?)
+        }
         Op::Where => one(elementwise::where_(&args[0], &args[1], &args[2])?),
         Op::Cast(d) => one(elementwise::cast(args.pop().expect("1 operand"), *d)),
         Op::Reduce { op, axes, keepdims } => one(reduce::reduce(*op, &args[0], axes, *keepdims)?),

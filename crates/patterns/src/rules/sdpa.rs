@@ -76,6 +76,8 @@ pub fn sdpa() -> Rule {
     let scores = node("matmul", |o| matches!(o, Op::MatMul), vec![scaled(any("q"), "q_scale"), scaled(any("kt"), "k_scale")]).named("scores");
     let scores = scaled(scores, "scale");
     let bool_mask = node("where", |o| matches!(o, Op::Where), vec![any("bool_mask"), constant("keep"), constant("drop")]);
+    // A boolean mask shared by several layers stays as it is and enters as an additive mask.
+    let bool_mask = guard(bool_mask, |g, v| g.use_count(v) == 1);
     let masked = either(add(scores.clone(), either(bool_mask, any("mask"))), scores);
     let probs = node("softmax", |o| matches!(o, Op::Softmax { .. }), vec![opt_cast(masked)]).named("probs");
     let nan_guard = node("where", |o| matches!(o, Op::Where), vec![unary(UnaryOp::IsNan, probs.clone()), constant("nan_fill"), probs.clone()]);
