@@ -24,7 +24,15 @@ use blockfuse_ir::{Graph, IrError};
 use std::path::Path;
 
 /// The block kinds every report lists, even when absent.
-pub const BLOCK_KINDS: [&str; 7] = ["rms_norm", "layer_norm", "rope", "sdpa", "swiglu", "geglu", "gelu"];
+pub const BLOCK_KINDS: [&str; 7] = [
+    "rms_norm",
+    "layer_norm",
+    "rope",
+    "sdpa",
+    "swiglu",
+    "geglu",
+    "gelu",
+];
 
 /// Anything that can go wrong in the facade, with the file or node it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -69,25 +77,44 @@ pub fn load_model(path: &Path) -> Result<Graph, Error> {
     let shown = path.display().to_string();
     match path.extension().and_then(|e| e.to_str()) {
         Some("json") => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: shown.clone(), source })?;
-            blockfuse_ir::json::from_json(&text).map_err(|source| Error::Ir { path: shown, source })
+            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+                path: shown.clone(),
+                source,
+            })?;
+            blockfuse_ir::json::from_json(&text).map_err(|source| Error::Ir {
+                path: shown,
+                source,
+            })
         }
         Some("onnx") => {
             if !path.exists() {
-                return Err(Error::Io { path: shown, source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file") });
+                return Err(Error::Io {
+                    path: shown,
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
             }
-            blockfuse_onnx::import_file(path).map_err(|source| Error::Onnx { path: shown, source })
+            blockfuse_onnx::import_file(path).map_err(|source| Error::Onnx {
+                path: shown,
+                source,
+            })
         }
         _ => Err(Error::UnknownType(shown)),
     }
 }
 
 /// Runs a graph on the chosen backend.
-pub fn run_backend(g: &Graph, inputs: &[blockfuse_ir::HostTensor], backend: Backend) -> Result<Vec<blockfuse_ir::HostTensor>, Error> {
+pub fn run_backend(
+    g: &Graph,
+    inputs: &[blockfuse_ir::HostTensor],
+    backend: Backend,
+) -> Result<Vec<blockfuse_ir::HostTensor>, Error> {
     match backend {
-        Backend::Fallback => blockfuse_fallback::FallbackBackend::new().run(g, inputs).map_err(|e| Error::Run(e.to_string())),
+        Backend::Fallback => blockfuse_fallback::FallbackBackend::new()
+            .run(g, inputs)
+            .map_err(|e| Error::Run(e.to_string())),
         Backend::Mlx(device) => {
-            let b = blockfuse_mlx::MlxBackend::with_default_lowerings(device).map_err(|e| Error::Run(e.to_string()))?;
+            let b = blockfuse_mlx::MlxBackend::with_default_lowerings(device)
+                .map_err(|e| Error::Run(e.to_string()))?;
             b.run(g, inputs).map_err(|e| Error::Run(e.to_string()))
         }
     }

@@ -141,12 +141,22 @@ impl From<Error> for Failure {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
             print!("{e}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let first = e.to_string().lines().next().unwrap_or("bad usage").to_string();
+            let first = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("bad usage")
+                .to_string();
             eprintln!("blockfuse: {first}");
             return ExitCode::from(2);
         }
@@ -167,15 +177,30 @@ fn main() -> ExitCode {
 fn dispatch(cmd: Command) -> Result<(), Failure> {
     match cmd {
         Command::Inspect { model, stats_only } => inspect(&load_model(&model)?, stats_only),
-        Command::Optimize { model, output, report, verify, disable, dot_before, dot_after, svg } => {
+        Command::Optimize {
+            model,
+            output,
+            report,
+            verify,
+            disable,
+            dot_before,
+            dot_after,
+            svg,
+        } => {
             let original = load_model(&model)?;
             let mut rules = default_rules();
             for name in &disable {
                 if !rules.disable(name) {
-                    return Err(Error::Other(format!("--disable {name}: no such rule (rules: {})", rules.names().join(", "))).into());
+                    return Err(Error::Other(format!(
+                        "--disable {name}: no such rule (rules: {})",
+                        rules.names().join(", ")
+                    ))
+                    .into());
                 }
             }
-            write_opt(dot_before.as_ref(), || blockfuse::ir::text::to_dot(&original))?;
+            write_opt(dot_before.as_ref(), || {
+                blockfuse::ir::text::to_dot(&original)
+            })?;
             let mut g = original.clone();
             let rep = optimize(&mut g, &rules).map_err(|e| Error::Other(e.to_string()))?;
             write_opt(dot_after.as_ref(), || text::to_dot(&g))?;
@@ -183,10 +208,18 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 render_svg(&g, path)?;
             }
             if let Some(path) = &output {
-                let js = blockfuse::ir::json::to_json(&g).map_err(|e| Error::Other(e.to_string()))?;
-                std::fs::write(path, js).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+                let js =
+                    blockfuse::ir::json::to_json(&g).map_err(|e| Error::Other(e.to_string()))?;
+                std::fs::write(path, js).map_err(|source| Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             }
-            let verdict = if verify { Some(verify::verify(&original, &g, &rules, 0)?) } else { None };
+            let verdict = if verify {
+                Some(verify::verify(&original, &g, &rules, 0)?)
+            } else {
+                None
+            };
             match report {
                 ReportFormat::Json => {
                     let mut j = json_report(&rep);
@@ -206,12 +239,22 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             if let Some(v) = verdict {
                 if let Some((output, rule)) = v.mismatch {
                     let by = rule.map(|r| format!(" (rule {r})")).unwrap_or_default();
-                    return Err(Failure::Mismatch(format!("verify failed: output \"{output}\" changed{by}")));
+                    return Err(Failure::Mismatch(format!(
+                        "verify failed: output \"{output}\" changed{by}"
+                    )));
                 }
             }
             Ok(())
         }
-        Command::Run { model, optimize: opt, backend: b, device, check, rtol, atol } => {
+        Command::Run {
+            model,
+            optimize: opt,
+            backend: b,
+            device,
+            check,
+            rtol,
+            atol,
+        } => {
             let mut g = load_model(&model)?;
             if opt {
                 optimize(&mut g, &default_rules()).map_err(|e| Error::Other(e.to_string()))?;
@@ -230,8 +273,18 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             }
         }
         Command::Demo => demo(),
-        Command::Bench { model, backend: b, device, runs, sym_size } => {
-            let g = if model == "demo" { llama_decoder(DecoderConfig::demo()).map_err(|e| Error::Other(e.to_string()))? } else { load_model(std::path::Path::new(&model))? };
+        Command::Bench {
+            model,
+            backend: b,
+            device,
+            runs,
+            sym_size,
+        } => {
+            let g = if model == "demo" {
+                llama_decoder(DecoderConfig::demo()).map_err(|e| Error::Other(e.to_string()))?
+            } else {
+                load_model(std::path::Path::new(&model))?
+            };
             bench(&g, backend(b, device), runs.max(1), sym_size)
         }
     }
@@ -239,17 +292,32 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
 
 fn write_opt(path: Option<&PathBuf>, make: impl FnOnce() -> String) -> Result<(), Failure> {
     if let Some(p) = path {
-        std::fs::write(p, make()).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
+        std::fs::write(p, make()).map_err(|source| Error::Io {
+            path: p.display().to_string(),
+            source,
+        })?;
     }
     Ok(())
 }
 
 fn render_svg(g: &Graph, path: &PathBuf) -> Result<(), Failure> {
     use std::io::Write;
-    let child = std::process::Command::new("dot").arg("-Tsvg").arg("-o").arg(path).stdin(std::process::Stdio::piped()).spawn();
+    let child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .arg("-o")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn();
     let mut child = child.map_err(|_| Error::Other("--svg needs Graphviz's `dot` (install it: apt-get install graphviz, or brew install graphviz); --dot-after writes DOT without it".into()))?;
-    child.stdin.take().expect("piped").write_all(text::to_dot(g).as_bytes()).map_err(|e| Error::Other(format!("dot: {e}")))?;
-    let status = child.wait().map_err(|e| Error::Other(format!("dot: {e}")))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text::to_dot(g).as_bytes())
+        .map_err(|e| Error::Other(format!("dot: {e}")))?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::Other(format!("dot: {e}")))?;
     if !status.success() {
         return Err(Error::Other(format!("dot exited with {status}")).into());
     }
@@ -258,7 +326,10 @@ fn render_svg(g: &Graph, path: &PathBuf) -> Result<(), Failure> {
 
 fn inspect(g: &Graph, stats_only: bool) -> Result<(), Failure> {
     if !stats_only {
-        print!("{}", text::dump(g).map_err(|e| Error::Other(e.to_string()))?);
+        print!(
+            "{}",
+            text::dump(g).map_err(|e| Error::Other(e.to_string()))?
+        );
         println!();
     }
     let mut dtypes = std::collections::BTreeMap::new();
@@ -279,10 +350,25 @@ fn inspect(g: &Graph, stats_only: bool) -> Result<(), Failure> {
             const_bytes += t.bytes().len();
         }
     }
-    println!("nodes: {} ({} inputs, {} outputs)", g.node_count(), g.inputs().len(), g.outputs().len());
+    println!(
+        "nodes: {} ({} inputs, {} outputs)",
+        g.node_count(),
+        g.inputs().len(),
+        g.outputs().len()
+    );
     println!("constants: {consts}, {const_bytes} bytes");
-    println!("symbolic dims: {}", symbols.into_iter().collect::<Vec<_>>().join(", "));
-    println!("dtypes (values): {}", dtypes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "symbolic dims: {}",
+        symbols.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "dtypes (values): {}",
+        dtypes
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("\n{:<24} {:>6}", "op", "count");
     for (op, n) in g.op_histogram() {
         println!("{op:<24} {n:>6}");
@@ -290,38 +376,88 @@ fn inspect(g: &Graph, stats_only: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn run_check(g: &Graph, be: Backend, dir: &std::path::Path, rtol: Option<f64>, atol: Option<f64>) -> Result<(), Failure> {
-    let data = blockfuse::onnx::TestDataSet::open(dir).map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    let given = data.read_inputs().map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    let expected = data.read_outputs().map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    let names: Vec<String> = g.inputs().iter().map(|&id| g.node(id).name.clone().unwrap_or_default()).collect();
+fn run_check(
+    g: &Graph,
+    be: Backend,
+    dir: &std::path::Path,
+    rtol: Option<f64>,
+    atol: Option<f64>,
+) -> Result<(), Failure> {
+    let data = blockfuse::onnx::TestDataSet::open(dir)
+        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    let given = data
+        .read_inputs()
+        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    let expected = data
+        .read_outputs()
+        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    let names: Vec<String> = g
+        .inputs()
+        .iter()
+        .map(|&id| g.node(id).name.clone().unwrap_or_default())
+        .collect();
     let by_name = names.iter().all(|n| given.iter().any(|(m, _)| m == n));
     if given.len() != names.len() {
-        return Err(Error::Other(format!("{}: {} input files for {} graph inputs", dir.display(), given.len(), names.len())).into());
+        return Err(Error::Other(format!(
+            "{}: {} input files for {} graph inputs",
+            dir.display(),
+            given.len(),
+            names.len()
+        ))
+        .into());
     }
     let inputs: Vec<HostTensor> = if by_name {
-        names.iter().map(|n| given.iter().find(|(m, _)| m == n).expect("checked").1.clone()).collect()
+        names
+            .iter()
+            .map(|n| {
+                given
+                    .iter()
+                    .find(|(m, _)| m == n)
+                    .expect("checked")
+                    .1
+                    .clone()
+            })
+            .collect()
     } else {
         given.into_iter().map(|(_, t)| t).collect()
     };
     let outs = run_backend(g, &inputs, be)?;
     let mut all_ok = true;
     for (i, (name, _)) in g.outputs().iter().enumerate() {
-        let Some(want) = expected.iter().find(|(m, _)| m == name).or(expected.get(i)).map(|(_, t)| t) else {
-            return Err(Error::Other(format!("{}: no reference for output \"{name}\"", dir.display())).into());
+        let Some(want) = expected
+            .iter()
+            .find(|(m, _)| m == name)
+            .or(expected.get(i))
+            .map(|(_, t)| t)
+        else {
+            return Err(Error::Other(format!(
+                "{}: no reference for output \"{name}\"",
+                dir.display()
+            ))
+            .into());
         };
         let mut tol = Tolerance::for_dtype(want.dtype());
         tol.rtol = rtol.unwrap_or(tol.rtol);
         tol.atol = atol.unwrap_or(tol.atol);
         let c = compare(&outs[i], want, tol);
         let verdict = if c.passed() { "ok" } else { "MISMATCH" };
-        println!("{name}: max_abs {:.3e} max_rel {:.3e} {verdict}{}", c.max_abs, c.max_rel, c.incompatible.clone().map(|s| format!(" ({s})")).unwrap_or_default());
+        println!(
+            "{name}: max_abs {:.3e} max_rel {:.3e} {verdict}{}",
+            c.max_abs,
+            c.max_rel,
+            c.incompatible
+                .clone()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        );
         all_ok &= c.passed();
     }
     if all_ok {
         Ok(())
     } else {
-        Err(Failure::Mismatch("outputs differ from the reference".into()))
+        Err(Failure::Mismatch(
+            "outputs differ from the reference".into(),
+        ))
     }
 }
 
@@ -346,14 +482,32 @@ fn bench(g: &Graph, be: Backend, runs: usize, sym_size: usize) -> Result<(), Fai
     let mut t_opt = Vec::new();
     for _ in 0..3 {
         t_plain.push(median_ms(|| run_backend(g, &inputs, be).map(|_| ()), runs)?);
-        t_opt.push(median_ms(|| run_backend(&opt, &inputs, be).map(|_| ()), runs)?);
+        t_opt.push(median_ms(
+            || run_backend(&opt, &inputs, be).map(|_| ()),
+            runs,
+        )?);
     }
     t_plain.sort_by(|a, b| a.total_cmp(b));
     t_opt.sort_by(|a, b| a.total_cmp(b));
     let (p, o) = (t_plain[1], t_opt[1]);
-    println!("{:<12} {:>12} {:>12} {:>8}", "graph", "nodes", "median ms", "ratio");
-    println!("{:<12} {:>12} {:>12.3} {:>8}", "unoptimized", blockfuse::patterns::driver::op_node_count(g), p, "1.00");
-    println!("{:<12} {:>12} {:>12.3} {:>7.2}x", "optimized", blockfuse::patterns::driver::op_node_count(&opt), o, p / o);
+    println!(
+        "{:<12} {:>12} {:>12} {:>8}",
+        "graph", "nodes", "median ms", "ratio"
+    );
+    println!(
+        "{:<12} {:>12} {:>12.3} {:>8}",
+        "unoptimized",
+        blockfuse::patterns::driver::op_node_count(g),
+        p,
+        "1.00"
+    );
+    println!(
+        "{:<12} {:>12} {:>12.3} {:>7.2}x",
+        "optimized",
+        blockfuse::patterns::driver::op_node_count(&opt),
+        o,
+        p / o
+    );
     Ok(())
 }
 
@@ -367,8 +521,14 @@ fn demo() -> Result<(), Failure> {
     print!("{}", text_report(&rep));
     let inputs = blockfuse::verify::random_inputs(&g, 16, 3);
     let reference = run_backend(&g, &inputs, Backend::Fallback)?;
-    println!("\n{:<10} {:<12} {:>10} {:>12}", "backend", "graph", "ms", "max |err|");
-    for (bname, be) in [("fallback", Backend::Fallback), ("mlx-cpu", Backend::Mlx(Device::Cpu))] {
+    println!(
+        "\n{:<10} {:<12} {:>10} {:>12}",
+        "backend", "graph", "ms", "max |err|"
+    );
+    for (bname, be) in [
+        ("fallback", Backend::Fallback),
+        ("mlx-cpu", Backend::Mlx(Device::Cpu)),
+    ] {
         for (gname, graph) in [("unoptimized", &g), ("optimized", &opt)] {
             let mut outs: Vec<HostTensor> = Vec::new();
             let ms = median_ms(
@@ -378,7 +538,21 @@ fn demo() -> Result<(), Failure> {
                 },
                 3,
             )?;
-            let err = outs.iter().zip(&reference).map(|(a, b)| compare(a, b, Tolerance { rtol: 0.0, atol: 0.0 }).max_abs).fold(0.0, f64::max);
+            let err = outs
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| {
+                    compare(
+                        a,
+                        b,
+                        Tolerance {
+                            rtol: 0.0,
+                            atol: 0.0,
+                        },
+                    )
+                    .max_abs
+                })
+                .fold(0.0, f64::max);
             println!("{bname:<10} {gname:<12} {ms:>10.2} {err:>12.2e}");
         }
     }

@@ -15,7 +15,11 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
         Op::SymConst(v) => one(TensorType::known(DType::I64, &[v.len()])),
         Op::Unary(u) => {
             check_unary(*u, x[0].dtype)?;
-            let dtype = if *u == UnaryOp::IsNan { DType::Bool } else { x[0].dtype };
+            let dtype = if *u == UnaryOp::IsNan {
+                DType::Bool
+            } else {
+                x[0].dtype
+            };
             one(x[0].with_dtype(dtype))
         }
         Op::Binary(b) => binary(*b, x[0], x[1]),

@@ -4,8 +4,8 @@
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::{DType, HostTensor};
 use blockfuse_onnx::proto::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto,
-    NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use blockfuse_onnx::{import_file, import_model, OnnxError, TestDataSet};
 use std::collections::HashMap;
@@ -74,7 +74,8 @@ fn every_corpus_model_imports_and_validates() {
                     if let Some(edt) = edt {
                         let got = g.value_type(*v).dtype;
                         if got != *edt {
-                            failures.push(format!("{name}: output {oname} is {got}, expected {edt}"));
+                            failures
+                                .push(format!("{name}: output {oname} is {got}, expected {edt}"));
                         }
                     }
                 }
@@ -86,23 +87,42 @@ fn every_corpus_model_imports_and_validates() {
     for f in &failures {
         eprintln!("FAIL {f}");
     }
-    assert!(failures.is_empty(), "{} of {} models failed", failures.len(), models.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} models failed",
+        failures.len(),
+        models.len()
+    );
 }
 
 fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, String> {
     if got.dims() != want.dims() {
-        return Err(format!("dims {:?} vs reference {:?}", got.dims(), want.dims()));
+        return Err(format!(
+            "dims {:?} vs reference {:?}",
+            got.dims(),
+            want.dims()
+        ));
     }
     if got.dtype() != want.dtype() {
-        return Err(format!("dtype {} vs reference {}", got.dtype(), want.dtype()));
+        return Err(format!(
+            "dtype {} vs reference {}",
+            got.dtype(),
+            want.dtype()
+        ));
     }
-    let tol = if want.dtype() == DType::F16 || want.dtype() == DType::BF16 { 1e-2 } else { 1e-4 };
+    let tol = if want.dtype() == DType::F16 || want.dtype() == DType::BF16 {
+        1e-2
+    } else {
+        1e-4
+    };
     let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
     let mut worst = 0.0f64;
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         let d = (x - y).abs();
         if !(d <= tol + tol * y.abs()) && !(x.is_nan() && y.is_nan()) {
-            return Err(format!("element {i}: {x} vs reference {y} (|diff| {d:.3e})"));
+            return Err(format!(
+                "element {i}: {x} vs reference {y} (|diff| {d:.3e})"
+            ));
         }
         worst = worst.max(d);
     }
@@ -124,7 +144,8 @@ fn corpus_models_match_reference_outputs() {
         };
         for set in ["test_data_set_0", "test_data_set_1"] {
             let ds = TestDataSet::open(dir.join(set)).unwrap();
-            let inputs: HashMap<String, HostTensor> = ds.read_inputs().unwrap().into_iter().collect();
+            let inputs: HashMap<String, HostTensor> =
+                ds.read_inputs().unwrap().into_iter().collect();
             let outs = match backend.run_named(&g, &inputs) {
                 Ok(o) => o,
                 Err(e) => {
@@ -135,7 +156,8 @@ fn corpus_models_match_reference_outputs() {
             let refs = ds.read_outputs().unwrap();
             let mut worst = 0.0f64;
             let mut bad = None;
-            for ((oname, _), (got, (rname, want))) in g.outputs().iter().zip(outs.iter().zip(&refs)) {
+            for ((oname, _), (got, (rname, want))) in g.outputs().iter().zip(outs.iter().zip(&refs))
+            {
                 assert!(rname.is_empty() || rname == oname, "{name}: output order");
                 match compare(got, want) {
                     Ok(w) => worst = worst.max(w),
@@ -154,7 +176,12 @@ fn corpus_models_match_reference_outputs() {
     for f in &failures {
         eprintln!("FAIL {f}");
     }
-    assert!(failures.is_empty(), "{} failures over {} models", failures.len(), models.len());
+    assert!(
+        failures.is_empty(),
+        "{} failures over {} models",
+        failures.len(),
+        models.len()
+    );
 }
 
 fn tensor_vi(name: &str, elem: i32, dims: &[&str]) -> ValueInfoProto {
@@ -189,7 +216,9 @@ trait WithElem {
 
 impl WithElem for ValueInfoProto {
     fn with_elem(mut self, elem: i32) -> Self {
-        if let Some(type_proto::Value::TensorType(t)) = self.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        if let Some(type_proto::Value::TensorType(t)) =
+            self.r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
             t.elem_type = Some(elem);
         }
         self
@@ -248,7 +277,10 @@ fn unsupported_ops_are_all_listed() {
     };
     assert_eq!(ops.len(), 2);
     let msg = err.to_string();
-    assert_eq!(msg, "unsupported ops: FancyOp (nodes f1, f2), If (node If_3)");
+    assert_eq!(
+        msg,
+        "unsupported ops: FancyOp (nodes f1, f2), If (node If_3)"
+    );
 }
 
 #[test]
@@ -313,7 +345,8 @@ fn shape_computations_become_static_attributes() {
 fn dump() {
     let name = std::env::var("DUMP_MODEL").unwrap();
     let pat = std::env::var("DUMP_NODE").unwrap_or_default();
-    let mut m = blockfuse_onnx::load_model(corpus_dir().unwrap().join(name).join("model.onnx")).unwrap();
+    let mut m =
+        blockfuse_onnx::load_model(corpus_dir().unwrap().join(name).join("model.onnx")).unwrap();
     blockfuse_onnx::inline_functions(&mut m).unwrap();
     let g = m.graph.unwrap();
     for vi in &g.input {
@@ -321,9 +354,27 @@ fn dump() {
     }
     let nodes = &g.node;
     for (i, n) in nodes.iter().enumerate() {
-        if nodes[i.saturating_sub(0)..(i + 8).min(nodes.len())].iter().any(|m| m.name().contains(&pat) || m.output.iter().any(|o| o.contains(&pat))) {
-            let attrs: Vec<String> = n.attribute.iter().map(|a| format!("{}={:?}", a.name(), a.i.or(a.f.map(|f| f as i64)))).collect();
-            eprintln!("{} {} {:?} -> {:?} {:?}", n.name(), n.op_type(), n.input, n.output, attrs);
+        if nodes[i.saturating_sub(0)..(i + 8).min(nodes.len())]
+            .iter()
+            .any(|m| {
+                m.name().contains(&pat)
+                    || m.op_type() == pat
+                    || m.output.iter().any(|o| o.contains(&pat))
+            })
+        {
+            let attrs: Vec<String> = n
+                .attribute
+                .iter()
+                .map(|a| format!("{}={:?}", a.name(), a.i.or(a.f.map(|f| f as i64))))
+                .collect();
+            eprintln!(
+                "{} {} {:?} -> {:?} {:?}",
+                n.name(),
+                n.op_type(),
+                n.input,
+                n.output,
+                attrs
+            );
         }
     }
 }

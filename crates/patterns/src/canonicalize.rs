@@ -5,7 +5,9 @@
 //! A worklist drives it: a node is revisited only when one of its operands changed.
 
 use crate::fold::fold;
-use blockfuse_ir::{BinaryOp, Bound, Builder, DType, Dim, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value};
+use blockfuse_ir::{
+    BinaryOp, Bound, Builder, DType, Dim, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value,
+};
 use std::collections::{HashMap, VecDeque};
 
 /// How many local rewrites and CSE merges canonicalization made.
@@ -42,7 +44,11 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
     let mut stats = CanonStats::default();
     while let Some(id) = queue.pop_front() {
         queued[id.index()] = false;
-        if !g.contains(id) || g.use_count(Value::first(id)) == 0 && g.node(id).types.len() == 1 && !is_live_leaf(g, id) {
+        if !g.contains(id)
+            || g.use_count(Value::first(id)) == 0
+                && g.node(id).types.len() == 1
+                && !is_live_leaf(g, id)
+        {
             continue;
         }
         let replacement = match simplify(g, id)? {
@@ -52,7 +58,11 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
             }
             None => match cse_key(g, id) {
                 Some(key) => match cse.get(&key) {
-                    Some(&other) if other != id && g.contains(other) && cse_key(g, other).as_ref() == Some(&key) => {
+                    Some(&other)
+                        if other != id
+                            && g.contains(other)
+                            && cse_key(g, other).as_ref() == Some(&key) =>
+                    {
                         stats.merged += 1;
                         Some(Value::first(other))
                     }
@@ -113,7 +123,9 @@ fn scalar(g: &Graph, v: Value) -> Option<f64> {
 /// One local simplification of node `id`, returning the value that replaces it.
 fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
     let node = g.node(id).clone();
-    if node.types.len() != 1 || node.op.is_leaf() && !matches!(node.op, Op::Range { .. } | Op::Full { .. }) {
+    if node.types.len() != 1
+        || node.op.is_leaf() && !matches!(node.op, Op::Range { .. } | Op::Full { .. })
+    {
         return Ok(None);
     }
     let out = node.types[0].clone();
@@ -121,7 +133,11 @@ fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
     let same_type = |g: &Graph, v: Value| *g.value_type(v) == out;
     // Constant folding.
     if !matches!(node.op, Op::Block(_)) {
-        let consts: Option<Vec<_>> = node.operands.iter().map(|v| g.node(v.node).op.as_constant().cloned()).collect();
+        let consts: Option<Vec<_>> = node
+            .operands
+            .iter()
+            .map(|v| g.node(v.node).op.as_constant().cloned())
+            .collect();
         if let Some(consts) = consts {
             let refs: Vec<_> = consts.iter().collect();
             if let Some(t) = fold(&node.op, &refs, &out) {
@@ -178,7 +194,13 @@ fn producer(g: &Graph, v: Value) -> Option<(Op, Value)> {
     (n.operands.len() == 1).then(|| (n.op.clone(), n.operands[0]))
 }
 
-fn simplify_binary(b: &mut Builder<'_>, op: BinaryOp, l: Value, r: Value, out: &blockfuse_ir::TensorType) -> Result<Option<Value>, IrError> {
+fn simplify_binary(
+    b: &mut Builder<'_>,
+    op: BinaryOp,
+    l: Value,
+    r: Value,
+    out: &blockfuse_ir::TensorType,
+) -> Result<Option<Value>, IrError> {
     let g = b.graph();
     let float = out.dtype.is_float();
     let keeps = |v: Value| g.value_type(v) == out;
@@ -213,14 +235,28 @@ fn simplify_binary(b: &mut Builder<'_>, op: BinaryOp, l: Value, r: Value, out: &
 }
 
 /// `reduce_sum(x, axes) · (1/N)` with N the number of reduced elements → `reduce_mean`.
-fn sum_times_inverse_count(b: &mut Builder<'_>, sum: Value, c: Value) -> Result<Option<Value>, IrError> {
+fn sum_times_inverse_count(
+    b: &mut Builder<'_>,
+    sum: Value,
+    c: Value,
+) -> Result<Option<Value>, IrError> {
     let g = b.graph();
-    let (Some(k), Op::Reduce { op: ReduceOp::Sum, axes, keepdims }) = (scalar(g, c), &g.node(sum.node).op) else {
+    let (
+        Some(k),
+        Op::Reduce {
+            op: ReduceOp::Sum,
+            axes,
+            keepdims,
+        },
+    ) = (scalar(g, c), &g.node(sum.node).op)
+    else {
         return Ok(None);
     };
     let x = g.node(sum.node).operands[0];
     let ty = g.value_type(x);
-    let Ok(reduced) = blockfuse_ir::infer::reduced_axes(axes, ty.rank()) else { return Ok(None) };
+    let Ok(reduced) = blockfuse_ir::infer::reduced_axes(axes, ty.rank()) else {
+        return Ok(None);
+    };
     let count: Option<usize> = reduced.iter().map(|&a| ty.shape[a].known()).product();
     let is_mean = count.is_some_and(|n| n > 0 && ((1.0 / n as f64) - k).abs() <= 1e-6 * k.abs());
     let widen = g.value_type(c).rank() > g.value_type(sum).rank();
@@ -236,7 +272,11 @@ fn widens(from: DType, to: DType) -> bool {
     use DType::*;
     matches!(
         (from, to),
-        (F16 | BF16, F32 | F64) | (F32, F64) | (I32 | I8 | U8 | Bool, I64) | (I8 | U8 | Bool, I32) | (Bool, I8 | U8)
+        (F16 | BF16, F32 | F64)
+            | (F32, F64)
+            | (I32 | I8 | U8 | Bool, I64)
+            | (I8 | U8 | Bool, I32)
+            | (Bool, I8 | U8)
     )
 }
 
@@ -256,9 +296,15 @@ fn is_full_slice(g: &Graph, x: Value, spec: &blockfuse_ir::SliceSpec) -> bool {
 /// `reshape(transpose(reshape(x, [P, a, b]), [0, 2, 1]), [lead.., b, a])` with x of shape
 /// `[lead.., a, b]` and P the product of `lead` is `transpose(x)` of the last two axes: the
 /// 3-D spelling of `k.transpose(-2, -1)` that some exporters emit.
-fn fold_reshape_transpose_reshape(b: &mut Builder<'_>, t: Value, shape: &[Dim]) -> Result<Option<Value>, IrError> {
+fn fold_reshape_transpose_reshape(
+    b: &mut Builder<'_>,
+    t: Value,
+    shape: &[Dim],
+) -> Result<Option<Value>, IrError> {
     let g = b.graph();
-    let Op::Transpose { perm } = &g.node(t.node).op else { return Ok(None) };
+    let Op::Transpose { perm } = &g.node(t.node).op else {
+        return Ok(None);
+    };
     if perm != &[0, 2, 1] {
         return Ok(None);
     }

@@ -46,7 +46,9 @@ pub struct Report {
 
 /// Counts op nodes (not inputs, not constants).
 pub fn op_node_count(g: &Graph) -> usize {
-    g.node_ids().filter(|&id| !matches!(g.node(id).op, Op::Input | Op::Constant(_))).count()
+    g.node_ids()
+        .filter(|&id| !matches!(g.node(id).op, Op::Input | Op::Constant(_)))
+        .count()
 }
 
 /// Counts block nodes by kind.
@@ -63,7 +65,10 @@ pub fn block_counts(g: &Graph) -> BTreeMap<String, usize> {
 /// Optimizes `g` in place with `rules`.
 pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
     let start = Instant::now();
-    let mut report = Report { nodes_before: op_node_count(g), ..Report::default() };
+    let mut report = Report {
+        nodes_before: op_node_count(g),
+        ..Report::default()
+    };
     for r in rules.rules() {
         report.rules.insert(r.name.to_string(), 0);
     }
@@ -81,7 +86,10 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
             if fired > 0 {
                 changed = true;
                 *report.rules.get_mut(rule.name).expect("inserted") += fired;
-                let mut seeds: Vec<NodeId> = g.node_ids().filter(|id| !existed.get(id.index()).copied().unwrap_or(false)).collect();
+                let mut seeds: Vec<NodeId> = g
+                    .node_ids()
+                    .filter(|id| !existed.get(id.index()).copied().unwrap_or(false))
+                    .collect();
                 let users: Vec<NodeId> = seeds.iter().flat_map(|&id| g.users(id)).collect();
                 seeds.extend(users);
                 let stats = canonicalize_from(g, seeds)?;
@@ -96,7 +104,11 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
     report.near_misses = misses
         .into_iter()
         .filter(|((_, id), _)| g.contains(*id))
-        .map(|((rule, id), reason)| NearMiss { rule, node: g.label(id).to_string(), reason })
+        .map(|((rule, id), reason)| NearMiss {
+            rule,
+            node: g.label(id).to_string(),
+            reason,
+        })
         .collect();
     report.nodes_after = op_node_count(g);
     report.blocks = block_counts(g);
@@ -106,8 +118,14 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
 
 /// Runs one rule over every anchor in the graph; returns how many rewrites it made.
 /// Dead nodes are left in place until the round ends, so new node ids never reuse old ones.
-fn apply_rule(g: &mut Graph, rule: &Rule, misses: &mut BTreeMap<(String, NodeId), String>) -> Result<usize, IrError> {
-    let Some(anchor) = rule.pattern.anchor() else { return Ok(0) };
+fn apply_rule(
+    g: &mut Graph,
+    rule: &Rule,
+    misses: &mut BTreeMap<(String, NodeId), String>,
+) -> Result<usize, IrError> {
+    let Some(anchor) = rule.pattern.anchor() else {
+        return Ok(0);
+    };
     // Consumers first: the largest match (a norm with its weight) wins over its core.
     let mut candidates: Vec<NodeId> = g.topo_order()?;
     candidates.retain(|&id| anchor(&g.node(id).op) && g.node(id).types.len() == 1);
@@ -119,7 +137,9 @@ fn apply_rule(g: &mut Graph, rule: &Rule, misses: &mut BTreeMap<(String, NodeId)
         if dead[id.index()] || g.use_count(root) == 0 {
             continue;
         }
-        let Some(m) = match_at(g, &rule.pattern, root) else { continue };
+        let Some(m) = match_at(g, &rule.pattern, root) else {
+            continue;
+        };
         let key = (rule.name.to_string(), id);
         let verdict = match m.failed {
             Some(reason) => Err(reason.to_string()),
@@ -164,11 +184,19 @@ fn mark_dead(g: &Graph, start: NodeId, dead: &mut Vec<bool>) {
             dead.resize(id.index() + 1, false);
         }
         let n = g.node(id);
-        let is_output = (0..n.types.len()).any(|o| g.is_output(Value { node: id, output: o as u16 }));
+        let is_output = (0..n.types.len()).any(|o| {
+            g.is_output(Value {
+                node: id,
+                output: o as u16,
+            })
+        });
         if dead[id.index()] || is_output || matches!(n.op, Op::Input) {
             continue;
         }
-        if g.users(id).iter().all(|u| dead.get(u.index()).copied().unwrap_or(false)) {
+        if g.users(id)
+            .iter()
+            .all(|u| dead.get(u.index()).copied().unwrap_or(false))
+        {
             dead[id.index()] = true;
             stack.extend(n.operands.iter().map(|v| v.node));
         }

@@ -9,7 +9,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 pub fn bsd(d: usize) -> TensorType {
-    TensorType::new(DType::F32, [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(d)])
+    TensorType::new(
+        DType::F32,
+        [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(d)],
+    )
 }
 
 pub fn weight(b: &mut Builder<'_>, dtype: DType, dims: &[usize], seed: u64) -> Value {
@@ -66,13 +69,25 @@ pub fn assert_same_values(a: &Graph, b: &Graph, tol: f64) {
     let y = fb.run(b, &inputs).unwrap();
     for (p, q) in x.iter().zip(&y) {
         assert_eq!(p.dims(), q.dims());
-        let err = p.to_f64_vec().iter().zip(q.to_f64_vec()).map(|(u, v)| (u - v).abs()).fold(0.0, f64::max);
+        let err = p
+            .to_f64_vec()
+            .iter()
+            .zip(q.to_f64_vec())
+            .map(|(u, v)| (u - v).abs())
+            .fold(0.0, f64::max);
         assert!(err <= tol, "outputs differ by {err} (tolerance {tol})");
     }
 }
 
 /// Composed RMSNorm in the Llama dynamo spelling: pow, mean, add eps, sqrt, reciprocal, mul, mul w.
-pub fn rms_norm_composed(b: &mut Builder<'_>, x: Value, w: Option<Value>, eps: Value, exponent: f64, axis: i64) -> Value {
+pub fn rms_norm_composed(
+    b: &mut Builder<'_>,
+    x: Value,
+    w: Option<Value>,
+    eps: Value,
+    exponent: f64,
+    axis: i64,
+) -> Value {
     let e = b.scalar_like(x, exponent);
     let sq = b.binary(BinaryOp::Pow, x, e).unwrap();
     let ms = b.reduce(ReduceOp::Mean, sq, &[axis], true).unwrap();

@@ -152,7 +152,11 @@ impl Block for Rope {
             }
         }
         let npos = self.has_position_operand() as usize;
-        match (inputs.len() == 1 + npos, inputs.len() == 2 + npos, self.base) {
+        match (
+            inputs.len() == 1 + npos,
+            inputs.len() == 2 + npos,
+            self.base,
+        ) {
             (true, _, None) => {
                 return Err(format!(
                     "{k}: neither base nor freqs is given (set base, or pass a freqs operand)"
@@ -164,7 +168,12 @@ impl Block for Rope {
                 ))
             }
             (false, false, _) => {
-                common::arity(k, inputs, &[1 + npos + self.base.is_none() as usize], &self.operand_names())?;
+                common::arity(
+                    k,
+                    inputs,
+                    &[1 + npos + self.base.is_none() as usize],
+                    &self.operand_names(),
+                )?;
             }
             _ => {}
         }
@@ -179,7 +188,9 @@ impl Block for Rope {
         }
         let (batch, seq, last) = (&x.shape[0], &x.shape[x.rank() - 2], &x.shape[x.rank() - 1]);
         let Some(d) = last.known() else {
-            return Err(format!("{k}: the last axis of x must have a known size, got {x}"));
+            return Err(format!(
+                "{k}: the last axis of x must have a known size, got {x}"
+            ));
         };
         if self.dims > d {
             return Err(format!(
@@ -359,7 +370,13 @@ impl Block for Rope {
 }
 
 /// `x[..., start:end:step]` on the last axis.
-fn strided(b: &mut Builder<'_>, x: Value, start: i64, end: i64, step: i64) -> Result<Value, IrError> {
+fn strided(
+    b: &mut Builder<'_>,
+    x: Value,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Value, IrError> {
     b.add(
         Op::Slice(SliceSpec {
             axes: vec![-1],

@@ -139,14 +139,10 @@ impl Block for Sdpa {
         let (b, nq, tq, d) = (&q.shape[0], &q.shape[1], &q.shape[2], &q.shape[3]);
         let (nkv, tk) = (&kk.shape[1], &kk.shape[2]);
         if dims_differ(&kk.shape[0], b) || dims_differ(&v.shape[0], b) {
-            return Err(format!(
-                "{k}: batch sizes differ: q {q}, k {kk}, v {v}"
-            ));
+            return Err(format!("{k}: batch sizes differ: q {q}, k {kk}, v {v}"));
         }
         if dims_differ(&kk.shape[3], d) {
-            return Err(format!(
-                "{k}: q and k head dims differ: q {q}, k {kk}"
-            ));
+            return Err(format!("{k}: q and k head dims differ: q {q}, k {kk}"));
         }
         if dims_differ(&v.shape[1], nkv) || dims_differ(&v.shape[2], tk) {
             return Err(format!(
@@ -176,8 +172,7 @@ impl Block for Sdpa {
             }
             MaskKind::CausalWithKeyPadding => {
                 let m = &inputs[next];
-                if m.rank() != 2 || dims_differ(&m.shape[0], b) || dims_differ(&m.shape[1], tk)
-                {
+                if m.rank() != 2 || dims_differ(&m.shape[0], b) || dims_differ(&m.shape[1], tk) {
                     return Err(format!(
                         "{k}: the key padding mask must be {{B, Tk}} = [{b}, {tk}], got {m}"
                     ));
@@ -192,9 +187,7 @@ impl Block for Sdpa {
                 return Err(format!("{k}: sinks must be a float tensor, got {s}"));
             }
             if s.rank() != 1 || dims_differ(&s.shape[0], nq) {
-                return Err(format!(
-                    "{k}: sinks must be 1-D {{Nq}} = [{nq}], got {s}"
-                ));
+                return Err(format!("{k}: sinks must be 1-D {{Nq}} = [{nq}], got {s}"));
             }
         }
         let dtype = result_type(result_type(q.dtype, kk.dtype), v.dtype);
@@ -210,8 +203,16 @@ impl Block for Sdpa {
         let c = compute_dtype(out);
         let qt = b.ty(q).clone();
         let kt = b.ty(k).clone();
-        let (bs, nq, tq) = (qt.shape[0].clone(), qt.shape[1].clone(), qt.shape[2].clone());
-        let (nkv, tk, d) = (kt.shape[1].clone(), kt.shape[2].clone(), kt.shape[3].clone());
+        let (bs, nq, tq) = (
+            qt.shape[0].clone(),
+            qt.shape[1].clone(),
+            qt.shape[2].clone(),
+        );
+        let (nkv, tk, d) = (
+            kt.shape[1].clone(),
+            kt.shape[2].clone(),
+            kt.shape[3].clone(),
+        );
         let dv = b.ty(v).shape[3].clone();
         let groups = nq.div_exact(&nkv).expect("checked by infer");
         let grouped = groups != Dim::Known(1);

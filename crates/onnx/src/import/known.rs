@@ -228,7 +228,9 @@ pub fn sub(a: &SymInt, b: &SymInt) -> Option<SymInt> {
 pub fn mul(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
         (C(x), C(y)) => x.checked_mul(*y).map(C),
-        (D(d), C(k)) | (C(k), D(d)) if *k >= 0 => Some(SymInt::norm(d.mul(&Dim::Known(*k as usize)))),
+        (D(d), C(k)) | (C(k), D(d)) if *k >= 0 => {
+            Some(SymInt::norm(d.mul(&Dim::Known(*k as usize))))
+        }
         (D(x), D(y)) => Some(SymInt::norm(x.mul(y))),
         _ => None,
     }
@@ -251,7 +253,11 @@ pub fn modulo(a: &SymInt, b: &SymInt) -> Option<SymInt> {
         (C(_), C(0)) => None,
         (C(x), C(y)) => {
             let r = x.wrapping_rem(*y);
-            Some(C(if r != 0 && ((r < 0) != (*y < 0)) { r + y } else { r }))
+            Some(C(if r != 0 && ((r < 0) != (*y < 0)) {
+                r + y
+            } else {
+                r
+            }))
         }
         _ => None,
     }
@@ -272,8 +278,14 @@ pub fn cmp(a: &SymInt, b: &SymInt) -> Option<std::cmp::Ordering> {
 /// `max(a, b)` when decidable (symbolic dims are ≥ 1).
 pub fn max(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
-        (D(_), C(c)) | (C(c), D(_)) if *c <= 1 => Some(if let D(_) = a { a.clone() } else { b.clone() }),
-        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Less { b.clone() } else { a.clone() }),
+        (D(_), C(c)) | (C(c), D(_)) if *c <= 1 => {
+            Some(if let D(_) = a { a.clone() } else { b.clone() })
+        }
+        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Less {
+            b.clone()
+        } else {
+            a.clone()
+        }),
     }
 }
 
@@ -282,7 +294,11 @@ pub fn min(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
         (D(_), C(c)) | (C(c), D(_)) if *c <= 1 => Some(C(*c)),
         (D(d), C(c)) | (C(c), D(d)) if *c >= i64::MAX / 2 => Some(D(d.clone())),
-        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Greater { b.clone() } else { a.clone() }),
+        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Greater {
+            b.clone()
+        } else {
+            a.clone()
+        }),
     }
 }
 

@@ -29,7 +29,10 @@ fn key_layout(g: &Graph, kt: Value, v: Value) -> Result<(Value, Vec<usize>), Str
     k_perm.swap(r - 2, r - 1);
     let identity = k_perm.iter().enumerate().all(|(i, &p)| i == p);
     let same_as_v = transpose_perm(g, v).is_some_and(|(pv, _)| pv == k_perm);
-    require(identity || same_as_v, format!("key permutation {perm:?} is not a transpose of the last two axes"))?;
+    require(
+        identity || same_as_v,
+        format!("key permutation {perm:?} is not a transpose of the last two axes"),
+    )?;
     Ok((src, k_perm))
 }
 
@@ -39,10 +42,21 @@ fn strip_repeat_kv(g: &Graph, v: Value) -> Value {
         let n = g.node(v.node);
         want(&n.op).then(|| n.operands[0])
     };
-    let Some(e) = step(v, |o| matches!(o, Op::Reshape { .. })) else { return v };
-    let Some(u) = step(e, |o| matches!(o, Op::Expand { .. })) else { return v };
-    let Some(k) = step(u, |o| matches!(o, Op::Reshape { .. })) else { return v };
-    let (ks, us, es, vs) = (&g.value_type(k).shape, &g.value_type(u).shape, &g.value_type(e).shape, &g.value_type(v).shape);
+    let Some(e) = step(v, |o| matches!(o, Op::Reshape { .. })) else {
+        return v;
+    };
+    let Some(u) = step(e, |o| matches!(o, Op::Expand { .. })) else {
+        return v;
+    };
+    let Some(k) = step(u, |o| matches!(o, Op::Reshape { .. })) else {
+        return v;
+    };
+    let (ks, us, es, vs) = (
+        &g.value_type(k).shape,
+        &g.value_type(u).shape,
+        &g.value_type(e).shape,
+        &g.value_type(v).shape,
+    );
     let ok = ks.len() == 4
         && us.len() == 5
         && us[..2] == ks[..2]
@@ -73,54 +87,123 @@ fn mask_kind(g: &Graph, m: &crate::Match) -> (MaskKind, Option<Value>) {
 
 /// Fuses attention into one `sdpa` block.
 pub fn sdpa() -> Rule {
-    let scores = node("matmul", |o| matches!(o, Op::MatMul), vec![scaled(any("q"), "q_scale"), scaled(any("kt"), "k_scale")]).named("scores");
+    let scores = node(
+        "matmul",
+        |o| matches!(o, Op::MatMul),
+        vec![scaled(any("q"), "q_scale"), scaled(any("kt"), "k_scale")],
+    )
+    .named("scores");
     let scores = scaled(scores, "scale");
-    let bool_mask = node("where", |o| matches!(o, Op::Where), vec![any("bool_mask"), constant("keep"), constant("drop")]);
+    let bool_mask = node(
+        "where",
+        |o| matches!(o, Op::Where),
+        vec![any("bool_mask"), constant("keep"), constant("drop")],
+    );
     // A boolean mask shared by several layers stays as it is and enters as an additive mask.
     let bool_mask = guard(bool_mask, |g, v| g.use_count(v) == 1);
     let masked = either(add(scores.clone(), either(bool_mask, any("mask"))), scores);
-    let probs = node("softmax", |o| matches!(o, Op::Softmax { .. }), vec![opt_cast(masked)]).named("probs");
-    let nan_guard = node("where", |o| matches!(o, Op::Where), vec![unary(UnaryOp::IsNan, probs.clone()), constant("nan_fill"), probs.clone()]);
-    let root = node("matmul", |o| matches!(o, Op::MatMul), vec![opt_cast(either(nan_guard, probs)), any("v")]);
+    let probs = node(
+        "softmax",
+        |o| matches!(o, Op::Softmax { .. }),
+        vec![opt_cast(masked)],
+    )
+    .named("probs");
+    let nan_guard = node(
+        "where",
+        |o| matches!(o, Op::Where),
+        vec![
+            unary(UnaryOp::IsNan, probs.clone()),
+            constant("nan_fill"),
+            probs.clone(),
+        ],
+    );
+    let root = node(
+        "matmul",
+        |o| matches!(o, Op::MatMul),
+        vec![opt_cast(either(nan_guard, probs)), any("v")],
+    );
     Rule::new("sdpa", root)
         .check(|g, m| {
             let probs = g.node(m.value("probs").node);
-            require(matches!(probs.op, Op::Softmax { axis } if axis == -1 || axis == 3), "softmax is not over the key axis")?;
+            require(
+                matches!(probs.op, Op::Softmax { axis } if axis == -1 || axis == 3),
+                "softmax is not over the key axis",
+            )?;
             for s in ["q_scale", "k_scale", "scale"] {
                 if m.get(s).is_some() {
-                    require(m.constant(g, s).is_some_and(|t| t.len() == 1), format!("{s} is not a scalar"))?;
+                    require(
+                        m.constant(g, s).is_some_and(|t| t.len() == 1),
+                        format!("{s} is not a scalar"),
+                    )?;
                 }
             }
             if m.get("bool_mask").is_some() {
-                require(m.scalar(g, "keep") == Some(0.0), "boolean mask keeps with a non-zero value")?;
-                require(m.scalar(g, "drop").is_some_and(|d| d <= -1e4), "boolean mask does not drop with a very negative value")?;
+                require(
+                    m.scalar(g, "keep") == Some(0.0),
+                    "boolean mask keeps with a non-zero value",
+                )?;
+                require(
+                    m.scalar(g, "drop").is_some_and(|d| d <= -1e4),
+                    "boolean mask does not drop with a very negative value",
+                )?;
             }
             if m.get("nan_fill").is_some() {
-                require(m.scalar(g, "nan_fill") == Some(0.0), "NaN guard does not fill with 0")?;
+                require(
+                    m.scalar(g, "nan_fill") == Some(0.0),
+                    "NaN guard does not fill with 0",
+                )?;
             }
             let (q, v) = (m.value("q"), m.value("v"));
-            require(g.value_type(q).rank() == 4 && g.value_type(v).rank() == 4, "q and v are not 4-D {B, N, T, D}")?;
+            require(
+                g.value_type(q).rank() == 4 && g.value_type(v).rank() == 4,
+                "q and v are not 4-D {B, N, T, D}",
+            )?;
             let (k, _) = key_layout(g, m.value("kt"), v)?;
             require(g.value_type(k).rank() == 4, "k is not 4-D")?;
-            require(g.value_type(q).dtype == g.value_type(v).dtype && g.value_type(k).dtype == g.value_type(v).dtype, "q, k and v differ in dtype")?;
+            require(
+                g.value_type(q).dtype == g.value_type(v).dtype
+                    && g.value_type(k).dtype == g.value_type(v).dtype,
+                "q, k and v differ in dtype",
+            )?;
             if let Some(mask) = m.get("mask") {
                 let scores = g.value_type(m.value("scores"));
-                require(g.value_type(mask).dtype == scores.dtype, "additive mask dtype differs from the scores")?;
+                require(
+                    g.value_type(mask).dtype == scores.dtype,
+                    "additive mask dtype differs from the scores",
+                )?;
             }
             Ok(())
         })
         .rewrite(|b, m| {
             let g = b.graph();
-            let scale = ["q_scale", "k_scale", "scale"].iter().filter_map(|s| m.scalar(g, s)).product::<f64>() as f32;
+            let scale = ["q_scale", "k_scale", "scale"]
+                .iter()
+                .filter_map(|s| m.scalar(g, s))
+                .product::<f64>() as f32;
             let v_in = m.value("v");
             let (k_src, k_perm) = key_layout(g, m.value("kt"), v_in).expect("checked");
             let identity = k_perm.iter().enumerate().all(|(i, &p)| i == p);
-            let (k, v) = if identity { (strip_repeat_kv(g, k_src), strip_repeat_kv(g, v_in)) } else { (k_src, v_in) };
+            let (k, v) = if identity {
+                (strip_repeat_kv(g, k_src), strip_repeat_kv(g, v_in))
+            } else {
+                (k_src, v_in)
+            };
             let (mask, mask_value) = mask_kind(g, m);
-            let k = if identity { k } else { b.transpose(k, &k_perm)? };
+            let k = if identity {
+                k
+            } else {
+                b.transpose(k, &k_perm)?
+            };
             let mut args = vec![m.value("q"), k, v];
             args.extend(mask_value);
-            let out = b.block(Sdpa { scale, mask, has_sinks: false }, &args)?[0];
+            let out = b.block(
+                Sdpa {
+                    scale,
+                    mask,
+                    has_sinks: false,
+                },
+                &args,
+            )?[0];
             let want = b.ty(m.root).dtype;
             b.cast(out, want)
         })
