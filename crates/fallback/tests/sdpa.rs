@@ -419,6 +419,26 @@ fn group8_masks() {
         "fully masked row (finfo.min additive)",
     );
 
+    // The same with −∞: masked entries are clamped to finfo.min, so still no NaN.
+    let add: Vec<f64> = keep
+        .iter()
+        .map(|&k| if k != 0.0 { 0.0 } else { f64::NEG_INFINITY })
+        .collect();
+    for dtype in [DType::F32, DType::BF16] {
+        let (m, _) = tensor(dtype, &[s.tq, s.tk], &add);
+        let out = run(MaskKind::Additive, &m);
+        assert!(
+            out[0].to_f64_vec().iter().all(|v| v.is_finite()),
+            "NaN with a −∞ {dtype} mask"
+        );
+        assert_close(
+            &out[0],
+            &want,
+            1e-4,
+            &format!("fully masked row (−∞ additive, {dtype})"),
+        );
+    }
+
     // A sliding window of 3 keys on top of causal.
     let win = |i: usize, j: usize| j + s.tq <= i + s.tk && j + s.tq + 3 > i + s.tk;
     let keep: Vec<f64> = (0..s.tq * s.tk)

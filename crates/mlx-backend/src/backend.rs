@@ -149,3 +149,14 @@ impl MlxBackend {
         outputs.iter().map(Array::to_host).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<MlxBackend>();
+    }
+}

@@ -6,6 +6,8 @@ use crate::error::{MlxError, Result};
 use crate::prim;
 use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, Lowerings};
 use blockfuse_ir::{Bindings, Block, Graph, NodeId, Op, TensorType};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 /// A run-time check: a rank-0 bool array that is true when the data broke a rule, and the
 /// error to report then (wrapped with the node it belongs to).
@@ -55,10 +57,14 @@ pub(crate) fn array_type(a: &Array) -> Result<TensorType> {
     Ok(TensorType::known(a.dtype()?, &a.shape()))
 }
 
+/// Fallback subgraphs built during a run, by block (kind and attributes) and operand types.
+type FallbackCache = HashMap<(String, Vec<TensorType>), Rc<Graph>>;
+
 /// Lowers graphs with one lowering table, collecting run-time checks.
 pub(crate) struct Lowerer<'a> {
     lowerings: &'a Lowerings<Array, MlxError>,
     pub(crate) checks: Checks,
+    fallbacks: FallbackCache,
 }
 
 impl<'a> Lowerer<'a> {
@@ -66,6 +72,7 @@ impl<'a> Lowerer<'a> {
         Lowerer {
             lowerings,
             checks: Checks::default(),
+            fallbacks: FallbackCache::new(),
         }
     }
 
@@ -168,10 +175,11 @@ impl<'a> Lowerer<'a> {
                 let concrete = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
                 let types = block.infer(&concrete).map_err(MlxError::Mismatch)?;
                 let outs = self.lower_block(&**block, &types, args)?;
-                let expected: Vec<Option<Vec<usize>>> =
-                    types.iter().map(|t| t.known_dims()).collect();
-                let dtypes: Vec<_> = types.iter().map(|t| t.dtype).collect();
-                (outs, dtypes.into_iter().zip(expected).collect::<Vec<_>>())
+                let expected = types
+                    .iter()
+                    .map(|t| (t.dtype, t.known_dims()))
+                    .collect::<Vec<_>>();
+                (outs, expected)
             }
             op => {
                 let outs = prim::lower(op, &args, &node.types, bindings, &mut self.checks)?;
@@ -234,7 +242,8 @@ impl<'a> Lowerer<'a> {
 }
 
 /// The fallback handle given to lowerings: builds the block's fallback subgraph for the
-/// concrete types of the arguments and lowers it op by op (blocks inside it dispatch again).
+/// concrete types of the arguments (once per block and types in a run) and lowers it op by
+/// op (blocks inside it dispatch again).
 struct BlockFallback<'l, 'a> {
     lowerer: &'l mut Lowerer<'a>,
     block: &'l dyn Block,
@@ -243,12 +252,24 @@ struct BlockFallback<'l, 'a> {
 impl Fallback<Array, MlxError> for BlockFallback<'_, '_> {
     fn run(&mut self, args: &[Array]) -> Result<Vec<Array>> {
         let types = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
-        let g = fallback_graph(self.block, &types).map_err(|e| {
-            MlxError::Graph(format!(
-                "the fallback of {} does not build: {e}",
-                self.block.kind()
-            ))
-        })?;
+        let key = (
+            format!("{}{}", self.block.kind(), self.block.attrs()),
+            types,
+        );
+        let g = match self.lowerer.fallbacks.get(&key) {
+            Some(g) => g.clone(),
+            None => {
+                let g = fallback_graph(self.block, &key.1).map_err(|e| {
+                    MlxError::Graph(format!(
+                        "the fallback of {} does not build: {e}",
+                        self.block.kind()
+                    ))
+                })?;
+                let g = Rc::new(g);
+                self.lowerer.fallbacks.insert(key, g.clone());
+                g
+            }
+        };
         self.lowerer
             .lower_graph(&g, &Bindings::new(), args.to_vec())
     }

@@ -117,7 +117,7 @@ fn cse_key(g: &Graph, id: NodeId) -> Option<String> {
 fn scalar(g: &Graph, v: Value) -> Option<f64> {
     let t = g.node(v.node).op.as_constant()?;
     let first = t.get_f64(0);
-    (t.len() >= 1 && (0..t.len()).all(|i| t.get_f64(i) == first)).then_some(first)
+    (!t.is_empty() && (0..t.len()).all(|i| t.get_f64(i) == first)).then_some(first)
 }
 
 /// One local simplification of node `id`, returning the value that replaces it.
@@ -218,12 +218,12 @@ fn simplify_binary(
             Some(b.mul(l, recip)?)
         }
         BinaryOp::Pow if float => match sr {
-            Some(e) if e == 2.0 => Some(b.unary(UnaryOp::Square, l)?),
-            Some(e) if e == 0.5 => Some(b.unary(UnaryOp::Sqrt, l)?),
-            Some(e) if e == -0.5 => Some(b.unary(UnaryOp::Rsqrt, l)?),
-            Some(e) if e == -1.0 => Some(b.unary(UnaryOp::Reciprocal, l)?),
-            Some(e) if e == 1.0 && keeps(l) => Some(l),
-            Some(e) if e == 3.0 => {
+            Some(2.0) => Some(b.unary(UnaryOp::Square, l)?),
+            Some(0.5) => Some(b.unary(UnaryOp::Sqrt, l)?),
+            Some(-0.5) => Some(b.unary(UnaryOp::Rsqrt, l)?),
+            Some(-1.0) => Some(b.unary(UnaryOp::Reciprocal, l)?),
+            Some(1.0) if keeps(l) => Some(l),
+            Some(3.0) => {
                 let sq = b.unary(UnaryOp::Square, l)?;
                 Some(b.mul(l, sq)?)
             }

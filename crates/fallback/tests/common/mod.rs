@@ -115,6 +115,8 @@ pub fn max_abs(got: &[f64], want: &[f64]) -> f64 {
 pub fn assert_close(got: &HostTensor, want: &[f64], tol: f64, case: &str) {
     let g = got.to_f64_vec();
     let err = max_abs(&g, want);
+    // Shown with `--nocapture`, to see the margins.
+    eprintln!("{case}: max abs error {err:.3e} (tolerance {tol:e})");
     assert!(
         err <= tol,
         "{case}: max abs error {err:e} exceeds the blocks.md tolerance {tol:e}"

@@ -49,8 +49,8 @@ impl MaskKind {
 /// - grouped-query attention: Nq must be a multiple of Nkv; query head h uses kv head
 ///   `h ÷ (Nq/Nkv)`;
 /// - boolean, causal and key-padding masks replace masked scores with the finite minimum of
-///   the compute type (`finfo.min`), so a fully masked row attends uniformly, never NaN;
-///   additive masks are added as given (an all −∞ row gives NaN, as in every framework);
+///   the compute type (`finfo.min`), and additive masks are clamped from below to it (−∞
+///   becomes `finfo.min`), so a fully masked row attends uniformly and never gives NaN;
 /// - sinks: one extra logit per query head that joins the softmax denominator only;
 /// - everything (scores, softmax, `P v`) is computed in f32 (f64 when an operand is f64) and
 ///   the output is cast once to the result type of q, k and v ([`result_type`](super::result_type)).
@@ -246,7 +246,9 @@ impl Block for Sdpa {
         let s = match self.mask {
             MaskKind::None => s,
             MaskKind::Additive => {
+                // −∞ entries become finfo.min, so a fully masked row is uniform, not NaN.
                 let m = b.cast(inputs[next], c)?;
+                let m = b.binary(BinaryOp::Max, m, min)?;
                 next += 1;
                 b.add2(s, m)?
             }

@@ -65,14 +65,24 @@ pub fn reference(g: &Graph, inputs: &[HostTensor]) -> Vec<HostTensor> {
         .unwrap_or_else(|e| panic!("the reference evaluator failed: {e}"))
 }
 
-/// MLX on the CPU with the default lowerings.
-pub fn mlx() -> MlxBackend {
-    MlxBackend::with_default_lowerings(Device::Cpu).expect("the CPU is available")
+/// The device the MLX side of the tests runs on: the CPU, or the GPU with
+/// `BLOCKFUSE_MLX_TEST_DEVICE=gpu` (with a GPU build of `libmlx.so` swapped in through
+/// `LD_LIBRARY_PATH`; MLX's GPU has no f64, so the f64 cases then fail).
+pub fn test_device() -> Device {
+    match std::env::var("BLOCKFUSE_MLX_TEST_DEVICE").as_deref() {
+        Ok("gpu") => Device::Gpu,
+        _ => Device::Cpu,
+    }
 }
 
-/// MLX on the CPU with no lowerings: blocks run their fallback subgraphs on MLX.
+/// MLX with the default lowerings.
+pub fn mlx() -> MlxBackend {
+    MlxBackend::with_default_lowerings(test_device()).expect("the test device is available")
+}
+
+/// MLX with no lowerings: blocks run their fallback subgraphs on MLX.
 pub fn mlx_plain() -> MlxBackend {
-    MlxBackend::new(Device::Cpu).expect("the CPU is available")
+    MlxBackend::new(test_device()).expect("the test device is available")
 }
 
 /// The spacing of `dtype`'s values at `|w|` (one ulp).

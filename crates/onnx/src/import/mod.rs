@@ -714,10 +714,8 @@ impl Importer {
             self.set(&n.output[0], e);
             return Ok(());
         }
-        if names.len() != 2 {
-            if !matches!(op, BinaryOp::Max | BinaryOp::Min) {
-                return Err(self.err(format!("expects 2 inputs, got {}", names.len())));
-            }
+        if names.len() != 2 && !matches!(op, BinaryOp::Max | BinaryOp::Min) {
+            return Err(self.err(format!("expects 2 inputs, got {}", names.len())));
         }
         // Known fold.
         let ks: Option<Vec<&Known>> = names.iter().map(|s| self.known(s)).collect();
@@ -1721,6 +1719,24 @@ impl Importer {
             }
         };
         let mut y = self.emit(Op::Block(Arc::new(Sdpa::new(scale, mask))), &qkv)?;
+        if mask == MaskKind::Boolean {
+            // ONNX (like PyTorch's SDPA) gives 0 for a query row whose keys are all masked;
+            // the block attends uniformly there. Zero those rows explicitly.
+            let m = qkv[3];
+            let yd = self.g.value_type(y).dtype;
+            let mf = self.emit(Op::Cast(yd), &[m])?;
+            let any = self.emit(
+                Op::Reduce {
+                    op: ReduceOp::Max,
+                    axes: vec![-1],
+                    keepdims: true,
+                },
+                &[mf],
+            )?;
+            let any = self.emit(Op::Cast(DType::Bool), &[any])?;
+            let zero = self.emit(Op::Constant(HostTensor::scalar(yd, 0.0)), &[])?;
+            y = self.emit(Op::Where, &[any, y, zero])?;
+        }
         if let Some(t) = three_d {
             y = self.emit(
                 Op::Transpose {
