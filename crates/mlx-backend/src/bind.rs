@@ -96,13 +96,18 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
                 Some(v) => {
                     let vals: Vec<String> =
                         d.symbols().map(|s| format!("{s} = {}", b[s])).collect();
+                    let shown_dim = if vals.len() == 1
+                        && d.is_symbol(&vals[0][..vals[0].find(" =").unwrap_or(0)])
+                    {
+                        vals[0].clone()
+                    } else {
+                        format!("{d} = {v} (with {})", vals.join(", "))
+                    };
                     return Err(err(
                         i,
                         name,
                         format!(
-                            "axis {axis} is {d} = {v} (with {}), got size {n} (expected {ty}, \
-                             got {})",
-                            vals.join(", "),
+                            "axis {axis} is {shown_dim}, got size {n} (expected {ty}, got {})",
                             shown(t)
                         ),
                     ));
