@@ -161,20 +161,20 @@ impl Exec<'_> {
         // Only the nodes the outputs depend on run.
         // (A graph edited without validation may name values that no longer exist.)
         let mut live = vec![false; bound];
-        let mut stack: Vec<(String, Value)> = g
-            .outputs()
-            .iter()
-            .map(|(n, v)| (format!("output \"{n}\""), *v))
-            .collect();
+        let mut stack: Vec<(Option<NodeId>, Value)> =
+            g.outputs().iter().map(|(_, v)| (None, *v)).collect();
         while let Some((reader, v)) = stack.pop() {
             if !g.value_exists(v) {
+                let reader = match reader {
+                    Some(id) => format!("node {}", g.label(id)),
+                    None => "a graph output".to_string(),
+                };
                 return Err(EvalError::Graph(format!(
                     "{reader} reads {v}, which does not exist"
                 )));
             }
             if !std::mem::replace(&mut live[v.node.index()], true) {
-                let reader = format!("node {}", g.label(v.node));
-                stack.extend(g.node(v.node).operands.iter().map(|o| (reader.clone(), *o)));
+                stack.extend(g.node(v.node).operands.iter().map(|o| (Some(v.node), *o)));
             }
         }
 
@@ -227,7 +227,13 @@ impl Exec<'_> {
                 })?,
             };
             check_outputs(g, id, &outs, &bindings)?;
-            values[id.index()] = outs.into_iter().map(Some).collect();
+            // Outputs nobody reads (an unused part of a split) are dropped at once.
+            let reads = &uses[id.index()];
+            values[id.index()] = outs
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| (reads[i] > 0).then_some(t))
+                .collect();
         }
 
         g.outputs()

@@ -96,9 +96,8 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
                 Some(v) => {
                     let vals: Vec<String> =
                         d.symbols().map(|s| format!("{s} = {}", b[s])).collect();
-                    let shown_dim = if vals.len() == 1
-                        && d.is_symbol(&vals[0][..vals[0].find(" =").unwrap_or(0)])
-                    {
+                    let single = vals.len() == 1 && d.symbols().all(|s| d.is_symbol(s));
+                    let shown_dim = if single {
                         vals[0].clone()
                     } else {
                         format!("{d} = {v} (with {})", vals.join(", "))

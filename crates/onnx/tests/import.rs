@@ -100,17 +100,15 @@ type Rows = std::collections::BTreeSet<usize>;
 /// The largest |diff|, or the rows (over the last axis) out of tolerance and a message.
 fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, (Rows, String)> {
     if got.dims() != want.dims() {
-        return Err(format!(
-            "dims {:?} vs reference {:?}",
-            got.dims(),
-            want.dims()
+        return Err((
+            Rows::new(),
+            format!("dims {:?} vs reference {:?}", got.dims(), want.dims()),
         ));
     }
     if got.dtype() != want.dtype() {
-        return Err(format!(
-            "dtype {} vs reference {}",
-            got.dtype(),
-            want.dtype()
+        return Err((
+            Rows::new(),
+            format!("dtype {} vs reference {}", got.dtype(), want.dtype()),
         ));
     }
     let tol = if want.dtype() == DType::F16 || want.dtype() == DType::BF16 {
@@ -131,12 +129,15 @@ fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, (Rows, String)> {
     if let Some(&(i, x, y, d)) = bad.first() {
         let row = got.dims().last().copied().unwrap_or(1).max(1);
         let rows: std::collections::BTreeSet<usize> = bad.iter().map(|b| b.0 / row).collect();
-        return Err((rows.clone(), format!(
+        return Err((
+            rows.clone(),
+            format!(
             "{} elements out of tolerance (rows {:?}, a row = the last axis); first: element {i}: \
              {x} vs reference {y} (|diff| {d:.3e}); max |diff| {worst:.3e}",
             bad.len(),
             rows
-        )));
+        ),
+        ));
     }
     Ok(worst)
 }
