@@ -34,8 +34,8 @@
 //!
 //! ## Memory
 //! Only the nodes that the outputs depend on run; each value is freed after its last reader,
-//! reshapes share their operand's data, and unary ops and casts reuse their operand's buffer
-//! when nothing else reads it.
+//! reshapes share their operand's data, and unary ops, float binary ops and casts write over
+//! their (first) operand's buffer when nothing else reads it.
 #![deny(missing_docs)]
 
 mod error;
