@@ -81,7 +81,7 @@ pub fn compare(actual: &HostTensor, expected: &HostTensor, tol: Tolerance) -> Co
         if b != 0.0 {
             max_rel = max_rel.max(d / b.abs());
         }
-        if !(d <= tol.atol + tol.rtol * b.abs()) {
+        if d > tol.atol + tol.rtol * b.abs() {
             bad += 1;
         }
     }

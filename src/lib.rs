@@ -51,7 +51,7 @@ pub enum Error {
         /// The file.
         path: String,
         /// What the IR said.
-        source: IrError,
+        source: Box<IrError>,
     },
     /// The ONNX importer rejected the model.
     #[error("{path}: {source}")]
@@ -59,7 +59,7 @@ pub enum Error {
         /// The file.
         path: String,
         /// What the importer said.
-        source: blockfuse_onnx::OnnxError,
+        source: Box<blockfuse_onnx::OnnxError>,
     },
     /// The file type is not one we read.
     #[error("{0}: unknown model type (expected a .json blockfuse IR or an .onnx file)")]
@@ -83,7 +83,7 @@ pub fn load_model(path: &Path) -> Result<Graph, Error> {
             })?;
             blockfuse_ir::json::from_json(&text).map_err(|source| Error::Ir {
                 path: shown,
-                source,
+                source: Box::new(source),
             })
         }
         Some("onnx") => {
@@ -95,7 +95,7 @@ pub fn load_model(path: &Path) -> Result<Graph, Error> {
             }
             blockfuse_onnx::import_file(path).map_err(|source| Error::Onnx {
                 path: shown,
-                source,
+                source: Box::new(source),
             })
         }
         _ => Err(Error::UnknownType(shown)),

@@ -121,7 +121,8 @@ fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, (Rows, String)> {
     let mut bad = vec![];
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         let d = (x - y).abs();
-        if !(d <= tol + tol * y.abs()) && !(x.is_nan() && y.is_nan()) {
+        let within = d <= tol + tol * y.abs() || (x.is_nan() && y.is_nan());
+        if !within {
             bad.push((i, *x, *y, d));
         }
         worst = worst.max(d);

@@ -43,13 +43,15 @@ pub fn import_model(model: &ModelProto) -> Result<Graph, OnnxError> {
         what: "model".into(),
     })?;
     check_supported(&graph.node)?;
-    let mut imp = Importer::default();
-    imp.used = graph
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().cloned())
-        .chain(graph.output.iter().map(|o| o.name().to_string()))
-        .collect();
+    let mut imp = Importer {
+        used: graph
+            .node
+            .iter()
+            .flat_map(|n| n.input.iter().cloned())
+            .chain(graph.output.iter().map(|o| o.name().to_string()))
+            .collect(),
+        ..Importer::default()
+    };
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
     for t in &graph.initializer {
         let host = tensor_from_proto(t)?;

@@ -1,0 +1,291 @@
+//! The CLI contract: every subcommand, good and bad input, exit codes and one-line errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn blockfuse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_blockfuse"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit status 2 and exactly one line on stderr naming the problem.
+fn assert_bad(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
+    let err = stderr(o);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one-line error expected, got:\n{err}"
+    );
+    assert!(
+        err.contains(needle),
+        "error should mention {needle:?}: {err}"
+    );
+}
+
+fn temp(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("blockfuse-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, contents).unwrap();
+    p
+}
+
+/// A small graph as JSON: the demo decoder's IR written by `optimize -o` of itself is too
+/// big for a fixture, so this is an RMSNorm in exporter spelling.
+fn rms_norm_json() -> PathBuf {
+    use blockfuse::ir::*;
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input(
+        "x",
+        TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]),
+    );
+    let w = b.constant(HostTensor::from_f32(vec![8], &[0.5; 8]));
+    let two = b.scalar(DType::F32, 2.0);
+    let sq = b.binary(BinaryOp::Pow, x, two).unwrap();
+    let m = b.mean_last(sq).unwrap();
+    let eps = b.scalar(DType::F32, 1e-6);
+    let a = b.add2(m, eps).unwrap();
+    let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
+    let y = b.mul(x, r).unwrap();
+    let y = b.mul(y, w).unwrap();
+    g.add_output("y", y);
+    temp("rms.json", &json::to_json(&g).unwrap())
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let o = blockfuse(&["--help"]);
+    assert!(o.status.success());
+    for sub in ["inspect", "optimize", "run", "demo", "bench"] {
+        assert!(stdout(&o).contains(sub), "--help lacks {sub}");
+    }
+}
+
+#[test]
+fn bad_flags_and_subcommands_exit_2() {
+    assert_bad(&blockfuse(&["frobnicate"]), "unrecognized subcommand");
+    assert_bad(
+        &blockfuse(&["optimize", "--no-such-flag", "x.json"]),
+        "--no-such-flag",
+    );
+    assert_bad(
+        &blockfuse(&["optimize", "x.json", "--report", "xml"]),
+        "xml",
+    );
+    assert_bad(&blockfuse(&["run", "x.json", "--backend", "tpu"]), "tpu");
+    assert_bad(&blockfuse(&["inspect"]), "required");
+}
+
+#[test]
+fn bad_paths_exit_2() {
+    assert_bad(
+        &blockfuse(&["inspect", "/no/such/graph.json"]),
+        "/no/such/graph.json",
+    );
+    assert_bad(
+        &blockfuse(&["optimize", "/no/such/model.onnx"]),
+        "/no/such/model.onnx",
+    );
+    assert_bad(
+        &blockfuse(&["run", "/no/such/model.onnx"]),
+        "/no/such/model.onnx",
+    );
+    assert_bad(
+        &blockfuse(&["bench", "/no/such/model.json"]),
+        "/no/such/model.json",
+    );
+    assert_bad(&blockfuse(&["inspect", "graph.txt"]), "unknown model type");
+}
+
+#[test]
+fn malformed_files_exit_2() {
+    let p = temp(
+        "broken.json",
+        "{\"format\": \"blockfuse-ir\", \"version\": 1, \"nodes\": [",
+    );
+    assert_bad(
+        &blockfuse(&["inspect", p.to_str().unwrap()]),
+        "malformed JSON",
+    );
+    let p = temp(
+        "other.json",
+        "{\"format\": \"something-else\", \"version\": 1}",
+    );
+    assert_bad(
+        &blockfuse(&["optimize", p.to_str().unwrap()]),
+        "not a blockfuse-ir document",
+    );
+    let p = temp("garbage.onnx", "this is not protobuf");
+    assert_bad(
+        &blockfuse(&["inspect", p.to_str().unwrap()]),
+        "garbage.onnx",
+    );
+    let p = temp(
+        "unknown_op.json",
+        r#"{"format":"blockfuse-ir","version":1,"nodes":[{"id":0,"op":"warp","args":[]}],"outputs":[]}"#,
+    );
+    assert_bad(
+        &blockfuse(&["optimize", p.to_str().unwrap()]),
+        "unknown op 'warp'",
+    );
+}
+
+#[test]
+fn inspect_prints_dump_and_statistics() {
+    let p = rms_norm_json();
+    let o = blockfuse(&["inspect", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("reduce_mean{axes=[-1], keepdims=true}"),
+        "{out}"
+    );
+    assert!(out.contains("symbolic dims: batch"), "{out}");
+    assert!(out.contains("constants:"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("pow") && l.trim_end().ends_with('1')),
+        "{out}"
+    );
+}
+
+#[test]
+fn optimize_json_report_follows_the_contract() {
+    let p = rms_norm_json();
+    let out_path = p.with_file_name("rms.opt.json");
+    let o = blockfuse(&[
+        "optimize",
+        p.to_str().unwrap(),
+        "--report",
+        "json",
+        "--verify",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(stdout(&o).trim()).expect("one JSON object on stdout");
+    for key in [
+        "nodes_before",
+        "nodes_after",
+        "elapsed_ms",
+        "blocks",
+        "rules",
+        "near_misses",
+    ] {
+        assert!(report.get(key).is_some(), "report lacks {key}: {report}");
+    }
+    for kind in [
+        "rms_norm",
+        "layer_norm",
+        "rope",
+        "sdpa",
+        "swiglu",
+        "geglu",
+        "gelu",
+    ] {
+        assert!(report["blocks"][kind].is_u64(), "blocks lacks {kind}");
+    }
+    assert_eq!(report["blocks"]["rms_norm"], 1);
+    assert_eq!(report["verify"]["ok"], true);
+    // The written IR reads back and holds the block.
+    let o = blockfuse(&["inspect", out_path.to_str().unwrap(), "--stats-only"]);
+    assert!(stdout(&o).contains("block.rms_norm"), "{}", stdout(&o));
+}
+
+#[test]
+fn optimize_text_report_and_disable() {
+    let p = rms_norm_json();
+    let o = blockfuse(&["optimize", p.to_str().unwrap(), "--disable", "rms_norm"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("rms_norm          0"), "{}", stdout(&o));
+    assert_bad(
+        &blockfuse(&["optimize", p.to_str().unwrap(), "--disable", "nope"]),
+        "no such rule",
+    );
+}
+
+#[test]
+fn optimize_writes_dot() {
+    let p = rms_norm_json();
+    let dot = p.with_file_name("after.dot");
+    let o = blockfuse(&[
+        "optimize",
+        p.to_str().unwrap(),
+        "--dot-after",
+        dot.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(dot).unwrap();
+    assert!(
+        text.starts_with("digraph") && text.contains("block.rms_norm"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_on_both_backends() {
+    let p = rms_norm_json();
+    for backend in ["fallback", "mlx"] {
+        let o = blockfuse(&[
+            "run",
+            p.to_str().unwrap(),
+            "--optimize",
+            "--backend",
+            backend,
+        ]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert!(stdout(&o).contains("y: f32[4, 8]"), "{}", stdout(&o));
+    }
+    assert_bad(
+        &blockfuse(&[
+            "run",
+            p.to_str().unwrap(),
+            "--backend",
+            "mlx",
+            "--device",
+            "gpu",
+        ]),
+        "",
+    );
+}
+
+#[test]
+fn run_check_bad_directory_exits_2() {
+    let p = rms_norm_json();
+    assert_bad(
+        &blockfuse(&["run", p.to_str().unwrap(), "--check", "/no/such/dir"]),
+        "/no/such/dir",
+    );
+}
+
+#[test]
+fn bench_prints_side_by_side_ratio() {
+    let p = rms_norm_json();
+    let o = blockfuse(&[
+        "bench",
+        p.to_str().unwrap(),
+        "--runs",
+        "2",
+        "--sym-size",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("optimized") && stdout(&o).contains("ratio"),
+        "{}",
+        stdout(&o)
+    );
+}
