@@ -15,18 +15,9 @@ impl Tolerance {
     /// The defaults by dtype: 1e-4 for f32/f64, 1e-2 for f16/bf16, exact for ints and bools.
     pub fn for_dtype(d: DType) -> Tolerance {
         match d {
-            DType::F32 | DType::F64 => Tolerance {
-                rtol: 1e-4,
-                atol: 1e-4,
-            },
-            DType::F16 | DType::BF16 => Tolerance {
-                rtol: 1e-2,
-                atol: 1e-2,
-            },
-            _ => Tolerance {
-                rtol: 0.0,
-                atol: 0.0,
-            },
+            DType::F32 | DType::F64 => Tolerance { rtol: 1e-4, atol: 1e-4 },
+            DType::F16 | DType::BF16 => Tolerance { rtol: 1e-2, atol: 1e-2 },
+            _ => Tolerance { rtol: 0.0, atol: 0.0 },
         }
     }
 }
@@ -54,11 +45,7 @@ impl Comparison {
 /// Compares `actual` with `expected`.
 pub fn compare(actual: &HostTensor, expected: &HostTensor, tol: Tolerance) -> Comparison {
     if actual.dims() != expected.dims() {
-        let why = format!(
-            "shape {:?} differs from the reference's {:?}",
-            actual.dims(),
-            expected.dims()
-        );
+        let why = format!("shape {:?} differs from the reference's {:?}", actual.dims(), expected.dims());
         return Comparison {
             max_abs: f64::INFINITY,
             max_rel: f64::INFINITY,
@@ -85,10 +72,5 @@ pub fn compare(actual: &HostTensor, expected: &HostTensor, tol: Tolerance) -> Co
             bad += 1;
         }
     }
-    Comparison {
-        max_abs,
-        max_rel,
-        bad,
-        incompatible: None,
-    }
+    Comparison { max_abs, max_rel, bad, incompatible: None }
 }

@@ -28,14 +28,7 @@ pub struct DecoderConfig {
 impl DecoderConfig {
     /// The demo's model: 2 layers, hidden 256, 4 query / 2 kv heads of 64.
     pub fn demo() -> Self {
-        DecoderConfig {
-            layers: 2,
-            hidden: 256,
-            heads: 4,
-            kv_heads: 2,
-            intermediate: 512,
-            dtype: DType::F32,
-        }
+        DecoderConfig { layers: 2, hidden: 256, heads: 4, kv_heads: 2, intermediate: 512, dtype: DType::F32 }
     }
 }
 
@@ -49,8 +42,7 @@ impl Ctx<'_, '_> {
     fn weight(&mut self, dims: &[usize], scale: f64) -> Value {
         let n: usize = dims.iter().product();
         let v: Vec<f64> = (0..n).map(|_| self.rng.gen_range(-scale..scale)).collect();
-        self.b
-            .constant(HostTensor::from_f64(self.dtype, dims.to_vec(), &v))
+        self.b.constant(HostTensor::from_f64(self.dtype, dims.to_vec(), &v))
     }
 
     fn scalar(&mut self, v: f64) -> Value {
@@ -71,13 +63,7 @@ impl Ctx<'_, '_> {
         self.b.mul(w, y)
     }
 
-    fn rotate_half_rope(
-        &mut self,
-        x: Value,
-        cos: Value,
-        sin: Value,
-        d: i64,
-    ) -> Result<Value, IrError> {
+    fn rotate_half_rope(&mut self, x: Value, cos: Value, sin: Value, d: i64) -> Result<Value, IrError> {
         let lo = self.b.slice_axis(x, -1, 0, d / 2)?;
         let hi = self.b.slice_axis(x, -1, d / 2, i64::MAX)?;
         let nhi = self.b.unary(UnaryOp::Neg, hi)?;
@@ -88,40 +74,18 @@ impl Ctx<'_, '_> {
     }
 
     fn heads(&mut self, x: Value, n: usize, d: usize) -> Result<Value, IrError> {
-        let shape = vec![
-            Dim::sym("batch"),
-            Dim::sym("seq"),
-            Dim::Known(n),
-            Dim::Known(d),
-        ];
+        let shape = vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(n), Dim::Known(d)];
         let r = self.b.reshape(x, shape)?;
         self.b.transpose(r, &[0, 2, 1, 3])
     }
 
     fn repeat_kv(&mut self, x: Value, kv: usize, rep: usize, d: usize) -> Result<Value, IrError> {
         let (b, s) = (Dim::sym("batch"), Dim::sym("seq"));
-        let u = self.b.reshape(
-            x,
-            vec![
-                b.clone(),
-                Dim::Known(kv),
-                Dim::Known(1),
-                s.clone(),
-                Dim::Known(d),
-            ],
-        )?;
-        let e = self.b.expand(
-            u,
-            vec![
-                b.clone(),
-                Dim::Known(kv),
-                Dim::Known(rep),
-                s.clone(),
-                Dim::Known(d),
-            ],
-        )?;
-        self.b
-            .reshape(e, vec![b, Dim::Known(kv * rep), s, Dim::Known(d)])
+        let u =
+            self.b.reshape(x, vec![b.clone(), Dim::Known(kv), Dim::Known(1), s.clone(), Dim::Known(d)])?;
+        let e =
+            self.b.expand(u, vec![b.clone(), Dim::Known(kv), Dim::Known(rep), s.clone(), Dim::Known(d)])?;
+        self.b.reshape(e, vec![b, Dim::Known(kv * rep), s, Dim::Known(d)])
     }
 }
 
@@ -132,33 +96,15 @@ pub fn llama_decoder(cfg: DecoderConfig) -> Result<Graph, IrError> {
     let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
     let x = b.input(
         "hidden_states",
-        TensorType::new(
-            cfg.dtype,
-            [batch.clone(), seq.clone(), Dim::Known(cfg.hidden)],
-        ),
+        TensorType::new(cfg.dtype, [batch.clone(), seq.clone(), Dim::Known(cfg.hidden)]),
     );
-    let mut c = Ctx {
-        b: &mut b,
-        rng: SmallRng::seed_from_u64(7),
-        dtype: cfg.dtype,
-    };
+    let mut c = Ctx { b: &mut b, rng: SmallRng::seed_from_u64(7), dtype: cfg.dtype };
     let hd = cfg.hidden / cfg.heads;
     // cos/sin from positions ⊗ inverse frequencies, shared by every layer.
-    let pos = c.b.add(
-        Op::Range {
-            start: 0.0,
-            step: 1.0,
-            len: seq.clone(),
-            dtype: DType::I64,
-        },
-        &[],
-    )?;
-    let pos =
-        c.b.reshape(pos, vec![Dim::Known(1), seq.clone(), Dim::Known(1)])?;
+    let pos = c.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
+    let pos = c.b.reshape(pos, vec![Dim::Known(1), seq.clone(), Dim::Known(1)])?;
     let pos = c.b.cast(pos, DType::F32)?;
-    let inv: Vec<f32> = (0..hd / 2)
-        .map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32))
-        .collect();
+    let inv: Vec<f32> = (0..hd / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32)).collect();
     let inv = c.b.constant(HostTensor::from_f32(vec![hd / 2], &inv));
     let f = c.b.mul(pos, inv)?;
     let emb = c.b.concat(&[f, f], -1)?;
@@ -169,33 +115,13 @@ pub fn llama_decoder(cfg: DecoderConfig) -> Result<Graph, IrError> {
     let sin = c.b.reshape(sin, view)?;
     let (cos, sin) = (c.b.cast(cos, cfg.dtype)?, c.b.cast(sin, cfg.dtype)?);
     // Additive causal mask: 0 where key ≤ query, the dtype's lowest value elsewhere.
-    let rows = c.b.add(
-        Op::Range {
-            start: 0.0,
-            step: 1.0,
-            len: seq.clone(),
-            dtype: DType::I64,
-        },
-        &[],
-    )?;
+    let rows = c.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
     let rows = c.b.reshape(rows, vec![seq.clone(), Dim::Known(1)])?;
-    let cols = c.b.add(
-        Op::Range {
-            start: 0.0,
-            step: 1.0,
-            len: seq.clone(),
-            dtype: DType::I64,
-        },
-        &[],
-    )?;
+    let cols = c.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
     let cols = c.b.reshape(cols, vec![Dim::Known(1), seq.clone()])?;
     let allowed = c.b.binary(BinaryOp::LessEqual, cols, rows)?;
     let zero = c.scalar(0.0);
-    let lowest = c.scalar(if cfg.dtype == DType::F32 {
-        f32::MIN as f64
-    } else {
-        -65504.0
-    });
+    let lowest = c.scalar(if cfg.dtype == DType::F32 { f32::MIN as f64 } else { -65504.0 });
     let mask = c.b.select(allowed, zero, lowest)?;
     let mut h = x;
     for _ in 0..cfg.layers {
@@ -220,8 +146,7 @@ pub fn llama_decoder(cfg: DecoderConfig) -> Result<Graph, IrError> {
         let p = c.b.softmax(s, -1)?;
         let o = c.b.matmul(p, v)?;
         let o = c.b.transpose(o, &[0, 2, 1, 3])?;
-        let o =
-            c.b.reshape(o, vec![batch.clone(), seq.clone(), Dim::Known(cfg.hidden)])?;
+        let o = c.b.reshape(o, vec![batch.clone(), seq.clone(), Dim::Known(cfg.hidden)])?;
         let wo = c.weight(&[cfg.hidden, cfg.hidden], 0.05);
         let o = c.b.matmul(o, wo)?;
         h = c.b.add2(h, o)?;

@@ -24,15 +24,7 @@ use blockfuse_ir::{Graph, IrError};
 use std::path::Path;
 
 /// The block kinds every report lists, even when absent.
-pub const BLOCK_KINDS: [&str; 7] = [
-    "rms_norm",
-    "layer_norm",
-    "rope",
-    "sdpa",
-    "swiglu",
-    "geglu",
-    "gelu",
-];
+pub const BLOCK_KINDS: [&str; 7] = ["rms_norm", "layer_norm", "rope", "sdpa", "swiglu", "geglu", "gelu"];
 
 /// Anything that can go wrong in the facade, with the file or node it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -77,14 +69,10 @@ pub fn load_model(path: &Path) -> Result<Graph, Error> {
     let shown = path.display().to_string();
     match path.extension().and_then(|e| e.to_str()) {
         Some("json") => {
-            let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-                path: shown.clone(),
-                source,
-            })?;
-            blockfuse_ir::json::from_json(&text).map_err(|source| Error::Ir {
-                path: shown,
-                source: Box::new(source),
-            })
+            let text =
+                std::fs::read_to_string(path).map_err(|source| Error::Io { path: shown.clone(), source })?;
+            blockfuse_ir::json::from_json(&text)
+                .map_err(|source| Error::Ir { path: shown, source: Box::new(source) })
         }
         Some("onnx") => {
             if !path.exists() {
@@ -93,10 +81,8 @@ pub fn load_model(path: &Path) -> Result<Graph, Error> {
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
                 });
             }
-            blockfuse_onnx::import_file(path).map_err(|source| Error::Onnx {
-                path: shown,
-                source: Box::new(source),
-            })
+            blockfuse_onnx::import_file(path)
+                .map_err(|source| Error::Onnx { path: shown, source: Box::new(source) })
         }
         _ => Err(Error::UnknownType(shown)),
     }
@@ -109,9 +95,9 @@ pub fn run_backend(
     backend: Backend,
 ) -> Result<Vec<blockfuse_ir::HostTensor>, Error> {
     match backend {
-        Backend::Fallback => blockfuse_fallback::FallbackBackend::new()
-            .run(g, inputs)
-            .map_err(|e| Error::Run(e.to_string())),
+        Backend::Fallback => {
+            blockfuse_fallback::FallbackBackend::new().run(g, inputs).map_err(|e| Error::Run(e.to_string()))
+        }
         Backend::Mlx(device) => {
             let b = blockfuse_mlx::MlxBackend::with_default_lowerings(device)
                 .map_err(|e| Error::Run(e.to_string()))?;

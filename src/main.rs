@@ -151,12 +151,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let first = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("bad usage")
-                .to_string();
+            let first = e.to_string().lines().next().unwrap_or("bad usage").to_string();
             eprintln!("blockfuse: {first}");
             return ExitCode::from(2);
         }
@@ -177,16 +172,7 @@ fn main() -> ExitCode {
 fn dispatch(cmd: Command) -> Result<(), Failure> {
     match cmd {
         Command::Inspect { model, stats_only } => inspect(&load_model(&model)?, stats_only),
-        Command::Optimize {
-            model,
-            output,
-            report,
-            verify,
-            disable,
-            dot_before,
-            dot_after,
-            svg,
-        } => {
+        Command::Optimize { model, output, report, verify, disable, dot_before, dot_after, svg } => {
             let original = load_model(&model)?;
             let mut rules = default_rules();
             for name in &disable {
@@ -198,9 +184,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                     .into());
                 }
             }
-            write_opt(dot_before.as_ref(), || {
-                blockfuse::ir::text::to_dot(&original)
-            })?;
+            write_opt(dot_before.as_ref(), || blockfuse::ir::text::to_dot(&original))?;
             let mut g = original.clone();
             let rep = optimize(&mut g, &rules).map_err(|e| Error::Other(e.to_string()))?;
             write_opt(dot_after.as_ref(), || text::to_dot(&g))?;
@@ -208,18 +192,11 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 render_svg(&g, path)?;
             }
             if let Some(path) = &output {
-                let js =
-                    blockfuse::ir::json::to_json(&g).map_err(|e| Error::Other(e.to_string()))?;
-                std::fs::write(path, js).map_err(|source| Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+                let js = blockfuse::ir::json::to_json(&g).map_err(|e| Error::Other(e.to_string()))?;
+                std::fs::write(path, js)
+                    .map_err(|source| Error::Io { path: path.display().to_string(), source })?;
             }
-            let verdict = if verify {
-                Some(verify::verify(&original, &g, &rules, 0)?)
-            } else {
-                None
-            };
+            let verdict = if verify { Some(verify::verify(&original, &g, &rules, 0)?) } else { None };
             match report {
                 ReportFormat::Json => {
                     let mut j = json_report(&rep);
@@ -239,22 +216,12 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             if let Some(v) = verdict {
                 if let Some((output, rule)) = v.mismatch {
                     let by = rule.map(|r| format!(" (rule {r})")).unwrap_or_default();
-                    return Err(Failure::Mismatch(format!(
-                        "verify failed: output \"{output}\" changed{by}"
-                    )));
+                    return Err(Failure::Mismatch(format!("verify failed: output \"{output}\" changed{by}")));
                 }
             }
             Ok(())
         }
-        Command::Run {
-            model,
-            optimize: opt,
-            backend: b,
-            device,
-            check,
-            rtol,
-            atol,
-        } => {
+        Command::Run { model, optimize: opt, backend: b, device, check, rtol, atol } => {
             let mut g = load_model(&model)?;
             if opt {
                 optimize(&mut g, &default_rules()).map_err(|e| Error::Other(e.to_string()))?;
@@ -273,13 +240,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             }
         }
         Command::Demo => demo(),
-        Command::Bench {
-            model,
-            backend: b,
-            device,
-            runs,
-            sym_size,
-        } => {
+        Command::Bench { model, backend: b, device, runs, sym_size } => {
             let g = if model == "demo" {
                 llama_decoder(DecoderConfig::demo()).map_err(|e| Error::Other(e.to_string()))?
             } else {
@@ -292,10 +253,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
 
 fn write_opt(path: Option<&PathBuf>, make: impl FnOnce() -> String) -> Result<(), Failure> {
     if let Some(p) = path {
-        std::fs::write(p, make()).map_err(|source| Error::Io {
-            path: p.display().to_string(),
-            source,
-        })?;
+        std::fs::write(p, make()).map_err(|source| Error::Io { path: p.display().to_string(), source })?;
     }
     Ok(())
 }
@@ -315,9 +273,7 @@ fn render_svg(g: &Graph, path: &PathBuf) -> Result<(), Failure> {
         .expect("piped")
         .write_all(text::to_dot(g).as_bytes())
         .map_err(|e| Error::Other(format!("dot: {e}")))?;
-    let status = child
-        .wait()
-        .map_err(|e| Error::Other(format!("dot: {e}")))?;
+    let status = child.wait().map_err(|e| Error::Other(format!("dot: {e}")))?;
     if !status.success() {
         return Err(Error::Other(format!("dot exited with {status}")).into());
     }
@@ -326,10 +282,7 @@ fn render_svg(g: &Graph, path: &PathBuf) -> Result<(), Failure> {
 
 fn inspect(g: &Graph, stats_only: bool) -> Result<(), Failure> {
     if !stats_only {
-        print!(
-            "{}",
-            text::dump(g).map_err(|e| Error::Other(e.to_string()))?
-        );
+        print!("{}", text::dump(g).map_err(|e| Error::Other(e.to_string()))?);
         println!();
     }
     let mut dtypes = std::collections::BTreeMap::new();
@@ -350,24 +303,12 @@ fn inspect(g: &Graph, stats_only: bool) -> Result<(), Failure> {
             const_bytes += t.bytes().len();
         }
     }
-    println!(
-        "nodes: {} ({} inputs, {} outputs)",
-        g.node_count(),
-        g.inputs().len(),
-        g.outputs().len()
-    );
+    println!("nodes: {} ({} inputs, {} outputs)", g.node_count(), g.inputs().len(), g.outputs().len());
     println!("constants: {consts}, {const_bytes} bytes");
-    println!(
-        "symbolic dims: {}",
-        symbols.into_iter().collect::<Vec<_>>().join(", ")
-    );
+    println!("symbolic dims: {}", symbols.into_iter().collect::<Vec<_>>().join(", "));
     println!(
         "dtypes (values): {}",
-        dtypes
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        dtypes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
     );
     println!("\n{:<24} {:>6}", "op", "count");
     for (op, n) in g.op_histogram() {
@@ -385,17 +326,10 @@ fn run_check(
 ) -> Result<(), Failure> {
     let data = blockfuse::onnx::TestDataSet::open(dir)
         .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    let given = data
-        .read_inputs()
-        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    let expected = data
-        .read_outputs()
-        .map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
-    let names: Vec<String> = g
-        .inputs()
-        .iter()
-        .map(|&id| g.node(id).name.clone().unwrap_or_default())
-        .collect();
+    let given = data.read_inputs().map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    let expected = data.read_outputs().map_err(|e| Error::Other(format!("{}: {e}", dir.display())))?;
+    let names: Vec<String> =
+        g.inputs().iter().map(|&id| g.node(id).name.clone().unwrap_or_default()).collect();
     let by_name = names.iter().all(|n| given.iter().any(|(m, _)| m == n));
     if given.len() != names.len() {
         return Err(Error::Other(format!(
@@ -407,34 +341,15 @@ fn run_check(
         .into());
     }
     let inputs: Vec<HostTensor> = if by_name {
-        names
-            .iter()
-            .map(|n| {
-                given
-                    .iter()
-                    .find(|(m, _)| m == n)
-                    .expect("checked")
-                    .1
-                    .clone()
-            })
-            .collect()
+        names.iter().map(|n| given.iter().find(|(m, _)| m == n).expect("checked").1.clone()).collect()
     } else {
         given.into_iter().map(|(_, t)| t).collect()
     };
     let outs = run_backend(g, &inputs, be)?;
     let mut all_ok = true;
     for (i, (name, _)) in g.outputs().iter().enumerate() {
-        let Some(want) = expected
-            .iter()
-            .find(|(m, _)| m == name)
-            .or(expected.get(i))
-            .map(|(_, t)| t)
-        else {
-            return Err(Error::Other(format!(
-                "{}: no reference for output \"{name}\"",
-                dir.display()
-            ))
-            .into());
+        let Some(want) = expected.iter().find(|(m, _)| m == name).or(expected.get(i)).map(|(_, t)| t) else {
+            return Err(Error::Other(format!("{}: no reference for output \"{name}\"", dir.display())).into());
         };
         let mut tol = Tolerance::for_dtype(want.dtype());
         tol.rtol = rtol.unwrap_or(tol.rtol);
@@ -445,19 +360,14 @@ fn run_check(
             "{name}: max_abs {:.3e} max_rel {:.3e} {verdict}{}",
             c.max_abs,
             c.max_rel,
-            c.incompatible
-                .clone()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
+            c.incompatible.clone().map(|s| format!(" ({s})")).unwrap_or_default()
         );
         all_ok &= c.passed();
     }
     if all_ok {
         Ok(())
     } else {
-        Err(Failure::Mismatch(
-            "outputs differ from the reference".into(),
-        ))
+        Err(Failure::Mismatch("outputs differ from the reference".into()))
     }
 }
 
@@ -482,18 +392,12 @@ fn bench(g: &Graph, be: Backend, runs: usize, sym_size: usize) -> Result<(), Fai
     let mut t_opt = Vec::new();
     for _ in 0..3 {
         t_plain.push(median_ms(|| run_backend(g, &inputs, be).map(|_| ()), runs)?);
-        t_opt.push(median_ms(
-            || run_backend(&opt, &inputs, be).map(|_| ()),
-            runs,
-        )?);
+        t_opt.push(median_ms(|| run_backend(&opt, &inputs, be).map(|_| ()), runs)?);
     }
     t_plain.sort_by(|a, b| a.total_cmp(b));
     t_opt.sort_by(|a, b| a.total_cmp(b));
     let (p, o) = (t_plain[1], t_opt[1]);
-    println!(
-        "{:<12} {:>12} {:>12} {:>8}",
-        "graph", "nodes", "median ms", "ratio"
-    );
+    println!("{:<12} {:>12} {:>12} {:>8}", "graph", "nodes", "median ms", "ratio");
     println!(
         "{:<12} {:>12} {:>12.3} {:>8}",
         "unoptimized",
@@ -521,14 +425,8 @@ fn demo() -> Result<(), Failure> {
     print!("{}", text_report(&rep));
     let inputs = blockfuse::verify::random_inputs(&g, 16, 3);
     let reference = run_backend(&g, &inputs, Backend::Fallback)?;
-    println!(
-        "\n{:<10} {:<12} {:>10} {:>12}",
-        "backend", "graph", "ms", "max |err|"
-    );
-    for (bname, be) in [
-        ("fallback", Backend::Fallback),
-        ("mlx-cpu", Backend::Mlx(Device::Cpu)),
-    ] {
+    println!("\n{:<10} {:<12} {:>10} {:>12}", "backend", "graph", "ms", "max |err|");
+    for (bname, be) in [("fallback", Backend::Fallback), ("mlx-cpu", Backend::Mlx(Device::Cpu))] {
         for (gname, graph) in [("unoptimized", &g), ("optimized", &opt)] {
             let mut outs: Vec<HostTensor> = Vec::new();
             let ms = median_ms(
@@ -541,21 +439,13 @@ fn demo() -> Result<(), Failure> {
             let err = outs
                 .iter()
                 .zip(&reference)
-                .map(|(a, b)| {
-                    compare(
-                        a,
-                        b,
-                        Tolerance {
-                            rtol: 0.0,
-                            atol: 0.0,
-                        },
-                    )
-                    .max_abs
-                })
+                .map(|(a, b)| compare(a, b, Tolerance { rtol: 0.0, atol: 0.0 }).max_abs)
                 .fold(0.0, f64::max);
             println!("{bname:<10} {gname:<12} {ms:>10.2} {err:>12.2e}");
         }
     }
-    println!("\n(inputs: batch 16, seq 16; max |err| against the unoptimized graph on the fallback evaluator)");
+    println!(
+        "\n(inputs: batch 16, seq 16; max |err| against the unoptimized graph on the fallback evaluator)"
+    );
     Ok(())
 }

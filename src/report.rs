@@ -9,8 +9,7 @@ use std::fmt::Write;
 /// The JSON report: `nodes_before`, `nodes_after`, `elapsed_ms`, `blocks` (every kind, 0
 /// when absent), `rules`, `near_misses` (`{rule, node, reason}`), plus `rounds`.
 pub fn json_report(r: &Report) -> serde_json::Value {
-    let mut blocks: BTreeMap<String, usize> =
-        BLOCK_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
+    let mut blocks: BTreeMap<String, usize> = BLOCK_KINDS.iter().map(|k| (k.to_string(), 0)).collect();
     for (k, n) in &r.blocks {
         blocks.insert(k.clone(), *n);
     }
@@ -35,18 +34,9 @@ pub fn text_report(r: &Report) -> String {
     );
     let _ = writeln!(out, "\n{:<12} {:>6}", "block", "count");
     for k in BLOCK_KINDS {
-        let _ = writeln!(
-            out,
-            "{:<12} {:>6}",
-            k,
-            r.blocks.get(k).copied().unwrap_or(0)
-        );
+        let _ = writeln!(out, "{:<12} {:>6}", k, r.blocks.get(k).copied().unwrap_or(0));
     }
-    for (k, n) in r
-        .blocks
-        .iter()
-        .filter(|(k, _)| !BLOCK_KINDS.contains(&k.as_str()))
-    {
+    for (k, n) in r.blocks.iter().filter(|(k, _)| !BLOCK_KINDS.contains(&k.as_str())) {
         let _ = writeln!(out, "{:<12} {:>6}", k, n);
     }
     let _ = writeln!(out, "\n{:<14} {:>6}", "rule", "fired");
@@ -55,10 +45,7 @@ pub fn text_report(r: &Report) -> String {
     }
     let mut groups: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
     for m in &r.near_misses {
-        groups
-            .entry((m.rule.as_str(), m.reason.as_str()))
-            .or_default()
-            .push(m.node.as_str());
+        groups.entry((m.rule.as_str(), m.reason.as_str())).or_default().push(m.node.as_str());
     }
     if groups.is_empty() {
         out.push_str("\nno near-misses\n");

@@ -51,14 +51,7 @@ fn outputs_agree(a: &[HostTensor], b: &[HostTensor]) -> (f64, Option<usize>) {
     let mut max_abs = 0.0f64;
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         let tol = Tolerance::for_dtype(y.dtype());
-        let c = compare(
-            x,
-            y,
-            Tolerance {
-                rtol: tol.rtol * 10.0,
-                atol: tol.atol * 10.0,
-            },
-        );
+        let c = compare(x, y, Tolerance { rtol: tol.rtol * 10.0, atol: tol.atol * 10.0 });
         max_abs = max_abs.max(c.max_abs);
         if !c.passed() {
             return (max_abs, Some(i));
@@ -68,27 +61,15 @@ fn outputs_agree(a: &[HostTensor], b: &[HostTensor]) -> (f64, Option<usize>) {
 }
 
 /// Checks that `optimized` (made from `original` with `rules`) computes the same outputs.
-pub fn verify(
-    original: &Graph,
-    optimized: &Graph,
-    rules: &RuleSet,
-    seed: u64,
-) -> Result<Verdict, Error> {
+pub fn verify(original: &Graph, optimized: &Graph, rules: &RuleSet, seed: u64) -> Result<Verdict, Error> {
     let backend = FallbackBackend::new();
     let inputs = random_inputs(original, 3, seed);
-    let run = |g: &Graph| {
-        backend
-            .run(g, &inputs)
-            .map_err(|e| Error::Run(e.to_string()))
-    };
+    let run = |g: &Graph| backend.run(g, &inputs).map_err(|e| Error::Run(e.to_string()));
     let want = run(original)?;
     let got = run(optimized)?;
     let (max_abs, bad) = outputs_agree(&got, &want);
     let Some(bad) = bad else {
-        return Ok(Verdict {
-            max_abs,
-            mismatch: None,
-        });
+        return Ok(Verdict { max_abs, mismatch: None });
     };
     let output = original.outputs()[bad].0.clone();
     // Bisect by rule: the first rule whose rewrites alone change the outputs is named.
@@ -97,14 +78,8 @@ pub fn verify(
         let only = RuleSet::new().with(rule.clone());
         optimize(&mut g, &only).map_err(|e| Error::Other(e.to_string()))?;
         if outputs_agree(&run(&g)?, &want).1.is_some() {
-            return Ok(Verdict {
-                max_abs,
-                mismatch: Some((output, Some(rule.name.to_string()))),
-            });
+            return Ok(Verdict { max_abs, mismatch: Some((output, Some(rule.name.to_string()))) });
         }
     }
-    Ok(Verdict {
-        max_abs,
-        mismatch: Some((output, None)),
-    })
+    Ok(Verdict { max_abs, mismatch: Some((output, None)) })
 }

@@ -4,10 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn blockfuse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_blockfuse"))
-        .args(args)
-        .output()
-        .expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_blockfuse")).args(args).output().expect("binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -22,15 +19,8 @@ fn stderr(o: &Output) -> String {
 fn assert_bad(o: &Output, needle: &str) {
     assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(o));
     let err = stderr(o);
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "one-line error expected, got:\n{err}"
-    );
-    assert!(
-        err.contains(needle),
-        "error should mention {needle:?}: {err}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line error expected, got:\n{err}");
+    assert!(err.contains(needle), "error should mention {needle:?}: {err}");
 }
 
 fn temp(name: &str, contents: &str) -> PathBuf {
@@ -47,10 +37,7 @@ fn rms_norm_json() -> PathBuf {
     use blockfuse::ir::*;
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
-    let x = b.input(
-        "x",
-        TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]),
-    );
+    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]));
     let w = b.constant(HostTensor::from_f32(vec![8], &[0.5; 8]));
     let two = b.scalar(DType::F32, 2.0);
     let sq = b.binary(BinaryOp::Pow, x, two).unwrap();
@@ -76,70 +63,34 @@ fn help_lists_every_subcommand() {
 #[test]
 fn bad_flags_and_subcommands_exit_2() {
     assert_bad(&blockfuse(&["frobnicate"]), "unrecognized subcommand");
-    assert_bad(
-        &blockfuse(&["optimize", "--no-such-flag", "x.json"]),
-        "--no-such-flag",
-    );
-    assert_bad(
-        &blockfuse(&["optimize", "x.json", "--report", "xml"]),
-        "xml",
-    );
+    assert_bad(&blockfuse(&["optimize", "--no-such-flag", "x.json"]), "--no-such-flag");
+    assert_bad(&blockfuse(&["optimize", "x.json", "--report", "xml"]), "xml");
     assert_bad(&blockfuse(&["run", "x.json", "--backend", "tpu"]), "tpu");
     assert_bad(&blockfuse(&["inspect"]), "required");
 }
 
 #[test]
 fn bad_paths_exit_2() {
-    assert_bad(
-        &blockfuse(&["inspect", "/no/such/graph.json"]),
-        "/no/such/graph.json",
-    );
-    assert_bad(
-        &blockfuse(&["optimize", "/no/such/model.onnx"]),
-        "/no/such/model.onnx",
-    );
-    assert_bad(
-        &blockfuse(&["run", "/no/such/model.onnx"]),
-        "/no/such/model.onnx",
-    );
-    assert_bad(
-        &blockfuse(&["bench", "/no/such/model.json"]),
-        "/no/such/model.json",
-    );
+    assert_bad(&blockfuse(&["inspect", "/no/such/graph.json"]), "/no/such/graph.json");
+    assert_bad(&blockfuse(&["optimize", "/no/such/model.onnx"]), "/no/such/model.onnx");
+    assert_bad(&blockfuse(&["run", "/no/such/model.onnx"]), "/no/such/model.onnx");
+    assert_bad(&blockfuse(&["bench", "/no/such/model.json"]), "/no/such/model.json");
     assert_bad(&blockfuse(&["inspect", "graph.txt"]), "unknown model type");
 }
 
 #[test]
 fn malformed_files_exit_2() {
-    let p = temp(
-        "broken.json",
-        "{\"format\": \"blockfuse-ir\", \"version\": 1, \"nodes\": [",
-    );
-    assert_bad(
-        &blockfuse(&["inspect", p.to_str().unwrap()]),
-        "malformed JSON",
-    );
-    let p = temp(
-        "other.json",
-        "{\"format\": \"something-else\", \"version\": 1}",
-    );
-    assert_bad(
-        &blockfuse(&["optimize", p.to_str().unwrap()]),
-        "not a blockfuse-ir document",
-    );
+    let p = temp("broken.json", "{\"format\": \"blockfuse-ir\", \"version\": 1, \"nodes\": [");
+    assert_bad(&blockfuse(&["inspect", p.to_str().unwrap()]), "malformed JSON");
+    let p = temp("other.json", "{\"format\": \"something-else\", \"version\": 1}");
+    assert_bad(&blockfuse(&["optimize", p.to_str().unwrap()]), "not a blockfuse-ir document");
     let p = temp("garbage.onnx", "this is not protobuf");
-    assert_bad(
-        &blockfuse(&["inspect", p.to_str().unwrap()]),
-        "garbage.onnx",
-    );
+    assert_bad(&blockfuse(&["inspect", p.to_str().unwrap()]), "garbage.onnx");
     let p = temp(
         "unknown_op.json",
         r#"{"format":"blockfuse-ir","version":1,"nodes":[{"id":0,"op":"warp","args":[]}],"outputs":[]}"#,
     );
-    assert_bad(
-        &blockfuse(&["optimize", p.to_str().unwrap()]),
-        "unknown op 'warp'",
-    );
+    assert_bad(&blockfuse(&["optimize", p.to_str().unwrap()]), "unknown op 'warp'");
 }
 
 #[test]
@@ -148,17 +99,10 @@ fn inspect_prints_dump_and_statistics() {
     let o = blockfuse(&["inspect", p.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(
-        out.contains("reduce_mean{axes=[-1], keepdims=true}"),
-        "{out}"
-    );
+    assert!(out.contains("reduce_mean{axes=[-1], keepdims=true}"), "{out}");
     assert!(out.contains("symbolic dims: batch"), "{out}");
     assert!(out.contains("constants:"), "{out}");
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("pow") && l.trim_end().ends_with('1')),
-        "{out}"
-    );
+    assert!(out.lines().any(|l| l.starts_with("pow") && l.trim_end().ends_with('1')), "{out}");
 }
 
 #[test]
@@ -177,25 +121,10 @@ fn optimize_json_report_follows_the_contract() {
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value =
         serde_json::from_str(stdout(&o).trim()).expect("one JSON object on stdout");
-    for key in [
-        "nodes_before",
-        "nodes_after",
-        "elapsed_ms",
-        "blocks",
-        "rules",
-        "near_misses",
-    ] {
+    for key in ["nodes_before", "nodes_after", "elapsed_ms", "blocks", "rules", "near_misses"] {
         assert!(report.get(key).is_some(), "report lacks {key}: {report}");
     }
-    for kind in [
-        "rms_norm",
-        "layer_norm",
-        "rope",
-        "sdpa",
-        "swiglu",
-        "geglu",
-        "gelu",
-    ] {
+    for kind in ["rms_norm", "layer_norm", "rope", "sdpa", "swiglu", "geglu", "gelu"] {
         assert!(report["blocks"][kind].is_u64(), "blocks lacks {kind}");
     }
     assert_eq!(report["blocks"]["rms_norm"], 1);
@@ -211,81 +140,40 @@ fn optimize_text_report_and_disable() {
     let o = blockfuse(&["optimize", p.to_str().unwrap(), "--disable", "rms_norm"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("rms_norm          0"), "{}", stdout(&o));
-    assert_bad(
-        &blockfuse(&["optimize", p.to_str().unwrap(), "--disable", "nope"]),
-        "no such rule",
-    );
+    assert_bad(&blockfuse(&["optimize", p.to_str().unwrap(), "--disable", "nope"]), "no such rule");
 }
 
 #[test]
 fn optimize_writes_dot() {
     let p = rms_norm_json();
     let dot = p.with_file_name("after.dot");
-    let o = blockfuse(&[
-        "optimize",
-        p.to_str().unwrap(),
-        "--dot-after",
-        dot.to_str().unwrap(),
-    ]);
+    let o = blockfuse(&["optimize", p.to_str().unwrap(), "--dot-after", dot.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(dot).unwrap();
-    assert!(
-        text.starts_with("digraph") && text.contains("block.rms_norm"),
-        "{text}"
-    );
+    assert!(text.starts_with("digraph") && text.contains("block.rms_norm"), "{text}");
 }
 
 #[test]
 fn run_on_both_backends() {
     let p = rms_norm_json();
     for backend in ["fallback", "mlx"] {
-        let o = blockfuse(&[
-            "run",
-            p.to_str().unwrap(),
-            "--optimize",
-            "--backend",
-            backend,
-        ]);
+        let o = blockfuse(&["run", p.to_str().unwrap(), "--optimize", "--backend", backend]);
         assert!(o.status.success(), "{backend}: {}", stderr(&o));
         assert!(stdout(&o).contains("y: f32[4, 8]"), "{}", stdout(&o));
     }
-    assert_bad(
-        &blockfuse(&[
-            "run",
-            p.to_str().unwrap(),
-            "--backend",
-            "mlx",
-            "--device",
-            "gpu",
-        ]),
-        "",
-    );
+    assert_bad(&blockfuse(&["run", p.to_str().unwrap(), "--backend", "mlx", "--device", "gpu"]), "");
 }
 
 #[test]
 fn run_check_bad_directory_exits_2() {
     let p = rms_norm_json();
-    assert_bad(
-        &blockfuse(&["run", p.to_str().unwrap(), "--check", "/no/such/dir"]),
-        "/no/such/dir",
-    );
+    assert_bad(&blockfuse(&["run", p.to_str().unwrap(), "--check", "/no/such/dir"]), "/no/such/dir");
 }
 
 #[test]
 fn bench_prints_side_by_side_ratio() {
     let p = rms_norm_json();
-    let o = blockfuse(&[
-        "bench",
-        p.to_str().unwrap(),
-        "--runs",
-        "2",
-        "--sym-size",
-        "4",
-    ]);
+    let o = blockfuse(&["bench", p.to_str().unwrap(), "--runs", "2", "--sym-size", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("optimized") && stdout(&o).contains("ratio"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("optimized") && stdout(&o).contains("ratio"), "{}", stdout(&o));
 }

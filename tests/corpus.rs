@@ -3,7 +3,8 @@
 //! imported and optimized (fallback evaluator).
 
 use blockfuse::compare::{compare, Tolerance};
-use blockfuse::ir::Graph;
+use blockfuse::ir::{DType, Graph, HostTensor};
+use blockfuse::mlx::Device;
 use blockfuse::patterns::{default_rules, optimize};
 use blockfuse::{run_backend, Backend};
 use std::path::PathBuf;
@@ -35,41 +36,61 @@ fn expected_blocks(gt: &serde_json::Value) -> Vec<(&'static str, u64)> {
         ("sdpa", n("attention")),
         ("swiglu", if gelu_like { 0 } else { gated }),
         ("geglu", if gelu_like { gated } else { 0 }),
-        (
-            "gelu",
-            if gelu_like && gated == 0 {
-                activations
-            } else {
-                0
-            },
-        ),
+        ("gelu", if gelu_like && gated == 0 { activations } else { 0 }),
     ]
 }
 
-fn check_data_sets(name: &str, dir: &std::path::Path, g: &Graph, label: &str) {
+/// Elements outside tolerance that are not at a padded query position (attention_mask 0).
+///
+/// For f16 graphs ONNX Runtime keeps chains of f16 ops in f32 (it inserts casts and removes
+/// the redundant ones), so on fully masked rows — where exporters' outputs are
+/// implementation-defined (`compare_note` in index.json) — it differs from per-op f16
+/// rounding by more than an ulp. Only those positions are excused, and only for f16.
+fn unexcused_mismatches(got: &HostTensor, want: &HostTensor, mask: Option<&HostTensor>) -> usize {
+    let tol = Tolerance::for_dtype(want.dtype());
+    let width: usize = want.dims().iter().skip(2).product();
+    (0..want.len())
+        .filter(|&i| {
+            let (a, b) = (got.get_f64(i), want.get_f64(i));
+            let bad = (a.is_nan() != b.is_nan()) || (a - b).abs() > tol.atol + tol.rtol * b.abs();
+            let padded = want.dtype() == DType::F16
+                && mask.is_some_and(|m| m.dims() == &want.dims()[..2] && m.get_f64(i / width.max(1)) == 0.0);
+            bad && !padded
+        })
+        .count()
+}
+
+fn check_data_sets(name: &str, dir: &std::path::Path, g: &Graph, label: &str, backend: Backend) {
     for set in ["test_data_set_0", "test_data_set_1"] {
         let data = blockfuse::onnx::TestDataSet::open(dir.join(set)).unwrap();
         let given = data.read_inputs().unwrap();
         let want = data.read_outputs().unwrap();
+        let input = |n: &str| given.iter().find(|(m, _)| m == n).map(|(_, t)| t.clone());
         let inputs: Vec<_> = g
             .inputs()
             .iter()
             .map(|&id| {
                 let n = g.node(id).name.clone().unwrap_or_default();
-                given
-                    .iter()
-                    .find(|(m, _)| *m == n)
-                    .unwrap_or_else(|| panic!("{name}: no input {n}"))
-                    .1
-                    .clone()
+                input(&n).unwrap_or_else(|| panic!("{name}: no input {n}"))
             })
             .collect();
-        let outs = run_backend(g, &inputs, Backend::Fallback)
-            .unwrap_or_else(|e| panic!("{name} ({label}, {set}): {e}"));
+        let mask = input("attention_mask");
+        let outs =
+            run_backend(g, &inputs, backend).unwrap_or_else(|e| panic!("{name} ({label}, {set}): {e}"));
         for ((out_name, _), got) in g.outputs().iter().zip(&outs) {
             let reference = &want.iter().find(|(m, _)| m == out_name).unwrap().1;
             let c = compare(got, reference, Tolerance::for_dtype(reference.dtype()));
-            assert!(c.passed(), "{name} ({label}, {set}): output {out_name} max_abs {:.3e} max_rel {:.3e}, {} bad elements", c.max_abs, c.max_rel, c.bad);
+            let unexcused = unexcused_mismatches(got, reference, mask.as_ref());
+            if !c.passed() && unexcused == 0 {
+                eprintln!("note: {name} ({label}, {set}, {backend:?}): {} f16 elements differ only at padded positions (max_abs {:.3e})", c.bad, c.max_abs);
+            }
+            assert!(
+                c.incompatible.is_none() && unexcused == 0,
+                "{name} ({label}, {set}, {backend:?}): output {out_name} max_abs {:.3e} max_rel {:.3e}, {} bad elements",
+                c.max_abs,
+                c.max_rel,
+                unexcused
+            );
         }
     }
 }
@@ -79,22 +100,19 @@ fn corpus_case(name: &str) {
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("index.json")).unwrap()).unwrap();
     let dir = root.join(name);
-    let g =
-        blockfuse::load_model(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let g = blockfuse::load_model(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
     g.validate().unwrap();
     let mut opt = g.clone();
     let report = optimize(&mut opt, &default_rules()).unwrap();
     opt.validate().unwrap();
     for (kind, want) in expected_blocks(&index[name]["ground_truth"]) {
         let got = report.blocks.get(kind).copied().unwrap_or(0) as u64;
-        assert_eq!(
-            got, want,
-            "{name}: {kind} blocks (near-misses: {:?})",
-            report.near_misses
-        );
+        assert_eq!(got, want, "{name}: {kind} blocks (near-misses: {:?})", report.near_misses);
     }
-    check_data_sets(name, &dir, &g, "imported");
-    check_data_sets(name, &dir, &opt, "optimized");
+    for backend in [Backend::Fallback, Backend::Mlx(Device::Cpu)] {
+        check_data_sets(name, &dir, &g, "imported", backend);
+        check_data_sets(name, &dir, &opt, "optimized", backend);
+    }
 }
 
 macro_rules! case {
@@ -108,21 +126,34 @@ macro_rules! case {
     };
 }
 
-/// Cases that do not pass yet (block counts or reference outputs off); run them with
-/// `cargo test --test corpus -- --ignored`. Each one is an open defect, not a skip.
-macro_rules! known_failures {
-    ($($fn_name:ident => $model:literal),* $(,)?) => {
-        $(
-            #[test]
-            #[ignore = "known failure: importer/matcher gap, tracked in the issue notes"]
-            fn $fn_name() {
-                corpus_case($model);
-            }
-        )*
-    };
-}
-
 case! {
+    gemma_eager_dynamo23 => "gemma__eager__dynamo23",
+    gemma_sdpa_dynamo => "gemma__sdpa__dynamo",
+    gemma_sdpa_dynamo23 => "gemma__sdpa__dynamo23",
+    gemma_sdpa_dynamo23_noopt => "gemma__sdpa__dynamo23_noopt",
+    gemma_sdpa_dynamo_fp16 => "gemma__sdpa__dynamo_fp16",
+    gemma_sdpa_legacy => "gemma__sdpa__legacy",
+    gpt2_sdpa_dynamo23 => "gpt2__sdpa__dynamo23",
+    gpt2_sdpa_dynamo23_noopt => "gpt2__sdpa__dynamo23_noopt",
+    gpt2_sdpa_legacy => "gpt2__sdpa__legacy",
+    gpt_neox_eager_dynamo23 => "gpt_neox__eager__dynamo23",
+    gpt_neox_sdpa_dynamo23 => "gpt_neox__sdpa__dynamo23",
+    gpt_neox_sdpa_dynamo23_noopt => "gpt_neox__sdpa__dynamo23_noopt",
+    gpt_neox_sdpa_legacy => "gpt_neox__sdpa__legacy",
+    llama_eager_dynamo23 => "llama__eager__dynamo23",
+    llama_eager_dynamo_fp16 => "llama__eager__dynamo_fp16",
+    llama_sdpa_dynamo => "llama__sdpa__dynamo",
+    llama_sdpa_dynamo23 => "llama__sdpa__dynamo23",
+    llama_sdpa_dynamo23_noopt => "llama__sdpa__dynamo23_noopt",
+    llama_sdpa_dynamo_fp16 => "llama__sdpa__dynamo_fp16",
+    llama_sdpa_legacy => "llama__sdpa__legacy",
+    qwen2_eager_dynamo23 => "qwen2__eager__dynamo23",
+    qwen2_eager_dynamo_fp16 => "qwen2__eager__dynamo_fp16",
+    qwen2_sdpa_dynamo => "qwen2__sdpa__dynamo",
+    qwen2_sdpa_dynamo23 => "qwen2__sdpa__dynamo23",
+    qwen2_sdpa_dynamo23_noopt => "qwen2__sdpa__dynamo23_noopt",
+    qwen2_sdpa_dynamo_fp16 => "qwen2__sdpa__dynamo_fp16",
+    qwen2_sdpa_legacy => "qwen2__sdpa__legacy",
     bert_eager_dynamo => "bert__eager__dynamo",
     bert_eager_dynamo23 => "bert__eager__dynamo23",
     bert_eager_dynamo23_noopt => "bert__eager__dynamo23_noopt",
@@ -156,34 +187,4 @@ case! {
     qwen2_eager_dynamo => "qwen2__eager__dynamo",
     qwen2_eager_dynamo23_noopt => "qwen2__eager__dynamo23_noopt",
     qwen2_eager_legacy => "qwen2__eager__legacy",
-}
-
-known_failures! {
-    gemma_eager_dynamo23 => "gemma__eager__dynamo23",
-    gemma_sdpa_dynamo => "gemma__sdpa__dynamo",
-    gemma_sdpa_dynamo23 => "gemma__sdpa__dynamo23",
-    gemma_sdpa_dynamo23_noopt => "gemma__sdpa__dynamo23_noopt",
-    gemma_sdpa_dynamo_fp16 => "gemma__sdpa__dynamo_fp16",
-    gemma_sdpa_legacy => "gemma__sdpa__legacy",
-    gpt2_sdpa_dynamo23 => "gpt2__sdpa__dynamo23",
-    gpt2_sdpa_dynamo23_noopt => "gpt2__sdpa__dynamo23_noopt",
-    gpt2_sdpa_legacy => "gpt2__sdpa__legacy",
-    gpt_neox_eager_dynamo23 => "gpt_neox__eager__dynamo23",
-    gpt_neox_sdpa_dynamo23 => "gpt_neox__sdpa__dynamo23",
-    gpt_neox_sdpa_dynamo23_noopt => "gpt_neox__sdpa__dynamo23_noopt",
-    gpt_neox_sdpa_legacy => "gpt_neox__sdpa__legacy",
-    llama_eager_dynamo23 => "llama__eager__dynamo23",
-    llama_eager_dynamo_fp16 => "llama__eager__dynamo_fp16",
-    llama_sdpa_dynamo => "llama__sdpa__dynamo",
-    llama_sdpa_dynamo23 => "llama__sdpa__dynamo23",
-    llama_sdpa_dynamo23_noopt => "llama__sdpa__dynamo23_noopt",
-    llama_sdpa_dynamo_fp16 => "llama__sdpa__dynamo_fp16",
-    llama_sdpa_legacy => "llama__sdpa__legacy",
-    qwen2_eager_dynamo23 => "qwen2__eager__dynamo23",
-    qwen2_eager_dynamo_fp16 => "qwen2__eager__dynamo_fp16",
-    qwen2_sdpa_dynamo => "qwen2__sdpa__dynamo",
-    qwen2_sdpa_dynamo23 => "qwen2__sdpa__dynamo23",
-    qwen2_sdpa_dynamo23_noopt => "qwen2__sdpa__dynamo23_noopt",
-    qwen2_sdpa_dynamo_fp16 => "qwen2__sdpa__dynamo_fp16",
-    qwen2_sdpa_legacy => "qwen2__sdpa__legacy",
 }

@@ -35,10 +35,7 @@ fn main() {
     let libdir = prefix.join("mlx").join("lib");
     check_layout(&prefix, &include, &libdir);
     // Rerun when the library goes away (e.g. the shared install dir was deleted).
-    println!(
-        "cargo:rerun-if-changed={}",
-        libdir.join("libmlx.so").display()
-    );
+    println!("cargo:rerun-if-changed={}", libdir.join("libmlx.so").display());
 
     cc::Build::new()
         .cpp(true)
@@ -102,20 +99,10 @@ fn install_wheel() -> PathBuf {
     let tmp = parent.join(format!(
         ".mlx-cpu-{MLX_VERSION}.tmp-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
     ));
     let status = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--quiet",
-        ])
+        .args(["-m", "pip", "install", "--no-deps", "--disable-pip-version-check", "--quiet"])
         .arg("--target")
         .arg(&tmp)
         .arg(format!("mlx-cpu=={MLX_VERSION}"))

@@ -7,9 +7,7 @@
 
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::{MaskKind, RmsNorm, Rope, Sdpa, SwiGlu};
-use blockfuse_ir::{
-    BinaryOp, Builder, DType, Dim, Graph, HostTensor, Op, TensorType, UnaryOp, Value,
-};
+use blockfuse_ir::{BinaryOp, Builder, DType, Dim, Graph, HostTensor, Op, TensorType, UnaryOp, Value};
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -63,25 +61,14 @@ fn rope(b: &mut Builder<'_>, x: Value, cos: Value, sin: Value, blocks: bool) -> 
 }
 
 fn heads(b: &mut Builder<'_>, x: Value) -> Value {
-    let r = b
-        .reshape(x, vec![k(1), k(SEQ), k(HEADS), k(HEAD_DIM)])
-        .unwrap();
+    let r = b.reshape(x, vec![k(1), k(SEQ), k(HEADS), k(HEAD_DIM)]).unwrap();
     b.transpose(r, &[0, 2, 1, 3]).unwrap()
 }
 
-fn attention(
-    b: &mut Builder<'_>,
-    q: Value,
-    kk: Value,
-    v: Value,
-    mask: Value,
-    blocks: bool,
-) -> Value {
+fn attention(b: &mut Builder<'_>, q: Value, kk: Value, v: Value, mask: Value, blocks: bool) -> Value {
     let scale = Sdpa::default_scale(HEAD_DIM);
     if blocks {
-        return b
-            .block(Sdpa::new(scale, MaskKind::Causal), &[q, kk, v])
-            .unwrap()[0];
+        return b.block(Sdpa::new(scale, MaskKind::Causal), &[q, kk, v]).unwrap()[0];
     }
     let kt = b.transpose(kk, &[0, 1, 3, 2]).unwrap();
     let s = b.matmul(q, kt).unwrap();
@@ -108,29 +95,16 @@ fn decoder(blocks: bool) -> Graph {
     let mut x = b.input("x", TensorType::known(DType::F32, &[1, SEQ, HIDDEN]));
 
     // cos/sin [SEQ, HEAD_DIM] from inv_freq ⊗ positions; a causal additive mask.
-    let pos = b
-        .add(
-            Op::Range {
-                start: 0.0,
-                step: 1.0,
-                len: k(SEQ),
-                dtype: DType::F32,
-            },
-            &[],
-        )
-        .unwrap();
+    let pos = b.add(Op::Range { start: 0.0, step: 1.0, len: k(SEQ), dtype: DType::F32 }, &[]).unwrap();
     let pos = b.reshape(pos, vec![k(SEQ), k(1)]).unwrap();
-    let inv: Vec<f32> = (0..HEAD_DIM / 2)
-        .map(|i| BASE.powf(-2.0 * i as f64 / HEAD_DIM as f64) as f32)
-        .collect();
+    let inv: Vec<f32> =
+        (0..HEAD_DIM / 2).map(|i| BASE.powf(-2.0 * i as f64 / HEAD_DIM as f64) as f32).collect();
     let inv = b.constant(HostTensor::from_f32(vec![HEAD_DIM / 2], &inv));
     let freqs = b.mul(pos, inv).unwrap();
     let emb = b.concat(&[freqs, freqs], -1).unwrap();
     let cos = b.unary(UnaryOp::Cos, emb).unwrap();
     let sin = b.unary(UnaryOp::Sin, emb).unwrap();
-    let mask: Vec<f32> = (0..SEQ * SEQ)
-        .map(|i| if i % SEQ > i / SEQ { f32::MIN } else { 0.0 })
-        .collect();
+    let mask: Vec<f32> = (0..SEQ * SEQ).map(|i| if i % SEQ > i / SEQ { f32::MIN } else { 0.0 }).collect();
     let mask = b.constant(HostTensor::from_f32(vec![SEQ, SEQ], &mask));
 
     let s = 1.0 / (HIDDEN as f32).sqrt();
@@ -172,9 +146,7 @@ fn decoder(blocks: bool) -> Graph {
 
 fn bench(c: &mut Criterion) {
     let mut rng = SmallRng::seed_from_u64(7);
-    let x: Vec<f32> = (0..SEQ * HIDDEN)
-        .map(|_| rng.gen_range(-1.0..1.0))
-        .collect();
+    let x: Vec<f32> = (0..SEQ * HIDDEN).map(|_| rng.gen_range(-1.0..1.0)).collect();
     let x = HostTensor::from_f32(vec![1, SEQ, HIDDEN], &x);
     let backend = FallbackBackend::new();
     let composed = decoder(false);
@@ -182,11 +154,7 @@ fn bench(c: &mut Criterion) {
     // Both spellings compute the same decoder.
     let a = backend.run(&composed, std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
     let b = backend.run(&blocks, std::slice::from_ref(&x)).unwrap()[0].to_f64_vec();
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0, f64::max);
+    let diff = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0.0, f64::max);
     assert!(diff < 1e-3, "composed and block decoders differ by {diff}");
 
     let mut group = c.benchmark_group("decoder_2x256_seq64");

@@ -23,26 +23,17 @@ pub(crate) struct Exec<'a> {
 }
 
 fn input_name(g: &Graph, id: NodeId) -> String {
-    g.node(id)
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("%{}", id.index()))
+    g.node(id).name.clone().unwrap_or_else(|| format!("%{}", id.index()))
 }
 
 /// Binds the graph's symbols from the actual input dims and checks dtypes and known dims.
 pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, EvalError> {
     if inputs.len() != g.inputs().len() {
-        return Err(EvalError::InputCount {
-            expected: g.inputs().len(),
-            found: inputs.len(),
-        });
+        return Err(EvalError::InputCount { expected: g.inputs().len(), found: inputs.len() });
     }
     let mut b = Bindings::new();
     let mut source: HashMap<Arc<str>, String> = HashMap::new();
-    let err = |id: NodeId, reason: String| EvalError::Input {
-        name: input_name(g, id),
-        reason,
-    };
+    let err = |id: NodeId, reason: String| EvalError::Input { name: input_name(g, id), reason };
     // Types, ranks, known dims and plain symbols.
     for (&id, t) in g.inputs().iter().zip(inputs) {
         let ty = &g.node(id).types[0];
@@ -52,10 +43,7 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
         for (axis, (d, &n)) in ty.shape.iter().zip(&t.dims).enumerate() {
             match d {
                 Dim::Known(k) if *k != n => {
-                    return Err(err(
-                        id,
-                        format!("expected {ty}, got {}: axis {axis} is {n}", show(t)),
-                    ))
+                    return Err(err(id, format!("expected {ty}, got {}: axis {axis} is {n}", show(t))))
                 }
                 Dim::Sym(_) => {
                     let syms: Vec<&Arc<str>> = d.symbols().collect();
@@ -66,9 +54,9 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
                                 return Err(err(
                                     id,
                                     format!(
-                                    "symbol '{s}' is {n} on axis {axis}, but {v} from input \"{}\"",
-                                    source[s]
-                                ),
+                                        "symbol '{s}' is {n} on axis {axis}, but {v} from input \"{}\"",
+                                        source[s]
+                                    ),
                                 ))
                             }
                             Some(_) => {}
@@ -116,17 +104,9 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
             match d.eval(&b) {
                 Some(v) if v == n => {}
                 Some(v) => {
-                    return Err(err(
-                        id,
-                        format!("axis {axis} is {n}, but {d} = {v} from the other inputs"),
-                    ))
+                    return Err(err(id, format!("axis {axis} is {n}, but {d} = {v} from the other inputs")))
                 }
-                None => {
-                    return Err(err(
-                        id,
-                        format!("cannot bind the symbols of {d} (axis {axis} is {n})"),
-                    ))
-                }
+                None => return Err(err(id, format!("cannot bind the symbols of {d} (axis {axis} is {n})"))),
             }
         }
     }
@@ -140,38 +120,27 @@ fn show(t: &Tensor) -> String {
 
 /// Concrete types of tensors.
 fn types_of(args: &[Tensor]) -> Vec<TensorType> {
-    args.iter()
-        .map(|t| TensorType::known(t.dtype, &t.dims))
-        .collect()
+    args.iter().map(|t| TensorType::known(t.dtype, &t.dims)).collect()
 }
 
 impl Exec<'_> {
     /// Evaluates `g` on `inputs` (graph-input order); outputs in graph-output order.
-    pub(crate) fn run_graph(
-        &self,
-        g: &Graph,
-        inputs: Vec<Tensor>,
-    ) -> Result<Vec<Tensor>, EvalError> {
+    pub(crate) fn run_graph(&self, g: &Graph, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, EvalError> {
         let bindings = bind_inputs(g, &inputs)?;
-        let order = g
-            .topo_order()
-            .map_err(|e| EvalError::Graph(e.to_string()))?;
+        let order = g.topo_order().map_err(|e| EvalError::Graph(e.to_string()))?;
         let bound = g.node_bound();
 
         // Only the nodes the outputs depend on run.
         // (A graph edited without validation may name values that no longer exist.)
         let mut live = vec![false; bound];
-        let mut stack: Vec<(Option<NodeId>, Value)> =
-            g.outputs().iter().map(|(_, v)| (None, *v)).collect();
+        let mut stack: Vec<(Option<NodeId>, Value)> = g.outputs().iter().map(|(_, v)| (None, *v)).collect();
         while let Some((reader, v)) = stack.pop() {
             if !g.value_exists(v) {
                 let reader = match reader {
                     Some(id) => format!("node {}", g.label(id)),
                     None => "a graph output".to_string(),
                 };
-                return Err(EvalError::Graph(format!(
-                    "{reader} reads {v}, which does not exist"
-                )));
+                return Err(EvalError::Graph(format!("{reader} reads {v}, which does not exist")));
             }
             if !std::mem::replace(&mut live[v.node.index()], true) {
                 stack.extend(g.node(v.node).operands.iter().map(|o| (Some(v.node), *o)));
@@ -209,14 +178,10 @@ impl Exec<'_> {
                 let left = &mut uses[v.node.index()][v.output as usize];
                 *left -= 1;
                 let slot = &mut values[v.node.index()][v.output as usize];
-                let t = if *left == 0 {
-                    slot.take()
-                } else {
-                    slot.clone()
-                };
-                args.push(t.ok_or_else(|| {
-                    EvalError::Graph(format!("value {v} is read before it is computed"))
-                })?);
+                let t = if *left == 0 { slot.take() } else { slot.clone() };
+                args.push(
+                    t.ok_or_else(|| EvalError::Graph(format!("value {v} is read before it is computed")))?,
+                );
             }
             let outs = match &node.op {
                 Op::Block(blk) => self.eval_block(g, id, blk, args)?,
@@ -229,11 +194,8 @@ impl Exec<'_> {
             check_outputs(g, id, &outs, &bindings)?;
             // Outputs nobody reads (an unused part of a split) are dropped at once.
             let reads = &uses[id.index()];
-            values[id.index()] = outs
-                .into_iter()
-                .enumerate()
-                .map(|(i, t)| (reads[i] > 0).then_some(t))
-                .collect();
+            values[id.index()] =
+                outs.into_iter().enumerate().map(|(i, t)| (reads[i] > 0).then_some(t)).collect();
         }
 
         g.outputs()
@@ -256,35 +218,22 @@ impl Exec<'_> {
         let node = g.node(id);
         let blk: &dyn Block = &**blk;
         // The block checks its concrete operands (symbolic dims are only known now).
-        blk.infer(&types_of(&args))
-            .map_err(|reason| EvalError::Node {
-                node: g.label(id),
-                op: node.op.name(),
-                reason,
-            })?;
-        let wrap = |e: EvalError| EvalError::InBlock {
+        blk.infer(&types_of(&args)).map_err(|reason| EvalError::Node {
             node: g.label(id),
             op: node.op.name(),
-            source: Box::new(e),
-        };
+            reason,
+        })?;
+        let wrap =
+            |e: EvalError| EvalError::InBlock { node: g.label(id), op: node.op.name(), source: Box::new(e) };
         if !self.lowerings.has(blk) {
             return self.run_fallback(blk, args).map_err(wrap);
         }
         let host: Vec<HostTensor> = args.iter().map(Tensor::to_host).collect();
         drop(args);
-        let call = Call {
-            outputs: &node.types,
-            args: &host,
-        };
-        let mut handle = Handle {
-            exec: self,
-            block: blk,
-        };
-        let outs = self
-            .lowerings
-            .lower(blk, &call, &mut handle)
-            .expect("a lowering is registered")
-            .map_err(wrap)?;
+        let call = Call { outputs: &node.types, args: &host };
+        let mut handle = Handle { exec: self, block: blk };
+        let outs =
+            self.lowerings.lower(blk, &call, &mut handle).expect("a lowering is registered").map_err(wrap)?;
         Ok(outs.iter().map(Tensor::from_host).collect())
     }
 
@@ -294,10 +243,7 @@ impl Exec<'_> {
         let key: FallbackKey = (
             blk.as_any().type_id(),
             format!("{}{}", blk.kind(), blk.attrs()),
-            types
-                .iter()
-                .map(|t| (t.dtype, t.known_dims().expect("concrete")))
-                .collect(),
+            types.iter().map(|t| (t.dtype, t.known_dims().expect("concrete"))).collect(),
         );
         let cached = self.cache.borrow().get(&key).cloned();
         let graph = match cached {
@@ -316,18 +262,9 @@ impl Exec<'_> {
 }
 
 /// Checks that a node produced what the graph declares.
-fn check_outputs(
-    g: &Graph,
-    id: NodeId,
-    outs: &[Tensor],
-    bindings: &Bindings,
-) -> Result<(), EvalError> {
+fn check_outputs(g: &Graph, id: NodeId, outs: &[Tensor], bindings: &Bindings) -> Result<(), EvalError> {
     let node = g.node(id);
-    let fail = |reason: String| EvalError::Node {
-        node: g.label(id),
-        op: node.op.name(),
-        reason,
-    };
+    let fail = |reason: String| EvalError::Node { node: g.label(id), op: node.op.name(), reason };
     if outs.len() != node.types.len() {
         return Err(fail(format!(
             "produced {} output(s), the graph declares {}",
@@ -337,16 +274,9 @@ fn check_outputs(
     }
     for (i, (t, ty)) in outs.iter().zip(&node.types).enumerate() {
         let dims_ok = t.dims.len() == ty.rank()
-            && ty
-                .shape
-                .iter()
-                .zip(&t.dims)
-                .all(|(d, &n)| d.eval(bindings).is_none_or(|v| v == n));
+            && ty.shape.iter().zip(&t.dims).all(|(d, &n)| d.eval(bindings).is_none_or(|v| v == n));
         if t.dtype != ty.dtype || !dims_ok {
-            return Err(fail(format!(
-                "output {i} is {}, the graph declares {ty}",
-                show(t)
-            )));
+            return Err(fail(format!("output {i} is {}, the graph declares {ty}", show(t))));
         }
     }
     Ok(())

@@ -99,10 +99,7 @@ impl FallbackBackend {
     /// Evaluates `g`: `inputs` in graph-input order, outputs in graph-output order. Symbolic
     /// dims are bound from the inputs' dims.
     pub fn run(&self, g: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>, EvalError> {
-        let exec = exec::Exec {
-            lowerings: &self.lowerings,
-            cache: RefCell::new(HashMap::new()),
-        };
+        let exec = exec::Exec { lowerings: &self.lowerings, cache: RefCell::new(HashMap::new()) };
         let inputs = inputs.iter().map(Tensor::from_host).collect();
         let outs = exec.run_graph(g, inputs)?;
         Ok(outs.iter().map(Tensor::to_host).collect())
@@ -120,10 +117,7 @@ impl FallbackBackend {
             .iter()
             .map(|&id| {
                 let name = g.node(id).name.clone().unwrap_or_default();
-                inputs
-                    .get(&name)
-                    .cloned()
-                    .ok_or(EvalError::MissingInput(name))
+                inputs.get(&name).cloned().ok_or(EvalError::MissingInput(name))
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.run(g, &ordered)

@@ -23,11 +23,7 @@ pub(crate) fn broadcast_dims(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Str
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            (x, y) => {
-                return Err(format!(
-                    "cannot broadcast {a:?} with {b:?}: axis {i} has {x} vs {y}"
-                ))
-            }
+            (x, y) => return Err(format!("cannot broadcast {a:?} with {b:?}: axis {i} has {x} vs {y}")),
         };
     }
     Ok(out)
@@ -38,15 +34,7 @@ pub(crate) fn broadcast_dims(a: &[usize], b: &[usize]) -> Result<Vec<usize>, Str
 pub(crate) fn broadcast_strides(dims: &[usize], out: &[usize]) -> Vec<isize> {
     let own = contiguous_strides(dims);
     let skip = out.len() - dims.len();
-    (0..out.len())
-        .map(|i| {
-            if i < skip || dims[i - skip] == 1 {
-                0
-            } else {
-                own[i - skip]
-            }
-        })
-        .collect()
+    (0..out.len()).map(|i| if i < skip || dims[i - skip] == 1 { 0 } else { own[i - skip] }).collect()
 }
 
 /// Merges adjacent axes that every operand walks contiguously, and drops axes of size 1, so
@@ -135,12 +123,7 @@ pub(crate) fn walk<const N: usize>(
 }
 
 /// Copies the elements of `src` read with `strides` from `base` as shape `dims`.
-pub(crate) fn gather_strided<T: Copy>(
-    src: &[T],
-    dims: &[usize],
-    strides: &[isize],
-    base: isize,
-) -> Vec<T> {
+pub(crate) fn gather_strided<T: Copy>(src: &[T], dims: &[usize], strides: &[isize], base: isize) -> Vec<T> {
     let mut out = Vec::with_capacity(dims.iter().product());
     walk(dims, [strides], [base], |[i]| out.push(src[i]));
     out
@@ -173,15 +156,9 @@ mod tests {
     fn broadcast_reads() {
         let src = [10, 20, 30];
         let s = broadcast_strides(&[3], &[2, 3]);
-        assert_eq!(
-            gather_strided(&src, &[2, 3], &s, 0),
-            vec![10, 20, 30, 10, 20, 30]
-        );
+        assert_eq!(gather_strided(&src, &[2, 3], &s, 0), vec![10, 20, 30, 10, 20, 30]);
         let s = broadcast_strides(&[3, 1], &[3, 2]);
-        assert_eq!(
-            gather_strided(&src, &[3, 2], &s, 0),
-            vec![10, 10, 20, 20, 30, 30]
-        );
+        assert_eq!(gather_strided(&src, &[3, 2], &s, 0), vec![10, 10, 20, 20, 30, 30]);
     }
 
     #[test]

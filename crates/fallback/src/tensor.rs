@@ -97,15 +97,8 @@ impl Tensor {
     /// A tensor from data already in storage form (rounded or wrapped to `dtype`).
     pub(crate) fn new(dtype: DType, dims: Vec<usize>, buf: Buf) -> Tensor {
         debug_assert_eq!(buf.len(), dims.iter().product::<usize>());
-        debug_assert_eq!(
-            std::mem::discriminant(&buf),
-            std::mem::discriminant(&empty_buf(dtype))
-        );
-        Tensor {
-            dtype,
-            dims,
-            buf: Arc::new(buf),
-        }
+        debug_assert_eq!(std::mem::discriminant(&buf), std::mem::discriminant(&empty_buf(dtype)));
+        Tensor { dtype, dims, buf: Arc::new(buf) }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -128,21 +121,15 @@ impl Tensor {
         let buf = match t.dtype() {
             DType::F32 => Buf::F32(from_le(b, f32::from_le_bytes)),
             DType::F16 => Buf::F32(
-                b.chunks_exact(2)
-                    .map(|c| f16::from_le_bytes(c.try_into().expect("2")).to_f32())
-                    .collect(),
+                b.chunks_exact(2).map(|c| f16::from_le_bytes(c.try_into().expect("2")).to_f32()).collect(),
             ),
             DType::BF16 => Buf::F32(
-                b.chunks_exact(2)
-                    .map(|c| bf16::from_le_bytes(c.try_into().expect("2")).to_f32())
-                    .collect(),
+                b.chunks_exact(2).map(|c| bf16::from_le_bytes(c.try_into().expect("2")).to_f32()).collect(),
             ),
             DType::F64 => Buf::F64(from_le(b, f64::from_le_bytes)),
             DType::I64 => Buf::I64(from_le(b, i64::from_le_bytes)),
             DType::I32 => Buf::I64(
-                b.chunks_exact(4)
-                    .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64)
-                    .collect(),
+                b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4")) as i64).collect(),
             ),
             DType::I8 => Buf::I64(b.iter().map(|&v| v as i8 as i64).collect()),
             DType::U8 => Buf::I64(b.iter().map(|&v| v as i64).collect()),
@@ -157,17 +144,11 @@ impl Tensor {
         let mut out: Vec<u8> = Vec::with_capacity(n);
         match (&*self.buf, self.dtype) {
             (Buf::F32(v), DType::F32) => to_le(v, &mut out, |x| x.to_le_bytes()),
-            (Buf::F32(v), DType::F16) => v
-                .iter()
-                .for_each(|x| out.extend(f16::from_f32(*x).to_le_bytes())),
-            (Buf::F32(v), DType::BF16) => v
-                .iter()
-                .for_each(|x| out.extend(bf16::from_f32(*x).to_le_bytes())),
+            (Buf::F32(v), DType::F16) => v.iter().for_each(|x| out.extend(f16::from_f32(*x).to_le_bytes())),
+            (Buf::F32(v), DType::BF16) => v.iter().for_each(|x| out.extend(bf16::from_f32(*x).to_le_bytes())),
             (Buf::F64(v), _) => to_le(v, &mut out, |x| x.to_le_bytes()),
             (Buf::I64(v), DType::I64) => to_le(v, &mut out, |x| x.to_le_bytes()),
-            (Buf::I64(v), DType::I32) => {
-                v.iter().for_each(|x| out.extend((*x as i32).to_le_bytes()))
-            }
+            (Buf::I64(v), DType::I32) => v.iter().for_each(|x| out.extend((*x as i32).to_le_bytes())),
             (Buf::I64(v), _) => out.extend(v.iter().map(|x| *x as u8)),
             (Buf::Bool(v), _) => out.extend(v.iter().map(|x| *x as u8)),
             (Buf::F32(_), d) => unreachable!("f32 storage for {d}"),
@@ -194,9 +175,7 @@ fn from_le<T: Pod, const N: usize>(b: &[u8], decode: fn([u8; N]) -> T) -> Vec<T>
         unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), v.as_mut_ptr() as *mut u8, n * N) };
         v
     } else {
-        b.chunks_exact(N)
-            .map(|c| decode(c.try_into().expect("N bytes")))
-            .collect()
+        b.chunks_exact(N).map(|c| decode(c.try_into().expect("N bytes"))).collect()
     }
 }
 
@@ -270,15 +249,9 @@ pub(crate) fn float_to_int(dtype: DType, v: f64) -> i64 {
 }
 
 /// A tensor of `dtype` holding `values` given as f64 (converted like a cast).
-pub(crate) fn from_f64_values(
-    dtype: DType,
-    dims: Vec<usize>,
-    values: impl Iterator<Item = f64>,
-) -> Tensor {
+pub(crate) fn from_f64_values(dtype: DType, dims: Vec<usize>, values: impl Iterator<Item = f64>) -> Tensor {
     let buf = match dtype {
-        DType::F32 | DType::F16 | DType::BF16 => {
-            Buf::F32(values.map(|v| round_f64_to(dtype, v)).collect())
-        }
+        DType::F32 | DType::F16 | DType::BF16 => Buf::F32(values.map(|v| round_f64_to(dtype, v)).collect()),
         DType::F64 => Buf::F64(values.collect()),
         DType::I64 | DType::I32 | DType::I8 | DType::U8 => {
             Buf::I64(values.map(|v| float_to_int(dtype, v)).collect())

@@ -41,9 +41,7 @@ fn a_lowering_may_decline() {
     let mut rng = rng(3);
     let (x, _) = random(&mut rng, DType::F32, &[3, 16]);
     let g = rms_graph(&x);
-    let want = FallbackBackend::new()
-        .run(&g, std::slice::from_ref(&x))
-        .unwrap();
+    let want = FallbackBackend::new().run(&g, std::slice::from_ref(&x)).unwrap();
     let mut be = FallbackBackend::new();
     be.register::<RmsNorm>(|_, call, fb| fb.run(call.args));
     assert_eq!(be.run(&g, &[x]).unwrap(), want);
@@ -56,18 +54,12 @@ fn lowering_errors_name_the_block_node() {
     let mut be = FallbackBackend::new();
     be.register::<RmsNorm>(|_, _, _| Err(EvalError::custom("no kernel for this shape")));
     let e = be.run(&g, std::slice::from_ref(&x)).unwrap_err();
-    assert!(
-        matches!(&e, EvalError::InBlock { op, .. } if op == "block.rms_norm"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, EvalError::InBlock { op, .. } if op == "block.rms_norm"), "{e:?}");
     assert_eq!(e.root(), &EvalError::custom("no kernel for this shape"));
     // A lowering whose result does not have the declared type.
     be.register::<RmsNorm>(|_, _, _| Ok(vec![HostTensor::from_f32(vec![4], &[0.0; 4])]));
     let e = be.run(&g, &[x]).unwrap_err().to_string();
-    assert!(
-        e.contains("output 0 is f32[4], the graph declares f32[1, 4]"),
-        "{e}"
-    );
+    assert!(e.contains("output 0 is f32[4], the graph declares f32[1, 4]"), "{e}");
 }
 
 /// A block whose fallback divides integers, to see errors from inside a fallback subgraph.
@@ -95,9 +87,7 @@ fn errors_inside_a_fallback_name_both_nodes() {
     let z = HostTensor::from_i64(vec![2], &[2, 0]);
     let g = graph_with(&[&a, &z], |b, v| b.block(IntRatio, &[v[0], v[1]]).unwrap());
     let e = FallbackBackend::new().run(&g, &[a, z]).unwrap_err();
-    let EvalError::InBlock { op, source, .. } = &e else {
-        panic!("{e:?}")
-    };
+    let EvalError::InBlock { op, source, .. } = &e else { panic!("{e:?}") };
     assert_eq!(op, "block.int_ratio");
     assert!(
         matches!(&**source, EvalError::Node { op, reason, .. } if op == "div" && reason == "integer division by zero")

@@ -47,12 +47,7 @@ fn gelu_all_kinds() {
             let out = run_block(Gelu::new(kind), &[&x]);
             assert_eq!(out[0].dtype(), dtype);
             let want: Vec<f64> = xv.iter().map(|&v| gelu_ref(v, kind)).collect();
-            assert_close(
-                &out[0],
-                &want,
-                tol(dtype),
-                &format!("gelu {kind:?} {dtype}"),
-            );
+            assert_close(&out[0], &want, tol(dtype), &format!("gelu {kind:?} {dtype}"));
         }
     }
 }
@@ -67,23 +62,10 @@ fn swiglu_and_geglu() {
         let want: Vec<f64> = gv.iter().zip(&uv).map(|(a, b)| silu(*a) * b).collect();
         assert_close(&out[0], &want, tol(dtype), &format!("swiglu {dtype}"));
         for approximate in [false, true] {
-            let kind = if approximate {
-                GeluKind::Tanh
-            } else {
-                GeluKind::Exact
-            };
+            let kind = if approximate { GeluKind::Tanh } else { GeluKind::Exact };
             let out = run_block(GeGlu::new(approximate), &[&g, &u]);
-            let want: Vec<f64> = gv
-                .iter()
-                .zip(&uv)
-                .map(|(a, b)| gelu_ref(*a, kind) * b)
-                .collect();
-            assert_close(
-                &out[0],
-                &want,
-                tol(dtype),
-                &format!("geglu approximate={approximate} {dtype}"),
-            );
+            let want: Vec<f64> = gv.iter().zip(&uv).map(|(a, b)| gelu_ref(*a, kind) * b).collect();
+            assert_close(&out[0], &want, tol(dtype), &format!("geglu approximate={approximate} {dtype}"));
         }
     }
 }
@@ -92,21 +74,9 @@ fn swiglu_and_geglu() {
 fn mlp_errors() {
     let f = |d: &[usize]| TensorType::known(DType::F32, d);
     let e = block_error(SwiGlu::new(), &[f(&[2, 8]), f(&[2, 9])]);
-    assert!(
-        e.contains("swiglu: gate and up shapes differ: [2, 8] vs [2, 9]"),
-        "{e}"
-    );
+    assert!(e.contains("swiglu: gate and up shapes differ: [2, 8] vs [2, 9]"), "{e}");
     let e = block_error(GeGlu::new(true), &[f(&[2, 8])]);
-    assert!(
-        e.contains("geglu: expects operands (gate, up), got 1 operand(s)"),
-        "{e}"
-    );
-    let e = block_error(
-        Gelu::new(GeluKind::Exact),
-        &[TensorType::known(DType::I32, &[4])],
-    );
-    assert!(
-        e.contains("gelu: x must be a float tensor, got i32[4]"),
-        "{e}"
-    );
+    assert!(e.contains("geglu: expects operands (gate, up), got 1 operand(s)"), "{e}");
+    let e = block_error(Gelu::new(GeluKind::Exact), &[TensorType::known(DType::I32, &[4])]);
+    assert!(e.contains("gelu: x must be a float tensor, got i32[4]"), "{e}");
 }

@@ -73,30 +73,15 @@ fn group6_rms_norm() {
             let out = run_block(RmsNorm::new(eps), &[&x, &w]);
             assert_eq!(out[0].dtype(), dtype);
             let want = rms_ref(&xv, d, Some(&wv), eps as f64, 0.0, dtype);
-            assert_close(
-                &out[0],
-                &want,
-                rms_tol(dtype),
-                &format!("rms_norm D={d} {dtype}"),
-            );
+            assert_close(&out[0], &want, rms_tol(dtype), &format!("rms_norm D={d} {dtype}"));
             // No weight.
             let out = run_block(RmsNorm::new(eps), &[&x]);
             let want = rms_ref(&xv, d, None, eps as f64, 0.0, dtype);
-            assert_close(
-                &out[0],
-                &want,
-                rms_tol(dtype),
-                &format!("rms_norm D={d} {dtype} no weight"),
-            );
+            assert_close(&out[0], &want, rms_tol(dtype), &format!("rms_norm D={d} {dtype} no weight"));
             // Gemma's (1 + w).
             let out = run_block(RmsNorm::gemma(1e-6), &[&x, &w]);
             let want = rms_ref(&xv, d, Some(&wv), 1e-6f32 as f64, 1.0, dtype);
-            assert_close(
-                &out[0],
-                &want,
-                rms_tol(dtype),
-                &format!("gemma D={d} {dtype}"),
-            );
+            assert_close(&out[0], &want, rms_tol(dtype), &format!("gemma D={d} {dtype}"));
         }
     }
 }
@@ -113,10 +98,7 @@ fn rms_norm_mixed_dtypes() {
     assert_close(&out[0], &want, 1e-6, "f16 x, f32 weight");
     // f16 with bf16 gives f32.
     let (w, _) = random(&mut rng, DType::BF16, &[64]);
-    assert_eq!(
-        run_block(RmsNorm::new(1e-6), &[&x, &w])[0].dtype(),
-        DType::F32
-    );
+    assert_eq!(run_block(RmsNorm::new(1e-6), &[&x, &w])[0].dtype(), DType::F32);
 }
 
 #[test]
@@ -129,11 +111,7 @@ fn group6_layer_norm() {
             let (b, bv) = random(&mut rng, dtype, &[d]);
             let eps = 1e-5f32;
             for (hw, hb) in [(true, true), (true, false), (false, true), (false, false)] {
-                let block = LayerNorm {
-                    eps,
-                    has_weight: hw,
-                    has_bias: hb,
-                };
+                let block = LayerNorm { eps, has_weight: hw, has_bias: hb };
                 let mut args = vec![&x];
                 if hw {
                     args.push(&w);
@@ -143,13 +121,7 @@ fn group6_layer_norm() {
                 }
                 let out = run_block(block, &args);
                 assert_eq!(out[0].dtype(), dtype);
-                let want = ln_ref(
-                    &xv,
-                    d,
-                    hw.then_some(&wv[..]),
-                    hb.then_some(&bv[..]),
-                    eps as f64,
-                );
+                let want = ln_ref(&xv, d, hw.then_some(&wv[..]), hb.then_some(&bv[..]), eps as f64);
                 assert_close(
                     &out[0],
                     &want,
@@ -182,37 +154,16 @@ fn group6_strided_input() {
                 )
                 .unwrap();
             let r = b.block(RmsNorm::new(1e-6), &[s, xs[1]]).unwrap()[0];
-            let l = b
-                .block(
-                    LayerNorm {
-                        eps: 1e-6,
-                        has_weight: true,
-                        has_bias: false,
-                    },
-                    &[s, xs[1]],
-                )
-                .unwrap()[0];
+            let l =
+                b.block(LayerNorm { eps: 1e-6, has_weight: true, has_bias: false }, &[s, xs[1]]).unwrap()[0];
             vec![r, l]
         });
         let out = FallbackBackend::new().run(&g, &[x, w]).unwrap();
-        let sel: Vec<f64> = xv
-            .chunks(2 * d)
-            .flat_map(|r| r.iter().skip(1).step_by(2).copied())
-            .collect();
+        let sel: Vec<f64> = xv.chunks(2 * d).flat_map(|r| r.iter().skip(1).step_by(2).copied()).collect();
         let want = rms_ref(&sel, d, Some(&wv), 1e-6f32 as f64, 0.0, dtype);
-        assert_close(
-            &out[0],
-            &want,
-            rms_tol(dtype),
-            &format!("strided rms_norm {dtype}"),
-        );
+        assert_close(&out[0], &want, rms_tol(dtype), &format!("strided rms_norm {dtype}"));
         let want = ln_ref(&sel, d, Some(&wv), None, 1e-6f32 as f64);
-        assert_close(
-            &out[1],
-            &want,
-            ln_tol(dtype),
-            &format!("strided layer_norm {dtype}"),
-        );
+        assert_close(&out[1], &want, ln_tol(dtype), &format!("strided layer_norm {dtype}"));
 
         // Transposed: x given as {D, rows}.
         let (xt, xtv) = random(&mut rng, dtype, &[d, 5]);
@@ -221,73 +172,34 @@ fn group6_strided_input() {
             b.block(RmsNorm::new(1e-6), &[t]).unwrap()
         });
         let out = FallbackBackend::new().run(&g, &[xt]).unwrap();
-        let rows: Vec<f64> = (0..5)
-            .flat_map(|r| (0..d).map(move |c| (r, c)))
-            .map(|(r, c)| xtv[c * 5 + r])
-            .collect();
+        let rows: Vec<f64> =
+            (0..5).flat_map(|r| (0..d).map(move |c| (r, c))).map(|(r, c)| xtv[c * 5 + r]).collect();
         let want = rms_ref(&rows, d, None, 1e-6f32 as f64, 0.0, dtype);
-        assert_close(
-            &out[0],
-            &want,
-            rms_tol(dtype),
-            &format!("transposed rms_norm {dtype}"),
-        );
+        assert_close(&out[0], &want, rms_tol(dtype), &format!("transposed rms_norm {dtype}"));
     }
 }
 
 #[test]
 fn group6_errors() {
     let x = TensorType::known(DType::F32, &[2, 64]);
-    let e = block_error(
-        RmsNorm::new(1e-6),
-        &[x.clone(), TensorType::known(DType::F32, &[63])],
-    );
-    assert!(
-        e.contains("rms_norm: weight has 63 elements, the last axis has 64"),
-        "{e}"
-    );
-    let e = block_error(
-        RmsNorm::new(1e-6),
-        &[x.clone(), TensorType::known(DType::F32, &[1, 64])],
-    );
+    let e = block_error(RmsNorm::new(1e-6), &[x.clone(), TensorType::known(DType::F32, &[63])]);
+    assert!(e.contains("rms_norm: weight has 63 elements, the last axis has 64"), "{e}");
+    let e = block_error(RmsNorm::new(1e-6), &[x.clone(), TensorType::known(DType::F32, &[1, 64])]);
     assert!(e.contains("rms_norm: weight must be 1-D"), "{e}");
-    let e = block_error(
-        RmsNorm::new(1e-6),
-        &[TensorType::known(DType::I64, &[2, 64])],
-    );
+    let e = block_error(RmsNorm::new(1e-6), &[TensorType::known(DType::I64, &[2, 64])]);
     assert!(e.contains("rms_norm: x must be a float tensor"), "{e}");
     let e = block_error(RmsNorm::new(-1.0), std::slice::from_ref(&x));
     assert!(e.contains("rms_norm: eps must be finite and ≥ 0"), "{e}");
     let e = block_error(
         LayerNorm::new(1e-5),
-        &[
-            x.clone(),
-            TensorType::known(DType::F32, &[64]),
-            TensorType::known(DType::F32, &[65]),
-        ],
+        &[x.clone(), TensorType::known(DType::F32, &[64]), TensorType::known(DType::F32, &[65])],
     );
-    assert!(
-        e.contains("layer_norm: bias has 65 elements, the last axis has 64"),
-        "{e}"
-    );
+    assert!(e.contains("layer_norm: bias has 65 elements, the last axis has 64"), "{e}");
+    let e = block_error(LayerNorm::new(1e-5), &[x.clone(), TensorType::known(DType::F32, &[32])]);
+    assert!(e.contains("layer_norm: expects operands (x, weight, bias), got 2 operand(s)"), "{e}");
     let e = block_error(
-        LayerNorm::new(1e-5),
-        &[x.clone(), TensorType::known(DType::F32, &[32])],
-    );
-    assert!(
-        e.contains("layer_norm: expects operands (x, weight, bias), got 2 operand(s)"),
-        "{e}"
-    );
-    let e = block_error(
-        LayerNorm {
-            eps: 1e-5,
-            has_weight: true,
-            has_bias: false,
-        },
+        LayerNorm { eps: 1e-5, has_weight: true, has_bias: false },
         &[x, TensorType::known(DType::F32, &[63])],
     );
-    assert!(
-        e.contains("layer_norm: weight has 63 elements, the last axis has 64"),
-        "{e}"
-    );
+    assert!(e.contains("layer_norm: weight has 63 elements, the last axis has 64"), "{e}");
 }

@@ -42,11 +42,7 @@ fn rope_ref(
         let o = &mut out[row * d..(row + 1) * d];
         for (i, f) in inv.iter().enumerate().take(half) {
             let (c, s) = (round((p * f).cos()), round((p * f).sin()));
-            let (a, bb) = if traditional {
-                (2 * i, 2 * i + 1)
-            } else {
-                (i, i + half)
-            };
+            let (a, bb) = if traditional { (2 * i, 2 * i + 1) } else { (i, i + half) };
             o[a] = chunk[a] * c - chunk[bb] * s;
             o[bb] = chunk[a] * s + chunk[bb] * c;
         }
@@ -55,9 +51,7 @@ fn rope_ref(
 }
 
 fn inv_freqs(base: f64, dims: usize) -> Vec<f64> {
-    (0..dims / 2)
-        .map(|i| base.powf(-2.0 * i as f64 / dims as f64))
-        .collect()
+    (0..dims / 2).map(|i| base.powf(-2.0 * i as f64 / dims as f64)).collect()
 }
 
 fn tol(dtype: DType) -> f64 {
@@ -80,9 +74,7 @@ fn group1_sweep() {
             for base in [1e4f32, 1e6] {
                 for scale in [1.0f32, 2.0] {
                     for offset in ["0", "3", "tensor 3"] {
-                        let rope = Rope::new(8, base)
-                            .with_traditional(traditional)
-                            .with_scale(scale);
+                        let rope = Rope::new(8, base).with_traditional(traditional).with_scale(scale);
                         let (out, o) = match offset {
                             "tensor 3" => {
                                 let off = HostTensor::from_i64(vec![], &[3]);
@@ -110,7 +102,9 @@ fn group1_sweep() {
                             &out[0],
                             &want,
                             tol(dtype),
-                            &format!("{dtype} traditional={traditional} base={base} scale={scale} offset={offset}"),
+                            &format!(
+                                "{dtype} traditional={traditional} base={base} scale={scale} offset={offset}"
+                            ),
                         );
                         cases += 1;
                     }
@@ -129,9 +123,7 @@ fn group1_transposed_input() {
     for dtype in FLOATS {
         for traditional in [false, true] {
             let (x, xv) = random(&mut rng, dtype, &[4, 2, 8]);
-            let rope = Rope::new(8, 1e4)
-                .with_traditional(traditional)
-                .with_position(RopePosition::Offset(3));
+            let rope = Rope::new(8, 1e4).with_traditional(traditional).with_position(RopePosition::Offset(3));
             let g = graph_with(&[&x], |b, xs| {
                 let t = b.transpose(xs[0], &[1, 0, 2]).unwrap();
                 b.block(rope.clone(), &[t]).unwrap()
@@ -172,25 +164,12 @@ fn freqs_operand() {
     let mut rng = rng(12);
     for dtype in [DType::F32, DType::F16] {
         let (x, xv) = random(&mut rng, dtype, &[2, 3, 5, 16]);
-        let periods: Vec<f64> = (0..8)
-            .map(|i| 10000f64.powf(2.0 * i as f64 / 16.0))
-            .collect();
+        let periods: Vec<f64> = (0..8).map(|i| 10000f64.powf(2.0 * i as f64 / 16.0)).collect();
         let (f, fv) = tensor(DType::F32, &[8], &periods);
-        let rope = Rope::new(16, 1.0)
-            .with_freqs()
-            .with_position(RopePosition::Offset(2));
+        let rope = Rope::new(16, 1.0).with_freqs().with_position(RopePosition::Offset(2));
         let out = run_block(rope, &[&x, &f]);
         let inv: Vec<f64> = fv.iter().map(|p| 1.0 / p).collect();
-        let want = rope_ref(
-            &xv,
-            &[2, 3, 5, 16],
-            16,
-            false,
-            &inv,
-            1.0,
-            &|_, t| 2.0 + t as f64,
-            dtype,
-        );
+        let want = rope_ref(&xv, &[2, 3, 5, 16], 16, false, &inv, 1.0, &|_, t| 2.0 + t as f64, dtype);
         let tol = if dtype == DType::F32 { 1e-5 } else { 1e-2 };
         assert_close(&out[0], &want, tol, &format!("freqs {dtype}"));
     }
@@ -209,32 +188,17 @@ fn group2_errors() {
     let e = block_error(Rope::new(7, 1e4), std::slice::from_ref(&x));
     assert!(e.contains("rope: dims must be even, got 7"), "{e}");
     let e = block_error(Rope::new(10, 1e4), std::slice::from_ref(&x));
-    assert!(
-        e.contains("rope: dims (10) exceed the last axis of x (8)"),
-        "{e}"
-    );
+    assert!(e.contains("rope: dims (10) exceed the last axis of x (8)"), "{e}");
     let e = block_error(Rope::new(8, 1e4), &[x_type(DType::I32, &[2, 4, 8])]);
-    assert!(
-        e.contains("rope: x must be a float tensor, got i32[2, 4, 8]"),
-        "{e}"
-    );
+    assert!(e.contains("rope: x must be a float tensor, got i32[2, 4, 8]"), "{e}");
     let e = block_error(Rope::new(8, 1e4), &[x_type(DType::F32, &[4, 8])]);
     assert!(e.contains("rope: x must have at least 3 axes"), "{e}");
     // freqs of the wrong length.
-    let e = block_error(
-        Rope::new(8, 1e4).with_freqs(),
-        &[x.clone(), x_type(DType::F32, &[3])],
-    );
-    assert!(
-        e.contains("rope: freqs has 3 elements, dims/2 has 4"),
-        "{e}"
-    );
+    let e = block_error(Rope::new(8, 1e4).with_freqs(), &[x.clone(), x_type(DType::F32, &[3])]);
+    assert!(e.contains("rope: freqs has 3 elements, dims/2 has 4"), "{e}");
     // Both, or neither, of base and freqs.
     let e = block_error(Rope::new(8, 1e4), &[x.clone(), x_type(DType::F32, &[4])]);
-    assert!(
-        e.contains("rope: both base (10000) and a freqs operand are given"),
-        "{e}"
-    );
+    assert!(e.contains("rope: both base (10000) and a freqs operand are given"), "{e}");
     let e = block_error(Rope::new(8, 1e4).with_freqs(), std::slice::from_ref(&x));
     assert!(e.contains("rope: neither base nor freqs is given"), "{e}");
     // Offsets must be integers; base must be positive.
@@ -246,8 +210,7 @@ fn group2_errors() {
     let e = block_error(Rope::new(8, -1.0), std::slice::from_ref(&x));
     assert!(e.contains("rope: base must be finite and > 0"), "{e}");
     // dims −2 cannot even be written: it is rejected when the attributes are decoded.
-    let attrs =
-        serde_json::json!({"dims": -2, "traditional": false, "base": 10000.0, "scale": 1.0});
+    let attrs = serde_json::json!({"dims": -2, "traditional": false, "base": 10000.0, "scale": 1.0});
     let e = global_registry().decode("rope", attrs).unwrap_err();
     assert!(format!("{e:?}").contains("-2"), "{e:?}");
 }
@@ -264,9 +227,8 @@ fn group3_per_batch_offsets() {
             let offs: Vec<f64> = (0..bsz).map(|b| b as f64).collect();
             let (off, _) = tensor(ity, &[bsz], &offs);
             for traditional in [false, true] {
-                let rope = Rope::new(32, 1e4)
-                    .with_traditional(traditional)
-                    .with_position(RopePosition::Offsets);
+                let rope =
+                    Rope::new(32, 1e4).with_traditional(traditional).with_position(RopePosition::Offsets);
                 let out = run_block(rope, &[&x, &off]);
                 let want = rope_ref(
                     &xv,
@@ -278,12 +240,7 @@ fn group3_per_batch_offsets() {
                     &|b, t| (b + t) as f64,
                     dtype,
                 );
-                assert_close(
-                    &out[0],
-                    &want,
-                    tol(dtype),
-                    &format!("B={bsz} {dtype} {traditional}"),
-                );
+                assert_close(&out[0], &want, tol(dtype), &format!("B={bsz} {dtype} {traditional}"));
             }
         }
     }
@@ -292,40 +249,21 @@ fn group3_per_batch_offsets() {
         Rope::new(32, 1e4).with_position(RopePosition::Offsets),
         &[x_type(DType::F32, &[3, 2, 4, 32]), x_type(DType::I64, &[2])],
     );
-    assert!(
-        e.contains("rope: offsets has 2 entries, x has batch 3 (axis 0)"),
-        "{e}"
-    );
+    assert!(e.contains("rope: offsets has 2 entries, x has batch 3 (axis 0)"), "{e}");
     // Symbolic batch: accepted when built, rejected when run.
     let mut g = blockfuse_ir::Graph::new();
     let mut b = blockfuse_ir::Builder::new(&mut g);
     let x = b.input(
         "x",
-        TensorType::new(
-            DType::F32,
-            [
-                Dim::sym("batch"),
-                Dim::Known(2),
-                Dim::Known(4),
-                Dim::Known(32),
-            ],
-        ),
+        TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(2), Dim::Known(4), Dim::Known(32)]),
     );
     let off = b.input("offsets", TensorType::new(DType::I64, [Dim::sym("n")]));
-    let y = b
-        .block(
-            Rope::new(32, 1e4).with_position(RopePosition::Offsets),
-            &[x, off],
-        )
-        .unwrap()[0];
+    let y = b.block(Rope::new(32, 1e4).with_position(RopePosition::Offsets), &[x, off]).unwrap()[0];
     g.add_output("y", y);
     let x = HostTensor::from_f32(vec![2, 2, 4, 32], &[0.5; 512]);
     let off = HostTensor::from_i64(vec![3], &[0, 1, 2]);
     let e = run_error(&g, &[x, off]).to_string();
-    assert!(
-        e.contains("rope: offsets has 3 entries, x has batch 2 (axis 0)"),
-        "{e}"
-    );
+    assert!(e.contains("rope: offsets has 3 entries, x has batch 2 (axis 0)"), "{e}");
 }
 
 /// Group 4: a single token (T = 1) for several batch and head counts, offset 5: every batch
@@ -338,38 +276,13 @@ fn group4_single_token() {
             for dtype in FLOATS {
                 let shape = [bsz, heads, 1, 64];
                 let (x, xv) = random(&mut rng, dtype, &shape);
-                let want = rope_ref(
-                    &xv,
-                    &shape,
-                    64,
-                    false,
-                    &inv_freqs(1e4, 64),
-                    1.0,
-                    &|_, _| 5.0,
-                    dtype,
-                );
-                let out = run_block(
-                    Rope::new(64, 1e4).with_position(RopePosition::Offset(5)),
-                    &[&x],
-                );
-                assert_close(
-                    &out[0],
-                    &want,
-                    tol(dtype),
-                    &format!("B={bsz} H={heads} {dtype}"),
-                );
+                let want = rope_ref(&xv, &shape, 64, false, &inv_freqs(1e4, 64), 1.0, &|_, _| 5.0, dtype);
+                let out = run_block(Rope::new(64, 1e4).with_position(RopePosition::Offset(5)), &[&x]);
+                assert_close(&out[0], &want, tol(dtype), &format!("B={bsz} H={heads} {dtype}"));
                 // The same through a per-batch offsets tensor of fives.
                 let off = HostTensor::from_i64(vec![bsz], &vec![5; bsz]);
-                let out = run_block(
-                    Rope::new(64, 1e4).with_position(RopePosition::Offsets),
-                    &[&x, &off],
-                );
-                assert_close(
-                    &out[0],
-                    &want,
-                    tol(dtype),
-                    &format!("offsets B={bsz} H={heads} {dtype}"),
-                );
+                let out = run_block(Rope::new(64, 1e4).with_position(RopePosition::Offsets), &[&x, &off]);
+                assert_close(&out[0], &want, tol(dtype), &format!("offsets B={bsz} H={heads} {dtype}"));
             }
         }
     }
@@ -384,22 +297,9 @@ fn group5_partial_rotation() {
             let shape = [2, 3, 6, 32];
             let (x, xv) = random(&mut rng, dtype, &shape);
             let out = run_block(Rope::new(16, 1e4).with_traditional(traditional), &[&x]);
-            let want = rope_ref(
-                &xv,
-                &shape,
-                16,
-                traditional,
-                &inv_freqs(1e4, 16),
-                1.0,
-                &|_, t| t as f64,
-                dtype,
-            );
-            assert_close(
-                &out[0],
-                &want,
-                tol(dtype),
-                &format!("partial {dtype} {traditional}"),
-            );
+            let want =
+                rope_ref(&xv, &shape, 16, traditional, &inv_freqs(1e4, 16), 1.0, &|_, t| t as f64, dtype);
+            assert_close(&out[0], &want, tol(dtype), &format!("partial {dtype} {traditional}"));
             let got = out[0].to_f64_vec();
             for row in 0..got.len() / 32 {
                 assert_eq!(
@@ -438,11 +338,7 @@ fn group5_heads_rotate_independently() {
             let one = run_block(rope.clone(), &[&xh])[0].to_f64_vec();
             for bb in 0..bsz {
                 let got = &all[((bb * h + head) * t) * d..((bb * h + head) * t + t) * d];
-                assert_eq!(
-                    got,
-                    &one[bb * t * d..(bb + 1) * t * d],
-                    "head {head} batch {bb} ({dtype})"
-                );
+                assert_eq!(got, &one[bb * t * d..(bb + 1) * t * d], "head {head} batch {bb} ({dtype})");
             }
         }
     }
@@ -458,9 +354,8 @@ fn group5_positions() {
             let (x, xv) = random(&mut rng, dtype, &shape);
             let (pos, _) = tensor(ity, &[1, 2], &[0.0, 5.0]);
             for traditional in [false, true] {
-                let rope = Rope::new(16, 1e4)
-                    .with_traditional(traditional)
-                    .with_position(RopePosition::Positions);
+                let rope =
+                    Rope::new(16, 1e4).with_traditional(traditional).with_position(RopePosition::Positions);
                 let out = run_block(rope, &[&x, &pos]);
                 let want = rope_ref(
                     &xv,
@@ -472,12 +367,7 @@ fn group5_positions() {
                     &|_, t| [0.0, 5.0][t],
                     dtype,
                 );
-                assert_close(
-                    &out[0],
-                    &want,
-                    tol(dtype),
-                    &format!("positions {dtype} {ity} {traditional}"),
-                );
+                assert_close(&out[0], &want, tol(dtype), &format!("positions {dtype} {ity} {traditional}"));
             }
         }
     }
@@ -485,19 +375,9 @@ fn group5_positions() {
     let (x, xv) = random(&mut common::rng(57), DType::F32, &[2, 3, 8]);
     let pv = [7.0, 2.0, 9.0, 0.0, 1.0, 4.0];
     let pos = HostTensor::from_i64(vec![2, 3], &[7, 2, 9, 0, 1, 4]);
-    let rope = Rope::new(8, 1e4)
-        .with_scale(0.5)
-        .with_position(RopePosition::Positions);
+    let rope = Rope::new(8, 1e4).with_scale(0.5).with_position(RopePosition::Positions);
     let out = run_block(rope, &[&x, &pos]);
-    let want = rope_ref(
-        &xv,
-        &[2, 3, 8],
-        8,
-        false,
-        &inv_freqs(1e4, 8),
-        0.5,
-        &|b, t| pv[b * 3 + t],
-        DType::F32,
-    );
+    let want =
+        rope_ref(&xv, &[2, 3, 8], 8, false, &inv_freqs(1e4, 8), 0.5, &|b, t| pv[b * 3 + t], DType::F32);
     assert_close(&out[0], &want, 1e-6, "per-batch positions");
 }

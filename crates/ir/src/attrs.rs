@@ -74,19 +74,12 @@ pub fn op_attrs(op: &Op) -> Map<String, Json> {
             "steps": s.steps,
         }),
         Op::Split { axis, sizes } => json!({"axis": axis, "sizes": sizes}),
-        Op::Range {
-            start,
-            step,
-            len,
-            dtype,
-        } => {
+        Op::Range { start, step, len, dtype } => {
             json!({"start": f64_to_json(*start), "step": f64_to_json(*step), "len": len, "dtype": dtype})
         }
-        Op::Full {
-            shape,
-            value,
-            dtype,
-        } => json!({"shape": shape, "value": f64_to_json(*value), "dtype": dtype}),
+        Op::Full { shape, value, dtype } => {
+            json!({"shape": shape, "value": f64_to_json(*value), "dtype": dtype})
+        }
         Op::Trilu { upper, k } => json!({"upper": upper, "k": k}),
         Op::Block(b) => b.attrs(),
     };
@@ -102,21 +95,16 @@ struct Attrs<'a> {
 
 impl Attrs<'_> {
     fn get<T: DeserializeOwned>(&self, key: &str) -> Result<T, OpDecodeError> {
-        let v = self
-            .map
-            .get(key)
-            .ok_or_else(|| OpDecodeError::BadAttr(format!("missing attribute '{key}'")))?;
+        let v =
+            self.map.get(key).ok_or_else(|| OpDecodeError::BadAttr(format!("missing attribute '{key}'")))?;
         serde_json::from_value(v.clone())
             .map_err(|e| OpDecodeError::BadAttr(format!("attribute '{key}': {e}")))
     }
 
     fn float(&self, key: &str) -> Result<f64, OpDecodeError> {
-        let v = self
-            .map
-            .get(key)
-            .ok_or_else(|| OpDecodeError::BadAttr(format!("missing attribute '{key}'")))?;
-        f64_from_json(v)
-            .ok_or_else(|| OpDecodeError::BadAttr(format!("attribute '{key}' is not a number")))
+        let v =
+            self.map.get(key).ok_or_else(|| OpDecodeError::BadAttr(format!("missing attribute '{key}'")))?;
+        f64_from_json(v).ok_or_else(|| OpDecodeError::BadAttr(format!("attribute '{key}' is not a number")))
     }
 
     fn bounds(&self, key: &str) -> Result<Vec<Bound>, OpDecodeError> {
@@ -128,32 +116,22 @@ impl Attrs<'_> {
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                OpDecodeError::BadAttr(format!("attribute '{key}' must hold integers or dims"))
-            })
+            .ok_or_else(|| OpDecodeError::BadAttr(format!("attribute '{key}' must hold integers or dims")))
     }
 }
 
 /// Rebuilds a non-constant op from its name and attributes (`block.<kind>` through the
 /// registry). Constants are decoded by the JSON reader, which owns their data.
-pub fn decode_op(
-    name: &str,
-    map: &Map<String, Json>,
-    registry: &BlockRegistry,
-) -> Result<Op, OpDecodeError> {
+pub fn decode_op(name: &str, map: &Map<String, Json>, registry: &BlockRegistry) -> Result<Op, OpDecodeError> {
     let a = Attrs { map };
     if let Some(kind) = name.strip_prefix("block.") {
         let attrs = Json::Object(map.clone());
-        return registry
-            .decode(kind, attrs)
-            .map(Op::Block)
-            .map_err(|e| match e {
-                DecodeError::UnknownKind { known } => OpDecodeError::UnknownBlock {
-                    kind: kind.to_string(),
-                    known,
-                },
-                DecodeError::BadAttrs(r) => OpDecodeError::BadAttr(format!("block.{kind}: {r}")),
-            });
+        return registry.decode(kind, attrs).map(Op::Block).map_err(|e| match e {
+            DecodeError::UnknownKind { known } => {
+                OpDecodeError::UnknownBlock { kind: kind.to_string(), known }
+            }
+            DecodeError::BadAttrs(r) => OpDecodeError::BadAttr(format!("block.{kind}: {r}")),
+        });
     }
     if let Some(u) = UnaryOp::from_name(name) {
         return Ok(Op::Unary(u));
@@ -162,60 +140,34 @@ pub fn decode_op(
         return Ok(Op::Binary(b));
     }
     if let Some(op) = ReduceOp::from_name(name) {
-        return Ok(Op::Reduce {
-            op,
-            axes: a.get("axes")?,
-            keepdims: a.get("keepdims")?,
-        });
+        return Ok(Op::Reduce { op, axes: a.get("axes")?, keepdims: a.get("keepdims")? });
     }
     Ok(match name {
         "where" => Op::Where,
         "matmul" => Op::MatMul,
         "sym_const" => Op::SymConst(a.get("values")?),
         "cast" => Op::Cast(a.get::<DType>("to")?),
-        "softmax" => Op::Softmax {
-            axis: a.get("axis")?,
-        },
-        "concat" => Op::Concat {
-            axis: a.get("axis")?,
-        },
-        "gather" => Op::Gather {
-            axis: a.get("axis")?,
-        },
-        "transpose" => Op::Transpose {
-            perm: a.get("perm")?,
-        },
-        "reshape" => Op::Reshape {
-            shape: a.get("shape")?,
-        },
-        "expand" => Op::Expand {
-            shape: a.get("shape")?,
-        },
+        "softmax" => Op::Softmax { axis: a.get("axis")? },
+        "concat" => Op::Concat { axis: a.get("axis")? },
+        "gather" => Op::Gather { axis: a.get("axis")? },
+        "transpose" => Op::Transpose { perm: a.get("perm")? },
+        "reshape" => Op::Reshape { shape: a.get("shape")? },
+        "expand" => Op::Expand { shape: a.get("shape")? },
         "slice" => Op::Slice(SliceSpec {
             axes: a.get("axes")?,
             starts: a.bounds("starts")?,
             ends: a.bounds("ends")?,
             steps: a.get("steps")?,
         }),
-        "split" => Op::Split {
-            axis: a.get("axis")?,
-            sizes: a.get("sizes")?,
-        },
+        "split" => Op::Split { axis: a.get("axis")?, sizes: a.get("sizes")? },
         "range" => Op::Range {
             start: a.float("start")?,
             step: a.float("step")?,
             len: a.get("len")?,
             dtype: a.get("dtype")?,
         },
-        "full" => Op::Full {
-            shape: a.get("shape")?,
-            value: a.float("value")?,
-            dtype: a.get("dtype")?,
-        },
-        "trilu" => Op::Trilu {
-            upper: a.get("upper")?,
-            k: a.get("k")?,
-        },
+        "full" => Op::Full { shape: a.get("shape")?, value: a.float("value")?, dtype: a.get("dtype")? },
+        "trilu" => Op::Trilu { upper: a.get("upper")?, k: a.get("k")? },
         other => return Err(OpDecodeError::UnknownOp(other.to_string())),
     })
 }

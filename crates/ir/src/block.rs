@@ -94,8 +94,7 @@ impl BlockRegistry {
     where
         B: Block + serde::de::DeserializeOwned,
     {
-        self.decoders
-            .insert(kind.to_string(), decode_with_serde::<B>);
+        self.decoders.insert(kind.to_string(), decode_with_serde::<B>);
     }
 
     /// Registers a custom decoder.
@@ -104,17 +103,11 @@ impl BlockRegistry {
     }
 
     /// Decodes a block; `Err` says why (unknown kinds list the known ones).
-    pub fn decode(
-        &self,
-        kind: &str,
-        attrs: serde_json::Value,
-    ) -> Result<Arc<dyn Block>, DecodeError> {
+    pub fn decode(&self, kind: &str, attrs: serde_json::Value) -> Result<Arc<dyn Block>, DecodeError> {
         let decoder = self
             .decoders
             .get(kind)
-            .ok_or_else(|| DecodeError::UnknownKind {
-                known: self.kinds().collect::<Vec<_>>().join(", "),
-            })?;
+            .ok_or_else(|| DecodeError::UnknownKind { known: self.kinds().collect::<Vec<_>>().join(", ") })?;
         decoder(attrs).map_err(DecodeError::BadAttrs)
     }
 
@@ -150,10 +143,7 @@ fn registry_cell() -> &'static RwLock<BlockRegistry> {
 
 /// A snapshot of the process-wide registry (our blocks plus everything registered).
 pub fn global_registry() -> BlockRegistry {
-    registry_cell()
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone()
+    registry_cell().read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Adds a block type to the process-wide registry, for JSON reading.
@@ -161,8 +151,5 @@ pub fn register_block<B>(kind: &str)
 where
     B: Block + serde::de::DeserializeOwned,
 {
-    registry_cell()
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .register::<B>(kind);
+    registry_cell().write().unwrap_or_else(|e| e.into_inner()).register::<B>(kind);
 }

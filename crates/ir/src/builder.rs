@@ -57,12 +57,7 @@ impl<'g> Builder<'g> {
     pub fn add_multi(&mut self, op: Op, args: &[Value]) -> Result<Vec<Value>, IrError> {
         let id = self.add_node(op, args)?;
         let n = self.graph.node(id).types.len();
-        Ok((0..n)
-            .map(|i| Value {
-                node: id,
-                output: i as u16,
-            })
-            .collect())
+        Ok((0..n).map(|i| Value { node: id, output: i as u16 }).collect())
     }
 
     fn add_node(&mut self, op: Op, args: &[Value]) -> Result<NodeId, IrError> {
@@ -71,18 +66,13 @@ impl<'g> Builder<'g> {
     }
 
     /// Adds a block node.
-    pub fn block(
-        &mut self,
-        block: impl Block + 'static,
-        args: &[Value],
-    ) -> Result<Vec<Value>, IrError> {
+    pub fn block(&mut self, block: impl Block + 'static, args: &[Value]) -> Result<Vec<Value>, IrError> {
         self.add_multi(Op::Block(Arc::new(block)), args)
     }
 
     /// A constant tensor.
     pub fn constant(&mut self, t: HostTensor) -> Value {
-        self.add(Op::Constant(t), &[])
-            .expect("constants always type-check")
+        self.add(Op::Constant(t), &[]).expect("constants always type-check")
     }
 
     /// A rank-0 constant of `dtype`.
@@ -135,21 +125,8 @@ impl<'g> Builder<'g> {
     }
 
     /// A reduction.
-    pub fn reduce(
-        &mut self,
-        op: ReduceOp,
-        x: Value,
-        axes: &[i64],
-        keepdims: bool,
-    ) -> Result<Value, IrError> {
-        self.add(
-            Op::Reduce {
-                op,
-                axes: axes.to_vec(),
-                keepdims,
-            },
-            &[x],
-        )
+    pub fn reduce(&mut self, op: ReduceOp, x: Value, axes: &[i64], keepdims: bool) -> Result<Value, IrError> {
+        self.add(Op::Reduce { op, axes: axes.to_vec(), keepdims }, &[x])
     }
 
     /// Mean over the last axis, keeping it as size 1.
@@ -169,12 +146,7 @@ impl<'g> Builder<'g> {
 
     /// Axis permutation.
     pub fn transpose(&mut self, x: Value, perm: &[usize]) -> Result<Value, IrError> {
-        self.add(
-            Op::Transpose {
-                perm: perm.to_vec(),
-            },
-            &[x],
-        )
+        self.add(Op::Transpose { perm: perm.to_vec() }, &[x])
     }
 
     /// Reshape to `shape`.
@@ -188,13 +160,7 @@ impl<'g> Builder<'g> {
     }
 
     /// `x[..., start:end]` along `axis` with step 1 and constant bounds.
-    pub fn slice_axis(
-        &mut self,
-        x: Value,
-        axis: i64,
-        start: i64,
-        end: i64,
-    ) -> Result<Value, IrError> {
+    pub fn slice_axis(&mut self, x: Value, axis: i64, start: i64, end: i64) -> Result<Value, IrError> {
         self.add(
             Op::Slice(SliceSpec {
                 axes: vec![axis],

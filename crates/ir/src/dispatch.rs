@@ -38,17 +38,13 @@ pub struct Lowerings<T, E> {
 
 impl<T, E> Default for Lowerings<T, E> {
     fn default() -> Self {
-        Lowerings {
-            by_type: HashMap::new(),
-        }
+        Lowerings { by_type: HashMap::new() }
     }
 }
 
 impl<T, E> Clone for Lowerings<T, E> {
     fn clone(&self) -> Self {
-        Lowerings {
-            by_type: self.by_type.clone(),
-        }
+        Lowerings { by_type: self.by_type.clone() }
     }
 }
 
@@ -62,10 +58,7 @@ impl<T: 'static, E: 'static> Lowerings<T, E> {
     /// block as `B`, the call, and a fallback handle it may use to decline.
     pub fn register<B: Block>(
         &mut self,
-        lowering: impl Fn(&B, &Call<'_, T>, &mut dyn Fallback<T, E>) -> Result<Vec<T>, E>
-            + Send
-            + Sync
-            + 'static,
+        lowering: impl Fn(&B, &Call<'_, T>, &mut dyn Fallback<T, E>) -> Result<Vec<T>, E> + Send + Sync + 'static,
     ) {
         let erased = move |b: &dyn Block, call: &Call<'_, T>, fb: &mut dyn Fallback<T, E>| {
             let b = b.downcast_ref::<B>().expect("registered under B's TypeId");
@@ -100,19 +93,15 @@ impl<T: 'static, E: 'static> Lowerings<T, E> {
 /// given types and whose outputs (`out0`, ...) are the block's outputs.
 pub fn fallback_graph(block: &dyn Block, input_types: &[TensorType]) -> Result<Graph, IrError> {
     let mut g = Graph::new();
-    let args: Vec<_> = input_types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| g.add_input(&format!("arg{i}"), t.clone()))
-        .collect();
+    let args: Vec<_> =
+        input_types.iter().enumerate().map(|(i, t)| g.add_input(&format!("arg{i}"), t.clone())).collect();
     let outs = {
         let mut b = Builder::new(&mut g);
         b.set_scope(Some(format!("{}.fallback", block.kind())));
         block.fallback(&mut b, &args)?
     };
-    let expected = block
-        .infer(input_types)
-        .map_err(|r| IrError::Graph(format!("fallback of {}: {r}", block.kind())))?;
+    let expected =
+        block.infer(input_types).map_err(|r| IrError::Graph(format!("fallback of {}: {r}", block.kind())))?;
     if outs.len() != expected.len() {
         return Err(IrError::Graph(format!(
             "fallback of {} returns {} values, the block has {} outputs",

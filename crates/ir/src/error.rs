@@ -64,9 +64,7 @@ pub enum IrError {
         node: NodeLabel,
     },
     /// The type recorded for a node disagrees with what inference computes.
-    #[error(
-        "node {node} ({op}): output {output} is declared {declared} but inference gives {inferred}"
-    )]
+    #[error("node {node} ({op}): output {output} is declared {declared} but inference gives {inferred}")]
     TypeDisagrees {
         /// The node.
         node: NodeLabel,

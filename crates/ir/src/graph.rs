@@ -80,70 +80,37 @@ impl Graph {
     }
 
     /// Adds a node, checking its operands and inferring its output types.
-    pub fn add_node(
-        &mut self,
-        op: Op,
-        operands: &[Value],
-        name: Option<String>,
-    ) -> Result<NodeId, IrError> {
+    pub fn add_node(&mut self, op: Op, operands: &[Value], name: Option<String>) -> Result<NodeId, IrError> {
         for (i, v) in operands.iter().enumerate() {
             if !self.value_exists(*v) {
-                let label = NodeLabel {
-                    id: NodeId::new(self.g.node_bound()),
-                    name,
-                };
-                return Err(IrError::DanglingValue {
-                    node: label,
-                    operand: i,
-                    target: format!("{v}"),
-                });
+                let label = NodeLabel { id: NodeId::new(self.g.node_bound()), name };
+                return Err(IrError::DanglingValue { node: label, operand: i, target: format!("{v}") });
             }
         }
         let types = {
-            let operand_types: Vec<&TensorType> =
-                operands.iter().map(|v| self.value_type(*v)).collect();
+            let operand_types: Vec<&TensorType> = operands.iter().map(|v| self.value_type(*v)).collect();
             infer_checked(&op, &operand_types)
         };
-        let node = Node {
-            op,
-            operands: operands.into(),
-            types: SmallVec::new(),
-            name,
-        };
+        let node = Node { op, operands: operands.into(), types: SmallVec::new(), name };
         let id = self.g.add_node(node);
         match types {
             Ok(types) => {
                 self.g[id].types = types.into();
                 for (i, v) in operands.iter().enumerate() {
-                    self.g.add_edge(
-                        v.node,
-                        id,
-                        Use {
-                            output: v.output,
-                            operand: i as u16,
-                        },
-                    );
+                    self.g.add_edge(v.node, id, Use { output: v.output, operand: i as u16 });
                 }
                 Ok(id)
             }
             Err(reason) => {
                 let node = self.g.remove_node(id).expect("just added");
-                Err(reason.into_error(
-                    NodeLabel {
-                        id,
-                        name: node.name,
-                    },
-                    &node.op,
-                ))
+                Err(reason.into_error(NodeLabel { id, name: node.name }, &node.op))
             }
         }
     }
 
     /// True when `v` names an existing node's existing output.
     pub fn value_exists(&self, v: Value) -> bool {
-        self.g
-            .node_weight(v.node)
-            .is_some_and(|n| (v.output as usize) < n.types.len())
+        self.g.node_weight(v.node).is_some_and(|n| (v.output as usize) < n.types.len())
     }
 
     /// The node `id` (panics if it was removed; use [`Graph::contains`] first when unsure).
@@ -168,10 +135,7 @@ impl Graph {
 
     /// How the node is named in messages.
     pub fn label(&self, id: NodeId) -> NodeLabel {
-        NodeLabel {
-            id,
-            name: self.g.node_weight(id).and_then(|n| n.name.clone()),
-        }
+        NodeLabel { id, name: self.g.node_weight(id).and_then(|n| n.name.clone()) }
     }
 
     /// The graph inputs, in order.
@@ -244,14 +208,7 @@ impl Graph {
         for (edge, consumer, operand) in uses {
             self.g.remove_edge(edge);
             self.g[consumer].operands[operand as usize] = new;
-            self.g.add_edge(
-                new.node,
-                consumer,
-                Use {
-                    output: new.output,
-                    operand,
-                },
-            );
+            self.g.add_edge(new.node, consumer, Use { output: new.output, operand });
         }
         for (_, o) in self.outputs.iter_mut() {
             if *o == old {
@@ -272,14 +229,7 @@ impl Graph {
             self.g.remove_edge(edge);
         }
         self.g[node].operands[operand] = new;
-        self.g.add_edge(
-            new.node,
-            node,
-            Use {
-                output: new.output,
-                operand: operand as u16,
-            },
-        );
+        self.g.add_edge(new.node, node, Use { output: new.output, operand: operand as u16 });
     }
 
     /// Removes a node and its edges. Readers of its outputs are left dangling, so callers
@@ -300,11 +250,7 @@ impl Graph {
             }
             stack.extend(self.g[id].operands.iter().map(|v| v.node));
         }
-        let dead: Vec<NodeId> = self
-            .g
-            .node_indices()
-            .filter(|id| !live[id.index()])
-            .collect();
+        let dead: Vec<NodeId> = self.g.node_indices().filter(|id| !live[id.index()]).collect();
         for &id in &dead {
             self.g.remove_node(id);
         }
@@ -318,12 +264,8 @@ impl Graph {
         for id in self.g.node_indices() {
             indegree[id.index()] = self.g.edges_directed(id, Direction::Incoming).count();
         }
-        let mut ready: BinaryHeap<Reverse<NodeId>> = self
-            .g
-            .node_indices()
-            .filter(|id| indegree[id.index()] == 0)
-            .map(Reverse)
-            .collect();
+        let mut ready: BinaryHeap<Reverse<NodeId>> =
+            self.g.node_indices().filter(|id| indegree[id.index()] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(self.g.node_count());
         while let Some(Reverse(id)) = ready.pop() {
             order.push(id);
@@ -336,14 +278,8 @@ impl Graph {
             }
         }
         if order.len() != self.g.node_count() {
-            let stuck = self
-                .g
-                .node_indices()
-                .find(|id| indegree[id.index()] > 0)
-                .expect("a node is stuck");
-            return Err(IrError::Cycle {
-                node: self.label(stuck),
-            });
+            let stuck = self.g.node_indices().find(|id| indegree[id.index()] > 0).expect("a node is stuck");
+            return Err(IrError::Cycle { node: self.label(stuck) });
         }
         Ok(order)
     }
@@ -365,8 +301,7 @@ impl Graph {
             if matches!(node.op, Op::Input) {
                 continue;
             }
-            let operand_types: Vec<&TensorType> =
-                node.operands.iter().map(|v| self.value_type(*v)).collect();
+            let operand_types: Vec<&TensorType> = node.operands.iter().map(|v| self.value_type(*v)).collect();
             let inferred = infer_checked(&node.op, &operand_types)
                 .map_err(|r| r.into_error(self.label(id), &node.op))?;
             if inferred.len() != node.types.len() {
@@ -391,10 +326,7 @@ impl Graph {
         }
         for (name, v) in &self.outputs {
             if !self.value_exists(*v) {
-                return Err(IrError::DanglingOutput {
-                    name: name.clone(),
-                    target: v.to_string(),
-                });
+                return Err(IrError::DanglingOutput { name: name.clone(), target: v.to_string() });
             }
         }
         self.topo_order().map(|_| ())
@@ -416,10 +348,7 @@ impl Graph {
         }
         for (name, v) in &self.outputs {
             if !self.value_exists(*v) {
-                return Err(IrError::DanglingOutput {
-                    name: name.clone(),
-                    target: v.to_string(),
-                });
+                return Err(IrError::DanglingOutput { name: name.clone(), target: v.to_string() });
             }
         }
         Ok(())
@@ -460,38 +389,22 @@ pub(crate) enum InferFailure {
 impl InferFailure {
     pub(crate) fn into_error(self, node: NodeLabel, op: &Op) -> IrError {
         match self {
-            InferFailure::Count { expected, found } => IrError::OperandCount {
-                node,
-                op: op.name(),
-                expected,
-                found,
-            },
-            InferFailure::Type(reason) => IrError::Type {
-                node,
-                op: op.name(),
-                reason,
-            },
+            InferFailure::Count { expected, found } => {
+                IrError::OperandCount { node, op: op.name(), expected, found }
+            }
+            InferFailure::Type(reason) => IrError::Type { node, op: op.name(), reason },
             InferFailure::Block(reason) => IrError::Block { node, reason },
         }
     }
 }
 
-pub(crate) fn infer_checked(
-    op: &Op,
-    operands: &[&TensorType],
-) -> Result<Vec<TensorType>, InferFailure> {
+pub(crate) fn infer_checked(op: &Op, operands: &[&TensorType]) -> Result<Vec<TensorType>, InferFailure> {
     match op.arity() {
         Some(n) if n != operands.len() => {
-            return Err(InferFailure::Count {
-                expected: n.to_string(),
-                found: operands.len(),
-            })
+            return Err(InferFailure::Count { expected: n.to_string(), found: operands.len() })
         }
         None if operands.is_empty() && !matches!(op, Op::Block(_)) => {
-            return Err(InferFailure::Count {
-                expected: "at least 1".into(),
-                found: 0,
-            })
+            return Err(InferFailure::Count { expected: "at least 1".into(), found: 0 })
         }
         _ => {}
     }

@@ -15,11 +15,7 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
         Op::SymConst(v) => one(TensorType::known(DType::I64, &[v.len()])),
         Op::Unary(u) => {
             check_unary(*u, x[0].dtype)?;
-            let dtype = if *u == UnaryOp::IsNan {
-                DType::Bool
-            } else {
-                x[0].dtype
-            };
+            let dtype = if *u == UnaryOp::IsNan { DType::Bool } else { x[0].dtype };
             one(x[0].with_dtype(dtype))
         }
         Op::Binary(b) => binary(*b, x[0], x[1]),
@@ -29,10 +25,7 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
             }
             same_dtype(x[1], x[2])?;
             let s = broadcast_shapes(&x[0].shape, &x[1].shape)?;
-            one(TensorType {
-                dtype: x[1].dtype,
-                shape: broadcast_shapes(&s, &x[2].shape)?,
-            })
+            one(TensorType { dtype: x[1].dtype, shape: broadcast_shapes(&s, &x[2].shape)? })
         }
         Op::Cast(d) => one(x[0].with_dtype(*d)),
         Op::Reduce { op, axes, keepdims } => reduce(*op, axes, *keepdims, x[0]),
@@ -45,19 +38,11 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
         Op::Transpose { perm } => {
             let mut seen = vec![false; x[0].rank()];
             if perm.len() != x[0].rank()
-                || perm
-                    .iter()
-                    .any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
+                || perm.iter().any(|&p| p >= seen.len() || std::mem::replace(&mut seen[p], true))
             {
-                return Err(format!(
-                    "perm {perm:?} is not a permutation of {} axes",
-                    x[0].rank()
-                ));
+                return Err(format!("perm {perm:?} is not a permutation of {} axes", x[0].rank()));
             }
-            one(TensorType::new(
-                x[0].dtype,
-                perm.iter().map(|&p| x[0].shape[p].clone()),
-            ))
+            one(TensorType::new(x[0].dtype, perm.iter().map(|&p| x[0].shape[p].clone())))
         }
         Op::Reshape { shape } => {
             let target = TensorType::new(x[0].dtype, shape.iter().cloned());
@@ -72,10 +57,9 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
             }
             one(target)
         }
-        Op::Expand { shape } => one(TensorType {
-            dtype: x[0].dtype,
-            shape: broadcast_shapes(&x[0].shape, shape)?,
-        }),
+        Op::Expand { shape } => {
+            one(TensorType { dtype: x[0].dtype, shape: broadcast_shapes(&x[0].shape, shape)? })
+        }
         Op::Slice(spec) => slice(spec, x[0]),
         Op::Concat { axis } => concat(*axis, x),
         Op::Split { axis, sizes } => {
@@ -105,14 +89,9 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
             let mut shape: Shape = x[0].shape[..a].iter().cloned().collect();
             shape.extend(x[1].shape.iter().cloned());
             shape.extend(x[0].shape[a + 1..].iter().cloned());
-            one(TensorType {
-                dtype: x[0].dtype,
-                shape,
-            })
+            one(TensorType { dtype: x[0].dtype, shape })
         }
-        Op::Range {
-            step, len, dtype, ..
-        } => {
+        Op::Range { step, len, dtype, .. } => {
             if *step == 0.0 {
                 return Err("range step is 0".into());
             }
@@ -134,9 +113,7 @@ fn check_unary(u: UnaryOp, d: DType) -> Result<(), String> {
     match u {
         Not if d != DType::Bool => Err(format!("not needs bool, got {d}")),
         Not => Ok(()),
-        Neg | Abs | Square | Relu if d == DType::Bool => {
-            Err(format!("{} needs numbers, got bool", u.name()))
-        }
+        Neg | Abs | Square | Relu if d == DType::Bool => Err(format!("{} needs numbers, got bool", u.name())),
         Neg | Abs | Square | Relu => Ok(()),
         _ => float_only(u.name(), d),
     }
@@ -170,15 +147,8 @@ fn binary(b: BinaryOp, x: &TensorType, y: &TensorType) -> R {
     if !b.is_logical() && !b.is_comparison() && x.dtype == DType::Bool {
         return Err(format!("{} needs numbers, got bool", b.name()));
     }
-    let dtype = if b.is_comparison() {
-        DType::Bool
-    } else {
-        x.dtype
-    };
-    Ok(vec![TensorType {
-        dtype,
-        shape: broadcast_shapes(&x.shape, &y.shape)?,
-    }])
+    let dtype = if b.is_comparison() { DType::Bool } else { x.dtype };
+    Ok(vec![TensorType { dtype, shape: broadcast_shapes(&x.shape, &y.shape)? }])
 }
 
 /// The reduced axes of a rank-`rank` tensor, sorted and normalized (empty `axes` = all).
@@ -186,10 +156,7 @@ pub fn reduced_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     if axes.is_empty() {
         return Ok((0..rank).collect());
     }
-    let mut out = axes
-        .iter()
-        .map(|&a| axis_of(a, rank))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = axes.iter().map(|&a| axis_of(a, rank)).collect::<Result<Vec<_>, _>>()?;
     out.sort_unstable();
     if out.windows(2).any(|w| w[0] == w[1]) {
         return Err(format!("axes {axes:?} repeat an axis"));
@@ -210,10 +177,7 @@ fn reduce(op: ReduceOp, axes: &[i64], keepdims: bool, x: &TensorType) -> R {
             shape.push(Dim::Known(1));
         }
     }
-    Ok(vec![TensorType {
-        dtype: x.dtype,
-        shape,
-    }])
+    Ok(vec![TensorType { dtype: x.dtype, shape }])
 }
 
 fn matmul(a: &TensorType, b: &TensorType) -> R {
@@ -241,10 +205,7 @@ fn matmul(a: &TensorType, b: &TensorType) -> R {
     if b.rank() >= 2 {
         shape.push(b.shape[b.rank() - 1].clone());
     }
-    Ok(vec![TensorType {
-        dtype: a.dtype,
-        shape,
-    }])
+    Ok(vec![TensorType { dtype: a.dtype, shape }])
 }
 
 /// The length of `start:end:step` over an axis of size `dim`, when expressible.
@@ -262,9 +223,7 @@ pub fn slice_len(dim: &Dim, start: &Bound, end: &Bound, step: i64) -> Result<Dim
         (Bound::Const(0), Bound::Const(e), 1) if *e >= i64::MAX / 2 => Ok(dim.clone()),
         (Bound::Const(0), Bound::Dim(e), 1) if e == dim => Ok(dim.clone()),
         (Bound::Const(0), Bound::Dim(e), 1) => Ok(e.clone()),
-        _ => Err(format!(
-            "slice {start:?}:{end:?}:{step} of a symbolic axis ({dim}) has no symbolic length"
-        )),
+        _ => Err(format!("slice {start:?}:{end:?}:{step} of a symbolic axis ({dim}) has no symbolic length")),
     }
 }
 
@@ -315,17 +274,11 @@ fn concat(axis: i64, x: &[&TensorType]) -> R {
     for (i, t) in x.iter().enumerate() {
         same_dtype(first, t)?;
         if t.rank() != first.rank() {
-            return Err(format!(
-                "operand {i} has rank {}, operand 0 has {}",
-                t.rank(),
-                first.rank()
-            ));
+            return Err(format!("operand {i} has rank {}, operand 0 has {}", t.rank(), first.rank()));
         }
         for (j, (d, e)) in t.shape.iter().zip(&first.shape).enumerate() {
             if j != a && d != e {
-                return Err(format!(
-                    "operand {i} has {d} on axis {j}, operand 0 has {e}"
-                ));
+                return Err(format!("operand {i} has {d} on axis {j}, operand 0 has {e}"));
             }
         }
         total = total

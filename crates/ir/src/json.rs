@@ -62,10 +62,7 @@ pub fn to_json(g: &Graph) -> Result<String, IrError> {
     let mut ids: HashMap<NodeId, u64> = HashMap::new();
     // Inputs first, in graph order, so that reading keeps their order.
     let inputs = g.inputs().iter().copied();
-    let rest = order
-        .iter()
-        .copied()
-        .filter(|id| !matches!(g.node(*id).op, Op::Input));
+    let rest = order.iter().copied().filter(|id| !matches!(g.node(*id).op, Op::Input));
     let mut nodes = Vec::with_capacity(order.len());
     for id in inputs.chain(rest) {
         let n = ids.len() as u64;
@@ -78,10 +75,7 @@ pub fn to_json(g: &Graph) -> Result<String, IrError> {
                 format!("{}:{}", ids[&v.node], v.output)
             }
         };
-        let data = node
-            .op
-            .as_constant()
-            .map(|t| base64::engine::general_purpose::STANDARD.encode(t.bytes()));
+        let data = node.op.as_constant().map(|t| base64::engine::general_purpose::STANDARD.encode(t.bytes()));
         nodes.push(RawNode {
             id: n,
             op: node.op.name(),
@@ -104,12 +98,7 @@ pub fn to_json(g: &Graph) -> Result<String, IrError> {
             },
         })
         .collect();
-    let doc = Doc {
-        format: FORMAT.into(),
-        version: VERSION,
-        nodes,
-        outputs,
-    };
+    let doc = Doc { format: FORMAT.into(), version: VERSION, nodes, outputs };
     serde_json::to_string_pretty(&doc).map_err(|e| IrError::Json(e.to_string()))
 }
 
@@ -123,16 +112,8 @@ pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrE
     let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?;
     match head.get("format").and_then(Json::as_str) {
         Some(FORMAT) => {}
-        Some(other) => {
-            return Err(IrError::Format(format!(
-                "format is \"{other}\", expected \"{FORMAT}\""
-            )))
-        }
-        None => {
-            return Err(IrError::Format(format!(
-                "no \"format\": \"{FORMAT}\" field"
-            )))
-        }
+        Some(other) => return Err(IrError::Format(format!("format is \"{other}\", expected \"{FORMAT}\""))),
+        None => return Err(IrError::Format(format!("no \"format\": \"{FORMAT}\" field"))),
     }
     match head.get("version").and_then(Json::as_u64) {
         Some(VERSION) => {}
@@ -144,14 +125,7 @@ pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrE
         None => return Err(IrError::Format("no numeric \"version\" field".into())),
     }
     let doc: Doc = serde_json::from_value(head).map_err(|e| IrError::Json(e.to_string()))?;
-    Reader {
-        registry,
-        doc: &doc,
-        index: HashMap::new(),
-        made: HashMap::new(),
-        graph: Graph::new(),
-    }
-    .read()
+    Reader { registry, doc: &doc, index: HashMap::new(), made: HashMap::new(), graph: Graph::new() }.read()
 }
 
 struct Reader<'a> {
@@ -190,7 +164,9 @@ impl Reader<'_> {
             for (k, a) in n.args.iter().enumerate() {
                 let (target, _) = parse_ref(a).ok_or_else(|| IrError::BadNode {
                     node: doc_label(n),
-                    reason: format!("operand {k} '{a}' is not a value reference (\"<id>\" or \"<id>:<output>\")"),
+                    reason: format!(
+                        "operand {k} '{a}' is not a value reference (\"<id>\" or \"<id>:<output>\")"
+                    ),
                 })?;
                 if !self.index.contains_key(&target) {
                     return Err(IrError::DanglingValue {
@@ -211,27 +187,16 @@ impl Reader<'_> {
         }
         for o in &self.doc.outputs {
             let v = parse_ref(&o.value)
-                .and_then(|(id, out)| {
-                    Some(Value {
-                        node: *self.made.get(&id)?,
-                        output: out,
-                    })
-                })
+                .and_then(|(id, out)| Some(Value { node: *self.made.get(&id)?, output: out }))
                 .filter(|v| self.graph.value_exists(*v))
-                .ok_or_else(|| IrError::DanglingOutput {
-                    name: o.name.clone(),
-                    target: o.value.clone(),
-                })?;
+                .ok_or_else(|| IrError::DanglingOutput { name: o.name.clone(), target: o.value.clone() })?;
             self.graph.add_output(&o.name, v);
         }
         Ok(self.graph)
     }
 
     fn label_of(&self, n: &RawNode) -> NodeLabel {
-        NodeLabel {
-            id: NodeId::new(n.id as usize),
-            name: n.name.clone(),
-        }
+        NodeLabel { id: NodeId::new(n.id as usize), name: n.name.clone() }
     }
 
     fn visit(&mut self, i: usize, state: &mut [u8]) -> Result<(), IrError> {
@@ -242,11 +207,7 @@ impl Reader<'_> {
             if k == 0 {
                 match state[j] {
                     2 => continue,
-                    1 => {
-                        return Err(IrError::Cycle {
-                            node: self.label_of(n),
-                        })
-                    }
+                    1 => return Err(IrError::Cycle { node: self.label_of(n) }),
                     _ => state[j] = 1,
                 }
             }
@@ -255,9 +216,7 @@ impl Reader<'_> {
                 let (target, _) = parse_ref(a).expect("checked");
                 let t = self.index[&target];
                 if state[t] == 1 {
-                    return Err(IrError::Cycle {
-                        node: self.label_of(n),
-                    });
+                    return Err(IrError::Cycle { node: self.label_of(n) });
                 }
                 if state[t] == 0 {
                     stack.push((t, 0));
@@ -271,10 +230,7 @@ impl Reader<'_> {
     }
 
     fn create(&mut self, n: &RawNode) -> Result<(), IrError> {
-        let bad = |reason: String| IrError::BadNode {
-            node: doc_label(n),
-            reason,
-        };
+        let bad = |reason: String| IrError::BadNode { node: doc_label(n), reason };
         if matches!(n.op.as_str(), "input" | "constant") && !n.args.is_empty() {
             // Their args would otherwise be dropped silently.
             return Err(IrError::OperandCount {
@@ -294,34 +250,27 @@ impl Reader<'_> {
                     Some([t]) => t.clone(),
                     _ => return Err(bad("an input needs \"types\" with exactly one type".into())),
                 };
-                self.graph
-                    .add_input(n.name.as_deref().unwrap_or(""), ty)
-                    .node
+                self.graph.add_input(n.name.as_deref().unwrap_or(""), ty).node
             }
             "constant" => {
                 no_other_attrs(n, &["dims", "dtype"]).map_err(bad)?;
                 let dtype: DType = attr(n, "dtype").map_err(bad)?;
                 let dims: Vec<usize> = attr(n, "dims").map_err(bad)?;
-                let data = n
-                    .data
-                    .as_deref()
-                    .ok_or_else(|| bad("a constant needs \"data\" (base64)".into()))?;
+                let data =
+                    n.data.as_deref().ok_or_else(|| bad("a constant needs \"data\" (base64)".into()))?;
                 let bytes = base64::engine::general_purpose::STANDARD
                     .decode(data)
                     .map_err(|e| bad(format!("constant data is not base64: {e}")))?;
-                let t =
-                    HostTensor::from_bytes(dtype, dims, bytes).map_err(|e| bad(e.to_string()))?;
+                let t = HostTensor::from_bytes(dtype, dims, bytes).map_err(|e| bad(e.to_string()))?;
                 self.add(n, Op::Constant(t), vec![])?
             }
             name => {
                 let op = decode_op(name, &n.attrs, self.registry).map_err(|e| match e {
                     OpDecodeError::UnknownOp(op) => bad(format!("unknown op '{op}'")),
                     OpDecodeError::BadAttr(r) => bad(r),
-                    OpDecodeError::UnknownBlock { kind, known } => IrError::UnknownBlock {
-                        node: doc_label(n),
-                        kind,
-                        known,
-                    },
+                    OpDecodeError::UnknownBlock { kind, known } => {
+                        IrError::UnknownBlock { node: doc_label(n), kind, known }
+                    }
                 })?;
                 if !matches!(op, Op::Block(_)) {
                     // A primitive op writes exactly the attributes it reads.
@@ -334,10 +283,7 @@ impl Reader<'_> {
                     .iter()
                     .map(|a| {
                         let (id, out) = parse_ref(a).expect("checked");
-                        Value {
-                            node: self.made[&id],
-                            output: out,
-                        }
+                        Value { node: self.made[&id], output: out }
                     })
                     .collect();
                 self.add(n, op, args)?
@@ -379,9 +325,7 @@ impl Reader<'_> {
             }
         }
         let label = self.label_of(n);
-        self.graph
-            .add_node(op, &args, n.name.clone())
-            .map_err(|e| relabel(e, label))
+        self.graph.add_node(op, &args, n.name.clone()).map_err(|e| relabel(e, label))
     }
 }
 
@@ -394,36 +338,18 @@ fn no_other_attrs(n: &RawNode, known: &[&str]) -> Result<(), String> {
 }
 
 fn attr<T: serde::de::DeserializeOwned>(n: &RawNode, key: &str) -> Result<T, String> {
-    let v = n
-        .attrs
-        .get(key)
-        .ok_or_else(|| format!("missing attribute '{key}'"))?;
+    let v = n.attrs.get(key).ok_or_else(|| format!("missing attribute '{key}'"))?;
     serde_json::from_value(v.clone()).map_err(|e| format!("attribute '{key}': {e}"))
 }
 
 /// Puts the document's node label into an error raised while adding that node.
 fn relabel(e: IrError, label: NodeLabel) -> IrError {
     match e {
-        IrError::Type { op, reason, .. } => IrError::Type {
-            node: label,
-            op,
-            reason,
-        },
-        IrError::OperandCount {
-            op,
-            expected,
-            found,
-            ..
-        } => IrError::OperandCount {
-            node: label,
-            op,
-            expected,
-            found,
-        },
-        IrError::Block { reason, .. } => IrError::Block {
-            node: label,
-            reason,
-        },
+        IrError::Type { op, reason, .. } => IrError::Type { node: label, op, reason },
+        IrError::OperandCount { op, expected, found, .. } => {
+            IrError::OperandCount { node: label, op, expected, found }
+        }
+        IrError::Block { reason, .. } => IrError::Block { node: label, reason },
         other => other,
     }
 }

@@ -261,9 +261,7 @@ impl Op {
     /// The number of operands the op takes, or `None` when any number ≥ 1 is allowed.
     pub fn arity(&self) -> Option<usize> {
         match self {
-            Op::Input | Op::Constant(_) | Op::SymConst(_) | Op::Range { .. } | Op::Full { .. } => {
-                Some(0)
-            }
+            Op::Input | Op::Constant(_) | Op::SymConst(_) | Op::Range { .. } | Op::Full { .. } => Some(0),
             Op::Unary(_)
             | Op::Cast(_)
             | Op::Reduce { .. }
@@ -314,18 +312,9 @@ impl Op {
             (Unary(a), Unary(b)) => a == b,
             (Binary(a), Binary(b)) => a == b,
             (Cast(a), Cast(b)) => a == b,
-            (
-                Reduce {
-                    op: a,
-                    axes: x,
-                    keepdims: k,
-                },
-                Reduce {
-                    op: b,
-                    axes: y,
-                    keepdims: l,
-                },
-            ) => a == b && x == y && k == l,
+            (Reduce { op: a, axes: x, keepdims: k }, Reduce { op: b, axes: y, keepdims: l }) => {
+                a == b && x == y && k == l
+            }
             (Softmax { axis: a }, Softmax { axis: b }) => a == b,
             (Transpose { perm: a }, Transpose { perm: b }) => a == b,
             (Reshape { shape: a }, Reshape { shape: b }) => a == b,
@@ -335,31 +324,12 @@ impl Op {
             (Split { axis: a, sizes: x }, Split { axis: b, sizes: y }) => a == b && x == y,
             (Gather { axis: a }, Gather { axis: b }) => a == b,
             (
-                Range {
-                    start: a,
-                    step: s,
-                    len: l,
-                    dtype: d,
-                },
-                Range {
-                    start: b,
-                    step: t,
-                    len: m,
-                    dtype: e,
-                },
+                Range { start: a, step: s, len: l, dtype: d },
+                Range { start: b, step: t, len: m, dtype: e },
             ) => a.to_bits() == b.to_bits() && s.to_bits() == t.to_bits() && l == m && d == e,
-            (
-                Full {
-                    shape: a,
-                    value: v,
-                    dtype: d,
-                },
-                Full {
-                    shape: b,
-                    value: w,
-                    dtype: e,
-                },
-            ) => a == b && v.to_bits() == w.to_bits() && d == e,
+            (Full { shape: a, value: v, dtype: d }, Full { shape: b, value: w, dtype: e }) => {
+                a == b && v.to_bits() == w.to_bits() && d == e
+            }
             (Trilu { upper: a, k: x }, Trilu { upper: b, k: y }) => a == b && x == y,
             (Block(a), Block(b)) => a.dyn_eq(&**b),
             _ => false,

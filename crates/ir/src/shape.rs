@@ -32,10 +32,7 @@ pub type Bindings = HashMap<Arc<str>, usize>;
 impl Dim {
     /// A single named symbol.
     pub fn sym(name: &str) -> Dim {
-        Dim::Sym(SymDim {
-            coeff: 1,
-            factors: smallvec::smallvec![Arc::from(name)],
-        })
+        Dim::Sym(SymDim { coeff: 1, factors: smallvec::smallvec![Arc::from(name)] })
     }
 
     /// The size, when known.
@@ -64,18 +61,14 @@ impl Dim {
         match (self, other) {
             (Dim::Known(a), Dim::Known(b)) => Dim::Known(a * b),
             (Dim::Known(0), _) | (_, Dim::Known(0)) => Dim::Known(0),
-            (Dim::Known(k), Dim::Sym(s)) | (Dim::Sym(s), Dim::Known(k)) => Dim::Sym(SymDim {
-                coeff: s.coeff * k,
-                factors: s.factors.clone(),
-            }),
+            (Dim::Known(k), Dim::Sym(s)) | (Dim::Sym(s), Dim::Known(k)) => {
+                Dim::Sym(SymDim { coeff: s.coeff * k, factors: s.factors.clone() })
+            }
             (Dim::Sym(a), Dim::Sym(b)) => {
                 let mut factors: SmallVec<[Arc<str>; 2]> =
                     a.factors.iter().chain(b.factors.iter()).cloned().collect();
                 factors.sort();
-                Dim::Sym(SymDim {
-                    coeff: a.coeff * b.coeff,
-                    factors,
-                })
+                Dim::Sym(SymDim { coeff: a.coeff * b.coeff, factors })
             }
         }
     }
@@ -85,10 +78,9 @@ impl Dim {
         match (self, other) {
             (Dim::Known(a), Dim::Known(b)) => Some(Dim::Known(a + b)),
             (Dim::Known(0), d) | (d, Dim::Known(0)) => Some(d.clone()),
-            (Dim::Sym(a), Dim::Sym(b)) if a.factors == b.factors => Some(Dim::Sym(SymDim {
-                coeff: a.coeff + b.coeff,
-                factors: a.factors.clone(),
-            })),
+            (Dim::Sym(a), Dim::Sym(b)) if a.factors == b.factors => {
+                Some(Dim::Sym(SymDim { coeff: a.coeff + b.coeff, factors: a.factors.clone() }))
+            }
             _ => None,
         }
     }
@@ -101,13 +93,8 @@ impl Dim {
             (Dim::Known(a), Dim::Known(b)) => (a % b == 0).then(|| Dim::Known(a / b)),
             (Dim::Known(0), _) => Some(Dim::Known(0)),
             (Dim::Known(_), Dim::Sym(_)) => None,
-            (Dim::Sym(s), Dim::Known(k)) => (s.coeff % k == 0).then(|| {
-                SymDim {
-                    coeff: s.coeff / k,
-                    factors: s.factors.clone(),
-                }
-                .into_dim()
-            }),
+            (Dim::Sym(s), Dim::Known(k)) => (s.coeff % k == 0)
+                .then(|| SymDim { coeff: s.coeff / k, factors: s.factors.clone() }.into_dim()),
             (Dim::Sym(a), Dim::Sym(b)) => {
                 if a.coeff % b.coeff != 0 {
                     return None;
@@ -117,13 +104,7 @@ impl Dim {
                     let pos = rest.iter().position(|r| r == f)?;
                     rest.remove(pos);
                 }
-                Some(
-                    SymDim {
-                        coeff: a.coeff / b.coeff,
-                        factors: rest,
-                    }
-                    .into_dim(),
-                )
+                Some(SymDim { coeff: a.coeff / b.coeff, factors: rest }.into_dim())
             }
         }
     }
@@ -132,10 +113,7 @@ impl Dim {
     pub fn eval(&self, bindings: &Bindings) -> Option<usize> {
         match self {
             Dim::Known(n) => Some(*n),
-            Dim::Sym(s) => s
-                .factors
-                .iter()
-                .try_fold(s.coeff, |acc, f| Some(acc * bindings.get(f)?)),
+            Dim::Sym(s) => s.factors.iter().try_fold(s.coeff, |acc, f| Some(acc * bindings.get(f)?)),
         }
     }
 
@@ -153,9 +131,7 @@ impl Dim {
             } else if is_symbol_name(part) {
                 Dim::sym(part)
             } else {
-                return Err(format!(
-                    "'{text}' is not a dim (a size, a symbol or a product of them)"
-                ));
+                return Err(format!("'{text}' is not a dim (a size, a symbol or a product of them)"));
             };
             d = d.mul(&factor);
         }
@@ -245,26 +221,17 @@ pub struct TensorType {
 impl TensorType {
     /// A type from a dtype and anything that converts into dims.
     pub fn new(dtype: DType, shape: impl IntoIterator<Item = Dim>) -> Self {
-        TensorType {
-            dtype,
-            shape: shape.into_iter().collect(),
-        }
+        TensorType { dtype, shape: shape.into_iter().collect() }
     }
 
     /// A type whose dims are all known.
     pub fn known(dtype: DType, dims: &[usize]) -> Self {
-        TensorType {
-            dtype,
-            shape: dims.iter().map(|&n| Dim::Known(n)).collect(),
-        }
+        TensorType { dtype, shape: dims.iter().map(|&n| Dim::Known(n)).collect() }
     }
 
     /// A rank-0 type.
     pub fn scalar(dtype: DType) -> Self {
-        TensorType {
-            dtype,
-            shape: Shape::new(),
-        }
+        TensorType { dtype, shape: Shape::new() }
     }
 
     /// Number of axes.
@@ -284,10 +251,7 @@ impl TensorType {
 
     /// The same shape with another dtype.
     pub fn with_dtype(&self, dtype: DType) -> Self {
-        TensorType {
-            dtype,
-            shape: self.shape.clone(),
-        }
+        TensorType { dtype, shape: self.shape.clone() }
     }
 
     /// The dim of `axis` (negative counts from the end), when in range.
@@ -354,8 +318,5 @@ pub fn broadcast_shapes(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
 
 /// Dims joined by ", " (for messages).
 pub fn join_dims(dims: &[Dim]) -> String {
-    dims.iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
 }

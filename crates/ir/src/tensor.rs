@@ -49,12 +49,7 @@ impl HostTensor {
         let bytes = bytes.into();
         let expected = dims.iter().product::<usize>() * dtype.size_bytes();
         if bytes.len() != expected {
-            return Err(TensorSizeError {
-                dtype,
-                dims,
-                expected,
-                actual: bytes.len(),
-            });
+            return Err(TensorSizeError { dtype, dims, expected, actual: bytes.len() });
         }
         Ok(HostTensor { dtype, dims, bytes })
     }
@@ -62,50 +57,26 @@ impl HostTensor {
     /// Converts f64 values to `dtype` (rounding to nearest; integers truncate toward zero,
     /// bool is `v != 0`). Panics if `values.len()` is not the product of `dims`.
     pub fn from_f64(dtype: DType, dims: Vec<usize>, values: &[f64]) -> Self {
-        assert_eq!(
-            values.len(),
-            dims.iter().product::<usize>(),
-            "values do not fill dims"
-        );
+        assert_eq!(values.len(), dims.iter().product::<usize>(), "values do not fill dims");
         let mut bytes = Vec::with_capacity(values.len() * dtype.size_bytes());
         for &v in values {
             push_le(&mut bytes, dtype, v);
         }
-        HostTensor {
-            dtype,
-            dims,
-            bytes: bytes.into(),
-        }
+        HostTensor { dtype, dims, bytes: bytes.into() }
     }
 
     /// An f32 tensor.
     pub fn from_f32(dims: Vec<usize>, values: &[f32]) -> Self {
-        assert_eq!(
-            values.len(),
-            dims.iter().product::<usize>(),
-            "values do not fill dims"
-        );
+        assert_eq!(values.len(), dims.iter().product::<usize>(), "values do not fill dims");
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        HostTensor {
-            dtype: DType::F32,
-            dims,
-            bytes: bytes.into(),
-        }
+        HostTensor { dtype: DType::F32, dims, bytes: bytes.into() }
     }
 
     /// An i64 tensor.
     pub fn from_i64(dims: Vec<usize>, values: &[i64]) -> Self {
-        assert_eq!(
-            values.len(),
-            dims.iter().product::<usize>(),
-            "values do not fill dims"
-        );
+        assert_eq!(values.len(), dims.iter().product::<usize>(), "values do not fill dims");
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        HostTensor {
-            dtype: DType::I64,
-            dims,
-            bytes: bytes.into(),
-        }
+        HostTensor { dtype: DType::I64, dims, bytes: bytes.into() }
     }
 
     /// A rank-0 tensor holding `value` converted to `dtype`.
@@ -183,11 +154,7 @@ impl HostTensor {
             for v in self.to_i64_vec() {
                 push_le_int(&mut bytes, dtype, v);
             }
-            return HostTensor {
-                dtype,
-                dims: self.dims.clone(),
-                bytes: bytes.into(),
-            };
+            return HostTensor { dtype, dims: self.dims.clone(), bytes: bytes.into() };
         }
         Self::from_f64(dtype, self.dims.clone(), &self.to_f64_vec())
     }

@@ -20,29 +20,14 @@ use std::fmt::Write;
 pub fn attrs_suffix(op: &Op) -> String {
     if let Op::Constant(t) = op {
         return if t.len() <= 4 {
-            let narrow = matches!(
-                t.dtype(),
-                crate::DType::F32 | crate::DType::F16 | crate::DType::BF16
-            );
+            let narrow = matches!(t.dtype(), crate::DType::F32 | crate::DType::F16 | crate::DType::BF16);
             // Integers print exactly (i64 beyond 2^53 too), bools as true/false.
             let v: Vec<String> = if t.dtype().is_int() {
                 t.to_i64_vec().iter().map(|x| x.to_string()).collect()
             } else if t.dtype() == crate::DType::Bool {
-                t.to_f64_vec()
-                    .iter()
-                    .map(|&x| (x != 0.0).to_string())
-                    .collect()
+                t.to_f64_vec().iter().map(|&x| (x != 0.0).to_string()).collect()
             } else {
-                t.to_f64_vec()
-                    .iter()
-                    .map(|&x| {
-                        if narrow {
-                            fmt_f32(x as f32)
-                        } else {
-                            fmt_f64(x)
-                        }
-                    })
-                    .collect()
+                t.to_f64_vec().iter().map(|&x| if narrow { fmt_f32(x as f32) } else { fmt_f64(x) }).collect()
             };
             if t.dims().is_empty() {
                 format!("{{value={}}}", v[0])
@@ -57,10 +42,7 @@ pub fn attrs_suffix(op: &Op) -> String {
     if map.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> = map
-        .iter()
-        .map(|(k, v)| format!("{k}={}", compact(v)))
-        .collect();
+    let parts: Vec<String> = map.iter().map(|(k, v)| format!("{k}={}", compact(v))).collect();
     format!("{{{}}}", parts.join(", "))
 }
 
@@ -82,20 +64,12 @@ fn fmt_f64(x: f64) -> String {
 /// Compact JSON with plain words unquoted (`to=f16`, `shape=[batch, 64]`).
 fn compact(v: &Json) -> String {
     match v {
-        Json::String(s)
-            if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "_*.-".contains(c)) =>
-        {
+        Json::String(s) if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "_*.-".contains(c)) => {
             s.clone()
         }
-        Json::Array(items) => format!(
-            "[{}]",
-            items.iter().map(compact).collect::<Vec<_>>().join(", ")
-        ),
+        Json::Array(items) => format!("[{}]", items.iter().map(compact).collect::<Vec<_>>().join(", ")),
         Json::Object(m) => {
-            let parts: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{k}={}", compact(v)))
-                .collect();
+            let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={}", compact(v))).collect();
             format!("{{{}}}", parts.join(", "))
         }
         Json::Number(n) => match n.as_f64() {
@@ -139,12 +113,7 @@ pub fn dump(g: &Graph) -> Result<String, crate::IrError> {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(
-            out,
-            "%{n} \"{}\": {}",
-            node.name.as_deref().unwrap_or(""),
-            node.types[0]
-        );
+        let _ = write!(out, "%{n} \"{}\": {}", node.name.as_deref().unwrap_or(""), node.types[0]);
     }
     out.push_str(") {\n");
     for &id in &order {
@@ -153,32 +122,11 @@ pub fn dump(g: &Graph) -> Result<String, crate::IrError> {
             continue;
         }
         let outs: Vec<String> = (0..node.types.len())
-            .map(|i| {
-                format!(
-                    "%{}",
-                    number(
-                        Value {
-                            node: id,
-                            output: i as u16
-                        },
-                        &mut names
-                    )
-                )
-            })
+            .map(|i| format!("%{}", number(Value { node: id, output: i as u16 }, &mut names)))
             .collect();
-        let args: Vec<String> = node
-            .operands
-            .iter()
-            .map(|v| format!("%{}", names[v]))
-            .collect();
+        let args: Vec<String> = node.operands.iter().map(|v| format!("%{}", names[v])).collect();
         let types: Vec<String> = node.types.iter().map(|t| t.to_string()).collect();
-        let _ = write!(
-            out,
-            "  {} = {}{}",
-            outs.join(", "),
-            node.op.name(),
-            attrs_suffix(&node.op)
-        );
+        let _ = write!(out, "  {} = {}{}", outs.join(", "), node.op.name(), attrs_suffix(&node.op));
         match (&node.op, &node.name) {
             (Op::Constant(t), Some(name)) if t.len() > 4 => {
                 let _ = write!(out, " \"{name}\"");
@@ -214,16 +162,9 @@ pub fn to_dot(g: &Graph) -> String {
                 }
                 op => format!("{}{}", op.name(), attrs_suffix(op)),
             };
-            let style = if matches!(node.op, Op::Block(_)) {
-                ", style=filled, fillcolor=\"#ffd27f\""
-            } else {
-                ""
-            };
-            format!(
-                "shape=box, label=\"{}\\n{}\"{style}",
-                escape(&head),
-                escape(&types.join(", "))
-            )
+            let style =
+                if matches!(node.op, Op::Block(_)) { ", style=filled, fillcolor=\"#ffd27f\"" } else { "" };
+            format!("shape=box, label=\"{}\\n{}\"{style}", escape(&head), escape(&types.join(", ")))
         },
     );
     format!("{dot:?}")

@@ -37,10 +37,7 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 fn consumers_and_use_count() {
     let s = small();
     let g = &s.g;
-    assert_eq!(
-        sorted(g.consumers(s.a).collect()),
-        vec![(s.b.node, 0), (s.c.node, 0), (s.c.node, 1)]
-    );
+    assert_eq!(sorted(g.consumers(s.a).collect()), vec![(s.b.node, 0), (s.c.node, 0), (s.c.node, 1)]);
     // Two operand slots of `mul` and one graph output.
     assert_eq!(g.use_count(s.a), 4);
     assert_eq!(g.use_count(s.x), 1);
@@ -49,23 +46,14 @@ fn consumers_and_use_count() {
     assert!(g.is_output(s.a) && !g.is_output(s.x));
     assert_eq!(g.consumers(s.c).count(), 0);
     assert!(g.value_exists(s.a));
-    assert!(!g.value_exists(Value {
-        node: s.a.node,
-        output: 1
-    }));
+    assert!(!g.value_exists(Value { node: s.a.node, output: 1 }));
 }
 
 #[test]
 fn consumers_are_per_output() {
     let g = split_graph();
-    let split = g
-        .node_ids()
-        .find(|&id| matches!(g.node(id).op, Op::Split { .. }))
-        .unwrap();
-    let out = |i: u16| Value {
-        node: split,
-        output: i,
-    };
+    let split = g.node_ids().find(|&id| matches!(g.node(id).op, Op::Split { .. })).unwrap();
+    let out = |i: u16| Value { node: split, output: i };
     assert_eq!(g.consumers(out(0)).count(), 1);
     assert_eq!(g.consumers(out(1)).count(), 1);
     assert_eq!(g.consumers(out(2)).count(), 1);
@@ -85,10 +73,7 @@ fn replace_all_uses_moves_consumers_and_outputs() {
     s.g.replace_all_uses(s.a, abs);
     let g = &s.g;
     assert_eq!(g.use_count(s.a), 0);
-    assert_eq!(
-        sorted(g.consumers(abs).collect()),
-        vec![(s.b.node, 0), (s.c.node, 0), (s.c.node, 1)]
-    );
+    assert_eq!(sorted(g.consumers(abs).collect()), vec![(s.b.node, 0), (s.c.node, 0), (s.c.node, 1)]);
     assert_eq!(g.node(s.c.node).operands.as_slice(), &[abs, abs]);
     assert_eq!(g.outputs()[2], ("a".to_string(), abs));
     g.validate().unwrap();
@@ -105,14 +90,8 @@ fn replace_all_uses_moves_consumers_and_outputs() {
 #[test]
 fn replace_all_uses_of_one_split_output() {
     let mut g = split_graph();
-    let split = g
-        .node_ids()
-        .find(|&id| matches!(g.node(id).op, Op::Split { .. }))
-        .unwrap();
-    let out = |i: u16| Value {
-        node: split,
-        output: i,
-    };
+    let split = g.node_ids().find(|&id| matches!(g.node(id).op, Op::Split { .. })).unwrap();
+    let out = |i: u16| Value { node: split, output: i };
     // Read part 0 wherever part 2 was read: only output 2's uses move.
     g.replace_all_uses(out(2), out(0));
     assert_eq!(g.use_count(out(2)), 0);
@@ -201,9 +180,7 @@ fn topo_order_takes_the_smallest_ready_id_first() {
     g.set_operand(n1, 0, Value::first(n3));
     assert_eq!(g.topo_order().unwrap(), vec![x.node, n2, n3, n1]);
     g.validate().unwrap();
-    let c = g
-        .add_node(Op::Constant(HostTensor::scalar(DType::F32, 1.0)), &[], None)
-        .unwrap();
+    let c = g.add_node(Op::Constant(HostTensor::scalar(DType::F32, 1.0)), &[], None).unwrap();
     assert_eq!(g.topo_order().unwrap(), vec![x.node, n2, n3, n1, c]);
 }
 
@@ -220,10 +197,7 @@ fn node_ids_are_stable_across_removal() {
     // A removed node's id may be given to a later node (petgraph's free list).
     let d = s.g.add_node(Op::Unary(UnaryOp::Sin), &[s.x], None).unwrap();
     assert_eq!(d, c);
-    assert_eq!(
-        s.g.topo_order().unwrap(),
-        vec![s.x.node, s.a.node, s.b.node, d]
-    );
+    assert_eq!(s.g.topo_order().unwrap(), vec![s.x.node, s.a.node, s.b.node, d]);
     s.g.validate().unwrap();
 }
 
@@ -232,9 +206,7 @@ fn validate_catches_type_disagreement_after_bad_set_operand() {
     let mut g = Graph::new();
     let x = g.add_input("x", f32t(&[k(4)]));
     let y = g.add_input("y", f32t(&[k(8)]));
-    let n = g
-        .add_node(Op::Unary(UnaryOp::Neg), &[x], Some("n".into()))
-        .unwrap();
+    let n = g.add_node(Op::Unary(UnaryOp::Neg), &[x], Some("n".into())).unwrap();
     g.add_output("out", Value::first(n));
     g.validate().unwrap();
     g.set_operand(n, 0, y);
@@ -243,10 +215,7 @@ fn validate_catches_type_disagreement_after_bad_set_operand() {
     assert_eq!(
         e,
         IrError::TypeDisagrees {
-            node: NodeLabel {
-                id: n,
-                name: Some("n".into())
-            },
+            node: NodeLabel { id: n, name: Some("n".into()) },
             op: "neg".into(),
             output: 0,
             declared: "f32[4]".into(),
@@ -255,10 +224,7 @@ fn validate_catches_type_disagreement_after_bad_set_operand() {
     );
     assert_eq!(
         e.to_string(),
-        format!(
-            "node %{} \"n\" (neg): output 0 is declared f32[4] but inference gives f32[8]",
-            n.index()
-        )
+        format!("node %{} \"n\" (neg): output 0 is declared f32[4] but inference gives f32[8]", n.index())
     );
     // Setting it back makes the graph valid again; the edge set follows operands.
     g.set_operand(n, 0, x);
@@ -272,9 +238,7 @@ fn validate_catches_a_type_rule_broken_by_set_operand() {
     let mut g = Graph::new();
     let x = g.add_input("x", f32t(&[k(4)]));
     let i = g.add_input("i", ty(DType::I64, &[k(4)]));
-    let n = g
-        .add_node(Op::Binary(BinaryOp::Add), &[x, x], None)
-        .unwrap();
+    let n = g.add_node(Op::Binary(BinaryOp::Add), &[x, x], None).unwrap();
     g.set_operand(n, 1, i);
     let e = g.validate().unwrap_err();
     assert!(
@@ -298,14 +262,7 @@ fn validate_and_writers_catch_a_cycle() {
 #[test]
 fn validate_catches_dangling_operands_and_outputs() {
     let mut s = small();
-    s.g.set_operand(
-        s.b.node,
-        0,
-        Value {
-            node: s.a.node,
-            output: 3,
-        },
-    );
+    s.g.set_operand(s.b.node, 0, Value { node: s.a.node, output: 3 });
     let e = s.g.validate().unwrap_err();
     assert!(
         matches!(&e, IrError::DanglingValue { operand: 0, target, .. } if *target == format!("%{}:3", s.a.node.index())),
@@ -316,13 +273,7 @@ fn validate_catches_dangling_operands_and_outputs() {
     let mut s = small();
     s.g.remove_node(s.c.node);
     let e = s.g.validate().unwrap_err();
-    assert_eq!(
-        e,
-        IrError::DanglingOutput {
-            name: "c".into(),
-            target: format!("%{}", s.c.node.index())
-        }
-    );
+    assert_eq!(e, IrError::DanglingOutput { name: "c".into(), target: format!("%{}", s.c.node.index()) });
     let mut s = small();
     s.g.remove_node(s.a.node);
     let e = s.g.validate().unwrap_err();
@@ -333,24 +284,12 @@ fn validate_catches_dangling_operands_and_outputs() {
 fn writers_report_dangling_values_instead_of_panicking() {
     let mut s = small();
     s.g.remove_node(s.a.node);
-    assert!(matches!(
-        json::to_json(&s.g),
-        Err(IrError::DanglingValue { .. })
-    ));
-    assert!(matches!(
-        text::dump(&s.g),
-        Err(IrError::DanglingValue { .. })
-    ));
+    assert!(matches!(json::to_json(&s.g), Err(IrError::DanglingValue { .. })));
+    assert!(matches!(text::dump(&s.g), Err(IrError::DanglingValue { .. })));
     let mut s = small();
     s.g.remove_node(s.c.node);
-    assert!(matches!(
-        json::to_json(&s.g),
-        Err(IrError::DanglingOutput { .. })
-    ));
-    assert!(matches!(
-        text::dump(&s.g),
-        Err(IrError::DanglingOutput { .. })
-    ));
+    assert!(matches!(json::to_json(&s.g), Err(IrError::DanglingOutput { .. })));
+    assert!(matches!(text::dump(&s.g), Err(IrError::DanglingOutput { .. })));
 }
 
 #[test]
@@ -358,24 +297,15 @@ fn add_node_rejects_dangling_operands_and_leaves_no_node() {
     let mut s = small();
     let before = s.g.node_count();
     let e =
-        s.g.add_node(
-            Op::Unary(UnaryOp::Neg),
-            &[Value {
-                node: s.x.node,
-                output: 1,
-            }],
-            Some("bad".into()),
-        )
-        .unwrap_err();
+        s.g.add_node(Op::Unary(UnaryOp::Neg), &[Value { node: s.x.node, output: 1 }], Some("bad".into()))
+            .unwrap_err();
     assert!(
         matches!(&e, IrError::DanglingValue { operand: 0, node, .. } if node.name.as_deref() == Some("bad")),
         "{e:?}"
     );
     // A type error also leaves the graph as it was.
     let i = s.g.add_input("i", ty(DType::I64, &[k(4)]));
-    let e =
-        s.g.add_node(Op::Binary(BinaryOp::Add), &[s.x, i], None)
-            .unwrap_err();
+    let e = s.g.add_node(Op::Binary(BinaryOp::Add), &[s.x, i], None).unwrap_err();
     assert!(matches!(e, IrError::Type { .. }));
     assert_eq!(s.g.node_count(), before + 1);
     s.g.validate().unwrap();
@@ -384,18 +314,9 @@ fn add_node_rejects_dangling_operands_and_leaves_no_node() {
 #[test]
 fn labels_histogram_and_dot() {
     let g = block_graph();
-    let w = g
-        .node_ids()
-        .find(|&id| g.node(id).name.as_deref() == Some("norm.weight"))
-        .unwrap();
-    assert_eq!(
-        g.label(w).to_string(),
-        format!("%{} \"norm.weight\"", w.index())
-    );
-    let add = g
-        .node_ids()
-        .find(|&id| g.node(id).op.name() == "add")
-        .unwrap();
+    let w = g.node_ids().find(|&id| g.node(id).name.as_deref() == Some("norm.weight")).unwrap();
+    assert_eq!(g.label(w).to_string(), format!("%{} \"norm.weight\"", w.index()));
+    let add = g.node_ids().find(|&id| g.node(id).op.name() == "add").unwrap();
     assert_eq!(g.label(add).to_string(), format!("%{}", add.index()));
     let hist: Vec<(String, usize)> = g.op_histogram().into_iter().collect();
     assert_eq!(

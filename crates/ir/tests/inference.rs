@@ -14,11 +14,8 @@ use std::sync::Arc;
 /// types or the error.
 fn infer(op: Op, inputs: &[TensorType]) -> Result<Vec<TensorType>, IrError> {
     let mut g = Graph::new();
-    let args: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| g.add_input(&format!("in{i}"), t.clone()))
-        .collect();
+    let args: Vec<Value> =
+        inputs.iter().enumerate().map(|(i, t)| g.add_input(&format!("in{i}"), t.clone())).collect();
     let id = g.add_node(op, &args, Some("probe".into()))?;
     g.validate().expect("a node that infers also validates");
     Ok(g.node(id).types.to_vec())
@@ -101,10 +98,7 @@ fn dim_arithmetic() {
     assert_eq!(k(0).mul(&seq), k(0));
     assert_eq!(k(1).mul(&seq), seq);
     assert_eq!(batch_seq().div_exact(&seq), Some(sym("batch")));
-    assert_eq!(
-        Dim::parse("2*seq").unwrap().div_exact(&k(2)),
-        Some(seq.clone())
-    );
+    assert_eq!(Dim::parse("2*seq").unwrap().div_exact(&k(2)), Some(seq.clone()));
     assert_eq!(Dim::parse("2*seq").unwrap().div_exact(&seq), Some(k(2)));
     assert_eq!(seq.div_exact(&k(2)), None);
     assert_eq!(k(8).div_exact(&seq), None);
@@ -121,10 +115,7 @@ fn dim_arithmetic() {
     assert_eq!(ty.dim(-1), Some(&k(64)));
     assert_eq!(ty.dim(3), None);
     assert_eq!(ty.known_dims(), None);
-    assert_eq!(
-        TensorType::known(DType::F32, &[2, 3]).known_dims(),
-        Some(vec![2, 3])
-    );
+    assert_eq!(TensorType::known(DType::F32, &[2, 3]).known_dims(), Some(vec![2, 3]));
 }
 
 // ---------------------------------------------------------------- broadcasting
@@ -134,81 +125,40 @@ fn broadcasting_known_symbolic_and_size_one() {
     let add = || bin(BinaryOp::Add);
     // Equal symbols.
     assert_eq!(
-        infer1(
-            add(),
-            &[
-                t(&[sym("batch"), sym("seq"), k(64)]),
-                t(&[sym("batch"), sym("seq"), k(64)])
-            ]
-        ),
+        infer1(add(), &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[sym("batch"), sym("seq"), k(64)])]),
         "f32[batch, seq, 64]"
     );
     // Size 1 against symbols, either side, and rank extension.
     assert_eq!(
-        infer1(
-            add(),
-            &[t(&[sym("batch"), k(1), k(64)]), t(&[sym("seq"), k(1)])]
-        ),
+        infer1(add(), &[t(&[sym("batch"), k(1), k(64)]), t(&[sym("seq"), k(1)])]),
         "f32[batch, seq, 64]"
     );
-    assert_eq!(
-        infer1(add(), &[t(&[k(1), sym("seq")]), t(&[sym("batch"), k(1)])]),
-        "f32[batch, seq]"
-    );
+    assert_eq!(infer1(add(), &[t(&[k(1), sym("seq")]), t(&[sym("batch"), k(1)])]), "f32[batch, seq]");
     // Scalars.
-    assert_eq!(
-        infer1(add(), &[t(&[]), t(&[sym("batch"), k(4)])]),
-        "f32[batch, 4]"
-    );
+    assert_eq!(infer1(add(), &[t(&[]), t(&[sym("batch"), k(4)])]), "f32[batch, 4]");
     assert_eq!(infer1(add(), &[t(&[]), t(&[])]), "f32[]");
     // Products compare canonically.
     assert_eq!(
-        infer1(
-            add(),
-            &[
-                t(&[batch_seq(), k(64)]),
-                t(&[Dim::parse("seq*batch").unwrap(), k(1)])
-            ]
-        ),
+        infer1(add(), &[t(&[batch_seq(), k(64)]), t(&[Dim::parse("seq*batch").unwrap(), k(1)])]),
         "f32[batch*seq, 64]"
     );
     // Symbolic vs 1: the symbol wins; 1 vs 1 stays 1.
-    assert_eq!(
-        broadcast_shapes(&[k(1), k(1)], &[sym("n"), k(1)])
-            .unwrap()
-            .to_vec(),
-        vec![sym("n"), k(1)]
-    );
+    assert_eq!(broadcast_shapes(&[k(1), k(1)], &[sym("n"), k(1)]).unwrap().to_vec(), vec![sym("n"), k(1)]);
 }
 
 #[test]
 fn broadcast_mismatch_names_the_axis() {
-    let r = reason(
-        bin(BinaryOp::Mul),
-        &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(32)])],
-    );
-    assert_eq!(
-        r,
-        "cannot broadcast [batch, seq, 64] with [32]: axis 2 has 64 vs 32"
-    );
+    let r = reason(bin(BinaryOp::Mul), &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(32)])]);
+    assert_eq!(r, "cannot broadcast [batch, seq, 64] with [32]: axis 2 has 64 vs 32");
     // Different symbols do not broadcast (they may differ at run time).
     let r = reason(bin(BinaryOp::Add), &[t(&[sym("seq")]), t(&[sym("batch")])]);
-    assert_eq!(
-        r,
-        "cannot broadcast [seq] with [batch]: axis 0 has seq vs batch"
-    );
+    assert_eq!(r, "cannot broadcast [seq] with [batch]: axis 0 has seq vs batch");
     // A symbol against a known size ≠ 1.
-    let r = reason(
-        bin(BinaryOp::Add),
-        &[t(&[sym("seq"), k(4)]), t(&[k(3), k(4)])],
-    );
+    let r = reason(bin(BinaryOp::Add), &[t(&[sym("seq"), k(4)]), t(&[k(3), k(4)])]);
     assert!(r.contains("axis 0 has seq vs 3"), "{r}");
     // The full error names the node and the op.
     let e = infer(bin(BinaryOp::Add), &[t(&[k(2)]), t(&[k(3)])]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "node %2 \"probe\" (add): cannot broadcast [2] with [3]: axis 0 has 2 vs 3"
-    );
+    assert_eq!(e.to_string(), "node %2 \"probe\" (add): cannot broadcast [2] with [3]: axis 0 has 2 vs 3");
 }
 
 #[test]
@@ -218,56 +168,23 @@ fn binary_dtype_rules() {
         reason(bin(BinaryOp::Add), &[i(DType::F32), i(DType::I64)]),
         "operand dtypes differ: f32 vs i64"
     );
-    assert_eq!(
-        infer1(bin(BinaryOp::Less), &[i(DType::I64), i(DType::I64)]),
-        "bool[4]"
-    );
-    assert_eq!(
-        infer1(bin(BinaryOp::Equal), &[i(DType::Bool), i(DType::Bool)]),
-        "bool[4]"
-    );
-    assert_eq!(
-        infer1(bin(BinaryOp::And), &[i(DType::Bool), i(DType::Bool)]),
-        "bool[4]"
-    );
-    assert_eq!(
-        reason(bin(BinaryOp::Or), &[i(DType::F32), i(DType::F32)]),
-        "or needs bool operands, got f32"
-    );
-    assert_eq!(
-        reason(bin(BinaryOp::Add), &[i(DType::Bool), i(DType::Bool)]),
-        "add needs numbers, got bool"
-    );
-    assert_eq!(
-        infer1(bin(BinaryOp::Mod), &[i(DType::I32), i(DType::I32)]),
-        "i32[4]"
-    );
+    assert_eq!(infer1(bin(BinaryOp::Less), &[i(DType::I64), i(DType::I64)]), "bool[4]");
+    assert_eq!(infer1(bin(BinaryOp::Equal), &[i(DType::Bool), i(DType::Bool)]), "bool[4]");
+    assert_eq!(infer1(bin(BinaryOp::And), &[i(DType::Bool), i(DType::Bool)]), "bool[4]");
+    assert_eq!(reason(bin(BinaryOp::Or), &[i(DType::F32), i(DType::F32)]), "or needs bool operands, got f32");
+    assert_eq!(reason(bin(BinaryOp::Add), &[i(DType::Bool), i(DType::Bool)]), "add needs numbers, got bool");
+    assert_eq!(infer1(bin(BinaryOp::Mod), &[i(DType::I32), i(DType::I32)]), "i32[4]");
 }
 
 #[test]
 fn unary_dtype_rules() {
     let i = |d: DType| ty(d, &[sym("n")]);
-    assert_eq!(
-        infer1(Op::Unary(UnaryOp::Exp), &[i(DType::BF16)]),
-        "bf16[n]"
-    );
+    assert_eq!(infer1(Op::Unary(UnaryOp::Exp), &[i(DType::BF16)]), "bf16[n]");
     assert_eq!(infer1(Op::Unary(UnaryOp::Neg), &[i(DType::I64)]), "i64[n]");
-    assert_eq!(
-        infer1(Op::Unary(UnaryOp::Not), &[i(DType::Bool)]),
-        "bool[n]"
-    );
-    assert_eq!(
-        reason(Op::Unary(UnaryOp::Exp), &[i(DType::I64)]),
-        "exp needs a float type, got i64"
-    );
-    assert_eq!(
-        reason(Op::Unary(UnaryOp::Not), &[i(DType::F32)]),
-        "not needs bool, got f32"
-    );
-    assert_eq!(
-        reason(Op::Unary(UnaryOp::Abs), &[i(DType::Bool)]),
-        "abs needs numbers, got bool"
-    );
+    assert_eq!(infer1(Op::Unary(UnaryOp::Not), &[i(DType::Bool)]), "bool[n]");
+    assert_eq!(reason(Op::Unary(UnaryOp::Exp), &[i(DType::I64)]), "exp needs a float type, got i64");
+    assert_eq!(reason(Op::Unary(UnaryOp::Not), &[i(DType::F32)]), "not needs bool, got f32");
+    assert_eq!(reason(Op::Unary(UnaryOp::Abs), &[i(DType::Bool)]), "abs needs numbers, got bool");
     assert_eq!(infer1(Op::Cast(DType::F16), &[i(DType::I64)]), "f16[n]");
 }
 
@@ -276,47 +193,24 @@ fn unary_dtype_rules() {
 #[test]
 fn reshape_with_symbols() {
     let x = t(&[sym("batch"), sym("seq"), k(64)]);
-    let flat = infer(
-        Op::Reshape {
-            shape: vec![batch_seq(), k(64)],
-        },
-        &[x.clone()],
-    )
-    .unwrap();
+    let flat = infer(Op::Reshape { shape: vec![batch_seq(), k(64)] }, &[x.clone()]).unwrap();
     assert_eq!(flat[0].to_string(), "f32[batch*seq, 64]");
     assert_eq!(
-        infer1(
-            Op::Reshape {
-                shape: vec![sym("batch"), sym("seq"), k(4), k(16)]
-            },
-            &[flat[0].clone()]
-        ),
+        infer1(Op::Reshape { shape: vec![sym("batch"), sym("seq"), k(4), k(16)] }, &[flat[0].clone()]),
         "f32[batch, seq, 4, 16]"
     );
     // Known factors may move between axes as long as the element count agrees.
     assert_eq!(
-        infer1(
-            Op::Reshape {
-                shape: vec![sym("batch"), Dim::parse("4*seq").unwrap(), k(16)]
-            },
-            &[x.clone()]
-        ),
+        infer1(Op::Reshape { shape: vec![sym("batch"), Dim::parse("4*seq").unwrap(), k(16)] }, &[x.clone()]),
         "f32[batch, 4*seq, 16]"
     );
-    assert_eq!(
-        infer1(Op::Reshape { shape: vec![k(6)] }, &[t(&[k(2), k(3)])]),
-        "f32[6]"
-    );
+    assert_eq!(infer1(Op::Reshape { shape: vec![k(6)] }, &[t(&[k(2), k(3)])]), "f32[6]");
 }
 
 #[test]
 fn reshape_element_count_mismatch() {
-    let r = reason(
-        Op::Reshape {
-            shape: vec![sym("batch"), k(64)],
-        },
-        &[t(&[sym("batch"), sym("seq"), k(64)])],
-    );
+    let r =
+        reason(Op::Reshape { shape: vec![sym("batch"), k(64)] }, &[t(&[sym("batch"), sym("seq"), k(64)])]);
     assert_eq!(
         r,
         "cannot reshape [batch, seq, 64] (64*batch*seq elements) to [batch, 64] (64*batch elements)"
@@ -328,28 +222,13 @@ fn reshape_element_count_mismatch() {
 #[test]
 fn expand_and_transpose() {
     assert_eq!(
-        infer1(
-            Op::Expand {
-                shape: vec![sym("batch"), sym("seq"), k(64)]
-            },
-            &[t(&[k(1), k(64)])]
-        ),
+        infer1(Op::Expand { shape: vec![sym("batch"), sym("seq"), k(64)] }, &[t(&[k(1), k(64)])]),
         "f32[batch, seq, 64]"
     );
-    let r = reason(
-        Op::Expand {
-            shape: vec![k(3), k(64)],
-        },
-        &[t(&[k(2), k(64)])],
-    );
+    let r = reason(Op::Expand { shape: vec![k(3), k(64)] }, &[t(&[k(2), k(64)])]);
     assert!(r.contains("axis 0 has 2 vs 3"), "{r}");
     assert_eq!(
-        infer1(
-            Op::Transpose {
-                perm: vec![0, 2, 1, 3]
-            },
-            &[t(&[sym("batch"), sym("seq"), k(4), k(16)])]
-        ),
+        infer1(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[t(&[sym("batch"), sym("seq"), k(4), k(16)])]),
         "f32[batch, 4, seq, 16]"
     );
 }
@@ -368,38 +247,20 @@ fn bad_perm() {
 #[test]
 fn matmul_batch_broadcasting() {
     let mm = || Op::MatMul;
-    assert_eq!(
-        infer1(mm(), &[t(&[k(2), k(3)]), t(&[k(3), k(4)])]),
-        "f32[2, 4]"
-    );
+    assert_eq!(infer1(mm(), &[t(&[k(2), k(3)]), t(&[k(3), k(4)])]), "f32[2, 4]");
     // Leading axes broadcast like elementwise ops.
     assert_eq!(
-        infer1(
-            mm(),
-            &[
-                t(&[sym("batch"), k(1), sym("seq"), k(16)]),
-                t(&[k(4), k(16), sym("seq")])
-            ]
-        ),
+        infer1(mm(), &[t(&[sym("batch"), k(1), sym("seq"), k(16)]), t(&[k(4), k(16), sym("seq")])]),
         "f32[batch, 4, seq, seq]"
     );
     // A weight without batch axes.
     assert_eq!(
-        infer1(
-            mm(),
-            &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(64), k(256)])]
-        ),
+        infer1(mm(), &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(64), k(256)])]),
         "f32[batch, seq, 256]"
     );
     // 1-D operands drop their axis, as in numpy.
-    assert_eq!(
-        infer1(mm(), &[t(&[k(3)]), t(&[sym("b"), k(3), k(5)])]),
-        "f32[b, 5]"
-    );
-    assert_eq!(
-        infer1(mm(), &[t(&[sym("b"), k(2), k(3)]), t(&[k(3)])]),
-        "f32[b, 2]"
-    );
+    assert_eq!(infer1(mm(), &[t(&[k(3)]), t(&[sym("b"), k(3), k(5)])]), "f32[b, 5]");
+    assert_eq!(infer1(mm(), &[t(&[sym("b"), k(2), k(3)]), t(&[k(3)])]), "f32[b, 2]");
     assert_eq!(infer1(mm(), &[t(&[k(3)]), t(&[k(3)])]), "f32[]");
 }
 
@@ -409,18 +270,9 @@ fn matmul_errors() {
         reason(Op::MatMul, &[t(&[k(2), k(3)]), t(&[k(4), k(5)])]),
         "contracted dims differ: [2, 3] @ [4, 5] (3 vs 4)"
     );
-    let r = reason(
-        Op::MatMul,
-        &[t(&[k(2), k(1), k(3)]), t(&[k(5), k(3), k(1)])],
-    );
-    assert!(
-        r.contains("cannot broadcast [2] with [5]: axis 0 has 2 vs 5"),
-        "{r}"
-    );
-    assert_eq!(
-        reason(Op::MatMul, &[t(&[]), t(&[k(3)])]),
-        "matmul operands need at least 1 axis"
-    );
+    let r = reason(Op::MatMul, &[t(&[k(2), k(1), k(3)]), t(&[k(5), k(3), k(1)])]);
+    assert!(r.contains("cannot broadcast [2] with [5]: axis 0 has 2 vs 5"), "{r}");
+    assert_eq!(reason(Op::MatMul, &[t(&[]), t(&[k(3)])]), "matmul operands need at least 1 axis");
     assert_eq!(
         reason(Op::MatMul, &[t(&[k(3)]), ty(DType::F16, &[k(3)])]),
         "operand dtypes differ: f32 vs f16"
@@ -432,44 +284,16 @@ fn matmul_errors() {
 #[test]
 fn reduce_keepdims() {
     let x = t(&[sym("batch"), sym("seq"), k(64)]);
-    let red = |op: ReduceOp, axes: &[i64], keepdims: bool| Op::Reduce {
-        op,
-        axes: axes.to_vec(),
-        keepdims,
-    };
-    assert_eq!(
-        infer1(red(ReduceOp::Mean, &[-1], true), &[x.clone()]),
-        "f32[batch, seq, 1]"
-    );
-    assert_eq!(
-        infer1(red(ReduceOp::Mean, &[-1], false), &[x.clone()]),
-        "f32[batch, seq]"
-    );
-    assert_eq!(
-        infer1(red(ReduceOp::Sum, &[0, 2], true), &[x.clone()]),
-        "f32[1, seq, 1]"
-    );
-    assert_eq!(
-        infer1(red(ReduceOp::Max, &[2, 0], false), &[x.clone()]),
-        "f32[seq]"
-    );
+    let red = |op: ReduceOp, axes: &[i64], keepdims: bool| Op::Reduce { op, axes: axes.to_vec(), keepdims };
+    assert_eq!(infer1(red(ReduceOp::Mean, &[-1], true), &[x.clone()]), "f32[batch, seq, 1]");
+    assert_eq!(infer1(red(ReduceOp::Mean, &[-1], false), &[x.clone()]), "f32[batch, seq]");
+    assert_eq!(infer1(red(ReduceOp::Sum, &[0, 2], true), &[x.clone()]), "f32[1, seq, 1]");
+    assert_eq!(infer1(red(ReduceOp::Max, &[2, 0], false), &[x.clone()]), "f32[seq]");
     // Empty axes reduce everything.
-    assert_eq!(
-        infer1(red(ReduceOp::Prod, &[], false), &[x.clone()]),
-        "f32[]"
-    );
-    assert_eq!(
-        infer1(red(ReduceOp::Min, &[], true), &[x.clone()]),
-        "f32[1, 1, 1]"
-    );
-    assert_eq!(
-        reason(red(ReduceOp::Sum, &[3], false), &[x.clone()]),
-        "axis 3 is out of range for rank 3"
-    );
-    assert_eq!(
-        reason(red(ReduceOp::Sum, &[2, -1], false), &[x.clone()]),
-        "axes [2, -1] repeat an axis"
-    );
+    assert_eq!(infer1(red(ReduceOp::Prod, &[], false), &[x.clone()]), "f32[]");
+    assert_eq!(infer1(red(ReduceOp::Min, &[], true), &[x.clone()]), "f32[1, 1, 1]");
+    assert_eq!(reason(red(ReduceOp::Sum, &[3], false), &[x.clone()]), "axis 3 is out of range for rank 3");
+    assert_eq!(reason(red(ReduceOp::Sum, &[2, -1], false), &[x.clone()]), "axes [2, -1] repeat an axis");
     assert_eq!(
         reason(red(ReduceOp::Sum, &[0], false), &[ty(DType::Bool, &[k(2)])]),
         "reduce_sum needs numbers, got bool"
@@ -479,14 +303,8 @@ fn reduce_keepdims() {
 #[test]
 fn softmax_rules() {
     let x = t(&[sym("batch"), k(4), sym("seq"), sym("seq")]);
-    assert_eq!(
-        infer1(Op::Softmax { axis: -1 }, &[x.clone()]),
-        "f32[batch, 4, seq, seq]"
-    );
-    assert_eq!(
-        reason(Op::Softmax { axis: 4 }, &[x]),
-        "axis 4 is out of range for rank 4"
-    );
+    assert_eq!(infer1(Op::Softmax { axis: -1 }, &[x.clone()]), "f32[batch, 4, seq, seq]");
+    assert_eq!(reason(Op::Softmax { axis: 4 }, &[x]), "axis 4 is out of range for rank 4");
     assert_eq!(
         reason(Op::Softmax { axis: 0 }, &[ty(DType::I64, &[k(3)])]),
         "softmax needs a float type, got i64"
@@ -498,9 +316,8 @@ fn softmax_rules() {
 #[test]
 fn slices_with_negative_bounds_and_steps() {
     let x = t(&[k(10), sym("seq")]);
-    let s0 = |start: i64, end: i64, step: i64| {
-        infer1(slice(&[0], &[c(start)], &[c(end)], &[step]), &[x.clone()])
-    };
+    let s0 =
+        |start: i64, end: i64, step: i64| infer1(slice(&[0], &[c(start)], &[c(end)], &[step]), &[x.clone()]);
     assert_eq!(s0(2, 5, 1), "f32[3, seq]");
     assert_eq!(s0(-3, i64::MAX, 1), "f32[3, seq]"); // x[-3:]
     assert_eq!(s0(0, -1, 1), "f32[9, seq]"); // x[:-1]
@@ -513,10 +330,7 @@ fn slices_with_negative_bounds_and_steps() {
     assert_eq!(s0(-1, -3, -1), "f32[2, seq]"); // 9, 8
                                                // Several axes at once; negative axis numbers.
     assert_eq!(
-        infer1(
-            slice(&[-2, 1], &[c(1), c(0)], &[c(3), c(i64::MAX)], &[1, 1]),
-            &[x.clone()]
-        ),
+        infer1(slice(&[-2, 1], &[c(1), c(0)], &[c(3), c(i64::MAX)], &[1, 1]), &[x.clone()]),
         "f32[2, seq]"
     );
 }
@@ -524,17 +338,8 @@ fn slices_with_negative_bounds_and_steps() {
 #[test]
 fn slice_of_empty_axis_with_negative_step() {
     // A zero-sized axis walked backward is empty (and must not panic).
-    assert_eq!(
-        infer1(
-            slice(&[0], &[c(-1)], &[c(i64::MIN)], &[-1]),
-            &[t(&[k(0), k(2)])]
-        ),
-        "f32[0, 2]"
-    );
-    assert_eq!(
-        infer1(slice(&[0], &[c(0)], &[c(i64::MAX)], &[1]), &[t(&[k(0)])]),
-        "f32[0]"
-    );
+    assert_eq!(infer1(slice(&[0], &[c(-1)], &[c(i64::MIN)], &[-1]), &[t(&[k(0), k(2)])]), "f32[0, 2]");
+    assert_eq!(infer1(slice(&[0], &[c(0)], &[c(i64::MAX)], &[1]), &[t(&[k(0)])]), "f32[0]");
 }
 
 #[test]
@@ -542,51 +347,28 @@ fn slices_with_symbolic_bounds() {
     let kv = t(&[sym("batch"), Dim::parse("2*seq").unwrap(), k(64)]);
     // kv[:, :seq]
     assert_eq!(
-        infer1(
-            slice(&[1], &[c(0)], &[Bound::Dim(sym("seq"))], &[1]),
-            &[kv.clone()]
-        ),
+        infer1(slice(&[1], &[c(0)], &[Bound::Dim(sym("seq"))], &[1]), &[kv.clone()]),
         "f32[batch, seq, 64]"
     );
     // kv[:, 0:] is the whole axis; kv[:, :2*seq] too.
+    assert_eq!(infer1(slice(&[1], &[c(0)], &[c(i64::MAX)], &[1]), &[kv.clone()]), "f32[batch, 2*seq, 64]");
     assert_eq!(
-        infer1(slice(&[1], &[c(0)], &[c(i64::MAX)], &[1]), &[kv.clone()]),
-        "f32[batch, 2*seq, 64]"
-    );
-    assert_eq!(
-        infer1(
-            slice(
-                &[1],
-                &[c(0)],
-                &[Bound::Dim(Dim::parse("2*seq").unwrap())],
-                &[1]
-            ),
-            &[kv.clone()]
-        ),
+        infer1(slice(&[1], &[c(0)], &[Bound::Dim(Dim::parse("2*seq").unwrap())], &[1]), &[kv.clone()]),
         "f32[batch, 2*seq, 64]"
     );
     // Lengths that have no symbolic form are rejected.
     let r = reason(slice(&[1], &[c(1)], &[c(i64::MAX)], &[1]), &[kv.clone()]);
-    assert!(
-        r.contains("of a symbolic axis (2*seq) has no symbolic length"),
-        "{r}"
-    );
+    assert!(r.contains("of a symbolic axis (2*seq) has no symbolic length"), "{r}");
     let r = reason(slice(&[1], &[c(0)], &[c(i64::MAX)], &[2]), &[kv.clone()]);
     assert!(r.contains("has no symbolic length"), "{r}");
-    let r = reason(
-        slice(&[2], &[c(0)], &[Bound::Dim(sym("seq"))], &[1]),
-        &[kv.clone()],
-    );
+    let r = reason(slice(&[2], &[c(0)], &[Bound::Dim(sym("seq"))], &[1]), &[kv.clone()]);
     assert_eq!(r, "symbolic slice bound on an axis of known size 64");
 }
 
 #[test]
 fn slice_errors() {
     let x = t(&[k(4)]);
-    assert_eq!(
-        reason(slice(&[0], &[c(0)], &[c(4)], &[0]), &[x.clone()]),
-        "slice step is 0"
-    );
+    assert_eq!(reason(slice(&[0], &[c(0)], &[c(4)], &[0]), &[x.clone()]), "slice step is 0");
     assert_eq!(
         reason(slice(&[1], &[c(0)], &[c(4)], &[1]), &[x.clone()]),
         "axis 1 is out of range for rank 1"
@@ -602,84 +384,37 @@ fn slice_errors() {
 #[test]
 fn concat_of_symbolic_dims() {
     let x = t(&[sym("batch"), sym("seq"), k(64)]);
+    assert_eq!(infer1(Op::Concat { axis: 1 }, &[x.clone(), x.clone()]), "f32[batch, 2*seq, 64]");
+    assert_eq!(infer1(Op::Concat { axis: -2 }, &[x.clone(), x.clone(), x.clone()]), "f32[batch, 3*seq, 64]");
     assert_eq!(
-        infer1(Op::Concat { axis: 1 }, &[x.clone(), x.clone()]),
-        "f32[batch, 2*seq, 64]"
-    );
-    assert_eq!(
-        infer1(Op::Concat { axis: -2 }, &[x.clone(), x.clone(), x.clone()]),
-        "f32[batch, 3*seq, 64]"
-    );
-    assert_eq!(
-        infer1(
-            Op::Concat { axis: 2 },
-            &[x.clone(), t(&[sym("batch"), sym("seq"), k(32)])]
-        ),
+        infer1(Op::Concat { axis: 2 }, &[x.clone(), t(&[sym("batch"), sym("seq"), k(32)])]),
         "f32[batch, seq, 96]"
     );
-    assert_eq!(
-        infer1(Op::Concat { axis: 0 }, &[x.clone()]),
-        "f32[batch, seq, 64]"
-    );
-    let r = reason(
-        Op::Concat { axis: 1 },
-        &[x.clone(), t(&[sym("batch"), k(1), k(64)])],
-    );
+    assert_eq!(infer1(Op::Concat { axis: 0 }, &[x.clone()]), "f32[batch, seq, 64]");
+    let r = reason(Op::Concat { axis: 1 }, &[x.clone(), t(&[sym("batch"), k(1), k(64)])]);
     assert_eq!(r, "the concatenated axis 1 adds dims with no symbolic sum");
-    let r = reason(
-        Op::Concat { axis: 1 },
-        &[x.clone(), t(&[sym("batch"), sym("seq"), k(32)])],
-    );
+    let r = reason(Op::Concat { axis: 1 }, &[x.clone(), t(&[sym("batch"), sym("seq"), k(32)])]);
     assert_eq!(r, "operand 1 has 32 on axis 2, operand 0 has 64");
     let r = reason(Op::Concat { axis: 0 }, &[x.clone(), t(&[k(1)])]);
     assert_eq!(r, "operand 1 has rank 1, operand 0 has 3");
-    assert_eq!(
-        reason(Op::Concat { axis: -4 }, &[x.clone()]),
-        "axis -4 is out of range for rank 3"
-    );
+    assert_eq!(reason(Op::Concat { axis: -4 }, &[x.clone()]), "axis -4 is out of range for rank 3");
 }
 
 #[test]
 fn split_outputs() {
     let kv = t(&[sym("batch"), Dim::parse("2*seq").unwrap(), k(96)]);
-    let outs = infer(
-        Op::Split {
-            axis: 1,
-            sizes: vec![sym("seq"), sym("seq")],
-        },
-        &[kv.clone()],
-    )
-    .unwrap();
+    let outs = infer(Op::Split { axis: 1, sizes: vec![sym("seq"), sym("seq")] }, &[kv.clone()]).unwrap();
     let outs: Vec<String> = outs.iter().map(|t| t.to_string()).collect();
     assert_eq!(outs, ["f32[batch, seq, 96]", "f32[batch, seq, 96]"]);
-    let outs = infer(
-        Op::Split {
-            axis: -1,
-            sizes: vec![k(32), k(64)],
-        },
-        &[kv.clone()],
-    )
-    .unwrap();
+    let outs = infer(Op::Split { axis: -1, sizes: vec![k(32), k(64)] }, &[kv.clone()]).unwrap();
     let outs: Vec<String> = outs.iter().map(|t| t.to_string()).collect();
     assert_eq!(outs, ["f32[batch, 2*seq, 32]", "f32[batch, 2*seq, 64]"]);
     assert_eq!(
-        reason(
-            Op::Split {
-                axis: -1,
-                sizes: vec![k(32), k(32)]
-            },
-            &[kv.clone()]
-        ),
+        reason(Op::Split { axis: -1, sizes: vec![k(32), k(32)] }, &[kv.clone()]),
         "split sizes [32, 32] do not add up to axis 2 of size 96"
     );
     assert_eq!(
-        reason(
-            Op::Split {
-                axis: 1,
-                sizes: vec![sym("seq"), k(1)]
-            },
-            &[kv]
-        ),
+        reason(Op::Split { axis: 1, sizes: vec![sym("seq"), k(1)] }, &[kv]),
         "split sizes [seq, 1] do not add up to axis 1 of size 2*seq"
     );
 }
@@ -688,33 +423,15 @@ fn split_outputs() {
 fn gather_shapes() {
     let table = t(&[k(32000), k(64)]);
     let ids = ty(DType::I64, &[sym("batch"), sym("seq")]);
-    assert_eq!(
-        infer1(Op::Gather { axis: 0 }, &[table.clone(), ids.clone()]),
-        "f32[batch, seq, 64]"
-    );
-    assert_eq!(
-        infer1(
-            Op::Gather { axis: -1 },
-            &[table.clone(), ty(DType::I32, &[k(3)])]
-        ),
-        "f32[32000, 3]"
-    );
+    assert_eq!(infer1(Op::Gather { axis: 0 }, &[table.clone(), ids.clone()]), "f32[batch, seq, 64]");
+    assert_eq!(infer1(Op::Gather { axis: -1 }, &[table.clone(), ty(DType::I32, &[k(3)])]), "f32[32000, 3]");
     // A scalar index drops the axis.
-    assert_eq!(
-        infer1(
-            Op::Gather { axis: 0 },
-            &[table.clone(), ty(DType::I64, &[])]
-        ),
-        "f32[64]"
-    );
+    assert_eq!(infer1(Op::Gather { axis: 0 }, &[table.clone(), ty(DType::I64, &[])]), "f32[64]");
     assert_eq!(
         reason(Op::Gather { axis: 0 }, &[table.clone(), t(&[k(3)])]),
         "indices must be integers, got f32"
     );
-    assert_eq!(
-        reason(Op::Gather { axis: 2 }, &[table, ids]),
-        "axis 2 is out of range for rank 2"
-    );
+    assert_eq!(reason(Op::Gather { axis: 2 }, &[table, ids]), "axis 2 is out of range for rank 2");
 }
 
 // ---------------------------------------------------------------- where / leaves / trilu
@@ -723,20 +440,10 @@ fn gather_shapes() {
 fn where_rules() {
     let cond = ty(DType::Bool, &[sym("seq"), sym("seq")]);
     assert_eq!(
-        infer1(
-            Op::Where,
-            &[
-                cond.clone(),
-                t(&[sym("batch"), k(1), sym("seq"), sym("seq")]),
-                t(&[])
-            ]
-        ),
+        infer1(Op::Where, &[cond.clone(), t(&[sym("batch"), k(1), sym("seq"), sym("seq")]), t(&[])]),
         "f32[batch, 1, seq, seq]"
     );
-    assert_eq!(
-        reason(Op::Where, &[t(&[k(2)]), t(&[k(2)]), t(&[k(2)])]),
-        "condition must be bool, got f32"
-    );
+    assert_eq!(reason(Op::Where, &[t(&[k(2)]), t(&[k(2)]), t(&[k(2)])]), "condition must be bool, got f32");
     assert_eq!(
         reason(Op::Where, &[cond.clone(), t(&[]), ty(DType::F16, &[])]),
         "operand dtypes differ: f32 vs f16"
@@ -748,81 +455,37 @@ fn where_rules() {
 #[test]
 fn leaves_and_trilu() {
     assert_eq!(
-        infer1(
-            Op::Range {
-                start: 0.0,
-                step: 1.0,
-                len: sym("seq"),
-                dtype: DType::I64
-            },
-            &[]
-        ),
+        infer1(Op::Range { start: 0.0, step: 1.0, len: sym("seq"), dtype: DType::I64 }, &[]),
         "i64[seq]"
     );
     assert_eq!(
-        reason(
-            Op::Range {
-                start: 0.0,
-                step: 0.0,
-                len: k(3),
-                dtype: DType::F32
-            },
-            &[]
-        ),
+        reason(Op::Range { start: 0.0, step: 0.0, len: k(3), dtype: DType::F32 }, &[]),
         "range step is 0"
     );
     assert_eq!(
         infer1(
-            Op::Full {
-                shape: vec![sym("seq"), sym("seq")],
-                value: f64::NEG_INFINITY,
-                dtype: DType::F16
-            },
+            Op::Full { shape: vec![sym("seq"), sym("seq")], value: f64::NEG_INFINITY, dtype: DType::F16 },
             &[]
         ),
         "f16[seq, seq]"
     );
-    assert_eq!(
-        infer1(Op::SymConst(vec![sym("batch"), batch_seq(), k(64)]), &[]),
-        "i64[3]"
-    );
-    assert_eq!(
-        infer1(
-            Op::Constant(HostTensor::from_i64(vec![2, 2], &[1, 2, 3, 4])),
-            &[]
-        ),
-        "i64[2, 2]"
-    );
-    assert_eq!(
-        infer1(
-            Op::Trilu { upper: false, k: 0 },
-            &[t(&[sym("seq"), sym("seq")])]
-        ),
-        "f32[seq, seq]"
-    );
-    assert_eq!(
-        reason(Op::Trilu { upper: true, k: 0 }, &[t(&[k(3)])]),
-        "needs at least 2 axes, got 1"
-    );
+    assert_eq!(infer1(Op::SymConst(vec![sym("batch"), batch_seq(), k(64)]), &[]), "i64[3]");
+    assert_eq!(infer1(Op::Constant(HostTensor::from_i64(vec![2, 2], &[1, 2, 3, 4])), &[]), "i64[2, 2]");
+    assert_eq!(infer1(Op::Trilu { upper: false, k: 0 }, &[t(&[sym("seq"), sym("seq")])]), "f32[seq, seq]");
+    assert_eq!(reason(Op::Trilu { upper: true, k: 0 }, &[t(&[k(3)])]), "needs at least 2 axes, got 1");
 }
 
 #[test]
 fn operand_counts() {
     let e = infer(bin(BinaryOp::Add), &[t(&[k(2)])]).unwrap_err();
-    assert!(
-        matches!(&e, IrError::OperandCount { expected, found: 1, .. } if expected == "2"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::OperandCount { expected, found: 1, .. } if expected == "2"), "{e:?}");
     let e = infer(Op::Concat { axis: 0 }, &[]).unwrap_err();
     assert!(
         matches!(&e, IrError::OperandCount { expected, found: 0, .. } if expected == "at least 1"),
         "{e:?}"
     );
     let e = infer(Op::Where, &[ty(DType::Bool, &[])]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "node %1 \"probe\" (where): expects 3 operand(s), got 1"
-    );
+    assert_eq!(e.to_string(), "node %1 \"probe\" (where): expects 3 operand(s), got 1");
 }
 
 // ---------------------------------------------------------------- blocks
@@ -830,18 +493,12 @@ fn operand_counts() {
 #[test]
 fn block_inference_and_errors() {
     let blk = || Op::Block(Arc::new(TestRmsNorm { eps: 1e-6 }));
-    assert_eq!(
-        infer1(blk(), &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(64)])]),
-        "f32[batch, seq, 64]"
-    );
+    assert_eq!(infer1(blk(), &[t(&[sym("batch"), sym("seq"), k(64)]), t(&[k(64)])]), "f32[batch, seq, 64]");
     let e = infer(blk(), &[t(&[sym("batch"), k(64)]), t(&[k(63)])]).unwrap_err();
     assert_eq!(
         e,
         IrError::Block {
-            node: NodeLabel {
-                id: NodeId::new(2),
-                name: Some("probe".into())
-            },
+            node: NodeLabel { id: NodeId::new(2), name: Some("probe".into()) },
             reason: "test_rms_norm: weight is f32[63], the last axis of x has 64".into()
         }
     );
@@ -864,13 +521,10 @@ fn block_fallback_graph_matches_block_type() {
     assert_eq!(g.outputs()[0].0, "out0");
     assert_eq!(g.value_type(g.outputs()[0].1), &types[0]);
     // Fallback nodes are named after the block.
-    assert!(g
-        .node_ids()
-        .filter(|&id| !matches!(g.node(id).op, Op::Input))
-        .all(|id| g
-            .node(id)
-            .name
-            .as_deref()
-            .unwrap()
-            .starts_with("test_rms_norm.fallback/")));
+    assert!(g.node_ids().filter(|&id| !matches!(g.node(id).op, Op::Input)).all(|id| g
+        .node(id)
+        .name
+        .as_deref()
+        .unwrap()
+        .starts_with("test_rms_norm.fallback/")));
 }

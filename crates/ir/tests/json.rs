@@ -18,9 +18,7 @@ fn rms_norm_roundtrip() {
     // The weight's name survives and symbolic input dims stay symbolic.
     let x = g2.inputs()[0];
     assert_eq!(g2.node(x).types[0].to_string(), "f32[batch, seq, 64]");
-    assert!(g2
-        .node_ids()
-        .any(|id| g2.node(id).name.as_deref() == Some("model.norm.weight")));
+    assert!(g2.node_ids().any(|id| g2.node(id).name.as_deref() == Some("model.norm.weight")));
 }
 
 #[test]
@@ -36,15 +34,9 @@ fn attention_roundtrip() {
 fn block_roundtrip_with_local_registry() {
     let g = block_graph();
     let g2 = assert_roundtrip(&g, &registry());
-    let blk = g2
-        .node_ids()
-        .find_map(|id| g2.node(id).op.as_block().cloned())
-        .expect("a block node");
+    let blk = g2.node_ids().find_map(|id| g2.node(id).op.as_block().cloned()).expect("a block node");
     assert_eq!(blk.kind(), TEST_BLOCK);
-    assert_eq!(
-        blk.downcast_ref::<TestRmsNorm>(),
-        Some(&TestRmsNorm { eps: 1e-5 })
-    );
+    assert_eq!(blk.downcast_ref::<TestRmsNorm>(), Some(&TestRmsNorm { eps: 1e-5 }));
     // Encoding: op "block.<kind>", the block's attributes as the node's attrs.
     let d = doc(&g);
     let node = d["nodes"]
@@ -54,10 +46,7 @@ fn block_roundtrip_with_local_registry() {
         .find(|n| n["op"] == "block.test_rms_norm")
         .expect("block node in the document");
     assert_eq!(node["attrs"], json!({"eps": 1e-5}));
-    assert_eq!(
-        node["types"],
-        json!([{"dtype": "f32", "shape": ["batch", "seq", 8]}])
-    );
+    assert_eq!(node["types"], json!([{"dtype": "f32", "shape": ["batch", "seq", 8]}]));
 }
 
 #[test]
@@ -75,14 +64,9 @@ fn block_roundtrip_with_global_registry() {
 fn block_equality_survives_roundtrip() {
     let g = block_graph();
     let g2 = assert_roundtrip(&g, &registry());
-    let find = |g: &Graph| {
-        g.node_ids()
-            .find_map(|id| g.node(id).op.as_block().cloned())
-            .unwrap()
-    };
+    let find = |g: &Graph| g.node_ids().find_map(|id| g.node(id).op.as_block().cloned()).unwrap();
     assert!(Op::Block(find(&g)).same_computation(&Op::Block(find(&g2))));
-    assert!(!Op::Block(find(&g))
-        .same_computation(&Op::Block(std::sync::Arc::new(TestRmsNorm { eps: 1e-6 }))));
+    assert!(!Op::Block(find(&g)).same_computation(&Op::Block(std::sync::Arc::new(TestRmsNorm { eps: 1e-6 }))));
 }
 
 #[test]
@@ -97,45 +81,24 @@ fn split_roundtrip_and_output_references() {
     // Output 0 is written "<id>", the others "<id>:<k>".
     let mul = nodes.iter().find(|n| n["op"] == "mul").unwrap();
     assert_eq!(mul["args"], json!([sid.to_string(), format!("{sid}:1")]));
-    assert_eq!(
-        d["outputs"][1],
-        json!({"name": "v", "value": format!("{sid}:2")})
-    );
+    assert_eq!(d["outputs"][1], json!({"name": "v", "value": format!("{sid}:2")}));
 }
 
 /// Constants of every dtype, including values that only survive as exact bytes.
 fn dtype_graph() -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
-    let specials = [
-        0.0,
-        -0.0,
-        1.5,
-        -2.25,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NAN,
-        65504.0,
-        1e-7,
-        3.140625,
-    ];
+    let specials =
+        [0.0, -0.0, 1.5, -2.25, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 65504.0, 1e-7, 3.140625];
     for dtype in [DType::F32, DType::F16, DType::BF16, DType::F64] {
         let c = b.constant(HostTensor::from_f64(dtype, vec![2, 5], &specials));
         b.graph_mut().add_output(&format!("c_{dtype}"), c);
     }
     let i64c = b.constant(HostTensor::from_i64(vec![4], &[i64::MIN, -1, 0, i64::MAX]));
     let i32c = b.constant(HostTensor::from_f64(DType::I32, vec![3], &[-7.0, 0.0, 2e9]));
-    let i8c = b.constant(HostTensor::from_f64(
-        DType::I8,
-        vec![3],
-        &[-128.0, 0.0, 127.0],
-    ));
+    let i8c = b.constant(HostTensor::from_f64(DType::I8, vec![3], &[-128.0, 0.0, 127.0]));
     let u8c = b.constant(HostTensor::from_f64(DType::U8, vec![2], &[0.0, 255.0]));
-    let boolc = b.constant(HostTensor::from_f64(
-        DType::Bool,
-        vec![1, 3],
-        &[1.0, 0.0, 1.0],
-    ));
+    let boolc = b.constant(HostTensor::from_f64(DType::Bool, vec![1, 3], &[1.0, 0.0, 1.0]));
     let empty = b.constant(HostTensor::from_f32(vec![0, 3], &[]));
     let scalar = b.scalar(DType::BF16, 0.5);
     // Constants also feed ops: a bool mask in `where`, i64 indices in `gather`.
@@ -146,15 +109,9 @@ fn dtype_graph() -> Graph {
     let idx = b.constant(HostTensor::from_i64(vec![2, 2], &[0, 99, -1, 7]));
     let emb = b.add(Op::Gather { axis: 0 }, &[table, idx]).unwrap();
     let emb = b.mul(emb, scalar).unwrap();
-    for (name, v) in [
-        ("i64", i64c),
-        ("i32", i32c),
-        ("i8", i8c),
-        ("u8", u8c),
-        ("empty", empty),
-        ("sel", sel),
-        ("emb", emb),
-    ] {
+    for (name, v) in
+        [("i64", i64c), ("i32", i32c), ("i8", i8c), ("u8", u8c), ("empty", empty), ("sel", sel), ("emb", emb)]
+    {
         b.graph_mut().add_output(name, v);
     }
     g
@@ -175,11 +132,7 @@ fn constants_of_every_dtype_roundtrip_bytewise() {
         .filter_map(|id| g2.node(id).op.as_constant().cloned())
         .find(|t| t.dtype() == DType::F32 && t.len() == 10)
         .unwrap();
-    let bits: Vec<u32> = f32c
-        .bytes()
-        .chunks(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let bits: Vec<u32> = f32c.bytes().chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
     assert_eq!(bits[1], (-0.0f32).to_bits());
     assert_eq!(bits[6], (f64::NAN as f32).to_bits());
     let i64c = g2
@@ -217,11 +170,7 @@ fn constant_data_is_base64_of_little_endian_bytes() {
 fn symbolic_dims_roundtrip() {
     let g = symbolic_graph();
     let g2 = assert_roundtrip(&g, &registry());
-    let out_types: Vec<String> = g2
-        .outputs()
-        .iter()
-        .map(|(_, v)| g2.value_type(*v).to_string())
-        .collect();
+    let out_types: Vec<String> = g2.outputs().iter().map(|(_, v)| g2.value_type(*v).to_string()).collect();
     assert_eq!(
         out_types,
         [
@@ -240,14 +189,8 @@ fn symbolic_dims_roundtrip() {
     let nodes = d["nodes"].as_array().unwrap();
     let reshape = nodes.iter().find(|n| n["op"] == "reshape").unwrap();
     assert_eq!(reshape["attrs"]["shape"], json!(["batch*seq", 64]));
-    let slice = nodes
-        .iter()
-        .find(|n| n["op"] == "slice" && n["attrs"]["ends"][0] == "seq")
-        .unwrap();
-    assert_eq!(
-        slice["attrs"],
-        json!({"axes": [1], "starts": [0], "ends": ["seq"], "steps": [1]})
-    );
+    let slice = nodes.iter().find(|n| n["op"] == "slice" && n["attrs"]["ends"][0] == "seq").unwrap();
+    assert_eq!(slice["attrs"], json!({"axes": [1], "starts": [0], "ends": ["seq"], "steps": [1]}));
     let concat = nodes.iter().find(|n| n["op"] == "concat").unwrap();
     assert_eq!(concat["types"][0]["shape"], json!(["batch", "2*seq", 64]));
     let fill = nodes.iter().find(|n| n["op"] == "full").unwrap();
@@ -331,10 +274,7 @@ fn document_structure() {
     let add = nodes.iter().find(|n| n["op"] == "add").unwrap();
     assert!(add.get("name").is_none());
     assert_eq!(add["args"], json!(["0", "1"]));
-    assert_eq!(
-        d["outputs"],
-        json!([{"name": "h", "value": "2"}, {"name": "y", "value": "4"}])
-    );
+    assert_eq!(d["outputs"], json!([{"name": "h", "value": "2"}, {"name": "y", "value": "4"}]));
     assert_eq!(json::FORMAT, "blockfuse-ir");
     assert_eq!(json::VERSION, 1);
 }
@@ -349,12 +289,8 @@ fn scoped_names_roundtrip() {
     let y = b.mul(x, y).unwrap();
     g.add_output("y", y);
     let g2 = assert_roundtrip(&g, &registry());
-    let names: Vec<Option<String>> = g2
-        .topo_order()
-        .unwrap()
-        .into_iter()
-        .map(|id| g2.node(id).name.clone())
-        .collect();
+    let names: Vec<Option<String>> =
+        g2.topo_order().unwrap().into_iter().map(|id| g2.node(id).name.clone()).collect();
     assert_eq!(
         names,
         [
@@ -415,9 +351,7 @@ fn deep_reverse_ordered_chain_reads_without_stack_overflow() {
     for i in (1..=n).rev() {
         nodes.push(json!({"id": i, "op": "neg", "args": [(i - 1).to_string()]}));
     }
-    nodes.push(
-        json!({"id": 0, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": [4]}]}),
-    );
+    nodes.push(json!({"id": 0, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": [4]}]}));
     let text = json!({
         "format": "blockfuse-ir", "version": 1, "nodes": nodes,
         "outputs": [{"name": "y", "value": n.to_string()}],
@@ -451,21 +385,10 @@ fn doc_example() -> Graph {
     let x = b.input("x", f32t(&[sym("batch"), sym("seq"), k(8)]));
     let r = b.input("residual", f32t(&[sym("batch"), sym("seq"), k(8)]));
     let h = b.add2(x, r).unwrap();
-    let w = b.constant(HostTensor::from_f32(
-        vec![8],
-        &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5],
-    ));
+    let w = b.constant(HostTensor::from_f32(vec![8], &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5]));
     b.graph_mut().set_name(w.node, Some("norm.weight".into()));
     let y = b.block(blocks::RmsNorm::new(1e-5), &[h, w]).unwrap();
-    let parts = b
-        .add_multi(
-            Op::Split {
-                axis: -1,
-                sizes: vec![k(4), k(4)],
-            },
-            &[y[0]],
-        )
-        .unwrap();
+    let parts = b.add_multi(Op::Split { axis: -1, sizes: vec![k(4), k(4)] }, &[y[0]]).unwrap();
     let lo = b.reshape(parts[0], vec![batch_seq(), k(4)]).unwrap();
     g.add_output("h", h);
     g.add_output("lo", lo);
@@ -488,14 +411,8 @@ fn format_doc_shows_the_generated_example() {
     let g = doc_example();
     let js = format!("```json\n{}\n```", json::to_json(&g).unwrap());
     let dump = format!("```text\n{}```", text::dump(&g).unwrap());
-    assert!(
-        doc.contains(&js),
-        "docs/ir-format.md: the JSON example is stale"
-    );
-    assert!(
-        doc.contains(&dump),
-        "docs/ir-format.md: the text example is stale"
-    );
+    assert!(doc.contains(&js), "docs/ir-format.md: the JSON example is stale");
+    assert!(doc.contains(&dump), "docs/ir-format.md: the text example is stale");
 }
 
 #[test]
@@ -511,11 +428,7 @@ fn input_order_is_document_order_not_first_use() {
       "outputs": [{"name": "d", "value": "9"}]
     }"#;
     let g = json::from_json_with(text, &registry()).unwrap();
-    let names: Vec<&str> = g
-        .inputs()
-        .iter()
-        .map(|&id| g.node(id).name.as_deref().unwrap())
-        .collect();
+    let names: Vec<&str> = g.inputs().iter().map(|&id| g.node(id).name.as_deref().unwrap()).collect();
     assert_eq!(names, ["a", "b"]);
     assert_eq!(
         text::dump(&g).unwrap(),

@@ -71,10 +71,7 @@ fn wrong_format() {
     let mut d = base();
     d["format"] = json!("onnx");
     let e = read_err(&d);
-    assert_eq!(
-        e,
-        IrError::Format("format is \"onnx\", expected \"blockfuse-ir\"".into())
-    );
+    assert_eq!(e, IrError::Format("format is \"onnx\", expected \"blockfuse-ir\"".into()));
     assert_msg(&e, &["not a blockfuse-ir document"]);
 }
 
@@ -83,15 +80,9 @@ fn missing_format_or_not_an_object() {
     let mut d = base();
     d.as_object_mut().unwrap().remove("format");
     let e = read_err(&d);
-    assert!(
-        matches!(&e, IrError::Format(m) if m.contains("no \"format\"")),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::Format(m) if m.contains("no \"format\"")), "{e:?}");
     let e = read_err(&json!([1, 2, 3]));
-    assert!(
-        matches!(&e, IrError::Format(m) if m.contains("no \"format\"")),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::Format(m) if m.contains("no \"format\"")), "{e:?}");
 }
 
 #[test]
@@ -99,10 +90,7 @@ fn unsupported_version() {
     let mut d = base();
     d["version"] = json!(2);
     let e = read_err(&d);
-    assert_eq!(
-        e,
-        IrError::Format("version 2 is not supported (this build reads version 1)".into())
-    );
+    assert_eq!(e, IrError::Format("version 2 is not supported (this build reads version 1)".into()));
     d["version"] = json!("1");
     let e = read_err(&d);
     assert_eq!(e, IrError::Format("no numeric \"version\" field".into()));
@@ -138,41 +126,19 @@ fn unknown_field() {
 
 #[test]
 fn unknown_op() {
-    let e = read_err(&with_node(
-        2,
-        json!({"id": 2, "op": "gelu_fast", "name": "act", "args": ["0"]}),
-    ));
-    assert_eq!(
-        e,
-        IrError::BadNode {
-            node: "2 \"act\"".into(),
-            reason: "unknown op 'gelu_fast'".into()
-        }
-    );
+    let e = read_err(&with_node(2, json!({"id": 2, "op": "gelu_fast", "name": "act", "args": ["0"]})));
+    assert_eq!(e, IrError::BadNode { node: "2 \"act\"".into(), reason: "unknown op 'gelu_fast'".into() });
     assert_eq!(e.to_string(), "node 2 \"act\": unknown op 'gelu_fast'");
 }
 
 #[test]
 fn unknown_block_kind() {
-    let e = read_err(&with_node(
-        4,
-        json!({"id": 4, "op": "block.flash_attention", "args": ["3", "1"]}),
-    ));
+    let e = read_err(&with_node(4, json!({"id": 4, "op": "block.flash_attention", "args": ["3", "1"]})));
     assert_eq!(
         e,
-        IrError::UnknownBlock {
-            node: "4".into(),
-            kind: "flash_attention".into(),
-            known: TEST_BLOCK.into(),
-        }
+        IrError::UnknownBlock { node: "4".into(), kind: "flash_attention".into(), known: TEST_BLOCK.into() }
     );
-    assert_msg(
-        &e,
-        &[
-            "unknown block kind 'flash_attention'",
-            "registered: test_rms_norm",
-        ],
-    );
+    assert_msg(&e, &["unknown block kind 'flash_attention'", "registered: test_rms_norm"]);
 }
 
 #[test]
@@ -190,42 +156,23 @@ fn bad_block_attributes() {
         4,
         json!({"id": 4, "op": "block.test_rms_norm", "attrs": {"epsilon": 1e-6}, "args": ["3", "1"]}),
     ));
-    assert!(
-        matches!(&e, IrError::BadNode { node, .. } if node == "4"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::BadNode { node, .. } if node == "4"), "{e:?}");
     assert_msg(&e, &["block.test_rms_norm:", "unknown field `epsilon`"]);
 }
 
 #[test]
 fn bad_attribute_type() {
-    let e = read_err(&with_node(
-        2,
-        json!({"id": 2, "op": "softmax", "attrs": {"axis": "last"}, "args": ["0"]}),
-    ));
-    assert!(
-        matches!(&e, IrError::BadNode { node, .. } if node == "2"),
-        "{e:?}"
-    );
-    assert_msg(
-        &e,
-        &["node 2: attribute 'axis': invalid type: string \"last\""],
-    );
+    let e =
+        read_err(&with_node(2, json!({"id": 2, "op": "softmax", "attrs": {"axis": "last"}, "args": ["0"]})));
+    assert!(matches!(&e, IrError::BadNode { node, .. } if node == "2"), "{e:?}");
+    assert_msg(&e, &["node 2: attribute 'axis': invalid type: string \"last\""]);
 }
 
 #[test]
 fn missing_attribute() {
-    let e = read_err(&with_node(
-        2,
-        json!({"id": 2, "op": "reduce_sum", "attrs": {"axes": [-1]}, "args": ["0"]}),
-    ));
-    assert_eq!(
-        e,
-        IrError::BadNode {
-            node: "2".into(),
-            reason: "missing attribute 'keepdims'".into()
-        }
-    );
+    let e =
+        read_err(&with_node(2, json!({"id": 2, "op": "reduce_sum", "attrs": {"axes": [-1]}, "args": ["0"]})));
+    assert_eq!(e, IrError::BadNode { node: "2".into(), reason: "missing attribute 'keepdims'".into() });
 }
 
 #[test]
@@ -276,10 +223,7 @@ fn bad_base64() {
     let mut d = base();
     d["nodes"][1]["data"] = json!("AACAP!!!AEA=");
     let e = read_err(&d);
-    assert!(
-        matches!(&e, IrError::BadNode { node, .. } if node == "1 \"c\""),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::BadNode { node, .. } if node == "1 \"c\""), "{e:?}");
     assert_msg(&e, &["constant data is not base64"]);
 }
 
@@ -290,10 +234,7 @@ fn constant_without_data() {
     let e = read_err(&d);
     assert_eq!(
         e,
-        IrError::BadNode {
-            node: "1 \"c\"".into(),
-            reason: "a constant needs \"data\" (base64)".into()
-        }
+        IrError::BadNode { node: "1 \"c\"".into(), reason: "a constant needs \"data\" (base64)".into() }
     );
 }
 
@@ -304,10 +245,7 @@ fn constant_size_mismatch() {
     let e = read_err(&d);
     assert_eq!(
         e,
-        IrError::BadNode {
-            node: "1 \"c\"".into(),
-            reason: "tensor of f32[2] needs 8 bytes, got 4".into()
-        }
+        IrError::BadNode { node: "1 \"c\"".into(), reason: "tensor of f32[2] needs 8 bytes, got 4".into() }
     );
 }
 
@@ -325,13 +263,7 @@ fn duplicate_id() {
     let mut d = base();
     d["nodes"][3]["id"] = json!(2);
     let e = read_err(&d);
-    assert_eq!(
-        e,
-        IrError::BadNode {
-            node: "2 \"sum\"".into(),
-            reason: "duplicate node id 2".into()
-        }
-    );
+    assert_eq!(e, IrError::BadNode { node: "2 \"sum\"".into(), reason: "duplicate node id 2".into() });
 }
 
 #[test]
@@ -344,10 +276,7 @@ fn dangling_reference() {
             if node.id.index() == 3 && node.name.as_deref() == Some("sum") && target == "node 9"),
         "{e:?}"
     );
-    assert_eq!(
-        e.to_string(),
-        "node %3 \"sum\": operand 1 refers to node 9, which does not exist"
-    );
+    assert_eq!(e.to_string(), "node %3 \"sum\": operand 1 refers to node 9, which does not exist");
 }
 
 #[test]
@@ -356,10 +285,7 @@ fn dangling_output_index() {
     let mut d = base();
     d["nodes"][3]["args"] = json!(["2:1", "1"]);
     let e = read_err(&d);
-    assert!(
-        matches!(&e, IrError::DanglingValue { operand: 0, target, .. } if target == "2:1"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::DanglingValue { operand: 0, target, .. } if target == "2:1"), "{e:?}");
 }
 
 #[test]
@@ -369,13 +295,7 @@ fn bad_reference_syntax() {
         d["nodes"][3]["args"] = json!([bad, "1"]);
         let e = read_err(&d);
         assert!(matches!(e, IrError::BadNode { .. }), "{bad:?}: {e:?}");
-        assert_msg(
-            &e,
-            &[
-                "node 3 \"sum\"",
-                &format!("operand 0 '{bad}' is not a value reference"),
-            ],
-        );
+        assert_msg(&e, &["node 3 \"sum\"", &format!("operand 0 '{bad}' is not a value reference")]);
     }
 }
 
@@ -384,10 +304,7 @@ fn cycle() {
     let mut d = base();
     d["nodes"][2]["args"] = json!(["3"]); // neg(sum), sum = neg + c
     let e = read_err(&d);
-    assert!(
-        matches!(&e, IrError::Cycle { node } if [2, 3].contains(&node.id.index())),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::Cycle { node } if [2, 3].contains(&node.id.index())), "{e:?}");
     assert_msg(&e, &["the graph has a cycle through this node"]);
 }
 
@@ -396,10 +313,7 @@ fn self_loop() {
     let mut d = base();
     d["nodes"][2]["args"] = json!(["2"]);
     let e = read_err(&d);
-    assert!(
-        matches!(&e, IrError::Cycle { node } if node.id.index() == 2),
-        "{e:?}"
-    );
+    assert!(matches!(&e, IrError::Cycle { node } if node.id.index() == 2), "{e:?}");
 }
 
 #[test]
@@ -407,18 +321,12 @@ fn operand_count() {
     let mut d = base();
     d["nodes"][3]["args"] = json!(["2"]);
     let e = read_err(&d);
-    assert_eq!(
-        e.to_string(),
-        "node %3 \"sum\" (add): expects 2 operand(s), got 1"
-    );
+    assert_eq!(e.to_string(), "node %3 \"sum\" (add): expects 2 operand(s), got 1");
     assert!(
         matches!(&e, IrError::OperandCount { expected, found: 1, op, .. } if expected == "2" && op == "add"),
         "{e:?}"
     );
-    let e = read_err(&with_node(
-        2,
-        json!({"id": 2, "op": "concat", "attrs": {"axis": 0}}),
-    ));
+    let e = read_err(&with_node(2, json!({"id": 2, "op": "concat", "attrs": {"axis": 0}})));
     assert!(
         matches!(&e, IrError::OperandCount { expected, found: 0, .. } if expected == "at least 1"),
         "{e:?}"
@@ -446,18 +354,12 @@ fn type_mismatch() {
     assert_eq!(
         e,
         IrError::Type {
-            node: NodeLabel {
-                id: NodeId::new(3),
-                name: Some("sum".into())
-            },
+            node: NodeLabel { id: NodeId::new(3), name: Some("sum".into()) },
             op: "add".into(),
             reason: "operand dtypes differ: f32 vs i64".into()
         }
     );
-    assert_eq!(
-        e.to_string(),
-        "node %3 \"sum\" (add): operand dtypes differ: f32 vs i64"
-    );
+    assert_eq!(e.to_string(), "node %3 \"sum\" (add): operand dtypes differ: f32 vs i64");
 }
 
 #[test]
@@ -467,10 +369,7 @@ fn shape_mismatch() {
     d["nodes"][0]["types"] = json!([{"dtype": "f32", "shape": ["seq", 3]}]);
     let e = read_err(&d);
     assert!(matches!(e, IrError::Type { .. }), "{e:?}");
-    assert_msg(
-        &e,
-        &["cannot broadcast [seq, 3] with [1, 2]: axis 1 has 3 vs 2"],
-    );
+    assert_msg(&e, &["cannot broadcast [seq, 3] with [1, 2]: axis 1 has 3 vs 2"]);
 }
 
 #[test]
@@ -478,14 +377,8 @@ fn block_rejects_operands() {
     let mut d = base();
     d["nodes"][4]["args"] = json!(["3", "0"]); // weight f32[seq, 2]
     let e = read_err(&d);
-    assert!(
-        matches!(&e, IrError::Block { node, .. } if node.id.index() == 4),
-        "{e:?}"
-    );
-    assert_msg(
-        &e,
-        &["test_rms_norm: weight is f32[seq, 2], the last axis of x has 2"],
-    );
+    assert!(matches!(&e, IrError::Block { node, .. } if node.id.index() == 4), "{e:?}");
+    assert_msg(&e, &["test_rms_norm: weight is f32[seq, 2], the last axis of x has 2"]);
 }
 
 #[test]
@@ -496,10 +389,7 @@ fn declared_types_disagree() {
     assert_eq!(
         e,
         IrError::TypeDisagrees {
-            node: NodeLabel {
-                id: NodeId::new(3),
-                name: Some("sum".into())
-            },
+            node: NodeLabel { id: NodeId::new(3), name: Some("sum".into()) },
             op: "add".into(),
             output: 0,
             declared: "f32[batch, 2]".into(),
@@ -522,10 +412,7 @@ fn declared_output_count_disagrees() {
     let e = read_err(&d);
     assert_eq!(
         e,
-        IrError::BadNode {
-            node: "2".into(),
-            reason: "declares 2 output types, the op has 1".into()
-        }
+        IrError::BadNode { node: "2".into(), reason: "declares 2 output types, the op has 1".into() }
     );
 }
 
@@ -535,17 +422,8 @@ fn dangling_output() {
         let mut d = base();
         d["outputs"] = json!([{"name": "y", "value": target}]);
         let e = read_err(&d);
-        assert_eq!(
-            e,
-            IrError::DanglingOutput {
-                name: "y".into(),
-                target: target.into()
-            }
-        );
-        assert_eq!(
-            e.to_string(),
-            format!("graph output \"y\" refers to {target}, which does not exist")
-        );
+        assert_eq!(e, IrError::DanglingOutput { name: "y".into(), target: target.into() });
+        assert_eq!(e.to_string(), format!("graph output \"y\" refers to {target}, which does not exist"));
     }
 }
 
@@ -586,21 +464,9 @@ fn every_case_is_its_own_variant_or_message() {
             d.as_object_mut().unwrap().remove("nodes");
             d
         }),
-        (
-            "unknown op",
-            with_node(2, json!({"id": 2, "op": "nope", "args": ["0"]})),
-        ),
-        (
-            "unknown block",
-            with_node(4, json!({"id": 4, "op": "block.nope", "args": ["3"]})),
-        ),
-        (
-            "attr type",
-            with_node(
-                2,
-                json!({"id": 2, "op": "cast", "attrs": {"to": 3}, "args": ["0"]}),
-            ),
-        ),
+        ("unknown op", with_node(2, json!({"id": 2, "op": "nope", "args": ["0"]}))),
+        ("unknown block", with_node(4, json!({"id": 4, "op": "block.nope", "args": ["3"]}))),
+        ("attr type", with_node(2, json!({"id": 2, "op": "cast", "attrs": {"to": 3}, "args": ["0"]}))),
         ("base64", {
             let mut d = base();
             d["nodes"][1]["data"] = json!("***");
@@ -663,15 +529,8 @@ fn every_case_is_its_own_variant_or_message() {
         let variant = format!("{e:?}");
         let variant = variant.split([' ', '(', '{']).next().unwrap().to_string();
         // Key on the variant and the message with digits removed.
-        let msg: String = e
-            .to_string()
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
-        assert!(
-            seen.insert((variant, msg.clone())),
-            "{what}: repeated {msg}"
-        );
+        let msg: String = e.to_string().chars().filter(|c| !c.is_ascii_digit()).collect();
+        assert!(seen.insert((variant, msg.clone())), "{what}: repeated {msg}");
     }
     assert!(seen.len() >= 12);
 }
@@ -682,13 +541,7 @@ fn unknown_attribute_is_rejected() {
     let mut d = base();
     d["nodes"][2]["attrs"] = json!({"axis": 0});
     let e = read_err(&d);
-    assert_eq!(
-        e,
-        IrError::BadNode {
-            node: "2".into(),
-            reason: "unknown attribute 'axis' for neg".into()
-        }
-    );
+    assert_eq!(e, IrError::BadNode { node: "2".into(), reason: "unknown attribute 'axis' for neg".into() });
     let e = read_err(&with_node(
         2,
         json!({"id": 2, "op": "reduce_sum", "attrs": {"axes": [-1], "keepdims": true, "keepdim": false}, "args": ["0"]}),
@@ -696,10 +549,7 @@ fn unknown_attribute_is_rejected() {
     assert_msg(&e, &["unknown attribute 'keepdim' for reduce_sum"]);
     let mut d = base();
     d["nodes"][1]["attrs"]["scale"] = json!(2.0);
-    assert_msg(
-        &read_err(&d),
-        &["node 1 \"c\": unknown attribute 'scale' for constant"],
-    );
+    assert_msg(&read_err(&d), &["node 1 \"c\": unknown attribute 'scale' for constant"]);
     let mut d = base();
     d["nodes"][0]["attrs"] = json!({"dtype": "f32"});
     assert_msg(&read_err(&d), &["unknown attribute 'dtype' for input"]);
@@ -710,11 +560,5 @@ fn data_on_a_non_constant_is_rejected() {
     let mut d = base();
     d["nodes"][2]["data"] = json!("AAAAAA==");
     let e = read_err(&d);
-    assert_eq!(
-        e,
-        IrError::BadNode {
-            node: "2".into(),
-            reason: "only constants carry \"data\"".into()
-        }
-    );
+    assert_eq!(e, IrError::BadNode { node: "2".into(), reason: "only constants carry \"data\"".into() });
 }

@@ -4,13 +4,7 @@ use blockfuse_ir::*;
 fn build_dump_roundtrip() {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
-    let x = b.input(
-        "x",
-        TensorType::new(
-            DType::F32,
-            [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(64)],
-        ),
-    );
+    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(64)]));
     let w = b.constant(HostTensor::from_f32(vec![64], &[0.5; 64]));
     let sq = b.unary(UnaryOp::Square, x).unwrap();
     let m = b.mean_last(sq).unwrap();
@@ -19,12 +13,7 @@ fn build_dump_roundtrip() {
     let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
     let y = b.mul(x, r).unwrap();
     let y = b.mul(y, w).unwrap();
-    let y2 = b
-        .reshape(
-            y,
-            vec![Dim::sym("batch").mul(&Dim::sym("seq")), Dim::Known(64)],
-        )
-        .unwrap();
+    let y2 = b.reshape(y, vec![Dim::sym("batch").mul(&Dim::sym("seq")), Dim::Known(64)]).unwrap();
     g.add_output("y", y2);
     g.validate().unwrap();
     let text = text::dump(&g).unwrap();

@@ -51,22 +51,13 @@ fn snapshot_small_constants() {
         b.constant(HostTensor::from_i64(vec![4], &[-1, 0, 7, i64::MAX])),
         b.constant(HostTensor::from_f64(DType::I32, vec![2], &[-3.0, 40000.0])),
         b.constant(HostTensor::from_f64(DType::U8, vec![2], &[0.0, 255.0])),
-        b.constant(HostTensor::from_f64(
-            DType::Bool,
-            vec![2, 2],
-            &[1.0, 0.0, 0.0, 1.0],
-        )),
-        b.constant(HostTensor::from_f64(
-            DType::F32,
-            vec![3],
-            &[f64::INFINITY, f64::NEG_INFINITY, f64::NAN],
-        )),
+        b.constant(HostTensor::from_f64(DType::Bool, vec![2, 2], &[1.0, 0.0, 0.0, 1.0])),
+        b.constant(HostTensor::from_f64(DType::F32, vec![3], &[f64::INFINITY, f64::NEG_INFINITY, f64::NAN])),
         // More than 4 elements: no values, the name if there is one.
         b.constant(HostTensor::from_f32(vec![5], &[0.0; 5])),
     ];
     let named = b.constant(HostTensor::from_f32(vec![2, 3], &[0.0; 6]));
-    b.graph_mut()
-        .set_name(named.node, Some("lm_head.bias".into()));
+    b.graph_mut().set_name(named.node, Some("lm_head.bias".into()));
     for (i, v) in outs.into_iter().chain([named]).enumerate() {
         g.add_output(&format!("c{i}"), v);
     }
@@ -118,11 +109,7 @@ fn multi_output_line() {
 
 #[test]
 fn op_debug_uses_the_dump_syntax() {
-    let op = Op::Reduce {
-        op: ReduceOp::Mean,
-        axes: vec![-1],
-        keepdims: true,
-    };
+    let op = Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true };
     assert_eq!(format!("{op:?}"), "reduce_mean{axes=[-1], keepdims=true}");
     let op = Op::Slice(SliceSpec {
         axes: vec![1],
@@ -130,17 +117,11 @@ fn op_debug_uses_the_dump_syntax() {
         ends: vec![Bound::Dim(sym("seq"))],
         steps: vec![1],
     });
-    assert_eq!(
-        format!("{op:?}"),
-        "slice{axes=[1], ends=[seq], starts=[0], steps=[1]}"
-    );
+    assert_eq!(format!("{op:?}"), "slice{axes=[1], ends=[seq], starts=[0], steps=[1]}");
     assert_eq!(format!("{:?}", Op::MatMul), "matmul");
     assert_eq!(format!("{:?}", Op::Cast(DType::BF16)), "cast{to=bf16}");
     assert_eq!(
-        format!(
-            "{:?}",
-            Op::Block(std::sync::Arc::new(TestRmsNorm { eps: 1e-6 }))
-        ),
+        format!("{:?}", Op::Block(std::sync::Arc::new(TestRmsNorm { eps: 1e-6 }))),
         "block.test_rms_norm{eps=1e-6}"
     );
 }

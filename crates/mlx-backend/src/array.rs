@@ -169,9 +169,7 @@ pub fn synchronize() -> Result<()> {
 /// The version string of the MLX library loaded at run time (e.g. `0.32.4`).
 pub fn version() -> String {
     // SAFETY: returns a static NUL-terminated string.
-    unsafe { CStr::from_ptr(ffi::bfm_version()) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(ffi::bfm_version()) }.to_string_lossy().into_owned()
 }
 
 /// Evaluates several arrays together (sharing their common subgraphs).
@@ -461,23 +459,14 @@ impl Array {
     pub fn reduce(&self, op: ReduceOp, axes: &[i32], keepdims: bool) -> Result<Array> {
         // SAFETY: valid handle and slice.
         make(|o| unsafe {
-            ffi::bfm_reduce(
-                op as c_int,
-                self.ptr(),
-                axes.as_ptr(),
-                axes.len(),
-                keepdims as c_int,
-                o,
-            )
+            ffi::bfm_reduce(op as c_int, self.ptr(), axes.as_ptr(), axes.len(), keepdims as c_int, o)
         })
     }
 
     /// Softmax over `axes`; `precise` accumulates in f32 for half-precision inputs.
     pub fn softmax(&self, axes: &[i32], precise: bool) -> Result<Array> {
         // SAFETY: valid handle and slice.
-        make(|o| unsafe {
-            ffi::bfm_softmax(self.ptr(), axes.as_ptr(), axes.len(), precise as c_int, o)
-        })
+        make(|o| unsafe { ffi::bfm_softmax(self.ptr(), axes.as_ptr(), axes.len(), precise as c_int, o) })
     }
 
     fn shape_op(&self, op: ShapeOp, v: &[i32]) -> Result<Array> {
@@ -523,14 +512,7 @@ impl Array {
         }
         // SAFETY: valid handle; the three slices have `start.len()` entries.
         make(|o| unsafe {
-            ffi::bfm_slice(
-                self.ptr(),
-                start.as_ptr(),
-                stop.as_ptr(),
-                strides.as_ptr(),
-                start.len(),
-                o,
-            )
+            ffi::bfm_slice(self.ptr(), start.as_ptr(), stop.as_ptr(), strides.as_ptr(), start.len(), o)
         })
     }
 
@@ -546,13 +528,7 @@ impl Array {
         let mut outs: Vec<*mut RawArray> = vec![ptr::null_mut(); indices.len() + 1];
         // SAFETY: `outs` has room for the `indices.len() + 1` handles written on success.
         check(unsafe {
-            ffi::bfm_split(
-                self.ptr(),
-                indices.as_ptr(),
-                indices.len(),
-                axis,
-                outs.as_mut_ptr(),
-            )
+            ffi::bfm_split(self.ptr(), indices.as_ptr(), indices.len(), axis, outs.as_mut_ptr())
         })?;
         outs.into_iter()
             .map(|p| {

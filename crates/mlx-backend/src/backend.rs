@@ -47,9 +47,7 @@ pub struct MlxBackend {
 
 impl std::fmt::Debug for MlxBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MlxBackend")
-            .field("device", &self.device)
-            .finish_non_exhaustive()
+        f.debug_struct("MlxBackend").field("device", &self.device).finish_non_exhaustive()
     }
 }
 
@@ -59,15 +57,9 @@ impl MlxBackend {
     /// [`Device::Gpu`] with the CPU-only library.
     pub fn new(device: Device) -> Result<Self> {
         if !device.is_available() {
-            return Err(MlxError::DeviceUnavailable {
-                device,
-                version: array::version(),
-            });
+            return Err(MlxError::DeviceUnavailable { device, version: array::version() });
         }
-        Ok(MlxBackend {
-            device,
-            lowerings: Lowerings::new(),
-        })
+        Ok(MlxBackend { device, lowerings: Lowerings::new() })
     }
 
     /// A backend on `device` with this crate's fused lowerings of the built-in blocks

@@ -15,11 +15,7 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
         return Err(MlxError::Input {
             index: usize::MAX,
             name: String::new(),
-            reason: format!(
-                "the graph takes {} input(s), {} were given",
-                ids.len(),
-                inputs.len()
-            ),
+            reason: format!("the graph takes {} input(s), {} were given", ids.len(), inputs.len()),
         });
     }
     let typed: Vec<(&TensorType, String, &HostTensor)> = ids
@@ -30,11 +26,8 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
             (&node.types[0], node.name.clone().unwrap_or_default(), t)
         })
         .collect();
-    let err = |index: usize, name: &str, reason: String| MlxError::Input {
-        index,
-        name: name.to_string(),
-        reason,
-    };
+    let err =
+        |index: usize, name: &str, reason: String| MlxError::Input { index, name: name.to_string(), reason };
     let shown = |t: &HostTensor| {
         let dims: Vec<Dim> = t.dims().iter().map(|&d| Dim::Known(d)).collect();
         format!("{}[{}]", t.dtype(), join_dims(&dims))
@@ -94,8 +87,7 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
             match d.eval(&b) {
                 Some(v) if v == n => {}
                 Some(v) => {
-                    let vals: Vec<String> =
-                        d.symbols().map(|s| format!("{s} = {}", b[s])).collect();
+                    let vals: Vec<String> = d.symbols().map(|s| format!("{s} = {}", b[s])).collect();
                     let single = vals.len() == 1 && d.symbols().all(|s| d.is_symbol(s));
                     let shown_dim = if single {
                         vals[0].clone()
@@ -105,10 +97,7 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
                     return Err(err(
                         i,
                         name,
-                        format!(
-                            "axis {axis} is {shown_dim}, got size {n} (expected {ty}, got {})",
-                            shown(t)
-                        ),
+                        format!("axis {axis} is {shown_dim}, got size {n} (expected {ty}, got {})", shown(t)),
                     ));
                 }
                 None => {
@@ -132,11 +121,8 @@ pub(crate) fn eval_dims(shape: &[Dim], bindings: &Bindings) -> Result<Vec<i32>> 
 /// One dim under `bindings`, as an `i32`.
 pub(crate) fn eval_dim(d: &Dim, bindings: &Bindings) -> Result<i32> {
     let v = d.eval(bindings).ok_or_else(|| {
-        let missing: Vec<String> = d
-            .symbols()
-            .filter(|s| !bindings.contains_key(*s))
-            .map(|s| s.to_string())
-            .collect();
+        let missing: Vec<String> =
+            d.symbols().filter(|s| !bindings.contains_key(*s)).map(|s| s.to_string()).collect();
         MlxError::Graph(format!(
             "dim {d}: symbol(s) {} are not bound by the graph inputs",
             missing.join(", ")
@@ -191,11 +177,7 @@ mod tests {
         assert!(e.to_string().contains("axis 1 must be 4"), "{e}");
         let f16 = HostTensor::from_f64(DType::F16, vec![3, 4], &[0.0; 12]);
         let e = bind_inputs(&g, &[f16, t(&[3])]).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("expected f32[seq, 4], got f16[3, 4]"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("expected f32[seq, 4], got f16[3, 4]"), "{e}");
         assert!(bind_inputs(&g, &[t(&[3, 4])]).is_err());
     }
 }

@@ -62,11 +62,7 @@ pub enum MlxError {
 impl MlxError {
     /// Wraps the error with the node it happened at.
     pub fn at(self, node: NodeLabel, op: impl Into<String>) -> MlxError {
-        MlxError::Node {
-            node,
-            op: op.into(),
-            source: Box::new(self),
-        }
+        MlxError::Node { node, op: op.into(), source: Box::new(self) }
     }
 
     /// The innermost error, under every [`MlxError::Node`] wrapper.

@@ -23,12 +23,7 @@ pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
 
 /// `(x − mean) · rsqrt(var + eps) ⊙ weight + bias` over the last axis (biased variance, f32);
 /// absent weight/bias mean ones/zeros.
-pub fn layer_norm(
-    x: &Array,
-    weight: Option<&Array>,
-    bias: Option<&Array>,
-    eps: f32,
-) -> Result<Array> {
+pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f32) -> Result<Array> {
     // SAFETY: valid handles or null.
     make(|o| unsafe { ffi::bfm_layer_norm(x.ptr(), opt_ptr(weight), opt_ptr(bias), eps, o) })
 }
@@ -107,9 +102,7 @@ pub fn scaled_dot_product_attention(
 ) -> Result<Array> {
     let mode: &[u8] = if causal { b"causal\0" } else { b"\0" };
     if !scale.is_finite() {
-        return Err(MlxError::Binding(format!(
-            "sdpa scale must be finite, got {scale}"
-        )));
+        return Err(MlxError::Binding(format!("sdpa scale must be finite, got {scale}")));
     }
     // SAFETY: valid handles or null; `mode` is NUL-terminated.
     make(|o| unsafe {

@@ -113,12 +113,7 @@ extern "C" {
         dtype: c_int,
         out: *mut *mut RawArray,
     ) -> c_int;
-    pub(crate) fn bfm_tri(
-        upper: c_int,
-        a: *const RawArray,
-        k: c_int,
-        out: *mut *mut RawArray,
-    ) -> c_int;
+    pub(crate) fn bfm_tri(upper: c_int, a: *const RawArray, k: c_int, out: *mut *mut RawArray) -> c_int;
 
     pub(crate) fn bfm_rms_norm(
         x: *const RawArray,

@@ -27,10 +27,7 @@ impl Checks {
     pub(crate) fn any(&mut self, bad: &Array, message: impl Into<String>) -> Result<()> {
         let all: Vec<i32> = (0..bad.ndim() as i32).collect();
         let failed = bad.reduce(ReduceOp::Any, &all, false)?;
-        self.pending.push(Check {
-            failed,
-            error: MlxError::Check(message.into()),
-        });
+        self.pending.push(Check { failed, error: MlxError::Check(message.into()) });
         Ok(())
     }
 
@@ -69,11 +66,7 @@ pub(crate) struct Lowerer<'a> {
 
 impl<'a> Lowerer<'a> {
     pub(crate) fn new(lowerings: &'a Lowerings<Array, MlxError>) -> Self {
-        Lowerer {
-            lowerings,
-            checks: Checks::default(),
-            fallbacks: FallbackCache::new(),
-        }
+        Lowerer { lowerings, checks: Checks::default(), fallbacks: FallbackCache::new() }
     }
 
     /// Builds the graph's outputs as lazy MLX arrays from its inputs (in graph-input order).
@@ -120,26 +113,19 @@ impl<'a> Lowerer<'a> {
             }
             let node = g.node(id);
             let outs = if matches!(node.op, Op::Input) {
-                let pos = g
-                    .inputs()
-                    .iter()
-                    .position(|&i| i == id)
-                    .expect("an input node is a graph input");
+                let pos = g.inputs().iter().position(|&i| i == id).expect("an input node is a graph input");
                 vec![inputs[pos].take().expect("each input is read once")]
             } else {
                 let args: Vec<Array> = node
                     .operands
                     .iter()
                     .map(|v| {
-                        values[v.node.index()].as_ref().expect("topological order")
-                            [v.output as usize]
-                            .clone()
+                        values[v.node.index()].as_ref().expect("topological order")[v.output as usize].clone()
                     })
                     .collect();
                 let before = self.checks.len();
-                let outs = self
-                    .lower_node(g, id, args, bindings)
-                    .map_err(|e| e.at(g.label(id), node.op.name()))?;
+                let outs =
+                    self.lower_node(g, id, args, bindings).map_err(|e| e.at(g.label(id), node.op.name()))?;
                 self.checks.tag(before, g, id);
                 outs
             };
@@ -155,8 +141,7 @@ impl<'a> Lowerer<'a> {
         Ok(g.outputs()
             .iter()
             .map(|(_, v)| {
-                values[v.node.index()].as_ref().expect("outputs are live")[v.output as usize]
-                    .clone()
+                values[v.node.index()].as_ref().expect("outputs are live")[v.output as usize].clone()
             })
             .collect())
     }
@@ -175,19 +160,13 @@ impl<'a> Lowerer<'a> {
                 let concrete = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
                 let types = block.infer(&concrete).map_err(MlxError::Mismatch)?;
                 let outs = self.lower_block(&**block, &types, args)?;
-                let expected = types
-                    .iter()
-                    .map(|t| (t.dtype, t.known_dims()))
-                    .collect::<Vec<_>>();
+                let expected = types.iter().map(|t| (t.dtype, t.known_dims())).collect::<Vec<_>>();
                 (outs, expected)
             }
             op => {
                 let outs = prim::lower(op, &args, &node.types, bindings, &mut self.checks)?;
-                let expected = node
-                    .types
-                    .iter()
-                    .map(|t| (t.dtype, t.eval_dims(bindings)))
-                    .collect::<Vec<_>>();
+                let expected =
+                    node.types.iter().map(|t| (t.dtype, t.eval_dims(bindings))).collect::<Vec<_>>();
                 (outs, expected)
             }
         };
@@ -226,14 +205,8 @@ impl<'a> Lowerer<'a> {
         args: Vec<Array>,
     ) -> Result<Vec<Array>> {
         let lowerings = self.lowerings;
-        let call = Call {
-            outputs: types,
-            args: &args,
-        };
-        let mut fallback = BlockFallback {
-            lowerer: self,
-            block,
-        };
+        let call = Call { outputs: types, args: &args };
+        let mut fallback = BlockFallback { lowerer: self, block };
         match lowerings.lower(block, &call, &mut fallback) {
             Some(r) => r,
             None => fallback.run(&args),
@@ -252,25 +225,18 @@ struct BlockFallback<'l, 'a> {
 impl Fallback<Array, MlxError> for BlockFallback<'_, '_> {
     fn run(&mut self, args: &[Array]) -> Result<Vec<Array>> {
         let types = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
-        let key = (
-            format!("{}{}", self.block.kind(), self.block.attrs()),
-            types,
-        );
+        let key = (format!("{}{}", self.block.kind(), self.block.attrs()), types);
         let g = match self.lowerer.fallbacks.get(&key) {
             Some(g) => g.clone(),
             None => {
                 let g = fallback_graph(self.block, &key.1).map_err(|e| {
-                    MlxError::Graph(format!(
-                        "the fallback of {} does not build: {e}",
-                        self.block.kind()
-                    ))
+                    MlxError::Graph(format!("the fallback of {} does not build: {e}", self.block.kind()))
                 })?;
                 let g = Rc::new(g);
                 self.lowerer.fallbacks.insert(key, g.clone());
                 g
             }
         };
-        self.lowerer
-            .lower_graph(&g, &Bindings::new(), args.to_vec())
+        self.lowerer.lower_graph(&g, &Bindings::new(), args.to_vec())
     }
 }

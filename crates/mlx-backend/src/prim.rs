@@ -37,16 +37,10 @@ pub(crate) fn lower(
     let x = || a.ok_or_else(|| MlxError::Graph(format!("{} has no operand", op.name())));
     let one = |r: Result<Array>| r.map(|a| vec![a]);
     match op {
-        Op::Input | Op::Block(_) => Err(MlxError::Graph(format!(
-            "{} is not a primitive op",
-            op.name()
-        ))),
+        Op::Input | Op::Block(_) => Err(MlxError::Graph(format!("{} is not a primitive op", op.name()))),
         Op::Constant(t) => one(Array::from_host(t)),
         Op::SymConst(dims) => {
-            let v = dims
-                .iter()
-                .map(|d| Ok(eval_dim(d, bindings)? as i64))
-                .collect::<Result<Vec<i64>>>()?;
+            let v = dims.iter().map(|d| Ok(eval_dim(d, bindings)? as i64)).collect::<Result<Vec<i64>>>()?;
             one(Array::from_host(&HostTensor::from_i64(vec![v.len()], &v)))
         }
         Op::Unary(u) => one(unary(*u, x()?)),
@@ -74,22 +68,10 @@ pub(crate) fn lower(
         }
         Op::Split { axis, sizes } => split(x()?, *axis, sizes, bindings),
         Op::Gather { axis } => one(gather(&args[0], &args[1], *axis, checks)),
-        Op::Range {
-            start,
-            step,
-            len,
-            dtype,
-        } => one(range(
-            *start,
-            *step,
-            eval_dim(len, bindings)? as usize,
-            *dtype,
-        )),
-        Op::Full {
-            shape,
-            value,
-            dtype,
-        } => {
+        Op::Range { start, step, len, dtype } => {
+            one(range(*start, *step, eval_dim(len, bindings)? as usize, *dtype))
+        }
+        Op::Full { shape, value, dtype } => {
             let dims = eval_dims(shape, bindings)?;
             one(Array::from_host(&HostTensor::scalar(*dtype, *value))?.broadcast_to(&dims))
         }
@@ -192,14 +174,7 @@ pub(crate) fn int_div_mod(div: bool, a: &Array, b: &Array, checks: &mut Checks) 
     let zero = int_scalar(0, d)?;
     let one = int_scalar(1, d)?;
     let b_zero = b.binary(B::Equal, &zero)?;
-    checks.any(
-        &b_zero,
-        if div {
-            "integer division by zero"
-        } else {
-            "integer modulo by zero"
-        },
-    )?;
+    checks.any(&b_zero, if div { "integer division by zero" } else { "integer modulo by zero" })?;
     let mut sb = Array::where_(&b_zero, &one, b)?;
     if !is_signed_int(d) {
         let op = if div { B::FloorDivide } else { B::Remainder };
@@ -207,9 +182,8 @@ pub(crate) fn int_div_mod(div: bool, a: &Array, b: &Array, checks: &mut Checks) 
     }
     // MIN / −1 traps on x86; its wrapped result equals MIN / 1 (and MIN mod 1 = 0).
     let min = int_scalar(int_range(d).0, d)?;
-    let overflow = a
-        .binary(B::Equal, &min)?
-        .binary(B::LogicalAnd, &b.binary(B::Equal, &int_scalar(-1, d)?)?)?;
+    let overflow =
+        a.binary(B::Equal, &min)?.binary(B::LogicalAnd, &b.binary(B::Equal, &int_scalar(-1, d)?)?)?;
     sb = Array::where_(&overflow, &one, &sb)?;
     let r = a.binary(B::Remainder, &sb)?;
     if !div {
@@ -218,9 +192,7 @@ pub(crate) fn int_div_mod(div: bool, a: &Array, b: &Array, checks: &mut Checks) 
     // floor(a / b) + 1 when the quotient is negative and inexact.
     let q = a.binary(B::FloorDivide, &sb)?;
     let inexact = r.binary(B::NotEqual, &zero)?;
-    let negative = a
-        .binary(B::Less, &zero)?
-        .binary(B::NotEqual, &sb.binary(B::Less, &zero)?)?;
+    let negative = a.binary(B::Less, &zero)?.binary(B::NotEqual, &sb.binary(B::Less, &zero)?)?;
     let fix = inexact.binary(B::LogicalAnd, &negative)?.astype(d)?;
     q.binary(B::Add, &fix)
 }
@@ -237,11 +209,7 @@ pub(crate) fn cast(x: &Array, to: DType) -> Result<Array> {
     let (lo, hi) = int_range(to);
     // Compare in f32 (exact for f16/bf16) or f64; the bounds are powers of two or round to
     // the integer bound itself, so the comparisons are exact where it matters.
-    let xf = if from == DType::F64 {
-        x.clone()
-    } else {
-        x.astype(DType::F32)?
-    };
+    let xf = if from == DType::F64 { x.clone() } else { x.astype(DType::F32)? };
     let fd = xf.dtype()?;
     let too_big = xf.binary(B::GreaterEqual, &Array::scalar(hi as f64 + 1.0, fd)?)?;
     let too_small = xf.binary(B::LessEqual, &Array::scalar(lo as f64 - 1.0, fd)?)?;
@@ -253,11 +221,8 @@ pub(crate) fn cast(x: &Array, to: DType) -> Result<Array> {
 }
 
 fn reduce(op: ReduceOp, axes: &[i64], keepdims: bool, x: &Array) -> Result<Array> {
-    let axes: Vec<i32> = reduced_axes(axes, x.ndim())
-        .map_err(MlxError::Mismatch)?
-        .into_iter()
-        .map(|a| a as i32)
-        .collect();
+    let axes: Vec<i32> =
+        reduced_axes(axes, x.ndim()).map_err(MlxError::Mismatch)?.into_iter().map(|a| a as i32).collect();
     let d = x.dtype()?;
     let half = matches!(d, DType::F16 | DType::BF16);
     let r = match op {
@@ -273,12 +238,7 @@ fn reduce(op: ReduceOp, axes: &[i64], keepdims: bool, x: &Array) -> Result<Array
             }
             let sum = x.astype(DType::I64)?.reduce(R::Sum, &axes, keepdims)?;
             let mut none = Checks::default();
-            let mean = int_div_mod(
-                true,
-                &sum,
-                &int_scalar(count as i64, DType::I64)?,
-                &mut none,
-            )?;
+            let mean = int_div_mod(true, &sum, &int_scalar(count as i64, DType::I64)?, &mut none)?;
             return mean.astype(d);
         }
         ReduceOp::Mean => R::Mean,
@@ -297,19 +257,9 @@ fn matmul(a: &Array, b: &Array) -> Result<Array> {
         return a.matmul(b);
     }
     // [.., M, K, 1] · [.., 1, K, N] summed over K, with NumPy's promotion of 1-D operands.
-    let (a2, drop_m) = if a.ndim() == 1 {
-        (a.expand_dims(&[0])?, true)
-    } else {
-        (a.clone(), false)
-    };
-    let (b2, drop_n) = if b.ndim() == 1 {
-        (b.expand_dims(&[1])?, true)
-    } else {
-        (b.clone(), false)
-    };
-    let p = a2
-        .expand_dims(&[-1])?
-        .binary(B::Mul, &b2.expand_dims(&[-3])?)?;
+    let (a2, drop_m) = if a.ndim() == 1 { (a.expand_dims(&[0])?, true) } else { (a.clone(), false) };
+    let (b2, drop_n) = if b.ndim() == 1 { (b.expand_dims(&[1])?, true) } else { (b.clone(), false) };
+    let p = a2.expand_dims(&[-1])?.binary(B::Mul, &b2.expand_dims(&[-3])?)?;
     let mut r = p.reduce(R::Sum, &[-2], false)?;
     if drop_m {
         r = r.squeeze(&[-2])?;
@@ -345,11 +295,7 @@ fn slice(x: &Array, spec: &SliceSpec, bindings: &Bindings) -> Result<Array> {
         let (s, e) = clamp_slice(n, bound(&spec.starts[i])?, bound(&spec.ends[i])?, step);
         start[a] = s as i32;
         // MLX reads a negative stop as counted from the end: "before index 0" is −n−1.
-        stop[a] = if step < 0 && e < 0 {
-            -(n as i32) - 1
-        } else {
-            e as i32
-        };
+        stop[a] = if step < 0 && e < 0 { -(n as i32) - 1 } else { e as i32 };
         // A step longer than the axis takes one element, as does the axis' length.
         let m = n.max(1) as i64;
         strides[a] = step.clamp(-m, m) as i32;
@@ -375,26 +321,16 @@ fn gather(data: &Array, idx: &Array, axis: i64, checks: &mut Checks) -> Result<A
     let a = axis_of(axis, data.ndim())?;
     let n = data.shape()[a as usize];
     if n == 0 && idx.size() > 0 {
-        return Err(MlxError::Check(format!(
-            "gather: indices into axis {a} of size 0"
-        )));
+        return Err(MlxError::Check(format!("gather: indices into axis {a} of size 0")));
     }
     let n64 = int_scalar(n as i64, DType::I64)?;
     let zero = int_scalar(0, DType::I64)?;
     let i = idx.astype(DType::I64)?;
     let i = Array::where_(&i.binary(B::Less, &zero)?, &i.binary(B::Add, &n64)?, &i)?;
-    let bad = i
-        .binary(B::Less, &zero)?
-        .binary(B::LogicalOr, &i.binary(B::GreaterEqual, &n64)?)?;
-    checks.any(
-        &bad,
-        format!("gather: an index is out of range for axis {a} of size {n}"),
-    )?;
+    let bad = i.binary(B::Less, &zero)?.binary(B::LogicalOr, &i.binary(B::GreaterEqual, &n64)?)?;
+    checks.any(&bad, format!("gather: an index is out of range for axis {a} of size {n}"))?;
     let last = int_scalar(n.saturating_sub(1) as i64, DType::I64)?;
-    let i = i
-        .binary(B::Maximum, &zero)?
-        .binary(B::Minimum, &last)?
-        .astype(DType::I32)?;
+    let i = i.binary(B::Maximum, &zero)?.binary(B::Minimum, &last)?.astype(DType::I32)?;
     data.take(&i, a)
 }
 
@@ -404,9 +340,7 @@ fn range(start: f64, step: f64, len: usize, dtype: DType) -> Result<Array> {
     }
     if dtype.is_int() && start.fract() == 0.0 && step.fract() == 0.0 {
         let (s, d) = (start as i64, step as i64);
-        let v: Vec<i64> = (0..len as i64)
-            .map(|i| s.wrapping_add(d.wrapping_mul(i)))
-            .collect();
+        let v: Vec<i64> = (0..len as i64).map(|i| s.wrapping_add(d.wrapping_mul(i))).collect();
         return Array::from_host(&HostTensor::from_i64(vec![len], &v))?.astype(dtype);
     }
     let v: Vec<f64> = (0..len).map(|i| start + step * i as f64).collect();

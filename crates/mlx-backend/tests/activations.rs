@@ -42,22 +42,8 @@ fn swiglu_and_geglu() {
     // mixed dtypes: f16 gate, bf16 up → f32
     let g = rand(DType::F16, &[4, 16], 3, 4.0);
     let u = rand(DType::BF16, &[4, 16], 4, 2.0);
-    check_block(
-        lowerings::swiglu,
-        &SwiGlu::new(),
-        &[g.clone(), u.clone()],
-        1e-6,
-        false,
-        "swiglu f16·bf16",
-    );
-    check_block(
-        lowerings::geglu,
-        &GeGlu::new(true),
-        &[g, u],
-        1e-6,
-        false,
-        "geglu f16·bf16",
-    );
+    check_block(lowerings::swiglu, &SwiGlu::new(), &[g.clone(), u.clone()], 1e-6, false, "swiglu f16·bf16");
+    check_block(lowerings::geglu, &GeGlu::new(true), &[g, u], 1e-6, false, "geglu f16·bf16");
 }
 
 #[test]
@@ -84,19 +70,11 @@ fn layer(d: DType) -> Graph {
     let (h, dh) = (4usize, 16usize);
     let mut g = Graph::new();
     let mut bld = Builder::new(&mut g);
-    let x = bld.input(
-        "x",
-        TensorType::new(d, [b.clone(), Dim::Known(h), t.clone(), Dim::Known(dh)]),
-    );
+    let x = bld.input("x", TensorType::new(d, [b.clone(), Dim::Known(h), t.clone(), Dim::Known(dh)]));
     let w = bld.input("w", TensorType::known(d, &[dh]));
     let n = bld.block(RmsNorm::new(1e-6), &[x, w]).unwrap()[0];
     let r = bld.block(Rope::new(dh, 1e4), &[n]).unwrap()[0];
-    let a = bld
-        .block(
-            Sdpa::new(Sdpa::default_scale(dh), MaskKind::Causal),
-            &[r, r, n],
-        )
-        .unwrap()[0];
+    let a = bld.block(Sdpa::new(Sdpa::default_scale(dh), MaskKind::Causal), &[r, r, n]).unwrap()[0];
     let y = bld.block(SwiGlu::new(), &[a, x]).unwrap()[0];
     let z = bld.block(Gelu::new(GeluKind::Tanh), &[y]).unwrap()[0];
     g.add_output("y", y);
@@ -116,18 +94,8 @@ fn a_layer_with_and_without_lowerings() {
             // several blocks chained: allow a few roundings more than one block
             let t = 4.0 * tol(2e-5, 1e-3, 1e-2, d);
             for i in 0..2 {
-                assert_close(
-                    &fused[i],
-                    &want[i],
-                    t,
-                    &format!("{d} B={b} T={t}: fused output {i}"),
-                );
-                assert_close(
-                    &plain[i],
-                    &want[i],
-                    t,
-                    &format!("{d} B={b} T={t}: fallback output {i}"),
-                );
+                assert_close(&fused[i], &want[i], t, &format!("{d} B={b} T={t}: fused output {i}"));
+                assert_close(&plain[i], &want[i], t, &format!("{d} B={b} T={t}: fallback output {i}"));
             }
         }
     }
@@ -136,10 +104,7 @@ fn a_layer_with_and_without_lowerings() {
 #[test]
 fn unregistering_one_lowering_runs_its_fallback() {
     let g = layer(DType::F32);
-    let inputs = [
-        rand(DType::F32, &[2, 4, 5, 16], 30, 1.0),
-        rand(DType::F32, &[16], 31, 1.0),
-    ];
+    let inputs = [rand(DType::F32, &[2, 4, 5, 16], 30, 1.0), rand(DType::F32, &[16], 31, 1.0)];
     let want = reference(&g, &inputs);
     let mut m = mlx();
     m.unregister::<Sdpa>();

@@ -26,22 +26,8 @@ fn rms_norm_dims_dtypes_and_weights() {
             let w = rand(d, &[dim], 2 + dim as u64, 1.0);
             let blk = RmsNorm::new(1e-5);
             let what = format!("rms_norm {d} D={dim}");
-            check_block(
-                lowerings::rms_norm,
-                &blk,
-                &[x.clone(), w],
-                rms_tol(d),
-                false,
-                &what,
-            );
-            check_block(
-                lowerings::rms_norm,
-                &blk,
-                &[x],
-                rms_tol(d),
-                false,
-                &format!("{what}, no weight"),
-            );
+            check_block(lowerings::rms_norm, &blk, &[x.clone(), w], rms_tol(d), false, &what);
+            check_block(lowerings::rms_norm, &blk, &[x], rms_tol(d), false, &format!("{what}, no weight"));
         }
     }
 }
@@ -73,37 +59,18 @@ fn rms_norm_gemma_offset_and_mixed_dtypes() {
     // f16 with bf16 gives f32
     let x = rand(DType::F16, &[4, 48], 14, 1.0);
     let w = rand(DType::BF16, &[48], 15, 1.0);
-    check_block(
-        lowerings::rms_norm,
-        &RmsNorm::new(1e-5),
-        &[x, w],
-        1e-6,
-        false,
-        "f16 x, bf16 w",
-    );
+    check_block(lowerings::rms_norm, &RmsNorm::new(1e-5), &[x, w], 1e-6, false, "f16 x, bf16 w");
 }
 
 #[test]
 fn rms_norm_f64_declines() {
     let x = rand(DType::F64, &[2, 16], 21, 1.0);
     let w = rand(DType::F64, &[16], 22, 1.0);
-    check_block(
-        lowerings::rms_norm,
-        &RmsNorm::new(1e-6),
-        &[x, w],
-        1e-12,
-        true,
-        "f64",
-    );
+    check_block(lowerings::rms_norm, &RmsNorm::new(1e-6), &[x, w], 1e-12, true, "f64");
 }
 
 /// A strided (transposed) input: x {D, T} transposed to {T, D} before the norm.
-fn transposed_then(
-    block: impl blockfuse_ir::Block,
-    d: DType,
-    dim: usize,
-    extra: &[TensorType],
-) -> Graph {
+fn transposed_then(block: impl blockfuse_ir::Block, d: DType, dim: usize, extra: &[TensorType]) -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let x = b.input("x", TensorType::known(d, &[dim, 5]));
@@ -123,24 +90,10 @@ fn norms_of_a_transposed_input() {
         let w = rand(d, &[33], 32, 1.0);
         let bias = rand(d, &[33], 33, 1.0);
         let g = transposed_then(RmsNorm::new(1e-5), d, 33, &[TensorType::known(d, &[33])]);
-        check_graph(
-            lowerings::rms_norm,
-            &g,
-            &[x.clone(), w.clone()],
-            rms_tol(d),
-            false,
-            "rms_norm strided",
-        );
+        check_graph(lowerings::rms_norm, &g, &[x.clone(), w.clone()], rms_tol(d), false, "rms_norm strided");
         let t = TensorType::known(d, &[33]);
         let g = transposed_then(LayerNorm::new(1e-5), d, 33, &[t.clone(), t]);
-        check_graph(
-            lowerings::layer_norm,
-            &g,
-            &[x, w, bias],
-            ln_tol(d),
-            false,
-            "layer_norm strided",
-        );
+        check_graph(lowerings::layer_norm, &g, &[x, w, bias], ln_tol(d), false, "layer_norm strided");
     }
 }
 
@@ -154,23 +107,9 @@ fn layer_norm_dims_dtypes_weight_and_bias_omitted() {
             let t = ln_tol(d);
             let what = format!("layer_norm {d} D={dim}");
             let mut blk = LayerNorm::new(1e-5);
-            check_block(
-                lowerings::layer_norm,
-                &blk,
-                &[x.clone(), w.clone(), bias.clone()],
-                t,
-                false,
-                &what,
-            );
+            check_block(lowerings::layer_norm, &blk, &[x.clone(), w.clone(), bias.clone()], t, false, &what);
             blk.has_bias = false;
-            check_block(
-                lowerings::layer_norm,
-                &blk,
-                &[x.clone(), w],
-                t,
-                false,
-                &format!("{what}, no bias"),
-            );
+            check_block(lowerings::layer_norm, &blk, &[x.clone(), w], t, false, &format!("{what}, no bias"));
             blk.has_weight = false;
             check_block(
                 lowerings::layer_norm,
@@ -181,14 +120,7 @@ fn layer_norm_dims_dtypes_weight_and_bias_omitted() {
                 &format!("{what}, neither"),
             );
             blk.has_bias = true;
-            check_block(
-                lowerings::layer_norm,
-                &blk,
-                &[x, bias],
-                t,
-                false,
-                &format!("{what}, no weight"),
-            );
+            check_block(lowerings::layer_norm, &blk, &[x, bias], t, false, &format!("{what}, no weight"));
         }
     }
 }
@@ -209,11 +141,7 @@ fn layer_norm_mixed_dtypes_and_f64() {
     let x = rand(DType::F64, &[2, 40], 54, 2.0);
     check_block(
         lowerings::layer_norm,
-        &LayerNorm {
-            eps: 1e-5,
-            has_weight: false,
-            has_bias: false,
-        },
+        &LayerNorm { eps: 1e-5, has_weight: false, has_bias: false },
         &[x],
         1e-12,
         true,

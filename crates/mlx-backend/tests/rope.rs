@@ -31,9 +31,7 @@ fn sweep_traditional_base_scale_offset_dtype() {
                 for scale in [1.0f32, 2.0] {
                     seed += 1;
                     let x = rand(d, &[2, 4, 8], seed, 1.0);
-                    let blk = Rope::new(8, base)
-                        .with_traditional(traditional)
-                        .with_scale(scale);
+                    let blk = Rope::new(8, base).with_traditional(traditional).with_scale(scale);
                     let what = format!("rope {d} trad={traditional} base={base} scale={scale}");
                     let t = rope_tol(d, false);
                     for o in [0, 3] {
@@ -82,9 +80,7 @@ fn transposed_input() {
             let mut b = Builder::new(&mut g);
             let x = b.input("x", TensorType::known(d, &[2, 8, 4]));
             let xt = b.transpose(x, &[0, 2, 1]).unwrap();
-            let blk = Rope::new(8, 1e4)
-                .with_traditional(traditional)
-                .with_position(RopePosition::Offset(3));
+            let blk = Rope::new(8, 1e4).with_traditional(traditional).with_position(RopePosition::Offset(3));
             let y = b.block(blk, &[xt]).unwrap()[0];
             g.add_output("y", y);
             let x = rand(d, &[2, 8, 4], 7, 1.0);
@@ -107,9 +103,8 @@ fn per_batch_offsets() {
             let x = rand(d, &[b, 2, 4, 32], 20 + b as u64, 1.0);
             let off: Vec<i64> = (0..b as i64).collect();
             for traditional in [false, true] {
-                let blk = Rope::new(32, 1e4)
-                    .with_traditional(traditional)
-                    .with_position(RopePosition::Offsets);
+                let blk =
+                    Rope::new(32, 1e4).with_traditional(traditional).with_position(RopePosition::Offsets);
                 check_block(
                     lowerings::rope,
                     &blk,
@@ -165,9 +160,7 @@ fn partial_rotation_keeps_the_tail() {
     for d in DTYPES {
         for traditional in [false, true] {
             let x = rand(d, &[2, 3, 5, 32], 40, 1.0);
-            let blk = Rope::new(16, 1e4)
-                .with_traditional(traditional)
-                .with_position(RopePosition::Offset(2));
+            let blk = Rope::new(16, 1e4).with_traditional(traditional).with_position(RopePosition::Offset(2));
             let y = check_block(
                 lowerings::rope,
                 &blk,
@@ -197,15 +190,7 @@ fn heads_of_a_bthd_layout_rotate_alone() {
     let xt = bld.transpose(xi, &[0, 2, 1, 3]).unwrap();
     let y = bld.block(Rope::new(dd, 1e4), &[xt]).unwrap()[0];
     g.add_output("y", y);
-    let all = check_graph(
-        lowerings::rope,
-        &g,
-        std::slice::from_ref(&x),
-        1e-6,
-        false,
-        "bthd",
-    )[0]
-    .to_f64_vec();
+    let all = check_graph(lowerings::rope, &g, std::slice::from_ref(&x), 1e-6, false, "bthd")[0].to_f64_vec();
     let xv = x.to_f64_vec();
     for head in 0..h {
         // the head alone, {B, 1, T, D}
@@ -217,12 +202,7 @@ fn heads_of_a_bthd_layout_rotate_alone() {
             }
         }
         let alone = tensor(DType::F32, &[b, 1, t, dd], &v);
-        let one = mlx()
-            .run(
-                &block_graph(Rope::new(dd, 1e4), &[type_of(&alone)]),
-                &[alone],
-            )
-            .unwrap()[0]
+        let one = mlx().run(&block_graph(Rope::new(dd, 1e4), &[type_of(&alone)]), &[alone]).unwrap()[0]
             .to_f64_vec();
         for bi in 0..b {
             for ti in 0..t {
@@ -269,9 +249,8 @@ fn freqs_operand() {
         for traditional in [false, true] {
             let dims = 8;
             // periods base^(2i/dims), as mlx_lm passes them, and arbitrary ones
-            let periods: Vec<f64> = (0..dims / 2)
-                .map(|i| 1e4f64.powf(2.0 * i as f64 / dims as f64))
-                .collect();
+            let periods: Vec<f64> =
+                (0..dims / 2).map(|i| 1e4f64.powf(2.0 * i as f64 / dims as f64)).collect();
             let odd: Vec<f64> = (0..dims / 2).map(|i| 1.5 + 3.0 * i as f64).collect();
             for (name, f) in [("periods", periods), ("arbitrary", odd)] {
                 for fd in [DType::F32, d] {
@@ -303,23 +282,13 @@ fn f64_declines_and_symbolic_shapes_bind() {
 
     // x {batch, heads, seq, 16} with symbolic dims, offsets {batch}
     let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
-    let xt = TensorType::new(
-        DType::F32,
-        [batch.clone(), Dim::Known(2), seq, Dim::Known(16)],
-    );
+    let xt = TensorType::new(DType::F32, [batch.clone(), Dim::Known(2), seq, Dim::Known(16)]);
     let ot = TensorType::new(DType::I64, [batch]);
     let blk = Rope::new(16, 1e4).with_position(RopePosition::Offsets);
     let g = block_graph(blk, &[xt, ot]);
     for (b, t) in [(1, 1), (3, 7)] {
         let x = rand(DType::F32, &[b, 2, t, 16], 81, 1.0);
         let off: Vec<i64> = (0..b as i64).map(|i| 10 * i).collect();
-        check_graph(
-            lowerings::rope,
-            &g,
-            &[x, offsets(&off)],
-            1e-6,
-            false,
-            &format!("symbolic B={b} T={t}"),
-        );
+        check_graph(lowerings::rope, &g, &[x, offsets(&off)], 1e-6, false, &format!("symbolic B={b} T={t}"));
     }
 }

@@ -21,16 +21,7 @@ struct Qkv {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn qkv(
-    d: DType,
-    b: usize,
-    nq: usize,
-    nkv: usize,
-    tq: usize,
-    tk: usize,
-    dh: usize,
-    seed: u64,
-) -> Qkv {
+fn qkv(d: DType, b: usize, nq: usize, nkv: usize, tq: usize, tk: usize, dh: usize, seed: u64) -> Qkv {
     Qkv {
         q: rand(d, &[b, nq, tq, dh], seed, 1.0),
         k: rand(d, &[b, nkv, tk, dh], seed + 1, 1.0),
@@ -39,29 +30,17 @@ fn qkv(
 }
 
 fn bool_mask(dims: &[usize], seed: u64) -> HostTensor {
-    let v: Vec<f64> = noise(dims.iter().product(), seed)
-        .into_iter()
-        .map(|x| (x > -0.6) as u8 as f64)
-        .collect();
+    let v: Vec<f64> =
+        noise(dims.iter().product(), seed).into_iter().map(|x| (x > -0.6) as u8 as f64).collect();
     tensor(DType::Bool, dims, &v)
 }
 
 #[track_caller]
-fn check(
-    blk: &Sdpa,
-    x: &Qkv,
-    extra: &[HostTensor],
-    tol: f64,
-    declines: bool,
-    what: &str,
-) -> HostTensor {
+fn check(blk: &Sdpa, x: &Qkv, extra: &[HostTensor], tol: f64, declines: bool, what: &str) -> HostTensor {
     let mut inputs = vec![x.q.clone(), x.k.clone(), x.v.clone()];
     inputs.extend_from_slice(extra);
     let out = check_block(lowerings::sdpa, blk, &inputs, tol, declines, what).remove(0);
-    assert!(
-        out.to_f64_vec().iter().all(|v| v.is_finite()),
-        "{what}: non-finite output"
-    );
+    assert!(out.to_f64_vec().iter().all(|v| v.is_finite()), "{what}: non-finite output");
     out
 }
 
@@ -122,14 +101,7 @@ fn single_query_long_keys() {
         for tk in [1, 100, 2000] {
             let x = qkv(d, 1, nq, nkv, 1, tk, dh, 200 + tk as u64);
             let what = format!("{d} Tq=1 Tk={tk}");
-            check(
-                &Sdpa::new(scale, MaskKind::None),
-                &x,
-                &[],
-                sdpa_tol(d, false),
-                false,
-                &what,
-            );
+            check(&Sdpa::new(scale, MaskKind::None), &x, &[], sdpa_tol(d, false), false, &what);
             check(
                 &Sdpa::new(scale, MaskKind::Causal),
                 &x,
@@ -158,25 +130,11 @@ fn broadcasting_and_mixed_dtype_masks() {
     for d in DTYPES {
         let x = qkv(d, 2, nq, nkv, tq, tk, dh, 400);
         let add = Sdpa::new(scale, MaskKind::Additive);
-        for (i, dims) in [
-            vec![],
-            vec![tk],
-            vec![nq, 1, tk],
-            vec![tq, tk],
-            vec![1, nq, tq, 1],
-        ]
-        .into_iter()
-        .enumerate()
+        for (i, dims) in
+            [vec![], vec![tk], vec![nq, 1, tk], vec![tq, tk], vec![1, nq, tq, 1]].into_iter().enumerate()
         {
             let m = rand(d, &dims, 410 + i as u64, 3.0);
-            check(
-                &add,
-                &x,
-                &[m],
-                sdpa_tol(d, true),
-                false,
-                &format!("{d} additive mask {dims:?}"),
-            );
+            check(&add, &x, &[m], sdpa_tol(d, true), false, &format!("{d} additive mask {dims:?}"));
             let b = bool_mask(&dims, 420 + i as u64);
             check(
                 &Sdpa::new(scale, MaskKind::Boolean),
@@ -190,14 +148,7 @@ fn broadcasting_and_mixed_dtype_masks() {
         // an additive mask of another float dtype than q/k/v
         for md in DTYPES {
             let m = rand(md, &[tq, tk], 430, 3.0);
-            check(
-                &add,
-                &x,
-                &[m],
-                sdpa_tol(d, true),
-                false,
-                &format!("{d} q/k/v, {md} additive mask"),
-            );
+            check(&add, &x, &[m], sdpa_tol(d, true), false, &format!("{d} q/k/v, {md} additive mask"));
         }
     }
 }
@@ -227,10 +178,7 @@ fn fully_masked_rows_and_sliding_window() {
             for k in 0..dh {
                 let mean = (0..tk).map(|j| vv[(h * tk + j) * dh + k]).sum::<f64>() / tk as f64;
                 let got = o[(h * tq) * dh + k];
-                assert!(
-                    (got - mean).abs() < sdpa_tol(d, true) * 10.0,
-                    "{d} uniform row: {got} vs {mean}"
-                );
+                assert!((got - mean).abs() < sdpa_tol(d, true) * 10.0, "{d} uniform row: {got} vs {mean}");
             }
         }
         // sliding window of 3 keys, causal
@@ -261,25 +209,11 @@ fn sinks() {
         let s = rand(d, &[nq], 601, 2.0);
         for mask in [MaskKind::None, MaskKind::Causal] {
             let blk = Sdpa::new(0.2, mask).with_sinks(true);
-            check(
-                &blk,
-                &x,
-                std::slice::from_ref(&s),
-                sink_tol,
-                false,
-                &format!("{d} sinks {mask:?}"),
-            );
+            check(&blk, &x, std::slice::from_ref(&s), sink_tol, false, &format!("{d} sinks {mask:?}"));
         }
         let blk = Sdpa::new(0.2, MaskKind::Boolean).with_sinks(true);
         let m = bool_mask(&[tq, tk], 602);
-        check(
-            &blk,
-            &x,
-            &[m, s.clone()],
-            sink_tol,
-            false,
-            &format!("{d} sinks, bool mask"),
-        );
+        check(&blk, &x, &[m, s.clone()], sink_tol, false, &format!("{d} sinks, bool mask"));
         // sinks = −inf is the same as no sinks
         let ninf = tensor(d, &[nq], &vec![f64::NEG_INFINITY; nq]);
         let with = check(
@@ -290,20 +224,8 @@ fn sinks() {
             false,
             "−inf sinks",
         );
-        let without = check(
-            &Sdpa::new(0.2, MaskKind::None),
-            &x,
-            &[],
-            sink_tol,
-            false,
-            "no sinks",
-        );
-        assert_close(
-            &with,
-            &without,
-            0.0,
-            &format!("{d}: −inf sinks equal no sinks"),
-        );
+        let without = check(&Sdpa::new(0.2, MaskKind::None), &x, &[], sink_tol, false, "no sinks");
+        assert_close(&with, &without, 0.0, &format!("{d}: −inf sinks equal no sinks"));
     }
 }
 
@@ -314,27 +236,14 @@ fn causal_with_key_padding() {
     let scale = Sdpa::default_scale(dh);
     for d in DTYPES {
         let x = qkv(d, 2, nq, nkv, t, t, dh, 700);
-        let pad: Vec<f64> = (0..2 * t)
-            .map(|i| ((i % t) >= t - 19 || i >= t) as u8 as f64)
-            .collect();
+        let pad: Vec<f64> = (0..2 * t).map(|i| ((i % t) >= t - 19 || i >= t) as u8 as f64).collect();
         for pd in [DType::Bool, DType::I64, d] {
             let kp = tensor(pd, &[2, t], &pad);
             let blk = Sdpa::new(scale, MaskKind::CausalWithKeyPadding);
-            check(
-                &blk,
-                &x,
-                &[kp],
-                sdpa_tol(d, true),
-                false,
-                &format!("{d} prefill, {pd} key padding"),
-            );
+            check(&blk, &x, &[kp], sdpa_tol(d, true), false, &format!("{d} prefill, {pd} key padding"));
         }
         // decode: one query at position T − 1
-        let x1 = Qkv {
-            q: rand(d, &[2, nq, 1, dh], 710, 1.0),
-            k: x.k.clone(),
-            v: x.v.clone(),
-        };
+        let x1 = Qkv { q: rand(d, &[2, nq, 1, dh], 710, 1.0), k: x.k.clone(), v: x.v.clone() };
         let kp = tensor(DType::Bool, &[2, t], &pad);
         check(
             &Sdpa::new(scale, MaskKind::CausalWithKeyPadding),
@@ -354,21 +263,7 @@ fn mixed_qkv_dtypes_other_head_dims_and_f64() {
         k: rand(DType::BF16, &[1, 2, 5, 40], 801, 1.0),
         v: rand(DType::F32, &[1, 2, 5, 24], 802, 1.0),
     };
-    check(
-        &Sdpa::new(0.5, MaskKind::Causal),
-        &x,
-        &[],
-        1e-4,
-        false,
-        "f16 q, bf16 k, f32 v, Dv ≠ D",
-    );
+    check(&Sdpa::new(0.5, MaskKind::Causal), &x, &[], 1e-4, false, "f16 q, bf16 k, f32 v, Dv ≠ D");
     let x = qkv(DType::F64, 1, 2, 1, 3, 4, 8, 810);
-    check(
-        &Sdpa::new(0.5, MaskKind::None),
-        &x,
-        &[],
-        1e-6,
-        true,
-        "f64 declines",
-    );
+    check(&Sdpa::new(0.5, MaskKind::None), &x, &[], 1e-6, true, "f64 declines");
 }

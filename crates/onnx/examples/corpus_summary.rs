@@ -76,12 +76,7 @@ impl<'g> Classifier<'g> {
             }
         }
         let initializers = graph.initializer.iter().map(|t| t.name()).collect();
-        Classifier {
-            producers,
-            graph,
-            initializers,
-            memo: HashMap::new(),
-        }
+        Classifier { producers, graph, initializers, memo: HashMap::new() }
     }
 
     /// The origin of value `v` (the graph is topologically sorted, so recursion ends).
@@ -96,12 +91,7 @@ impl<'g> Classifier<'g> {
             match n.op_type() {
                 "Constant" => Origin::Const,
                 "Shape" | "Size" => Origin::Shape,
-                _ => n
-                    .input
-                    .iter()
-                    .map(|x| self.origin(x))
-                    .max()
-                    .unwrap_or(Origin::Const),
+                _ => n.input.iter().map(|x| self.origin(x)).max().unwrap_or(Origin::Const),
             }
         } else {
             Origin::Data // a graph input
@@ -133,14 +123,9 @@ fn variant(dir: &str) -> String {
 }
 
 fn main() {
-    let dir = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            blockfuse_onnx::test_data::shared_dir()
-                .expect("no shared/ folder found")
-                .join("corpus")
-        });
+    let dir = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| {
+        blockfuse_onnx::test_data::shared_dir().expect("no shared/ folder found").join("corpus")
+    });
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -174,14 +159,9 @@ fn main() {
         let mut cls = Classifier::new(g);
         for n in &g.node {
             let key = (n.op_type().to_string(), n.domain().to_string());
-            *ops.entry(key.clone())
-                .or_default()
-                .entry(v.clone())
-                .or_default() += 1;
+            *ops.entry(key.clone()).or_default().entry(v.clone()).or_default() += 1;
             if seen.insert(key) {
-                *op_models
-                    .entry((n.op_type().to_string(), n.domain().to_string()))
-                    .or_default() += 1;
+                *op_models.entry((n.op_type().to_string(), n.domain().to_string())).or_default() += 1;
             }
             let per_op = attrs.entry(n.op_type().to_string()).or_default();
             for a in &n.attribute {
@@ -199,9 +179,8 @@ fn main() {
                 if n.op_type() == op {
                     if let Some(input) = n.input.get(slot).filter(|i| !i.is_empty()) {
                         let o = cls.origin(input);
-                        let e = shape_inputs
-                            .entry((op.to_string(), slot, slot_name.to_string()))
-                            .or_default();
+                        let e =
+                            shape_inputs.entry((op.to_string(), slot, slot_name.to_string())).or_default();
                         *e.entry(o).or_default().entry(v.clone()).or_default() += 1;
                     }
                 }
@@ -213,51 +192,28 @@ fn main() {
             }
         }
         let initializers: BTreeSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
-        let ins: Vec<String> = g
-            .input
-            .iter()
-            .filter(|i| !initializers.contains(i.name()))
-            .map(|i| i.describe())
-            .collect();
+        let ins: Vec<String> =
+            g.input.iter().filter(|i| !initializers.contains(i.name())).map(|i| i.describe()).collect();
         let outs: Vec<String> = g.output.iter().map(|o| o.describe()).collect();
-        signatures
-            .entry(format!("({}) -> ({})", ins.join(", "), outs.join(", ")))
-            .or_default()
-            .push(name);
+        signatures.entry(format!("({}) -> ({})", ins.join(", "), outs.join(", "))).or_default().push(name);
         for t in &g.initializer {
-            *init_dtypes
-                .entry(v.clone())
-                .or_default()
-                .entry(elem_type_short(t.data_type()))
-                .or_default() += 1;
+            *init_dtypes.entry(v.clone()).or_default().entry(elem_type_short(t.data_type())).or_default() +=
+                1;
         }
     }
 
     let variants: Vec<String> = variants.into_iter().collect();
-    println!(
-        "# {} models in {} ({} function calls inlined)\n",
-        dirs.len(),
-        dir.display(),
-        inlined
-    );
+    println!("# {} models in {} ({} function calls inlined)\n", dirs.len(), dir.display(), inlined);
     println!("## Ops after inlining (count per variant)\n");
-    println!(
-        "| op | domain | models | total | {} |",
-        variants.join(" | ")
-    );
+    println!("| op | domain | models | total | {} |", variants.join(" | "));
     println!("|---|---|---|---|{}", "---|".repeat(variants.len()));
     for ((op, domain), per) in &ops {
         let total: usize = per.values().sum();
-        let cols: Vec<String> = variants
-            .iter()
-            .map(|v| per.get(v).copied().unwrap_or(0).to_string())
-            .collect();
+        let cols: Vec<String> =
+            variants.iter().map(|v| per.get(v).copied().unwrap_or(0).to_string()).collect();
         let models = op_models[&(op.clone(), domain.clone())];
         let domain = if domain.is_empty() { "ai.onnx" } else { domain };
-        println!(
-            "| {op} | {domain} | {models} | {total} | {} |",
-            cols.join(" | ")
-        );
+        println!("| {op} | {domain} | {models} | {total} | {} |", cols.join(" | "));
     }
 
     println!("\n## Attributes per op (distinct values, up to 8)\n");
@@ -271,10 +227,7 @@ fn main() {
                 if vals.is_empty() {
                     k.clone()
                 } else {
-                    format!(
-                        "{k} = {}",
-                        vals.iter().cloned().collect::<Vec<_>>().join(" | ")
-                    )
+                    format!("{k} = {}", vals.iter().cloned().collect::<Vec<_>>().join(" | "))
                 }
             })
             .collect();
@@ -287,19 +240,12 @@ fn main() {
     for ((op, slot, slot_name), per_origin) in &shape_inputs {
         for (origin, per) in per_origin {
             let total: usize = per.values().sum();
-            let cols: Vec<String> = variants
-                .iter()
-                .map(|v| per.get(v).copied().unwrap_or(0).to_string())
-                .collect();
-            println!(
-                "| {op} | {slot} ({slot_name}) | {origin:?} | {total} | {} |",
-                cols.join(" | ")
-            );
+            let cols: Vec<String> =
+                variants.iter().map(|v| per.get(v).copied().unwrap_or(0).to_string()).collect();
+            println!("| {op} | {slot} ({slot_name}) | {origin:?} | {total} | {} |", cols.join(" | "));
         }
     }
-    println!(
-        "\nOps computing shape-derived values (between Shape/Size and their users): {shape_ops:?}"
-    );
+    println!("\nOps computing shape-derived values (between Shape/Size and their users): {shape_ops:?}");
 
     println!("\n## Initializer dtypes per variant\n");
     for (v, per) in &init_dtypes {

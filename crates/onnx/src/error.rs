@@ -146,17 +146,11 @@ pub enum OnnxError {
 
 impl OnnxError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        OnnxError::Io {
-            path: path.into(),
-            source,
-        }
+        OnnxError::Io { path: path.into(), source }
     }
 
     pub(crate) fn malformed(tensor: &str, reason: impl Into<String>) -> Self {
-        OnnxError::MalformedTensor {
-            tensor: tensor.to_string(),
-            reason: reason.into(),
-        }
+        OnnxError::MalformedTensor { tensor: tensor.to_string(), reason: reason.into() }
     }
 }
 

@@ -25,8 +25,7 @@
 use crate::error::OnnxError;
 use crate::model::{find_opset, is_default_domain};
 use crate::proto::{
-    AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    ValueInfoProto,
+    AttributeProto, FunctionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -49,19 +48,11 @@ pub struct InlineStats {
 type FnKey = (String, String, String);
 
 fn function_key(f: &FunctionProto) -> FnKey {
-    (
-        norm_domain(f.domain()),
-        f.name().to_string(),
-        f.overload().to_string(),
-    )
+    (norm_domain(f.domain()), f.name().to_string(), f.overload().to_string())
 }
 
 fn call_key(n: &NodeProto) -> FnKey {
-    (
-        norm_domain(n.domain()),
-        n.op_type().to_string(),
-        n.overload().to_string(),
-    )
+    (norm_domain(n.domain()), n.op_type().to_string(), n.overload().to_string())
 }
 
 fn norm_domain(d: &str) -> String {
@@ -73,11 +64,7 @@ fn norm_domain(d: &str) -> String {
 }
 
 fn key_label(k: &FnKey) -> String {
-    let mut s = if k.0.is_empty() {
-        k.1.clone()
-    } else {
-        format!("{}:{}", k.0, k.1)
-    };
+    let mut s = if k.0.is_empty() { k.1.clone() } else { format!("{}:{}", k.0, k.1) };
     if !k.2.is_empty() {
         s.push_str(&format!(" (overload {})", k.2));
     }
@@ -87,12 +74,7 @@ fn key_label(k: &FnKey) -> String {
 /// Number of nodes of the main graph (not its subgraphs) that call a model-local function.
 pub fn local_function_calls(model: &ModelProto) -> usize {
     let keys: HashSet<FnKey> = model.functions.iter().map(function_key).collect();
-    model
-        .graph
-        .iter()
-        .flat_map(|g| &g.node)
-        .filter(|n| keys.contains(&call_key(n)))
-        .count()
+    model.graph.iter().flat_map(|g| &g.node).filter(|n| keys.contains(&call_key(n))).count()
 }
 
 /// Replaces every call of a model-local function in the main graph by the function's body
@@ -105,9 +87,7 @@ pub fn local_function_calls(model: &ModelProto) -> usize {
 /// does not declare. On error the model is left unchanged.
 pub fn inline_functions(model: &mut ModelProto) -> Result<InlineStats, OnnxError> {
     let Some(graph) = model.graph.as_ref() else {
-        return Err(OnnxError::MissingGraph {
-            what: "model".into(),
-        });
+        return Err(OnnxError::MissingGraph { what: "model".into() });
     };
     let mut stats = InlineStats {
         nodes_before: graph.node.len(),
@@ -117,16 +97,9 @@ pub fn inline_functions(model: &mut ModelProto) -> Result<InlineStats, OnnxError
     if model.functions.is_empty() {
         return Ok(stats);
     }
-    let functions: HashMap<FnKey, &FunctionProto> = model
-        .functions
-        .iter()
-        .map(|f| (function_key(f), f))
-        .collect();
-    if !graph
-        .node
-        .iter()
-        .any(|n| functions.contains_key(&call_key(n)))
-    {
+    let functions: HashMap<FnKey, &FunctionProto> =
+        model.functions.iter().map(|f| (function_key(f), f)).collect();
+    if !graph.node.iter().any(|n| functions.contains_key(&call_key(n))) {
         return Ok(stats);
     }
 
@@ -169,20 +142,14 @@ pub fn inline_functions(model: &mut ModelProto) -> Result<InlineStats, OnnxError
     graph.value_info.extend(value_info);
     stats.nodes_after = graph.node.len();
     let before = model.functions.len();
-    model
-        .functions
-        .retain(|f| called.contains(&function_key(f)));
+    model.functions.retain(|f| called.contains(&function_key(f)));
     stats.functions_removed = before - model.functions.len();
     model.opset_import.extend(new_opsets);
     Ok(stats)
 }
 
 /// Adds the keys of the functions that `nodes` (and their subgraphs) call.
-fn collect_calls(
-    nodes: &[NodeProto],
-    functions: &HashMap<FnKey, &FunctionProto>,
-    out: &mut HashSet<FnKey>,
-) {
+fn collect_calls(nodes: &[NodeProto], functions: &HashMap<FnKey, &FunctionProto>, out: &mut HashSet<FnKey>) {
     for n in nodes {
         let k = call_key(n);
         if functions.contains_key(&k) {
@@ -201,12 +168,7 @@ fn collect_graph_names(g: &GraphProto, names: &mut HashSet<String>) {
     let vi = g.input.iter().chain(&g.output).chain(&g.value_info);
     names.extend(vi.map(|v| v.name().to_string()));
     names.extend(g.initializer.iter().map(|t| t.name().to_string()));
-    names.extend(
-        g.sparse_initializer
-            .iter()
-            .filter_map(|s| s.values.as_ref())
-            .map(|t| t.name().to_string()),
-    );
+    names.extend(g.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name().to_string()));
     for n in &g.node {
         names.extend(n.input.iter().chain(&n.output).cloned());
         for a in &n.attribute {
@@ -249,11 +211,7 @@ impl Inliner<'_> {
             };
             if stack.contains(&key) {
                 let chain: Vec<String> = stack.iter().chain([&key]).map(key_label).collect();
-                return Err(call_error(
-                    &node,
-                    &key,
-                    format!("recursive call chain {}", chain.join(" -> ")),
-                ));
+                return Err(call_error(&node, &key, format!("recursive call chain {}", chain.join(" -> "))));
             }
             let body = self.instantiate(&node, &key, function)?;
             stack.push(key);
@@ -274,29 +232,19 @@ impl Inliner<'_> {
         f: &FunctionProto,
     ) -> Result<Vec<NodeProto>, OnnxError> {
         if call.input.len() > f.input.len() {
-            let reason = format!(
-                "{} inputs given, but the function takes {}",
-                call.input.len(),
-                f.input.len()
-            );
+            let reason =
+                format!("{} inputs given, but the function takes {}", call.input.len(), f.input.len());
             return Err(call_error(call, key, reason));
         }
         if call.output.len() > f.output.len() {
-            let reason = format!(
-                "{} outputs given, but the function has {}",
-                call.output.len(),
-                f.output.len()
-            );
+            let reason =
+                format!("{} outputs given, but the function has {}", call.output.len(), f.output.len());
             return Err(call_error(call, key, reason));
         }
         self.check_opsets(call, key, f)?;
 
         let prefix = self.prefix(call);
-        let mut scope = Scope {
-            prefix: &prefix,
-            map: HashMap::new(),
-            fresh: HashSet::new(),
-        };
+        let mut scope = Scope { prefix: &prefix, map: HashMap::new(), fresh: HashSet::new() };
         for (i, formal) in f.input.iter().enumerate() {
             let actual = call.input.get(i).cloned().unwrap_or_default();
             scope.map.insert(formal.clone(), actual);
@@ -339,11 +287,7 @@ impl Inliner<'_> {
         }
         // Types of internal values; formal ones are the caller's to describe.
         for vi in &f.value_info {
-            if let Some(renamed) = scope
-                .map
-                .get(vi.name())
-                .filter(|r| scope.fresh.contains(*r))
-            {
+            if let Some(renamed) = scope.map.get(vi.name()).filter(|r| scope.fresh.contains(*r)) {
                 let mut vi = vi.clone();
                 vi.name = Some(renamed.clone());
                 self.value_info.push(vi);
@@ -381,9 +325,7 @@ impl Inliner<'_> {
             // A reference: the call's value (whose subgraphs live in the caller's scope), else
             // the function's default, else absent when declared.
             let r = a.ref_attr_name();
-            let value = call
-                .attr(r)
-                .or_else(|| f.attribute_proto.iter().find(|d| d.name() == r));
+            let value = call.attr(r).or_else(|| f.attribute_proto.iter().find(|d| d.name() == r));
             let Some(v) = value else {
                 if f.attribute.iter().any(|d| d == r) {
                     continue;
@@ -431,10 +373,7 @@ impl Inliner<'_> {
         let mut local: HashSet<String> = g.input.iter().map(|v| v.name().to_string()).collect();
         local.extend(g.initializer.iter().map(|t| t.name().to_string()));
         local.extend(
-            g.sparse_initializer
-                .iter()
-                .filter_map(|s| s.values.as_ref())
-                .map(|t| t.name().to_string()),
+            g.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name().to_string()),
         );
         local.extend(g.node.iter().flat_map(|n| n.output.iter().cloned()));
         let mut locals = locals.to_vec();
@@ -478,30 +417,17 @@ impl Inliner<'_> {
     }
 
     /// Checks `f`'s opsets against the model's, recording those the model lacks.
-    fn check_opsets(
-        &mut self,
-        call: &NodeProto,
-        key: &FnKey,
-        f: &FunctionProto,
-    ) -> Result<(), OnnxError> {
+    fn check_opsets(&mut self, call: &NodeProto, key: &FnKey, f: &FunctionProto) -> Result<(), OnnxError> {
         for o in &f.opset_import {
             // Domains of local functions disappear with inlining.
-            if self
-                .functions
-                .keys()
-                .any(|k| k.0 == norm_domain(o.domain()))
-            {
+            if self.functions.keys().any(|k| k.0 == norm_domain(o.domain())) {
                 continue;
             }
             let existing = find_opset(self.model_opsets, o.domain())
                 .or_else(|| find_opset(&self.new_opsets, o.domain()));
             match existing {
                 Some(m) if m.version() != o.version() => {
-                    let domain = if is_default_domain(o.domain()) {
-                        "ai.onnx"
-                    } else {
-                        o.domain()
-                    };
+                    let domain = if is_default_domain(o.domain()) { "ai.onnx" } else { o.domain() };
                     let reason = format!(
                         "the function imports opset {domain} version {}, the model version {}",
                         o.version(),
@@ -518,11 +444,7 @@ impl Inliner<'_> {
 }
 
 fn call_error(call: &NodeProto, key: &FnKey, reason: String) -> OnnxError {
-    OnnxError::FunctionCall {
-        node: call.label(),
-        function: key_label(key),
-        reason,
-    }
+    OnnxError::FunctionCall { node: call.label(), function: key_label(key), reason }
 }
 
 /// The renaming of one inlined call: formal values to actual ones, internal values to
@@ -574,10 +496,7 @@ mod tests {
     }
 
     fn call(name: &str, f: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-        NodeProto {
-            domain: Some("local".into()),
-            ..node(name, f, inputs, outputs)
-        }
+        NodeProto { domain: Some("local".into()), ..node(name, f, inputs, outputs) }
     }
 
     fn with_attr(mut n: NodeProto, a: AttributeProto) -> NodeProto {
@@ -603,12 +522,7 @@ mod tests {
         }
     }
 
-    fn function(
-        name: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        body: Vec<NodeProto>,
-    ) -> FunctionProto {
+    fn function(name: &str, inputs: &[&str], outputs: &[&str], body: Vec<NodeProto>) -> FunctionProto {
         FunctionProto {
             name: Some(name.into()),
             domain: Some("local".into()),
@@ -621,17 +535,11 @@ mod tests {
     }
 
     fn opset(domain: &str, version: i64) -> OperatorSetIdProto {
-        OperatorSetIdProto {
-            domain: Some(domain.into()),
-            version: Some(version),
-        }
+        OperatorSetIdProto { domain: Some(domain.into()), version: Some(version) }
     }
 
     fn model(nodes: Vec<NodeProto>, functions: Vec<FunctionProto>) -> ModelProto {
-        let vi = |n: &str| ValueInfoProto {
-            name: Some(n.into()),
-            ..ValueInfoProto::default()
-        };
+        let vi = |n: &str| ValueInfoProto { name: Some(n.into()), ..ValueInfoProto::default() };
         ModelProto {
             ir_version: Some(10),
             opset_import: vec![opset("", 23), opset("local", 1)],
@@ -654,14 +562,7 @@ mod tests {
             .unwrap()
             .node
             .iter()
-            .map(|n| {
-                (
-                    n.name().into(),
-                    n.op_type().into(),
-                    n.input.clone(),
-                    n.output.clone(),
-                )
-            })
+            .map(|n| (n.name().into(), n.op_type().into(), n.input.clone(), n.output.clone()))
             .collect()
     }
 
@@ -674,10 +575,7 @@ mod tests {
             "LinearAct",
             &["X", "W"],
             &["Y"],
-            vec![
-                node("mm", "MatMul", &["X", "W"], &["t"]),
-                node("act", "Relu", &["t"], &["Y"]),
-            ],
+            vec![node("mm", "MatMul", &["X", "W"], &["t"]), node("act", "Relu", &["t"], &["Y"])],
         )
     }
 
@@ -705,30 +603,10 @@ mod tests {
         assert_eq!(
             summary(&m),
             [
-                (
-                    "layer0/mm".into(),
-                    "MatMul".into(),
-                    s(&["x", "w"]),
-                    s(&["layer0/t"])
-                ),
-                (
-                    "layer0/act".into(),
-                    "Relu".into(),
-                    s(&["layer0/t"]),
-                    s(&["h"])
-                ),
-                (
-                    "layer1/mm".into(),
-                    "MatMul".into(),
-                    s(&["h", "w"]),
-                    s(&["layer1/t"])
-                ),
-                (
-                    "layer1/act".into(),
-                    "Relu".into(),
-                    s(&["layer1/t"]),
-                    s(&["y"])
-                ),
+                ("layer0/mm".into(), "MatMul".into(), s(&["x", "w"]), s(&["layer0/t"])),
+                ("layer0/act".into(), "Relu".into(), s(&["layer0/t"]), s(&["h"])),
+                ("layer1/mm".into(), "MatMul".into(), s(&["h", "w"]), s(&["layer1/t"])),
+                ("layer1/act".into(), "Relu".into(), s(&["layer1/t"]), s(&["y"])),
             ]
         );
         assert!(m.functions.is_empty());
@@ -781,36 +659,18 @@ mod tests {
             "F",
             &["A", "B", "C"],
             &["P", "Q"],
-            vec![
-                node("clip", "Clip", &["A", "B", "C"], &["P"]),
-                node("neg", "Neg", &["P"], &["Q"]),
-            ],
+            vec![node("clip", "Clip", &["A", "B", "C"], &["P"]), node("neg", "Neg", &["P"], &["Q"])],
         );
         // C left out, B given as "", Q left out; then P unused ("") but Q used.
-        let mut m = model(
-            vec![
-                call("c0", "F", &["x", ""], &["p"]),
-                call("c1", "F", &["p"], &["", "y"]),
-            ],
-            vec![f],
-        );
+        let mut m =
+            model(vec![call("c0", "F", &["x", ""], &["p"]), call("c1", "F", &["p"], &["", "y"])], vec![f]);
         inline_functions(&mut m).unwrap();
         assert_eq!(
             summary(&m),
             [
-                (
-                    "c0/clip".into(),
-                    "Clip".into(),
-                    s(&["x", "", ""]),
-                    s(&["p"])
-                ),
+                ("c0/clip".into(), "Clip".into(), s(&["x", "", ""]), s(&["p"])),
                 ("c0/neg".into(), "Neg".into(), s(&["p"]), s(&["c0/Q"])),
-                (
-                    "c1/clip".into(),
-                    "Clip".into(),
-                    s(&["p", "", ""]),
-                    s(&["c1/P"])
-                ),
+                ("c1/clip".into(), "Clip".into(), s(&["p", "", ""]), s(&["c1/P"])),
                 ("c1/neg".into(), "Neg".into(), s(&["c1/P"]), s(&["y"])),
             ]
         );
@@ -818,12 +678,7 @@ mod tests {
 
     #[test]
     fn output_that_is_an_input_becomes_an_identity() {
-        let f = function(
-            "Pass",
-            &["A"],
-            &["A", "B"],
-            vec![node("n", "Neg", &["A"], &["B"])],
-        );
+        let f = function("Pass", &["A"], &["A", "B"], vec![node("n", "Neg", &["A"], &["B"])]);
         let mut m = model(vec![call("p", "Pass", &["x"], &["y", "z"])], vec![f]);
         inline_functions(&mut m).unwrap();
         assert_eq!(
@@ -849,10 +704,7 @@ mod tests {
         f.attribute_proto.push(float_attr("slope", 0.25));
         let mut given = call("given", "Act", &["x"], &["a"]);
         given.attribute.push(float_attr("slope", 0.5));
-        let mut m = model(
-            vec![given, call("default", "Act", &["a"], &["y"])],
-            vec![f.clone()],
-        );
+        let mut m = model(vec![given, call("default", "Act", &["a"], &["y"])], vec![f.clone()]);
         inline_functions(&mut m).unwrap();
         let nodes = &m.graph.as_ref().unwrap().node;
         assert_eq!(nodes[0].attribute, [float_attr("alpha", 0.5)]);
@@ -889,11 +741,7 @@ mod tests {
         let mut m = model(vec![c], vec![f]);
         let e = inline_functions(&mut m).unwrap_err();
         assert!(matches!(e, OnnxError::BadAttribute { .. }), "{e}");
-        assert!(
-            e.to_string()
-                .contains("refers to 'slope' of type FLOAT, but call 'c' gives INT"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("refers to 'slope' of type FLOAT, but call 'c' gives INT"), "{e}");
     }
 
     #[test]
@@ -902,10 +750,7 @@ mod tests {
             "Inner",
             &["X"],
             &["Y"],
-            vec![with_attr(
-                node("e", "Elu", &["X"], &["Y"]),
-                ref_attr("alpha", "a", AttributeType::Float),
-            )],
+            vec![with_attr(node("e", "Elu", &["X"], &["Y"]), ref_attr("alpha", "a", AttributeType::Float))],
         );
         inner.attribute.push("a".into());
         let mut outer = function(
@@ -913,37 +758,19 @@ mod tests {
             &["X"],
             &["Y"],
             vec![
-                with_attr(
-                    call("first", "Inner", &["X"], &["t"]),
-                    ref_attr("a", "b", AttributeType::Float),
-                ),
+                with_attr(call("first", "Inner", &["X"], &["t"]), ref_attr("a", "b", AttributeType::Float)),
                 call("second", "Inner", &["t"], &["Y"]),
             ],
         );
         outer.attribute_proto.push(float_attr("b", 2.0));
-        let mut m = model(
-            vec![call("top", "Outer", &["x"], &["y"])],
-            vec![inner, outer],
-        );
+        let mut m = model(vec![call("top", "Outer", &["x"], &["y"])], vec![inner, outer]);
         let stats = inline_functions(&mut m).unwrap();
-        assert_eq!(
-            (
-                stats.calls_inlined,
-                stats.max_depth,
-                stats.functions_removed
-            ),
-            (3, 2, 2)
-        );
+        assert_eq!((stats.calls_inlined, stats.max_depth, stats.functions_removed), (3, 2, 2));
         assert_eq!(
             summary(&m),
             [
                 ("top/first/e".into(), "Elu".into(), s(&["x"]), s(&["top/t"])),
-                (
-                    "top/second/e".into(),
-                    "Elu".into(),
-                    s(&["top/t"]),
-                    s(&["y"])
-                ),
+                ("top/second/e".into(), "Elu".into(), s(&["top/t"]), s(&["y"])),
             ]
         );
         let nodes = &m.graph.as_ref().unwrap().node;
@@ -965,35 +792,17 @@ mod tests {
 
     #[test]
     fn arity_and_opset_errors() {
-        let mut m = model(
-            vec![call("c", "LinearAct", &["x", "w", "z"], &["y"])],
-            vec![linear_act()],
-        );
+        let mut m = model(vec![call("c", "LinearAct", &["x", "w", "z"], &["y"])], vec![linear_act()]);
         let e = inline_functions(&mut m).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "node 'c' calls function 'local:LinearAct': 3 inputs given, but the function takes 2"
-        );
-        let mut m = model(
-            vec![call("c", "LinearAct", &["x", "w"], &["y", "z"])],
-            vec![linear_act()],
-        );
-        assert!(inline_functions(&mut m)
-            .unwrap_err()
-            .to_string()
-            .contains("2 outputs given"));
+        assert_eq!(e, "node 'c' calls function 'local:LinearAct': 3 inputs given, but the function takes 2");
+        let mut m = model(vec![call("c", "LinearAct", &["x", "w"], &["y", "z"])], vec![linear_act()]);
+        assert!(inline_functions(&mut m).unwrap_err().to_string().contains("2 outputs given"));
 
         let mut f = linear_act();
         f.opset_import = vec![opset("", 18)];
-        let mut m = model(
-            vec![call("c", "LinearAct", &["x", "w"], &["y"])],
-            vec![f.clone()],
-        );
+        let mut m = model(vec![call("c", "LinearAct", &["x", "w"], &["y"])], vec![f.clone()]);
         let e = inline_functions(&mut m).unwrap_err().to_string();
-        assert!(
-            e.ends_with("the function imports opset ai.onnx version 18, the model version 23"),
-            "{e}"
-        );
+        assert!(e.ends_with("the function imports opset ai.onnx version 18, the model version 23"), "{e}");
 
         // A domain the model lacks is added; local function domains are not.
         f.opset_import = vec![opset("", 23), opset("com.microsoft", 1), opset("local", 1)];
@@ -1005,20 +814,14 @@ mod tests {
 
     #[test]
     fn value_info_and_subgraphs_are_renamed() {
-        let vi = |n: &str| ValueInfoProto {
-            name: Some(n.into()),
-            ..ValueInfoProto::default()
-        };
+        let vi = |n: &str| ValueInfoProto { name: Some(n.into()), ..ValueInfoProto::default() };
         // Body: t = Neg(X); Y = If(c) { then: out = Identity(t) } { else: Y2 = ... }
         let then_branch = GraphProto {
             node: vec![node("id", "Identity", &["t"], &["out"])],
             output: vec![vi("out")],
             ..GraphProto::default()
         };
-        let else_branch = GraphProto {
-            output: vec![vi("X")],
-            ..GraphProto::default()
-        };
+        let else_branch = GraphProto { output: vec![vi("X")], ..GraphProto::default() };
         let mut iff = node("if", "If", &["C"], &["Y"]);
         iff.attribute.push(AttributeProto {
             name: Some("then_branch".into()),
@@ -1032,12 +835,7 @@ mod tests {
             g: Some(else_branch),
             ..AttributeProto::default()
         });
-        let mut f = function(
-            "F",
-            &["X", "C"],
-            &["Y"],
-            vec![node("neg", "Neg", &["X"], &["t"]), iff],
-        );
+        let mut f = function("F", &["X", "C"], &["Y"], vec![node("neg", "Neg", &["X"], &["t"]), iff]);
         f.value_info = vec![vi("t"), vi("X"), vi("Y")];
         let mut m = model(vec![call("f", "F", &["x", "w"], &["y"])], vec![f]);
         inline_functions(&mut m).unwrap();
@@ -1066,16 +864,9 @@ mod tests {
             g: Some(body),
             ..AttributeProto::default()
         });
-        let unused = function(
-            "Unused",
-            &["X"],
-            &["Y"],
-            vec![node("n", "Neg", &["X"], &["Y"])],
-        );
-        let mut m = model(
-            vec![call("top", "LinearAct", &["x", "w"], &["h"]), iff],
-            vec![linear_act(), unused],
-        );
+        let unused = function("Unused", &["X"], &["Y"], vec![node("n", "Neg", &["X"], &["Y"])]);
+        let mut m =
+            model(vec![call("top", "LinearAct", &["x", "w"], &["h"]), iff], vec![linear_act(), unused]);
         let stats = inline_functions(&mut m).unwrap();
         assert_eq!((stats.calls_inlined, stats.functions_removed), (1, 1));
         let kept: Vec<&str> = m.functions.iter().map(|f| f.name()).collect();

@@ -29,14 +29,10 @@ pub fn decode_model(bytes: &[u8]) -> Result<ModelProto, OnnxError> {
 }
 
 fn decode_model_named(bytes: &[u8], what: &str) -> Result<ModelProto, OnnxError> {
-    let model = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode {
-        what: what.to_string(),
-        source,
-    })?;
+    let model =
+        ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { what: what.to_string(), source })?;
     if model.graph.is_none() {
-        return Err(OnnxError::MissingGraph {
-            what: what.to_string(),
-        });
+        return Err(OnnxError::MissingGraph { what: what.to_string() });
     }
     Ok(model)
 }
@@ -70,18 +66,9 @@ pub fn default_opset_version(model: &ModelProto) -> Option<i64> {
 }
 
 /// The entry of `opsets` for `domain` (treating `""` and `"ai.onnx"` as one domain).
-pub fn find_opset<'a>(
-    opsets: &'a [OperatorSetIdProto],
-    domain: &str,
-) -> Option<&'a OperatorSetIdProto> {
+pub fn find_opset<'a>(opsets: &'a [OperatorSetIdProto], domain: &str) -> Option<&'a OperatorSetIdProto> {
     let default = is_default_domain(domain);
-    opsets.iter().find(|o| {
-        if default {
-            is_default_domain(o.domain())
-        } else {
-            o.domain() == domain
-        }
-    })
+    opsets.iter().find(|o| if default { is_default_domain(o.domain()) } else { o.domain() == domain })
 }
 
 #[cfg(test)]
@@ -90,10 +77,7 @@ mod tests {
     use crate::proto::{GraphProto, NodeProto};
 
     fn opset(domain: &str, version: i64) -> OperatorSetIdProto {
-        OperatorSetIdProto {
-            domain: Some(domain.into()),
-            version: Some(version),
-        }
+        OperatorSetIdProto { domain: Some(domain.into()), version: Some(version) }
     }
 
     fn tiny() -> ModelProto {
@@ -123,16 +107,9 @@ mod tests {
         assert_eq!(opset_version(&m, "com.microsoft"), Some(1));
         assert_eq!(opset_version(&m, "pkg.other"), None);
         assert_eq!(default_opset_version(&m), Some(23));
-        let old = ModelProto {
-            ir_version: Some(2),
-            opset_import: vec![],
-            ..m.clone()
-        };
+        let old = ModelProto { ir_version: Some(2), opset_import: vec![], ..m.clone() };
         assert_eq!(default_opset_version(&old), Some(1));
-        let none = ModelProto {
-            opset_import: vec![opset("x", 1)],
-            ..m
-        };
+        let none = ModelProto { opset_import: vec![opset("x", 1)], ..m };
         assert_eq!(default_opset_version(&none), None);
     }
 
@@ -141,21 +118,14 @@ mod tests {
         // Wire type 7 does not exist.
         let e = decode_model(&[0xff; 16]).unwrap_err();
         assert!(matches!(e, OnnxError::Decode { .. }), "{e}");
-        assert!(
-            e.to_string()
-                .starts_with("malformed protobuf in ModelProto bytes"),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("malformed protobuf in ModelProto bytes"), "{e}");
         // A truncated model.
         let bytes = encode_model(&tiny());
         for cut in 1..bytes.len() {
             // Some prefixes happen to be complete messages; none may panic.
             let _ = decode_model(&bytes[..cut]);
         }
-        assert!(matches!(
-            decode_model(&bytes[..bytes.len() - 1]),
-            Err(OnnxError::Decode { .. })
-        ));
+        assert!(matches!(decode_model(&bytes[..bytes.len() - 1]), Err(OnnxError::Decode { .. })));
         // An empty buffer is a valid, empty ModelProto: no graph.
         let e = decode_model(&[]).unwrap_err();
         assert_eq!(e.to_string(), "ModelProto bytes: model has no graph");
@@ -183,10 +153,7 @@ mod tests {
         assert_eq!(load_model(&path).unwrap(), tiny());
         std::fs::write(&path, b"not a model").unwrap();
         let e = load_model(&path).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("malformed protobuf in {}", path.display())),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("malformed protobuf in {}", path.display())), "{e}");
         let missing = dir.join("missing.onnx");
         let e = load_model(&missing).unwrap_err();
         assert!(matches!(e, OnnxError::Io { .. }));

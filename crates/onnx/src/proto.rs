@@ -46,9 +46,7 @@ impl NodeProto {
 
     /// True when some attribute holds a graph (`If`, `Loop`, `Scan` and the like).
     pub fn has_subgraph(&self) -> bool {
-        self.attribute
-            .iter()
-            .any(|a| a.g.is_some() || !a.graphs.is_empty())
+        self.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
     }
 }
 
@@ -127,16 +125,10 @@ impl TypeProto {
                 }
             }
             Some(Value::SequenceType(s)) => {
-                format!(
-                    "seq({})",
-                    s.elem_type.as_ref().map_or("?".into(), |t| t.describe())
-                )
+                format!("seq({})", s.elem_type.as_ref().map_or("?".into(), |t| t.describe()))
             }
             Some(Value::OptionalType(o)) => {
-                format!(
-                    "optional({})",
-                    o.elem_type.as_ref().map_or("?".into(), |t| t.describe())
-                )
+                format!("optional({})", o.elem_type.as_ref().map_or("?".into(), |t| t.describe()))
             }
             Some(Value::MapType(_)) => "map".into(),
             Some(Value::SparseTensorType(t)) => {

@@ -73,21 +73,13 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<HostTensor, OnnxError> {
             .iter()
             .find(|e| e.key() == "location")
             .map_or_else(String::new, |e| e.value().to_string());
-        return Err(OnnxError::ExternalData {
-            tensor: name.to_string(),
-            location,
-        });
+        return Err(OnnxError::ExternalData { tensor: name.to_string(), location });
     }
     if t.segment.is_some() {
-        return Err(OnnxError::malformed(
-            name,
-            "segmented tensors are not supported",
-        ));
+        return Err(OnnxError::malformed(name, "segmented tensors are not supported"));
     }
-    let dtype = dtype_from_onnx(t.data_type()).ok_or(OnnxError::UnsupportedDtype {
-        tensor: name.to_string(),
-        data_type: t.data_type(),
-    })?;
+    let dtype = dtype_from_onnx(t.data_type())
+        .ok_or(OnnxError::UnsupportedDtype { tensor: name.to_string(), data_type: t.data_type() })?;
     let dims = dims_from_proto(name, &t.dims)?;
     let count = dims
         .iter()
@@ -101,10 +93,7 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<HostTensor, OnnxError> {
             if raw.len() != expected {
                 return Err(OnnxError::malformed(
                     name,
-                    format!(
-                        "raw_data has {} bytes, but {dtype}{dims:?} needs {expected}",
-                        raw.len()
-                    ),
+                    format!("raw_data has {} bytes, but {dtype}{dims:?} needs {expected}", raw.len()),
                 ));
             }
             let mut bytes = raw.clone();
@@ -115,8 +104,7 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<HostTensor, OnnxError> {
         }
         None => typed_bytes(t, dtype, count)?,
     };
-    HostTensor::from_bytes(dtype, dims, bytes)
-        .map_err(|e| OnnxError::malformed(name, e.to_string()))
+    HostTensor::from_bytes(dtype, dims, bytes).map_err(|e| OnnxError::malformed(name, e.to_string()))
 }
 
 fn dims_from_proto(name: &str, dims: &[i64]) -> Result<Vec<usize>, OnnxError> {
@@ -144,36 +132,20 @@ fn typed_bytes(t: &TensorProto, dtype: DType, count: usize) -> Result<Vec<u8>, O
         let reason = if len == 0 {
             format!("{count} elements of {dtype} but no data (neither raw_data nor {field})")
         } else {
-            format!(
-                "{field} has {len} elements, but dims {:?} need {count}",
-                t.dims
-            )
+            format!("{field} has {len} elements, but dims {:?} need {count}", t.dims)
         };
         return Err(OnnxError::malformed(name, reason));
     }
     let mut out = Vec::with_capacity(count * dtype.size_bytes());
     match dtype {
-        DType::F32 => t
-            .float_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::F64 => t
-            .double_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::I64 => t
-            .int64_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::I32 => t
-            .int32_data
-            .iter()
-            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F32 => t.float_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F64 => t.double_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::I64 => t.int64_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::I32 => t.int32_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         // float16 and bfloat16 bit patterns occupy the low 16 bits of each int32.
-        DType::F16 | DType::BF16 => t
-            .int32_data
-            .iter()
-            .for_each(|&v| out.extend_from_slice(&((v & 0xffff) as u16).to_le_bytes())),
+        DType::F16 | DType::BF16 => {
+            t.int32_data.iter().for_each(|&v| out.extend_from_slice(&((v & 0xffff) as u16).to_le_bytes()))
+        }
         DType::I8 => {
             for &v in &t.int32_data {
                 let v = i8::try_from(v).map_err(|_| out_of_range(name, v, dtype))?;
@@ -185,19 +157,13 @@ fn typed_bytes(t: &TensorProto, dtype: DType, count: usize) -> Result<Vec<u8>, O
                 out.push(u8::try_from(v).map_err(|_| out_of_range(name, v, dtype))?);
             }
         }
-        DType::Bool => t
-            .int32_data
-            .iter()
-            .for_each(|&v| out.push(u8::from(v != 0))),
+        DType::Bool => t.int32_data.iter().for_each(|&v| out.push(u8::from(v != 0))),
     }
     Ok(out)
 }
 
 fn out_of_range(name: &str, v: i32, dtype: DType) -> OnnxError {
-    OnnxError::malformed(
-        name,
-        format!("int32_data value {v} is out of range for {dtype}"),
-    )
+    OnnxError::malformed(name, format!("int32_data value {v} is out of range for {dtype}"))
 }
 
 /// How [`tensor_to_proto_with`] stores the elements.
@@ -233,9 +199,7 @@ pub fn tensor_to_proto_with(name: &str, t: &HostTensor, encoding: TensorEncoding
             DType::I64 => p.int64_data = le_chunks(bytes).map(i64::from_le_bytes).collect(),
             DType::I32 => p.int32_data = le_chunks(bytes).map(i32::from_le_bytes).collect(),
             DType::F16 | DType::BF16 => {
-                p.int32_data = le_chunks(bytes)
-                    .map(|b| i32::from(u16::from_le_bytes(b)))
-                    .collect()
+                p.int32_data = le_chunks(bytes).map(|b| i32::from(u16::from_le_bytes(b))).collect()
             }
             DType::I8 => p.int32_data = bytes.iter().map(|&b| i32::from(b as i8)).collect(),
             DType::U8 | DType::Bool => p.int32_data = bytes.iter().map(|&b| i32::from(b)).collect(),
@@ -245,9 +209,7 @@ pub fn tensor_to_proto_with(name: &str, t: &HostTensor, encoding: TensorEncoding
 }
 
 fn le_chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    bytes
-        .chunks_exact(N)
-        .map(|c| c.try_into().expect("chunk of N bytes"))
+    bytes.chunks_exact(N).map(|c| c.try_into().expect("chunk of N bytes"))
 }
 
 #[cfg(test)]
@@ -275,22 +237,11 @@ mod tests {
             .collect();
         // Extremes that only survive an exact path.
         out.push(HostTensor::from_i64(vec![3], &[i64::MIN, i64::MAX, -1]));
-        out.push(HostTensor::from_f64(
-            DType::I32,
-            vec![2],
-            &[i32::MIN as f64, i32::MAX as f64],
-        ));
+        out.push(HostTensor::from_f64(DType::I32, vec![2], &[i32::MIN as f64, i32::MAX as f64]));
         out.push(
-            HostTensor::from_bytes(
-                DType::F16,
-                vec![3],
-                vec![0x00, 0x7c, 0x00, 0xfc, 0x01, 0x80],
-            )
-            .unwrap(),
+            HostTensor::from_bytes(DType::F16, vec![3], vec![0x00, 0x7c, 0x00, 0xfc, 0x01, 0x80]).unwrap(),
         );
-        out.push(
-            HostTensor::from_bytes(DType::BF16, vec![2], vec![0x80, 0xff, 0x7f, 0x7f]).unwrap(),
-        );
+        out.push(HostTensor::from_bytes(DType::BF16, vec![2], vec![0x80, 0xff, 0x7f, 0x7f]).unwrap());
         // Scalars and empty tensors.
         out.push(HostTensor::scalar(DType::F32, 1.5));
         out.push(HostTensor::from_f64(DType::I64, vec![0, 3], &[]));
@@ -351,10 +302,7 @@ mod tests {
 
         let mut p = proto(DataType::Int8, &[3]);
         p.int32_data = vec![-128, 0, 127];
-        assert_eq!(
-            tensor_from_proto(&p).unwrap().to_f64_vec(),
-            [-128.0, 0.0, 127.0]
-        );
+        assert_eq!(tensor_from_proto(&p).unwrap().to_f64_vec(), [-128.0, 0.0, 127.0]);
 
         let mut p = proto(DataType::Bool, &[3]);
         p.int32_data = vec![0, 1, 5];
@@ -375,9 +323,7 @@ mod tests {
         assert_eq!(tensor_from_proto(&p).unwrap().to_f64_vec(), [2.0]);
 
         // An empty tensor needs no data.
-        assert!(tensor_from_proto(&proto(DataType::Int64, &[2, 0]))
-            .unwrap()
-            .is_empty());
+        assert!(tensor_from_proto(&proto(DataType::Int64, &[2, 0])).unwrap().is_empty());
     }
 
     fn err(p: &TensorProto) -> String {
@@ -393,48 +339,27 @@ mod tests {
             Err(OnnxError::UnsupportedDtype { ref tensor, data_type: 5 }) if tensor == "w"
         ));
         assert_eq!(err(&p), "tensor 'w': unsupported element type INT16 (5)");
-        for dt in [
-            DataType::Uint16,
-            DataType::Uint32,
-            DataType::Uint64,
-            DataType::String,
-            DataType::Float8e4m3fn,
-        ] {
-            assert!(matches!(
-                tensor_from_proto(&proto(dt, &[0])),
-                Err(OnnxError::UnsupportedDtype { .. })
-            ));
+        for dt in
+            [DataType::Uint16, DataType::Uint32, DataType::Uint64, DataType::String, DataType::Float8e4m3fn]
+        {
+            assert!(matches!(tensor_from_proto(&proto(dt, &[0])), Err(OnnxError::UnsupportedDtype { .. })));
         }
         assert!(err(&TensorProto::default()).contains("UNDEFINED"));
 
         let mut p = proto(DataType::Float, &[4]);
         p.data_location = Some(DataLocation::External as i32);
-        p.external_data = vec![StringStringEntryProto {
-            key: Some("location".into()),
-            value: Some("weights.bin".into()),
-        }];
-        assert!(matches!(
-            tensor_from_proto(&p),
-            Err(OnnxError::ExternalData { .. })
-        ));
+        p.external_data =
+            vec![StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) }];
+        assert!(matches!(tensor_from_proto(&p), Err(OnnxError::ExternalData { .. })));
         assert!(err(&p).starts_with("tensor 'w': data stored in an external file ('weights.bin')"));
 
         let mut p = proto(DataType::Float, &[2, 3]);
         p.raw_data = Some(vec![0; 20]);
-        assert_eq!(
-            err(&p),
-            "tensor 'w': raw_data has 20 bytes, but f32[2, 3] needs 24"
-        );
+        assert_eq!(err(&p), "tensor 'w': raw_data has 20 bytes, but f32[2, 3] needs 24");
         p.raw_data = None;
-        assert_eq!(
-            err(&p),
-            "tensor 'w': 6 elements of f32 but no data (neither raw_data nor float_data)"
-        );
+        assert_eq!(err(&p), "tensor 'w': 6 elements of f32 but no data (neither raw_data nor float_data)");
         p.float_data = vec![1.0; 5];
-        assert_eq!(
-            err(&p),
-            "tensor 'w': float_data has 5 elements, but dims [2, 3] need 6"
-        );
+        assert_eq!(err(&p), "tensor 'w': float_data has 5 elements, but dims [2, 3] need 6");
         p.float_data.clear();
         p.int32_data = vec![1; 6];
         assert!(err(&p).contains("no data"));
@@ -446,16 +371,10 @@ mod tests {
 
         let mut p = proto(DataType::Uint8, &[1]);
         p.int32_data = vec![256];
-        assert_eq!(
-            err(&p),
-            "tensor 'w': int32_data value 256 is out of range for u8"
-        );
+        assert_eq!(err(&p), "tensor 'w': int32_data value 256 is out of range for u8");
 
         let mut p = proto(DataType::Float, &[1]);
-        p.segment = Some(crate::proto::tensor_proto::Segment {
-            begin: Some(0),
-            end: Some(1),
-        });
+        p.segment = Some(crate::proto::tensor_proto::Segment { begin: Some(0), end: Some(1) });
         assert!(err(&p).contains("segmented"));
     }
 }

@@ -25,9 +25,7 @@ pub fn shared_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir)).filter(|d| d.is_dir());
     }
     let root = workspace_root();
-    [root.join("../shared"), root.join("shared")]
-        .into_iter()
-        .find(|d| d.is_dir())
+    [root.join("../shared"), root.join("shared")].into_iter().find(|d| d.is_dir())
 }
 
 /// The workspace root this crate was built in (two levels above its manifest).
@@ -40,10 +38,8 @@ pub fn workspace_root() -> PathBuf {
 pub fn read_tensor_pb(path: impl AsRef<Path>) -> Result<(String, HostTensor), OnnxError> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| OnnxError::io(path, e))?;
-    let mut proto = TensorProto::decode(&bytes[..]).map_err(|source| OnnxError::Decode {
-        what: path.display().to_string(),
-        source,
-    })?;
+    let mut proto = TensorProto::decode(&bytes[..])
+        .map_err(|source| OnnxError::Decode { what: path.display().to_string(), source })?;
     let name = proto.name().to_string();
     if name.is_empty() {
         // Name the file in messages instead.
@@ -53,14 +49,9 @@ pub fn read_tensor_pb(path: impl AsRef<Path>) -> Result<(String, HostTensor), On
 }
 
 /// Writes `tensor` as a serialized `TensorProto` called `name` (data in `raw_data`).
-pub fn write_tensor_pb(
-    path: impl AsRef<Path>,
-    name: &str,
-    tensor: &HostTensor,
-) -> Result<(), OnnxError> {
+pub fn write_tensor_pb(path: impl AsRef<Path>, name: &str, tensor: &HostTensor) -> Result<(), OnnxError> {
     let path = path.as_ref();
-    std::fs::write(path, tensor_to_proto(name, tensor).encode_to_vec())
-        .map_err(|e| OnnxError::io(path, e))
+    std::fs::write(path, tensor_to_proto(name, tensor).encode_to_vec()).map_err(|e| OnnxError::io(path, e))
 }
 
 /// The files of one `test_data_set_<k>` directory, in index order.
@@ -82,25 +73,15 @@ impl TestDataSet {
         let mut inputs = Vec::new();
         let mut outputs = Vec::new();
         for entry in read_dir(dir)? {
-            let Some(name) = entry
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string)
-            else {
+            let Some(name) = entry.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
             let Some(stem) = name.strip_suffix(".pb") else {
                 continue;
             };
-            if let Some(i) = stem
-                .strip_prefix("input_")
-                .and_then(|i| i.parse::<usize>().ok())
-            {
+            if let Some(i) = stem.strip_prefix("input_").and_then(|i| i.parse::<usize>().ok()) {
                 inputs.push((i, entry));
-            } else if let Some(i) = stem
-                .strip_prefix("output_")
-                .and_then(|i| i.parse::<usize>().ok())
-            {
+            } else if let Some(i) = stem.strip_prefix("output_").and_then(|i| i.parse::<usize>().ok()) {
                 outputs.push((i, entry));
             }
         }
@@ -129,12 +110,7 @@ pub fn list_test_data_sets(case_dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, O
         .into_iter()
         .filter(|p| p.is_dir())
         .filter_map(|p| {
-            let k = p
-                .file_name()?
-                .to_str()?
-                .strip_prefix("test_data_set_")?
-                .parse()
-                .ok()?;
+            let k = p.file_name()?.to_str()?.strip_prefix("test_data_set_")?.parse().ok()?;
             Some((k, p))
         })
         .collect();
@@ -144,9 +120,7 @@ pub fn list_test_data_sets(case_dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, O
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, OnnxError> {
     let entries = std::fs::read_dir(dir).map_err(|e| OnnxError::io(dir, e))?;
-    entries
-        .map(|e| e.map(|e| e.path()).map_err(|e| OnnxError::io(dir, e)))
-        .collect()
+    entries.map(|e| e.map(|e| e.path()).map_err(|e| OnnxError::io(dir, e))).collect()
 }
 
 fn in_index_order(
@@ -162,10 +136,7 @@ fn in_index_order(
             } else {
                 format!("{kind}_{expected}.pb is missing but {kind}_{i}.pb exists")
             };
-            return Err(OnnxError::TestData {
-                path: dir.to_path_buf(),
-                reason,
-            });
+            return Err(OnnxError::TestData { path: dir.to_path_buf(), reason });
         }
     }
     Ok(files.into_iter().map(|(_, p)| p).collect())
@@ -180,8 +151,7 @@ mod tests {
 
     impl TempDir {
         fn new(tag: &str) -> TempDir {
-            let dir =
-                std::env::temp_dir().join(format!("blockfuse-onnx-{tag}-{}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!("blockfuse-onnx-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
@@ -203,41 +173,22 @@ mod tests {
         }
         std::fs::write(case.join("test_data_set_x"), b"").unwrap();
         let sets = list_test_data_sets(case).unwrap();
-        let names: Vec<_> = sets
-            .iter()
-            .map(|p| p.file_name().unwrap().to_str().unwrap())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "test_data_set_0",
-                "test_data_set_1",
-                "test_data_set_2",
-                "test_data_set_10"
-            ]
-        );
+        let names: Vec<_> = sets.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, ["test_data_set_0", "test_data_set_1", "test_data_set_2", "test_data_set_10"]);
 
         let ds = &sets[0];
         for i in 0..12 {
             let t = HostTensor::from_i64(vec![1], &[i]);
             write_tensor_pb(ds.join(format!("input_{i}.pb")), &format!("in{i}"), &t).unwrap();
         }
-        write_tensor_pb(
-            ds.join("output_0.pb"),
-            "",
-            &HostTensor::scalar(DType::F16, 0.5),
-        )
-        .unwrap();
+        write_tensor_pb(ds.join("output_0.pb"), "", &HostTensor::scalar(DType::F16, 0.5)).unwrap();
         std::fs::write(ds.join("notes.txt"), b"ignored").unwrap();
         let set = TestDataSet::open(ds).unwrap();
         assert_eq!(set.inputs.len(), 12);
         assert_eq!(set.outputs, [ds.join("output_0.pb")]);
         let inputs = set.read_inputs().unwrap();
         for (i, (name, t)) in inputs.iter().enumerate() {
-            assert_eq!(
-                (name.as_str(), t.to_i64_vec()),
-                (format!("in{i}").as_str(), vec![i as i64])
-            );
+            assert_eq!((name.as_str(), t.to_i64_vec()), (format!("in{i}").as_str(), vec![i as i64]));
         }
         let outputs = set.read_outputs().unwrap();
         assert_eq!(outputs[0].0, "");
@@ -245,10 +196,7 @@ mod tests {
 
         std::fs::remove_file(ds.join("input_4.pb")).unwrap();
         let e = TestDataSet::open(ds).unwrap_err().to_string();
-        assert!(
-            e.ends_with("input_4.pb is missing but input_5.pb exists"),
-            "{e}"
-        );
+        assert!(e.ends_with("input_4.pb is missing but input_5.pb exists"), "{e}");
         std::fs::write(ds.join("input_04.pb"), b"").unwrap();
         std::fs::write(ds.join("input_4.pb"), b"").unwrap();
         let e = TestDataSet::open(ds).unwrap_err().to_string();
@@ -261,29 +209,13 @@ mod tests {
         let p = tmp.0.join("input_0.pb");
         std::fs::write(&p, [0xff, 0xff, 0xff]).unwrap();
         let e = read_tensor_pb(&p).unwrap_err().to_string();
-        assert!(
-            e.starts_with(&format!("malformed protobuf in {}", p.display())),
-            "{e}"
-        );
+        assert!(e.starts_with(&format!("malformed protobuf in {}", p.display())), "{e}");
         // An unnamed tensor of an unsupported type: the file stands in for the name.
-        let t = TensorProto {
-            data_type: Some(4),
-            dims: vec![0],
-            ..TensorProto::default()
-        };
+        let t = TensorProto { data_type: Some(4), dims: vec![0], ..TensorProto::default() };
         std::fs::write(&p, t.encode_to_vec()).unwrap();
         let e = read_tensor_pb(&p).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            format!(
-                "tensor '{}': unsupported element type UINT16 (4)",
-                p.display()
-            )
-        );
-        assert!(matches!(
-            read_tensor_pb(tmp.0.join("nope.pb")),
-            Err(OnnxError::Io { .. })
-        ));
+        assert_eq!(e, format!("tensor '{}': unsupported element type UINT16 (4)", p.display()));
+        assert!(matches!(read_tensor_pb(tmp.0.join("nope.pb")), Err(OnnxError::Io { .. })));
         assert!(list_test_data_sets(tmp.0.join("nope")).is_err());
     }
 }

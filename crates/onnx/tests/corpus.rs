@@ -13,9 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 fn corpus_dir() -> Option<PathBuf> {
-    let dir = shared_dir()
-        .map(|d| d.join("corpus"))
-        .filter(|d| d.is_dir());
+    let dir = shared_dir().map(|d| d.join("corpus")).filter(|d| d.is_dir());
     if dir.is_none() {
         eprintln!(
             "\n!!! SKIPPED: no corpus: shared/corpus is neither beside nor inside the \
@@ -41,10 +39,7 @@ fn model_dirs(root: &Path) -> Vec<PathBuf> {
 fn decode_all_tensors(model: &ModelProto) -> Vec<Result<(), OnnxError>> {
     let g = model.graph.as_ref().unwrap();
     let attrs = g.node.iter().flat_map(|n| &n.attribute);
-    let tensors = g
-        .initializer
-        .iter()
-        .chain(attrs.flat_map(|a| a.t.iter().chain(&a.tensors)));
+    let tensors = g.initializer.iter().chain(attrs.flat_map(|a| a.t.iter().chain(&a.tensors)));
     tensors.map(|t| tensor_from_proto(t).map(|_| ())).collect()
 }
 
@@ -61,19 +56,10 @@ fn corpus_models_parse_and_inline() {
         let stats = inline_functions(&mut model).unwrap();
         let g = model.graph.as_ref().unwrap();
         assert_eq!(local_function_calls(&model), 0, "{name}");
-        assert!(
-            model.functions.is_empty(),
-            "{name}: functions left after inlining"
-        );
-        assert_eq!(
-            (stats.nodes_before, stats.nodes_after),
-            (before, g.node.len())
-        );
+        assert!(model.functions.is_empty(), "{name}: functions left after inlining");
+        assert_eq!((stats.nodes_before, stats.nodes_after), (before, g.node.len()));
         assert!(!g.node.is_empty(), "{name}");
-        assert!(
-            g.node.iter().all(|n| !n.has_subgraph()),
-            "{name}: control flow"
-        );
+        assert!(g.node.iter().all(|n| !n.has_subgraph()), "{name}: control flow");
         for r in decode_all_tensors(&model) {
             r.unwrap_or_else(|e| panic!("{name}: {e}"));
         }
@@ -86,10 +72,7 @@ fn corpus_models_parse_and_inline() {
         );
         total_nodes += g.node.len();
     }
-    eprintln!(
-        "{} corpus models, {total_nodes} nodes after inlining",
-        dirs.len()
-    );
+    eprintln!("{} corpus models, {total_nodes} nodes after inlining", dirs.len());
 }
 
 #[test]
@@ -101,11 +84,7 @@ fn corpus_test_data_matches_graph_signatures() {
         let model = load_model(dir.join("model.onnx")).unwrap();
         let g = model.graph.as_ref().unwrap();
         let initializers: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
-        let inputs: Vec<_> = g
-            .input
-            .iter()
-            .filter(|v| !initializers.contains(v.name()))
-            .collect();
+        let inputs: Vec<_> = g.input.iter().filter(|v| !initializers.contains(v.name())).collect();
         let sets = list_test_data_sets(&dir).unwrap();
         assert!(!sets.is_empty(), "{name}: no test data");
         for set in sets {
@@ -118,17 +97,11 @@ fn corpus_test_data_matches_graph_signatures() {
                 assert_eq!(values.len(), declared.len(), "{what}");
                 for ((got_name, t), vi) in values.iter().zip(declared.iter()) {
                     assert_eq!(got_name, vi.name(), "{what}");
-                    let Some(type_proto::Value::TensorType(tt)) =
-                        vi.r#type.as_ref().unwrap().value.as_ref()
+                    let Some(type_proto::Value::TensorType(tt)) = vi.r#type.as_ref().unwrap().value.as_ref()
                     else {
                         panic!("{what}: {} is not a tensor", vi.name());
                     };
-                    assert_eq!(
-                        Some(t.dtype()),
-                        dtype_from_onnx(tt.elem_type()),
-                        "{what}: {}",
-                        vi.name()
-                    );
+                    assert_eq!(Some(t.dtype()), dtype_from_onnx(tt.elem_type()), "{what}: {}", vi.name());
                     let dims = &tt.shape.as_ref().unwrap().dim;
                     assert_eq!(t.dims().len(), dims.len(), "{what}: {}", vi.name());
                     for (&got, d) in t.dims().iter().zip(dims) {
@@ -160,10 +133,7 @@ fn onnx_node_tests_decode() {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/onnx-node-tests"));
     if !present(&dir) {
-        eprintln!(
-            "\n!!! SKIPPED: no ONNX node tests in {}: run scripts/onnx-node-tests.sh\n",
-            dir.display()
-        );
+        eprintln!("\n!!! SKIPPED: no ONNX node tests in {}: run scripts/onnx-node-tests.sh\n", dir.display());
         return;
     }
     let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
@@ -173,21 +143,12 @@ fn onnx_node_tests_decode() {
         let mut model = load_model(case.join("model.onnx")).unwrap();
         inline_functions(&mut model).unwrap();
         let results = decode_all_tensors(&model);
-        let pb_results = list_test_data_sets(&case)
-            .unwrap()
-            .into_iter()
-            .flat_map(|set| {
-                let set = TestDataSet::open(set).unwrap();
-                let files = set.inputs.into_iter().chain(set.outputs);
-                files
-                    .map(|f| blockfuse_onnx::read_tensor_pb(f).map(|_| ()))
-                    .collect::<Vec<_>>()
-            });
-        for (i, r) in results
-            .into_iter()
-            .map(|r| (false, r))
-            .chain(pb_results.map(|r| (true, r)))
-        {
+        let pb_results = list_test_data_sets(&case).unwrap().into_iter().flat_map(|set| {
+            let set = TestDataSet::open(set).unwrap();
+            let files = set.inputs.into_iter().chain(set.outputs);
+            files.map(|f| blockfuse_onnx::read_tensor_pb(f).map(|_| ())).collect::<Vec<_>>()
+        });
+        for (i, r) in results.into_iter().map(|r| (false, r)).chain(pb_results.map(|r| (true, r))) {
             pbs += usize::from(i);
             match r {
                 Ok(()) => {}
@@ -201,12 +162,6 @@ fn onnx_node_tests_decode() {
         }
         models += 1;
     }
-    eprintln!(
-        "{models} node-test models, {pbs} .pb files; unsupported element types: {unsupported:?}"
-    );
-    assert!(
-        models > 1000,
-        "expected the full node-test set in {}",
-        dir.display()
-    );
+    eprintln!("{models} node-test models, {pbs} .pb files; unsupported element types: {unsupported:?}");
+    assert!(models > 1000, "expected the full node-test set in {}", dir.display());
 }

@@ -74,8 +74,7 @@ fn every_corpus_model_imports_and_validates() {
                     if let Some(edt) = edt {
                         let got = g.value_type(*v).dtype;
                         if got != *edt {
-                            failures
-                                .push(format!("{name}: output {oname} is {got}, expected {edt}"));
+                            failures.push(format!("{name}: output {oname} is {got}, expected {edt}"));
                         }
                     }
                 }
@@ -87,12 +86,7 @@ fn every_corpus_model_imports_and_validates() {
     for f in &failures {
         eprintln!("FAIL {f}");
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} models failed",
-        failures.len(),
-        models.len()
-    );
+    assert!(failures.is_empty(), "{} of {} models failed", failures.len(), models.len());
 }
 
 type Rows = std::collections::BTreeSet<usize>;
@@ -100,22 +94,12 @@ type Rows = std::collections::BTreeSet<usize>;
 /// The largest |diff|, or the rows (over the last axis) out of tolerance and a message.
 fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, (Rows, String)> {
     if got.dims() != want.dims() {
-        return Err((
-            Rows::new(),
-            format!("dims {:?} vs reference {:?}", got.dims(), want.dims()),
-        ));
+        return Err((Rows::new(), format!("dims {:?} vs reference {:?}", got.dims(), want.dims())));
     }
     if got.dtype() != want.dtype() {
-        return Err((
-            Rows::new(),
-            format!("dtype {} vs reference {}", got.dtype(), want.dtype()),
-        ));
+        return Err((Rows::new(), format!("dtype {} vs reference {}", got.dtype(), want.dtype())));
     }
-    let tol = if want.dtype() == DType::F16 || want.dtype() == DType::BF16 {
-        1e-2
-    } else {
-        1e-4
-    };
+    let tol = if want.dtype() == DType::F16 || want.dtype() == DType::BF16 { 1e-2 } else { 1e-4 };
     let (a, b) = (got.to_f64_vec(), want.to_f64_vec());
     let mut worst = 0.0f64;
     let mut bad = vec![];
@@ -133,11 +117,11 @@ fn compare(got: &HostTensor, want: &HostTensor) -> Result<f64, (Rows, String)> {
         return Err((
             rows.clone(),
             format!(
-            "{} elements out of tolerance (rows {:?}, a row = the last axis); first: element {i}: \
+                "{} elements out of tolerance (rows {:?}, a row = the last axis); first: element {i}: \
              {x} vs reference {y} (|diff| {d:.3e}); max |diff| {worst:.3e}",
-            bad.len(),
-            rows
-        ),
+                bad.len(),
+                rows
+            ),
         ));
     }
     Ok(worst)
@@ -158,8 +142,7 @@ fn corpus_models_match_reference_outputs() {
         };
         for set in ["test_data_set_0", "test_data_set_1"] {
             let ds = TestDataSet::open(dir.join(set)).unwrap();
-            let inputs: HashMap<String, HostTensor> =
-                ds.read_inputs().unwrap().into_iter().collect();
+            let inputs: HashMap<String, HostTensor> = ds.read_inputs().unwrap().into_iter().collect();
             let outs = match backend.run_named(&g, &inputs) {
                 Ok(o) => o,
                 Err(e) => {
@@ -172,18 +155,12 @@ fn corpus_models_match_reference_outputs() {
             let padded: std::collections::BTreeSet<usize> = inputs
                 .get("attention_mask")
                 .map(|m| {
-                    m.to_f64_vec()
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, v)| **v == 0.0)
-                        .map(|(i, _)| i)
-                        .collect()
+                    m.to_f64_vec().iter().enumerate().filter(|(_, v)| **v == 0.0).map(|(i, _)| i).collect()
                 })
                 .unwrap_or_default();
             let mut worst = 0.0f64;
             let mut bad = None;
-            for ((oname, _), (got, (rname, want))) in g.outputs().iter().zip(outs.iter().zip(&refs))
-            {
+            for ((oname, _), (got, (rname, want))) in g.outputs().iter().zip(outs.iter().zip(&refs)) {
                 assert!(rname.is_empty() || rname == oname, "{name}: output order");
                 match compare(got, want) {
                     Ok(w) => worst = worst.max(w),
@@ -214,12 +191,7 @@ fn corpus_models_match_reference_outputs() {
     for f in &failures {
         eprintln!("FAIL {f}");
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures over {} models",
-        failures.len(),
-        models.len()
-    );
+    assert!(failures.is_empty(), "{} failures over {} models", failures.len(), models.len());
 }
 
 fn tensor_vi(name: &str, elem: i32, dims: &[&str]) -> ValueInfoProto {
@@ -254,9 +226,7 @@ trait WithElem {
 
 impl WithElem for ValueInfoProto {
     fn with_elem(mut self, elem: i32) -> Self {
-        if let Some(type_proto::Value::TensorType(t)) =
-            self.r#type.as_mut().and_then(|t| t.value.as_mut())
-        {
+        if let Some(type_proto::Value::TensorType(t)) = self.r#type.as_mut().and_then(|t| t.value.as_mut()) {
             t.elem_type = Some(elem);
         }
         self
@@ -276,10 +246,7 @@ fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
 fn model(nodes: Vec<NodeProto>, output: &str) -> ModelProto {
     ModelProto {
         ir_version: Some(9),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(20),
-        }],
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(20) }],
         graph: Some(GraphProto {
             name: Some("g".into()),
             node: nodes,
@@ -315,10 +282,7 @@ fn unsupported_ops_are_all_listed() {
     };
     assert_eq!(ops.len(), 2);
     let msg = err.to_string();
-    assert_eq!(
-        msg,
-        "unsupported ops: FancyOp (nodes f1, f2), If (node If_3)"
-    );
+    assert_eq!(msg, "unsupported ops: FancyOp (nodes f1, f2), If (node If_3)");
 }
 
 #[test]
@@ -383,8 +347,7 @@ fn shape_computations_become_static_attributes() {
 fn dump() {
     let name = std::env::var("DUMP_MODEL").unwrap();
     let pat = std::env::var("DUMP_NODE").unwrap_or_default();
-    let mut m =
-        blockfuse_onnx::load_model(corpus_dir().unwrap().join(name).join("model.onnx")).unwrap();
+    let mut m = blockfuse_onnx::load_model(corpus_dir().unwrap().join(name).join("model.onnx")).unwrap();
     blockfuse_onnx::inline_functions(&mut m).unwrap();
     let g = m.graph.unwrap();
     for vi in &g.input {
@@ -392,27 +355,15 @@ fn dump() {
     }
     let nodes = &g.node;
     for (i, n) in nodes.iter().enumerate() {
-        if nodes[i.saturating_sub(0)..(i + 8).min(nodes.len())]
-            .iter()
-            .any(|m| {
-                m.name().contains(&pat)
-                    || m.op_type() == pat
-                    || m.output.iter().any(|o| o.contains(&pat))
-            })
-        {
+        if nodes[i.saturating_sub(0)..(i + 8).min(nodes.len())].iter().any(|m| {
+            m.name().contains(&pat) || m.op_type() == pat || m.output.iter().any(|o| o.contains(&pat))
+        }) {
             let attrs: Vec<String> = n
                 .attribute
                 .iter()
                 .map(|a| format!("{}={:?}", a.name(), a.i.or(a.f.map(|f| f as i64))))
                 .collect();
-            eprintln!(
-                "{} {} {:?} -> {:?} {:?}",
-                n.name(),
-                n.op_type(),
-                n.input,
-                n.output,
-                attrs
-            );
+            eprintln!("{} {} {:?} -> {:?} {:?}", n.name(), n.op_type(), n.input, n.output, attrs);
         }
     }
 }

@@ -45,9 +45,7 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
     while let Some(id) = queue.pop_front() {
         queued[id.index()] = false;
         if !g.contains(id)
-            || g.use_count(Value::first(id)) == 0
-                && g.node(id).types.len() == 1
-                && !is_live_leaf(g, id)
+            || g.use_count(Value::first(id)) == 0 && g.node(id).types.len() == 1 && !is_live_leaf(g, id)
         {
             continue;
         }
@@ -59,9 +57,7 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
             None => match cse_key(g, id) {
                 Some(key) => match cse.get(&key) {
                     Some(&other)
-                        if other != id
-                            && g.contains(other)
-                            && cse_key(g, other).as_ref() == Some(&key) =>
+                        if other != id && g.contains(other) && cse_key(g, other).as_ref() == Some(&key) =>
                     {
                         stats.merged += 1;
                         Some(Value::first(other))
@@ -123,9 +119,7 @@ fn scalar(g: &Graph, v: Value) -> Option<f64> {
 /// One local simplification of node `id`, returning the value that replaces it.
 fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
     let node = g.node(id).clone();
-    if node.types.len() != 1
-        || node.op.is_leaf() && !matches!(node.op, Op::Range { .. } | Op::Full { .. })
-    {
+    if node.types.len() != 1 || node.op.is_leaf() && !matches!(node.op, Op::Range { .. } | Op::Full { .. }) {
         return Ok(None);
     }
     let out = node.types[0].clone();
@@ -133,11 +127,8 @@ fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
     let same_type = |g: &Graph, v: Value| *g.value_type(v) == out;
     // Constant folding.
     if !matches!(node.op, Op::Block(_)) {
-        let consts: Option<Vec<_>> = node
-            .operands
-            .iter()
-            .map(|v| g.node(v.node).op.as_constant().cloned())
-            .collect();
+        let consts: Option<Vec<_>> =
+            node.operands.iter().map(|v| g.node(v.node).op.as_constant().cloned()).collect();
         if let Some(consts) = consts {
             let refs: Vec<_> = consts.iter().collect();
             if let Some(t) = fold(&node.op, &refs, &out) {
@@ -235,20 +226,9 @@ fn simplify_binary(
 }
 
 /// `reduce_sum(x, axes) · (1/N)` with N the number of reduced elements → `reduce_mean`.
-fn sum_times_inverse_count(
-    b: &mut Builder<'_>,
-    sum: Value,
-    c: Value,
-) -> Result<Option<Value>, IrError> {
+fn sum_times_inverse_count(b: &mut Builder<'_>, sum: Value, c: Value) -> Result<Option<Value>, IrError> {
     let g = b.graph();
-    let (
-        Some(k),
-        Op::Reduce {
-            op: ReduceOp::Sum,
-            axes,
-            keepdims,
-        },
-    ) = (scalar(g, c), &g.node(sum.node).op)
+    let (Some(k), Op::Reduce { op: ReduceOp::Sum, axes, keepdims }) = (scalar(g, c), &g.node(sum.node).op)
     else {
         return Ok(None);
     };
@@ -293,9 +273,9 @@ fn is_full_slice(g: &Graph, x: Value, spec: &blockfuse_ir::SliceSpec) -> bool {
     })
 }
 
-/// `reshape(transpose(reshape(x, [P, a, b]), [0, 2, 1]), [lead.., b, a])` with x of shape
-/// `[lead.., a, b]` and P the product of `lead` is `transpose(x)` of the last two axes: the
-/// 3-D spelling of `k.transpose(-2, -1)` that some exporters emit.
+/// `reshape(transpose(reshape(x, [P, a, b]), [0, 2, 1]), [lead.., b, a])` with P the product
+/// of `lead` is `transpose(reshape(x, [lead.., a, b]))` of the last two axes: the 3-D spelling
+/// of `k.transpose(-2, -1)` that some exporters emit.
 fn fold_reshape_transpose_reshape(
     b: &mut Builder<'_>,
     t: Value,
@@ -313,19 +293,21 @@ fn fold_reshape_transpose_reshape(
         return Ok(None);
     }
     let x = g.node(r1.node).operands[0];
-    let xs = &g.value_type(x).shape;
-    let r = xs.len();
-    if r < 3 || shape.len() != r {
+    let r1s = g.value_type(r1).shape.clone();
+    let r = shape.len();
+    if r < 3 {
         return Ok(None);
     }
-    let mut swapped: Vec<Dim> = xs[..r - 2].to_vec();
-    swapped.push(xs[r - 1].clone());
-    swapped.push(xs[r - 2].clone());
-    let r1s = &g.value_type(r1).shape;
-    if swapped != shape || r1s[1] != xs[r - 2] || r1s[2] != xs[r - 1] {
+    let lead = &shape[..r - 2];
+    let lead_size = lead.iter().fold(Dim::Known(1), |acc, d| acc.mul(d));
+    if lead_size != r1s[0] || shape[r - 2] != r1s[2] || shape[r - 1] != r1s[1] {
         return Ok(None);
     }
+    let mut unflat: Vec<Dim> = lead.to_vec();
+    unflat.push(r1s[1].clone());
+    unflat.push(r1s[2].clone());
+    let y = b.reshape(x, unflat)?;
     let mut p: Vec<usize> = (0..r).collect();
     p.swap(r - 2, r - 1);
-    Ok(Some(b.transpose(x, &p)?))
+    Ok(Some(b.transpose(y, &p)?))
 }

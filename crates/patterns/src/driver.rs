@@ -46,9 +46,7 @@ pub struct Report {
 
 /// Counts op nodes (not inputs, not constants).
 pub fn op_node_count(g: &Graph) -> usize {
-    g.node_ids()
-        .filter(|&id| !matches!(g.node(id).op, Op::Input | Op::Constant(_)))
-        .count()
+    g.node_ids().filter(|&id| !matches!(g.node(id).op, Op::Input | Op::Constant(_))).count()
 }
 
 /// Counts block nodes by kind.
@@ -65,10 +63,7 @@ pub fn block_counts(g: &Graph) -> BTreeMap<String, usize> {
 /// Optimizes `g` in place with `rules`.
 pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
     let start = Instant::now();
-    let mut report = Report {
-        nodes_before: op_node_count(g),
-        ..Report::default()
-    };
+    let mut report = Report { nodes_before: op_node_count(g), ..Report::default() };
     for r in rules.rules() {
         report.rules.insert(r.name.to_string(), 0);
     }
@@ -86,10 +81,8 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
             if fired > 0 {
                 changed = true;
                 *report.rules.get_mut(rule.name).expect("inserted") += fired;
-                let mut seeds: Vec<NodeId> = g
-                    .node_ids()
-                    .filter(|id| !existed.get(id.index()).copied().unwrap_or(false))
-                    .collect();
+                let mut seeds: Vec<NodeId> =
+                    g.node_ids().filter(|id| !existed.get(id.index()).copied().unwrap_or(false)).collect();
                 let users: Vec<NodeId> = seeds.iter().flat_map(|&id| g.users(id)).collect();
                 seeds.extend(users);
                 let stats = canonicalize_from(g, seeds)?;
@@ -104,11 +97,7 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
     report.near_misses = misses
         .into_iter()
         .filter(|((_, id), _)| g.contains(*id))
-        .map(|((rule, id), reason)| NearMiss {
-            rule,
-            node: g.label(id).to_string(),
-            reason,
-        })
+        .map(|((rule, id), reason)| NearMiss { rule, node: g.label(id).to_string(), reason })
         .collect();
     report.nodes_after = op_node_count(g);
     report.blocks = block_counts(g);
@@ -184,19 +173,11 @@ fn mark_dead(g: &Graph, start: NodeId, dead: &mut Vec<bool>) {
             dead.resize(id.index() + 1, false);
         }
         let n = g.node(id);
-        let is_output = (0..n.types.len()).any(|o| {
-            g.is_output(Value {
-                node: id,
-                output: o as u16,
-            })
-        });
+        let is_output = (0..n.types.len()).any(|o| g.is_output(Value { node: id, output: o as u16 }));
         if dead[id.index()] || is_output || matches!(n.op, Op::Input) {
             continue;
         }
-        if g.users(id)
-            .iter()
-            .all(|u| dead.get(u.index()).copied().unwrap_or(false))
-        {
+        if g.users(id).iter().all(|u| dead.get(u.index()).copied().unwrap_or(false)) {
             dead[id.index()] = true;
             stack.extend(n.operands.iter().map(|v| v.node));
         }

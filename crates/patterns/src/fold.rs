@@ -21,21 +21,12 @@ pub fn fold(op: &Op, args: &[&HostTensor], out: &TensorType) -> Option<HostTenso
         Op::Binary(b) => {
             let int = args[0].dtype().is_int();
             let (a, c) = (broadcast(args[0], &dims)?, broadcast(args[1], &dims)?);
-            a.iter()
-                .zip(&c)
-                .map(|(&x, &y)| binary(*b, x, y, int))
-                .collect::<Option<_>>()?
+            a.iter().zip(&c).map(|(&x, &y)| binary(*b, x, y, int)).collect::<Option<_>>()?
         }
         Op::Where => {
-            let (c, a, b) = (
-                broadcast(args[0], &dims)?,
-                broadcast(args[1], &dims)?,
-                broadcast(args[2], &dims)?,
-            );
-            c.iter()
-                .zip(a.iter().zip(&b))
-                .map(|(&c, (&a, &b))| if c != 0.0 { a } else { b })
-                .collect()
+            let (c, a, b) =
+                (broadcast(args[0], &dims)?, broadcast(args[1], &dims)?, broadcast(args[2], &dims)?);
+            c.iter().zip(a.iter().zip(&b)).map(|(&c, (&a, &b))| if c != 0.0 { a } else { b }).collect()
         }
         Op::Cast(_) | Op::Reshape { .. } | Op::Expand { .. } => {
             if matches!(op, Op::Cast(_)) && args[0].dtype() == DType::I64 && out.dtype.is_int() {
@@ -69,9 +60,7 @@ fn broadcast(t: &HostTensor, dims: &[usize]) -> Option<Vec<f64>> {
     if sr > rank {
         return None;
     }
-    let sd: Vec<usize> = std::iter::repeat_n(1, rank - sr)
-        .chain(t.dims().iter().copied())
-        .collect();
+    let sd: Vec<usize> = std::iter::repeat_n(1, rank - sr).chain(t.dims().iter().copied()).collect();
     let mut strides = vec![0usize; rank];
     let mut acc = 1;
     for i in (0..rank).rev() {

@@ -51,12 +51,7 @@ struct State<'p> {
 
 /// Matches `pat` rooted at `v`; `None` when it does not match even as a near-miss.
 pub fn match_at(g: &Graph, pat: &Pat, v: Value) -> Option<Match> {
-    let state = State {
-        goals: vec![(pat, v)],
-        captures: vec![],
-        interior: vec![],
-        failed: None,
-    };
+    let state = State { goals: vec![(pat, v)], captures: vec![], interior: vec![], failed: None };
     solve(g, state).map(|s| Match {
         root: v,
         captures: s.captures.into_iter().collect(),
@@ -89,13 +84,7 @@ fn solve<'p>(g: &Graph, mut s: State<'p>) -> Option<State<'p>> {
             s.captures.push((name, v));
             solve(g, s)
         }
-        Pat::Node {
-            pred,
-            args,
-            commutative,
-            capture,
-            ..
-        } => {
+        Pat::Node { pred, args, commutative, capture, .. } => {
             let n = g.node(v.node);
             if !pred(&n.op) || n.operands.len() != args.len() {
                 return None;
@@ -104,19 +93,12 @@ fn solve<'p>(g: &Graph, mut s: State<'p>) -> Option<State<'p>> {
             if let Some(c) = capture {
                 s.captures.push((c, v));
             }
-            let orders: &[[usize; 2]] = if *commutative && args.len() == 2 {
-                &[[0, 1], [1, 0]]
-            } else {
-                &[[0, 1]]
-            };
+            let orders: &[[usize; 2]] =
+                if *commutative && args.len() == 2 { &[[0, 1], [1, 0]] } else { &[[0, 1]] };
             for order in orders {
                 let mut t = s.clone();
                 for (k, a) in args.iter().enumerate() {
-                    let operand = if args.len() == 2 {
-                        n.operands[order[k]]
-                    } else {
-                        n.operands[k]
-                    };
+                    let operand = if args.len() == 2 { n.operands[order[k]] } else { n.operands[k] };
                     t.goals.push((a, operand));
                 }
                 if let Some(done) = solve(g, t) {
@@ -223,19 +205,12 @@ pub fn interior_escapes(g: &Graph, m: &Match) -> Option<String> {
         }
         let n = g.node(id);
         for out in 0..n.types.len() {
-            let v = Value {
-                node: id,
-                output: out as u16,
-            };
+            let v = Value { node: id, output: out as u16 };
             if g.is_output(v) {
                 return Some(format!("interior value {} is a graph output", g.label(id)));
             }
             if let Some((user, _)) = g.consumers(v).find(|(u, _)| !m.interior.contains(u)) {
-                return Some(format!(
-                    "interior value {} is also read by {}",
-                    g.label(id),
-                    g.label(user)
-                ));
+                return Some(format!("interior value {} is also read by {}", g.label(id), g.label(user)));
             }
         }
     }

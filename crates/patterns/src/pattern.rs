@@ -66,54 +66,26 @@ pub fn constant(name: &'static str) -> Pat {
 }
 
 /// A node of an op satisfying `pred`.
-pub fn node(
-    label: &'static str,
-    pred: impl Fn(&Op) -> bool + Send + Sync + 'static,
-    args: Vec<Pat>,
-) -> Pat {
-    Pat::Node {
-        label,
-        pred: Arc::new(pred),
-        args,
-        commutative: false,
-        capture: None,
-    }
+pub fn node(label: &'static str, pred: impl Fn(&Op) -> bool + Send + Sync + 'static, args: Vec<Pat>) -> Pat {
+    Pat::Node { label, pred: Arc::new(pred), args, commutative: false, capture: None }
 }
 
 /// An elementwise unary op.
 pub fn unary(op: UnaryOp, x: Pat) -> Pat {
-    node(
-        op.name(),
-        move |o| matches!(o, Op::Unary(u) if *u == op),
-        vec![x],
-    )
+    node(op.name(), move |o| matches!(o, Op::Unary(u) if *u == op), vec![x])
 }
 
 /// An elementwise binary op, operands in this order.
 pub fn binary(op: BinaryOp, a: Pat, b: Pat) -> Pat {
-    node(
-        op.name(),
-        move |o| matches!(o, Op::Binary(x) if *x == op),
-        vec![a, b],
-    )
+    node(op.name(), move |o| matches!(o, Op::Binary(x) if *x == op), vec![a, b])
 }
 
 /// An elementwise binary op in either operand order.
 pub fn commutative(op: BinaryOp, a: Pat, b: Pat) -> Pat {
     match binary(op, a, b) {
-        Pat::Node {
-            label,
-            pred,
-            args,
-            capture,
-            ..
-        } => Pat::Node {
-            label,
-            pred,
-            args,
-            commutative: true,
-            capture,
-        },
+        Pat::Node { label, pred, args, capture, .. } => {
+            Pat::Node { label, pred, args, commutative: true, capture }
+        }
         _ => unreachable!(),
     }
 }
@@ -130,11 +102,7 @@ pub fn mul(a: Pat, b: Pat) -> Pat {
 
 /// A reduction of any axes (checks inspect the captured node's axes).
 pub fn reduce(op: ReduceOp, x: Pat) -> Pat {
-    node(
-        op.name(),
-        move |o| matches!(o, Op::Reduce { op: r, .. } if *r == op),
-        vec![x],
-    )
+    node(op.name(), move |o| matches!(o, Op::Reduce { op: r, .. } if *r == op), vec![x])
 }
 
 /// `pat` or `cast(pat)` to any dtype.
@@ -161,19 +129,9 @@ impl Pat {
     /// Captures the value this pattern matched under `name` (node patterns only).
     pub fn named(self, name: &'static str) -> Pat {
         match self {
-            Pat::Node {
-                label,
-                pred,
-                args,
-                commutative,
-                ..
-            } => Pat::Node {
-                label,
-                pred,
-                args,
-                commutative,
-                capture: Some(name),
-            },
+            Pat::Node { label, pred, args, commutative, .. } => {
+                Pat::Node { label, pred, args, commutative, capture: Some(name) }
+            }
             other => other,
         }
     }

@@ -33,18 +33,13 @@ impl Rule {
             name,
             pattern,
             check: Arc::new(|_, _| Ok(())),
-            rewrite: Arc::new(move |_, _| {
-                Err(IrError::Graph(format!("rule {name} has no rewrite")))
-            }),
+            rewrite: Arc::new(move |_, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
             exclusive: true,
         }
     }
 
     /// Sets the check.
-    pub fn check(
-        mut self,
-        f: impl Fn(&Graph, &Match) -> Result<(), String> + Send + Sync + 'static,
-    ) -> Rule {
+    pub fn check(mut self, f: impl Fn(&Graph, &Match) -> Result<(), String> + Send + Sync + 'static) -> Rule {
         self.check = Arc::new(f);
         self
     }

@@ -9,10 +9,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 pub fn bsd(d: usize) -> TensorType {
-    TensorType::new(
-        DType::F32,
-        [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(d)],
-    )
+    TensorType::new(DType::F32, [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(d)])
 }
 
 pub fn weight(b: &mut Builder<'_>, dtype: DType, dims: &[usize], seed: u64) -> Value {
@@ -69,12 +66,7 @@ pub fn assert_same_values(a: &Graph, b: &Graph, tol: f64) {
     let y = fb.run(b, &inputs).unwrap();
     for (p, q) in x.iter().zip(&y) {
         assert_eq!(p.dims(), q.dims());
-        let err = p
-            .to_f64_vec()
-            .iter()
-            .zip(q.to_f64_vec())
-            .map(|(u, v)| (u - v).abs())
-            .fold(0.0, f64::max);
+        let err = p.to_f64_vec().iter().zip(q.to_f64_vec()).map(|(u, v)| (u - v).abs()).fold(0.0, f64::max);
         assert!(err <= tol, "outputs differ by {err} (tolerance {tol})");
     }
 }

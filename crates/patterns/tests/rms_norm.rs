@@ -12,12 +12,7 @@ fn llama(dtype_cast: bool) -> Graph {
             [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(8)],
         ),
     );
-    let w = weight(
-        &mut b,
-        if dtype_cast { DType::F16 } else { DType::F32 },
-        &[8],
-        1,
-    );
+    let w = weight(&mut b, if dtype_cast { DType::F16 } else { DType::F32 }, &[8], 1);
     let xf = b.cast(x, DType::F32).unwrap();
     let eps = b.scalar(DType::F32, 1e-6);
     let y = rms_norm_composed(&mut b, xf, None, eps, 2.0, -1);
@@ -51,15 +46,7 @@ fn fuses_unweighted_and_per_head() {
     let mut b = Builder::new(&mut g);
     let x = b.input(
         "q",
-        TensorType::new(
-            DType::F32,
-            [
-                Dim::sym("batch"),
-                Dim::Known(4),
-                Dim::sym("seq"),
-                Dim::Known(16),
-            ],
-        ),
+        TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(4), Dim::sym("seq"), Dim::Known(16)]),
     );
     let eps = b.scalar(DType::F32, 1e-5);
     let y = rms_norm_composed(&mut b, x, None, eps, 2.0, -1);
@@ -75,12 +62,7 @@ fn near_miss(g: &Graph) -> (usize, Vec<String>) {
     assert_same_values(g, &opt, 1e-5);
     (
         report.blocks.get("rms_norm").copied().unwrap_or(0),
-        report
-            .near_misses
-            .iter()
-            .filter(|m| m.rule == "rms_norm")
-            .map(|m| m.reason.clone())
-            .collect(),
+        report.near_misses.iter().filter(|m| m.rule == "rms_norm").map(|m| m.reason.clone()).collect(),
     )
 }
 
@@ -88,11 +70,8 @@ fn variant(exponent: f64, axis: i64, eps_input: bool, leak: bool, output_interio
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let x = b.input("x", bsd(8));
-    let eps = if eps_input {
-        b.input("eps", TensorType::scalar(DType::F32))
-    } else {
-        b.scalar(DType::F32, 1e-6)
-    };
+    let eps =
+        if eps_input { b.input("eps", TensorType::scalar(DType::F32)) } else { b.scalar(DType::F32, 1e-6) };
     let w = weight(&mut b, DType::F32, &[8], 2);
     let e = b.scalar(DType::F32, exponent);
     let sq = b.binary(BinaryOp::Pow, x, e).unwrap();
@@ -116,48 +95,33 @@ fn variant(exponent: f64, axis: i64, eps_input: bool, leak: bool, output_interio
 fn negative_extra_consumer() {
     let (n, reasons) = near_miss(&variant(2.0, -1, false, true, false));
     assert_eq!(n, 0);
-    assert!(
-        reasons.iter().any(|r| r.contains("is also read by")),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r.contains("is also read by")), "{reasons:?}");
 }
 
 #[test]
 fn negative_interior_graph_output() {
     let (n, reasons) = near_miss(&variant(2.0, -1, false, false, true));
     assert_eq!(n, 0);
-    assert!(
-        reasons.iter().any(|r| r.contains("is a graph output")),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r.contains("is a graph output")), "{reasons:?}");
 }
 
 #[test]
 fn negative_wrong_exponent() {
     let (n, reasons) = near_miss(&variant(3.0, -1, false, false, false));
     assert_eq!(n, 0);
-    assert!(
-        reasons.iter().any(|r| r.contains("not over x²")),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r.contains("not over x²")), "{reasons:?}");
 }
 
 #[test]
 fn negative_wrong_axis() {
     let (n, reasons) = near_miss(&variant(2.0, 1, false, false, false));
     assert_eq!(n, 0);
-    assert!(
-        reasons.iter().any(|r| r.contains("last axis")),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r.contains("last axis")), "{reasons:?}");
 }
 
 #[test]
 fn negative_non_constant_eps() {
     let (n, reasons) = near_miss(&variant(2.0, -1, true, false, false));
     assert_eq!(n, 0);
-    assert!(
-        reasons.iter().any(|r| r.contains("eps is not a constant")),
-        "{reasons:?}"
-    );
+    assert!(reasons.iter().any(|r| r.contains("eps is not a constant")), "{reasons:?}");
 }

@@ -10,40 +10,21 @@ fn cos_sin(b: &mut Builder<'_>, positions: Option<Value>, base: f32) -> (Value, 
     let pos = match positions {
         Some(p) => p,
         None => {
-            let r = b
-                .add(
-                    Op::Range {
-                        start: 0.0,
-                        step: 1.0,
-                        len: seq.clone(),
-                        dtype: DType::I64,
-                    },
-                    &[],
-                )
-                .unwrap();
+            let r =
+                b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[]).unwrap();
             b.reshape(r, vec![Dim::Known(1), seq.clone()]).unwrap()
         }
     };
     let lead = b.ty(pos).shape[0].clone();
-    let p = b
-        .reshape(pos, vec![lead.clone(), seq.clone(), Dim::Known(1)])
-        .unwrap();
+    let p = b.reshape(pos, vec![lead.clone(), seq.clone(), Dim::Known(1)]).unwrap();
     let p = b.cast(p, DType::F32).unwrap();
-    let inv: Vec<f32> = (0..D / 2)
-        .map(|i| base.powf(-2.0 * i as f32 / D as f32))
-        .collect();
+    let inv: Vec<f32> = (0..D / 2).map(|i| base.powf(-2.0 * i as f32 / D as f32)).collect();
     let inv = b.constant(HostTensor::from_f32(vec![D / 2], &inv));
     let f = b.mul(p, inv).unwrap();
     let emb = b.concat(&[f, f], -1).unwrap();
-    let (c, s) = (
-        b.unary(UnaryOp::Cos, emb).unwrap(),
-        b.unary(UnaryOp::Sin, emb).unwrap(),
-    );
+    let (c, s) = (b.unary(UnaryOp::Cos, emb).unwrap(), b.unary(UnaryOp::Sin, emb).unwrap());
     let view = vec![lead, Dim::Known(1), seq, Dim::Known(D)];
-    (
-        b.reshape(c, view.clone()).unwrap(),
-        b.reshape(s, view).unwrap(),
-    )
+    (b.reshape(c, view.clone()).unwrap(), b.reshape(s, view).unwrap())
 }
 
 fn rotate_half(b: &mut Builder<'_>, x: Value, cos: Value, sin: Value) -> Value {
@@ -58,15 +39,7 @@ fn rotate_half(b: &mut Builder<'_>, x: Value, cos: Value, sin: Value) -> Value {
 }
 
 fn heads(d: usize) -> TensorType {
-    TensorType::new(
-        DType::F32,
-        [
-            Dim::sym("batch"),
-            Dim::Known(2),
-            Dim::sym("seq"),
-            Dim::Known(d),
-        ],
-    )
+    TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(2), Dim::sym("seq"), Dim::Known(d)])
 }
 
 #[test]
@@ -91,10 +64,7 @@ fn fuses_with_position_ids_tensor() {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let q = b.input("q", heads(D));
-    let pos = b.input(
-        "position_ids",
-        TensorType::new(DType::I64, [Dim::sym("batch"), Dim::sym("seq")]),
-    );
+    let pos = b.input("position_ids", TensorType::new(DType::I64, [Dim::sym("batch"), Dim::sym("seq")]));
     let (cos, sin) = cos_sin(&mut b, Some(pos), 1e6);
     let q2 = rotate_half(&mut b, q, cos, sin);
     g.add_output("q_rot", q2);
@@ -115,10 +85,7 @@ fn negative_swapped_sin_cos() {
     let (_, _, report, opt) = fuse(&g);
     assert_eq!(report.blocks.get("rope").copied().unwrap_or(0), 0);
     assert!(
-        report
-            .near_misses
-            .iter()
-            .any(|m| m.rule == "rope" && m.reason.contains("swapped")),
+        report.near_misses.iter().any(|m| m.rule == "rope" && m.reason.contains("swapped")),
         "{:?}",
         report.near_misses
     );

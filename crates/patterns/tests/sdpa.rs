@@ -3,10 +3,7 @@ use blockfuse_ir::*;
 use common::*;
 
 fn t4(n: usize, t: &str, d: usize) -> TensorType {
-    TensorType::new(
-        DType::F32,
-        [Dim::sym("batch"), Dim::Known(n), Dim::sym(t), Dim::Known(d)],
-    )
+    TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(n), Dim::sym(t), Dim::Known(d)])
 }
 
 /// HF eager attention: matmul(q, kᵀ)·scale + mask → softmax → ·v, with repeat_kv.
@@ -19,47 +16,19 @@ fn eager(gqa: bool, key_perm: [usize; 4]) -> Graph {
     let v = b.input("v", t4(kv_heads, "seq", 8));
     let mask = b.input(
         "mask",
-        TensorType::new(
-            DType::F32,
-            [
-                Dim::sym("batch"),
-                Dim::Known(1),
-                Dim::sym("seq"),
-                Dim::sym("seq"),
-            ],
-        ),
+        TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(1), Dim::sym("seq"), Dim::sym("seq")]),
     );
     let (mut k, mut v) = (k, v);
     if gqa {
         let (bd, s) = (Dim::sym("batch"), Dim::sym("seq"));
         for x in [&mut k, &mut v] {
             let u = b
-                .reshape(
-                    *x,
-                    vec![
-                        bd.clone(),
-                        Dim::Known(2),
-                        Dim::Known(1),
-                        s.clone(),
-                        Dim::Known(8),
-                    ],
-                )
+                .reshape(*x, vec![bd.clone(), Dim::Known(2), Dim::Known(1), s.clone(), Dim::Known(8)])
                 .unwrap();
             let e = b
-                .expand(
-                    u,
-                    vec![
-                        bd.clone(),
-                        Dim::Known(2),
-                        Dim::Known(2),
-                        s.clone(),
-                        Dim::Known(8),
-                    ],
-                )
+                .expand(u, vec![bd.clone(), Dim::Known(2), Dim::Known(2), s.clone(), Dim::Known(8)])
                 .unwrap();
-            *x = b
-                .reshape(e, vec![bd.clone(), Dim::Known(4), s.clone(), Dim::Known(8)])
-                .unwrap();
+            *x = b.reshape(e, vec![bd.clone(), Dim::Known(4), s.clone(), Dim::Known(8)]).unwrap();
         }
     }
     let kt = b.transpose(k, &key_perm).unwrap();
@@ -87,10 +56,7 @@ fn folds_repeat_kv_into_native_gqa() {
     let g = eager(true, [0, 1, 3, 2]);
     let (before, after, report, opt) = fuse(&g);
     assert_eq!(report.blocks["sdpa"], 1);
-    assert!(
-        !after.contains("expand"),
-        "repeat_kv should be gone:\n{after}"
-    );
+    assert!(!after.contains("expand"), "repeat_kv should be gone:\n{after}");
     insta::assert_snapshot!(snapshot_text(&before, &after));
     assert_same_values(&g, &opt, 1e-5);
 }
@@ -130,28 +96,13 @@ fn fuses_sdpa_export_with_split_scale_bool_mask_and_nan_guard() {
     let v = b.input("v", t4(4, "seq", 16));
     let m = b.input(
         "mask",
-        TensorType::new(
-            DType::Bool,
-            [
-                Dim::sym("batch"),
-                Dim::Known(1),
-                Dim::sym("seq"),
-                Dim::sym("seq"),
-            ],
-        ),
+        TensorType::new(DType::Bool, [Dim::sym("batch"), Dim::Known(1), Dim::sym("seq"), Dim::sym("seq")]),
     );
     // kᵀ spelled as reshape → 3-D transpose → reshape, as the sdpa exporter does.
     let (bd, s) = (Dim::sym("batch"), Dim::sym("seq"));
-    let flat = b
-        .reshape(k, vec![bd.mul(&Dim::Known(4)), s.clone(), Dim::Known(16)])
-        .unwrap();
+    let flat = b.reshape(k, vec![bd.mul(&Dim::Known(4)), s.clone(), Dim::Known(16)]).unwrap();
     let tr = b.transpose(flat, &[0, 2, 1]).unwrap();
-    let kt = b
-        .reshape(
-            tr,
-            vec![bd.clone(), Dim::Known(4), Dim::Known(16), s.clone()],
-        )
-        .unwrap();
+    let kt = b.reshape(tr, vec![bd.clone(), Dim::Known(4), Dim::Known(16), s.clone()]).unwrap();
     let half = b.scalar(DType::F32, 0.5);
     let qs = b.mul(q, half).unwrap();
     let ks = b.mul(kt, half).unwrap();

@@ -45,18 +45,12 @@ impl Block for ClampedGelu {
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         if !(self.limit.is_finite() && self.limit > 0.0) {
-            return Err(format!(
-                "clamped_gelu: limit must be finite and > 0, got {}",
-                self.limit
-            ));
+            return Err(format!("clamped_gelu: limit must be finite and > 0, got {}", self.limit));
         }
         match inputs {
             [x] if x.dtype.is_float() => Ok(vec![x.clone()]),
             [x] => Err(format!("clamped_gelu: x must be a float tensor, got {x}")),
-            _ => Err(format!(
-                "clamped_gelu: expects 1 operand (x), got {}",
-                inputs.len()
-            )),
+            _ => Err(format!("clamped_gelu: expects 1 operand (x), got {}", inputs.len())),
         }
     }
 
@@ -117,19 +111,12 @@ pub struct KernelStats {
 /// Registers an [`RmsNorm`] override with its own kernel for f32 inputs whose last axis is a
 /// multiple of `multiple` (as a SIMD kernel might require); other calls decline to the
 /// fallback at run time.
-pub fn register_rms_norm_kernel(
-    backend: &mut FallbackBackend,
-    multiple: usize,
-    stats: Arc<KernelStats>,
-) {
+pub fn register_rms_norm_kernel(backend: &mut FallbackBackend, multiple: usize, stats: Arc<KernelStats>) {
     backend.register::<RmsNorm>(move |blk, call, fallback| {
         let x = &call.args[0];
         let d = x.dims().last().copied().unwrap_or(0);
         let supported = x.dtype() == blockfuse_ir::DType::F32
-            && call
-                .args
-                .iter()
-                .all(|a| a.dtype() == blockfuse_ir::DType::F32)
+            && call.args.iter().all(|a| a.dtype() == blockfuse_ir::DType::F32)
             && d > 0
             && d % multiple == 0;
         if !supported {
@@ -148,10 +135,6 @@ pub fn register_rms_norm_kernel(
                 out.push(v * r * scale);
             }
         }
-        Ok(vec![HostTensor::from_f64(
-            call.outputs[0].dtype,
-            x.dims().to_vec(),
-            &out,
-        )])
+        Ok(vec![HostTensor::from_f64(call.outputs[0].dtype, x.dims().to_vec(), &out)])
     });
 }

@@ -21,18 +21,12 @@ fn clamped_graph(dtype: DType) -> Graph {
 }
 
 fn ramp(dtype: DType, rows: usize) -> HostTensor {
-    let v: Vec<f64> = (0..rows * 16)
-        .map(|i| -6.0 + 12.0 * i as f64 / (rows * 16) as f64)
-        .collect();
+    let v: Vec<f64> = (0..rows * 16).map(|i| -6.0 + 12.0 * i as f64 / (rows * 16) as f64).collect();
     HostTensor::from_f64(dtype, vec![rows, 16], &v)
 }
 
 fn max_abs(a: &HostTensor, b: &HostTensor) -> f64 {
-    a.to_f64_vec()
-        .iter()
-        .zip(b.to_f64_vec())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 #[test]
@@ -41,9 +35,7 @@ fn custom_block_runs_via_its_lowering_and_via_its_fallback() {
         let g = clamped_graph(dtype);
         let x = ramp(dtype, 5);
         // Nothing registered: the fallback subgraph (with its nested GELU block) runs.
-        let via_fallback = FallbackBackend::new()
-            .run(&g, std::slice::from_ref(&x))
-            .unwrap();
+        let via_fallback = FallbackBackend::new().run(&g, std::slice::from_ref(&x)).unwrap();
         // The lowering.
         let calls = Arc::new(AtomicUsize::new(0));
         let mut be = FallbackBackend::new();
@@ -70,20 +62,13 @@ fn invalid_limit_is_rejected() {
     let mut b = Builder::new(&mut g);
     let x = b.input("x", TensorType::known(DType::F32, &[2]));
     let e = b.block(ClampedGelu { limit: -1.0 }, &[x]).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("clamped_gelu: limit must be finite and > 0, got -1"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("clamped_gelu: limit must be finite and > 0, got -1"), "{e}");
 }
 
 fn rms_graph(d: usize) -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
-    let x = b.input(
-        "x",
-        TensorType::new(DType::F32, [Dim::sym("n"), Dim::Known(d)]),
-    );
+    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("n"), Dim::Known(d)]));
     let w = b.input("w", TensorType::known(DType::F32, &[d]));
     let y = b.block(RmsNorm::new(1e-6), &[x, w]).unwrap()[0];
     // A second norm of the same output, to see the override called once per block node.
@@ -93,14 +78,9 @@ fn rms_graph(d: usize) -> Graph {
 }
 
 fn rms_inputs(d: usize) -> Vec<HostTensor> {
-    let x: Vec<f64> = (0..3 * d)
-        .map(|i| ((i * 7) % 11) as f64 / 5.0 - 1.0)
-        .collect();
+    let x: Vec<f64> = (0..3 * d).map(|i| ((i * 7) % 11) as f64 / 5.0 - 1.0).collect();
     let w: Vec<f64> = (0..d).map(|i| 0.5 + i as f64 / d as f64).collect();
-    vec![
-        HostTensor::from_f64(DType::F32, vec![3, d], &x),
-        HostTensor::from_f64(DType::F32, vec![d], &w),
-    ]
+    vec![HostTensor::from_f64(DType::F32, vec![3, d], &x), HostTensor::from_f64(DType::F32, vec![d], &w)]
 }
 
 #[test]
@@ -112,11 +92,7 @@ fn rms_norm_override_is_used() {
     let mut be = FallbackBackend::new();
     register_rms_norm_spy(&mut be, calls.clone());
     let got = be.run(&g, &inputs).unwrap();
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        2,
-        "one call per rms_norm node"
-    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one call per rms_norm node");
     assert_eq!(got, want, "the spy delegates to the fallback");
 }
 
@@ -148,28 +124,16 @@ fn json_round_trip_after_registration() {
     assert!(doc.contains("block.clamped_gelu"), "{doc}");
     // A registry that does not know the kind refuses the document, naming the kind.
     let e = json::from_json_with(&doc, &builtin_registry()).unwrap_err();
-    assert!(
-        matches!(&e, IrError::UnknownBlock { kind, .. } if kind == "clamped_gelu"),
-        "{e}"
-    );
+    assert!(matches!(&e, IrError::UnknownBlock { kind, .. } if kind == "clamped_gelu"), "{e}");
     // After registration the process-wide registry reads it back.
     register();
     let back = json::from_json(&doc).unwrap();
     assert_eq!(text::dump(&back).unwrap(), text::dump(&g).unwrap());
     assert_eq!(json::to_json(&back).unwrap(), doc);
-    let blk = back
-        .node_ids()
-        .find_map(|id| back.node(id).op.as_block().cloned())
-        .expect("a block node");
-    assert_eq!(
-        blk.downcast_ref::<ClampedGelu>(),
-        Some(&ClampedGelu { limit: 1.5 })
-    );
+    let blk = back.node_ids().find_map(|id| back.node(id).op.as_block().cloned()).expect("a block node");
+    assert_eq!(blk.downcast_ref::<ClampedGelu>(), Some(&ClampedGelu { limit: 1.5 }));
     // And it runs the same.
     let x = ramp(DType::F32, 2);
     let be = FallbackBackend::new();
-    assert_eq!(
-        be.run(&back, std::slice::from_ref(&x)).unwrap(),
-        be.run(&g, &[x]).unwrap()
-    );
+    assert_eq!(be.run(&back, std::slice::from_ref(&x)).unwrap(), be.run(&g, &[x]).unwrap());
 }

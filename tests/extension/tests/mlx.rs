@@ -23,9 +23,7 @@ fn clamped_graph(dtype: DType) -> Graph {
 }
 
 fn ramp(dtype: DType, rows: usize) -> HostTensor {
-    let v: Vec<f64> = (0..rows * 16)
-        .map(|i| -6.0 + 12.0 * i as f64 / (rows * 16) as f64)
-        .collect();
+    let v: Vec<f64> = (0..rows * 16).map(|i| -6.0 + 12.0 * i as f64 / (rows * 16) as f64).collect();
     HostTensor::from_f64(dtype, vec![rows, 16], &v)
 }
 
@@ -51,20 +49,12 @@ fn clamped_gelu_mlx(
     let x32 = x.astype(DType::F32)?;
     let s = |v: f64, d: DType| Array::scalar(v, d);
     let e = x32
-        .binary(
-            BinaryOp::Mul,
-            &s(std::f64::consts::FRAC_1_SQRT_2, DType::F32)?,
-        )?
+        .binary(BinaryOp::Mul, &s(std::f64::consts::FRAC_1_SQRT_2, DType::F32)?)?
         .unary(UnaryOp::Erf)?
         .binary(BinaryOp::Add, &s(1.0, DType::F32)?)?;
-    let g = x32
-        .binary(BinaryOp::Mul, &s(0.5, DType::F32)?)?
-        .binary(BinaryOp::Mul, &e)?
-        .astype(t)?;
+    let g = x32.binary(BinaryOp::Mul, &s(0.5, DType::F32)?)?.binary(BinaryOp::Mul, &e)?.astype(t)?;
     let limit = blk.limit as f64;
-    let y = g
-        .binary(BinaryOp::Maximum, &s(-limit, t)?)?
-        .binary(BinaryOp::Minimum, &s(limit, t)?)?;
+    let y = g.binary(BinaryOp::Maximum, &s(-limit, t)?)?.binary(BinaryOp::Minimum, &s(limit, t)?)?;
     Ok(vec![y])
 }
 
@@ -74,9 +64,7 @@ fn custom_block_on_mlx_via_its_fallback_and_via_a_lowering() {
         let g = clamped_graph(dtype);
         for rows in [1, 5] {
             let x = ramp(dtype, rows);
-            let want = FallbackBackend::new()
-                .run(&g, std::slice::from_ref(&x))
-                .unwrap();
+            let want = FallbackBackend::new().run(&g, std::slice::from_ref(&x)).unwrap();
             // Nothing registered for ClampedGelu: its fallback subgraph runs on MLX, and its
             // nested Gelu block takes blockfuse-mlx's default lowering.
             let via_fallback = MlxBackend::with_default_lowerings(Device::Cpu)
@@ -93,15 +81,9 @@ fn custom_block_on_mlx_via_its_fallback_and_via_a_lowering() {
             });
             let via_lowering = be.run(&g, std::slice::from_ref(&x)).unwrap();
             assert_eq!(calls.load(Ordering::SeqCst), 1, "the lowering ran");
-            for (what, got) in [
-                ("fallback", &via_fallback[0]),
-                ("lowering", &via_lowering[0]),
-            ] {
+            for (what, got) in [("fallback", &via_fallback[0]), ("lowering", &via_lowering[0])] {
                 let d = max_err(got, &want[0]);
-                assert!(
-                    d <= tol,
-                    "{dtype} {rows} rows via the {what}: differs by {d:e}"
-                );
+                assert!(d <= tol, "{dtype} {rows} rows via the {what}: differs by {d:e}");
             }
             let y = via_lowering[0].to_f64_vec();
             assert!(y.iter().all(|v| (-1.5..=1.5).contains(v)));
@@ -136,17 +118,12 @@ fn a_lowering_that_declines_at_run_time() {
 fn overriding_a_builtin_block_on_mlx() {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
-    let x = b.input(
-        "x",
-        TensorType::new(DType::F32, [Dim::sym("n"), Dim::Known(32)]),
-    );
+    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("n"), Dim::Known(32)]));
     let y = b.block(RmsNorm::new(1e-6), &[x]).unwrap()[0];
     let z = b.block(ClampedGelu { limit: 1.0 }, &[y]).unwrap()[0];
     g.add_output("z", z);
     let x = ramp(DType::F32, 2).reshaped(vec![1, 32]).unwrap();
-    let want = FallbackBackend::new()
-        .run(&g, std::slice::from_ref(&x))
-        .unwrap();
+    let want = FallbackBackend::new().run(&g, std::slice::from_ref(&x)).unwrap();
     // A spy that counts and delegates to MLX's own rms_norm lowering.
     let calls = Arc::new(AtomicUsize::new(0));
     let mut be = MlxBackend::with_default_lowerings(Device::Cpu).unwrap();
@@ -168,8 +145,5 @@ fn errors_name_the_extension_block() {
     let g = clamped_graph(DType::F32);
     let e = be.run(&g, &[ramp(DType::F32, 2)]).unwrap_err();
     assert!(e.to_string().contains("block.clamped_gelu"), "{e}");
-    assert!(
-        matches!(e.root(), MlxError::Mlx(m) if m.contains("reshape")),
-        "{e}"
-    );
+    assert!(matches!(e.root(), MlxError::Mlx(m) if m.contains("reshape")), "{e}");
 }

@@ -5,8 +5,7 @@ use blockfuse_ir::{Bindings, DType, Dim};
 
 /// Evaluates a dim under the bindings.
 pub(crate) fn eval_dim(d: &Dim, bindings: &Bindings) -> Result<usize, String> {
-    d.eval(bindings)
-        .ok_or_else(|| format!("dim {d} mentions a symbol no input binds"))
+    d.eval(bindings).ok_or_else(|| format!("dim {d} mentions a symbol no input binds"))
 }
 
 /// Evaluates dims under the bindings.
@@ -17,11 +16,7 @@ pub(crate) fn eval_dims(dims: &[Dim], bindings: &Bindings) -> Result<Vec<usize>,
 /// The i64 vector of the dims' values.
 pub(crate) fn sym_const(dims: &[Dim], bindings: &Bindings) -> Result<Tensor, String> {
     let v = eval_dims(dims, bindings)?;
-    Ok(Tensor::new(
-        DType::I64,
-        vec![v.len()],
-        Buf::I64(v.into_iter().map(|x| x as i64).collect()),
-    ))
+    Ok(Tensor::new(DType::I64, vec![v.len()], Buf::I64(v.into_iter().map(|x| x as i64).collect())))
 }
 
 /// `start + step·i` for `i < len`: exact integer arithmetic for integer dtypes with integral
@@ -32,16 +27,10 @@ pub(crate) fn range(start: f64, step: f64, len: usize, dtype: DType) -> Result<T
     }
     if dtype.is_int() && start.fract() == 0.0 && step.fract() == 0.0 {
         let (s, d) = (start as i64, step as i64);
-        let v = (0..len as i64)
-            .map(|i| wrap_int(dtype, s.wrapping_add(d.wrapping_mul(i))))
-            .collect();
+        let v = (0..len as i64).map(|i| wrap_int(dtype, s.wrapping_add(d.wrapping_mul(i)))).collect();
         return Ok(Tensor::new(dtype, vec![len], Buf::I64(v)));
     }
-    Ok(from_f64_values(
-        dtype,
-        vec![len],
-        (0..len).map(|i| start + step * i as f64),
-    ))
+    Ok(from_f64_values(dtype, vec![len], (0..len).map(|i| start + step * i as f64)))
 }
 
 /// A tensor of one repeated value.

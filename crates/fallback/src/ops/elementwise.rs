@@ -333,18 +333,14 @@ pub(crate) fn binary(op: BinaryOp, a: Tensor, b: &Tensor) -> Result<Tensor, Stri
                 round_slice(dtype, &mut v);
                 Buf::F32(v)
             }
-            (Ok(Buf::F64(x)), Buf::F64(y)) => {
-                Buf::F64(float_binary(op, Lhs::Owned(x), &xd, y, yd, &out)?)
-            }
+            (Ok(Buf::F64(x)), Buf::F64(y)) => Buf::F64(float_binary(op, Lhs::Owned(x), &xd, y, yd, &out)?),
             (Err(shared), y) => match (&*shared, y) {
                 (Buf::F32(x), Buf::F32(y)) => {
                     let mut v = float_binary(op, Lhs::Shared(x), &xd, y, yd, &out)?;
                     round_slice(dtype, &mut v);
                     Buf::F32(v)
                 }
-                (Buf::F64(x), Buf::F64(y)) => {
-                    Buf::F64(float_binary(op, Lhs::Shared(x), &xd, y, yd, &out)?)
-                }
+                (Buf::F64(x), Buf::F64(y)) => Buf::F64(float_binary(op, Lhs::Shared(x), &xd, y, yd, &out)?),
                 _ => unreachable!("same dtype, same storage"),
             },
             _ => unreachable!("same dtype, same storage"),
@@ -465,9 +461,7 @@ fn select<T: Copy>(
     let sa = broadcast_strides(xd, out);
     let sb = broadcast_strides(yd, out);
     let mut v = Vec::with_capacity(out.iter().product());
-    walk(out, [&sc, &sa, &sb], [0, 0, 0], |[i, j, k]| {
-        v.push(if c[i] { x[j] } else { y[k] })
-    });
+    walk(out, [&sc, &sa, &sb], [0, 0, 0], |[i, j, k]| v.push(if c[i] { x[j] } else { y[k] }));
     v
 }
 

@@ -21,11 +21,7 @@ fn strided(x: &Tensor, dims: Vec<usize>, strides: &[isize], base: isize) -> Tens
 pub(crate) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
     let r = x.dims.len();
     let mut seen = vec![false; r];
-    if perm.len() != r
-        || perm
-            .iter()
-            .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
-    {
+    if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
         return Err(format!("perm {perm:?} is not a permutation of {r} axes"));
     }
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
@@ -41,17 +37,9 @@ pub(crate) fn transpose(x: &Tensor, perm: &[usize]) -> Result<Tensor, String> {
 pub(crate) fn reshape(x: &Tensor, dims: Vec<usize>) -> Result<Tensor, String> {
     let n: usize = dims.iter().product();
     if n != x.len() {
-        return Err(format!(
-            "cannot reshape {:?} ({} elements) to {dims:?} ({n} elements)",
-            x.dims,
-            x.len()
-        ));
+        return Err(format!("cannot reshape {:?} ({} elements) to {dims:?} ({n} elements)", x.dims, x.len()));
     }
-    Ok(Tensor {
-        dtype: x.dtype,
-        dims,
-        buf: Arc::clone(&x.buf),
-    })
+    Ok(Tensor { dtype: x.dtype, dims, buf: Arc::clone(&x.buf) })
 }
 
 /// Numpy broadcast of `x` with `shape`.
@@ -122,17 +110,9 @@ pub(crate) fn concat(parts: &[&Tensor], ax: i64) -> Result<Tensor, String> {
     dims[a] = 0;
     for (i, p) in parts.iter().enumerate() {
         if p.dtype != first.dtype {
-            return Err(format!(
-                "operand dtypes differ: {} vs {}",
-                first.dtype, p.dtype
-            ));
+            return Err(format!("operand dtypes differ: {} vs {}", first.dtype, p.dtype));
         }
-        if p.dims.len() != r
-            || p.dims
-                .iter()
-                .zip(&first.dims)
-                .enumerate()
-                .any(|(j, (d, e))| j != a && d != e)
+        if p.dims.len() != r || p.dims.iter().zip(&first.dims).enumerate().any(|(j, (d, e))| j != a && d != e)
         {
             return Err(format!(
                 "operand {i} has dims {:?}, operand 0 has {:?} (concat axis {a})",
@@ -150,10 +130,7 @@ pub(crate) fn concat(parts: &[&Tensor], ax: i64) -> Result<Tensor, String> {
 pub(crate) fn split(x: &Tensor, ax: i64, sizes: &[usize]) -> Result<Vec<Tensor>, String> {
     let a = axis(ax, x.dims.len())?;
     if sizes.iter().sum::<usize>() != x.dims[a] {
-        return Err(format!(
-            "split sizes {sizes:?} do not add up to axis {a} of size {}",
-            x.dims[a]
-        ));
+        return Err(format!("split sizes {sizes:?} do not add up to axis {a} of size {}", x.dims[a]));
     }
     let own = contiguous_strides(&x.dims);
     let mut start = 0usize;
@@ -167,13 +144,7 @@ pub(crate) fn split(x: &Tensor, ax: i64, sizes: &[usize]) -> Result<Vec<Tensor>,
     Ok(out)
 }
 
-fn gather_typed<T: Elem>(
-    data: &[T],
-    idx: &[usize],
-    outer: usize,
-    n: usize,
-    inner: usize,
-) -> Vec<T> {
+fn gather_typed<T: Elem>(data: &[T], idx: &[usize], outer: usize, n: usize, inner: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(outer * idx.len() * inner);
     for o in 0..outer {
         for &i in idx {
@@ -199,9 +170,7 @@ pub(crate) fn gather(data: &Tensor, indices: &Tensor, ax: i64) -> Result<Tensor,
             if (0..n as i64).contains(&j) {
                 Ok(j as usize)
             } else {
-                Err(format!(
-                    "index {i} is out of range for axis {a} of size {n}"
-                ))
+                Err(format!("index {i} is out of range for axis {a} of size {n}"))
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -106,34 +106,18 @@ fn plan(ad: &[usize], bd: &[usize]) -> Result<Plan, String> {
     if ad.is_empty() || bd.is_empty() {
         return Err("matmul operands need at least 1 axis".into());
     }
-    let a2: Vec<usize> = if ad.len() == 1 {
-        vec![1, ad[0]]
-    } else {
-        ad.to_vec()
-    };
-    let b2: Vec<usize> = if bd.len() == 1 {
-        vec![bd[0], 1]
-    } else {
-        bd.to_vec()
-    };
+    let a2: Vec<usize> = if ad.len() == 1 { vec![1, ad[0]] } else { ad.to_vec() };
+    let b2: Vec<usize> = if bd.len() == 1 { vec![bd[0], 1] } else { bd.to_vec() };
     let (ra, rb) = (a2.len(), b2.len());
     let (m, k, k2, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 2], b2[rb - 1]);
     if k != k2 {
-        return Err(format!(
-            "contracted dims differ: {ad:?} @ {bd:?} ({k} vs {k2})"
-        ));
+        return Err(format!("contracted dims differ: {ad:?} @ {bd:?} ({k} vs {k2})"));
     }
     let (ba, bb) = (&a2[..ra - 2], &b2[..rb - 2]);
     let batch = broadcast_dims(ba, bb)?;
     // Strides in units of whole matrices.
-    let sa: Vec<isize> = broadcast_strides(ba, &batch)
-        .iter()
-        .map(|s| s * (m * k) as isize)
-        .collect();
-    let sb: Vec<isize> = broadcast_strides(bb, &batch)
-        .iter()
-        .map(|s| s * (k * n) as isize)
-        .collect();
+    let sa: Vec<isize> = broadcast_strides(ba, &batch).iter().map(|s| s * (m * k) as isize).collect();
+    let sb: Vec<isize> = broadcast_strides(bb, &batch).iter().map(|s| s * (k * n) as isize).collect();
     let mut out = batch.clone();
     if ad.len() >= 2 {
         out.push(m);
@@ -142,16 +126,7 @@ fn plan(ad: &[usize], bd: &[usize]) -> Result<Plan, String> {
         out.push(n);
     }
     let fold_batch = sb.iter().all(|&s| s == 0) && ba == &batch[..];
-    Ok(Plan {
-        batch,
-        sa,
-        sb,
-        m,
-        k,
-        n,
-        out,
-        fold_batch,
-    })
+    Ok(Plan { batch, sa, sb, m, k, n, out, fold_batch })
 }
 
 fn run<T: Gemm>(p: &Plan, a: &[T], b: &[T]) -> Vec<T> {
@@ -162,13 +137,8 @@ fn run<T: Gemm>(p: &Plan, a: &[T], b: &[T]) -> Vec<T> {
         T::gemm(count * m, k, n, a, 0, b, 0, &mut c, 0);
         return c;
     }
-    let sc: Vec<isize> = contiguous_strides(&p.batch)
-        .iter()
-        .map(|s| s * (m * n) as isize)
-        .collect();
-    walk(&p.batch, [&p.sa, &p.sb, &sc], [0, 0, 0], |[oa, ob, oc]| {
-        T::gemm(m, k, n, a, oa, b, ob, &mut c, oc)
-    });
+    let sc: Vec<isize> = contiguous_strides(&p.batch).iter().map(|s| s * (m * n) as isize).collect();
+    walk(&p.batch, [&p.sa, &p.sb, &sc], [0, 0, 0], |[oa, ob, oc]| T::gemm(m, k, n, a, oa, b, ob, &mut c, oc));
     c
 }
 

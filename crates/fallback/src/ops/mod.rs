@@ -18,11 +18,7 @@ fn bound(b: &Bound, bindings: &Bindings) -> Result<i64, String> {
 }
 
 /// Evaluates a primitive op (not an input or a block) on its operands.
-pub(crate) fn eval(
-    op: &Op,
-    mut args: Vec<Tensor>,
-    bindings: &Bindings,
-) -> Result<Vec<Tensor>, String> {
+pub(crate) fn eval(op: &Op, mut args: Vec<Tensor>, bindings: &Bindings) -> Result<Vec<Tensor>, String> {
     if let Some(n) = op.arity() {
         if args.len() != n {
             return Err(format!("expects {n} operand(s), got {}", args.len()));
@@ -54,23 +50,9 @@ pub(crate) fn eval(
             if spec.starts.len() != k || spec.ends.len() != k || spec.steps.len() != k {
                 return Err("slice axes, starts, ends and steps differ in length".into());
             }
-            let starts = spec
-                .starts
-                .iter()
-                .map(|b| bound(b, bindings))
-                .collect::<Result<Vec<_>, _>>()?;
-            let ends = spec
-                .ends
-                .iter()
-                .map(|b| bound(b, bindings))
-                .collect::<Result<Vec<_>, _>>()?;
-            one(layout::slice(
-                &args[0],
-                &spec.axes,
-                &starts,
-                &ends,
-                &spec.steps,
-            )?)
+            let starts = spec.starts.iter().map(|b| bound(b, bindings)).collect::<Result<Vec<_>, _>>()?;
+            let ends = spec.ends.iter().map(|b| bound(b, bindings)).collect::<Result<Vec<_>, _>>()?;
+            one(layout::slice(&args[0], &spec.axes, &starts, &ends, &spec.steps)?)
         }
         Op::Concat { axis } => {
             let parts: Vec<&Tensor> = args.iter().collect();
@@ -78,22 +60,10 @@ pub(crate) fn eval(
         }
         Op::Split { axis, sizes } => layout::split(&args[0], *axis, &eval_dims(sizes, bindings)?),
         Op::Gather { axis } => one(layout::gather(&args[0], &args[1], *axis)?),
-        Op::Range {
-            start,
-            step,
-            len,
-            dtype,
-        } => one(create::range(
-            *start,
-            *step,
-            eval_dim(len, bindings)?,
-            *dtype,
-        )?),
-        Op::Full {
-            shape,
-            value,
-            dtype,
-        } => one(create::full(eval_dims(shape, bindings)?, *value, *dtype)),
+        Op::Range { start, step, len, dtype } => {
+            one(create::range(*start, *step, eval_dim(len, bindings)?, *dtype)?)
+        }
+        Op::Full { shape, value, dtype } => one(create::full(eval_dims(shape, bindings)?, *value, *dtype)),
         Op::Trilu { upper, k } => one(layout::trilu(args.pop().expect("1 operand"), *upper, *k)?),
     }
 }

@@ -15,15 +15,10 @@ use blockfuse_ir::{DType, ReduceOp};
 /// Output dims (reduced axes as 1) and the strides with which each input position lands in
 /// the output.
 fn plan(dims: &[usize], axes: &[usize]) -> (Vec<usize>, Vec<isize>) {
-    let kept: Vec<usize> = dims
-        .iter()
-        .enumerate()
-        .map(|(i, &d)| if axes.contains(&i) { 1 } else { d })
-        .collect();
+    let kept: Vec<usize> =
+        dims.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
     let own = crate::strided::contiguous_strides(&kept);
-    let strides = (0..dims.len())
-        .map(|i| if axes.contains(&i) { 0 } else { own[i] })
-        .collect();
+    let strides = (0..dims.len()).map(|i| if axes.contains(&i) { 0 } else { own[i] }).collect();
     (kept, strides)
 }
 
@@ -40,26 +35,16 @@ fn fold<T: Copy, A: Copy>(
     let n_out: usize = kept.iter().product();
     let r = dims.len();
     if r > 0 && axes == [r - 1] && dims[r - 1] > 0 {
-        let acc = x
-            .chunks_exact(dims[r - 1])
-            .map(|row| row.iter().fold(init, |a, &v| f(a, v)))
-            .collect();
+        let acc = x.chunks_exact(dims[r - 1]).map(|row| row.iter().fold(init, |a, &v| f(a, v))).collect();
         return (kept, acc);
     }
     let mut acc = vec![init; n_out];
     let own = crate::strided::contiguous_strides(dims);
-    walk(dims, [&own, &strides], [0, 0], |[i, o]| {
-        acc[o] = f(acc[o], x[i])
-    });
+    walk(dims, [&own, &strides], [0, 0], |[i, o]| acc[o] = f(acc[o], x[i]));
     (kept, acc)
 }
 
-fn float_reduce<T: Fl>(
-    op: ReduceOp,
-    x: &[T],
-    dims: &[usize],
-    axes: &[usize],
-) -> (Vec<usize>, Vec<f64>) {
+fn float_reduce<T: Fl>(op: ReduceOp, x: &[T], dims: &[usize], axes: &[usize]) -> (Vec<usize>, Vec<f64>) {
     let count: usize = axes.iter().map(|&a| dims[a]).product();
     match op {
         ReduceOp::Sum => fold(x, dims, axes, 0.0f64, |a, v| a + v.to_f64()),
@@ -98,21 +83,13 @@ fn int_limits(dtype: DType) -> (i64, i64) {
 }
 
 /// A reduction over `axes` (empty = all axes).
-pub(crate) fn reduce(
-    op: ReduceOp,
-    x: &Tensor,
-    axes: &[i64],
-    keepdims: bool,
-) -> Result<Tensor, String> {
+pub(crate) fn reduce(op: ReduceOp, x: &Tensor, axes: &[i64], keepdims: bool) -> Result<Tensor, String> {
     let axes = reduced_axes(axes, x.dims.len())?;
     let dtype = x.dtype;
     let (kept, buf) = match &*x.buf {
         Buf::F32(v) => {
             let (k, acc) = float_reduce(op, v, &x.dims, &axes);
-            (
-                k,
-                Buf::F32(acc.into_iter().map(|a| round_f64_to(dtype, a)).collect()),
-            )
+            (k, Buf::F32(acc.into_iter().map(|a| round_f64_to(dtype, a)).collect()))
         }
         Buf::F64(v) => {
             let (k, acc) = float_reduce(op, v, &x.dims, &axes);
@@ -141,12 +118,7 @@ pub(crate) fn reduce(
     let dims = if keepdims {
         kept
     } else {
-        x.dims
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !axes.contains(i))
-            .map(|(_, &d)| d)
-            .collect()
+        x.dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
     };
     Ok(Tensor::new(dtype, dims, buf))
 }

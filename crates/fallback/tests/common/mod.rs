@@ -65,9 +65,7 @@ pub fn graph_with(
 
 /// Runs a graph with one block node over `args` through the fallback backend.
 pub fn run_block(block: impl Block + Clone + 'static, args: &[&HostTensor]) -> Vec<HostTensor> {
-    let g = graph_with(args, |b, xs| {
-        b.block(block.clone(), xs).expect("block type-checks")
-    });
+    let g = graph_with(args, |b, xs| b.block(block.clone(), xs).expect("block type-checks"));
     let owned: Vec<HostTensor> = args.iter().map(|t| (*t).clone()).collect();
     FallbackBackend::new().run(&g, &owned).expect("runs")
 }
@@ -76,11 +74,8 @@ pub fn run_block(block: impl Block + Clone + 'static, args: &[&HostTensor]) -> V
 pub fn block_error(block: impl Block + 'static, types: &[TensorType]) -> String {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
-    let vals: Vec<Value> = types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| b.input(&format!("arg{i}"), t.clone()))
-        .collect();
+    let vals: Vec<Value> =
+        types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
     match b.block(block, &vals) {
         Ok(_) => panic!("expected the block to reject {types:?}"),
         Err(e) => e.to_string(),
@@ -117,10 +112,7 @@ pub fn assert_close(got: &HostTensor, want: &[f64], tol: f64, case: &str) {
     let err = max_abs(&g, want);
     // Shown with `--nocapture`, to see the margins.
     eprintln!("{case}: max abs error {err:.3e} (tolerance {tol:e})");
-    assert!(
-        err <= tol,
-        "{case}: max abs error {err:e} exceeds the blocks.md tolerance {tol:e}"
-    );
+    assert!(err <= tol, "{case}: max abs error {err:e} exceeds the blocks.md tolerance {tol:e}");
 }
 
 /// Row-major strides of `dims`.

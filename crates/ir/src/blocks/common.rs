@@ -48,19 +48,11 @@ pub(crate) fn float(kind: &str, what: &str, t: &TensorType) -> Result<(), String
 }
 
 /// `Err` unless the operand count is one of `allowed`; `names` spells the operand list.
-pub(crate) fn arity(
-    kind: &str,
-    inputs: &[TensorType],
-    allowed: &[usize],
-    names: &str,
-) -> Result<(), String> {
+pub(crate) fn arity(kind: &str, inputs: &[TensorType], allowed: &[usize], names: &str) -> Result<(), String> {
     if allowed.contains(&inputs.len()) {
         Ok(())
     } else {
-        Err(format!(
-            "{kind}: expects operands ({names}), got {} operand(s)",
-            inputs.len()
-        ))
+        Err(format!("{kind}: expects operands ({names}), got {} operand(s)", inputs.len()))
     }
 }
 
@@ -73,15 +65,10 @@ pub(crate) fn vector_of(
     len_name: &str,
 ) -> Result<(), String> {
     if t.rank() != 1 {
-        return Err(format!(
-            "{kind}: {what} must be 1-D with {len} elements ({len_name}), got {t}"
-        ));
+        return Err(format!("{kind}: {what} must be 1-D with {len} elements ({len_name}), got {t}"));
     }
     if &t.shape[0] != len {
-        return Err(format!(
-            "{kind}: {what} has {} elements, {len_name} has {len}",
-            t.shape[0]
-        ));
+        return Err(format!("{kind}: {what} has {} elements, {len_name} has {len}", t.shape[0]));
     }
     Ok(())
 }

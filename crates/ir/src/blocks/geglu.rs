@@ -51,11 +51,7 @@ impl Block for GeGlu {
         let c = compute_dtype(out);
         let g = b.cast(inputs[0], c)?;
         let u = b.cast(inputs[1], c)?;
-        let kind = if self.approximate {
-            GeluKind::Tanh
-        } else {
-            GeluKind::Exact
-        };
+        let kind = if self.approximate { GeluKind::Tanh } else { GeluKind::Exact };
         let gg = emit_gelu(b, g, kind)?;
         let y = b.mul(gg, u)?;
         Ok(vec![b.cast(y, out)?])

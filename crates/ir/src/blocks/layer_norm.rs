@@ -38,11 +38,7 @@ impl LayerNorm {
 
     /// LayerNorm with weight and bias operands (`x, weight, bias`).
     pub fn new(eps: f32) -> Self {
-        LayerNorm {
-            eps,
-            has_weight: true,
-            has_bias: true,
-        }
+        LayerNorm { eps, has_weight: true, has_bias: true }
     }
 
     /// The number of operands the block takes.
@@ -108,9 +104,7 @@ impl Block for LayerNorm {
         let r = b.unary(UnaryOp::Rsqrt, var)?;
         let y = b.mul(d, r)?;
         let y = b.cast(y, t)?;
-        let out = inputs[1..]
-            .iter()
-            .fold(t, |acc, v| result_type(acc, b.ty(*v).dtype));
+        let out = inputs[1..].iter().fold(t, |acc, v| result_type(acc, b.ty(*v).dtype));
         let mut y = b.cast(y, out)?;
         let mut next = 1;
         if self.has_weight {

@@ -42,18 +42,12 @@ impl RmsNorm {
 
     /// RMSNorm with `eps` and a plain weight (`weight_offset = 0`).
     pub fn new(eps: f32) -> Self {
-        RmsNorm {
-            eps,
-            weight_offset: 0.0,
-        }
+        RmsNorm { eps, weight_offset: 0.0 }
     }
 
     /// Gemma's RMSNorm: the weight is applied as `(1 + w)`.
     pub fn gemma(eps: f32) -> Self {
-        RmsNorm {
-            eps,
-            weight_offset: 1.0,
-        }
+        RmsNorm { eps, weight_offset: 1.0 }
     }
 }
 

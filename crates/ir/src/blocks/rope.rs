@@ -70,13 +70,7 @@ impl Rope {
 
     /// Split-half RoPE of the first `dims` features with `base`, scale 1 and offset 0.
     pub fn new(dims: usize, base: f32) -> Self {
-        Rope {
-            dims,
-            traditional: false,
-            base: Some(base),
-            scale: 1.0,
-            position: RopePosition::Offset(0),
-        }
+        Rope { dims, traditional: false, base: Some(base), scale: 1.0, position: RopePosition::Offset(0) }
     }
 
     /// The same block, interleaved (`true`) or split-half (`false`).
@@ -152,11 +146,7 @@ impl Block for Rope {
             }
         }
         let npos = self.has_position_operand() as usize;
-        match (
-            inputs.len() == 1 + npos,
-            inputs.len() == 2 + npos,
-            self.base,
-        ) {
+        match (inputs.len() == 1 + npos, inputs.len() == 2 + npos, self.base) {
             (true, _, None) => {
                 return Err(format!(
                     "{k}: neither base nor freqs is given (set base, or pass a freqs operand)"
@@ -168,12 +158,7 @@ impl Block for Rope {
                 ))
             }
             (false, false, _) => {
-                common::arity(
-                    k,
-                    inputs,
-                    &[1 + npos + self.base.is_none() as usize],
-                    &self.operand_names(),
-                )?;
+                common::arity(k, inputs, &[1 + npos + self.base.is_none() as usize], &self.operand_names())?;
             }
             _ => {}
         }
@@ -182,21 +167,14 @@ impl Block for Rope {
             return Err(format!("{k}: x must be a float tensor, got {x}"));
         }
         if x.rank() < 3 {
-            return Err(format!(
-                "{k}: x must have at least 3 axes ({{B, T, D}} or {{B, H, T, D}}), got {x}"
-            ));
+            return Err(format!("{k}: x must have at least 3 axes ({{B, T, D}} or {{B, H, T, D}}), got {x}"));
         }
         let (batch, seq, last) = (&x.shape[0], &x.shape[x.rank() - 2], &x.shape[x.rank() - 1]);
         let Some(d) = last.known() else {
-            return Err(format!(
-                "{k}: the last axis of x must have a known size, got {x}"
-            ));
+            return Err(format!("{k}: the last axis of x must have a known size, got {x}"));
         };
         if self.dims > d {
-            return Err(format!(
-                "{k}: dims ({}) exceed the last axis of x ({d})",
-                self.dims
-            ));
+            return Err(format!("{k}: dims ({}) exceed the last axis of x ({d})", self.dims));
         }
         if npos == 1 {
             let p = &inputs[1];
@@ -229,8 +207,7 @@ impl Block for Rope {
                         1 => !known_mismatch(&p.shape[0], seq),
                         2 => {
                             !known_mismatch(&p.shape[1], seq)
-                                && (p.shape[0] == Dim::Known(1)
-                                    || !known_mismatch(&p.shape[0], batch))
+                                && (p.shape[0] == Dim::Known(1) || !known_mismatch(&p.shape[0], batch))
                         }
                         _ => false,
                     };
@@ -263,15 +240,7 @@ impl Block for Rope {
 
         // Positions p, shaped to broadcast against [..., T, half].
         let ramp = |b: &mut Builder<'_>, start: f64| {
-            b.add(
-                Op::Range {
-                    start,
-                    step: 1.0,
-                    len: seq.clone(),
-                    dtype: c,
-                },
-                &[],
-            )
+            b.add(Op::Range { start, step: 1.0, len: seq.clone(), dtype: c }, &[])
         };
         let p = match self.position {
             RopePosition::Offset(o) => ramp(b, o as f64)?,
@@ -316,9 +285,8 @@ impl Block for Rope {
         // Inverse frequencies {half}.
         let inv = match self.base {
             Some(base) => {
-                let v: Vec<f64> = (0..half)
-                    .map(|i| (base as f64).powf(-2.0 * i as f64 / self.dims as f64))
-                    .collect();
+                let v: Vec<f64> =
+                    (0..half).map(|i| (base as f64).powf(-2.0 * i as f64 / self.dims as f64)).collect();
                 b.constant(HostTensor::from_f64(c, vec![half], &v))
             }
             None => {
@@ -333,15 +301,9 @@ impl Block for Rope {
         let sin = b.cast(sin, xt.dtype)?;
 
         let (x1, x2) = if self.traditional {
-            (
-                strided(b, x, 0, self.dims as i64, 2)?,
-                strided(b, x, 1, self.dims as i64, 2)?,
-            )
+            (strided(b, x, 0, self.dims as i64, 2)?, strided(b, x, 1, self.dims as i64, 2)?)
         } else {
-            (
-                b.slice_axis(x, -1, 0, half as i64)?,
-                b.slice_axis(x, -1, half as i64, self.dims as i64)?,
-            )
+            (b.slice_axis(x, -1, 0, half as i64)?, b.slice_axis(x, -1, half as i64, self.dims as i64)?)
         };
         let a = b.mul(x1, cos)?;
         let bb = b.mul(x2, sin)?;
@@ -370,13 +332,7 @@ impl Block for Rope {
 }
 
 /// `x[..., start:end:step]` on the last axis.
-fn strided(
-    b: &mut Builder<'_>,
-    x: Value,
-    start: i64,
-    end: i64,
-    step: i64,
-) -> Result<Value, IrError> {
+fn strided(b: &mut Builder<'_>, x: Value, start: i64, end: i64, step: i64) -> Result<Value, IrError> {
     b.add(
         Op::Slice(SliceSpec {
             axes: vec![-1],

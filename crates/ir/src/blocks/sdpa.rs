@@ -29,10 +29,7 @@ pub enum MaskKind {
 impl MaskKind {
     /// True when the mask comes with an operand.
     pub fn has_operand(self) -> bool {
-        matches!(
-            self,
-            MaskKind::Additive | MaskKind::Boolean | MaskKind::CausalWithKeyPadding
-        )
+        matches!(self, MaskKind::Additive | MaskKind::Boolean | MaskKind::CausalWithKeyPadding)
     }
 }
 
@@ -73,11 +70,7 @@ impl Sdpa {
 
     /// Attention with `scale`, `mask` and no sinks.
     pub fn new(scale: f32, mask: MaskKind) -> Self {
-        Sdpa {
-            scale,
-            mask,
-            has_sinks: false,
-        }
+        Sdpa { scale, mask, has_sinks: false }
     }
 
     /// The same block with a sinks operand (`true`) or without.
@@ -131,9 +124,7 @@ impl Block for Sdpa {
         for (t, what) in [(q, "q"), (kk, "k"), (v, "v")] {
             common::float(k, what, t)?;
             if t.rank() != 4 {
-                return Err(format!(
-                    "{k}: {what} must have 4 axes {{B, heads, T, D}}, got {t}"
-                ));
+                return Err(format!("{k}: {what} must have 4 axes {{B, heads, T, D}}, got {t}"));
             }
         }
         let (b, nq, tq, d) = (&q.shape[0], &q.shape[1], &q.shape[2], &q.shape[3]);
@@ -145,14 +136,10 @@ impl Block for Sdpa {
             return Err(format!("{k}: q and k head dims differ: q {q}, k {kk}"));
         }
         if dims_differ(&v.shape[1], nkv) || dims_differ(&v.shape[2], tk) {
-            return Err(format!(
-                "{k}: k and v disagree on heads or length: k {kk}, v {v}"
-            ));
+            return Err(format!("{k}: k and v disagree on heads or length: k {kk}, v {v}"));
         }
         if nq.div_exact(nkv).is_none() {
-            return Err(format!(
-                "{k}: {nq} query heads are not a multiple of {nkv} kv heads"
-            ));
+            return Err(format!("{k}: {nq} query heads are not a multiple of {nkv} kv heads"));
         }
         let full = [b.clone(), nq.clone(), tq.clone(), tk.clone()];
         let mut next = 3;
@@ -191,10 +178,7 @@ impl Block for Sdpa {
             }
         }
         let dtype = result_type(result_type(q.dtype, kk.dtype), v.dtype);
-        Ok(vec![TensorType::new(
-            dtype,
-            [b.clone(), nq.clone(), tq.clone(), v.shape[3].clone()],
-        )])
+        Ok(vec![TensorType::new(dtype, [b.clone(), nq.clone(), tq.clone(), v.shape[3].clone()])])
     }
 
     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
@@ -203,16 +187,8 @@ impl Block for Sdpa {
         let c = compute_dtype(out);
         let qt = b.ty(q).clone();
         let kt = b.ty(k).clone();
-        let (bs, nq, tq) = (
-            qt.shape[0].clone(),
-            qt.shape[1].clone(),
-            qt.shape[2].clone(),
-        );
-        let (nkv, tk, d) = (
-            kt.shape[1].clone(),
-            kt.shape[2].clone(),
-            kt.shape[3].clone(),
-        );
+        let (bs, nq, tq) = (qt.shape[0].clone(), qt.shape[1].clone(), qt.shape[2].clone());
+        let (nkv, tk, d) = (kt.shape[1].clone(), kt.shape[2].clone(), kt.shape[3].clone());
         let dv = b.ty(v).shape[3].clone();
         let groups = nq.div_exact(&nkv).expect("checked by infer");
         let grouped = groups != Dim::Known(1);
@@ -235,14 +211,7 @@ impl Block for Sdpa {
         };
 
         let mut next = 3;
-        let min = b.scalar(
-            c,
-            if c == DType::F64 {
-                f64::MIN
-            } else {
-                f32::MIN as f64
-            },
-        );
+        let min = b.scalar(c, if c == DType::F64 { f64::MIN } else { f32::MIN as f64 });
         let s = match self.mask {
             MaskKind::None => s,
             MaskKind::Additive => {
@@ -311,15 +280,7 @@ impl Block for Sdpa {
 /// The causal keep-mask `{Tq, Tk}`: key k is visible to query q iff `k + Tq ≤ q + Tk`.
 fn causal(b: &mut Builder<'_>, tq: &Dim, tk: &Dim) -> Result<Value, IrError> {
     let range = |b: &mut Builder<'_>, len: &Dim| {
-        b.add(
-            Op::Range {
-                start: 0.0,
-                step: 1.0,
-                len: len.clone(),
-                dtype: DType::I64,
-            },
-            &[],
-        )
+        b.add(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])
     };
     let qi = range(b, tq)?;
     let qi = b.reshape(qi, vec![tq.clone(), Dim::Known(1)])?;

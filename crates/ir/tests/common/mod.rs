@@ -28,10 +28,7 @@ impl Block for TestRmsNorm {
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let [x, w] = inputs else {
-            return Err(format!(
-                "{TEST_BLOCK}: takes (x, weight), got {} operand(s)",
-                inputs.len()
-            ));
+            return Err(format!("{TEST_BLOCK}: takes (x, weight), got {} operand(s)", inputs.len()));
         };
         if !x.dtype.is_float() || w.dtype != x.dtype {
             return Err(format!(
@@ -39,13 +36,9 @@ impl Block for TestRmsNorm {
                 x.dtype, w.dtype
             ));
         }
-        let last = x
-            .dim(-1)
-            .ok_or_else(|| format!("{TEST_BLOCK}: x has no axes"))?;
+        let last = x.dim(-1).ok_or_else(|| format!("{TEST_BLOCK}: x has no axes"))?;
         if w.rank() != 1 || &w.shape[0] != last {
-            return Err(format!(
-                "{TEST_BLOCK}: weight is {w}, the last axis of x has {last}"
-            ));
+            return Err(format!("{TEST_BLOCK}: weight is {w}, the last axis of x has {last}"));
         }
         Ok(vec![x.clone()])
     }
@@ -107,29 +100,15 @@ pub fn assert_roundtrip(g: &Graph, registry: &BlockRegistry) -> Graph {
     let js = json::to_json(g).unwrap();
     let g2 = json::from_json_with(&js, registry).unwrap_or_else(|e| panic!("{e}\n{js}"));
     g2.validate().expect("the graph read back is valid");
-    assert_eq!(
-        json::to_json(&g2).unwrap(),
-        js,
-        "JSON differs after a round trip"
-    );
-    assert_eq!(
-        text::dump(&g2).unwrap(),
-        text::dump(g).unwrap(),
-        "text dump differs after a round trip"
-    );
+    assert_eq!(json::to_json(&g2).unwrap(), js, "JSON differs after a round trip");
+    assert_eq!(text::dump(&g2).unwrap(), text::dump(g).unwrap(), "text dump differs after a round trip");
     assert_eq!(constants(&g2), constants(g), "constant bytes differ");
     let inputs = |g: &Graph| -> Vec<(Option<String>, TensorType)> {
-        g.inputs()
-            .iter()
-            .map(|&id| (g.node(id).name.clone(), g.node(id).types[0].clone()))
-            .collect()
+        g.inputs().iter().map(|&id| (g.node(id).name.clone(), g.node(id).types[0].clone())).collect()
     };
     assert_eq!(inputs(&g2), inputs(g));
     let outputs = |g: &Graph| -> Vec<(String, TensorType)> {
-        g.outputs()
-            .iter()
-            .map(|(n, v)| (n.clone(), g.value_type(*v).clone()))
-            .collect()
+        g.outputs().iter().map(|(n, v)| (n.clone(), g.value_type(*v).clone())).collect()
     };
     assert_eq!(outputs(&g2), outputs(g));
     assert_eq!(g2.node_count(), g.node_count());
@@ -146,8 +125,7 @@ pub fn rms_norm_graph() -> Graph {
         vec![64],
         &(0..64).map(|i| 1.0 + i as f32 / 64.0).collect::<Vec<_>>(),
     ));
-    b.graph_mut()
-        .set_name(w.node, Some("model.norm.weight".into()));
+    b.graph_mut().set_name(w.node, Some("model.norm.weight".into()));
     let sq = b.unary(UnaryOp::Square, x).unwrap();
     let m = b.mean_last(sq).unwrap();
     let eps = b.scalar(DType::F32, 1e-6);
@@ -172,16 +150,8 @@ pub fn attention_graph() -> Graph {
     let s = b.matmul(q, kt).unwrap();
     let scale = b.scalar(DType::F32, 0.125);
     let s = b.mul(s, scale).unwrap();
-    let ones = b
-        .add(
-            Op::Full {
-                shape: vec![sym("seq"), sym("seq")],
-                value: 1.0,
-                dtype: DType::F32,
-            },
-            &[],
-        )
-        .unwrap();
+    let ones =
+        b.add(Op::Full { shape: vec![sym("seq"), sym("seq")], value: 1.0, dtype: DType::F32 }, &[]).unwrap();
     let tri = b.add(Op::Trilu { upper: false, k: 0 }, &[ones]).unwrap();
     let zero = b.scalar(DType::F32, 0.0);
     let keep = b.binary(BinaryOp::Greater, tri, zero).unwrap();
@@ -200,10 +170,7 @@ pub fn block_graph() -> Graph {
     let x = b.input("x", f32t(&[sym("batch"), sym("seq"), k(8)]));
     let r = b.input("residual", f32t(&[sym("batch"), sym("seq"), k(8)]));
     let h = b.add2(x, r).unwrap();
-    let w = b.constant(HostTensor::from_f32(
-        vec![8],
-        &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
-    ));
+    let w = b.constant(HostTensor::from_f32(vec![8], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]));
     b.graph_mut().set_name(w.node, Some("norm.weight".into()));
     let y = b.block(TestRmsNorm { eps: 1e-5 }, &[h, w]).unwrap();
     g.add_output("h", h);
@@ -216,15 +183,7 @@ pub fn split_graph() -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let x = b.input("qkv", f32t(&[sym("batch"), sym("seq"), k(96)]));
-    let parts = b
-        .add_multi(
-            Op::Split {
-                axis: -1,
-                sizes: vec![k(32), k(32), k(32)],
-            },
-            &[x],
-        )
-        .unwrap();
+    let parts = b.add_multi(Op::Split { axis: -1, sizes: vec![k(32), k(32), k(32)] }, &[x]).unwrap();
     let qk = b.mul(parts[0], parts[1]).unwrap();
     let y = b.add2(qk, parts[2]).unwrap();
     g.add_output("y", y);
@@ -240,9 +199,7 @@ pub fn symbolic_graph() -> Graph {
     let past = b.input("past", f32t(&[sym("batch"), sym("seq"), k(64)]));
     // [batch, seq, 64] → [batch*seq, 64] → [batch, seq, 4, 16]
     let flat = b.reshape(x, vec![batch_seq(), k(64)]).unwrap();
-    let heads = b
-        .reshape(flat, vec![sym("batch"), sym("seq"), k(4), k(16)])
-        .unwrap();
+    let heads = b.reshape(flat, vec![sym("batch"), sym("seq"), k(4), k(16)]).unwrap();
     // seq + seq = 2*seq, then a symbolic slice back to seq.
     let kv = b.concat(&[past, x], 1).unwrap();
     let first = b
@@ -267,38 +224,11 @@ pub fn symbolic_graph() -> Graph {
             &[kv],
         )
         .unwrap();
-    let halves = b
-        .add_multi(
-            Op::Split {
-                axis: 1,
-                sizes: vec![sym("seq"), sym("seq")],
-            },
-            &[kv],
-        )
-        .unwrap();
-    let pos = b
-        .add(
-            Op::Range {
-                start: 0.0,
-                step: 1.0,
-                len: sym("seq"),
-                dtype: DType::I64,
-            },
-            &[],
-        )
-        .unwrap();
-    let shape = b
-        .add(Op::SymConst(vec![sym("batch"), batch_seq(), k(64)]), &[])
-        .unwrap();
+    let halves = b.add_multi(Op::Split { axis: 1, sizes: vec![sym("seq"), sym("seq")] }, &[kv]).unwrap();
+    let pos = b.add(Op::Range { start: 0.0, step: 1.0, len: sym("seq"), dtype: DType::I64 }, &[]).unwrap();
+    let shape = b.add(Op::SymConst(vec![sym("batch"), batch_seq(), k(64)]), &[]).unwrap();
     let fill = b
-        .add(
-            Op::Full {
-                shape: vec![batch_seq(), k(64)],
-                value: f64::INFINITY,
-                dtype: DType::F32,
-            },
-            &[],
-        )
+        .add(Op::Full { shape: vec![batch_seq(), k(64)], value: f64::INFINITY, dtype: DType::F32 }, &[])
         .unwrap();
     // A dead node: kept by the format like any other.
     b.expand(first, vec![k(1), sym("seq"), k(64)]).unwrap();
@@ -346,40 +276,12 @@ pub fn every_op_graph() -> Graph {
     outs.push(b.expand(one, vec![k(3), k(4), k(8)]).unwrap());
     outs.push(b.slice_axis(x, 2, 1, -1).unwrap());
     outs.push(b.concat(&[x, x, x], -1).unwrap());
-    outs.extend(
-        b.add_multi(
-            Op::Split {
-                axis: 2,
-                sizes: vec![k(2), k(6)],
-            },
-            &[x],
-        )
-        .unwrap(),
-    );
+    outs.extend(b.add_multi(Op::Split { axis: 2, sizes: vec![k(2), k(6)] }, &[x]).unwrap());
     let idx = b.constant(HostTensor::from_i64(vec![3], &[0, 2, -1]));
     outs.push(b.add(Op::Gather { axis: 1 }, &[x, idx]).unwrap());
+    outs.push(b.add(Op::Range { start: 0.5, step: -0.25, len: k(5), dtype: DType::F32 }, &[]).unwrap());
     outs.push(
-        b.add(
-            Op::Range {
-                start: 0.5,
-                step: -0.25,
-                len: k(5),
-                dtype: DType::F32,
-            },
-            &[],
-        )
-        .unwrap(),
-    );
-    outs.push(
-        b.add(
-            Op::Full {
-                shape: vec![sym("batch")],
-                value: f64::NAN,
-                dtype: DType::F16,
-            },
-            &[],
-        )
-        .unwrap(),
+        b.add(Op::Full { shape: vec![sym("batch")], value: f64::NAN, dtype: DType::F16 }, &[]).unwrap(),
     );
     outs.push(b.add(Op::Trilu { upper: true, k: -1 }, &[x]).unwrap());
     outs.push(b.add(Op::SymConst(vec![sym("batch"), k(4)]), &[]).unwrap());

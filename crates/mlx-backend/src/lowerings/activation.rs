@@ -20,8 +20,7 @@ fn scalar_like(x: &Array, v: f64) -> Result<Array> {
 fn gelu_of(x: &Array, kind: GeluKind) -> Result<Array> {
     match kind {
         GeluKind::Exact => {
-            let e =
-                mul(x, &scalar_like(x, std::f64::consts::FRAC_1_SQRT_2)?)?.unary(UnaryOp::Erf)?;
+            let e = mul(x, &scalar_like(x, std::f64::consts::FRAC_1_SQRT_2)?)?.unary(UnaryOp::Erf)?;
             let e = e.binary(BinaryOp::Add, &scalar_like(x, 1.0)?)?;
             mul(&mul(x, &scalar_like(x, 0.5)?)?, &e)
         }
@@ -61,27 +60,15 @@ pub fn swiglu(
 
 /// [`GeGlu`] on MLX: `gelu(gate) · up` (erf, or tanh when `approximate`) in f32 (f64 for
 /// f64), rounded once.
-pub fn geglu(
-    b: &GeGlu,
-    call: &Call<'_, Array>,
-    _: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+pub fn geglu(b: &GeGlu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array, MlxError>) -> Result<Vec<Array>> {
     let (g, u, out) = gated_operands(call)?;
-    let kind = if b.approximate {
-        GeluKind::Tanh
-    } else {
-        GeluKind::Exact
-    };
+    let kind = if b.approximate { GeluKind::Tanh } else { GeluKind::Exact };
     Ok(vec![mul(&gelu_of(&g, kind)?, &u)?.astype(out)?])
 }
 
 /// [`Gelu`] on MLX: the exact (erf), tanh or quick formula in f32 (f64 for f64), rounded
 /// once to x's dtype.
-pub fn gelu(
-    b: &Gelu,
-    call: &Call<'_, Array>,
-    _: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+pub fn gelu(b: &Gelu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array, MlxError>) -> Result<Vec<Array>> {
     let x = &call.args[0];
     let t = x.dtype()?;
     let y = gelu_of(&x.astype(compute_dtype(t))?, b.approximation)?;

@@ -43,14 +43,10 @@ pub fn register_defaults(l: &mut Lowerings<Array, MlxError>) {
 
 /// The device ops built on this thread run on.
 pub(crate) fn current_device() -> Device {
-    thread_device()
-        .or_else(|| crate::array::default_device().ok())
-        .unwrap_or(Device::Cpu)
+    thread_device().or_else(|| crate::array::default_device().ok()).unwrap_or(Device::Cpu)
 }
 
 /// The dtypes of some arrays.
-pub(crate) fn dtypes<'a>(
-    arrays: impl IntoIterator<Item = &'a Array>,
-) -> Result<Vec<blockfuse_ir::DType>> {
+pub(crate) fn dtypes<'a>(arrays: impl IntoIterator<Item = &'a Array>) -> Result<Vec<blockfuse_ir::DType>> {
     arrays.into_iter().map(Array::dtype).collect()
 }

@@ -34,10 +34,9 @@ pub fn rms_norm(
         Some(w) => {
             let out = result_type(t, ds[1]);
             if b.weight_offset != 0.0 {
-                let w32 = w.astype(DType::F32)?.binary(
-                    BinaryOp::Add,
-                    &Array::scalar(b.weight_offset as f64, DType::F32)?,
-                )?;
+                let w32 = w
+                    .astype(DType::F32)?
+                    .binary(BinaryOp::Add, &Array::scalar(b.weight_offset as f64, DType::F32)?)?;
                 fast::rms_norm(&x.astype(DType::F32)?, Some(&w32), b.eps)?.astype(out)?
             } else if ds[1] == t {
                 fast::rms_norm(x, Some(w), b.eps)?

@@ -40,15 +40,7 @@ pub fn rope(
         }
         RopePosition::Offsets => {
             let offsets = call.args[1].astype(DType::I32)?;
-            fast::rope(
-                x,
-                dims,
-                b.traditional,
-                b.base,
-                b.scale,
-                &offsets,
-                freqs.as_ref(),
-            )?
+            fast::rope(x, dims, b.traditional, b.base, b.scale, &offsets, freqs.as_ref())?
         }
         RopePosition::Positions => return fallback.run(call.args),
     };

@@ -44,9 +44,7 @@ pub fn sdpa(
     let (tq, tk) = (q.shape()[2], k.shape()[2]);
     let (dq, dv) = (q.shape()[3], v.shape()[3]);
     let mask_arg = b.mask.has_operand().then(|| &call.args[3]);
-    let sinks = b
-        .has_sinks
-        .then(|| &call.args[3 + b.mask.has_operand() as usize]);
+    let sinks = b.has_sinks.then(|| &call.args[3 + b.mask.has_operand() as usize]);
 
     let native = current_device() == Device::Gpu
         && ds[0] == ds[1]
@@ -63,8 +61,7 @@ pub fn sdpa(
     let c = if native { ds[0] } else { DType::F32 };
     let (q, k, v) = (q.astype(c)?, k.astype(c)?, v.astype(c)?);
 
-    let operand =
-        || mask_arg.ok_or_else(|| MlxError::Mismatch("sdpa: the mask operand is missing".into()));
+    let operand = || mask_arg.ok_or_else(|| MlxError::Mismatch("sdpa: the mask operand is missing".into()));
     let (causal, mask) = match b.mask {
         MaskKind::None => (false, None),
         MaskKind::Additive => (false, Some(to_rank4(&operand()?.astype(c)?)?)),
@@ -85,15 +82,7 @@ pub fn sdpa(
         }
     };
     let sinks = sinks.map(|s| s.astype(c)).transpose()?;
-    let o = fast::scaled_dot_product_attention(
-        &q,
-        &k,
-        &v,
-        b.scale,
-        causal,
-        mask.as_ref(),
-        sinks.as_ref(),
-    )?;
+    let o = fast::scaled_dot_product_attention(&q, &k, &v, b.scale, causal, mask.as_ref(), sinks.as_ref())?;
     Ok(vec![o.astype(out)?])
 }
 
@@ -122,9 +111,5 @@ fn additive(keep: &Array, dtype: DType) -> Result<Array> {
         DType::F64 => f64::MIN,
         _ => f32::MIN as f64,
     };
-    Array::where_(
-        keep,
-        &Array::scalar(0.0, dtype)?,
-        &Array::scalar(min, dtype)?,
-    )
+    Array::where_(keep, &Array::scalar(0.0, dtype)?, &Array::scalar(min, dtype)?)
 }

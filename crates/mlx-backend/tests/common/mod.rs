@@ -44,14 +44,9 @@ pub fn type_of(t: &HostTensor) -> TensorType {
 pub fn block_graph(block: impl Block, types: &[TensorType]) -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
-    let args: Vec<_> = types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| b.input(&format!("arg{i}"), t.clone()))
-        .collect();
-    let outs = b
-        .block(block, &args)
-        .expect("the block accepts its operands");
+    let args: Vec<_> =
+        types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
+    let outs = b.block(block, &args).expect("the block accepts its operands");
     for (i, v) in outs.into_iter().enumerate() {
         g.add_output(&format!("out{i}"), v);
     }
@@ -60,9 +55,7 @@ pub fn block_graph(block: impl Block, types: &[TensorType]) -> Graph {
 
 /// The reference outputs.
 pub fn reference(g: &Graph, inputs: &[HostTensor]) -> Vec<HostTensor> {
-    FallbackBackend::new()
-        .run(g, inputs)
-        .unwrap_or_else(|e| panic!("the reference evaluator failed: {e}"))
+    FallbackBackend::new().run(g, inputs).unwrap_or_else(|e| panic!("the reference evaluator failed: {e}"))
 }
 
 /// The device the MLX side of the tests runs on: the CPU, or the GPU with
@@ -94,11 +87,7 @@ pub fn ulp(dtype: DType, w: f64) -> f64 {
         DType::F64 => (52, -1022),
         _ => return 0.0,
     };
-    let e = if w == 0.0 {
-        min_exp
-    } else {
-        (w.abs().log2().floor() as i32).max(min_exp)
-    };
+    let e = if w == 0.0 { min_exp } else { (w.abs().log2().floor() as i32).max(min_exp) };
     2f64.powi(e - mantissa)
 }
 
@@ -128,24 +117,14 @@ pub fn max_abs_diff(got: &HostTensor, want: &HostTensor, tol: f64) -> f64 {
                 }
             }
         })
-        .fold(0.0, |acc: f64, d| {
-            if d.is_nan() || acc.is_nan() {
-                f64::NAN
-            } else {
-                acc.max(d)
-            }
-        })
+        .fold(0.0, |acc: f64, d| if d.is_nan() || acc.is_nan() { f64::NAN } else { acc.max(d) })
 }
 
 /// Asserts same dtype and dims and values within `tol` as [`max_abs_diff`] says (after
 /// upcasting to f64).
 #[track_caller]
 pub fn assert_close(got: &HostTensor, want: &HostTensor, tol: f64, what: &str) {
-    assert_eq!(
-        (got.dtype(), got.dims()),
-        (want.dtype(), want.dims()),
-        "{what}: type"
-    );
+    assert_eq!((got.dtype(), got.dims()), (want.dtype(), want.dims()), "{what}: type");
     let d = max_abs_diff(got, want, tol);
     assert!(
         d == 0.0,
@@ -176,10 +155,7 @@ pub fn mlx_counting<B: Block>(f: LowerFn<B>) -> (MlxBackend, Arc<AtomicUsize>) {
     let declined = Arc::new(AtomicUsize::new(0));
     let d = declined.clone();
     m.register::<B>(move |b, call, fb| {
-        let mut c = Counting {
-            inner: fb,
-            declined: &d,
-        };
+        let mut c = Counting { inner: fb, declined: &d };
         f(b, call, &mut c)
     });
     (m, declined)
@@ -199,31 +175,19 @@ pub fn check_graph<B: Block>(
 ) -> Vec<HostTensor> {
     let want = reference(g, inputs);
     let (m, declined) = mlx_counting::<B>(f);
-    let got = m
-        .run(g, inputs)
-        .unwrap_or_else(|e| panic!("{what}: MLX failed: {e}"));
-    let plain = mlx_plain()
-        .run(g, inputs)
-        .unwrap_or_else(|e| panic!("{what}: MLX (fallback subgraph) failed: {e}"));
+    let got = m.run(g, inputs).unwrap_or_else(|e| panic!("{what}: MLX failed: {e}"));
+    let plain =
+        mlx_plain().run(g, inputs).unwrap_or_else(|e| panic!("{what}: MLX (fallback subgraph) failed: {e}"));
     assert_eq!(got.len(), want.len(), "{what}: output count");
     for (i, ((g1, g2), w)) in got.iter().zip(&plain).zip(&want).enumerate() {
         assert_close(g1, w, tol, &format!("{what}: lowered, output {i}"));
-        assert_close(
-            g2,
-            w,
-            tol,
-            &format!("{what}: fallback subgraph on MLX, output {i}"),
-        );
+        assert_close(g2, w, tol, &format!("{what}: fallback subgraph on MLX, output {i}"));
     }
     assert_eq!(
         declined.load(Ordering::SeqCst) > 0,
         declines,
         "{what}: the lowering {} to the fallback",
-        if declines {
-            "did not decline"
-        } else {
-            "declined"
-        }
+        if declines { "did not decline" } else { "declined" }
     );
     got
 }

@@ -86,22 +86,14 @@ impl Known {
         if !(t.dtype().is_int() || t.dtype() == DType::Bool) || t.len() > MAX_KNOWN {
             return None;
         }
-        Some(Known::new(
-            t.dtype(),
-            t.dims().to_vec(),
-            t.to_i64_vec().into_iter().map(C).collect(),
-        ))
+        Some(Known::new(t.dtype(), t.dims().to_vec(), t.to_i64_vec().into_iter().map(C).collect()))
     }
 
     /// The host tensor, when every entry is a constant.
     pub fn to_tensor(&self) -> Option<HostTensor> {
         let vals: Option<Vec<i64>> = self.vals.iter().map(SymInt::as_c).collect();
         let t = HostTensor::from_i64(self.dims.clone(), &vals?);
-        Some(if self.dtype == DType::I64 {
-            t
-        } else {
-            t.cast(self.dtype)
-        })
+        Some(if self.dtype == DType::I64 { t } else { t.cast(self.dtype) })
     }
 
     /// Every entry as a constant.
@@ -171,18 +163,11 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 fn bindex(idx: &[usize], dims: &[usize]) -> usize {
     let st = strides(dims);
     let off = idx.len() - dims.len();
-    dims.iter()
-        .enumerate()
-        .map(|(j, &d)| if d == 1 { 0 } else { idx[off + j] * st[j] })
-        .sum()
+    dims.iter().enumerate().map(|(j, &d)| if d == 1 { 0 } else { idx[off + j] * st[j] }).sum()
 }
 
 /// An elementwise map over broadcast operands.
-pub fn map_n(
-    xs: &[&Known],
-    dtype: DType,
-    f: impl Fn(&[&SymInt]) -> Option<SymInt>,
-) -> Option<Known> {
+pub fn map_n(xs: &[&Known], dtype: DType, f: impl Fn(&[&SymInt]) -> Option<SymInt>) -> Option<Known> {
     let mut dims: Vec<usize> = vec![];
     for x in xs {
         dims = broadcast(&dims, &x.dims)?;
@@ -228,9 +213,7 @@ pub fn sub(a: &SymInt, b: &SymInt) -> Option<SymInt> {
 pub fn mul(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
         (C(x), C(y)) => x.checked_mul(*y).map(C),
-        (D(d), C(k)) | (C(k), D(d)) if *k >= 0 => {
-            Some(SymInt::norm(d.mul(&Dim::Known(*k as usize))))
-        }
+        (D(d), C(k)) | (C(k), D(d)) if *k >= 0 => Some(SymInt::norm(d.mul(&Dim::Known(*k as usize)))),
         (D(x), D(y)) => Some(SymInt::norm(x.mul(y))),
         _ => None,
     }
@@ -253,11 +236,7 @@ pub fn modulo(a: &SymInt, b: &SymInt) -> Option<SymInt> {
         (C(_), C(0)) => None,
         (C(x), C(y)) => {
             let r = x.wrapping_rem(*y);
-            Some(C(if r != 0 && ((r < 0) != (*y < 0)) {
-                r + y
-            } else {
-                r
-            }))
+            Some(C(if r != 0 && ((r < 0) != (*y < 0)) { r + y } else { r }))
         }
         _ => None,
     }
@@ -278,14 +257,8 @@ pub fn cmp(a: &SymInt, b: &SymInt) -> Option<std::cmp::Ordering> {
 /// `max(a, b)` when decidable (symbolic dims are ≥ 1).
 pub fn max(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
-        (D(_), C(c)) | (C(c), D(_)) if *c <= 1 => {
-            Some(if let D(_) = a { a.clone() } else { b.clone() })
-        }
-        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Less {
-            b.clone()
-        } else {
-            a.clone()
-        }),
+        (D(_), C(c)) | (C(c), D(_)) if *c <= 1 => Some(if let D(_) = a { a.clone() } else { b.clone() }),
+        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Less { b.clone() } else { a.clone() }),
     }
 }
 
@@ -294,11 +267,7 @@ pub fn min(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
         (D(_), C(c)) | (C(c), D(_)) if *c <= 1 => Some(C(*c)),
         (D(d), C(c)) | (C(c), D(d)) if *c >= i64::MAX / 2 => Some(D(d.clone())),
-        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Greater {
-            b.clone()
-        } else {
-            a.clone()
-        }),
+        _ => Some(if cmp(a, b)? == std::cmp::Ordering::Greater { b.clone() } else { a.clone() }),
     }
 }
 

@@ -17,8 +17,8 @@ use blockfuse_ir::blocks::{GeluKind, LayerNorm, MaskKind, RmsNorm, Sdpa};
 use blockfuse_ir::infer::slice_len;
 use blockfuse_ir::shape::normalize_axis;
 use blockfuse_ir::{
-    BinaryOp, Bound, DType, Dim, Graph, HostTensor, IrError, Op, ReduceOp, SliceSpec, TensorType,
-    UnaryOp, Value,
+    BinaryOp, Bound, DType, Dim, Graph, HostTensor, IrError, Op, ReduceOp, SliceSpec, TensorType, UnaryOp,
+    Value,
 };
 use known::{Known, SymInt};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,9 +39,7 @@ pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
 /// names; IR nodes are named after the ONNX node they come from. Every unsupported op is
 /// reported at once ([`OnnxError::UnsupportedOps`]).
 pub fn import_model(model: &ModelProto) -> Result<Graph, OnnxError> {
-    let graph = model.graph.as_ref().ok_or(OnnxError::MissingGraph {
-        what: "model".into(),
-    })?;
+    let graph = model.graph.as_ref().ok_or(OnnxError::MissingGraph { what: "model".into() })?;
     check_supported(&graph.node)?;
     let mut imp = Importer {
         used: graph
@@ -168,9 +166,7 @@ fn check_supported(nodes: &[NodeProto]) -> Result<(), OnnxError> {
     if bad.is_empty() {
         Ok(())
     } else {
-        Err(OnnxError::UnsupportedOps {
-            ops: bad.into_iter().collect(),
-        })
+        Err(OnnxError::UnsupportedOps { ops: bad.into_iter().collect() })
     }
 }
 
@@ -226,11 +222,7 @@ fn dims_of(t: &TensorType) -> Vec<Dim> {
 
 impl Importer {
     fn err(&self, reason: impl Into<String>) -> OnnxError {
-        OnnxError::Import {
-            node: self.cur.0.clone(),
-            op_type: self.cur.1.clone(),
-            reason: reason.into(),
-        }
+        OnnxError::Import { node: self.cur.0.clone(), op_type: self.cur.1.clone(), reason: reason.into() }
     }
 
     fn ir_err(&self, e: IrError) -> OnnxError {
@@ -243,17 +235,11 @@ impl Importer {
             op_type: "input".into(),
             reason: r.to_string(),
         };
-        let Some(type_proto::Value::TensorType(t)) =
-            vi.r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
+        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
             return Err(bad("graph input is not a tensor"));
         };
-        let dtype =
-            dtype_from_onnx(t.elem_type()).ok_or_else(|| bad("unsupported element type"))?;
-        let shape = t
-            .shape
-            .as_ref()
-            .ok_or_else(|| bad("graph input has no shape (unknown rank)"))?;
+        let dtype = dtype_from_onnx(t.elem_type()).ok_or_else(|| bad("unsupported element type"))?;
+        let shape = t.shape.as_ref().ok_or_else(|| bad("graph input has no shape (unknown rank)"))?;
         let mut dims = vec![];
         for d in &shape.dim {
             dims.push(match &d.value {
@@ -288,9 +274,7 @@ impl Importer {
     }
 
     fn entry(&self, name: &str) -> R<&Entry> {
-        self.vals
-            .get(name)
-            .ok_or_else(|| self.err(format!("value '{name}' is not defined before its use")))
+        self.vals.get(name).ok_or_else(|| self.err(format!("value '{name}' is not defined before its use")))
     }
 
     fn known(&self, name: &str) -> Option<&Known> {
@@ -303,9 +287,7 @@ impl Importer {
     /// A shape-like operand that must be known.
     fn known_req(&self, name: &str, what: &str) -> R<Known> {
         self.known(name).cloned().ok_or_else(|| {
-            self.err(format!(
-                "{what} '{name}' is not computable at import time (a data-dependent shape)"
-            ))
+            self.err(format!("{what} '{name}' is not computable at import time (a data-dependent shape)"))
         })
     }
 
@@ -328,17 +310,9 @@ impl Importer {
     }
 
     fn add_named(&mut self, op: Op, args: &[Value], name: String) -> R<Vec<Value>> {
-        let id = self
-            .g
-            .add_node(op, args, Some(name))
-            .map_err(|e| self.ir_err(e))?;
+        let id = self.g.add_node(op, args, Some(name)).map_err(|e| self.ir_err(e))?;
         let n = self.g.node(id).types.len();
-        Ok((0..n)
-            .map(|i| Value {
-                node: id,
-                output: i as u16,
-            })
-            .collect())
+        Ok((0..n).map(|i| Value { node: id, output: i as u16 }).collect())
     }
 
     fn emit_multi(&mut self, op: Op, args: &[Value]) -> R<Vec<Value>> {
@@ -403,15 +377,11 @@ impl Importer {
     }
 
     fn in_req(&self, n: &NodeProto, i: usize) -> R<String> {
-        inp(n, i)
-            .map(str::to_string)
-            .ok_or_else(|| self.err(format!("missing input {i}")))
+        inp(n, i).map(str::to_string).ok_or_else(|| self.err(format!("missing input {i}")))
     }
 
     fn output_used(&self, n: &NodeProto, i: usize) -> bool {
-        n.output
-            .get(i)
-            .is_some_and(|o| !o.is_empty() && self.used.contains(o))
+        n.output.get(i).is_some_and(|o| !o.is_empty() && self.used.contains(o))
     }
 
     /// Axes from the attribute (old opsets) or from input `i` (new opsets).
@@ -483,8 +453,8 @@ impl Importer {
             "Constant" => self.constant(n),
             "Cast" => {
                 let to = attr_i(n, "to", 0) as i32;
-                let d = dtype_from_onnx(to)
-                    .ok_or_else(|| self.err(format!("unsupported Cast target {to}")))?;
+                let d =
+                    dtype_from_onnx(to).ok_or_else(|| self.err(format!("unsupported Cast target {to}")))?;
                 self.cast(n, d)
             }
             "CastLike" => {
@@ -514,12 +484,7 @@ impl Importer {
             "ReduceProd" => self.reduce(n, ReduceOp::Prod),
             "Softmax" => {
                 let x = self.value(&self.in0(n)?)?;
-                let v = self.emit(
-                    Op::Softmax {
-                        axis: attr_i(n, "axis", -1),
-                    },
-                    &[x],
-                )?;
+                let v = self.emit(Op::Softmax { axis: attr_i(n, "axis", -1) }, &[x])?;
                 self.out(n, 0, v);
                 Ok(())
             }
@@ -552,8 +517,7 @@ impl Importer {
                 let name = self.in0(n)?;
                 let t = self.ty(&name)?;
                 let target = self.known_req(&self.in_req(n, 1)?, "shape")?;
-                let shape =
-                    self.resolve_reshape(&t, &target.vals, attr_i(n, "allowzero", 0) != 0)?;
+                let shape = self.resolve_reshape(&t, &target.vals, attr_i(n, "allowzero", 0) != 0)?;
                 self.reshape_to(n, &name, shape)
             }
             "Flatten" => {
@@ -568,16 +532,11 @@ impl Importer {
             "Unsqueeze" => {
                 let name = self.in0(n)?;
                 let t = self.ty(&name)?;
-                let axes = self
-                    .axes(n, 1)?
-                    .ok_or_else(|| self.err("Unsqueeze without axes"))?;
+                let axes = self.axes(n, 1)?.ok_or_else(|| self.err("Unsqueeze without axes"))?;
                 let r = t.rank() + axes.len();
                 let mut ax: Vec<usize> = axes
                     .iter()
-                    .map(|&a| {
-                        normalize_axis(a, r)
-                            .ok_or_else(|| self.err(format!("axis {a} out of range")))
-                    })
+                    .map(|&a| normalize_axis(a, r).ok_or_else(|| self.err(format!("axis {a} out of range"))))
                     .collect::<R<_>>()?;
                 ax.sort();
                 let mut shape = vec![];
@@ -603,14 +562,9 @@ impl Importer {
                                 .ok_or_else(|| self.err(format!("axis {a} out of range")))
                         })
                         .collect::<R<_>>()?,
-                    None => (0..t.rank())
-                        .filter(|&i| t.shape[i] == Dim::Known(1))
-                        .collect(),
+                    None => (0..t.rank()).filter(|&i| t.shape[i] == Dim::Known(1)).collect(),
                 };
-                let shape = (0..t.rank())
-                    .filter(|i| !ax.contains(i))
-                    .map(|i| t.shape[i].clone())
-                    .collect();
+                let shape = (0..t.rank()).filter(|i| !ax.contains(i)).map(|i| t.shape[i].clone()).collect();
                 self.reshape_to(n, &name, shape)
             }
             "Expand" => self.expand(n),
@@ -633,13 +587,7 @@ impl Importer {
                         .ok_or_else(|| self.err("k must be a constant scalar"))?,
                     None => 0,
                 };
-                let v = self.emit(
-                    Op::Trilu {
-                        upper: attr_i(n, "upper", 1) != 0,
-                        k,
-                    },
-                    &[x],
-                )?;
+                let v = self.emit(Op::Trilu { upper: attr_i(n, "upper", 1) != 0, k }, &[x])?;
                 self.out(n, 0, v);
                 Ok(())
             }
@@ -651,10 +599,7 @@ impl Importer {
                     Some("tanh") => GeluKind::Tanh,
                     Some(o) => return Err(self.err(format!("unknown approximate '{o}'"))),
                 };
-                let v = self.emit(
-                    Op::Block(Arc::new(blockfuse_ir::blocks::Gelu::new(kind))),
-                    &[x],
-                )?;
+                let v = self.emit(Op::Block(Arc::new(blockfuse_ir::blocks::Gelu::new(kind))), &[x])?;
                 self.out(n, 0, v);
                 Ok(())
             }
@@ -678,9 +623,7 @@ impl Importer {
                     .get(p as usize)
                     .filter(|_| p >= 0)
                     .cloned()
-                    .ok_or_else(|| {
-                        self.err(format!("position {pos} out of range for {len} items"))
-                    })?;
+                    .ok_or_else(|| self.err(format!("position {pos} out of range for {len} items")))?;
                 self.set(&n.output[0], e);
                 Ok(())
             }
@@ -689,15 +632,9 @@ impl Importer {
     }
 
     fn constant(&mut self, n: &NodeProto) -> R<()> {
-        let a = n
-            .attribute
-            .first()
-            .ok_or_else(|| self.err("Constant without a value"))?;
+        let a = n.attribute.first().ok_or_else(|| self.err("Constant without a value"))?;
         let t = match a.name() {
-            "value" => tensor_from_proto(
-                a.t.as_ref()
-                    .ok_or_else(|| self.err("value is not a tensor"))?,
-            )?,
+            "value" => tensor_from_proto(a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?)?,
             "value_float" => HostTensor::from_f32(vec![], &[a.f()]),
             "value_floats" => HostTensor::from_f32(vec![a.floats.len()], &a.floats),
             "value_int" => HostTensor::from_i64(vec![], &[a.i()]),
@@ -722,15 +659,10 @@ impl Importer {
         // Known fold.
         let ks: Option<Vec<&Known>> = names.iter().map(|s| self.known(s)).collect();
         if let Some(ks) = ks {
-            let dtype = if op.is_comparison() {
-                DType::Bool
-            } else {
-                ks[0].dtype
-            };
+            let dtype = if op.is_comparison() { DType::Bool } else { ks[0].dtype };
             let mut acc = Some(ks[0].clone());
             for k in &ks[1..] {
-                acc = acc
-                    .and_then(|a| known::map_n(&[&a, k], dtype, |x| fold_binary(op, x[0], x[1])));
+                acc = acc.and_then(|a| known::map_n(&[&a, k], dtype, |x| fold_binary(op, x[0], x[1])));
             }
             if let Some(k) = acc {
                 self.set_known(&n.output[0], k);
@@ -785,11 +717,7 @@ impl Importer {
             Entry::Tensor(t) => self.set_tensor(&n.output[0], t.cast(d)),
             _ => {
                 let x = self.value(&name)?;
-                let v = if self.g.value_type(x).dtype == d {
-                    x
-                } else {
-                    self.emit(Op::Cast(d), &[x])?
-                };
+                let v = if self.g.value_type(x).dtype == d { x } else { self.emit(Op::Cast(d), &[x])? };
                 self.out(n, 0, v);
             }
         }
@@ -803,14 +731,7 @@ impl Importer {
             self.out(n, 0, x);
             return Ok(());
         }
-        let v = self.emit(
-            Op::Reduce {
-                op,
-                axes,
-                keepdims: attr_i(n, "keepdims", 1) != 0,
-            },
-            &[x],
-        )?;
+        let v = self.emit(Op::Reduce { op, axes, keepdims: attr_i(n, "keepdims", 1) != 0 }, &[x])?;
         self.out(n, 0, v);
         Ok(())
     }
@@ -850,10 +771,7 @@ impl Importer {
         for (i, v) in target.iter().enumerate() {
             out.push(match v {
                 SymInt::C(0) if !allowzero => Some(t.shape.get(i).cloned().ok_or_else(|| {
-                    self.err(format!(
-                        "shape entry {i} is 0 but the input has rank {}",
-                        t.rank()
-                    ))
+                    self.err(format!("shape entry {i} is 0 but the input has rank {}", t.rank()))
                 })?),
                 SymInt::C(-1) => {
                     if infer.replace(i).is_some() {
@@ -861,11 +779,7 @@ impl Importer {
                     }
                     None
                 }
-                other => Some(
-                    other
-                        .to_dim()
-                        .ok_or_else(|| self.err(format!("bad shape entry {other}")))?,
-                ),
+                other => Some(other.to_dim().ok_or_else(|| self.err(format!("bad shape entry {other}")))?),
             });
         }
         if let Some(i) = infer {
@@ -911,18 +825,11 @@ impl Importer {
         let shape: Vec<Dim> = target
             .vals
             .iter()
-            .map(|v| {
-                v.to_dim()
-                    .ok_or_else(|| self.err(format!("bad shape entry {v}")))
-            })
+            .map(|v| v.to_dim().ok_or_else(|| self.err(format!("bad shape entry {v}"))))
             .collect::<R<_>>()?;
         if let Some(k) = self.known(&name) {
             if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
-                let dummy = Known::new(
-                    DType::I64,
-                    dims.clone(),
-                    vec![SymInt::C(0); dims.iter().product()],
-                );
+                let dummy = Known::new(DType::I64, dims.clone(), vec![SymInt::C(0); dims.iter().product()]);
                 if let Some(r) = known::map_n(&[k, &dummy], k.dtype, |x| Some(x[0].clone())) {
                     self.set_known(&n.output[0], r);
                     return Ok(());
@@ -951,19 +858,15 @@ impl Importer {
             let s = self.known_req(&self.in_req(n, 1)?, "starts")?.vals;
             let e = self.known_req(&self.in_req(n, 2)?, "ends")?.vals;
             let a = match inp(n, 3) {
-                Some(a) => Some(
-                    self.known_req(a, "axes")?
-                        .consts()
-                        .ok_or_else(|| self.err("symbolic axes"))?,
-                ),
+                Some(a) => {
+                    Some(self.known_req(a, "axes")?.consts().ok_or_else(|| self.err("symbolic axes"))?)
+                }
                 None => None,
             };
             let st = match inp(n, 4) {
-                Some(a) => Some(
-                    self.known_req(a, "steps")?
-                        .consts()
-                        .ok_or_else(|| self.err("symbolic steps"))?,
-                ),
+                Some(a) => {
+                    Some(self.known_req(a, "steps")?.consts().ok_or_else(|| self.err("symbolic steps"))?)
+                }
                 None => None,
             };
             (s, e, a, st)
@@ -972,10 +875,7 @@ impl Importer {
         let axes: Vec<usize> = axes
             .unwrap_or_else(|| (0..k as i64).collect())
             .iter()
-            .map(|&a| {
-                normalize_axis(a, t.rank())
-                    .ok_or_else(|| self.err(format!("axis {a} out of range")))
-            })
+            .map(|&a| normalize_axis(a, t.rank()).ok_or_else(|| self.err(format!("axis {a} out of range"))))
             .collect::<R<_>>()?;
         let steps = steps.unwrap_or_else(|| vec![1; k]);
         if ends.len() != k || axes.len() != k || steps.len() != k {
@@ -1001,19 +901,13 @@ impl Importer {
             SymInt::C(c) => Bound::Const(*c),
             SymInt::D(d) => Bound::Dim(d.clone()),
         };
-        let mut spec = SliceSpec {
-            axes: vec![],
-            starts: vec![],
-            ends: vec![],
-            steps: vec![],
-        };
+        let mut spec = SliceSpec { axes: vec![], starts: vec![], ends: vec![], steps: vec![] };
         let mut gathers: Vec<(usize, Value)> = vec![];
         for i in 0..k {
             let (s, e) = (to_bound(&starts[i]), to_bound(&ends[i]));
             let dim = &t.shape[axes[i]];
             if slice_len(dim, &s, &e, steps[i]).is_ok() {
-                if matches!((&s, &e, steps[i]), (Bound::Const(0), Bound::Const(m), 1) if *m >= i64::MAX / 2)
-                {
+                if matches!((&s, &e, steps[i]), (Bound::Const(0), Bound::Const(m), 1) if *m >= i64::MAX / 2) {
                     continue; // the whole axis
                 }
                 spec.axes.push(axes[i] as i64);
@@ -1025,22 +919,13 @@ impl Importer {
             // Workarounds for bounds the IR slice cannot type: gathers with equal semantics.
             let idx = match (&s, &e, steps[i]) {
                 // x[:d] on an axis of known size: take(x, arange(d)).
-                (Bound::Const(0), Bound::Dim(d), 1) => self.emit(
-                    Op::Range {
-                        start: 0.0,
-                        step: 1.0,
-                        len: d.clone(),
-                        dtype: DType::I64,
-                    },
-                    &[],
-                )?,
+                (Bound::Const(0), Bound::Dim(d), 1) => {
+                    self.emit(Op::Range { start: 0.0, step: 1.0, len: d.clone(), dtype: DType::I64 }, &[])?
+                }
                 // x[-k:] on a symbolic axis: take(x, [-k, ..., -1]).
                 (Bound::Const(st), Bound::Const(m), 1) if *st < 0 && *m >= i64::MAX / 2 => {
                     let idx: Vec<i64> = (*st..0).collect();
-                    self.emit(
-                        Op::Constant(HostTensor::from_i64(vec![idx.len()], &idx)),
-                        &[],
-                    )?
+                    self.emit(Op::Constant(HostTensor::from_i64(vec![idx.len()], &idx)), &[])?
                 }
                 _ => {
                     return Err(self.err(format!(
@@ -1082,11 +967,7 @@ impl Importer {
             }
             vs.push(self.value(name)?);
         }
-        let v = if vs.len() == 1 {
-            vs[0]
-        } else {
-            self.emit(Op::Concat { axis }, &vs)?
-        };
+        let v = if vs.len() == 1 { vs[0] } else { self.emit(Op::Concat { axis }, &vs)? };
         self.out(n, 0, v);
         Ok(())
     }
@@ -1113,9 +994,7 @@ impl Importer {
                 None => match d.known() {
                     Some(len) => {
                         let chunk = len.div_ceil(parts);
-                        (0..parts)
-                            .map(|i| Dim::Known(chunk.min(len.saturating_sub(i * chunk))))
-                            .collect()
+                        (0..parts).map(|i| Dim::Known(chunk.min(len.saturating_sub(i * chunk)))).collect()
                     }
                     None => return Err(self.err(format!("cannot split {d} into {parts} parts"))),
                 },
@@ -1134,9 +1013,7 @@ impl Importer {
         let t = self.ty(&name)?;
         let axis = attr_i(n, "axis", 0);
         let a = normalize_axis(axis, t.rank()).ok_or_else(|| self.err("axis out of range"))?;
-        let len = t.shape[a]
-            .known()
-            .ok_or_else(|| self.err("split axis must have a known size"))?;
+        let len = t.shape[a].known().ok_or_else(|| self.err("split axis must have a known size"))?;
         let (sizes, squeeze): (Vec<usize>, bool) = match inp(n, 1) {
             Some(s) => {
                 let k = self.known_req(s, "split")?;
@@ -1144,10 +1021,7 @@ impl Importer {
                 if k.dims.is_empty() {
                     let chunk = c[0] as usize;
                     let parts = len.div_ceil(chunk);
-                    (
-                        (0..parts).map(|i| chunk.min(len - i * chunk)).collect(),
-                        false,
-                    )
+                    ((0..parts).map(|i| chunk.min(len - i * chunk)).collect(), false)
                 } else {
                     (c.iter().map(|&v| v as usize).collect(), false)
                 }
@@ -1155,13 +1029,8 @@ impl Importer {
             None => (vec![1; len], attr_i(n, "keepdims", 1) == 0),
         };
         let x = self.value(&name)?;
-        let vs = self.emit_multi(
-            Op::Split {
-                axis,
-                sizes: sizes.iter().map(|&s| Dim::Known(s)).collect(),
-            },
-            &[x],
-        )?;
+        let vs =
+            self.emit_multi(Op::Split { axis, sizes: sizes.iter().map(|&s| Dim::Known(s)).collect() }, &[x])?;
         let mut items = vec![];
         for v in vs {
             let v = if squeeze {
@@ -1260,8 +1129,7 @@ impl Importer {
         let idx = self.i64_value(&self.in_req(n, 1)?)?;
         let it = self.g.value_type(idx).clone();
         let rank = it.rank();
-        let axis = normalize_axis(attr_i(n, "axis", 0), rank)
-            .ok_or_else(|| self.err("axis out of range"))?;
+        let axis = normalize_axis(attr_i(n, "axis", 0), rank).ok_or_else(|| self.err("axis out of range"))?;
         let mut comps = vec![];
         for k in 0..rank {
             if k == axis {
@@ -1269,15 +1137,8 @@ impl Importer {
                 continue;
             }
             let len = it.shape[k].clone();
-            let rg = self.emit(
-                Op::Range {
-                    start: 0.0,
-                    step: 1.0,
-                    len: len.clone(),
-                    dtype: DType::I64,
-                },
-                &[],
-            )?;
+            let rg =
+                self.emit(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])?;
             let mut shape = vec![Dim::Known(1); rank];
             shape[k] = len;
             comps.push(self.reshape_v(rg, shape)?);
@@ -1289,11 +1150,9 @@ impl Importer {
 
     fn where_(&mut self, n: &NodeProto) -> R<()> {
         let names = [self.in0(n)?, self.in_req(n, 1)?, self.in_req(n, 2)?];
-        if let (Some(c), Some(a), Some(b)) = (
-            self.known(&names[0]),
-            self.known(&names[1]),
-            self.known(&names[2]),
-        ) {
+        if let (Some(c), Some(a), Some(b)) =
+            (self.known(&names[0]), self.known(&names[1]), self.known(&names[2]))
+        {
             let f = |x: &[&SymInt]| match x[0] {
                 SymInt::C(0) => Some(x[2].clone()),
                 SymInt::C(_) => Some(x[1].clone()),
@@ -1319,9 +1178,7 @@ impl Importer {
     /// A scalar operand: a number (int or float constant) or a symbolic dim.
     fn scalar_operand(&self, name: &str) -> R<(Option<f64>, Option<Dim>, DType)> {
         if let Some(k) = self.known(name) {
-            let v = k
-                .scalar()
-                .ok_or_else(|| self.err(format!("'{name}' is not a scalar")))?;
+            let v = k.scalar().ok_or_else(|| self.err(format!("'{name}' is not a scalar")))?;
             return Ok(match v {
                 SymInt::C(c) => (Some(*c as f64), None, k.dtype),
                 SymInt::D(d) => (None, Some(d.clone()), k.dtype),
@@ -1347,38 +1204,20 @@ impl Importer {
             (Some(limit), _) => Dim::Known(((limit - start) / step).ceil().max(0.0) as usize),
             (None, Some(dim)) if step == 1.0 && start == 0.0 => dim,
             (None, Some(dim)) if step == 1.0 && start > 0.0 && start.fract() == 0.0 => {
-                match known::sub(&SymInt::D(dim.clone()), &SymInt::C(start as i64))
-                    .and_then(|v| v.to_dim())
-                {
+                match known::sub(&SymInt::D(dim.clone()), &SymInt::C(start as i64)).and_then(|v| v.to_dim()) {
                     Some(d) => d,
-                    None => {
-                        return Err(
-                            self.err(format!("Range length {dim} - {start} is not expressible"))
-                        )
-                    }
+                    None => return Err(self.err(format!("Range length {dim} - {start} is not expressible"))),
                 }
             }
             _ => return Err(self.err("Range with a symbolic limit needs step 1")),
         };
         if (dtype.is_int()) && len.known().is_some_and(|n| n <= known::MAX_KNOWN) {
-            let vals = (0..len.known().unwrap())
-                .map(|i| SymInt::C(start as i64 + step as i64 * i as i64))
-                .collect();
-            self.set_known(
-                &n.output[0],
-                Known::new(dtype, vec![len.known().unwrap()], vals),
-            );
+            let vals =
+                (0..len.known().unwrap()).map(|i| SymInt::C(start as i64 + step as i64 * i as i64)).collect();
+            self.set_known(&n.output[0], Known::new(dtype, vec![len.known().unwrap()], vals));
             return Ok(());
         }
-        let v = self.emit(
-            Op::Range {
-                start,
-                step,
-                len,
-                dtype,
-            },
-            &[],
-        )?;
+        let v = self.emit(Op::Range { start, step, len, dtype }, &[])?;
         self.out(n, 0, v);
         Ok(())
     }
@@ -1388,10 +1227,7 @@ impl Importer {
         let shape: Vec<Dim> = target
             .vals
             .iter()
-            .map(|v| {
-                v.to_dim()
-                    .ok_or_else(|| self.err(format!("bad shape entry {v}")))
-            })
+            .map(|v| v.to_dim().ok_or_else(|| self.err(format!("bad shape entry {v}"))))
             .collect::<R<_>>()?;
         let (value, dtype) = match n.attr("value").and_then(|a| a.t.as_ref()) {
             Some(t) => {
@@ -1410,14 +1246,7 @@ impl Importer {
                 }
             }
         }
-        let v = self.emit(
-            Op::Full {
-                shape,
-                value,
-                dtype,
-            },
-            &[],
-        )?;
+        let v = self.emit(Op::Full { shape, value, dtype }, &[])?;
         self.out(n, 0, v);
         Ok(())
     }
@@ -1444,14 +1273,12 @@ impl Importer {
         let rank = self.ty(&name)?.rank();
         let axis = attr_i(n, "axis", -1);
         if normalize_axis(axis, rank) != Some(rank.saturating_sub(1)) {
-            return Err(self.err(format!(
-                "LayerNormalization over axis {axis} (only the last axis is supported)"
-            )));
+            return Err(
+                self.err(format!("LayerNormalization over axis {axis} (only the last axis is supported)"))
+            );
         }
         if self.output_used(n, 1) || self.output_used(n, 2) {
-            return Err(
-                self.err("the Mean/InvStdDev outputs of LayerNormalization are not supported")
-            );
+            return Err(self.err("the Mean/InvStdDev outputs of LayerNormalization are not supported"));
         }
         let eps = attr_f(n, "epsilon", 1e-5);
         let mut args = vec![self.value(&name)?];
@@ -1463,11 +1290,7 @@ impl Importer {
                 args.push(self.flat_param(w)?);
             }
         }
-        let block = LayerNorm {
-            eps,
-            has_weight,
-            has_bias,
-        };
+        let block = LayerNorm { eps, has_weight, has_bias };
         let v = self.emit(Op::Block(Arc::new(block)), &args)?;
         self.out(n, 0, v);
         Ok(())
@@ -1488,9 +1311,9 @@ impl Importer {
         let rank = self.ty(&name)?.rank();
         let axis = attr_i(n, "axis", -1);
         if normalize_axis(axis, rank) != Some(rank.saturating_sub(1)) {
-            return Err(self.err(format!(
-                "RMSNormalization over axis {axis} (only the last axis is supported)"
-            )));
+            return Err(
+                self.err(format!("RMSNormalization over axis {axis} (only the last axis is supported)"))
+            );
         }
         let eps = attr_f(n, "epsilon", 1e-5);
         let x = self.value(&name)?;
@@ -1538,30 +1361,20 @@ impl Importer {
                 let hd = xt.shape[2]
                     .div_exact(&Dim::Known(nh as usize))
                     .ok_or_else(|| self.err("hidden size is not a multiple of num_heads"))?;
-                let shape = vec![
-                    xt.shape[0].clone(),
-                    xt.shape[1].clone(),
-                    Dim::Known(nh as usize),
-                    hd,
-                ];
+                let shape = vec![xt.shape[0].clone(), xt.shape[1].clone(), Dim::Known(nh as usize), hd];
                 x = self.reshape_v(x, shape)?;
                 true
             }
             r => return Err(self.err(format!("input must have 3 or 4 axes, got {r}"))),
         };
         let x4 = self.g.value_type(x).clone();
-        let d = x4.shape[3]
-            .known()
-            .ok_or_else(|| self.err("head size must be known"))?;
+        let d = x4.shape[3].known().ok_or_else(|| self.err("head size must be known"))?;
         let rd = match attr_i(n, "rotary_embedding_dim", 0) {
             0 => d,
             r => r as usize,
         };
         let half = rd / 2;
-        let mut cs = [
-            self.value(&self.in_req(n, 1)?)?,
-            self.value(&self.in_req(n, 2)?)?,
-        ];
+        let mut cs = [self.value(&self.in_req(n, 1)?)?, self.value(&self.in_req(n, 2)?)?];
         let pos = inp(n, 3).map(str::to_string);
         for c in cs.iter_mut() {
             if let Some(p) = &pos {
@@ -1602,10 +1415,7 @@ impl Importer {
         }
         let [cos, sin] = cs;
         let (xr, xp) = if rd < d {
-            (
-                self.slice_last(x, 0, rd as i64)?,
-                Some(self.slice_last(x, rd as i64, d as i64)?),
-            )
+            (self.slice_last(x, 0, rd as i64)?, Some(self.slice_last(x, rd as i64, d as i64)?))
         } else {
             (x, None)
         };
@@ -1642,9 +1452,7 @@ impl Importer {
     /// ONNX `Attention` (opset 23) as an `Sdpa` block.
     fn attention(&mut self, n: &NodeProto) -> R<()> {
         if attr_f(n, "softcap", 0.0) != 0.0 || attr_i(n, "qk_matmul_output_mode", 0) != 0 {
-            return Err(
-                self.err("Attention with softcap or qk_matmul_output_mode is not supported")
-            );
+            return Err(self.err("Attention with softcap or qk_matmul_output_mode is not supported"));
         }
         if inp(n, 4).is_some() || inp(n, 5).is_some() || (1..4).any(|i| self.output_used(n, i)) {
             return Err(self.err("Attention with past/present key-values is not supported"));
@@ -1665,19 +1473,9 @@ impl Importer {
                     let hd = t.shape[2]
                         .div_exact(&Dim::Known(h as usize))
                         .ok_or_else(|| self.err("hidden size is not a multiple of the heads"))?;
-                    let shape = vec![
-                        t.shape[0].clone(),
-                        t.shape[1].clone(),
-                        Dim::Known(h as usize),
-                        hd,
-                    ];
+                    let shape = vec![t.shape[0].clone(), t.shape[1].clone(), Dim::Known(h as usize), hd];
                     v = self.reshape_v(v, shape)?;
-                    v = self.emit(
-                        Op::Transpose {
-                            perm: vec![0, 2, 1, 3],
-                        },
-                        &[v],
-                    )?;
+                    v = self.emit(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[v])?;
                     if i == 0 {
                         three_d = Some(t);
                     }
@@ -1689,11 +1487,9 @@ impl Importer {
         let qt = self.g.value_type(qkv[0]).clone();
         let scale = match n.attr("scale").and_then(|a| a.as_float()) {
             Some(s) => s,
-            None => Sdpa::default_scale(
-                qt.shape[3]
-                    .known()
-                    .ok_or_else(|| self.err("head size must be known"))?,
-            ),
+            None => {
+                Sdpa::default_scale(qt.shape[3].known().ok_or_else(|| self.err("head size must be known"))?)
+            }
         };
         let causal = attr_i(n, "is_causal", 0) != 0;
         let mask = match (inp(n, 3), causal) {
@@ -1709,9 +1505,9 @@ impl Importer {
             (None, true) => {
                 let kt = self.g.value_type(qkv[1]);
                 if kt.shape[2] != qt.shape[2] {
-                    return Err(self.err(
-                        "causal Attention with different query and key lengths is not supported",
-                    ));
+                    return Err(
+                        self.err("causal Attention with different query and key lengths is not supported")
+                    );
                 }
                 MaskKind::Causal
             }
@@ -1727,31 +1523,15 @@ impl Importer {
             let m = qkv[3];
             let yd = self.g.value_type(y).dtype;
             let mf = self.emit(Op::Cast(yd), &[m])?;
-            let any = self.emit(
-                Op::Reduce {
-                    op: ReduceOp::Max,
-                    axes: vec![-1],
-                    keepdims: true,
-                },
-                &[mf],
-            )?;
+            let any = self.emit(Op::Reduce { op: ReduceOp::Max, axes: vec![-1], keepdims: true }, &[mf])?;
             let any = self.emit(Op::Cast(DType::Bool), &[any])?;
             let zero = self.emit(Op::Constant(HostTensor::scalar(yd, 0.0)), &[])?;
             y = self.emit(Op::Where, &[any, y, zero])?;
         }
         if let Some(t) = three_d {
-            y = self.emit(
-                Op::Transpose {
-                    perm: vec![0, 2, 1, 3],
-                },
-                &[y],
-            )?;
+            y = self.emit(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[y])?;
             let yt = self.g.value_type(y).clone();
-            let shape = vec![
-                t.shape[0].clone(),
-                t.shape[1].clone(),
-                yt.shape[2].mul(&yt.shape[3]),
-            ];
+            let shape = vec![t.shape[0].clone(), t.shape[1].clone(), yt.shape[2].mul(&yt.shape[3])];
             y = self.reshape_v(y, shape)?;
         }
         self.out(n, 0, y);
@@ -1793,16 +1573,7 @@ fn fold_binary(op: BinaryOp, a: &SymInt, b: &SymInt) -> Option<SymInt> {
 }
 
 fn sanitize(p: &str) -> String {
-    let s: String = p
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let s: String = p.chars().map(|c| if c.is_alphanumeric() || c == '_' { c } else { '_' }).collect();
     if s.starts_with(|c: char| c.is_alphabetic() || c == '_') {
         s
     } else {

@@ -12,19 +12,13 @@ pub fn swiglu() -> Rule {
         unary(UnaryOp::Sigmoid, any("gate")),
         unary(
             UnaryOp::Reciprocal,
-            add(
-                unary(UnaryOp::Exp, unary(UnaryOp::Neg, any("gate"))),
-                constant("one"),
-            ),
+            add(unary(UnaryOp::Exp, unary(UnaryOp::Neg, any("gate"))), constant("one")),
         ),
     );
     Rule::new("swiglu", product(vec![any("gate"), sig, any("up")]))
         .check(|g, m| {
             if m.get("one").is_some() {
-                require(
-                    m.scalar(g, "one") == Some(1.0),
-                    "the sigmoid denominator is not 1 + e^−x",
-                )?;
+                require(m.scalar(g, "one") == Some(1.0), "the sigmoid denominator is not 1 + e^−x")?;
             }
             require(
                 g.value_type(m.value("gate")) == g.value_type(m.value("up")),
@@ -36,12 +30,8 @@ pub fn swiglu() -> Rule {
 
 /// `gelu(gate) · up` where the GELU is already a block (exact or tanh).
 pub fn geglu() -> Rule {
-    let gelu = node(
-        "block.gelu",
-        |o| matches!(o, Op::Block(b) if b.is::<Gelu>()),
-        vec![any("gate")],
-    )
-    .named("gelu");
+    let gelu =
+        node("block.gelu", |o| matches!(o, Op::Block(b) if b.is::<Gelu>()), vec![any("gate")]).named("gelu");
     Rule::new("geglu", mul(gelu, any("up")))
         .check(|g, m| {
             let kind = g
@@ -63,9 +53,7 @@ pub fn geglu() -> Rule {
                 .as_block()
                 .and_then(|b| b.downcast_ref::<Gelu>().map(|b| b.approximation));
             Ok(b.block(
-                GeGlu {
-                    approximate: kind == Some(GeluKind::Tanh),
-                },
+                GeGlu { approximate: kind == Some(GeluKind::Tanh) },
                 &[m.value("gate"), m.value("up")],
             )?[0])
         })

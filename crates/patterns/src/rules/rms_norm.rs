@@ -11,24 +11,12 @@ pub fn rms_norm() -> Rule {
     let x = either(cast(any("x")).named("xf"), any("x"));
     let ms = reduce(
         ReduceOp::Mean,
-        expect(
-            unary(UnaryOp::Square, x.clone()),
-            "the mean is not over x² of the normalized value",
-        ),
+        expect(unary(UnaryOp::Square, x.clone()), "the mean is not over x² of the normalized value"),
     )
     .named("mean");
-    let core = mul(
-        x,
-        unary(
-            UnaryOp::Rsqrt,
-            add(ms, expect(constant("eps"), "eps is not a constant")),
-        ),
-    );
+    let core = mul(x, unary(UnaryOp::Rsqrt, add(ms, expect(constant("eps"), "eps is not a constant"))));
     let normed = either(cast(core.clone()).named("down"), core);
-    let weighted = mul(
-        normed.clone(),
-        guard(any("w"), |g, w| g.value_type(w).rank() >= 1),
-    );
+    let weighted = mul(normed.clone(), guard(any("w"), |g, w| g.value_type(w).rank() >= 1));
     Rule::new("rms_norm", either(weighted, normed))
         .check(|g, m| {
             let x = m.get("xf").unwrap_or(m.value("x"));
@@ -37,18 +25,12 @@ pub fn rms_norm() -> Rule {
                 "the mean is not over the last axis only (keepdims)",
             )?;
             let eps = m.scalar(g, "eps").ok_or("eps is not a scalar")?;
-            require(
-                eps > 0.0 && eps <= 1e-2,
-                format!("eps {eps} is not in (0, 1e-2]"),
-            )?;
+            require(eps > 0.0 && eps <= 1e-2, format!("eps {eps} is not in (0, 1e-2]"))?;
             let d = last_dim(g, x).ok_or("x has no axes")?;
             match m.get("w") {
                 Some(w) => require(
                     is_channel_vector(g, w, &d),
-                    format!(
-                        "weight {} is not a vector over the last axis ({d})",
-                        g.value_type(w)
-                    ),
+                    format!("weight {} is not a vector over the last axis ({d})", g.value_type(w)),
                 ),
                 None => Ok(()),
             }
@@ -68,13 +50,7 @@ pub fn rms_norm() -> Rule {
                 let w = b.reshape(w, vec![d])?;
                 args.push(b.cast(w, b.ty(x).dtype)?);
             }
-            let y = b.block(
-                RmsNorm {
-                    eps,
-                    weight_offset: 0.0,
-                },
-                &args,
-            )?[0];
+            let y = b.block(RmsNorm { eps, weight_offset: 0.0 }, &args)?[0];
             let out = b.ty(m.root).dtype;
             b.cast(y, out)
         })

@@ -24,9 +24,7 @@ fn through_views(g: &Graph, mut v: Value) -> Value {
     loop {
         let n = g.node(v.node);
         let squeeze_only = |a: &[Dim], b: &[Dim]| {
-            a.iter()
-                .filter(|d| **d != Dim::Known(1))
-                .eq(b.iter().filter(|d| **d != Dim::Known(1)))
+            a.iter().filter(|d| **d != Dim::Known(1)).eq(b.iter().filter(|d| **d != Dim::Known(1)))
         };
         match &n.op {
             Op::Cast(_) => v = n.operands[0],
@@ -45,54 +43,50 @@ struct Angles {
     inv_freq: HostTensor,
 }
 
+/// The half-size angle tensor `f` when `v` is `op` (cos or sin) of the full angles, spelled
+/// either `op(concat(f, f))` (Hugging Face) or `concat(op(f), op(f))` (ONNX RotaryEmbedding).
+fn half_angles(g: &Graph, v: Value, op: UnaryOp) -> Option<Value> {
+    let v = through_views(g, v);
+    let n = g.node(v.node);
+    let pair = |n: &blockfuse_ir::Node| {
+        (matches!(n.op, Op::Concat { .. }) && n.operands.len() == 2 && n.operands[0] == n.operands[1])
+            .then(|| n.operands[0])
+    };
+    match &n.op {
+        Op::Unary(u) if *u == op => pair(g.node(n.operands[0].node)),
+        Op::Concat { .. } => {
+            let inner = through_views(g, pair(n)?);
+            let m = g.node(inner.node);
+            matches!(m.op, Op::Unary(u) if u == op).then(|| m.operands[0])
+        }
+        _ => None,
+    }
+}
+
 fn angles(g: &Graph, cos: Value, sin: Value) -> Result<Angles, String> {
-    let (c, s) = (through_views(g, cos), through_views(g, sin));
-    let (cn, sn) = (g.node(c.node), g.node(s.node));
-    require(
-        matches!(cn.op, Op::Unary(UnaryOp::Cos)) && matches!(sn.op, Op::Unary(UnaryOp::Sin)),
-        "cos/sin operands are not cos and sin of an angle tensor (swapped or precomputed)",
-    )?;
-    let theta = cn.operands[0];
-    require(
-        sn.operands[0] == theta,
-        "cos and sin are of different angles",
-    )?;
-    let tn = g.node(theta.node);
-    require(
-        matches!(tn.op, Op::Concat { .. })
-            && tn.operands.len() == 2
-            && tn.operands[0] == tn.operands[1],
-        "angles are not two copies of one half (concat(f, f))",
-    )?;
-    let f = g.node(tn.operands[0].node);
+    let (Some(fc), Some(fs)) = (half_angles(g, cos, UnaryOp::Cos), half_angles(g, sin, UnaryOp::Sin)) else {
+        return Err("cos/sin operands are not cos and sin of an angle tensor (swapped or precomputed)".into());
+    };
+    require(fc == fs, "cos and sin are of different angles")?;
+    let f = g.node(fc.node);
     require(
         matches!(f.op, Op::Binary(blockfuse_ir::BinaryOp::Mul)),
         "angles are not positions × inverse frequencies",
     )?;
     let (a, b) = (f.operands[0], f.operands[1]);
-    let (pos, inv) = match (
-        g.node(a.node).op.as_constant(),
-        g.node(b.node).op.as_constant(),
-    ) {
+    let (pos, inv) = match (g.node(a.node).op.as_constant(), g.node(b.node).op.as_constant()) {
         (None, Some(t)) => (a, t),
         (Some(t), None) => (b, t),
         _ => return Err("inverse frequencies are not a constant".into()),
     };
-    Ok(Angles {
-        positions: through_views(g, pos),
-        inv_freq: inv.clone(),
-    })
+    Ok(Angles { positions: through_views(g, pos), inv_freq: inv.clone() })
 }
 
 /// `base` such that `inv_i = base^(−2i/dims)` for every i, when there is one.
 fn recover_base(inv: &[f64], dims: usize) -> Option<f64> {
     let raw = inv.get(1).map(|c| c.powf(-(dims as f64) / 2.0))?;
     // Inverse frequencies are stored in f32: snap 9999.999 back to the 10000 it came from.
-    let base = if ((raw.round() - raw) / raw).abs() < 1e-5 {
-        raw.round()
-    } else {
-        raw
-    };
+    let base = if ((raw.round() - raw) / raw).abs() < 1e-5 { raw.round() } else { raw };
     let fits = inv
         .iter()
         .enumerate()
@@ -103,9 +97,7 @@ fn recover_base(inv: &[f64], dims: usize) -> Option<f64> {
 /// `Some(start)` when positions are provably `start + arange(T)`.
 fn arange_start(g: &Graph, p: Value) -> Option<i64> {
     match &g.node(p.node).op {
-        Op::Range { start, step, .. } if *step == 1.0 && start.fract() == 0.0 => {
-            Some(*start as i64)
-        }
+        Op::Range { start, step, .. } if *step == 1.0 && start.fract() == 0.0 => Some(*start as i64),
         Op::Expand { .. } => arange_start(g, through_views(g, g.node(p.node).operands[0])),
         _ => None,
     }
@@ -115,19 +107,12 @@ fn arange_start(g: &Graph, p: Value) -> Option<i64> {
 pub fn rope() -> Rule {
     let lo = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("lo");
     let hi = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("hi");
-    let rot = node(
-        "concat",
-        |o| matches!(o, Op::Concat { axis: -1 }),
-        vec![unary(UnaryOp::Neg, hi), lo],
-    );
+    let rot = node("concat", |o| matches!(o, Op::Concat { axis: -1 }), vec![unary(UnaryOp::Neg, hi), lo]);
     Rule::new("rope", add(mul(any("x"), any("cos")), mul(rot, any("sin"))))
         .check(|g, m| {
-            let d = g
-                .value_type(m.value("x"))
-                .shape
-                .last()
-                .and_then(Dim::known)
-                .ok_or("head dim is not known")? as i64;
+            let d =
+                g.value_type(m.value("x")).shape.last().and_then(Dim::known).ok_or("head dim is not known")?
+                    as i64;
             require(
                 last_axis_slice(g, m.value("lo")) == Some((0, d / 2)),
                 "rotate_half's first slice is not x[..., :D/2]",
@@ -141,10 +126,7 @@ pub fn rope() -> Rule {
                 a.inv_freq.len() as i64 * 2 == d,
                 format!("{} inverse frequencies for head dim {d}", a.inv_freq.len()),
             )?;
-            require(
-                g.value_type(m.value("x")).rank() >= 3,
-                "x has fewer than 3 axes",
-            )
+            require(g.value_type(m.value("x")).rank() >= 3, "x has fewer than 3 axes")
         })
         .rewrite(|b, m| {
             let a = angles(b.graph(), m.value("cos"), m.value("sin")).expect("checked");
@@ -163,13 +145,7 @@ pub fn rope() -> Rule {
                 let periods: Vec<f32> = inv.iter().map(|c| (1.0 / c) as f32).collect();
                 args.push(b.constant(HostTensor::from_f32(vec![periods.len()], &periods)));
             }
-            let block = Rope {
-                dims,
-                traditional: false,
-                base: base.map(|x| x as f32),
-                scale: 1.0,
-                position,
-            };
+            let block = Rope { dims, traditional: false, base: base.map(|x| x as f32), scale: 1.0, position };
             Ok(b.block(block, &args)?[0])
         })
 }
@@ -177,47 +153,27 @@ pub fn rope() -> Rule {
 /// `concat(rope(x[..., :r]), x[..., r:])` → `rope(x)` rotating the first r dims only.
 pub fn rope_partial() -> Rule {
     let head = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("head");
-    let rope = node(
-        "block.rope",
-        |o| matches!(o, Op::Block(b) if b.is::<Rope>()),
-        vec![head],
-    )
-    .named("rope");
+    let rope = node("block.rope", |o| matches!(o, Op::Block(b) if b.is::<Rope>()), vec![head]).named("rope");
     let tail = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("tail");
-    Rule::new(
-        "rope_partial",
-        node(
-            "concat",
-            |o| matches!(o, Op::Concat { axis: -1 }),
-            vec![rope, tail],
-        ),
-    )
-    .check(|g, m| {
-        let d = g
-            .value_type(m.value("x"))
-            .shape
-            .last()
-            .and_then(Dim::known)
-            .ok_or("head dim is not known")? as i64;
-        let r = match last_axis_slice(g, m.value("head")) {
-            Some((0, r)) => r,
-            _ => return Err("rotated part is not x[..., :r]".into()),
-        };
-        require(
-            matches!(last_axis_slice(g, m.value("tail")), Some((s, e)) if s == r && e >= d),
-            "pass-through part is not x[..., r:]",
-        )
-    })
-    .rewrite(|b, m| {
-        let node = b.graph().node(m.value("rope").node).clone();
-        let inner = node
-            .op
-            .as_block()
-            .and_then(|x| x.downcast_ref::<Rope>())
-            .expect("matched")
-            .clone();
-        let mut args = node.operands.to_vec();
-        args[0] = m.value("x");
-        Ok(b.block(inner, &args)?[0])
-    })
+    Rule::new("rope_partial", node("concat", |o| matches!(o, Op::Concat { axis: -1 }), vec![rope, tail]))
+        .check(|g, m| {
+            let d =
+                g.value_type(m.value("x")).shape.last().and_then(Dim::known).ok_or("head dim is not known")?
+                    as i64;
+            let r = match last_axis_slice(g, m.value("head")) {
+                Some((0, r)) => r,
+                _ => return Err("rotated part is not x[..., :r]".into()),
+            };
+            require(
+                matches!(last_axis_slice(g, m.value("tail")), Some((s, e)) if s == r && e >= d),
+                "pass-through part is not x[..., r:]",
+            )
+        })
+        .rewrite(|b, m| {
+            let node = b.graph().node(m.value("rope").node).clone();
+            let inner = node.op.as_block().and_then(|x| x.downcast_ref::<Rope>()).expect("matched").clone();
+            let mut args = node.operands.to_vec();
+            args[0] = m.value("x");
+            Ok(b.block(inner, &args)?[0])
+        })
 }

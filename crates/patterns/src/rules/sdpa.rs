@@ -51,12 +51,8 @@ fn strip_repeat_kv(g: &Graph, v: Value) -> Value {
     let Some(k) = step(u, |o| matches!(o, Op::Reshape { .. })) else {
         return v;
     };
-    let (ks, us, es, vs) = (
-        &g.value_type(k).shape,
-        &g.value_type(u).shape,
-        &g.value_type(e).shape,
-        &g.value_type(v).shape,
-    );
+    let (ks, us, es, vs) =
+        (&g.value_type(k).shape, &g.value_type(u).shape, &g.value_type(e).shape, &g.value_type(v).shape);
     let ok = ks.len() == 4
         && us.len() == 5
         && us[..2] == ks[..2]
@@ -85,6 +81,21 @@ fn mask_kind(g: &Graph, m: &crate::Match) -> (MaskKind, Option<Value>) {
     }
 }
 
+/// `where(any key kept, out, 0)`: what a −inf mask followed by a NaN guard gives on rows
+/// whose keys are all masked (the block alone attends uniformly there).
+fn zero_fully_masked_rows(
+    b: &mut blockfuse_ir::Builder<'_>,
+    out: Value,
+    keep: Value,
+) -> Result<Value, blockfuse_ir::IrError> {
+    let dtype = b.ty(out).dtype;
+    let kept = b.cast(keep, dtype)?;
+    let any = b.reduce(blockfuse_ir::ReduceOp::Max, kept, &[-1], true)?;
+    let zero = b.scalar(dtype, 0.0);
+    let any = b.binary(blockfuse_ir::BinaryOp::Greater, any, zero)?;
+    b.select(any, out, zero)
+}
+
 /// Fuses attention into one `sdpa` block.
 pub fn sdpa() -> Rule {
     let scores = node(
@@ -94,34 +105,19 @@ pub fn sdpa() -> Rule {
     )
     .named("scores");
     let scores = scaled(scores, "scale");
-    let bool_mask = node(
-        "where",
-        |o| matches!(o, Op::Where),
-        vec![any("bool_mask"), constant("keep"), constant("drop")],
-    );
+    let bool_mask =
+        node("where", |o| matches!(o, Op::Where), vec![any("bool_mask"), constant("keep"), constant("drop")]);
     // A boolean mask shared by several layers stays as it is and enters as an additive mask.
     let bool_mask = guard(bool_mask, |g, v| g.use_count(v) == 1);
     let masked = either(add(scores.clone(), either(bool_mask, any("mask"))), scores);
-    let probs = node(
-        "softmax",
-        |o| matches!(o, Op::Softmax { .. }),
-        vec![opt_cast(masked)],
-    )
-    .named("probs");
+    let probs = node("softmax", |o| matches!(o, Op::Softmax { .. }), vec![opt_cast(masked)]).named("probs");
     let nan_guard = node(
         "where",
         |o| matches!(o, Op::Where),
-        vec![
-            unary(UnaryOp::IsNan, probs.clone()),
-            constant("nan_fill"),
-            probs.clone(),
-        ],
+        vec![unary(UnaryOp::IsNan, probs.clone()), constant("nan_fill"), probs.clone()],
     );
-    let root = node(
-        "matmul",
-        |o| matches!(o, Op::MatMul),
-        vec![opt_cast(either(nan_guard, probs)), any("v")],
-    );
+    let root =
+        node("matmul", |o| matches!(o, Op::MatMul), vec![opt_cast(either(nan_guard, probs)), any("v")]);
     Rule::new("sdpa", root)
         .check(|g, m| {
             let probs = g.node(m.value("probs").node);
@@ -131,27 +127,24 @@ pub fn sdpa() -> Rule {
             )?;
             for s in ["q_scale", "k_scale", "scale"] {
                 if m.get(s).is_some() {
-                    require(
-                        m.constant(g, s).is_some_and(|t| t.len() == 1),
-                        format!("{s} is not a scalar"),
-                    )?;
+                    require(m.constant(g, s).is_some_and(|t| t.len() == 1), format!("{s} is not a scalar"))?;
                 }
             }
             if m.get("bool_mask").is_some() {
+                require(m.scalar(g, "keep") == Some(0.0), "boolean mask keeps with a non-zero value")?;
+                let drop = m.scalar(g, "drop");
                 require(
-                    m.scalar(g, "keep") == Some(0.0),
-                    "boolean mask keeps with a non-zero value",
-                )?;
-                require(
-                    m.scalar(g, "drop").is_some_and(|d| d <= -1e4),
+                    drop.is_some_and(|d| d <= -1e4),
                     "boolean mask does not drop with a very negative value",
+                )?;
+                // With −inf, a fully masked row is NaN (or 0 behind a NaN guard), not uniform.
+                require(
+                    drop.is_some_and(f64::is_finite) || m.get("nan_fill").is_some(),
+                    "−inf mask without a NaN guard: fully masked rows would be NaN",
                 )?;
             }
             if m.get("nan_fill").is_some() {
-                require(
-                    m.scalar(g, "nan_fill") == Some(0.0),
-                    "NaN guard does not fill with 0",
-                )?;
+                require(m.scalar(g, "nan_fill") == Some(0.0), "NaN guard does not fill with 0")?;
             }
             let (q, v) = (m.value("q"), m.value("v"));
             require(
@@ -176,34 +169,32 @@ pub fn sdpa() -> Rule {
         })
         .rewrite(|b, m| {
             let g = b.graph();
-            let scale = ["q_scale", "k_scale", "scale"]
-                .iter()
-                .filter_map(|s| m.scalar(g, s))
-                .product::<f64>() as f32;
+            let scale =
+                ["q_scale", "k_scale", "scale"].iter().filter_map(|s| m.scalar(g, s)).product::<f64>() as f32;
             let v_in = m.value("v");
             let (k_src, k_perm) = key_layout(g, m.value("kt"), v_in).expect("checked");
             let identity = k_perm.iter().enumerate().all(|(i, &p)| i == p);
-            let (k, v) = if identity {
-                (strip_repeat_kv(g, k_src), strip_repeat_kv(g, v_in))
-            } else {
-                (k_src, v_in)
-            };
+            let (k, v) =
+                if identity { (strip_repeat_kv(g, k_src), strip_repeat_kv(g, v_in)) } else { (k_src, v_in) };
             let (mask, mask_value) = mask_kind(g, m);
-            let k = if identity {
-                k
-            } else {
-                b.transpose(k, &k_perm)?
-            };
+            let k = if identity { k } else { b.transpose(k, &k_perm)? };
             let mut args = vec![m.value("q"), k, v];
             args.extend(mask_value);
-            let out = b.block(
-                Sdpa {
-                    scale,
-                    mask,
-                    has_sinks: false,
-                },
-                &args,
-            )?[0];
+            let mut out = b.block(Sdpa { scale, mask, has_sinks: false }, &args)?[0];
+            // Behind a NaN guard, rows whose keys are all masked with −inf come out as 0.
+            if m.get("nan_fill").is_some() {
+                let keep = match (m.get("bool_mask"), m.get("mask")) {
+                    (Some(keep), _) => Some(keep),
+                    (None, Some(additive)) => {
+                        let minus_inf = b.scalar_like(additive, f64::NEG_INFINITY);
+                        Some(b.binary(blockfuse_ir::BinaryOp::Greater, additive, minus_inf)?)
+                    }
+                    _ => None,
+                };
+                if let Some(keep) = keep {
+                    out = zero_fully_masked_rows(b, out, keep)?;
+                }
+            }
             let want = b.ty(m.root).dtype;
             b.cast(out, want)
         })
