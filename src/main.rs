@@ -8,6 +8,8 @@ use blockfuse::patterns::{default_rules, optimize, RuleSet};
 use blockfuse::report::{json_report, text_report};
 use blockfuse::{load_model, run_backend, verify, Backend, Error};
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -80,7 +82,14 @@ enum Command {
         atol: Option<f64>,
     },
     /// Optimize and run the bundled Llama-style decoder on every backend, side by side.
-    Demo,
+    Demo {
+        /// Decoder layers.
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        /// Write the unoptimized decoder as blockfuse IR JSON here and stop.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+    },
     /// Time the optimized against the unoptimized graph (median of N runs).
     Bench {
         /// A `.json` blockfuse IR or an `.onnx` model, or `demo` for the bundled decoder.
@@ -171,9 +180,9 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Command) -> Result<(), Failure> {
     match cmd {
-        Command::Inspect { model, stats_only } => inspect(&load_model(&model)?, stats_only),
+        Command::Inspect { model, stats_only } => inspect(&load(&model)?, stats_only),
         Command::Optimize { model, output, report, verify, disable, dot_before, dot_after, svg } => {
-            let original = load_model(&model)?;
+            let original = load(&model)?;
             let mut rules = default_rules();
             for name in &disable {
                 if !rules.disable(name) {
@@ -222,7 +231,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             Ok(())
         }
         Command::Run { model, optimize: opt, backend: b, device, check, rtol, atol } => {
-            let mut g = load_model(&model)?;
+            let mut g = load(&model)?;
             if opt {
                 optimize(&mut g, &default_rules()).map_err(|e| Error::Other(e.to_string()))?;
             }
@@ -239,7 +248,7 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Demo => demo(),
+        Command::Demo { layers, export } => demo(layers, export),
         Command::Bench { model, backend: b, device, runs, sym_size } => {
             let g = if model == "demo" {
                 llama_decoder(DecoderConfig::demo()).map_err(|e| Error::Other(e.to_string()))?
@@ -371,12 +380,37 @@ fn run_check(
     }
 }
 
-fn median_ms(mut f: impl FnMut() -> Result<(), Error>, runs: usize) -> Result<f64, Error> {
+/// A progress bar on stderr, drawn only when stdout is a terminal.
+fn progress(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    let style =
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template");
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Loads a model, with a spinner while large ONNX files import.
+fn load(path: &std::path::Path) -> Result<Graph, Error> {
+    let spinner =
+        if std::io::stdout().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    spinner.set_message(format!("loading {}", path.display()));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let g = load_model(path);
+    spinner.finish_and_clear();
+    g
+}
+
+fn median_ms(mut f: impl FnMut() -> Result<(), Error>, runs: usize, bar: &ProgressBar) -> Result<f64, Error> {
     f()?;
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
         f()?;
+        bar.inc(1);
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|a, b| a.total_cmp(b));
@@ -390,10 +424,12 @@ fn bench(g: &Graph, be: Backend, runs: usize, sym_size: usize) -> Result<(), Fai
     // Interleave the two graphs so that both see the same machine state.
     let mut t_plain = Vec::new();
     let mut t_opt = Vec::new();
+    let bar = progress(6 * runs as u64, "bench");
     for _ in 0..3 {
-        t_plain.push(median_ms(|| run_backend(g, &inputs, be).map(|_| ()), runs)?);
-        t_opt.push(median_ms(|| run_backend(&opt, &inputs, be).map(|_| ()), runs)?);
+        t_plain.push(median_ms(|| run_backend(g, &inputs, be).map(|_| ()), runs, &bar)?);
+        t_opt.push(median_ms(|| run_backend(&opt, &inputs, be).map(|_| ()), runs, &bar)?);
     }
+    bar.finish_and_clear();
     t_plain.sort_by(|a, b| a.total_cmp(b));
     t_opt.sort_by(|a, b| a.total_cmp(b));
     let (p, o) = (t_plain[1], t_opt[1]);
@@ -415,9 +451,15 @@ fn bench(g: &Graph, be: Backend, runs: usize, sym_size: usize) -> Result<(), Fai
     Ok(())
 }
 
-fn demo() -> Result<(), Failure> {
-    let cfg = DecoderConfig::demo();
+fn demo(layers: usize, export: Option<PathBuf>) -> Result<(), Failure> {
+    let cfg = DecoderConfig { layers, ..DecoderConfig::demo() };
     let g = llama_decoder(cfg).map_err(|e| Error::Other(e.to_string()))?;
+    if let Some(path) = export {
+        let js = blockfuse::ir::json::to_json(&g).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(&path, js).map_err(|source| Error::Io { path: path.display().to_string(), source })?;
+        println!("wrote the {layers}-layer decoder to {}", path.display());
+        return Ok(());
+    }
     println!("blockfuse demo: a {}-layer Llama-style decoder (hidden {}, {} q / {} kv heads), built from primitive ops\n", cfg.layers, cfg.hidden, cfg.heads, cfg.kv_heads);
     let mut opt = g.clone();
     let rules: RuleSet = default_rules();
@@ -425,27 +467,41 @@ fn demo() -> Result<(), Failure> {
     print!("{}", text_report(&rep));
     let inputs = blockfuse::verify::random_inputs(&g, 16, 3);
     let reference = run_backend(&g, &inputs, Backend::Fallback)?;
-    println!("\n{:<10} {:<12} {:>10} {:>12}", "backend", "graph", "ms", "max |err|");
+    println!("\n{:<10} {:<12} {:>10} {:>8} {:>12}", "backend", "graph", "ms", "speedup", "max |err|");
+    const RUNS: usize = 5;
+    let bar = progress((2 * 2 * RUNS) as u64, "demo");
     for (bname, be) in [("fallback", Backend::Fallback), ("mlx-cpu", Backend::Mlx(Device::Cpu))] {
-        for (gname, graph) in [("unoptimized", &g), ("optimized", &opt)] {
-            let mut outs: Vec<HostTensor> = Vec::new();
-            let ms = median_ms(
-                || {
-                    outs = run_backend(graph, &inputs, be)?;
-                    Ok(())
-                },
-                3,
-            )?;
-            let err = outs
+        // The two graphs alternate, so both see the same machine state.
+        let graphs = [("unoptimized", &g), ("optimized", &opt)];
+        let mut times = [Vec::new(), Vec::new()];
+        let mut outs: [Vec<HostTensor>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..RUNS {
+            for (k, (_, graph)) in graphs.iter().enumerate() {
+                let t = Instant::now();
+                outs[k] = run_backend(graph, &inputs, be)?;
+                times[k].push(t.elapsed().as_secs_f64() * 1e3);
+                bar.inc(1);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let (plain, fused) = (median(&mut times[0]), median(&mut times[1]));
+        for (k, (gname, _)) in graphs.iter().enumerate() {
+            let err = outs[k]
                 .iter()
                 .zip(&reference)
                 .map(|(a, b)| compare(a, b, Tolerance { rtol: 0.0, atol: 0.0 }).max_abs)
                 .fold(0.0, f64::max);
-            println!("{bname:<10} {gname:<12} {ms:>10.2} {err:>12.2e}");
+            let ms = if k == 0 { plain } else { fused };
+            let speedup = if k == 0 { "1.00x".to_string() } else { format!("{:.2}x", plain / fused) };
+            bar.suspend(|| println!("{bname:<10} {gname:<12} {ms:>10.2} {speedup:>8} {err:>12.2e}"));
         }
     }
+    bar.finish_and_clear();
     println!(
-        "\n(inputs: batch 16, seq 16; max |err| against the unoptimized graph on the fallback evaluator)"
+        "\n(inputs: batch 16, seq 16; median of {RUNS} alternating runs; max |err| against the unoptimized graph on the fallback evaluator)"
     );
     Ok(())
 }

@@ -76,7 +76,13 @@ pub fn import_model(model: &ModelProto) -> Result<Graph, OnnxError> {
     Ok(imp.g)
 }
 
-const SUPPORTED: &[&str] = &[
+/// The ONNX op types (default domain) the importer claims: the one list that
+/// [`import_model`] checks a model against before importing anything (any other op type,
+/// any op of another domain and any op with a subgraph attribute is refused with
+/// [`OnnxError::UnsupportedOps`]), and that `docs/onnx-support.md` and the conformance test
+/// (`tests/node_tests.rs`) are checked against. A claimed op may still refuse some attributes
+/// or modes, with [`OnnxError::Unsupported`] naming the node and what is not supported.
+pub const SUPPORTED: &[&str] = &[
     "Add",
     "Sub",
     "Mul",
@@ -150,11 +156,16 @@ const SUPPORTED: &[&str] = &[
     "GatherElements",
 ];
 
+/// Whether `op_type` (of the default ONNX domain) is in [`SUPPORTED`].
+pub fn is_supported(op_type: &str) -> bool {
+    SUPPORTED.contains(&op_type)
+}
+
 fn check_supported(nodes: &[NodeProto]) -> Result<(), OnnxError> {
     let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in nodes {
         let default_domain = crate::model::is_default_domain(n.domain());
-        if !default_domain || !SUPPORTED.contains(&n.op_type()) || n.has_subgraph() {
+        if !default_domain || !is_supported(n.op_type()) || n.has_subgraph() {
             let key = if default_domain {
                 n.op_type().to_string()
             } else {

@@ -1,5 +1,6 @@
 //! Our fusion rules, one file each, and the default rule set in the order they run.
 
+mod causal;
 mod gelu;
 mod glu;
 mod layer_norm;

@@ -1,7 +1,9 @@
 //! Scaled dot-product attention: `softmax(scale · q kᵀ + mask) · v`, with the scale on the
 //! scores or split between q and kᵀ, additive or boolean masks, f32 softmax casts, the
 //! NaN guard some exporters put after the softmax, and repeat_kv folded into native GQA.
+//! A mask that is provably causal becomes `MaskKind::Causal` with no operand (`causal.rs`).
 
+use super::causal;
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::{MaskKind, Sdpa};
@@ -70,14 +72,20 @@ fn strip_repeat_kv(g: &Graph, v: Value) -> Value {
     }
 }
 
+/// The block's mask and its operand: a boolean `where` condition, an additive mask, or
+/// none — and no operand at all when either is provably the causal mask (`causal.rs`).
 fn mask_kind(g: &Graph, m: &crate::Match) -> (MaskKind, Option<Value>) {
-    match (m.get("bool_mask"), m.get("mask")) {
-        (Some(b), _) => (MaskKind::Boolean, Some(b)),
-        (None, Some(a)) => {
-            let _ = g;
-            (MaskKind::Additive, Some(a))
-        }
-        _ => (MaskKind::None, None),
+    let (kind, operand) = match (m.get("bool_mask"), m.get("mask")) {
+        (Some(b), _) => (MaskKind::Boolean, b),
+        (None, Some(a)) => (MaskKind::Additive, a),
+        _ => return (MaskKind::None, None),
+    };
+    let scores = &g.value_type(m.value("scores")).shape;
+    let r = scores.len();
+    if r >= 2 && causal::is_causal(g, operand, kind, &scores[r - 2], &scores[r - 1]) {
+        (MaskKind::Causal, None)
+    } else {
+        (kind, Some(operand))
     }
 }
 
@@ -138,8 +146,9 @@ pub fn sdpa() -> Rule {
                     "boolean mask does not drop with a very negative value",
                 )?;
                 // With −inf, a fully masked row is NaN (or 0 behind a NaN guard), not uniform.
+                let causal = mask_kind(g, m).0 == MaskKind::Causal;
                 require(
-                    drop.is_some_and(f64::is_finite) || m.get("nan_fill").is_some(),
+                    drop.is_some_and(f64::is_finite) || m.get("nan_fill").is_some() || causal,
                     "−inf mask without a NaN guard: fully masked rows would be NaN",
                 )?;
             }
@@ -182,7 +191,8 @@ pub fn sdpa() -> Rule {
             args.extend(mask_value);
             let mut out = b.block(Sdpa { scale, mask, has_sinks: false }, &args)?[0];
             // Behind a NaN guard, rows whose keys are all masked with −inf come out as 0.
-            if m.get("nan_fill").is_some() {
+            // (A causal mask has no such rows: every query sees key 0.)
+            if m.get("nan_fill").is_some() && mask != MaskKind::Causal {
                 let keep = match (m.get("bool_mask"), m.get("mask")) {
                     (Some(keep), _) => Some(keep),
                     (None, Some(additive)) => {

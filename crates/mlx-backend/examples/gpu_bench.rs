@@ -1,0 +1,910 @@
+//! Parity and performance of the MLX backend on a device (the GPU by default).
+//!
+//! ```sh
+//! cargo build --release --example gpu_bench -p blockfuse-mlx
+//! target/release/examples/gpu_bench --device gpu          # the full run (GPU build of libmlx.so)
+//! target/release/examples/gpu_bench --device cpu --small  # a quick check here
+//! ```
+//!
+//! 1. Parity: one graph per block case, run on MLX with the default lowerings on the device
+//!    and on the reference evaluator (CPU), compared at blocks.md tolerances.
+//! 2. Performance: graphs written in primitive ops the way exporters spell them
+//!    ("unoptimized") against the same graphs after `blockfuse_patterns::optimize`
+//!    ("optimized"), timed interleaved, median of N, around `MlxBackend::run` (build the lazy
+//!    graph, evaluate, synchronize, copy the outputs out).
+//!
+//! So that host↔device copies do not swamp the timings, the timed graphs take their data
+//! (activations and weights) from `Resident` blocks: arrays uploaded to the device once, which
+//! a lowering registered in this binary hands out; their outputs are sliced down to a few
+//! elements. A graph input `marker {batch, seq}` (bool, tiny) binds the symbolic dims. The
+//! single-block cases are also timed through plain graph inputs and full outputs ("host I/O").
+
+use blockfuse_fallback::FallbackBackend;
+use blockfuse_ir::blocks::{
+    GeGlu, Gelu, GeluKind, LayerNorm, MaskKind, RmsNorm, Rope, RopePosition, Sdpa, SwiGlu,
+};
+use blockfuse_ir::{
+    BinaryOp, Block, Builder, DType, Dim, Graph, HostTensor, IrError, Op, TensorType, UnaryOp, Value,
+};
+use blockfuse_mlx::array::with_device;
+use blockfuse_mlx::{Array, Device, MlxBackend, MlxError};
+use blockfuse_patterns::{block_counts, default_rules, optimize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+// ---------------------------------------------------------------------------------------------
+// Data
+
+/// Deterministic values in [-1, 1) (xorshift), as the tests' `noise`.
+fn noise(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect()
+}
+
+fn rand(dtype: DType, dims: &[usize], seed: u64, scale: f64) -> HostTensor {
+    let v: Vec<f64> = noise(dims.iter().product(), seed).into_iter().map(|x| x * scale).collect();
+    HostTensor::from_f64(dtype, dims.to_vec(), &v)
+}
+
+/// A large random tensor, generated straight into bytes (bf16, f16 or f32).
+fn big_rand(dtype: DType, dims: &[usize], seed: u64, scale: f32) -> HostTensor {
+    let n: usize = dims.iter().product();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+    };
+    let mut bytes = Vec::with_capacity(n * dtype.size_bytes());
+    for _ in 0..n {
+        let v = next();
+        match dtype {
+            DType::BF16 => bytes.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+            DType::F16 => bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+            DType::F32 => bytes.extend_from_slice(&v.to_le_bytes()),
+            d => panic!("big_rand: {d} unsupported"),
+        }
+    }
+    HostTensor::from_bytes(dtype, dims.to_vec(), bytes).expect("sizes match")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resident data: a block with no operands whose MLX lowering returns an array uploaded once.
+
+thread_local! {
+    static RESIDENT: RefCell<HashMap<u64, Array>> = RefCell::new(HashMap::new());
+}
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Data already on the device (see the module docs). Its fallback is a placeholder (zeros);
+/// the bench registers a lowering for it, so the fallback never runs.
+#[derive(Debug, Clone, PartialEq)]
+struct Resident {
+    id: u64,
+    ty: TensorType,
+}
+
+impl Block for Resident {
+    fn kind(&self) -> &'static str {
+        "bench_resident"
+    }
+    fn attrs(&self) -> serde_json::Value {
+        serde_json::json!({ "id": self.id })
+    }
+    fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+        if !inputs.is_empty() {
+            return Err("takes no operands".into());
+        }
+        Ok(vec![self.ty.clone()])
+    }
+    fn fallback(&self, b: &mut Builder<'_>, _inputs: &[Value]) -> Result<Vec<Value>, IrError> {
+        let v = b.add(Op::Full { shape: self.ty.shape.to_vec(), value: 0.0, dtype: self.ty.dtype }, &[])?;
+        Ok(vec![v])
+    }
+}
+
+fn register_resident(backend: &mut MlxBackend) {
+    backend.register::<Resident>(|blk, _call, _fallback| {
+        RESIDENT.with(|r| {
+            r.borrow()
+                .get(&blk.id)
+                .cloned()
+                .map(|a| vec![a])
+                .ok_or_else(|| MlxError::Binding(format!("resident array {} missing", blk.id)))
+        })
+    });
+}
+
+/// Where a graph under construction takes its data from.
+struct Src {
+    /// Upload to the device once (`Resident` blocks) instead of making graph inputs.
+    resident: bool,
+    device: Device,
+    /// Host tensors of the graph inputs, in order (the marker first when resident).
+    inputs: Vec<HostTensor>,
+    ids: Vec<u64>,
+}
+
+impl Src {
+    fn new(resident: bool, device: Device) -> Self {
+        Src { resident, device, inputs: Vec::new(), ids: Vec::new() }
+    }
+
+    /// A tensor of `ty` (dims may be symbolic; `dims` are the concrete ones) holding `t`.
+    fn tensor(&mut self, b: &mut Builder<'_>, name: &str, ty: TensorType, t: HostTensor) -> Value {
+        if self.resident {
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            let a = with_device(self.device, || -> Result<Array, MlxError> {
+                let a = Array::from_host(&t)?;
+                a.eval()?;
+                Ok(a)
+            })
+            .and_then(|r| r)
+            .expect("upload");
+            RESIDENT.with(|r| r.borrow_mut().insert(id, a));
+            self.ids.push(id);
+            b.block(Resident { id, ty }, &[]).expect("resident block")[0]
+        } else {
+            self.inputs.push(t);
+            b.input(name, ty)
+        }
+    }
+
+    /// The graph input binding `batch` and `seq` (resident graphs have no other input).
+    fn marker(&mut self, b: &mut Builder<'_>, batch: usize, seq: usize) {
+        if self.resident {
+            b.input("marker", TensorType::new(DType::Bool, [Dim::sym("batch"), Dim::sym("seq")]));
+            self.inputs.push(HostTensor::from_f64(DType::Bool, vec![batch, seq], &vec![1.0; batch * seq]));
+        }
+    }
+
+    /// The output: when resident, `v` sliced to its first element along every axis but the
+    /// last, and the first ≤ 16 there (so that the copy out is negligible).
+    fn output(&self, b: &mut Builder<'_>, v: Value) -> Value {
+        if !self.resident {
+            return v;
+        }
+        let rank = b.ty(v).rank();
+        let mut v = v;
+        for axis in 0..rank {
+            let end = if axis + 1 == rank { 16 } else { 1 };
+            v = b.slice_axis(v, axis as i64, 0, end).expect("slice");
+        }
+        v
+    }
+}
+
+impl Drop for Src {
+    fn drop(&mut self) {
+        RESIDENT.with(|r| {
+            let mut r = r.borrow_mut();
+            for id in &self.ids {
+                r.remove(id);
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parity
+
+fn tol(f32_: f64, f16_: f64, bf16_: f64, d: DType) -> f64 {
+    match d {
+        DType::F16 => f16_,
+        DType::BF16 => bf16_,
+        DType::F64 => 1e-6,
+        _ => f32_,
+    }
+}
+
+fn ulp(dtype: DType, w: f64) -> f64 {
+    let (mantissa, min_exp) = match dtype {
+        DType::F16 => (10, -14),
+        DType::BF16 => (7, -126),
+        DType::F32 => (23, -126),
+        DType::F64 => (52, -1022),
+        _ => return 0.0,
+    };
+    let e = if w == 0.0 { min_exp } else { (w.abs().log2().floor() as i32).max(min_exp) };
+    2f64.powi(e - mantissa)
+}
+
+/// The worst `|got − want| / max(1, |want|)` over elements that are further apart than `tol`
+/// (that scale) and more than one ulp; 0 when all pass; NaN when exactly one side is NaN. The
+/// tests' `max_abs_diff`. Also returns the plain worst error, for the table.
+fn compare(got: &HostTensor, want: &HostTensor, tol: f64) -> (f64, f64) {
+    let d = want.dtype();
+    let (mut bad, mut worst) = (0.0f64, 0.0f64);
+    for (g, w) in got.to_f64_vec().into_iter().zip(want.to_f64_vec()) {
+        if g.is_nan() && w.is_nan() || g == w {
+            continue;
+        }
+        if g.is_nan() || w.is_nan() {
+            return (f64::NAN, f64::NAN);
+        }
+        let err = (g - w).abs();
+        let rel = err / w.abs().max(1.0);
+        worst = worst.max(rel);
+        if rel > tol && err > ulp(d, w) {
+            bad = bad.max(rel);
+        }
+    }
+    (bad, worst)
+}
+
+fn block_graph(block: impl Block + 'static, inputs: &[HostTensor]) -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let args: Vec<_> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| b.input(&format!("arg{i}"), TensorType::known(t.dtype(), t.dims())))
+        .collect();
+    let outs = b.block(block, &args).expect("the block accepts its operands");
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(&format!("out{i}"), v);
+    }
+    g
+}
+
+struct Parity {
+    rows: Vec<(String, f64, f64, bool)>,
+}
+
+impl Parity {
+    fn check(
+        &mut self,
+        mlx: &MlxBackend,
+        name: String,
+        block: impl Block + 'static,
+        inputs: Vec<HostTensor>,
+        tol: f64,
+    ) {
+        let g = block_graph(block, &inputs);
+        let want = FallbackBackend::new().run(&g, &inputs);
+        let got = mlx.run(&g, &inputs);
+        let (worst, ok) = match (got, want) {
+            (Ok(got), Ok(want)) => {
+                let mut worst = 0.0f64;
+                let mut ok = true;
+                for (g, w) in got.iter().zip(&want) {
+                    if (g.dtype(), g.dims()) != (w.dtype(), w.dims()) {
+                        ok = false;
+                        continue;
+                    }
+                    let (bad, w) = compare(g, w, tol);
+                    worst = if w.is_nan() { f64::NAN } else { worst.max(w) };
+                    ok &= bad == 0.0;
+                }
+                (worst, ok)
+            }
+            (Err(e), _) => {
+                eprintln!("{name}: MLX failed: {e}");
+                (f64::NAN, false)
+            }
+            (_, Err(e)) => {
+                eprintln!("{name}: reference failed: {e}");
+                (f64::NAN, false)
+            }
+        };
+        self.rows.push((name, tol, worst, ok));
+    }
+}
+
+fn parity(device: Device) -> bool {
+    let mlx = MlxBackend::with_default_lowerings(device).expect("device available");
+    let gpu = device == Device::Gpu;
+    // Reduced-precision f32 matmuls on the GPU (gpu/README.md): ~1e-4 relative for sdpa.
+    let mm = |t: f64, d: DType| if gpu && d == DType::F32 { t.max(1e-4) } else { t };
+    let mut p = Parity { rows: Vec::new() };
+    let dtypes = [DType::F32, DType::F16, DType::BF16];
+    for d in dtypes {
+        // norms
+        let rms = tol(1e-6, 1e-3, 1e-2, d);
+        let ln = tol(1e-5, 5e-3, 5e-2, d);
+        for dim in [33, 4099] {
+            let x = rand(d, &[3, dim], 1 + dim as u64, 2.0);
+            let w = rand(d, &[dim], 2 + dim as u64, 1.0);
+            let bias = rand(d, &[dim], 3 + dim as u64, 1.0);
+            p.check(
+                &mlx,
+                format!("rms_norm {d} D={dim}"),
+                RmsNorm::new(1e-5),
+                vec![x.clone(), w.clone()],
+                rms,
+            );
+            p.check(
+                &mlx,
+                format!("rms_norm {d} D={dim} no weight"),
+                RmsNorm::new(1e-5),
+                vec![x.clone()],
+                rms,
+            );
+            p.check(
+                &mlx,
+                format!("rms_norm gemma {d} D={dim}"),
+                RmsNorm::gemma(1e-6),
+                vec![x.clone(), w.clone()],
+                rms,
+            );
+            p.check(
+                &mlx,
+                format!("layer_norm {d} D={dim}"),
+                LayerNorm::new(1e-5),
+                vec![x.clone(), w.clone(), bias],
+                ln,
+            );
+            let plain = LayerNorm { eps: 1e-5, has_weight: false, has_bias: false };
+            p.check(&mlx, format!("layer_norm {d} D={dim} no w/b"), plain, vec![x], ln);
+        }
+        // rope
+        let rt = tol(1e-6, 1e-3, 1e-2, d);
+        let rf = tol(1e-5, 1e-2, 1e-2, d);
+        let x = rand(d, &[2, 4, 8, 32], 10, 1.0);
+        for traditional in [false, true] {
+            for (base, scale, off) in [(1e4f32, 1.0f32, 0i64), (1e6, 2.0, 3)] {
+                let blk = Rope::new(32, base)
+                    .with_traditional(traditional)
+                    .with_scale(scale)
+                    .with_position(RopePosition::Offset(off));
+                p.check(
+                    &mlx,
+                    format!("rope {d} trad={traditional} base={base} scale={scale} off={off}"),
+                    blk,
+                    vec![x.clone()],
+                    rt,
+                );
+            }
+            let blk = Rope::new(32, 1e4).with_traditional(traditional).with_position(RopePosition::Offsets);
+            let offs = HostTensor::from_i64(vec![2], &[0, 1]);
+            p.check(
+                &mlx,
+                format!("rope {d} trad={traditional} per-batch offsets"),
+                blk.clone(),
+                vec![x.clone(), offs],
+                rt,
+            );
+            // single token, per-batch offsets (batch rows ≥ 1)
+            let x1 = rand(d, &[4, 7, 1, 32], 11, 1.0);
+            let offs = HostTensor::from_i64(vec![4], &[5, 6, 7, 8]);
+            p.check(&mlx, format!("rope {d} trad={traditional} T=1 B=4 offsets"), blk, vec![x1, offs], rt);
+            let blk = Rope::new(16, 1e4).with_traditional(traditional);
+            p.check(&mlx, format!("rope {d} trad={traditional} partial 16/32"), blk, vec![x.clone()], rt);
+            let periods: Vec<f64> = (0..16).map(|i| 1e4f64.powf(2.0 * i as f64 / 32.0)).collect();
+            let freqs = HostTensor::from_f64(DType::F32, vec![16], &periods);
+            let blk = Rope::new(32, 1e4)
+                .with_freqs()
+                .with_traditional(traditional)
+                .with_position(RopePosition::Offset(4));
+            p.check(&mlx, format!("rope {d} trad={traditional} freqs"), blk, vec![x.clone(), freqs], rf);
+        }
+        // sdpa: GQA 8 q / 2 kv heads
+        let (nq, nkv, dh) = (8, 2, 64);
+        for (tq, tk) in [(16, 16), (16, 40), (1, 300)] {
+            let q = rand(d, &[2, nq, tq, dh], 20, 1.0);
+            let k = rand(d, &[2, nkv, tk, dh], 21, 1.0);
+            let v = rand(d, &[2, nkv, tk, dh], 22, 1.0);
+            let qkv = vec![q, k, v];
+            let scale = Sdpa::default_scale(dh);
+            let st = |masked: bool| mm(tol(if masked { 1e-4 } else { 2e-5 }, 3e-4, 5e-3, d), d);
+            let sh = format!("sdpa {d} {nq}/{nkv}h Tq={tq} Tk={tk}");
+            p.check(&mlx, format!("{sh} none"), Sdpa::new(scale, MaskKind::None), qkv.clone(), st(false));
+            p.check(&mlx, format!("{sh} causal"), Sdpa::new(scale, MaskKind::Causal), qkv.clone(), st(true));
+            let add: Vec<f64> = noise(tq * tk, 23)
+                .into_iter()
+                .map(|x| if x < -0.7 { f64::NEG_INFINITY } else { 2.0 * x })
+                .collect();
+            let add = HostTensor::from_f64(d, vec![tq, tk], &add);
+            let mut a = qkv.clone();
+            a.push(add);
+            p.check(&mlx, format!("{sh} additive"), Sdpa::new(scale, MaskKind::Additive), a, st(true));
+            let bm: Vec<f64> = noise(tq * tk, 24).into_iter().map(|x| (x > -0.6) as u8 as f64).collect();
+            let mut a = qkv.clone();
+            a.push(HostTensor::from_f64(DType::Bool, vec![tq, tk], &bm));
+            p.check(&mlx, format!("{sh} bool"), Sdpa::new(scale, MaskKind::Boolean), a, st(true));
+            if d != DType::BF16 {
+                let sink_tol = mm(tol(1e-5, 1e-2, 1e-2, d), d);
+                for mask in [MaskKind::None, MaskKind::Causal] {
+                    let mut a = qkv.clone();
+                    a.push(rand(d, &[nq], 25, 2.0));
+                    p.check(
+                        &mlx,
+                        format!("{sh} sinks {mask:?}"),
+                        Sdpa::new(scale, mask).with_sinks(true),
+                        a,
+                        sink_tol,
+                    );
+                }
+            }
+        }
+        // activations
+        let at = tol(1e-6, 1e-3, 1e-2, d);
+        let g = rand(d, &[3, 5, 64], 30, 4.0);
+        let u = rand(d, &[3, 5, 64], 31, 2.0);
+        p.check(&mlx, format!("swiglu {d}"), SwiGlu::new(), vec![g.clone(), u.clone()], at);
+        for approximate in [false, true] {
+            p.check(
+                &mlx,
+                format!("geglu {d} approx={approximate}"),
+                GeGlu::new(approximate),
+                vec![g.clone(), u.clone()],
+                at,
+            );
+        }
+        for kind in [GeluKind::Exact, GeluKind::Tanh, GeluKind::Quick] {
+            p.check(&mlx, format!("gelu {d} {kind:?}"), Gelu::new(kind), vec![g.clone()], at);
+        }
+    }
+    println!("\n## Parity: MLX ({device:?}, default lowerings) vs reference evaluator (CPU)\n");
+    println!("| case | tol | max rel err | result |");
+    println!("|---|---|---|---|");
+    let mut fails = 0;
+    for (name, tol, worst, ok) in &p.rows {
+        fails += !ok as usize;
+        println!("| {name} | {tol:.0e} | {worst:.2e} | {} |", if *ok { "PASS" } else { "FAIL" });
+    }
+    println!("\nparity: {} cases, {} passed, {} failed", p.rows.len(), p.rows.len() - fails, fails);
+    fails == 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Graphs in primitive ops (the exporters' spelling; after src/demo.rs)
+
+struct Ctx<'a, 'g> {
+    b: &'a mut Builder<'g>,
+    src: &'a mut Src,
+    dtype: DType,
+    seed: u64,
+}
+
+impl Ctx<'_, '_> {
+    fn data(&mut self, name: &str, ty: TensorType, dims: &[usize], scale: f32) -> Value {
+        self.seed += 1;
+        let t = big_rand(self.dtype, dims, self.seed, scale);
+        self.src.tensor(self.b, name, ty, t)
+    }
+
+    fn weight(&mut self, name: &str, dims: &[usize], scale: f32) -> Value {
+        self.data(name, TensorType::known(self.dtype, dims), dims, scale)
+    }
+
+    fn scalar(&mut self, v: f64) -> Value {
+        self.b.scalar(self.dtype, v)
+    }
+
+    fn rms_norm(&mut self, x: Value, d: usize, name: &str) -> Result<Value, IrError> {
+        let w = self.weight(name, &[d], 1.0);
+        let two = self.scalar(2.0);
+        let sq = self.b.binary(BinaryOp::Pow, x, two)?;
+        let ms = self.b.mean_last(sq)?;
+        let eps = self.scalar(1e-6);
+        let s = self.b.add2(ms, eps)?;
+        let s = self.b.unary(UnaryOp::Sqrt, s)?;
+        let one = self.scalar(1.0);
+        let r = self.b.div(one, s)?;
+        let y = self.b.mul(x, r)?;
+        self.b.mul(w, y)
+    }
+
+    /// cos/sin `{1, 1, seq, hd}` from positions ⊗ inverse frequencies (Hugging Face).
+    fn cos_sin(&mut self, hd: usize) -> Result<(Value, Value), IrError> {
+        let seq = Dim::sym("seq");
+        let pos =
+            self.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
+        let pos = self.b.reshape(pos, vec![Dim::Known(1), seq.clone(), Dim::Known(1)])?;
+        let pos = self.b.cast(pos, DType::F32)?;
+        let inv: Vec<f32> = (0..hd / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32)).collect();
+        let inv = self.b.constant(HostTensor::from_f32(vec![hd / 2], &inv));
+        let f = self.b.mul(pos, inv)?;
+        let emb = self.b.concat(&[f, f], -1)?;
+        let cos = self.b.unary(UnaryOp::Cos, emb)?;
+        let sin = self.b.unary(UnaryOp::Sin, emb)?;
+        let view = vec![Dim::Known(1), Dim::Known(1), seq, Dim::Known(hd)];
+        let cos = self.b.reshape(cos, view.clone())?;
+        let sin = self.b.reshape(sin, view)?;
+        Ok((self.b.cast(cos, self.dtype)?, self.b.cast(sin, self.dtype)?))
+    }
+
+    fn rotate_half_rope(&mut self, x: Value, cos: Value, sin: Value, d: i64) -> Result<Value, IrError> {
+        let lo = self.b.slice_axis(x, -1, 0, d / 2)?;
+        let hi = self.b.slice_axis(x, -1, d / 2, i64::MAX)?;
+        let nhi = self.b.unary(UnaryOp::Neg, hi)?;
+        let rot = self.b.concat(&[nhi, lo], -1)?;
+        let a = self.b.mul(x, cos)?;
+        let c = self.b.mul(rot, sin)?;
+        self.b.add2(a, c)
+    }
+
+    /// Additive causal mask `{seq, seq}`: 0 where key ≤ query, the dtype's lowest elsewhere.
+    fn causal_mask(&mut self) -> Result<Value, IrError> {
+        let seq = Dim::sym("seq");
+        let rows =
+            self.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
+        let rows = self.b.reshape(rows, vec![seq.clone(), Dim::Known(1)])?;
+        let cols =
+            self.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
+        let cols = self.b.reshape(cols, vec![Dim::Known(1), seq])?;
+        let allowed = self.b.binary(BinaryOp::LessEqual, cols, rows)?;
+        let zero = self.scalar(0.0);
+        let lowest = self.scalar(match self.dtype {
+            DType::F32 => f32::MIN as f64,
+            DType::BF16 => -3.3895313892515355e38,
+            _ => -65504.0,
+        });
+        self.b.select(allowed, zero, lowest)
+    }
+
+    fn heads(&mut self, x: Value, n: usize, d: usize) -> Result<Value, IrError> {
+        let shape = vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(n), Dim::Known(d)];
+        let r = self.b.reshape(x, shape)?;
+        self.b.transpose(r, &[0, 2, 1, 3])
+    }
+
+    fn repeat_kv(&mut self, x: Value, kv: usize, rep: usize, d: usize) -> Result<Value, IrError> {
+        let (b, s) = (Dim::sym("batch"), Dim::sym("seq"));
+        let u =
+            self.b.reshape(x, vec![b.clone(), Dim::Known(kv), Dim::Known(1), s.clone(), Dim::Known(d)])?;
+        let e =
+            self.b.expand(u, vec![b.clone(), Dim::Known(kv), Dim::Known(rep), s.clone(), Dim::Known(d)])?;
+        self.b.reshape(e, vec![b, Dim::Known(kv * rep), s, Dim::Known(d)])
+    }
+
+    /// Eager attention: repeat_kv, `q kᵀ · scale + mask`, softmax, `· v`.
+    fn attention(
+        &mut self,
+        q: Value,
+        k: Value,
+        v: Value,
+        heads: usize,
+        kv: usize,
+        hd: usize,
+    ) -> Result<Value, IrError> {
+        let rep = heads / kv;
+        let k = self.repeat_kv(k, kv, rep, hd)?;
+        let v = self.repeat_kv(v, kv, rep, hd)?;
+        let kt = self.b.transpose(k, &[0, 1, 3, 2])?;
+        let s = self.b.matmul(q, kt)?;
+        let scale = self.scalar(1.0 / (hd as f64).sqrt());
+        let s = self.b.mul(s, scale)?;
+        let mask = self.causal_mask()?;
+        let s = self.b.add2(s, mask)?;
+        let p = self.b.softmax(s, -1)?;
+        self.b.matmul(p, v)
+    }
+
+    fn swiglu(&mut self, gate: Value, up: Value) -> Result<Value, IrError> {
+        let sg = self.b.unary(UnaryOp::Sigmoid, gate)?;
+        let act = self.b.mul(gate, sg)?;
+        self.b.mul(act, up)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Llama {
+    hidden: usize,
+    heads: usize,
+    kv_heads: usize,
+    intermediate: usize,
+}
+
+/// The cases timed: each builds a graph of primitive ops (batch 1).
+#[derive(Debug, Clone, Copy)]
+enum Case {
+    RmsNorm { rows: usize, d: usize },
+    Rope { heads: usize, t: usize, hd: usize },
+    Sdpa { heads: usize, kv: usize, t: usize, hd: usize },
+    SwiGlu { rows: usize, d: usize },
+    Decoder { cfg: Llama, t: usize },
+}
+
+impl Case {
+    fn name(&self) -> String {
+        match *self {
+            Case::RmsNorm { rows, d } => format!("rms_norm {rows}x{d}"),
+            Case::Rope { heads, t, hd } => format!("rope {{1,{heads},{t},{hd}}}"),
+            Case::Sdpa { heads, kv, t, hd } => format!("sdpa causal {{1,{heads}/{kv},{t},{hd}}}"),
+            Case::SwiGlu { rows, d } => format!("swiglu {rows}x{d}"),
+            Case::Decoder { cfg, t } => {
+                format!(
+                    "decoder layer h={} {}/{}h T={t}{}",
+                    cfg.hidden,
+                    cfg.heads,
+                    cfg.kv_heads,
+                    if t == 1 { " (decode)" } else { " (prefill)" }
+                )
+            }
+        }
+    }
+
+    fn seq(&self) -> usize {
+        match *self {
+            Case::Rope { t, .. } | Case::Sdpa { t, .. } | Case::Decoder { t, .. } => t,
+            _ => 1,
+        }
+    }
+
+    /// The graph (unoptimized) and its input host tensors.
+    fn build(&self, dtype: DType, resident: bool, device: Device) -> Result<(Graph, Src), IrError> {
+        let mut g = Graph::new();
+        let mut src = Src::new(resident, device);
+        {
+            let mut b = Builder::new(&mut g);
+            src.marker(&mut b, 1, self.seq());
+            let mut c = Ctx { b: &mut b, src: &mut src, dtype, seed: 100 };
+            let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
+            let out = match *self {
+                Case::RmsNorm { rows, d } => {
+                    let x = c.weight("x", &[rows, d], 2.0);
+                    c.rms_norm(x, d, "w")?
+                }
+                Case::SwiGlu { rows, d } => {
+                    let gate = c.weight("gate", &[rows, d], 4.0);
+                    let up = c.weight("up", &[rows, d], 2.0);
+                    c.swiglu(gate, up)?
+                }
+                Case::Rope { heads, t, hd } => {
+                    let ty = TensorType::new(dtype, [batch, Dim::Known(heads), seq, Dim::Known(hd)]);
+                    let x = c.data("x", ty, &[1, heads, t, hd], 1.0);
+                    let (cos, sin) = c.cos_sin(hd)?;
+                    c.rotate_half_rope(x, cos, sin, hd as i64)?
+                }
+                Case::Sdpa { heads, kv, t, hd } => {
+                    let ty = |n| {
+                        TensorType::new(dtype, [batch.clone(), Dim::Known(n), seq.clone(), Dim::Known(hd)])
+                    };
+                    let q = c.data("q", ty(heads), &[1, heads, t, hd], 1.0);
+                    let k = c.data("k", ty(kv), &[1, kv, t, hd], 1.0);
+                    let v = c.data("v", ty(kv), &[1, kv, t, hd], 1.0);
+                    c.attention(q, k, v, heads, kv, hd)?
+                }
+                Case::Decoder { cfg, t } => {
+                    let h = cfg.hidden;
+                    let hd = h / cfg.heads;
+                    let ty = TensorType::new(dtype, [batch.clone(), seq.clone(), Dim::Known(h)]);
+                    let x = c.data("hidden_states", ty, &[1, t, h], 1.0);
+                    let (cos, sin) = c.cos_sin(hd)?;
+                    let n = c.rms_norm(x, h, "input_layernorm.weight")?;
+                    let wq = c.weight("q_proj", &[h, cfg.heads * hd], 0.02);
+                    let wk = c.weight("k_proj", &[h, cfg.kv_heads * hd], 0.02);
+                    let wv = c.weight("v_proj", &[h, cfg.kv_heads * hd], 0.02);
+                    let (q, k, v) = (c.b.matmul(n, wq)?, c.b.matmul(n, wk)?, c.b.matmul(n, wv)?);
+                    let q = c.heads(q, cfg.heads, hd)?;
+                    let k = c.heads(k, cfg.kv_heads, hd)?;
+                    let v = c.heads(v, cfg.kv_heads, hd)?;
+                    let q = c.rotate_half_rope(q, cos, sin, hd as i64)?;
+                    let k = c.rotate_half_rope(k, cos, sin, hd as i64)?;
+                    let o = c.attention(q, k, v, cfg.heads, cfg.kv_heads, hd)?;
+                    let o = c.b.transpose(o, &[0, 2, 1, 3])?;
+                    let o = c.b.reshape(o, vec![batch, seq, Dim::Known(h)])?;
+                    let wo = c.weight("o_proj", &[h, h], 0.02);
+                    let o = c.b.matmul(o, wo)?;
+                    let hres = c.b.add2(x, o)?;
+                    let n = c.rms_norm(hres, h, "post_attention_layernorm.weight")?;
+                    let wg = c.weight("gate_proj", &[h, cfg.intermediate], 0.02);
+                    let wu = c.weight("up_proj", &[h, cfg.intermediate], 0.02);
+                    let wd = c.weight("down_proj", &[cfg.intermediate, h], 0.02);
+                    let gate = c.b.matmul(n, wg)?;
+                    let up = c.b.matmul(n, wu)?;
+                    let act = c.swiglu(gate, up)?;
+                    let down = c.b.matmul(act, wd)?;
+                    c.b.add2(hres, down)?
+                }
+            };
+            let out = c.src.output(c.b, out);
+            g.add_output("out", out);
+        }
+        Ok((g, src))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timing
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn time_once(backend: &MlxBackend, g: &Graph, inputs: &[HostTensor]) -> (f64, Vec<HostTensor>) {
+    let t0 = Instant::now();
+    let out = backend.run(g, inputs).unwrap_or_else(|e| panic!("run failed: {e}"));
+    (t0.elapsed().as_secs_f64() * 1e3, out)
+}
+
+/// Interleaved timing of graphs `a` and `b`: `warmup` runs each, then `iters` pairs (the
+/// order alternating), medians in ms; also the max |a − b| of the last outputs.
+fn time_pair(
+    backend: &MlxBackend,
+    a: (&Graph, &[HostTensor]),
+    b: (&Graph, &[HostTensor]),
+    warmup: usize,
+    iters: usize,
+) -> (f64, f64, f64) {
+    for _ in 0..warmup {
+        time_once(backend, a.0, a.1);
+        time_once(backend, b.0, b.1);
+    }
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let (mut oa, mut ob) = (Vec::new(), Vec::new());
+    for i in 0..iters {
+        if i % 2 == 0 {
+            let (t, o) = time_once(backend, a.0, a.1);
+            ta.push(t);
+            oa = o;
+            let (t, o) = time_once(backend, b.0, b.1);
+            tb.push(t);
+            ob = o;
+        } else {
+            let (t, o) = time_once(backend, b.0, b.1);
+            tb.push(t);
+            ob = o;
+            let (t, o) = time_once(backend, a.0, a.1);
+            ta.push(t);
+            oa = o;
+        }
+    }
+    let diff = oa
+        .iter()
+        .zip(&ob)
+        .flat_map(|(x, y)| x.to_f64_vec().into_iter().zip(y.to_f64_vec()))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f64, f64::max);
+    (median(ta), median(tb), diff)
+}
+
+fn fmt_blocks(m: &BTreeMap<String, usize>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter().map(|(k, v)| format!("{k}×{v}")).collect::<Vec<_>>().join(" ")
+}
+
+fn perf(device: Device, small: bool, iters: usize) {
+    let dtype = DType::BF16;
+    let mut backend = MlxBackend::with_default_lowerings(device).expect("device available");
+    register_resident(&mut backend);
+    let llama = if small {
+        Llama { hidden: 256, heads: 4, kv_heads: 2, intermediate: 512 }
+    } else {
+        Llama { hidden: 4096, heads: 32, kv_heads: 8, intermediate: 14336 }
+    };
+    let cases: Vec<Case> = if small {
+        vec![
+            Case::RmsNorm { rows: 256, d: 512 },
+            Case::Rope { heads: 4, t: 64, hd: 64 },
+            Case::Sdpa { heads: 4, kv: 2, t: 64, hd: 64 },
+            Case::SwiGlu { rows: 64, d: 512 },
+            Case::Decoder { cfg: llama, t: 64 },
+            Case::Decoder { cfg: llama, t: 1 },
+        ]
+    } else {
+        vec![
+            Case::RmsNorm { rows: 16384, d: 4096 },
+            Case::Rope { heads: 32, t: 2048, hd: 128 },
+            Case::Sdpa { heads: 32, kv: 8, t: 2048, hd: 128 },
+            Case::SwiGlu { rows: 2048, d: 14336 },
+            Case::Decoder { cfg: llama, t: 2048 },
+            Case::Decoder { cfg: llama, t: 1 },
+        ]
+    };
+    let rules = default_rules();
+    let mut rows = Vec::new();
+    for case in cases {
+        let name = case.name();
+        eprintln!("timing {name} ...");
+        let t0 = Instant::now();
+        let (unopt, src) = case.build(dtype, true, device).expect("graph builds");
+        let mut opt = unopt.clone();
+        let report = optimize(&mut opt, &rules).expect("optimize");
+        let blocks = block_counts(&opt);
+        let blocks = {
+            let mut b = blocks;
+            b.remove("bench_resident");
+            b
+        };
+        eprintln!(
+            "  built + optimized in {:.1} s: {} → {} op nodes, blocks: {}",
+            t0.elapsed().as_secs_f64(),
+            report.nodes_before,
+            report.nodes_after,
+            fmt_blocks(&blocks)
+        );
+        let (n, warm) = match case {
+            Case::Decoder { t: 1, .. } => (iters * 3, 5),
+            _ => (iters, 3),
+        };
+        let (tu, to, diff) = time_pair(&backend, (&unopt, &src.inputs), (&opt, &src.inputs), warm, n);
+        drop(src);
+        // Host I/O variant for single-block cases: plain inputs, full outputs.
+        let host = match case {
+            Case::Decoder { .. } => None,
+            _ => {
+                let (unopt_h, src_h) = case.build(dtype, false, device).expect("graph builds");
+                let mut opt_h = unopt_h.clone();
+                optimize(&mut opt_h, &rules).expect("optimize");
+                let (hu, ho, _) = time_pair(
+                    &backend,
+                    (&unopt_h, &src_h.inputs),
+                    (&opt_h, &src_h.inputs),
+                    2,
+                    (iters / 2).max(3),
+                );
+                Some((hu, ho))
+            }
+        };
+        rows.push((name, tu, to, diff, fmt_blocks(&blocks), host, n));
+    }
+    println!("\n## Performance: MLX {device:?}, bf16, unoptimized (primitive ops) vs optimized (blocks)\n");
+    println!("Median ms of N interleaved runs of MlxBackend::run, data resident on the device, output sliced to ≤16 elements.");
+    println!("Host I/O columns: the same graphs with plain graph inputs and full outputs (host→device and device→host copies included).\n");
+    println!("| case | N | unoptimized ms | optimized ms | speed-up | blocks after optimize | max abs Δ(out) | host I/O unopt ms | host I/O opt ms | host I/O speed-up |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, tu, to, diff, blocks, host, n) in rows {
+        let (hu, ho, hr) = match host {
+            Some((hu, ho)) => (format!("{hu:.3}"), format!("{ho:.3}"), format!("{:.2}×", hu / ho)),
+            None => ("—".into(), "—".into(), "—".into()),
+        };
+        println!(
+            "| {name} | {n} | {tu:.3} | {to:.3} | {:.2}× | {blocks} | {diff:.2e} | {hu} | {ho} | {hr} |",
+            tu / to
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut device = Device::Gpu;
+    let mut small = false;
+    let mut iters = 20;
+    let (mut do_parity, mut do_perf) = (true, true);
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--device" => {
+                i += 1;
+                device = match args.get(i).map(String::as_str) {
+                    Some("cpu") => Device::Cpu,
+                    Some("gpu") => Device::Gpu,
+                    other => panic!("--device cpu|gpu, not {other:?}"),
+                };
+            }
+            "--small" => small = true,
+            "--iters" => {
+                i += 1;
+                iters = args[i].parse().expect("--iters N");
+            }
+            "--no-parity" => do_parity = false,
+            "--no-perf" => do_perf = false,
+            other => panic!(
+                "unknown argument {other} (--device cpu|gpu, --small, --iters N, --no-parity, --no-perf)"
+            ),
+        }
+        i += 1;
+    }
+    println!("MLX {} on {device:?}", blockfuse_mlx::array::version());
+    let mut ok = true;
+    if do_parity {
+        ok = parity(device);
+    }
+    if do_perf {
+        perf(device, small, iters);
+    }
+    if !ok {
+        std::process::exit(1);
+    }
+}
