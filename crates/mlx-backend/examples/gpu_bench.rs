@@ -177,8 +177,14 @@ impl Src {
         let rank = b.ty(v).rank();
         let mut v = v;
         for axis in 0..rank {
-            let end = if axis + 1 == rank { 16 } else { 1 };
-            v = b.slice_axis(v, axis as i64, 0, end).expect("slice");
+            if matches!(b.ty(v).shape[axis], Dim::Known(_)) {
+                let end = if axis + 1 == rank { 16 } else { 1 };
+                v = b.slice_axis(v, axis as i64, 0, end).expect("slice");
+            } else {
+                // a symbolic axis: take index 0 (keeps the axis, length 1)
+                let idx = b.constant(HostTensor::from_i64(vec![1], &[0]));
+                v = b.add(Op::Gather { axis: axis as i64 }, &[v, idx]).expect("gather");
+            }
         }
         v
     }
