@@ -23,8 +23,11 @@ fn assert_bad(o: &Output, needle: &str) {
     assert!(err.contains(needle), "error should mention {needle:?}: {err}");
 }
 
+/// A fresh file per call: tests run in parallel.
 fn temp(name: &str, contents: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("blockfuse-cli-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("blockfuse-cli-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, contents).unwrap();
@@ -176,4 +179,29 @@ fn bench_prints_side_by_side_ratio() {
     let o = blockfuse(&["bench", p.to_str().unwrap(), "--runs", "2", "--sym-size", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("optimized") && stdout(&o).contains("ratio"), "{}", stdout(&o));
+}
+
+#[test]
+fn run_check_passes_on_the_truth_and_fails_on_a_lie() {
+    use blockfuse::ir::HostTensor;
+    use blockfuse::onnx::test_data::write_tensor_pb;
+    let p = rms_norm_json();
+    let g = blockfuse::load_model(&p).unwrap();
+    let x = HostTensor::from_f32(vec![3, 8], &(0..24).map(|i| i as f32 * 0.25 - 3.0).collect::<Vec<_>>());
+    let truth = blockfuse::run_backend(&g, &[x.clone()], blockfuse::Backend::Fallback).unwrap();
+    let good = p.with_file_name("good");
+    let bad = p.with_file_name("bad");
+    for (dir, out) in [(&good, truth[0].clone()), (&bad, HostTensor::from_f32(vec![3, 8], &[0.0; 24]))] {
+        std::fs::create_dir_all(dir).unwrap();
+        write_tensor_pb(dir.join("input_0.pb"), "x", &x).unwrap();
+        write_tensor_pb(dir.join("output_0.pb"), "y", &out).unwrap();
+    }
+    for backend in ["fallback", "mlx"] {
+        let o = blockfuse(&["run", p.to_str().unwrap(), "--optimize", "--backend", backend, "--check", good.to_str().unwrap()]);
+        assert!(o.status.success(), "{backend}: {}{}", stdout(&o), stderr(&o));
+        assert!(stdout(&o).contains("y: max_abs") && stdout(&o).contains("ok"), "{}", stdout(&o));
+        let o = blockfuse(&["run", p.to_str().unwrap(), "--backend", backend, "--check", bad.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{backend}: {}", stderr(&o));
+        assert!(stdout(&o).contains("MISMATCH"), "{}", stdout(&o));
+    }
 }
