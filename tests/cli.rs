@@ -205,3 +205,25 @@ fn run_check_passes_on_the_truth_and_fails_on_a_lie() {
         assert!(stdout(&o).contains("MISMATCH"), "{}", stdout(&o));
     }
 }
+
+#[test]
+fn demo_fuses_and_agrees_across_backends() {
+    let o = blockfuse(&["demo", "--layers", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for line in ["rms_norm          3", "rope              2", "sdpa              1", "swiglu            1", "no near-misses"] {
+        assert!(out.contains(line), "demo output lacks {line:?}:\n{out}");
+    }
+    // Every backend/graph row reports an error against the reference below 1e-4.
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("fallback") || l.starts_with("mlx-cpu")).collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    for row in rows {
+        let err: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(err < 1e-4, "{row}");
+    }
+    let path = temp("dec.json", "");
+    let o = blockfuse(&["demo", "--layers", "1", "--export", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = blockfuse::load_model(&path).unwrap();
+    assert!(g.node_count() > 50);
+}

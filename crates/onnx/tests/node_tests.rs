@@ -44,7 +44,32 @@ const MAX_ELEMENTS: usize = 4_000_000;
 /// Known deviations: claimed (imported) cases that do not match the reference, each with the
 /// reason. Keep this small: fix the importer instead where the importer is wrong.
 /// `(case name, reason)`.
-const KNOWN_DEVIATIONS: &[(&str, &str)] = &[];
+const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
+    // bf16 keeps 8 significant bits: one ulp is 2^-8 relative (3.9e-3), above rtol 1e-3.
+    // The reference rounds its intermediates at other points than our Sdpa fallback / the
+    // evaluator's bf16 ops; every mismatch is a single bf16 ulp (max |diff| 3.906e-3 at 0.5).
+    ("test_attention_3d_causal_bf16", "bf16: 1-ulp rounding differences (tolerance below bf16 precision)"),
+    (
+        "test_attention_3d_causal_bf16_expanded",
+        "bf16: 1-ulp rounding differences (tolerance below bf16 precision)",
+    ),
+    (
+        "test_attention_4d_attn_mask_causal_bf16",
+        "bf16: 1-ulp rounding differences (tolerance below bf16 precision)",
+    ),
+    (
+        "test_attention_4d_attn_mask_causal_bf16_expanded",
+        "bf16: 1-ulp rounding differences (tolerance below bf16 precision)",
+    ),
+    ("test_attention_4d_causal_bf16", "bf16: 1-ulp rounding differences (tolerance below bf16 precision)"),
+    (
+        "test_attention_4d_causal_bf16_expanded",
+        "bf16: 1-ulp rounding differences (tolerance below bf16 precision)",
+    ),
+    // The expanded fp16 graph rounds every intermediate to fp16; 2 of 192 outputs are 2 fp16
+    // ulps off (4.9e-4 at 0.469, tolerance 4.7e-4).
+    ("test_attention_4d_causal_fp16_expanded", "fp16: 2-ulp rounding differences in 2/192 outputs"),
+];
 
 /// The expanded forms checked for fusion: case-name prefix and suffix, the family, and the
 /// block kind that should come back.

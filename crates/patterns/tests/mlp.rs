@@ -110,3 +110,21 @@ fn fuses_composed_layer_norm() {
     insta::assert_snapshot!(snapshot_text(&before, &after));
     assert_same_values(&g, &opt, 1e-5);
 }
+
+/// A fused gate_up projection split in two, then `silu(gate) · up`.
+#[test]
+fn fuses_swiglu_after_fused_gate_up_split() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("gate_up", bsd(16));
+    let parts = b.add_multi(Op::Split { axis: -1, sizes: vec![Dim::Known(8), Dim::Known(8)] }, &[x]).unwrap();
+    let (gate, up) = (parts[0], parts[1]);
+    let s = b.unary(UnaryOp::Sigmoid, gate).unwrap();
+    let silu = b.mul(s, gate).unwrap();
+    let y = b.mul(up, silu).unwrap();
+    g.add_output("y", y);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(report.blocks["swiglu"], 1);
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-5);
+}

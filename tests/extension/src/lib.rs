@@ -3,6 +3,8 @@
 //!
 //! - its own block, [`ClampedGelu`], with its math as a fallback (a nested GELU block, then a
 //!   clamp), registered for JSON reading with [`register`];
+//! - its own fusion rule, [`extension_rule`], that runs next to blockfuse's
+//!   (`default_rules().with(extension_rule())`) and fuses `min(max(gelu(x), −c), c)`;
 //! - a lowering of that block for the fallback backend ([`clamped_gelu_lowering`]);
 //! - overrides of one of blockfuse's own blocks, [`RmsNorm`]: one that counts its calls and
 //!   delegates to the fallback handle ([`register_rms_norm_spy`]), and one that runs its own
@@ -13,7 +15,10 @@
 use blockfuse_fallback::{EvalError, FallbackBackend};
 use blockfuse_ir::blocks::{Gelu, GeluKind, RmsNorm};
 use blockfuse_ir::dispatch::{Call, Fallback};
-use blockfuse_ir::{BinaryOp, Block, Builder, HostTensor, IrError, TensorType, Value};
+use blockfuse_ir::{BinaryOp, Block, Builder, HostTensor, IrError, Op, TensorType, UnaryOp, Value};
+use blockfuse_patterns::pattern::{add, any, commutative, constant, either, mul, node, product, unary, Pat};
+use blockfuse_patterns::rule::require;
+use blockfuse_patterns::{Match, Rule};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,6 +73,66 @@ impl Block for ClampedGelu {
 /// naming `block.clamped_gelu` can be read. Calling it again is harmless.
 pub fn register() {
     blockfuse_ir::register_block::<ClampedGelu>(ClampedGelu::KIND);
+}
+
+/// An exact GELU: our `gelu` block (blockfuse's `gelu_erf` rule runs first), or the composed
+/// `0.5 · x · (1 + erf(x · 1/√2))` when that rule is disabled.
+fn exact_gelu() -> Pat {
+    let block = node(
+        "gelu",
+        |o| {
+            matches!(o, Op::Block(b) if b.downcast_ref::<Gelu>().is_some_and(|g| g.approximation == GeluKind::Exact))
+        },
+        vec![any("x")],
+    );
+    let erf = unary(UnaryOp::Erf, mul(any("x"), constant("inv_sqrt2")));
+    let composed = product(vec![any("x"), constant("half"), add(erf, constant("one"))]);
+    either(block, composed)
+}
+
+fn near(v: Option<f64>, want: f64, tol: f64) -> bool {
+    v.is_some_and(|v| (v - want).abs() <= tol)
+}
+
+/// Our fusion rule, `clamped_gelu`: `min(max(gelu(x), lo), hi)` (or `max(min(gelu(x), hi), lo)`)
+/// with `lo = −hi`, `hi > 0` scalars, into one [`ClampedGelu`] block. Built on the public API
+/// of `blockfuse-patterns` only; add it with `default_rules().with(extension_rule())`.
+pub fn extension_rule() -> Rule {
+    let max_first = commutative(
+        BinaryOp::Min,
+        commutative(BinaryOp::Max, exact_gelu(), constant("lo")),
+        constant("hi"),
+    );
+    let min_first = commutative(
+        BinaryOp::Max,
+        commutative(BinaryOp::Min, exact_gelu(), constant("hi")),
+        constant("lo"),
+    );
+    Rule::new(ClampedGelu::KIND, either(max_first, min_first))
+        .check(|g, m: &Match| {
+            if m.get("half").is_some() {
+                require(
+                    near(m.scalar(g, "half"), 0.5, 1e-6) && near(m.scalar(g, "one"), 1.0, 0.0),
+                    "gelu constants are not 0.5 and 1",
+                )?;
+                require(
+                    near(m.scalar(g, "inv_sqrt2"), std::f64::consts::FRAC_1_SQRT_2, 1e-4),
+                    "erf argument is not x/√2",
+                )?;
+            }
+            let (lo, hi) = (m.scalar(g, "lo"), m.scalar(g, "hi"));
+            let hi = hi.ok_or("the upper bound is not a scalar")?;
+            require(hi.is_finite() && hi > 0.0, format!("the upper bound {hi} is not finite and > 0"))?;
+            require(lo == Some(-hi), format!("the lower bound {lo:?} is not −{hi}"))?;
+            require(
+                g.value_type(m.root) == g.value_type(m.value("x")),
+                "the clamp changes the type of gelu(x) (the bounds broadcast it)",
+            )
+        })
+        .rewrite(|b, m| {
+            let limit = m.scalar(b.graph(), "hi").expect("checked") as f32;
+            Ok(b.block(ClampedGelu { limit }, &[m.value("x")])?[0])
+        })
 }
 
 /// A direct CPU implementation of [`ClampedGelu`] for the fallback backend: computes in f64

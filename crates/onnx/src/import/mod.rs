@@ -236,6 +236,15 @@ impl Importer {
         OnnxError::Import { node: self.cur.0.clone(), op_type: self.cur.1.clone(), reason: reason.into() }
     }
 
+    /// A deliberate refusal: the op is supported, but not this attribute, mode or operand.
+    fn unsupported(&self, reason: impl Into<String>) -> OnnxError {
+        OnnxError::Unsupported {
+            node: self.cur.0.clone(),
+            op_type: self.cur.1.clone(),
+            reason: reason.into(),
+        }
+    }
+
     fn ir_err(&self, e: IrError) -> OnnxError {
         self.err(e.to_string())
     }
@@ -247,9 +256,17 @@ impl Importer {
             reason: r.to_string(),
         };
         let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
-            return Err(bad("graph input is not a tensor"));
+            return Err(OnnxError::Unsupported {
+                node: vi.name().to_string(),
+                op_type: "input".into(),
+                reason: "graph input is not a tensor (sequence, optional and map inputs are not supported)"
+                    .into(),
+            });
         };
-        let dtype = dtype_from_onnx(t.elem_type()).ok_or_else(|| bad("unsupported element type"))?;
+        let dtype = dtype_from_onnx(t.elem_type()).ok_or_else(|| OnnxError::UnsupportedDtype {
+            tensor: vi.name().to_string(),
+            data_type: t.elem_type(),
+        })?;
         let shape = t.shape.as_ref().ok_or_else(|| bad("graph input has no shape (unknown rank)"))?;
         let mut dims = vec![];
         for d in &shape.dim {
@@ -298,7 +315,10 @@ impl Importer {
     /// A shape-like operand that must be known.
     fn known_req(&self, name: &str, what: &str) -> R<Known> {
         self.known(name).cloned().ok_or_else(|| {
-            self.err(format!("{what} '{name}' is not computable at import time (a data-dependent shape)"))
+            self.unsupported(format!(
+                "{what} '{name}' is not computable at import time (a data-dependent shape; shape operands \
+                 must be constants or Shape computations)"
+            ))
         })
     }
 
@@ -419,12 +439,8 @@ impl Importer {
             "Pow" => self.binary(n, BinaryOp::Pow),
             "Max" => self.binary(n, BinaryOp::Max),
             "Min" => self.binary(n, BinaryOp::Min),
-            "Mod" => {
-                if attr_i(n, "fmod", 0) != 0 {
-                    return Err(self.err("Mod with fmod=1 is not supported"));
-                }
-                self.binary(n, BinaryOp::Mod)
-            }
+            "Mod" if attr_i(n, "fmod", 0) != 0 => self.fmod(n),
+            "Mod" => self.binary(n, BinaryOp::Mod),
             "Equal" => self.binary(n, BinaryOp::Equal),
             "Less" => self.binary(n, BinaryOp::Less),
             "LessOrEqual" => self.binary(n, BinaryOp::LessEqual),
@@ -450,8 +466,8 @@ impl Importer {
             "Ceil" => self.unary(n, UnaryOp::Ceil),
             "IsNaN" => self.unary(n, UnaryOp::IsNan),
             "Identity" | "Dropout" => {
-                if op == "Dropout" && self.output_used(n, 1) {
-                    return Err(self.err("the mask output of Dropout is not supported"));
+                if op == "Dropout" {
+                    self.dropout_check(n)?;
                 }
                 let e = self.entry(&self.in0(n)?)?.clone();
                 let v = self.made.get(n.input[0].as_str()).copied();
@@ -459,13 +475,21 @@ impl Importer {
                 if let Some(v) = v {
                     self.made.insert(n.output[0].clone(), v);
                 }
+                if op == "Dropout" && self.output_used(n, 1) {
+                    // Inference mode: the mask is all true.
+                    let shape = self.ty(&n.input[0])?.shape.to_vec();
+                    let m = self.emit(Op::Full { shape, value: 1.0, dtype: DType::Bool }, &[])?;
+                    self.out(n, 1, m);
+                }
                 Ok(())
             }
             "Constant" => self.constant(n),
             "Cast" => {
                 let to = attr_i(n, "to", 0) as i32;
-                let d =
-                    dtype_from_onnx(to).ok_or_else(|| self.err(format!("unsupported Cast target {to}")))?;
+                let d = dtype_from_onnx(to).ok_or_else(|| OnnxError::UnsupportedDtype {
+                    tensor: n.output[0].clone(),
+                    data_type: to,
+                })?;
                 self.cast(n, d)
             }
             "CastLike" => {
@@ -640,6 +664,42 @@ impl Importer {
             }
             other => Err(self.err(format!("unsupported op {other}"))),
         }
+    }
+
+    /// Dropout is the identity in inference mode: `training_mode` absent or a constant
+    /// false, or a constant zero `ratio`. Training-mode (random) dropout is refused.
+    fn dropout_check(&self, n: &NodeProto) -> R<()> {
+        let Some(t) = inp(n, 2) else { return Ok(()) };
+        if self.const_tensor(t).is_some_and(|t| t.len() == 1 && t.get_f64(0) == 0.0) {
+            return Ok(());
+        }
+        if inp(n, 1).and_then(|r| self.const_tensor(r)).is_some_and(|r| r.len() == 1 && r.get_f64(0) == 0.0) {
+            return Ok(());
+        }
+        Err(self.unsupported("Dropout in training mode (random) is not supported"))
+    }
+
+    /// `Mod` with `fmod=1` (the remainder takes the sign of the dividend), from the floored
+    /// remainder `r`: `r − b` where `r ≠ 0` and the signs of `a` and `b` differ, else `r`.
+    fn fmod(&mut self, n: &NodeProto) -> R<()> {
+        let a = self.value(&self.in0(n)?)?;
+        let mut b = self.value(&self.in_req(n, 1)?)?;
+        let dt = self.g.value_type(a).dtype;
+        if self.g.value_type(b).dtype != dt {
+            b = self.emit(Op::Cast(dt), &[b])?;
+        }
+        let r = self.bin(BinaryOp::Mod, a, b)?;
+        let zero = self.emit(Op::Constant(HostTensor::scalar(dt, 0.0)), &[])?;
+        let a_neg = self.bin(BinaryOp::Less, a, zero)?;
+        let b_neg = self.bin(BinaryOp::Less, b, zero)?;
+        let differ = self.bin(BinaryOp::Xor, a_neg, b_neg)?;
+        let r_zero = self.bin(BinaryOp::Equal, r, zero)?;
+        let r_nonzero = self.emit(Op::Unary(UnaryOp::Not), &[r_zero])?;
+        let fix = self.bin(BinaryOp::And, differ, r_nonzero)?;
+        let shifted = self.bin(BinaryOp::Sub, r, b)?;
+        let v = self.emit(Op::Where, &[fix, shifted, r])?;
+        self.out(n, 0, v);
+        Ok(())
     }
 
     fn constant(&mut self, n: &NodeProto) -> R<()> {
@@ -1114,7 +1174,7 @@ impl Importer {
     /// `GatherND` (batch_dims 0; non-negative indices).
     fn gather_nd(&mut self, n: &NodeProto) -> R<()> {
         if attr_i(n, "batch_dims", 0) != 0 {
-            return Err(self.err("GatherND with batch_dims != 0 is not supported"));
+            return Err(self.unsupported("GatherND with batch_dims != 0 is not supported"));
         }
         let data = self.value(&self.in0(n)?)?;
         let idx = self.i64_value(&self.in_req(n, 1)?)?;
@@ -1200,7 +1260,7 @@ impl Importer {
                 return Ok((Some(t.get_f64(0)), None, t.dtype()));
             }
         }
-        Err(self.err(format!("'{name}' is not computable at import time")))
+        Err(self.unsupported(format!("'{name}' is not computable at import time (a data-dependent shape)")))
     }
 
     fn range(&mut self, n: &NodeProto) -> R<()> {
@@ -1279,31 +1339,77 @@ impl Importer {
         Ok(())
     }
 
+    /// The input of a normalization over the axes `[axis, rank)`, as `{prefix..., S}` (`S` the
+    /// product of the normalized dims), the normalized dims, and the shape to restore after
+    /// the block (`None` when `axis` is already the last one).
+    fn norm_input(&mut self, name: &str, axis: i64) -> R<(Value, Vec<Dim>, Option<Vec<Dim>>)> {
+        let t = self.ty(name)?;
+        let rank = t.rank();
+        let a = normalize_axis(axis, rank).ok_or_else(|| self.err(format!("axis {axis} out of range")))?;
+        let x = self.value(name)?;
+        let norm = t.shape[a..].to_vec();
+        if a + 1 == rank {
+            return Ok((x, norm, None));
+        }
+        let mut shape = t.shape[..a].to_vec();
+        shape.push(norm.iter().fold(Dim::Known(1), |acc, d| acc.mul(d)));
+        let x = self.reshape_v(x, shape)?;
+        Ok((x, norm, Some(t.shape.to_vec())))
+    }
+
+    /// A scale or bias (broadcastable to the normalized dims `norm`) as a vector over them.
+    fn norm_param(&mut self, name: &str, norm: &[Dim]) -> R<Value> {
+        let mut w = self.value(name)?;
+        let t = self.g.value_type(w).clone();
+        if t.shape.len() > norm.len() || t.shape.iter().rev().zip(norm.iter().rev()).any(|(a, b)| a != b) {
+            w = self.emit(Op::Expand { shape: norm.to_vec() }, &[w])?;
+        }
+        self.flat_param(w)
+    }
+
     fn layer_norm(&mut self, n: &NodeProto) -> R<()> {
         let name = self.in0(n)?;
-        let rank = self.ty(&name)?.rank();
+        let xt = self.ty(&name)?;
         let axis = attr_i(n, "axis", -1);
-        if normalize_axis(axis, rank) != Some(rank.saturating_sub(1)) {
-            return Err(
-                self.err(format!("LayerNormalization over axis {axis} (only the last axis is supported)"))
-            );
-        }
-        if self.output_used(n, 1) || self.output_used(n, 2) {
-            return Err(self.err("the Mean/InvStdDev outputs of LayerNormalization are not supported"));
-        }
         let eps = attr_f(n, "epsilon", 1e-5);
-        let mut args = vec![self.value(&name)?];
+        let (x, norm, restore) = self.norm_input(&name, axis)?;
+        let mut args = vec![x];
         let has_weight = inp(n, 1).is_some();
         let has_bias = inp(n, 2).is_some();
         for i in 1..3 {
             if let Some(w) = inp(n, i) {
-                let w = self.value(w)?;
-                args.push(self.flat_param(w)?);
+                args.push(self.norm_param(w, &norm)?);
             }
         }
         let block = LayerNorm { eps, has_weight, has_bias };
-        let v = self.emit(Op::Block(Arc::new(block)), &args)?;
-        self.out(n, 0, v);
+        let mut y = self.emit(Op::Block(Arc::new(block)), &args)?;
+        if let Some(shape) = restore {
+            y = self.reshape_v(y, shape)?;
+        }
+        self.out(n, 0, y);
+        if self.output_used(n, 1) || self.output_used(n, 2) {
+            // Mean and InvStdDev, in the stash type, with the normalized axes kept as 1s.
+            let to = attr_i(n, "stash_type", 1) as i32;
+            let st = dtype_from_onnx(to)
+                .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: n.output[1].clone(), data_type: to })?;
+            let xs = if xt.dtype == st { x } else { self.emit(Op::Cast(st), &[x])? };
+            let mean_op = || Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true };
+            let mean = self.emit(mean_op(), &[xs])?;
+            let d = self.bin(BinaryOp::Sub, xs, mean)?;
+            let d2 = self.bin(BinaryOp::Mul, d, d)?;
+            let var = self.emit(mean_op(), &[d2])?;
+            let e = self.emit(Op::Constant(HostTensor::scalar(st, eps as f64)), &[])?;
+            let ve = self.bin(BinaryOp::Add, var, e)?;
+            let sd = self.emit(Op::Unary(UnaryOp::Sqrt), &[ve])?;
+            let inv = self.emit(Op::Unary(UnaryOp::Reciprocal), &[sd])?;
+            let keep = xt.rank() - norm.len();
+            let mut shape = xt.shape[..keep].to_vec();
+            shape.extend(std::iter::repeat(Dim::Known(1)).take(norm.len()));
+            for (i, v) in [(1, mean), (2, inv)] {
+                let v = self.reshape_v(v, shape.clone())?;
+                self.out(n, i, v);
+            }
+        }
         Ok(())
     }
 
@@ -1319,19 +1425,14 @@ impl Importer {
 
     fn rms_norm(&mut self, n: &NodeProto) -> R<()> {
         let name = self.in0(n)?;
-        let rank = self.ty(&name)?.rank();
-        let axis = attr_i(n, "axis", -1);
-        if normalize_axis(axis, rank) != Some(rank.saturating_sub(1)) {
-            return Err(
-                self.err(format!("RMSNormalization over axis {axis} (only the last axis is supported)"))
-            );
-        }
         let eps = attr_f(n, "epsilon", 1e-5);
-        let x = self.value(&name)?;
-        let w = self.value(&self.in_req(n, 1)?)?;
-        let w = self.flat_param(w)?;
-        let v = self.emit(Op::Block(Arc::new(RmsNorm::new(eps))), &[x, w])?;
-        self.out(n, 0, v);
+        let (x, norm, restore) = self.norm_input(&name, attr_i(n, "axis", -1))?;
+        let w = self.norm_param(&self.in_req(n, 1)?, &norm)?;
+        let mut y = self.emit(Op::Block(Arc::new(RmsNorm::new(eps))), &[x, w])?;
+        if let Some(shape) = restore {
+            y = self.reshape_v(y, shape)?;
+        }
+        self.out(n, 0, y);
         Ok(())
     }
 
@@ -1460,13 +1561,40 @@ impl Importer {
         Ok(())
     }
 
+    /// The `attn_mask` operand of `Attention`, padded on the last axis to the key length
+    /// `tk` (with false, or −inf when additive) when it is shorter, as ONNX allows.
+    fn attention_mask(&mut self, name: &str, tk: &Dim) -> R<Value> {
+        let m = self.value(name)?;
+        let mt = self.g.value_type(m).clone();
+        let (Some(have), Some(want)) = (mt.shape.last().and_then(Dim::known), tk.known()) else {
+            return Ok(m);
+        };
+        if have >= want {
+            return Ok(m);
+        }
+        let mut shape = mt.shape.to_vec();
+        *shape.last_mut().unwrap() = Dim::Known(want - have);
+        let value = if mt.dtype == DType::Bool { 0.0 } else { f64::NEG_INFINITY };
+        let pad = self.emit(Op::Full { shape, value, dtype: mt.dtype }, &[])?;
+        self.emit(Op::Concat { axis: -1 }, &[m, pad])
+    }
+
     /// ONNX `Attention` (opset 23) as an `Sdpa` block.
     fn attention(&mut self, n: &NodeProto) -> R<()> {
-        if attr_f(n, "softcap", 0.0) != 0.0 || attr_i(n, "qk_matmul_output_mode", 0) != 0 {
-            return Err(self.err("Attention with softcap or qk_matmul_output_mode is not supported"));
+        if attr_f(n, "softcap", 0.0) != 0.0 {
+            return Err(self.unsupported("Attention with softcap is not supported"));
+        }
+        if attr_i(n, "qk_matmul_output_mode", 0) != 0 {
+            return Err(self.unsupported("Attention with qk_matmul_output_mode is not supported"));
         }
         if inp(n, 4).is_some() || inp(n, 5).is_some() || (1..4).any(|i| self.output_used(n, i)) {
-            return Err(self.err("Attention with past/present key-values is not supported"));
+            return Err(self.unsupported("Attention with past/present key-values is not supported"));
+        }
+        if inp(n, 6).is_some() {
+            return Err(self.unsupported("Attention with nonpad_kv_seqlen is not supported"));
+        }
+        if attr_i(n, "left_window_size", -1) >= 0 || attr_i(n, "right_window_size", -1) >= 0 {
+            return Err(self.unsupported("Attention with a sliding window is not supported"));
         }
         let mut qkv = vec![];
         let mut three_d = None;
@@ -1503,28 +1631,46 @@ impl Importer {
             }
         };
         let causal = attr_i(n, "is_causal", 0) != 0;
-        let mask = match (inp(n, 3), causal) {
-            (Some(m), false) => {
-                let mv = self.value(m)?;
-                qkv.push(mv);
-                if self.g.value_type(mv).dtype == DType::Bool {
-                    MaskKind::Boolean
-                } else {
-                    MaskKind::Additive
-                }
+        let (tq, tk) = (qt.shape[2].clone(), self.g.value_type(qkv[1]).shape[2].clone());
+        let mut mask_v = match inp(n, 3) {
+            Some(m) => Some(self.attention_mask(m, &tk)?),
+            None => None,
+        };
+        let mask = if causal && mask_v.is_none() && tq == tk {
+            MaskKind::Causal
+        } else {
+            if causal {
+                // ONNX's causal mask is aligned top-left (query i sees keys j ≤ i) where the
+                // block's is aligned bottom-right: spell it as an explicit boolean mask.
+                let (Some(nq), Some(nk)) = (tq.known(), tk.known()) else {
+                    return Err(self.unsupported(format!(
+                        "causal Attention with query length {tq} and key length {tk} (needs equal or known lengths)"
+                    )));
+                };
+                let allowed: Vec<f64> =
+                    (0..nq).flat_map(|i| (0..nk).map(move |j| f64::from(u8::from(j <= i)))).collect();
+                let c = HostTensor::from_f64(DType::Bool, vec![nq, nk], &allowed);
+                let c = self.emit(Op::Constant(c), &[])?;
+                mask_v = Some(match mask_v {
+                    None => c,
+                    Some(m) if self.g.value_type(m).dtype == DType::Bool => self.bin(BinaryOp::And, m, c)?,
+                    Some(m) => {
+                        let dt = self.g.value_type(m).dtype;
+                        let ninf = self.emit(Op::Constant(HostTensor::scalar(dt, f64::NEG_INFINITY)), &[])?;
+                        self.emit(Op::Where, &[c, m, ninf])?
+                    }
+                });
             }
-            (None, true) => {
-                let kt = self.g.value_type(qkv[1]);
-                if kt.shape[2] != qt.shape[2] {
-                    return Err(
-                        self.err("causal Attention with different query and key lengths is not supported")
-                    );
+            match mask_v {
+                Some(m) => {
+                    qkv.push(m);
+                    if self.g.value_type(m).dtype == DType::Bool {
+                        MaskKind::Boolean
+                    } else {
+                        MaskKind::Additive
+                    }
                 }
-                MaskKind::Causal
-            }
-            (None, false) => MaskKind::None,
-            (Some(_), true) => {
-                return Err(self.err("Attention with both is_causal and a mask is not supported"))
+                None => MaskKind::None,
             }
         };
         let mut y = self.emit(Op::Block(Arc::new(Sdpa::new(scale, mask))), &qkv)?;

@@ -115,8 +115,13 @@ pub fn sdpa() -> Rule {
     let scores = scaled(scores, "scale");
     let bool_mask =
         node("where", |o| matches!(o, Op::Where), vec![any("bool_mask"), constant("keep"), constant("drop")]);
-    // A boolean mask shared by several layers stays as it is and enters as an additive mask.
-    let bool_mask = guard(bool_mask, |g, v| g.use_count(v) == 1);
+    // A boolean mask shared by several layers stays as it is and enters as an additive mask,
+    // and so does `where(drop, min, 0)` (it keeps where the condition is false).
+    let bool_mask = guard(bool_mask, |g, v| {
+        let n = g.node(v.node);
+        let keep = n.operands.get(1).and_then(|k| g.node(k.node).op.as_constant());
+        g.use_count(v) == 1 && keep.is_some_and(|t| t.len() == 1 && t.get_f64(0) == 0.0)
+    });
     let masked = either(add(scores.clone(), either(bool_mask, any("mask"))), scores);
     let probs = node("softmax", |o| matches!(o, Op::Softmax { .. }), vec![opt_cast(masked)]).named("probs");
     let nan_guard = node(
@@ -139,7 +144,6 @@ pub fn sdpa() -> Rule {
                 }
             }
             if m.get("bool_mask").is_some() {
-                require(m.scalar(g, "keep") == Some(0.0), "boolean mask keeps with a non-zero value")?;
                 let drop = m.scalar(g, "drop");
                 require(
                     drop.is_some_and(|d| d <= -1e4),
@@ -194,7 +198,9 @@ pub fn sdpa() -> Rule {
             // (A causal mask has no such rows: every query sees key 0.)
             if m.get("nan_fill").is_some() && mask != MaskKind::Causal {
                 let keep = match (m.get("bool_mask"), m.get("mask")) {
-                    (Some(keep), _) => Some(keep),
+                    // A finite drop leaves fully masked rows uniform, as the block does.
+                    (Some(keep), _) if m.scalar(b.graph(), "drop") == Some(f64::NEG_INFINITY) => Some(keep),
+                    (Some(_), _) => None,
                     (None, Some(additive)) => {
                         let minus_inf = b.scalar_like(additive, f64::NEG_INFINITY);
                         Some(b.binary(blockfuse_ir::BinaryOp::Greater, additive, minus_inf)?)
