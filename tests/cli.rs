@@ -227,3 +227,29 @@ fn demo_fuses_and_agrees_across_backends() {
     let g = blockfuse::load_model(&path).unwrap();
     assert!(g.node_count() > 50);
 }
+
+/// `run --check` on a real export, as imported and optimized, on both backends.
+#[test]
+fn run_check_on_a_corpus_model() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/llama__sdpa__dynamo");
+    if !dir.exists() {
+        eprintln!("!!! SKIPPED: ../shared/corpus not found !!!");
+        return;
+    }
+    let model = dir.join("model.onnx");
+    for set in ["test_data_set_0", "test_data_set_1"] {
+        for backend in ["fallback", "mlx"] {
+            for optimize in [false, true] {
+                let mut args = vec!["run", model.to_str().unwrap(), "--backend", backend];
+                if optimize {
+                    args.push("--optimize");
+                }
+                let check = dir.join(set);
+                args.extend(["--check", check.to_str().unwrap()]);
+                let o = blockfuse(&args);
+                assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+                assert!(stdout(&o).starts_with("out: max_abs"), "{}", stdout(&o));
+            }
+        }
+    }
+}

@@ -80,9 +80,7 @@ pub fn register() {
 fn exact_gelu() -> Pat {
     let block = node(
         "gelu",
-        |o| {
-            matches!(o, Op::Block(b) if b.downcast_ref::<Gelu>().is_some_and(|g| g.approximation == GeluKind::Exact))
-        },
+        |o| matches!(o, Op::Block(b) if b.downcast_ref::<Gelu>().is_some_and(|g| g.approximation == GeluKind::Exact)),
         vec![any("x")],
     );
     let erf = unary(UnaryOp::Erf, mul(any("x"), constant("inv_sqrt2")));
@@ -98,16 +96,10 @@ fn near(v: Option<f64>, want: f64, tol: f64) -> bool {
 /// with `lo = −hi`, `hi > 0` scalars, into one [`ClampedGelu`] block. Built on the public API
 /// of `blockfuse-patterns` only; add it with `default_rules().with(extension_rule())`.
 pub fn extension_rule() -> Rule {
-    let max_first = commutative(
-        BinaryOp::Min,
-        commutative(BinaryOp::Max, exact_gelu(), constant("lo")),
-        constant("hi"),
-    );
-    let min_first = commutative(
-        BinaryOp::Max,
-        commutative(BinaryOp::Min, exact_gelu(), constant("hi")),
-        constant("lo"),
-    );
+    let max_first =
+        commutative(BinaryOp::Min, commutative(BinaryOp::Max, exact_gelu(), constant("lo")), constant("hi"));
+    let min_first =
+        commutative(BinaryOp::Max, commutative(BinaryOp::Min, exact_gelu(), constant("hi")), constant("lo"));
     Rule::new(ClampedGelu::KIND, either(max_first, min_first))
         .check(|g, m: &Match| {
             if m.get("half").is_some() {
