@@ -128,3 +128,25 @@ fn fuses_swiglu_after_fused_gate_up_split() {
     insta::assert_snapshot!(snapshot_text(&before, &after));
     assert_same_values(&g, &opt, 1e-5);
 }
+
+/// LayerNorm without affine parameters, with the variance written as mean(x²) of the
+/// centered value through `mul(xc, xc)`.
+#[test]
+fn fuses_layer_norm_without_affine() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = x_in(&mut b, "x");
+    let mu = b.mean_last(x).unwrap();
+    let xc = b.sub(x, mu).unwrap();
+    let sq = b.mul(xc, xc).unwrap();
+    let var = b.mean_last(sq).unwrap();
+    let eps = b.scalar(DType::F32, 1e-5);
+    let ve = b.add2(var, eps).unwrap();
+    let r = b.unary(UnaryOp::Rsqrt, ve).unwrap();
+    let y = b.mul(xc, r).unwrap();
+    g.add_output("y", y);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(report.blocks["layer_norm"], 1);
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-5);
+}

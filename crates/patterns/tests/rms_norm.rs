@@ -125,3 +125,20 @@ fn negative_non_constant_eps() {
     assert_eq!(n, 0);
     assert!(reasons.iter().any(|r| r.contains("eps is not a constant")), "{reasons:?}");
 }
+
+/// Gemma fp16 export: the norm runs in f32 after an upcast, weight in f32, no downcast.
+#[test]
+fn fuses_gemma_f16_without_downcast() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", TensorType::new(DType::F16, [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(8)]));
+    let w = weight(&mut b, DType::F32, &[8], 5);
+    let xf = b.cast(x, DType::F32).unwrap();
+    let eps = b.scalar(DType::F32, 1e-6);
+    let y = rms_norm_composed(&mut b, xf, Some(w), eps, 2.0, -1);
+    g.add_output("y", y);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(report.blocks["rms_norm"], 1);
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-5);
+}

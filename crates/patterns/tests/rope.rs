@@ -109,3 +109,30 @@ fn fuses_partial_rotation() {
     insta::assert_snapshot!(snapshot_text(&before, &after));
     assert_same_values(&g, &opt, 1e-5);
 }
+
+/// cos/sin gathered from precomputed caches by position_ids (older HF and GPT-J style).
+#[test]
+fn fuses_with_cos_sin_gathered_from_a_cache() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let pos = b.input("position_ids", TensorType::new(DType::I64, [Dim::sym("batch"), Dim::sym("seq")]));
+    let max_pos = 16;
+    let inv: Vec<f64> = (0..D / 2).map(|i| 10000f64.powf(-2.0 * i as f64 / D as f64)).collect();
+    let table = |f: fn(f64) -> f64| -> Vec<f32> {
+        (0..max_pos).flat_map(|t| (0..D).map(move |j| (t, j))).map(|(t, j)| f(t as f64 * inv[j % (D / 2)]) as f32).collect()
+    };
+    let cos_cache = b.constant(HostTensor::from_f32(vec![max_pos, D], &table(f64::cos)));
+    let sin_cache = b.constant(HostTensor::from_f32(vec![max_pos, D], &table(f64::sin)));
+    let view = vec![Dim::sym("batch"), Dim::Known(1), Dim::sym("seq"), Dim::Known(D)];
+    let cos = b.add(Op::Gather { axis: 0 }, &[cos_cache, pos]).unwrap();
+    let sin = b.add(Op::Gather { axis: 0 }, &[sin_cache, pos]).unwrap();
+    let cos = b.reshape(cos, view.clone()).unwrap();
+    let sin = b.reshape(sin, view).unwrap();
+    let q2 = rotate_half(&mut b, q, cos, sin);
+    g.add_output("q_rot", q2);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(report.blocks["rope"], 1, "{:?}", report.near_misses);
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-5);
+}

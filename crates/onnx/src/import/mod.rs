@@ -1404,7 +1404,7 @@ impl Importer {
             let inv = self.emit(Op::Unary(UnaryOp::Reciprocal), &[sd])?;
             let keep = xt.rank() - norm.len();
             let mut shape = xt.shape[..keep].to_vec();
-            shape.extend(std::iter::repeat(Dim::Known(1)).take(norm.len()));
+            shape.resize(xt.rank(), Dim::Known(1));
             for (i, v) in [(1, mean), (2, inv)] {
                 let v = self.reshape_v(v, shape.clone())?;
                 self.out(n, i, v);

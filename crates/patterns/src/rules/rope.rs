@@ -63,7 +63,40 @@ fn half_angles(g: &Graph, v: Value, op: UnaryOp) -> Option<Value> {
     }
 }
 
+/// `(cache, positions)` when `v` is a row gather of a constant `{P, D}` cache by positions.
+fn gathered(g: &Graph, v: Value) -> Option<(HostTensor, Value)> {
+    let v = through_views(g, v);
+    let n = g.node(v.node);
+    let Op::Gather { axis: 0 } = n.op else { return None };
+    let table = g.node(n.operands[0].node).op.as_constant()?;
+    (table.dims().len() == 2).then(|| (table.clone(), n.operands[1]))
+}
+
+/// Inverse frequencies recovered from cos/sin caches, checked against every cached row:
+/// `cos[t, i] = cos(t·inv_i)`, `sin[t, i] = sin(t·inv_i)`, halves duplicated.
+fn cached_inv_freq(cos: &HostTensor, sin: &HostTensor) -> Result<HostTensor, String> {
+    let (rows, d) = (cos.dims()[0], cos.dims()[1]);
+    require(cos.dims() == sin.dims() && rows >= 2 && d % 2 == 0, "cos/sin caches differ in shape")?;
+    let inv: Vec<f64> = (0..d / 2).map(|i| sin.get_f64(d + i).atan2(cos.get_f64(d + i))).collect();
+    for t in 0..rows {
+        for j in 0..d {
+            let angle = t as f64 * inv[j % (d / 2)];
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * (1.0 + t as f64 * 1e-3);
+            if !close(cos.get_f64(t * d + j), angle.cos()) || !close(sin.get_f64(t * d + j), angle.sin()) {
+                return Err(format!("cos/sin cache row {t} is not cos/sin of t · inverse frequencies"));
+            }
+        }
+    }
+    let inv32: Vec<f32> = inv.iter().map(|&x| x as f32).collect();
+    Ok(HostTensor::from_f32(vec![d / 2], &inv32))
+}
+
 fn angles(g: &Graph, cos: Value, sin: Value) -> Result<Angles, String> {
+    if let (Some((cc, pc)), Some((sc, ps))) = (gathered(g, cos), gathered(g, sin)) {
+        require(pc == ps, "cos and sin caches are gathered at different positions")?;
+        let inv_freq = cached_inv_freq(&cc, &sc)?;
+        return Ok(Angles { positions: through_views(g, pc), inv_freq });
+    }
     let (Some(fc), Some(fs)) = (half_angles(g, cos, UnaryOp::Cos), half_angles(g, sin, UnaryOp::Sin)) else {
         return Err("cos/sin operands are not cos and sin of an angle tensor (swapped or precomputed)".into());
     };
