@@ -197,10 +197,19 @@ fn run_check_passes_on_the_truth_and_fails_on_a_lie() {
         write_tensor_pb(dir.join("output_0.pb"), "y", &out).unwrap();
     }
     for backend in ["fallback", "mlx"] {
-        let o = blockfuse(&["run", p.to_str().unwrap(), "--optimize", "--backend", backend, "--check", good.to_str().unwrap()]);
+        let o = blockfuse(&[
+            "run",
+            p.to_str().unwrap(),
+            "--optimize",
+            "--backend",
+            backend,
+            "--check",
+            good.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{backend}: {}{}", stdout(&o), stderr(&o));
         assert!(stdout(&o).contains("y: max_abs") && stdout(&o).contains("ok"), "{}", stdout(&o));
-        let o = blockfuse(&["run", p.to_str().unwrap(), "--backend", backend, "--check", bad.to_str().unwrap()]);
+        let o =
+            blockfuse(&["run", p.to_str().unwrap(), "--backend", backend, "--check", bad.to_str().unwrap()]);
         assert_eq!(o.status.code(), Some(1), "{backend}: {}", stderr(&o));
         assert!(stdout(&o).contains("MISMATCH"), "{}", stdout(&o));
     }
@@ -211,11 +220,18 @@ fn demo_fuses_and_agrees_across_backends() {
     let o = blockfuse(&["demo", "--layers", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for line in ["rms_norm          3", "rope              2", "sdpa              1", "swiglu            1", "no near-misses"] {
+    for line in [
+        "rms_norm          3",
+        "rope              2",
+        "sdpa              1",
+        "swiglu            1",
+        "no near-misses",
+    ] {
         assert!(out.contains(line), "demo output lacks {line:?}:\n{out}");
     }
     // Every backend/graph row reports an error against the reference below 1e-4.
-    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("fallback") || l.starts_with("mlx-cpu")).collect();
+    let rows: Vec<&str> =
+        out.lines().filter(|l| l.starts_with("fallback") || l.starts_with("mlx-cpu")).collect();
     assert_eq!(rows.len(), 4, "{out}");
     for row in rows {
         let err: f64 = row.split_whitespace().last().unwrap().parse().unwrap();

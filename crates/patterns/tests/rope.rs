@@ -120,7 +120,10 @@ fn fuses_with_cos_sin_gathered_from_a_cache() {
     let max_pos = 16;
     let inv: Vec<f64> = (0..D / 2).map(|i| 10000f64.powf(-2.0 * i as f64 / D as f64)).collect();
     let table = |f: fn(f64) -> f64| -> Vec<f32> {
-        (0..max_pos).flat_map(|t| (0..D).map(move |j| (t, j))).map(|(t, j)| f(t as f64 * inv[j % (D / 2)]) as f32).collect()
+        (0..max_pos)
+            .flat_map(|t| (0..D).map(move |j| (t, j)))
+            .map(|(t, j)| f(t as f64 * inv[j % (D / 2)]) as f32)
+            .collect()
     };
     let cos_cache = b.constant(HostTensor::from_f32(vec![max_pos, D], &table(f64::cos)));
     let sin_cache = b.constant(HostTensor::from_f32(vec![max_pos, D], &table(f64::sin)));

@@ -1,0 +1,343 @@
+//! Property test of the whole optimizer: random programs of primitive ops with embedded
+//! instances of our composed patterns (exporter spellings) and perturbed near-instances keep
+//! their values through `optimize` (fallback evaluator), stay valid, fuse every clean
+//! instance and none of the perturbed ones.
+
+mod common;
+use blockfuse_fallback::FallbackBackend;
+use blockfuse_ir::*;
+use blockfuse_patterns::{default_rules, optimize};
+use common::rms_norm_composed;
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+/// One step of a random program over `{batch, 8}` values (operands index the live pool).
+#[derive(Debug, Clone)]
+enum Step {
+    Unary(usize, usize),
+    Binary(usize, usize, usize),
+    MeanAdd(usize, usize),
+    MatMul(usize, u64),
+    /// A pattern instance (`kind`), clean (`None`) or with perturbation `Some(p)`.
+    Instance(usize, usize, usize, Option<usize>),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let i = || 0usize..64;
+    prop_oneof![
+        (0usize..4, i()).prop_map(|(u, a)| Step::Unary(u, a)),
+        (0usize..5, i(), i()).prop_map(|(o, a, b)| Step::Binary(o, a, b)),
+        (i(), i()).prop_map(|(a, b)| Step::MeanAdd(a, b)),
+        (i(), any::<u64>()).prop_map(|(a, s)| Step::MatMul(a, s)),
+        (0usize..KINDS, i(), i(), prop::option::weighted(0.4, 0usize..4))
+            .prop_map(|(k, a, b, p)| Step::Instance(k, a, b, p)),
+        (0usize..KINDS, i(), i(), prop::option::weighted(0.4, 0usize..4))
+            .prop_map(|(k, a, b, p)| Step::Instance(k, a, b, p)),
+    ]
+}
+
+const KINDS: usize = 7;
+
+/// What a program embeds: clean instances per counted kind, and slack where a perturbation
+/// legitimately fuses as another kind.
+#[derive(Default, Debug)]
+struct Expect {
+    clean: HashMap<&'static str, usize>,
+    slack: HashMap<&'static str, usize>,
+    // (a perturbed instance's interior value that must stay a graph output)
+}
+
+struct Prog<'a, 'g> {
+    b: &'a mut Builder<'g>,
+    n: usize,
+}
+
+impl Prog<'_, '_> {
+    fn c(&mut self, v: f64) -> Value {
+        self.b.scalar(DType::F32, v)
+    }
+
+    /// A distinct copy of `x` (`x + small unique constant`), so that CSE never merges two
+    /// instances built on the same operand.
+    fn fresh(&mut self, x: Value) -> Value {
+        self.n += 1;
+        let c = self.c(self.n as f64 / 64.0);
+        self.b.add2(x, c).unwrap()
+    }
+
+    fn weight(&mut self, dims: &[usize], seed: u64) -> Value {
+        common::weight(self.b, DType::F32, dims, seed)
+    }
+}
+
+/// Builds the instance of kind `k` (perturbation `p`) on `x` (and `y`); returns its value and
+/// (kind counted, whether it is clean, extra graph output for "extra consumers").
+fn instance(
+    p: &mut Prog<'_, '_>,
+    k: usize,
+    x: Value,
+    y: Value,
+    perturb: Option<usize>,
+    ex: &mut Expect,
+    extra: &mut Vec<Value>,
+) -> Value {
+    let x = p.fresh(x);
+    let pert = perturb.unwrap_or(usize::MAX);
+    let eps_v = 1e-6 * (1 + p.n) as f64;
+    let (kind, out) = match k {
+        // rms_norm, Llama spelling; perturbed: exponent 3, negative eps, batch axis, escape.
+        0 => {
+            let exponent = if pert == 0 { 3.0 } else { 2.0 };
+            let eps = p.c(if pert == 1 { -eps_v } else { eps_v });
+            let axis = if pert == 2 { 0 } else { -1 };
+            let w = p.weight(&[8], p.n as u64);
+            let y = rms_norm_composed(p.b, x, Some(w), eps, exponent, axis);
+            if pert == 3 {
+                // Extra consumer of an interior value (the un-weighted normed x).
+                let inner = p.b.graph().node(y.node).operands.clone();
+                extra.push(inner.into_iter().find(|v| *v != w).unwrap());
+            }
+            ("rms_norm", y)
+        }
+        // rms_norm, spelled x · rsqrt(mean(x·x) + eps), no weight (perturbations as above).
+        1 => {
+            let sq = if pert == 0 { p.b.mul(x, y).unwrap() } else { p.b.mul(x, x).unwrap() };
+            let axis = if pert == 2 { 0 } else { -1 };
+            let ms = p.b.reduce(ReduceOp::Mean, sq, &[axis], true).unwrap();
+            let eps = p.c(if pert == 1 { -eps_v } else { eps_v });
+            let a = p.b.add2(ms, eps).unwrap();
+            let r = p.b.unary(UnaryOp::Rsqrt, a).unwrap();
+            if pert == 3 {
+                extra.push(r);
+            }
+            ("rms_norm", p.b.mul(x, r).unwrap())
+        }
+        // layer_norm: (x − μ) / √(var + eps) · w + b; perturbed: μ − x (swapped sub), batch
+        // axis, negative eps, escape.
+        2 => {
+            let mu = p.b.reduce(ReduceOp::Mean, x, &[if pert == 1 { 0 } else { -1 }], true).unwrap();
+            let d = if pert == 0 { p.b.sub(mu, x).unwrap() } else { p.b.sub(x, mu).unwrap() };
+            let two = p.c(2.0);
+            let sq = p.b.binary(BinaryOp::Pow, d, two).unwrap();
+            let var = p.b.reduce(ReduceOp::Mean, sq, &[-1], true).unwrap();
+            let eps = p.c(if pert == 2 { -eps_v } else { eps_v });
+            let a = p.b.add2(var, eps).unwrap();
+            let s = p.b.unary(UnaryOp::Sqrt, a).unwrap();
+            let n = p.b.div(d, s).unwrap();
+            let w = p.weight(&[8], p.n as u64 + 1);
+            let bias = p.weight(&[8], p.n as u64 + 2);
+            let n = p.b.mul(n, w).unwrap();
+            if pert == 3 {
+                extra.push(var);
+            }
+            if pert == 0 {
+                // (μ − x) normalized is a valid RMSNorm of μ − x … times w: it may fuse so.
+                *ex.slack.entry("rms_norm").or_default() += 1;
+            }
+            ("layer_norm", p.b.add2(n, bias).unwrap())
+        }
+        // gelu erf: 0.5·x·(1 + erf(x/√2)); perturbed: 1/√3, 0.6, erf(√2/x) swapped, escape.
+        3 => {
+            let s = p.c(if pert == 0 { 3f64.sqrt() } else { std::f64::consts::SQRT_2 });
+            let d = if pert == 2 { p.b.div(s, x).unwrap() } else { p.b.div(x, s).unwrap() };
+            let e = p.b.unary(UnaryOp::Erf, d).unwrap();
+            let one = p.c(1.0);
+            let e1 = p.b.add2(e, one).unwrap();
+            let half = p.c(if pert == 1 { 0.6 } else { 0.5 });
+            let h = p.b.mul(x, half).unwrap();
+            if pert == 3 {
+                extra.push(e);
+            }
+            ("gelu", p.b.mul(h, e1).unwrap())
+        }
+        // gelu tanh; perturbed: 0.1 for 0.044715, x⁴ for x³, tanh scale 1, escape.
+        4 => {
+            let cube = if pert == 1 {
+                let sq = p.b.mul(x, x).unwrap();
+                p.b.mul(sq, sq).unwrap()
+            } else {
+                let three = p.c(3.0);
+                p.b.binary(BinaryOp::Pow, x, three).unwrap()
+            };
+            let c = p.c(if pert == 0 { 0.1 } else { 0.044715 });
+            let cx = p.b.mul(c, cube).unwrap();
+            let inner = p.b.add2(x, cx).unwrap();
+            let k = p.c(if pert == 2 { 1.0 } else { (2.0 / std::f64::consts::PI).sqrt() });
+            let t = p.b.mul(inner, k).unwrap();
+            let t = p.b.unary(UnaryOp::Tanh, t).unwrap();
+            if pert == 3 {
+                extra.push(t);
+            }
+            let one = p.c(1.0);
+            let t1 = p.b.add2(one, t).unwrap();
+            let half = p.c(0.5);
+            let h = p.b.mul(half, x).unwrap();
+            ("gelu", p.b.mul(h, t1).unwrap())
+        }
+        // quick gelu: x·sigmoid(1.702·x); perturbed: 1.5, sigmoid(1.702·y), x/…, escape.
+        5 => {
+            let k = p.c(if pert == 0 { 1.5 } else { 1.702 });
+            let arg = if pert == 1 { p.fresh(y) } else { x };
+            let s = p.b.mul(arg, k).unwrap();
+            let s = p.b.unary(UnaryOp::Sigmoid, s).unwrap();
+            if pert == 3 {
+                extra.push(s);
+            }
+            let out = if pert == 2 { p.b.div(x, s).unwrap() } else { p.b.mul(x, s).unwrap() };
+            ("gelu", out)
+        }
+        // swiglu: x·sigmoid(x)·up; perturbed: sigmoid of up, 1 − e^−x denominators, escape.
+        _ => {
+            let up = p.fresh(y);
+            let s = match pert {
+                0 => p.b.unary(UnaryOp::Sigmoid, up).unwrap(),
+                1 => {
+                    let n = p.b.unary(UnaryOp::Neg, x).unwrap();
+                    let e = p.b.unary(UnaryOp::Exp, n).unwrap();
+                    let one = p.c(1.0);
+                    let d = p.b.sub(one, e).unwrap();
+                    let d = p.b.unary(UnaryOp::Tanh, d).unwrap(); // keep it bounded
+                    p.b.unary(UnaryOp::Reciprocal, p.b.graph().node(d.node).operands[0]).unwrap()
+                }
+                _ => p.b.unary(UnaryOp::Sigmoid, x).unwrap(),
+            };
+            let silu = p.b.mul(x, s).unwrap();
+            if pert == 3 {
+                extra.push(silu);
+            }
+            let out = p.b.mul(silu, up).unwrap();
+            ("swiglu", out)
+        }
+    };
+    if perturb.is_none() {
+        *ex.clean.entry(kind).or_default() += 1;
+    }
+    out
+}
+
+/// Builds the program; returns the graph and what it embeds.
+fn program(steps: &[Step], attention: &[Option<bool>]) -> (Graph, Expect) {
+    let mut g = Graph::new();
+    let mut ex = Expect::default();
+    let mut extra = vec![];
+    let mut b = Builder::new(&mut g);
+    let bd = || TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]);
+    let mut pool = vec![b.input("x", bd()), b.input("y", bd())];
+    let mut outs = vec![];
+    let mut p = Prog { b: &mut b, n: 0 };
+    for s in steps {
+        let at = |i: usize| pool[i % pool.len()];
+        let v = match *s {
+            Step::Unary(u, a) => {
+                let op = [UnaryOp::Tanh, UnaryOp::Neg, UnaryOp::Sin, UnaryOp::Abs][u];
+                p.b.unary(op, at(a)).unwrap()
+            }
+            Step::Binary(o, a, c) => {
+                let op = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Max, BinaryOp::Min, BinaryOp::Mul][o];
+                let v = p.b.binary(op, at(a), at(c)).unwrap();
+                // Products stay bounded, so that f32 differences stay relative.
+                if op == BinaryOp::Mul {
+                    p.b.unary(UnaryOp::Tanh, v).unwrap()
+                } else {
+                    v
+                }
+            }
+            Step::MeanAdd(a, c) => {
+                let m = p.b.reduce(ReduceOp::Mean, at(a), &[-1], true).unwrap();
+                p.b.add2(m, at(c)).unwrap()
+            }
+            Step::MatMul(a, seed) => {
+                let w = p.weight(&[8, 8], seed);
+                p.b.matmul(at(a), w).unwrap()
+            }
+            Step::Instance(k, a, c, pert) => {
+                let (x, y) = (at(a), at(c));
+                instance(&mut p, k, x, y, pert, &mut ex, &mut extra)
+            }
+        };
+        pool.push(v);
+        outs.push(v);
+    }
+    // Attention over {batch, 2, seq, 8} with a causal range mask; `Some(false)` = perturbed
+    // (softmax over the query axis).
+    if !attention.is_empty() {
+        let t4 = || {
+            TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(2), Dim::sym("seq"), Dim::Known(8)])
+        };
+        let (q, k, v) = (p.b.input("q", t4()), p.b.input("k", t4()), p.b.input("v", t4()));
+        let seq = Dim::sym("seq");
+        let range = |b: &mut Builder<'_>, shape: Vec<Dim>| {
+            let r =
+                b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[]).unwrap();
+            b.reshape(r, shape).unwrap()
+        };
+        let rows = range(p.b, vec![seq.clone(), Dim::Known(1)]);
+        let cols = range(p.b, vec![Dim::Known(1), seq.clone()]);
+        let keep = p.b.binary(BinaryOp::LessEqual, cols, rows).unwrap();
+        let (zero, low) = (p.c(0.0), p.c(f32::MIN as f64));
+        let mask = p.b.select(keep, zero, low).unwrap();
+        for (i, clean) in attention.iter().enumerate() {
+            let clean = clean.unwrap_or(true);
+            let s = p.c(1.0 / (8f64.sqrt() + i as f64));
+            let qs = p.b.mul(q, s).unwrap();
+            let kt = p.b.transpose(k, &[0, 1, 3, 2]).unwrap();
+            let sc = p.b.matmul(qs, kt).unwrap();
+            let sc = p.b.add2(sc, mask).unwrap();
+            let pr = p.b.softmax(sc, if clean { -1 } else { -2 }).unwrap();
+            outs.push(p.b.matmul(pr, v).unwrap());
+            if clean {
+                *ex.clean.entry("sdpa").or_default() += 1;
+            }
+        }
+    }
+    for (i, o) in outs.into_iter().chain(extra).enumerate() {
+        g.add_output(&format!("o{i}"), o);
+    }
+    (g, ex)
+}
+
+fn assert_close(a: &Graph, b: &Graph, seed: u64) -> Result<(), TestCaseError> {
+    let inputs = common::random_inputs(a, seed);
+    let fb = FallbackBackend::new();
+    let (x, y) = (fb.run(a, &inputs).unwrap(), fb.run(b, &inputs).unwrap());
+    prop_assert_eq!(x.len(), y.len());
+    for (i, (p, q)) in x.iter().zip(&y).enumerate() {
+        prop_assert_eq!(p.dims(), q.dims());
+        for (u, v) in p.to_f64_vec().into_iter().zip(q.to_f64_vec()) {
+            let ok = (u.is_nan() && v.is_nan()) || (u - v).abs() <= 1e-4 + 1e-4 * u.abs().max(v.abs());
+            prop_assert!(ok, "output {}: {} vs {}", i, u, v);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn optimization_keeps_values_and_fuses_exactly_the_clean_instances(
+        steps in prop::collection::vec(step(), 1..9),
+        attention in prop::collection::vec(prop::option::weighted(0.7, Just(true)), 0..3),
+        seed in any::<u64>(),
+    ) {
+        let (g, ex) = program(&steps, &attention);
+        g.validate().unwrap();
+        let mut opt = g.clone();
+        let report = optimize(&mut opt, &default_rules()).unwrap();
+        opt.validate().unwrap();
+        assert_close(&g, &opt, seed)?;
+        let n = |k: &str| report.blocks.get(k).copied().unwrap_or(0);
+        let want = |k: &str| ex.clean.get(k).copied().unwrap_or(0);
+        let slack = |k: &str| ex.slack.get(k).copied().unwrap_or(0);
+        // A gelu block may be consumed by a geglu (gelu(x) · y from the random products).
+        let gelus = n("gelu") + n("geglu");
+        prop_assert_eq!(gelus, want("gelu"), "gelu {:?} {:?}", report.blocks, report.near_misses);
+        for k in ["layer_norm", "swiglu", "sdpa"] {
+            prop_assert_eq!(n(k), want(k), "{} {:?} {:?}", k, report.blocks, report.near_misses);
+        }
+        let r = n("rms_norm");
+        prop_assert!(r >= want("rms_norm") && r <= want("rms_norm") + slack("rms_norm"),
+            "rms_norm {} for {} clean (+{}) {:?}", r, want("rms_norm"), slack("rms_norm"), report.near_misses);
+        prop_assert_eq!(n("rope"), 0);
+    }
+}
