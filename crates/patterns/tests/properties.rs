@@ -44,7 +44,6 @@ const KINDS: usize = 7;
 struct Expect {
     clean: HashMap<&'static str, usize>,
     slack: HashMap<&'static str, usize>,
-    // (a perturbed instance's interior value that must stay a graph output)
 }
 
 struct Prog<'a, 'g> {
@@ -93,15 +92,21 @@ fn instance(
             let w = p.weight(&[8], p.n as u64);
             let y = rms_norm_composed(p.b, x, Some(w), eps, exponent, axis);
             if pert == 3 {
-                // Extra consumer of an interior value (the un-weighted normed x).
-                let inner = p.b.graph().node(y.node).operands.clone();
-                extra.push(inner.into_iter().find(|v| *v != w).unwrap());
+                // Extra consumer of an interior value: mean(x²) + eps (the unweighted core
+                // would be a clean RMSNorm of its own).
+                let g = p.b.graph();
+                let inner = g.node(y.node).operands.iter().copied().find(|v| *v != w).unwrap();
+                let r = g.node(inner.node).operands[1];
+                let s = g.node(r.node).operands[0];
+                extra.push(g.node(s.node).operands[0]);
             }
             ("rms_norm", y)
         }
         // rms_norm, spelled x · rsqrt(mean(x·x) + eps), no weight (perturbations as above).
         1 => {
-            let sq = if pert == 0 { p.b.mul(x, y).unwrap() } else { p.b.mul(x, x).unwrap() };
+            let sq = p.b.mul(x, x).unwrap();
+            // Perturbed: x⁴ instead of x².
+            let sq = if pert == 0 { p.b.mul(sq, sq).unwrap() } else { sq };
             let axis = if pert == 2 { 0 } else { -1 };
             let ms = p.b.reduce(ReduceOp::Mean, sq, &[axis], true).unwrap();
             let eps = p.c(if pert == 1 { -eps_v } else { eps_v });
@@ -130,8 +135,8 @@ fn instance(
             if pert == 3 {
                 extra.push(var);
             }
-            if pert == 0 {
-                // (μ − x) normalized is a valid RMSNorm of μ − x … times w: it may fuse so.
+            if pert <= 1 {
+                // d normalized is still a valid RMSNorm of d (times w): it may fuse so.
                 *ex.slack.entry("rms_norm").or_default() += 1;
             }
             ("layer_norm", p.b.add2(n, bias).unwrap())
@@ -186,18 +191,25 @@ fn instance(
             let out = if pert == 2 { p.b.div(x, s).unwrap() } else { p.b.mul(x, s).unwrap() };
             ("gelu", out)
         }
-        // swiglu: x·sigmoid(x)·up; perturbed: sigmoid of up, 1 − e^−x denominators, escape.
+        // swiglu: x·sigmoid(x)·up; perturbed: sigmoid of another value, sigmoid(−x) in two spellings, escape.
         _ => {
             let up = p.fresh(y);
             let s = match pert {
-                0 => p.b.unary(UnaryOp::Sigmoid, up).unwrap(),
+                0 => {
+                    // (sigmoid(up) would make a clean SwiGLU with gate = up.)
+                    let other = p.fresh(y);
+                    p.b.unary(UnaryOp::Sigmoid, other).unwrap()
+                }
                 1 => {
                     let n = p.b.unary(UnaryOp::Neg, x).unwrap();
-                    let e = p.b.unary(UnaryOp::Exp, n).unwrap();
+                    p.b.unary(UnaryOp::Sigmoid, n).unwrap()
+                }
+                2 => {
+                    // 1 / (1 + e^x): sigmoid(−x) again, in the other spelling.
+                    let e = p.b.unary(UnaryOp::Exp, x).unwrap();
                     let one = p.c(1.0);
-                    let d = p.b.sub(one, e).unwrap();
-                    let d = p.b.unary(UnaryOp::Tanh, d).unwrap(); // keep it bounded
-                    p.b.unary(UnaryOp::Reciprocal, p.b.graph().node(d.node).operands[0]).unwrap()
+                    let d = p.b.add2(e, one).unwrap();
+                    p.b.unary(UnaryOp::Reciprocal, d).unwrap()
                 }
                 _ => p.b.unary(UnaryOp::Sigmoid, x).unwrap(),
             };
@@ -277,7 +289,7 @@ fn program(steps: &[Step], attention: &[Option<bool>]) -> (Graph, Expect) {
         let (zero, low) = (p.c(0.0), p.c(f32::MIN as f64));
         let mask = p.b.select(keep, zero, low).unwrap();
         for (i, clean) in attention.iter().enumerate() {
-            let clean = clean.unwrap_or(true);
+            let clean = clean.is_some();
             let s = p.c(1.0 / (8f64.sqrt() + i as f64));
             let qs = p.b.mul(q, s).unwrap();
             let kt = p.b.transpose(k, &[0, 1, 3, 2]).unwrap();
