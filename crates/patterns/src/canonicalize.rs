@@ -171,6 +171,15 @@ fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
         Op::Slice(spec) if is_full_slice(b.graph(), x(0), spec) => Some(x(0)),
         Op::Concat { .. } if node.operands.len() == 1 => Some(x(0)),
         Op::Binary(op) => simplify_binary(&mut b, *op, x(0), x(1), &out)?,
+        // `where(c, a, b)` with a condition that is all true (all false) is `a` (`b`) when that
+        // already has the result's type (e.g. the fully-masked-row guard of a mask with no
+        // fully masked row).
+        Op::Where => match scalar(b.graph(), x(0)) {
+            Some(c) if same_type(b.graph(), x(if c != 0.0 { 1 } else { 2 })) => {
+                Some(x(if c != 0.0 { 1 } else { 2 }))
+            }
+            _ => None,
+        },
         Op::Unary(UnaryOp::Reciprocal) => match producer(b.graph(), x(0)) {
             Some((Op::Unary(UnaryOp::Sqrt), inner)) => Some(b.unary(UnaryOp::Rsqrt, inner)?),
             _ => None,

@@ -1,7 +1,7 @@
 //! Constant folding of small tensors (scalars, shape vectors, eps constants): evaluated in
 //! f64 and rounded to the result dtype, which is exact for the +, ·, /, √ of f32/f16/bf16.
 
-use blockfuse_ir::{BinaryOp, DType, HostTensor, Op, TensorType, UnaryOp};
+use blockfuse_ir::{BinaryOp, DType, HostTensor, Op, ReduceOp, TensorType, UnaryOp};
 
 /// Folding is for small constants only; weights are never rewritten.
 pub const MAX_FOLD_ELEMENTS: usize = 4096;
@@ -43,6 +43,9 @@ pub fn fold(op: &Op, args: &[&HostTensor], out: &TensorType) -> Option<HostTenso
                 src
             }
         }
+        Op::Reduce { op: r @ (ReduceOp::Max | ReduceOp::Min), axes, .. } => {
+            reduce_extremum(*r, args[0], axes)?
+        }
         Op::Range { start, step, .. } => (0..n).map(|i| start + step * i as f64).collect(),
         Op::Full { value, .. } => vec![*value; n],
         _ => return None,
@@ -51,6 +54,36 @@ pub fn fold(op: &Op, args: &[&HostTensor], out: &TensorType) -> Option<HostTenso
         return None;
     }
     Some(HostTensor::from_f64(out.dtype, dims, &values))
+}
+
+/// `reduce_max`/`reduce_min` of a constant (exact in every dtype), in the row-major order of
+/// the result (kept axes are size 1, so keepdims does not change it); not when a NaN is
+/// reduced (max/min propagation of NaN is the backend's choice).
+fn reduce_extremum(r: ReduceOp, t: &HostTensor, axes: &[i64]) -> Option<Vec<f64>> {
+    let dims = t.dims();
+    let reduced = blockfuse_ir::infer::reduced_axes(axes, dims.len()).ok()?;
+    let src = t.to_f64_vec();
+    if src.is_empty() || src.iter().any(|v| v.is_nan()) {
+        return None;
+    }
+    let out_dims: Vec<usize> =
+        dims.iter().enumerate().map(|(i, &d)| if reduced.contains(&i) { 1 } else { d }).collect();
+    let n: usize = out_dims.iter().product();
+    let init = if r == ReduceOp::Max { f64::NEG_INFINITY } else { f64::INFINITY };
+    let mut out = vec![init; n];
+    let mut idx = vec![0usize; dims.len()];
+    for &v in &src {
+        let o = idx.iter().zip(&out_dims).fold(0, |acc, (&i, &d)| acc * d + if d == 1 { 0 } else { i });
+        out[o] = if r == ReduceOp::Max { out[o].max(v) } else { out[o].min(v) };
+        for ax in (0..dims.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < dims[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    Some(out)
 }
 
 /// The values of `t` broadcast (numpy rules) to `dims`.

@@ -199,8 +199,14 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 /// Why a match may not be rewritten: an interior value is read outside the match or is a
 /// graph output (the rewrite would change or duplicate it).
 pub fn interior_escapes(g: &Graph, m: &Match) -> Option<String> {
+    interior_escapes_except(g, m, &[])
+}
+
+/// [`interior_escapes`], except that the values in `kept` may be read outside the match (a
+/// non-exclusive rule that leaves them computed beside its replacement).
+pub fn interior_escapes_except(g: &Graph, m: &Match, kept: &[Value]) -> Option<String> {
     for &id in &m.interior {
-        if id == m.root.node {
+        if id == m.root.node || kept.iter().any(|k| k.node == id) {
             continue;
         }
         let n = g.node(id);

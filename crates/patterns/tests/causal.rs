@@ -7,6 +7,9 @@ use blockfuse_ir::blocks::MaskKind;
 use blockfuse_ir::*;
 use common::*;
 
+/// A mask spelling: builds the mask for a sequence length.
+type MaskSpelling = Box<dyn Fn(&mut Builder<'_>, &Dim) -> Value>;
+
 fn t4(t: &Dim) -> TensorType {
     TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(2), t.clone(), Dim::Known(8)])
 }
@@ -90,7 +93,7 @@ fn fuses_causal_range_mask() {
 fn causal_spellings_are_recognized() {
     let one = Dim::Known(1);
     // rows ≥ cols; cols < rows + 1; not(cols > rows) as a single-use boolean mask.
-    let spellings: Vec<(&str, Box<dyn Fn(&mut Builder<'_>, &Dim) -> Value>)> = vec![
+    let spellings: Vec<(&str, MaskSpelling)> = vec![
         (
             "rows >= cols",
             Box::new(|b, t| {
@@ -196,7 +199,7 @@ fn negative_near_causal_masks_stay_operands() {
         );
         b.add2(causal, pad).unwrap()
     };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Builder<'_>, &Dim) -> Value>)> = vec![
+    let cases: Vec<(&str, MaskSpelling)> = vec![
         ("anti-causal cols >= rows", Box::new(range_mask(BinaryOp::GreaterEqual, 0))),
         ("off by one: cols <= rows + 1", Box::new(range_mask(BinaryOp::LessEqual, 1))),
         ("strict: cols < rows", Box::new(range_mask(BinaryOp::Less, 0))),

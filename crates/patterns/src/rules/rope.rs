@@ -2,10 +2,11 @@
 //! `rotate_half(x) = concat(−x[..., h:], x[..., :h])`, and cos/sin of
 //! `positions ⊗ inv_freq` (duplicated halves). Partial rotation is a second rule.
 
+use crate::matcher::Match;
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::{Rope, RopePosition};
-use blockfuse_ir::{Bound, Dim, Graph, HostTensor, Op, UnaryOp, Value};
+use blockfuse_ir::{BinaryOp, Bound, Builder, Dim, Graph, HostTensor, IrError, Op, UnaryOp, Value};
 
 fn last_axis_slice(g: &Graph, v: Value) -> Option<(i64, i64)> {
     let Op::Slice(s) = &g.node(v.node).op else {
@@ -101,18 +102,7 @@ fn angles(g: &Graph, cos: Value, sin: Value) -> Result<Angles, String> {
         return Err("cos/sin operands are not cos and sin of an angle tensor (swapped or precomputed)".into());
     };
     require(fc == fs, "cos and sin are of different angles")?;
-    let f = g.node(fc.node);
-    require(
-        matches!(f.op, Op::Binary(blockfuse_ir::BinaryOp::Mul)),
-        "angles are not positions × inverse frequencies",
-    )?;
-    let (a, b) = (f.operands[0], f.operands[1]);
-    let (pos, inv) = match (g.node(a.node).op.as_constant(), g.node(b.node).op.as_constant()) {
-        (None, Some(t)) => (a, t),
-        (Some(t), None) => (b, t),
-        _ => return Err("inverse frequencies are not a constant".into()),
-    };
-    Ok(Angles { positions: through_views(g, pos), inv_freq: inv.clone() })
+    positions_times_inv(g, fc)
 }
 
 /// `base` such that `inv_i = base^(−2i/dims)` for every i, when there is one.
@@ -136,51 +126,157 @@ fn arange_start(g: &Graph, p: Value) -> Option<i64> {
     }
 }
 
-/// Fuses split-half RoPE over the whole last axis.
+fn slice(x: Pat) -> Pat {
+    node("slice", |o| matches!(o, Op::Slice(_)), vec![x])
+}
+
+fn concat_last(a: Pat, b: Pat) -> Pat {
+    node("concat", |o| matches!(o, Op::Concat { axis: -1 }), vec![a, b])
+}
+
+/// `rotate_half(x) = concat(−x[..., h:], x[..., :h])`.
+fn rotate_half() -> Pat {
+    concat_last(unary(UnaryOp::Neg, slice(any("x")).named("hi")), slice(any("x")).named("lo"))
+}
+
+/// Fuses split-half RoPE over the whole last axis: `x·cos + rotate_half(x)·sin`.
 pub fn rope() -> Rule {
-    let lo = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("lo");
-    let hi = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("hi");
-    let rot = node("concat", |o| matches!(o, Op::Concat { axis: -1 }), vec![unary(UnaryOp::Neg, hi), lo]);
-    Rule::new("rope", add(mul(any("x"), any("cos")), mul(rot, any("sin"))))
-        .check(|g, m| {
-            let d =
-                g.value_type(m.value("x")).shape.last().and_then(Dim::known).ok_or("head dim is not known")?
-                    as i64;
-            require(
-                last_axis_slice(g, m.value("lo")) == Some((0, d / 2)),
-                "rotate_half's first slice is not x[..., :D/2]",
-            )?;
-            require(
-                matches!(last_axis_slice(g, m.value("hi")), Some((h, e)) if h == d / 2 && e >= d),
-                "rotate_half's second slice is not x[..., D/2:]",
-            )?;
-            let a = angles(g, m.value("cos"), m.value("sin"))?;
-            require(
-                a.inv_freq.len() as i64 * 2 == d,
-                format!("{} inverse frequencies for head dim {d}", a.inv_freq.len()),
-            )?;
-            require(g.value_type(m.value("x")).rank() >= 3, "x has fewer than 3 axes")
-        })
-        .rewrite(|b, m| {
-            let a = angles(b.graph(), m.value("cos"), m.value("sin")).expect("checked");
-            let inv = a.inv_freq.to_f64_vec();
-            let dims = inv.len() * 2;
-            let base = recover_base(&inv, dims);
-            let mut args = vec![m.value("x")];
-            let position = match arange_start(b.graph(), a.positions) {
-                Some(start) => RopePosition::Offset(start),
-                None => {
-                    args.push(a.positions);
-                    RopePosition::Positions
-                }
-            };
-            if base.is_none() {
-                let periods: Vec<f32> = inv.iter().map(|c| (1.0 / c) as f32).collect();
-                args.push(b.constant(HostTensor::from_f32(vec![periods.len()], &periods)));
-            }
-            let block = Rope { dims, traditional: false, base: base.map(|x| x as f32), scale: 1.0, position };
-            Ok(b.block(block, &args)?[0])
-        })
+    let root = add(mul(any("x"), any("cos")), mul(rotate_half(), any("sin")));
+    Rule::new("rope", root).check(check_rotate_half).rewrite(|b, m| {
+        let a = angles(b.graph(), m.value("cos"), m.value("sin")).expect("checked");
+        rope_block(b, m.value("x"), a)
+    })
+}
+
+fn head_dim(g: &Graph, x: Value) -> Result<i64, String> {
+    Ok(g.value_type(x).shape.last().and_then(Dim::known).ok_or("head dim is not known")? as i64)
+}
+
+fn check_rotate_half(g: &Graph, m: &Match) -> Result<(), String> {
+    let d = head_dim(g, m.value("x"))?;
+    require(
+        last_axis_slice(g, m.value("lo")) == Some((0, d / 2)),
+        "rotate_half's first slice is not x[..., :D/2]",
+    )?;
+    require(
+        matches!(last_axis_slice(g, m.value("hi")), Some((h, e)) if h == d / 2 && e >= d),
+        "rotate_half's second slice is not x[..., D/2:]",
+    )?;
+    let a = angles(g, m.value("cos"), m.value("sin"))?;
+    require(
+        a.inv_freq.len() as i64 * 2 == d,
+        format!("{} inverse frequencies for head dim {d}", a.inv_freq.len()),
+    )?;
+    require(g.value_type(m.value("x")).rank() >= 3, "x has fewer than 3 axes")
+}
+
+/// The Rope block of `x` for these angles: an offset when positions are an arange, the
+/// positions operand otherwise; a base when the inverse frequencies follow one, periods else.
+fn rope_block(b: &mut Builder<'_>, x: Value, a: Angles) -> Result<Value, IrError> {
+    let inv = a.inv_freq.to_f64_vec();
+    let dims = inv.len() * 2;
+    let base = recover_base(&inv, dims);
+    let mut args = vec![x];
+    let position = match arange_start(b.graph(), a.positions) {
+        Some(start) => RopePosition::Offset(start),
+        None => {
+            args.push(a.positions);
+            RopePosition::Positions
+        }
+    };
+    if base.is_none() {
+        let periods: Vec<f32> = inv.iter().map(|c| (1.0 / c) as f32).collect();
+        args.push(b.constant(HostTensor::from_f32(vec![periods.len()], &periods)));
+    }
+    let block = Rope { dims, traditional: false, base: base.map(|x| x as f32), scale: 1.0, position };
+    Ok(b.block(block, &args)?[0])
+}
+
+/// ONNX RotaryEmbedding's function body: `x1, x2 = split(x)` into halves and
+/// `concat(x1·cos − x2·sin, x2·cos + x1·sin)` with half-size cos/sin.
+pub fn rope_halves() -> Rule {
+    let half = |name| {
+        node("split|slice", |o| matches!(o, Op::Split { .. } | Op::Slice(_)), vec![any("x")]).named(name)
+    };
+    let first = binary(BinaryOp::Sub, mul(half("x1"), any("cos")), mul(half("x2"), any("sin")));
+    let second = add(mul(half("x2"), any("cos")), mul(half("x1"), any("sin")));
+    Rule::new("rope_halves", concat_last(first, second)).check(|g, m| check_halves(g, m).map(|_| ())).rewrite(
+        |b, m| {
+            let (x, a) = check_halves(b.graph(), m).expect("checked");
+            rope_block(b, x, a)
+        },
+    )
+}
+
+/// The split x and the angles of a `rope_halves` match.
+fn check_halves(g: &Graph, m: &Match) -> Result<(Value, Angles), String> {
+    let x = halves_of(g, m.value("x1"), m.value("x2")).ok_or("x1 and x2 are not the two halves of one x")?;
+    let d = head_dim(g, x)?;
+    require(g.value_type(x).rank() >= 3, "x has fewer than 3 axes")?;
+    let a = half_size_angles(g, m.value("cos"), m.value("sin"))?;
+    require(
+        a.inv_freq.len() as i64 * 2 == d,
+        format!("{} inverse frequencies for head dim {d}", a.inv_freq.len()),
+    )?;
+    // The block's positions run along axis −2 of x: so must the angles' (e.g. not x in
+    // {B, S, H, D} with cos in {B, S, 1, D/2}).
+    let (xs, cs) = (&g.value_type(x).shape, &g.value_type(m.value("cos")).shape);
+    let r = cs.len();
+    let along_rows = r >= 2
+        && r <= xs.len()
+        && cs[r - 2] == xs[xs.len() - 2]
+        && cs[..r - 2].iter().enumerate().all(|(i, c)| *c == Dim::Known(1) || i == 0 && r == xs.len());
+    require(along_rows, "cos/sin do not vary along axis −2 of x (the positions axis)")?;
+    Ok((x, a))
+}
+
+/// `x` when `x1`, `x2` are `x[..., :h]`, `x[..., h:]` with `2h = D` (two slices, or the two
+/// outputs of a last-axis split).
+fn halves_of(g: &Graph, x1: Value, x2: Value) -> Option<Value> {
+    let (n1, n2) = (g.node(x1.node), g.node(x2.node));
+    if let Op::Split { axis, sizes } = &n1.op {
+        let rank = g.value_type(n1.operands[0]).rank() as i64;
+        let halves = sizes.len() == 2 && sizes[0] == sizes[1];
+        let last = *axis == -1 || *axis == rank - 1;
+        return (x1.node == x2.node && x1.output == 0 && x2.output == 1 && halves && last)
+            .then(|| n1.operands[0]);
+    }
+    let x = n1.operands.first().copied()?;
+    let d = g.value_type(x).shape.last().and_then(Dim::known)? as i64;
+    let ok = n2.operands.first() == Some(&x)
+        && last_axis_slice(g, x1) == Some((0, d / 2))
+        && matches!(last_axis_slice(g, x2), Some((h, e)) if h == d / 2 && e >= d);
+    ok.then_some(x)
+}
+
+/// Angles of half-size cos/sin: `cos(p ⊗ inv)`, `sin(p ⊗ inv)`. Caches that are graph inputs
+/// (or gathered from them) are arbitrary tensors, which the block cannot represent.
+fn half_size_angles(g: &Graph, cos: Value, sin: Value) -> Result<Angles, String> {
+    let of = |v: Value, op: UnaryOp| {
+        let n = g.node(through_views(g, v).node);
+        matches!(n.op, Op::Unary(u) if u == op).then(|| n.operands[0])
+    };
+    let (Some(fc), Some(fs)) = (of(cos, UnaryOp::Cos), of(sin, UnaryOp::Sin)) else {
+        return Err(
+            "cos/sin are not cos and sin of positions × inverse frequencies (e.g. caches given as inputs)"
+                .into(),
+        );
+    };
+    require(fc == fs, "cos and sin are of different angles")?;
+    positions_times_inv(g, fc)
+}
+
+/// `f = positions · inv_freq` with constant inverse frequencies.
+fn positions_times_inv(g: &Graph, f: Value) -> Result<Angles, String> {
+    let n = g.node(f.node);
+    require(matches!(n.op, Op::Binary(BinaryOp::Mul)), "angles are not positions × inverse frequencies")?;
+    let (a, b) = (n.operands[0], n.operands[1]);
+    let (pos, inv) = match (g.node(a.node).op.as_constant(), g.node(b.node).op.as_constant()) {
+        (None, Some(t)) => (a, t),
+        (Some(t), None) => (b, t),
+        _ => return Err("inverse frequencies are not a constant".into()),
+    };
+    Ok(Angles { positions: through_views(g, pos), inv_freq: inv.clone() })
 }
 
 /// `concat(rope(x[..., :r]), x[..., r:])` → `rope(x)` rotating the first r dims only.
