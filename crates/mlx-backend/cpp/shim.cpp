@@ -6,13 +6,18 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <tuple>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <mlx/array.h>
+#include <mlx/compile.h>
 #include <mlx/device.h>
 #include <mlx/fast.h>
 #include <mlx/ops.h>
@@ -245,6 +250,80 @@ mx::array shape_op(int op, const mx::array& a, const int32_t* v, size_t n) {
     case S_SQUEEZE: return n == 0 ? mx::squeeze(a, s) : mx::squeeze(a, ints(v, n), s);
   }
   throw std::invalid_argument("[blockfuse-mlx shim] bad shape op " + std::to_string(op));
+}
+
+
+// Fused elementwise blocks (bfm_fused_elementwise): each variant is one function compiled
+// with mx::compile once per (kind, output dtype, device, shapeless) and kept for the life
+// of the process. MLX fuses its elementwise graph into a single kernel (GPU and CPU).
+enum FusedKind {
+  F_SWIGLU, F_GEGLU_ERF, F_GEGLU_TANH, F_GELU_ERF, F_GELU_TANH, F_GELU_QUICK,
+};
+
+using ArrayFn = std::function<std::vector<mx::array>(const std::vector<mx::array>&)>;
+
+// gelu of an f32 array, op for op as lowerings/activation.rs spelled it before compiling.
+mx::array gelu_f32(int kind, const mx::array& x, mx::StreamOrDevice s) {
+  auto c = [](double v) { return mx::array(static_cast<float>(v), mx::float32); };
+  switch (kind) {
+    case F_GEGLU_ERF:
+    case F_GELU_ERF: {
+      auto e = mx::add(mx::erf(mx::multiply(x, c(0.70710678118654752440), s), s), c(1.0), s);
+      return mx::multiply(mx::multiply(x, c(0.5), s), e, s);
+    }
+    case F_GEGLU_TANH:
+    case F_GELU_TANH: {
+      auto x3 = mx::multiply(mx::square(x, s), x, s);
+      auto inner = mx::add(x, mx::multiply(x3, c(0.044715), s), s);
+      auto t = mx::tanh(mx::multiply(inner, c(0.79788456080286535588), s), s);
+      t = mx::add(t, c(1.0), s);
+      return mx::multiply(mx::multiply(x, c(0.5), s), t, s);
+    }
+    case F_GELU_QUICK:
+      return mx::multiply(x, mx::sigmoid(mx::multiply(x, c(1.702), s), s), s);
+  }
+  throw std::invalid_argument("[blockfuse-mlx shim] bad fused kind " + std::to_string(kind));
+}
+
+// The uncompiled function of one variant: operands cast to f32, the block's math, one
+// rounding to `out`.
+ArrayFn fused_fn(int kind, mx::Dtype out, mx::StreamOrDevice s) {
+  return [kind, out, s](const std::vector<mx::array>& in) -> std::vector<mx::array> {
+    auto x = mx::astype(in.at(0), mx::float32, s);
+    mx::array y = x;
+    switch (kind) {
+      case F_SWIGLU: {
+        auto u = mx::astype(in.at(1), mx::float32, s);
+        y = mx::multiply(mx::multiply(x, mx::sigmoid(x, s), s), u, s);
+        break;
+      }
+      case F_GEGLU_ERF:
+      case F_GEGLU_TANH: {
+        auto u = mx::astype(in.at(1), mx::float32, s);
+        y = mx::multiply(gelu_f32(kind, x, s), u, s);
+        break;
+      }
+      default:
+        y = gelu_f32(kind, x, s);
+    }
+    return {mx::astype(y, out, s)};
+  };
+}
+
+// MLX's compile cache is not thread-safe: building (tracing, looking up) a compiled graph
+// is serialized here. Evaluation is not.
+std::mutex fused_mutex;
+
+std::vector<mx::array> run_fused(int kind, mx::Dtype out, const std::vector<mx::array>& in,
+                                 bool shapeless) {
+  std::lock_guard<std::mutex> lock(fused_mutex);
+  static std::map<std::tuple<int, int, int, bool>, ArrayFn> compiled;
+  auto key = std::make_tuple(kind, static_cast<int>(out.val()), thread_device, shapeless);
+  auto it = compiled.find(key);
+  if (it == compiled.end()) {
+    it = compiled.emplace(key, mx::compile(fused_fn(kind, out, sd()), shapeless)).first;
+  }
+  return it->second(in);
 }
 
 }  // namespace
@@ -496,6 +575,24 @@ int bfm_sdpa(const bfm_array* q, const bfm_array* k, const bfm_array* v, float s
     *need(out, "out") = wrap(mx::fast::scaled_dot_product_attention(
         arr(q, "q"), arr(k, "k"), arr(v, "v"), scale, std::string(mask_mode ? mask_mode : ""),
         opt(mask), opt(sinks), false, sd()));
+  });
+}
+
+int bfm_fused_elementwise(int kind, const bfm_array* a, const bfm_array* b, int out_dtype,
+                          bfm_array** out) {
+  return guard([&] {
+    need(out, "out");
+    if (kind < F_SWIGLU || kind > F_GELU_QUICK) {
+      throw std::invalid_argument("[blockfuse-mlx shim] bad fused kind " + std::to_string(kind));
+    }
+    bool gated = kind <= F_GEGLU_TANH;
+    std::vector<mx::array> in{arr(a, "a")};
+    if (gated) in.push_back(arr(b, "b"));
+    // Shapeless when no operand broadcasts (MLX's Broadcast primitive keeps its traced shape).
+    bool shapeless = !gated || in[0].shape() == in[1].shape();
+    auto r = run_fused(kind, to_mlx(out_dtype), in, shapeless);
+    if (r.size() != 1) throw std::runtime_error("[blockfuse-mlx shim] fused block gave no result");
+    *out = wrap(std::move(r[0]));
   });
 }
 

@@ -94,6 +94,14 @@ int bfm_sdpa(const bfm_array* q, const bfm_array* k, const bfm_array* v, float s
              const char* mask_mode, const bfm_array* mask, const bfm_array* sinks,
              bfm_array** out);
 
+/* Elementwise blocks as one kernel (mlx::core::compile, compiled once per variant, output
+ * dtype and device, then cached). Operands are cast to f32, the block computed in f32 and
+ * rounded once to `out_dtype`. `kind`: 0 swiglu(a = gate, b = up), 1 geglu erf, 2 geglu
+ * tanh, 3 gelu erf (a; b unused, may be NULL), 4 gelu tanh, 5 gelu quick. Gated kinds
+ * broadcast a and b. */
+int bfm_fused_elementwise(int kind, const bfm_array* a, const bfm_array* b, int out_dtype,
+                          bfm_array** out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -50,7 +50,7 @@ fn to_i32(values: impl IntoIterator<Item = usize>, what: &str) -> Result<Vec<i32
         .collect()
 }
 
-fn dtype_code(d: DType) -> c_int {
+pub(crate) fn dtype_code(d: DType) -> c_int {
     match d {
         DType::F32 => 0,
         DType::F16 => 1,

@@ -1,12 +1,12 @@
 //! [`MlxBackend`]: runs a blockfuse [`Graph`] on MLX.
 
 use crate::array::{self, with_device, Array, Device};
-use crate::bind::bind_inputs;
+use crate::bind::{bind_inputs, bind_shapes};
 use crate::error::{MlxError, Result};
-use crate::lower::Lowerer;
+use crate::lower::{live_nodes, Lowerer};
 use crate::lowerings;
 use blockfuse_ir::dispatch::{Call, Fallback, Lowerings};
-use blockfuse_ir::{Block, Graph, HostTensor};
+use blockfuse_ir::{Bindings, Block, DType, Graph, HostTensor, Op};
 
 /// The lowering table of the MLX backend.
 pub type MlxLowerings = Lowerings<Array, MlxError>;
@@ -110,11 +110,149 @@ impl MlxBackend {
     /// its symbols; a node whose operands or results disagree with the graph at run time, a
     /// failed MLX call and a failed run-time check (integer division by zero, an index out of
     /// range) are errors naming the node.
+    ///
+    /// Every call copies the graph's constants (weights) and the inputs to MLX and the outputs
+    /// back. To run one graph many times, [`prepare`](Self::prepare) it once instead: its
+    /// constants then stay on the device, and [`Prepared::run_arrays`] keeps inputs and
+    /// outputs there too. This is `self.prepare(g)?.run(inputs)` without the separate upload.
     pub fn run(&self, g: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
-        with_device(self.device, || self.run_here(g, inputs))?
+        with_device(self.device, || self.prepare_here(g)?.run_here(inputs))?
     }
 
-    fn run_here(&self, g: &Graph, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+    /// Prepares `g` for repeated runs: uploads (and evaluates) every constant the outputs
+    /// depend on to the backend's device once. The [`Prepared`] graph then runs with those
+    /// arrays, so weights cross from the host once, not per run.
+    ///
+    /// Errors (naming the node) when a constant cannot be made on the device; the graph
+    /// itself is checked when it runs, as by [`run`](Self::run).
+    ///
+    /// ```
+    /// use blockfuse_ir::{Builder, DType, Graph, HostTensor, TensorType};
+    /// use blockfuse_mlx::{Device, MlxBackend};
+    ///
+    /// let mut g = Graph::new();
+    /// let mut b = Builder::new(&mut g);
+    /// let x = b.input("x", TensorType::known(DType::F32, &[2]));
+    /// let w = b.constant(HostTensor::from_f32(vec![2], &[10.0, 20.0]));
+    /// let y = b.mul(x, w).unwrap();
+    /// g.add_output("y", y);
+    ///
+    /// let backend = MlxBackend::with_default_lowerings(Device::Cpu).unwrap();
+    /// let prepared = backend.prepare(&g).unwrap(); // w is uploaded here, once
+    /// for step in 0..3 {
+    ///     let x = HostTensor::from_f32(vec![2], &[step as f32, 1.0]);
+    ///     let y = prepared.run(&[x]).unwrap();
+    ///     assert_eq!(y[0].get_f64(0), 10.0 * step as f64);
+    /// }
+    /// ```
+    pub fn prepare<'a>(&'a self, g: &'a Graph) -> Result<Prepared<'a>> {
+        with_device(self.device, || {
+            let p = self.prepare_here(g)?;
+            let held: Vec<&Array> = p.constants.iter().flatten().collect();
+            array::eval(&held)?;
+            Ok(p)
+        })?
+    }
+
+    /// Makes the arrays of the live constants of `g` (not evaluated).
+    fn prepare_here<'a>(&'a self, g: &'a Graph) -> Result<Prepared<'a>> {
+        let live = live_nodes(g);
+        let mut constants: Vec<Option<Array>> = (0..g.node_bound()).map(|_| None).collect();
+        let mut bytes = 0;
+        for id in g.node_ids() {
+            let node = g.node(id);
+            if let (true, Op::Constant(t)) = (live[id.index()], &node.op) {
+                let a = Array::from_host(t).map_err(|e| e.at(g.label(id), node.op.name()))?;
+                bytes += t.bytes().len();
+                constants[id.index()] = Some(a);
+            }
+        }
+        Ok(Prepared { backend: self, graph: g, constants, bytes })
+    }
+}
+
+/// A graph prepared by [`MlxBackend::prepare`] for repeated runs: its constants (weights)
+/// live on the backend's device as MLX arrays, uploaded once, and every run reuses them.
+///
+/// - [`run`](Self::run) takes and returns host tensors (inputs copied in, outputs out);
+/// - [`run_arrays`](Self::run_arrays) takes and returns MLX arrays, so that activations can
+///   stay on the device between runs too (e.g. one layer's output fed to the next).
+///
+/// Runs check their inputs and report errors exactly as [`MlxBackend::run`]. The device
+/// memory of the constants is held until the `Prepared` is dropped.
+///
+/// `Prepared` is neither `Send` nor `Sync` (it holds [`Array`]s, see
+/// [`array`](crate::array#threads)): prepare the graph on the thread that runs it, one
+/// `Prepared` per thread if several threads run it.
+pub struct Prepared<'a> {
+    backend: &'a MlxBackend,
+    graph: &'a Graph,
+    /// By node index: the array of each live constant node.
+    constants: Vec<Option<Array>>,
+    bytes: usize,
+}
+
+impl std::fmt::Debug for Prepared<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("device", &self.backend.device)
+            .field("constants", &self.constants.iter().flatten().count())
+            .field("constant_bytes", &self.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Prepared<'a> {
+    /// The backend it runs on.
+    pub fn backend(&self) -> &'a MlxBackend {
+        self.backend
+    }
+
+    /// The graph it runs.
+    pub fn graph(&self) -> &'a Graph {
+        self.graph
+    }
+
+    /// The total size in bytes of the constants held on the device.
+    pub fn constant_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Runs the graph on `inputs` (in graph-input order), returning its outputs (in
+    /// graph-output order) as host tensors; see [`MlxBackend::run`].
+    pub fn run(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        with_device(self.backend.device, || self.run_here(inputs))?
+    }
+
+    /// Runs the graph on inputs that are already MLX arrays and returns its outputs as
+    /// evaluated MLX arrays, nothing copied through the host (but the results of run-time
+    /// checks, one scalar each). Inputs are checked and bind the graph's symbols as in
+    /// [`run`](Self::run). Make input arrays on the backend's device (e.g.
+    /// [`Array::from_host`] inside [`with_device`]) and on this thread.
+    pub fn run_arrays(&self, inputs: &[Array]) -> Result<Vec<Array>> {
+        with_device(self.backend.device, || {
+            let g = self.graph;
+            let dtypes = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    a.dtype().map_err(|e| MlxError::Input {
+                        index: i,
+                        name: g.inputs().get(i).and_then(|&id| g.node(id).name.clone()).unwrap_or_default(),
+                        reason: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let dims: Vec<Vec<usize>> = inputs.iter().map(Array::shape).collect();
+            let shapes: Vec<(DType, &[usize])> =
+                dtypes.iter().zip(&dims).map(|(&d, s)| (d, s.as_slice())).collect();
+            let bindings = bind_shapes(g, &shapes)?;
+            self.eval_outputs(&bindings, inputs.to_vec())
+        })?
+    }
+
+    fn run_here(&self, inputs: &[HostTensor]) -> Result<Vec<HostTensor>> {
+        let g = self.graph;
         let bindings = bind_inputs(g, inputs)?;
         let arrays = inputs
             .iter()
@@ -127,8 +265,15 @@ impl MlxBackend {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut lowerer = Lowerer::new(&self.lowerings);
-        let outputs = lowerer.lower_graph(g, &bindings, arrays)?;
+        let outputs = self.eval_outputs(&bindings, arrays)?;
+        outputs.iter().map(Array::to_host).collect()
+    }
+
+    /// Lowers the graph on `inputs` with the prepared constants, evaluates the outputs and
+    /// the run-time checks, and fails on the first failed check.
+    fn eval_outputs(&self, bindings: &Bindings, inputs: Vec<Array>) -> Result<Vec<Array>> {
+        let mut lowerer = Lowerer::new(&self.backend.lowerings);
+        let outputs = lowerer.lower_graph(self.graph, bindings, inputs, Some(&self.constants))?;
         let checks = lowerer.checks.into_vec();
         let mut all: Vec<&Array> = outputs.iter().collect();
         all.extend(checks.iter().map(|c| &c.failed));
@@ -138,7 +283,7 @@ impl MlxBackend {
                 return Err(c.error);
             }
         }
-        outputs.iter().map(Array::to_host).collect()
+        Ok(outputs)
     }
 }
 
@@ -150,5 +295,39 @@ mod tests {
     fn the_backend_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<MlxBackend>();
+    }
+
+    #[test]
+    fn prepared_constants_are_reused_and_inputs_checked() {
+        use blockfuse_ir::{Builder, TensorType};
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let x = b.input("x", TensorType::new(DType::F32, [blockfuse_ir::Dim::sym("n")]));
+        let w = b.constant(HostTensor::from_f32(vec![1], &[3.0]));
+        let dead = b.constant(HostTensor::from_f32(vec![1], &[7.0]));
+        let _ = dead;
+        let y = b.mul(x, w).unwrap();
+        g.add_output("y", y);
+        let backend = MlxBackend::with_default_lowerings(Device::Cpu).unwrap();
+        let p = backend.prepare(&g).unwrap();
+        // Only the live constant is held.
+        assert_eq!(p.constant_bytes(), 4);
+        for n in [1usize, 4] {
+            let x = HostTensor::from_f32(vec![n], &vec![2.0; n]);
+            let y = p.run(std::slice::from_ref(&x)).unwrap();
+            assert_eq!(y[0].dims(), &[n]);
+            assert_eq!(y[0].get_f64(n - 1), 6.0);
+            let xa = array::with_device(Device::Cpu, || Array::from_host(&x)).unwrap().unwrap();
+            let ya = p.run_arrays(&[xa]).unwrap();
+            assert_eq!(ya[0].to_host().unwrap(), y[0]);
+        }
+        let bad = HostTensor::from_f64(DType::F16, vec![2], &[1.0, 2.0]);
+        assert!(matches!(p.run(&[bad]), Err(MlxError::Input { index: 0, .. })));
+        let i = array::with_device(Device::Cpu, || Array::from_host(&HostTensor::from_i64(vec![2], &[1, 2])))
+            .unwrap()
+            .unwrap();
+        let e = p.run_arrays(&[i]).unwrap_err();
+        assert!(e.to_string().contains("expected f32[n]"), "{e}");
+        assert!(p.run_arrays(&[]).is_err());
     }
 }

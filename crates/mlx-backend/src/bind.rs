@@ -2,7 +2,7 @@
 
 use crate::error::{MlxError, Result};
 use blockfuse_ir::shape::join_dims;
-use blockfuse_ir::{Bindings, Dim, Graph, HostTensor, TensorType};
+use blockfuse_ir::{Bindings, DType, Dim, Graph, HostTensor, TensorType};
 use std::sync::Arc;
 
 /// Checks `inputs` against the graph inputs (count, dtype, rank, known dims) and binds every
@@ -10,6 +10,15 @@ use std::sync::Arc;
 /// products (`2*seq`, `batch*seq`) bind their one unbound symbol once the others are known.
 /// Every dim is then checked under the bindings; errors name the input and the axis.
 pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
+    let shapes: Vec<(DType, &[usize])> = inputs.iter().map(|t| (t.dtype(), t.dims())).collect();
+    bind_shapes(g, &shapes)
+}
+
+/// A graph input's type and name, and the actual dtype and dims given for it.
+type Typed<'a> = (&'a TensorType, String, &'a (DType, &'a [usize]));
+
+/// [`bind_inputs`] from the inputs' dtypes and dims alone (e.g. of MLX arrays).
+pub(crate) fn bind_shapes(g: &Graph, inputs: &[(DType, &[usize])]) -> Result<Bindings> {
     let ids = g.inputs();
     if inputs.len() != ids.len() {
         return Err(MlxError::Input {
@@ -18,7 +27,7 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
             reason: format!("the graph takes {} input(s), {} were given", ids.len(), inputs.len()),
         });
     }
-    let typed: Vec<(&TensorType, String, &HostTensor)> = ids
+    let typed: Vec<Typed<'_>> = ids
         .iter()
         .zip(inputs)
         .map(|(&id, t)| {
@@ -28,15 +37,15 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
         .collect();
     let err =
         |index: usize, name: &str, reason: String| MlxError::Input { index, name: name.to_string(), reason };
-    let shown = |t: &HostTensor| {
-        let dims: Vec<Dim> = t.dims().iter().map(|&d| Dim::Known(d)).collect();
-        format!("{}[{}]", t.dtype(), join_dims(&dims))
+    let shown = |t: &(DType, &[usize])| {
+        let dims: Vec<Dim> = t.1.iter().map(|&d| Dim::Known(d)).collect();
+        format!("{}[{}]", t.0, join_dims(&dims))
     };
     for (i, (ty, name, t)) in typed.iter().enumerate() {
-        if ty.dtype != t.dtype() || ty.rank() != t.dims().len() {
+        if ty.dtype != t.0 || ty.rank() != t.1.len() {
             return Err(err(i, name, format!("expected {ty}, got {}", shown(t))));
         }
-        for (axis, (d, &n)) in ty.shape.iter().zip(t.dims()).enumerate() {
+        for (axis, (d, &n)) in ty.shape.iter().zip(t.1).enumerate() {
             if let Some(k) = d.known() {
                 if k != n {
                     return Err(err(
@@ -54,7 +63,7 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
     loop {
         let mut progress = false;
         for (i, (ty, name, t)) in typed.iter().enumerate() {
-            for (axis, (d, &n)) in ty.shape.iter().zip(t.dims()).enumerate() {
+            for (axis, (d, &n)) in ty.shape.iter().zip(t.1).enumerate() {
                 let unbound: Vec<&Arc<str>> = d.symbols().filter(|s| !b.contains_key(*s)).collect();
                 let [sym] = unbound[..] else { continue };
                 let mut trial = b.clone();
@@ -83,7 +92,7 @@ pub fn bind_inputs(g: &Graph, inputs: &[HostTensor]) -> Result<Bindings> {
         }
     }
     for (i, (ty, name, t)) in typed.iter().enumerate() {
-        for (axis, (d, &n)) in ty.shape.iter().zip(t.dims()).enumerate() {
+        for (axis, (d, &n)) in ty.shape.iter().zip(t.1).enumerate() {
             match d.eval(&b) {
                 Some(v) if v == n => {}
                 Some(v) => {
@@ -134,7 +143,6 @@ pub(crate) fn eval_dim(d: &Dim, bindings: &Bindings) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blockfuse_ir::DType;
 
     fn graph(types: &[TensorType]) -> Graph {
         let mut g = Graph::new();

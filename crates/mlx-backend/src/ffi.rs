@@ -152,4 +152,11 @@ extern "C" {
         sinks: *const RawArray,
         out: *mut *mut RawArray,
     ) -> c_int;
+    pub(crate) fn bfm_fused_elementwise(
+        kind: c_int,
+        a: *const RawArray,
+        b: *const RawArray,
+        out_dtype: c_int,
+        out: *mut *mut RawArray,
+    ) -> c_int;
 }

@@ -4,6 +4,8 @@
 //!   blocks through the dispatch protocol of [`blockfuse_ir::dispatch`] — a registered
 //!   lowering ([`lowerings`] has ours, onto `mlx::core::fast`) or the block's fallback
 //!   subgraph, lowered op by op. The whole graph is built lazily and evaluated once.
+//! - [`Prepared`] ([`MlxBackend::prepare`]) keeps a graph's constants (weights) on the device
+//!   across runs, and [`Prepared::run_arrays`] its inputs and outputs too.
 //! - The binding: [`mod@array`] wraps MLX arrays and ops and [`fast`] MLX's fused kernels,
 //!   through a small C++ shim (`cpp/shim.cpp`, C ABI) linked with `libmlx.so`.
 //!
@@ -42,5 +44,5 @@ pub mod lowerings;
 mod prim;
 
 pub use array::{Array, Device};
-pub use backend::{MlxBackend, MlxLowerings};
+pub use backend::{MlxBackend, MlxLowerings, Prepared};
 pub use error::MlxError;

@@ -57,6 +57,18 @@ pub(crate) fn array_type(a: &Array) -> Result<TensorType> {
 /// Fallback subgraphs built during a run, by block (kind and attributes) and operand types.
 type FallbackCache = HashMap<(String, Vec<TensorType>), Rc<Graph>>;
 
+/// Which nodes (by index) the graph's outputs depend on.
+pub(crate) fn live_nodes(g: &Graph) -> Vec<bool> {
+    let mut live = vec![false; g.node_bound()];
+    let mut stack: Vec<NodeId> = g.outputs().iter().map(|(_, v)| v.node).collect();
+    while let Some(id) = stack.pop() {
+        if !std::mem::replace(&mut live[id.index()], true) {
+            stack.extend(g.node(id).operands.iter().map(|v| v.node));
+        }
+    }
+    live
+}
+
 /// Lowers graphs with one lowering table, collecting run-time checks.
 pub(crate) struct Lowerer<'a> {
     lowerings: &'a Lowerings<Array, MlxError>,
@@ -71,12 +83,14 @@ impl<'a> Lowerer<'a> {
 
     /// Builds the graph's outputs as lazy MLX arrays from its inputs (in graph-input order).
     /// Only the nodes the outputs depend on are lowered; each value's handle is dropped after
-    /// its last reader, so MLX can free intermediate buffers while evaluating.
+    /// its last reader, so MLX can free intermediate buffers while evaluating. `resident`
+    /// (indexed by node index) holds arrays already made for some of `g`'s constant nodes.
     pub(crate) fn lower_graph(
         &mut self,
         g: &Graph,
         bindings: &Bindings,
         inputs: Vec<Array>,
+        resident: Option<&[Option<Array>]>,
     ) -> Result<Vec<Array>> {
         if inputs.len() != g.inputs().len() {
             return Err(MlxError::Graph(format!(
@@ -88,13 +102,7 @@ impl<'a> Lowerer<'a> {
         let order = g.topo_order().map_err(|e| MlxError::Graph(e.to_string()))?;
         let n = g.node_bound();
         // Live nodes and how many operand slots (plus graph outputs) read each.
-        let mut live = vec![false; n];
-        let mut stack: Vec<NodeId> = g.outputs().iter().map(|(_, v)| v.node).collect();
-        while let Some(id) = stack.pop() {
-            if !std::mem::replace(&mut live[id.index()], true) {
-                stack.extend(g.node(id).operands.iter().map(|v| v.node));
-            }
-        }
+        let live = live_nodes(g);
         let mut readers = vec![0usize; n];
         for &id in order.iter().filter(|id| live[id.index()]) {
             for v in &g.node(id).operands {
@@ -112,7 +120,10 @@ impl<'a> Lowerer<'a> {
                 continue;
             }
             let node = g.node(id);
-            let outs = if matches!(node.op, Op::Input) {
+            let held = resident.and_then(|r| r.get(id.index())).and_then(Option::as_ref);
+            let outs = if let Some(a) = held {
+                vec![a.clone()]
+            } else if matches!(node.op, Op::Input) {
                 let pos = g.inputs().iter().position(|&i| i == id).expect("an input node is a graph input");
                 vec![inputs[pos].take().expect("each input is read once")]
             } else {
@@ -237,6 +248,6 @@ impl Fallback<Array, MlxError> for BlockFallback<'_, '_> {
                 g
             }
         };
-        self.lowerer.lower_graph(&g, &Bindings::new(), args.to_vec())
+        self.lowerer.lower_graph(&g, &Bindings::new(), args.to_vec(), None)
     }
 }

@@ -242,3 +242,25 @@ fn errors_inside_a_fallback_subgraph_name_both_nodes() {
     assert_eq!(path[1].name.as_deref(), Some("int_ratio.fallback/div"));
     assert!(matches!(e.root(), MlxError::Check(m) if m == "integer division by zero"), "{e}");
 }
+
+#[test]
+fn a_failing_fused_elementwise_call_is_an_mlx_error() {
+    use blockfuse_mlx::array::with_device;
+    use blockfuse_mlx::fast::{fused_elementwise, Fused};
+    use blockfuse_mlx::Array;
+    with_device(Device::Cpu, || {
+        let a = Array::from_host(&HostTensor::from_f32(vec![2, 3], &[1.0; 6])).unwrap();
+        let b = Array::from_host(&HostTensor::from_f32(vec![4], &[1.0; 4])).unwrap();
+        // Shapes that do not broadcast: MLX throws inside the compiled function.
+        let e = fused_elementwise(Fused::SwiGlu, &a, Some(&b), DType::F32).unwrap_err();
+        assert!(matches!(e, MlxError::Mlx(_)), "{e}");
+        // A missing operand is refused before MLX.
+        let e = fused_elementwise(Fused::GeGluErf, &a, None, DType::F32).unwrap_err();
+        assert!(matches!(e, MlxError::Binding(_)), "{e}");
+        // The fused function still works afterwards.
+        let y = fused_elementwise(Fused::SwiGlu, &a, Some(&a), DType::BF16).unwrap();
+        assert_eq!(y.dtype().unwrap(), DType::BF16);
+        assert_eq!(y.to_host().unwrap().dims(), &[2, 3]);
+    })
+    .unwrap();
+}

@@ -13,7 +13,7 @@
 //! | [`LayerNorm`] | `fast::layer_norm` | an operand is f64 |
 //! | [`Rope`] | `fast::rope` (int or array offset, freqs) | x is f64; positions given as a tensor; an offset beyond i32 |
 //! | [`Sdpa`] | `fast::scaled_dot_product_attention` | q, k or v is f64 |
-//! | [`SwiGlu`], [`GeGlu`], [`Gelu`] | MLX elementwise ops | never |
+//! | [`SwiGlu`], [`GeGlu`], [`Gelu`] | one kernel by `mlx::core::compile` ([`fast::fused_elementwise`](crate::fast::fused_elementwise)); f64: MLX elementwise ops | never |
 
 use crate::array::{thread_device, Array, Device};
 use crate::error::{MlxError, Result};
