@@ -22,11 +22,10 @@ use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::{
     GeGlu, Gelu, GeluKind, LayerNorm, MaskKind, RmsNorm, Rope, RopePosition, Sdpa, SwiGlu,
 };
-use blockfuse_ir::{
-    BinaryOp, Block, Builder, DType, Dim, Graph, HostTensor, IrError, Op, TensorType, UnaryOp, Value,
-};
+use blockfuse_ir::{Block, Builder, DType, Dim, Graph, HostTensor, IrError, TensorType, UnaryOp, Value};
 use blockfuse_mlx::array::with_device;
 use blockfuse_mlx::{Array, Device, MlxBackend, Prepared};
+use blockfuse_models::{llama_decoder, random_tensor, Composer, DecoderConfig};
 use blockfuse_patterns::{block_counts, default_rules, optimize};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -52,53 +51,33 @@ fn rand(dtype: DType, dims: &[usize], seed: u64, scale: f64) -> HostTensor {
     HostTensor::from_f64(dtype, dims.to_vec(), &v)
 }
 
-/// A large random tensor, generated straight into bytes (bf16, f16 or f32).
-fn big_rand(dtype: DType, dims: &[usize], seed: u64, scale: f32) -> HostTensor {
-    let n: usize = dims.iter().product();
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-    };
-    let mut bytes = Vec::with_capacity(n * dtype.size_bytes());
-    for _ in 0..n {
-        let v = next();
-        match dtype {
-            DType::BF16 => bytes.extend_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
-            DType::F16 => bytes.extend_from_slice(&half::f16::from_f32(v).to_le_bytes()),
-            DType::F32 => bytes.extend_from_slice(&v.to_le_bytes()),
-            d => panic!("big_rand: {d} unsupported"),
-        }
-    }
-    HostTensor::from_bytes(dtype, dims.to_vec(), bytes).expect("sizes match")
-}
-
 // ---------------------------------------------------------------------------------------------
-// Graph data
+// Graph inputs
 
 /// The host tensors of a graph's inputs, in order (weights are constants in the graph).
 struct Src {
     inputs: Vec<HostTensor>,
+    seed: u64,
 }
 
 impl Src {
-    /// A graph input of `ty` holding `t` (an activation), or a constant (a weight).
-    fn tensor(
+    /// A graph input of `ty` (an activation) holding random values of `dims` in ±`scale`.
+    fn input(
         &mut self,
         b: &mut Builder<'_>,
         name: &str,
         ty: TensorType,
-        t: HostTensor,
-        weight: bool,
+        dims: &[usize],
+        scale: f64,
     ) -> Value {
-        if weight {
-            b.constant(t)
-        } else {
-            self.inputs.push(t);
-            b.input(name, ty)
-        }
+        self.seed += 1;
+        self.inputs.push(random_tensor(ty.dtype, dims, scale, self.seed));
+        b.input(name, ty)
+    }
+
+    /// A graph input of known dims.
+    fn act(&mut self, b: &mut Builder<'_>, dtype: DType, name: &str, dims: &[usize], scale: f64) -> Value {
+        self.input(b, name, TensorType::known(dtype, dims), dims, scale)
     }
 }
 
@@ -384,166 +363,20 @@ fn parity(device: Device) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Graphs in primitive ops (the exporters' spelling; after src/demo.rs)
+// Graphs in primitive ops (the exporters' spelling; blockfuse_models, as src/demo.rs)
 
-struct Ctx<'a, 'g> {
-    b: &'a mut Builder<'g>,
-    src: &'a mut Src,
-    dtype: DType,
-    seed: u64,
-}
-
-impl Ctx<'_, '_> {
-    /// An activation (graph input).
-    fn data(&mut self, name: &str, ty: TensorType, dims: &[usize], scale: f32) -> Value {
-        self.seed += 1;
-        let t = big_rand(self.dtype, dims, self.seed, scale);
-        self.src.tensor(self.b, name, ty, t, false)
-    }
-
-    /// A weight (graph constant).
-    fn weight(&mut self, name: &str, dims: &[usize], scale: f32) -> Value {
-        self.seed += 1;
-        let t = big_rand(self.dtype, dims, self.seed, scale);
-        self.src.tensor(self.b, name, TensorType::known(self.dtype, dims), t, true)
-    }
-
-    /// An activation of known dims (graph input).
-    fn act(&mut self, name: &str, dims: &[usize], scale: f32) -> Value {
-        self.data(name, TensorType::known(self.dtype, dims), dims, scale)
-    }
-
-    fn scalar(&mut self, v: f64) -> Value {
-        self.b.scalar(self.dtype, v)
-    }
-
-    fn rms_norm(&mut self, x: Value, d: usize, name: &str) -> Result<Value, IrError> {
-        let w = self.weight(name, &[d], 1.0);
-        let two = self.scalar(2.0);
-        let sq = self.b.binary(BinaryOp::Pow, x, two)?;
-        let ms = self.b.mean_last(sq)?;
-        let eps = self.scalar(1e-6);
-        let s = self.b.add2(ms, eps)?;
-        let s = self.b.unary(UnaryOp::Sqrt, s)?;
-        let one = self.scalar(1.0);
-        let r = self.b.div(one, s)?;
-        let y = self.b.mul(x, r)?;
-        self.b.mul(w, y)
-    }
-
-    /// cos/sin `{1, 1, seq, hd}` from positions ⊗ inverse frequencies (Hugging Face).
-    fn cos_sin(&mut self, hd: usize) -> Result<(Value, Value), IrError> {
-        let seq = Dim::sym("seq");
-        let pos =
-            self.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
-        let pos = self.b.reshape(pos, vec![Dim::Known(1), seq.clone(), Dim::Known(1)])?;
-        let pos = self.b.cast(pos, DType::F32)?;
-        let inv: Vec<f32> = (0..hd / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32)).collect();
-        let inv = self.b.constant(HostTensor::from_f32(vec![hd / 2], &inv));
-        let f = self.b.mul(pos, inv)?;
-        let emb = self.b.concat(&[f, f], -1)?;
-        let cos = self.b.unary(UnaryOp::Cos, emb)?;
-        let sin = self.b.unary(UnaryOp::Sin, emb)?;
-        let view = vec![Dim::Known(1), Dim::Known(1), seq, Dim::Known(hd)];
-        let cos = self.b.reshape(cos, view.clone())?;
-        let sin = self.b.reshape(sin, view)?;
-        Ok((self.b.cast(cos, self.dtype)?, self.b.cast(sin, self.dtype)?))
-    }
-
-    fn rotate_half_rope(&mut self, x: Value, cos: Value, sin: Value, d: i64) -> Result<Value, IrError> {
-        let lo = self.b.slice_axis(x, -1, 0, d / 2)?;
-        let hi = self.b.slice_axis(x, -1, d / 2, i64::MAX)?;
-        let nhi = self.b.unary(UnaryOp::Neg, hi)?;
-        let rot = self.b.concat(&[nhi, lo], -1)?;
-        let a = self.b.mul(x, cos)?;
-        let c = self.b.mul(rot, sin)?;
-        self.b.add2(a, c)
-    }
-
-    /// Additive causal mask `{seq, seq}`: 0 where key ≤ query, the dtype's lowest elsewhere.
-    fn causal_mask(&mut self) -> Result<Value, IrError> {
-        let seq = Dim::sym("seq");
-        let rows =
-            self.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
-        let rows = self.b.reshape(rows, vec![seq.clone(), Dim::Known(1)])?;
-        let cols =
-            self.b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::I64 }, &[])?;
-        let cols = self.b.reshape(cols, vec![Dim::Known(1), seq])?;
-        let allowed = self.b.binary(BinaryOp::LessEqual, cols, rows)?;
-        let zero = self.scalar(0.0);
-        let lowest = self.scalar(match self.dtype {
-            DType::F32 => f32::MIN as f64,
-            DType::BF16 => -3.3895313892515355e38,
-            _ => -65504.0,
-        });
-        self.b.select(allowed, zero, lowest)
-    }
-
-    fn heads(&mut self, x: Value, n: usize, d: usize) -> Result<Value, IrError> {
-        let shape = vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(n), Dim::Known(d)];
-        let r = self.b.reshape(x, shape)?;
-        self.b.transpose(r, &[0, 2, 1, 3])
-    }
-
-    fn repeat_kv(&mut self, x: Value, kv: usize, rep: usize, d: usize) -> Result<Value, IrError> {
-        let (b, s) = (Dim::sym("batch"), Dim::sym("seq"));
-        let u =
-            self.b.reshape(x, vec![b.clone(), Dim::Known(kv), Dim::Known(1), s.clone(), Dim::Known(d)])?;
-        let e =
-            self.b.expand(u, vec![b.clone(), Dim::Known(kv), Dim::Known(rep), s.clone(), Dim::Known(d)])?;
-        self.b.reshape(e, vec![b, Dim::Known(kv * rep), s, Dim::Known(d)])
-    }
-
-    /// Eager attention: repeat_kv, `q kᵀ · scale + mask`, softmax, `· v`.
-    fn attention(
-        &mut self,
-        q: Value,
-        k: Value,
-        v: Value,
-        heads: usize,
-        kv: usize,
-        hd: usize,
-    ) -> Result<Value, IrError> {
-        let rep = heads / kv;
-        let k = self.repeat_kv(k, kv, rep, hd)?;
-        let v = self.repeat_kv(v, kv, rep, hd)?;
-        let kt = self.b.transpose(k, &[0, 1, 3, 2])?;
-        let s = self.b.matmul(q, kt)?;
-        let scale = self.scalar(1.0 / (hd as f64).sqrt());
-        let s = self.b.mul(s, scale)?;
-        let mask = self.causal_mask()?;
-        let s = self.b.add2(s, mask)?;
-        let p = self.b.softmax(s, -1)?;
-        self.b.matmul(p, v)
-    }
-
-    fn swiglu(&mut self, gate: Value, up: Value) -> Result<Value, IrError> {
-        let sg = self.b.unary(UnaryOp::Sigmoid, gate)?;
-        let act = self.b.mul(gate, sg)?;
-        self.b.mul(act, up)
-    }
-
-    /// Exact GELU as exporters spell it under autocast (bf16 cannot hold 1/√2 closely
-    /// enough for the pattern): `x · 0.5 · (1 + erf(x · 1/√2))` on x cast to f32, in f32.
-    fn gelu_erf_f32(&mut self, x: Value) -> Result<Value, IrError> {
-        let x = self.b.cast(x, DType::F32)?;
-        let k = self.b.scalar(DType::F32, std::f64::consts::FRAC_1_SQRT_2);
-        let e = self.b.mul(x, k)?;
-        let e = self.b.unary(UnaryOp::Erf, e)?;
-        let one = self.b.scalar(DType::F32, 1.0);
-        let e = self.b.add2(e, one)?;
-        let half = self.b.scalar(DType::F32, 0.5);
-        let h = self.b.mul(x, half)?;
-        self.b.mul(h, e)
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Llama {
-    hidden: usize,
-    heads: usize,
-    kv_heads: usize,
-    intermediate: usize,
+/// Exact GELU as exporters spell it under autocast (bf16 cannot hold 1/√2 closely enough for
+/// the pattern): `x · 0.5 · (1 + erf(x · 1/√2))` on x cast to f32, in f32.
+fn gelu_erf_f32(b: &mut Builder<'_>, x: Value) -> Result<Value, IrError> {
+    let x = b.cast(x, DType::F32)?;
+    let k = b.scalar(DType::F32, std::f64::consts::FRAC_1_SQRT_2);
+    let e = b.mul(x, k)?;
+    let e = b.unary(UnaryOp::Erf, e)?;
+    let one = b.scalar(DType::F32, 1.0);
+    let e = b.add2(e, one)?;
+    let half = b.scalar(DType::F32, 0.5);
+    let h = b.mul(x, half)?;
+    b.mul(h, e)
 }
 
 /// The cases timed: each builds a graph of primitive ops (batch 1).
@@ -555,7 +388,7 @@ enum Case {
     SwiGlu { rows: usize, d: usize },
     GeGlu { rows: usize, d: usize },
     Gelu { rows: usize, d: usize },
-    Decoder { cfg: Llama, t: usize },
+    Decoder { cfg: DecoderConfig, t: usize },
 }
 
 impl Case {
@@ -581,82 +414,57 @@ impl Case {
 
     /// The graph (unoptimized) and its input host tensors.
     fn build(&self, dtype: DType) -> Result<(Graph, Src), IrError> {
+        let mut src = Src { inputs: Vec::new(), seed: 100 };
+        if let Case::Decoder { cfg, t } = *self {
+            let g = llama_decoder(DecoderConfig { dtype, ..cfg })?;
+            src.inputs.push(random_tensor(dtype, &[1, t, cfg.hidden], 1.0, src.seed + 1));
+            return Ok((g, src));
+        }
         let mut g = Graph::new();
-        let mut src = Src { inputs: Vec::new() };
         {
             let mut b = Builder::new(&mut g);
-            let mut c = Ctx { b: &mut b, src: &mut src, dtype, seed: 100 };
+            let mut c = Composer::new(&mut b, dtype, 100);
             let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
             let out = match *self {
                 Case::RmsNorm { rows, d } => {
-                    let x = c.act("x", &[rows, d], 2.0);
-                    c.rms_norm(x, d, "w")?
+                    let x = src.act(c.b, dtype, "x", &[rows, d], 2.0);
+                    c.rms_norm(x, d)?
                 }
                 Case::SwiGlu { rows, d } => {
-                    let gate = c.act("gate", &[rows, d], 4.0);
-                    let up = c.act("up", &[rows, d], 2.0);
+                    let gate = src.act(c.b, dtype, "gate", &[rows, d], 4.0);
+                    let up = src.act(c.b, dtype, "up", &[rows, d], 2.0);
                     c.swiglu(gate, up)?
                 }
                 Case::GeGlu { rows, d } => {
-                    let gate = c.act("gate", &[rows, d], 4.0);
-                    let up = c.act("up", &[rows, d], 2.0);
-                    let g = c.gelu_erf_f32(gate)?;
+                    let gate = src.act(c.b, dtype, "gate", &[rows, d], 4.0);
+                    let up = src.act(c.b, dtype, "up", &[rows, d], 2.0);
+                    let g = gelu_erf_f32(c.b, gate)?;
                     let up = c.b.cast(up, DType::F32)?;
                     let y = c.b.mul(g, up)?;
                     c.b.cast(y, dtype)?
                 }
                 Case::Gelu { rows, d } => {
-                    let x = c.act("x", &[rows, d], 4.0);
-                    let y = c.gelu_erf_f32(x)?;
+                    let x = src.act(c.b, dtype, "x", &[rows, d], 4.0);
+                    let y = gelu_erf_f32(c.b, x)?;
                     c.b.cast(y, dtype)?
                 }
                 Case::Rope { heads, t, hd } => {
                     let ty = TensorType::new(dtype, [batch, Dim::Known(heads), seq, Dim::Known(hd)]);
-                    let x = c.data("x", ty, &[1, heads, t, hd], 1.0);
+                    let x = src.input(c.b, "x", ty, &[1, heads, t, hd], 1.0);
                     let (cos, sin) = c.cos_sin(hd)?;
-                    c.rotate_half_rope(x, cos, sin, hd as i64)?
+                    c.rotate_half_rope(x, cos, sin, hd)?
                 }
                 Case::Sdpa { heads, kv, t, hd } => {
                     let ty = |n| {
                         TensorType::new(dtype, [batch.clone(), Dim::Known(n), seq.clone(), Dim::Known(hd)])
                     };
-                    let q = c.data("q", ty(heads), &[1, heads, t, hd], 1.0);
-                    let k = c.data("k", ty(kv), &[1, kv, t, hd], 1.0);
-                    let v = c.data("v", ty(kv), &[1, kv, t, hd], 1.0);
-                    c.attention(q, k, v, heads, kv, hd)?
+                    let q = src.input(c.b, "q", ty(heads), &[1, heads, t, hd], 1.0);
+                    let k = src.input(c.b, "k", ty(kv), &[1, kv, t, hd], 1.0);
+                    let v = src.input(c.b, "v", ty(kv), &[1, kv, t, hd], 1.0);
+                    let mask = c.causal_mask()?;
+                    c.attention(q, k, v, heads, kv, hd, mask)?
                 }
-                Case::Decoder { cfg, t } => {
-                    let h = cfg.hidden;
-                    let hd = h / cfg.heads;
-                    let ty = TensorType::new(dtype, [batch.clone(), seq.clone(), Dim::Known(h)]);
-                    let x = c.data("hidden_states", ty, &[1, t, h], 1.0);
-                    let (cos, sin) = c.cos_sin(hd)?;
-                    let n = c.rms_norm(x, h, "input_layernorm.weight")?;
-                    let wq = c.weight("q_proj", &[h, cfg.heads * hd], 0.02);
-                    let wk = c.weight("k_proj", &[h, cfg.kv_heads * hd], 0.02);
-                    let wv = c.weight("v_proj", &[h, cfg.kv_heads * hd], 0.02);
-                    let (q, k, v) = (c.b.matmul(n, wq)?, c.b.matmul(n, wk)?, c.b.matmul(n, wv)?);
-                    let q = c.heads(q, cfg.heads, hd)?;
-                    let k = c.heads(k, cfg.kv_heads, hd)?;
-                    let v = c.heads(v, cfg.kv_heads, hd)?;
-                    let q = c.rotate_half_rope(q, cos, sin, hd as i64)?;
-                    let k = c.rotate_half_rope(k, cos, sin, hd as i64)?;
-                    let o = c.attention(q, k, v, cfg.heads, cfg.kv_heads, hd)?;
-                    let o = c.b.transpose(o, &[0, 2, 1, 3])?;
-                    let o = c.b.reshape(o, vec![batch, seq, Dim::Known(h)])?;
-                    let wo = c.weight("o_proj", &[h, h], 0.02);
-                    let o = c.b.matmul(o, wo)?;
-                    let hres = c.b.add2(x, o)?;
-                    let n = c.rms_norm(hres, h, "post_attention_layernorm.weight")?;
-                    let wg = c.weight("gate_proj", &[h, cfg.intermediate], 0.02);
-                    let wu = c.weight("up_proj", &[h, cfg.intermediate], 0.02);
-                    let wd = c.weight("down_proj", &[cfg.intermediate, h], 0.02);
-                    let gate = c.b.matmul(n, wg)?;
-                    let up = c.b.matmul(n, wu)?;
-                    let act = c.swiglu(gate, up)?;
-                    let down = c.b.matmul(act, wd)?;
-                    c.b.add2(hres, down)?
-                }
+                Case::Decoder { .. } => unreachable!("built above"),
             };
             g.add_output("out", out);
         }
@@ -783,10 +591,19 @@ struct Row {
 fn perf(device: Device, small: bool, iters: usize) {
     let dtype = DType::BF16;
     let backend = MlxBackend::with_default_lowerings(device).expect("device available");
+    // One layer, no final norm (a "decoder layer"), weights ±0.02.
+    let layer = DecoderConfig {
+        layers: 1,
+        dtype,
+        weight_scale: 0.02,
+        seed: 100,
+        final_norm: false,
+        ..DecoderConfig::demo()
+    };
     let llama = if small {
-        Llama { hidden: 256, heads: 4, kv_heads: 2, intermediate: 512 }
+        DecoderConfig { hidden: 256, heads: 4, kv_heads: 2, intermediate: 512, ..layer }
     } else {
-        Llama { hidden: 4096, heads: 32, kv_heads: 8, intermediate: 14336 }
+        DecoderConfig { hidden: 4096, heads: 32, kv_heads: 8, intermediate: 14336, ..layer }
     };
     let cases: Vec<Case> = if small {
         vec![
