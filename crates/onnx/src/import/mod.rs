@@ -9,6 +9,9 @@
 //! `SymConst` when they hold symbols).
 
 pub mod known;
+mod ops_extra;
+
+pub use ops_extra::EXTRA_SUPPORTED;
 
 use crate::error::OnnxError;
 use crate::proto::{tensor_shape_proto, type_proto, ModelProto, NodeProto, ValueInfoProto};
@@ -158,7 +161,7 @@ pub const SUPPORTED: &[&str] = &[
 
 /// Whether `op_type` (of the default ONNX domain) is in [`SUPPORTED`].
 pub fn is_supported(op_type: &str) -> bool {
-    SUPPORTED.contains(&op_type)
+    SUPPORTED.contains(&op_type) || EXTRA_SUPPORTED.contains(&op_type)
 }
 
 fn check_supported(nodes: &[NodeProto]) -> Result<(), OnnxError> {
@@ -662,7 +665,7 @@ impl Importer {
                 self.set(&n.output[0], e);
                 Ok(())
             }
-            other => Err(self.err(format!("unsupported op {other}"))),
+            other => self.extra_node(n).unwrap_or_else(|| Err(self.err(format!("unsupported op {other}")))),
         }
     }
 

@@ -1,0 +1,890 @@
+//! Converters for ONNX ops that import as compositions of existing IR ops (exact rewrites of
+//! the ONNX definitions): activations (`LogSoftmax`, `Clip`, `Softplus`, `HardSigmoid`, `Elu`,
+//! `HardSwish`, ...), variadic `Sum`/`Mean`, `IsInf`, normalizations (`BatchNormalization`
+//! inference, `InstanceNormalization`, `LpNormalization`, ...), the reductions ONNX names
+//! separately (`ReduceL1`, `ReduceLogSumExp`, ...), `ArgMax`/`ArgMin`/`Hardmax`, losses
+//! (`NegativeLogLikelihoodLoss`, `SoftmaxCrossEntropyLoss`), `Einsum`, layout ops
+//! (`DepthToSpace`, `SpaceToDepth`, `EyeLike`), quantization (`DequantizeLinear`,
+//! `QuantizeLinear`, `Round`), pooling and convolution (`MaxPool`, `AveragePool`, `Conv`, by
+//! strided slices and one matmul), and ONNX's `SwiGLU` (our `swiglu` block when `alpha` is 1).
+//!
+//! [`EXTRA_SUPPORTED`] lists the op types; [`Importer::extra_node`] dispatches them.
+
+mod conv;
+mod einsum;
+mod loss;
+
+use super::{attr_f, attr_i, attr_ints, attr_s, inp, Importer, R};
+use crate::proto::NodeProto;
+use blockfuse_ir::blocks::SwiGlu;
+use blockfuse_ir::shape::normalize_axis;
+use blockfuse_ir::{BinaryOp, DType, Dim, HostTensor, Op, ReduceOp, TensorType, UnaryOp, Value};
+use std::sync::Arc;
+
+/// The op types (default domain) converted here, in addition to [`super::SUPPORTED`].
+pub const EXTRA_SUPPORTED: &[&str] = &[
+    "LogSoftmax",
+    "Clip",
+    "Sum",
+    "Mean",
+    "Softplus",
+    "Softsign",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "Celu",
+    "Selu",
+    "LeakyRelu",
+    "ThresholdedRelu",
+    "PRelu",
+    "Swish",
+    "Mish",
+    "Shrink",
+    "Sign",
+    "IsInf",
+    "Sinh",
+    "Cosh",
+    "Tan",
+    "Round",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "MeanVarianceNormalization",
+    "LpNormalization",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "ArgMax",
+    "ArgMin",
+    "Hardmax",
+    "NegativeLogLikelihoodLoss",
+    "SoftmaxCrossEntropyLoss",
+    "Einsum",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "EyeLike",
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "SwiGLU",
+    "MaxPool",
+    "AveragePool",
+    "Conv",
+];
+
+impl Importer {
+    /// Converts `n` when its op type is in [`EXTRA_SUPPORTED`]; `None` otherwise.
+    pub(super) fn extra_node(&mut self, n: &NodeProto) -> Option<R<()>> {
+        use BinaryOp as B;
+        use UnaryOp as U;
+        Some(match n.op_type() {
+            "LogSoftmax" => self.log_softmax_node(n),
+            "Clip" => self.clip(n),
+            "Sum" => self.variadic(n, false),
+            "Mean" => self.variadic(n, true),
+            "Softplus" => self.map1(n, |s, x| s.softplus(x)),
+            "Softsign" => self.map1(n, |s, x| {
+                let a = s.un(U::Abs, x)?;
+                let one = s.scalar_like(x, 1.0)?;
+                let d = s.bin(B::Add, a, one)?;
+                s.bin(B::Div, x, d)
+            }),
+            "HardSigmoid" => {
+                let (a, b) = (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5));
+                self.map1(n, |s, x| s.hard_sigmoid(x, a as f64, b as f64))
+            }
+            "HardSwish" => self.map1(n, |s, x| {
+                let h = s.hard_sigmoid(x, 1.0 / 6.0, 0.5)?;
+                s.bin(B::Mul, x, h)
+            }),
+            "Elu" => {
+                let alpha = attr_f(n, "alpha", 1.0) as f64;
+                self.map1(n, |s, x| {
+                    let e = s.expm1_scaled(x, 1.0, alpha)?;
+                    s.select_neg(x, e)
+                })
+            }
+            "Celu" => {
+                let alpha = attr_f(n, "alpha", 1.0) as f64;
+                self.map1(n, |s, x| {
+                    let e = s.expm1_scaled(x, 1.0 / alpha, alpha)?;
+                    s.select_neg(x, e)
+                })
+            }
+            "Selu" => {
+                let alpha = attr_f(n, "alpha", 1.673_263_192_176_818_8) as f64;
+                let gamma = attr_f(n, "gamma", 1.050_701_022_148_132_3) as f64;
+                self.map1(n, |s, x| {
+                    let e = s.expm1_scaled(x, 1.0, alpha)?;
+                    let y = s.select_neg(x, e)?;
+                    let g = s.scalar_like(x, gamma)?;
+                    s.bin(B::Mul, y, g)
+                })
+            }
+            "LeakyRelu" => {
+                let alpha = attr_f(n, "alpha", 0.01) as f64;
+                self.map1(n, |s, x| {
+                    let a = s.scalar_like(x, alpha)?;
+                    let ax = s.bin(B::Mul, x, a)?;
+                    s.select_neg(x, ax)
+                })
+            }
+            "PRelu" => self.prelu(n),
+            "ThresholdedRelu" => {
+                let alpha = attr_f(n, "alpha", 1.0) as f64;
+                self.map1(n, |s, x| {
+                    let a = s.scalar_like(x, alpha)?;
+                    let c = s.bin(B::Greater, x, a)?;
+                    let z = s.scalar_like(x, 0.0)?;
+                    s.emit(Op::Where, &[c, x, z])
+                })
+            }
+            "Swish" => {
+                let alpha = attr_f(n, "alpha", 1.0) as f64;
+                self.map1(n, |s, x| s.swish(x, alpha))
+            }
+            "Mish" => self.map1(n, |s, x| {
+                let sp = s.softplus(x)?;
+                let t = s.un(U::Tanh, sp)?;
+                s.bin(B::Mul, x, t)
+            }),
+            "Shrink" => {
+                let (bias, lambd) = (attr_f(n, "bias", 0.0) as f64, attr_f(n, "lambd", 0.5) as f64);
+                self.map1(n, |s, x| s.shrink(x, bias, lambd))
+            }
+            "Sign" => self.map1(n, |s, x| {
+                let z = s.scalar_like(x, 0.0)?;
+                let (p, m) = (s.scalar_like(x, 1.0)?, s.scalar_like(x, -1.0)?);
+                let neg = s.bin(B::Less, x, z)?;
+                let lo = s.emit(Op::Where, &[neg, m, z])?;
+                let pos = s.bin(B::Greater, x, z)?;
+                s.emit(Op::Where, &[pos, p, lo])
+            }),
+            "IsInf" => self.is_inf(n),
+            "Sinh" | "Cosh" => {
+                let sub = n.op_type() == "Sinh";
+                self.map1(n, move |s, x| {
+                    let e = s.un(U::Exp, x)?;
+                    let nx = s.un(U::Neg, x)?;
+                    let en = s.un(U::Exp, nx)?;
+                    let t = s.bin(if sub { B::Sub } else { B::Add }, e, en)?;
+                    let h = s.scalar_like(x, 0.5)?;
+                    s.bin(B::Mul, t, h)
+                })
+            }
+            "Tan" => self.map1(n, |s, x| {
+                let (sn, cs) = (s.un(U::Sin, x)?, s.un(U::Cos, x)?);
+                s.bin(B::Div, sn, cs)
+            }),
+            "Round" => self.map1(n, |s, x| s.round_half_even(x)),
+            "BatchNormalization" => self.batch_norm(n),
+            "InstanceNormalization" => self.instance_norm(n),
+            "MeanVarianceNormalization" => self.mvn(n),
+            "LpNormalization" => self.lp_norm(n),
+            "GlobalAveragePool" => self.global_pool(n, ReduceOp::Mean),
+            "GlobalMaxPool" => self.global_pool(n, ReduceOp::Max),
+            "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
+                self.reduce_named(n)
+            }
+            "ArgMax" | "ArgMin" => self.arg_node(n),
+            "Hardmax" => self.hardmax(n),
+            "NegativeLogLikelihoodLoss" => self.nll_node(n),
+            "SoftmaxCrossEntropyLoss" => self.sce_node(n),
+            "Einsum" => self.einsum_node(n),
+            "DepthToSpace" | "SpaceToDepth" => self.depth_space(n),
+            "EyeLike" => self.eye_like(n),
+            "DequantizeLinear" => self.dequantize(n),
+            "QuantizeLinear" => self.quantize(n),
+            "SwiGLU" => self.swiglu_node(n),
+            "MaxPool" => self.pool_node(n, true),
+            "AveragePool" => self.pool_node(n, false),
+            "Conv" => self.conv_node(n),
+            _ => return None,
+        })
+    }
+
+    // ---- small helpers ----
+
+    fn vt(&self, v: Value) -> TensorType {
+        self.g.value_type(v).clone()
+    }
+
+    fn un(&mut self, op: UnaryOp, x: Value) -> R<Value> {
+        self.emit(Op::Unary(op), &[x])
+    }
+
+    /// A scalar constant of `like`'s dtype.
+    fn scalar_like(&mut self, like: Value, v: f64) -> R<Value> {
+        let dt = self.g.value_type(like).dtype;
+        self.scalar_of(dt, v)
+    }
+
+    fn scalar_of(&mut self, dt: DType, v: f64) -> R<Value> {
+        self.emit(Op::Constant(HostTensor::scalar(dt, v)), &[])
+    }
+
+    /// Input `i` as an IR value.
+    fn input_v(&mut self, n: &NodeProto, i: usize) -> R<Value> {
+        let name = self.in_req(n, i)?;
+        self.value(&name)
+    }
+
+    /// Optional input `i`, cast to `dt` when given.
+    fn opt_input_as(&mut self, n: &NodeProto, i: usize, dt: DType) -> R<Option<Value>> {
+        let Some(name) = inp(n, i) else { return Ok(None) };
+        let v = self.value(name)?;
+        Ok(Some(self.cast_to(v, dt)?))
+    }
+
+    fn cast_to(&mut self, v: Value, dt: DType) -> R<Value> {
+        if self.g.value_type(v).dtype == dt {
+            Ok(v)
+        } else {
+            self.emit(Op::Cast(dt), &[v])
+        }
+    }
+
+    fn reduce_v(&mut self, op: ReduceOp, x: Value, axes: Vec<i64>, keepdims: bool) -> R<Value> {
+        self.emit(Op::Reduce { op, axes, keepdims }, &[x])
+    }
+
+    /// A float-only unary op's input check, as a named error.
+    fn need_float(&self, v: &TensorType) -> R<()> {
+        if v.dtype.is_float() {
+            Ok(())
+        } else {
+            Err(self.err(format!("needs a float input, got {}", v.dtype)))
+        }
+    }
+
+    /// One input, one output: `y = f(x)`.
+    /// 16-bit floats compute in f32 and round once at the end.
+    fn map1(&mut self, n: &NodeProto, f: impl FnOnce(&mut Self, Value) -> R<Value>) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let dt = self.vt(x).dtype;
+        let low = matches!(dt, DType::F16 | DType::BF16);
+        let xc = if low { self.cast_to(x, DType::F32)? } else { x };
+        let y = f(self, xc)?;
+        let y = if low && self.vt(y).dtype == DType::F32 { self.cast_to(y, dt)? } else { y };
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    fn axis_of(&self, axis: i64, rank: usize) -> R<usize> {
+        normalize_axis(axis, rank)
+            .ok_or_else(|| self.err(format!("axis {axis} is out of range for rank {rank}")))
+    }
+
+    /// `0, 1, …, len−1` (i64) laid along `axis` of a rank-`rank` tensor (1 elsewhere).
+    fn iota_along(&mut self, len: Dim, axis: usize, rank: usize) -> R<Value> {
+        let r = self.emit(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])?;
+        let mut shape = vec![Dim::Known(1); rank];
+        shape[axis] = len;
+        self.reshape_v(r, shape)
+    }
+
+    /// A vector parameter `[C]` reshaped to `[C, 1, …]` for an `[N, C, …]` operand.
+    fn channel_param(&mut self, p: Value, rank: usize, dt: DType) -> R<Value> {
+        let p = self.cast_to(p, dt)?;
+        let t = self.vt(p);
+        if t.rank() != 1 {
+            return Err(self.err(format!("a per-channel parameter must have 1 axis, got {t}")));
+        }
+        let mut shape = vec![t.shape[0].clone()];
+        shape.resize(rank.saturating_sub(1).max(1), Dim::Known(1));
+        self.reshape_v(p, shape)
+    }
+
+    // ---- activations ----
+
+    fn log_softmax(&mut self, x: Value, axis: i64) -> R<Value> {
+        self.need_float(&self.vt(x))?;
+        let m = self.reduce_v(ReduceOp::Max, x, vec![axis], true)?;
+        let d = self.bin(BinaryOp::Sub, x, m)?;
+        let e = self.un(UnaryOp::Exp, d)?;
+        let s = self.reduce_v(ReduceOp::Sum, e, vec![axis], true)?;
+        let l = self.un(UnaryOp::Log, s)?;
+        self.bin(BinaryOp::Sub, d, l)
+    }
+
+    fn log_softmax_node(&mut self, n: &NodeProto) -> R<()> {
+        let axis = attr_i(n, "axis", -1);
+        self.map1(n, |s, x| s.log_softmax(x, axis))
+    }
+
+    /// `Clip`: `min(max(x, lo), hi)` (all values become `hi` when `lo > hi`, as ONNX says).
+    fn clip(&mut self, n: &NodeProto) -> R<()> {
+        let mut y = self.input_v(n, 0)?;
+        let dt = self.vt(y).dtype;
+        let lo = match self.opt_input_as(n, 1, dt)? {
+            Some(v) => Some(v),
+            None => match n.attr("min").and_then(|a| a.as_float()) {
+                Some(f) => Some(self.scalar_of(dt, f as f64)?),
+                None => None,
+            },
+        };
+        let hi = match self.opt_input_as(n, 2, dt)? {
+            Some(v) => Some(v),
+            None => match n.attr("max").and_then(|a| a.as_float()) {
+                Some(f) => Some(self.scalar_of(dt, f as f64)?),
+                None => None,
+            },
+        };
+        if let Some(lo) = lo {
+            y = self.bin(BinaryOp::Max, y, lo)?;
+        }
+        if let Some(hi) = hi {
+            y = self.bin(BinaryOp::Min, y, hi)?;
+        }
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// Variadic `Sum` (pairwise adds) and `Mean` (the sum divided by the operand count).
+    fn variadic(&mut self, n: &NodeProto, mean: bool) -> R<()> {
+        let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        if names.is_empty() {
+            return Err(self.err("expects at least 1 input, got 0"));
+        }
+        let mut acc = self.value(&names[0])?;
+        let dt = self.vt(acc).dtype;
+        for name in &names[1..] {
+            let b = self.value(name)?;
+            let b = self.cast_to(b, dt)?;
+            acc = self.bin(BinaryOp::Add, acc, b)?;
+        }
+        if mean && names.len() > 1 {
+            let k = self.scalar_of(dt, names.len() as f64)?;
+            acc = self.bin(BinaryOp::Div, acc, k)?;
+        }
+        self.out(n, 0, acc);
+        Ok(())
+    }
+
+    /// `log(exp(x) + 1)`, as ONNX defines Softplus.
+    fn softplus(&mut self, x: Value) -> R<Value> {
+        self.need_float(&self.vt(x))?;
+        let e = self.un(UnaryOp::Exp, x)?;
+        let one = self.scalar_like(x, 1.0)?;
+        let s = self.bin(BinaryOp::Add, e, one)?;
+        self.un(UnaryOp::Log, s)
+    }
+
+    /// `max(0, min(1, alpha·x + beta))`.
+    fn hard_sigmoid(&mut self, x: Value, alpha: f64, beta: f64) -> R<Value> {
+        let a = self.scalar_like(x, alpha)?;
+        let b = self.scalar_like(x, beta)?;
+        let ax = self.bin(BinaryOp::Mul, x, a)?;
+        let y = self.bin(BinaryOp::Add, ax, b)?;
+        let one = self.scalar_like(x, 1.0)?;
+        let zero = self.scalar_like(x, 0.0)?;
+        let y = self.bin(BinaryOp::Min, y, one)?;
+        self.bin(BinaryOp::Max, y, zero)
+    }
+
+    /// `scale·(exp(k·x) − 1)`.
+    fn expm1_scaled(&mut self, x: Value, k: f64, scale: f64) -> R<Value> {
+        self.need_float(&self.vt(x))?;
+        let kx = if k == 1.0 {
+            x
+        } else {
+            let kv = self.scalar_like(x, k)?;
+            self.bin(BinaryOp::Mul, x, kv)?
+        };
+        let e = self.un(UnaryOp::Exp, kx)?;
+        let one = self.scalar_like(x, 1.0)?;
+        let d = self.bin(BinaryOp::Sub, e, one)?;
+        let s = self.scalar_like(x, scale)?;
+        self.bin(BinaryOp::Mul, d, s)
+    }
+
+    /// `neg_value` where `x < 0`, else `x`.
+    fn select_neg(&mut self, x: Value, neg_value: Value) -> R<Value> {
+        let z = self.scalar_like(x, 0.0)?;
+        let c = self.bin(BinaryOp::Less, x, z)?;
+        self.emit(Op::Where, &[c, neg_value, x])
+    }
+
+    fn prelu(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let slope = self.input_v(n, 1)?;
+        let slope = self.cast_to(slope, self.vt(x).dtype)?;
+        let sx = self.bin(BinaryOp::Mul, x, slope)?;
+        let y = self.select_neg(x, sx)?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// `x · sigmoid(alpha·x)`.
+    fn swish(&mut self, x: Value, alpha: f64) -> R<Value> {
+        let ax = if alpha == 1.0 {
+            x
+        } else {
+            let a = self.scalar_like(x, alpha)?;
+            self.bin(BinaryOp::Mul, x, a)?
+        };
+        let s = self.un(UnaryOp::Sigmoid, ax)?;
+        self.bin(BinaryOp::Mul, x, s)
+    }
+
+    /// `x + bias` below `−lambd`, `x − bias` above `lambd`, else 0.
+    fn shrink(&mut self, x: Value, bias: f64, lambd: f64) -> R<Value> {
+        let (nl, l) = (self.scalar_like(x, -lambd)?, self.scalar_like(x, lambd)?);
+        let b = self.scalar_like(x, bias)?;
+        let z = self.scalar_like(x, 0.0)?;
+        let lo = self.bin(BinaryOp::Less, x, nl)?;
+        let hi = self.bin(BinaryOp::Greater, x, l)?;
+        let xp = self.bin(BinaryOp::Add, x, b)?;
+        let xm = self.bin(BinaryOp::Sub, x, b)?;
+        let mid = self.emit(Op::Where, &[hi, xm, z])?;
+        self.emit(Op::Where, &[lo, xp, mid])
+    }
+
+    fn is_inf(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let t = self.vt(x);
+        self.need_float(&t)?;
+        let (pos, neg) = (attr_i(n, "detect_positive", 1) != 0, attr_i(n, "detect_negative", 1) != 0);
+        let mut y: Option<Value> = None;
+        for (on, v) in [(pos, f64::INFINITY), (neg, f64::NEG_INFINITY)] {
+            if on {
+                let c = self.scalar_like(x, v)?;
+                let e = self.bin(BinaryOp::Equal, x, c)?;
+                y = Some(match y {
+                    Some(p) => self.bin(BinaryOp::Or, p, e)?,
+                    None => e,
+                });
+            }
+        }
+        let y = match y {
+            Some(y) => y,
+            None => self.emit(Op::Full { shape: t.shape.to_vec(), value: 0.0, dtype: DType::Bool }, &[])?,
+        };
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// Round half to even, exactly: `floor(x)` plus 1 above the half, plus `floor(x) mod 2` at it.
+    fn round_half_even(&mut self, x: Value) -> R<Value> {
+        self.need_float(&self.vt(x))?;
+        let f = self.un(UnaryOp::Floor, x)?;
+        let d = self.bin(BinaryOp::Sub, x, f)?;
+        let (half, one, two) =
+            (self.scalar_like(x, 0.5)?, self.scalar_like(x, 1.0)?, self.scalar_like(x, 2.0)?);
+        let up = self.bin(BinaryOp::Add, f, one)?;
+        let odd = self.bin(BinaryOp::Mod, f, two)?;
+        let tie = self.bin(BinaryOp::Add, f, odd)?;
+        let above = self.bin(BinaryOp::Greater, d, half)?;
+        let below = self.bin(BinaryOp::Less, d, half)?;
+        let t = self.emit(Op::Where, &[below, f, tie])?;
+        self.emit(Op::Where, &[above, up, t])
+    }
+
+    // ---- normalizations and reductions ----
+
+    /// `BatchNormalization` in inference mode: `(x − mean)/√(var + ε)·scale + B`.
+    fn batch_norm(&mut self, n: &NodeProto) -> R<()> {
+        if attr_i(n, "training_mode", 0) != 0 || (1..n.output.len()).any(|i| self.output_used(n, i)) {
+            return Err(self.unsupported("BatchNormalization in training mode is not supported"));
+        }
+        let x = self.input_v(n, 0)?;
+        let t = self.vt(x);
+        self.need_float(&t)?;
+        let eps = attr_f(n, "epsilon", 1e-5) as f64;
+        let mut p = vec![];
+        for i in 1..5 {
+            let v = self.input_v(n, i)?;
+            p.push(self.channel_param(v, t.rank(), t.dtype)?);
+        }
+        let e = self.scalar_like(x, eps)?;
+        let ve = self.bin(BinaryOp::Add, p[3], e)?;
+        let sd = self.un(UnaryOp::Sqrt, ve)?;
+        let c = self.bin(BinaryOp::Sub, x, p[2])?;
+        let y = self.bin(BinaryOp::Div, c, sd)?;
+        let y = self.bin(BinaryOp::Mul, y, p[0])?;
+        let y = self.bin(BinaryOp::Add, y, p[1])?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// `(x − mean)` and the mean of its square over `axes`, both keeping the axes.
+    fn centered(&mut self, x: Value, axes: Vec<i64>) -> R<(Value, Value)> {
+        let m = self.reduce_v(ReduceOp::Mean, x, axes.clone(), true)?;
+        let c = self.bin(BinaryOp::Sub, x, m)?;
+        let c2 = self.bin(BinaryOp::Mul, c, c)?;
+        let var = self.reduce_v(ReduceOp::Mean, c2, axes, true)?;
+        Ok((c, var))
+    }
+
+    fn instance_norm(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let t = self.vt(x);
+        self.need_float(&t)?;
+        if t.rank() < 3 {
+            return Err(self.err(format!("input must have at least 3 axes, got {t}")));
+        }
+        let eps = attr_f(n, "epsilon", 1e-5) as f64;
+        let (c, var) = self.centered(x, (2..t.rank() as i64).collect())?;
+        let e = self.scalar_like(x, eps)?;
+        let ve = self.bin(BinaryOp::Add, var, e)?;
+        let sd = self.un(UnaryOp::Sqrt, ve)?;
+        let y = self.bin(BinaryOp::Div, c, sd)?;
+        let s = self.input_v(n, 1)?;
+        let s = self.channel_param(s, t.rank(), t.dtype)?;
+        let b = self.input_v(n, 2)?;
+        let b = self.channel_param(b, t.rank(), t.dtype)?;
+        let y = self.bin(BinaryOp::Mul, y, s)?;
+        let y = self.bin(BinaryOp::Add, y, b)?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// `(x − mean)/(√var + 1e-9)` over `axes` (default `[0, 2, 3]`).
+    fn mvn(&mut self, n: &NodeProto) -> R<()> {
+        let axes = attr_ints(n, "axes").unwrap_or_else(|| vec![0, 2, 3]);
+        self.map1(n, |s, x| {
+            s.need_float(&s.vt(x))?;
+            let (c, var) = s.centered(x, axes)?;
+            let sd = s.un(UnaryOp::Sqrt, var)?;
+            let e = s.scalar_like(x, 1e-9)?;
+            let d = s.bin(BinaryOp::Add, sd, e)?;
+            s.bin(BinaryOp::Div, c, d)
+        })
+    }
+
+    /// `x / ‖x‖_p` along `axis` (0 where the norm is 0).
+    fn lp_norm(&mut self, n: &NodeProto) -> R<()> {
+        let (axis, p) = (attr_i(n, "axis", -1), attr_i(n, "p", 2));
+        if p != 1 && p != 2 {
+            return Err(self.unsupported(format!("LpNormalization with p = {p} (only 1 and 2)")));
+        }
+        self.map1(n, |s, x| {
+            s.need_float(&s.vt(x))?;
+            let norm = if p == 1 {
+                let a = s.un(UnaryOp::Abs, x)?;
+                s.reduce_v(ReduceOp::Sum, a, vec![axis], true)?
+            } else {
+                let q = s.un(UnaryOp::Square, x)?;
+                let q = s.reduce_v(ReduceOp::Sum, q, vec![axis], true)?;
+                s.un(UnaryOp::Sqrt, q)?
+            };
+            let z = s.scalar_like(x, 0.0)?;
+            let is0 = s.bin(BinaryOp::Equal, norm, z)?;
+            let y = s.bin(BinaryOp::Div, x, norm)?;
+            s.emit(Op::Where, &[is0, z, y])
+        })
+    }
+
+    fn global_pool(&mut self, n: &NodeProto, op: ReduceOp) -> R<()> {
+        self.map1(n, |s, x| {
+            let r = s.vt(x).rank();
+            if r < 3 {
+                return Err(s.err(format!("input must have at least 3 axes, got rank {r}")));
+            }
+            s.reduce_v(op, x, (2..r as i64).collect(), true)
+        })
+    }
+
+    /// `ReduceL1`, `ReduceL2`, `ReduceLogSum`, `ReduceLogSumExp`, `ReduceSumSquare`.
+    fn reduce_named(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let axes = self.axes(n, 1)?.unwrap_or_default();
+        if axes.is_empty() && attr_i(n, "noop_with_empty_axes", 0) != 0 {
+            // The reduction of nothing: each op's elementwise part only.
+            let y = match n.op_type() {
+                "ReduceL1" | "ReduceL2" => self.un(UnaryOp::Abs, x)?,
+                "ReduceSumSquare" => self.un(UnaryOp::Square, x)?,
+                "ReduceLogSum" => self.un(UnaryOp::Log, x)?,
+                _ => x,
+            };
+            self.out(n, 0, y);
+            return Ok(());
+        }
+        let keep = attr_i(n, "keepdims", 1) != 0;
+        let sum = |s: &mut Self, v: Value| s.reduce_v(ReduceOp::Sum, v, axes.clone(), keep);
+        let y = match n.op_type() {
+            "ReduceL1" => {
+                let a = self.un(UnaryOp::Abs, x)?;
+                sum(self, a)?
+            }
+            "ReduceL2" => {
+                let q = self.un(UnaryOp::Square, x)?;
+                let q = sum(self, q)?;
+                if self.vt(q).dtype.is_float() {
+                    self.un(UnaryOp::Sqrt, q)?
+                } else {
+                    return Err(self.unsupported("ReduceL2 of integers is not supported"));
+                }
+            }
+            "ReduceSumSquare" => {
+                let q = self.un(UnaryOp::Square, x)?;
+                sum(self, q)?
+            }
+            "ReduceLogSum" => {
+                self.need_float(&self.vt(x))?;
+                let s = sum(self, x)?;
+                self.un(UnaryOp::Log, s)?
+            }
+            _ => {
+                self.need_float(&self.vt(x))?;
+                let e = self.un(UnaryOp::Exp, x)?;
+                let s = sum(self, e)?;
+                self.un(UnaryOp::Log, s)?
+            }
+        };
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// The index of the first (or last) maximum (or minimum) of `x` along `axis`, kept as
+    /// size 1: the smallest (largest) index where `x` equals its reduction.
+    fn arg_extreme(&mut self, x: Value, axis: i64, max: bool, last: bool) -> R<Value> {
+        let t = self.vt(x);
+        let a = self.axis_of(axis, t.rank())?;
+        let red = if max { ReduceOp::Max } else { ReduceOp::Min };
+        let m = self.reduce_v(red, x, vec![a as i64], true)?;
+        let eq = self.bin(BinaryOp::Equal, x, m)?;
+        let idx = self.iota_along(t.shape[a].clone(), a, t.rank())?;
+        let len = t.shape[a].known().map(|k| k as f64).unwrap_or(i64::MAX as f64);
+        let miss = self.scalar_of(DType::I64, if last { -1.0 } else { len })?;
+        let cand = self.emit(Op::Where, &[eq, idx, miss])?;
+        self.reduce_v(if last { ReduceOp::Max } else { ReduceOp::Min }, cand, vec![a as i64], true)
+    }
+
+    fn arg_node(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let t = self.vt(x);
+        if t.dtype == DType::Bool {
+            return Err(self.err("needs numbers, got bool"));
+        }
+        let axis = attr_i(n, "axis", 0);
+        let last = attr_i(n, "select_last_index", 0) != 0;
+        let mut y = self.arg_extreme(x, axis, n.op_type() == "ArgMax", last)?;
+        if attr_i(n, "keepdims", 1) == 0 {
+            let a = self.axis_of(axis, t.rank())?;
+            let mut shape = t.shape.to_vec();
+            shape.remove(a);
+            y = self.reshape_v(y, shape)?;
+        }
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// 1 at the first maximum along `axis`, 0 elsewhere.
+    fn hardmax(&mut self, n: &NodeProto) -> R<()> {
+        let axis = attr_i(n, "axis", -1);
+        self.map1(n, |s, x| {
+            let t = s.vt(x);
+            let a = s.axis_of(axis, t.rank())?;
+            let am = s.arg_extreme(x, a as i64, true, false)?;
+            let idx = s.iota_along(t.shape[a].clone(), a, t.rank())?;
+            let eq = s.bin(BinaryOp::Equal, idx, am)?;
+            s.emit(Op::Cast(t.dtype), &[eq])
+        })
+    }
+
+    // ---- layout ----
+
+    fn depth_space(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let t = self.vt(x);
+        let b = usize::try_from(attr_i(n, "blocksize", 0))
+            .ok()
+            .filter(|&b| b > 0)
+            .ok_or_else(|| self.err("blocksize must be a positive integer"))?;
+        let dims = t
+            .known_dims()
+            .filter(|d| d.len() == 4)
+            .ok_or_else(|| self.err(format!("input must have 4 axes of known size, got {t}")))?;
+        let [nb, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
+        let k = |v: &[usize]| v.iter().map(|&d| Dim::Known(d)).collect::<Vec<_>>();
+        let (mid, perm, fin) = if n.op_type() == "DepthToSpace" {
+            if c % (b * b) != 0 {
+                return Err(self.err(format!("channels {c} are not a multiple of blocksize² {}", b * b)));
+            }
+            let cb = c / (b * b);
+            let crd = attr_s(n, "mode").as_deref() == Some("CRD");
+            let (mid, perm) = if crd {
+                (vec![nb, cb, b, b, h, w], vec![0, 1, 4, 2, 5, 3])
+            } else {
+                (vec![nb, b, b, cb, h, w], vec![0, 3, 4, 1, 5, 2])
+            };
+            (mid, perm, vec![nb, cb, h * b, w * b])
+        } else {
+            if h % b != 0 || w % b != 0 {
+                return Err(self.err(format!("spatial dims {h}×{w} are not multiples of blocksize {b}")));
+            }
+            let perm = if attr_s(n, "mode").as_deref() == Some("CRD") {
+                vec![0, 1, 3, 5, 2, 4]
+            } else {
+                vec![0, 3, 5, 1, 2, 4]
+            };
+            (vec![nb, c, h / b, b, w / b, b], perm, vec![nb, c * b * b, h / b, w / b])
+        };
+        let y = self.reshape_v(x, k(&mid))?;
+        let y = self.emit(Op::Transpose { perm }, &[y])?;
+        let y = self.reshape_v(y, k(&fin))?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    fn eye_like(&mut self, n: &NodeProto) -> R<()> {
+        let t = self.ty(&self.in_req(n, 0)?)?;
+        let dims = t
+            .known_dims()
+            .filter(|d| d.len() == 2)
+            .ok_or_else(|| self.err(format!("input must have 2 axes of known size, got {t}")))?;
+        let dt = match n.attr("dtype").and_then(|a| a.as_int()) {
+            Some(d) => crate::tensor::dtype_from_onnx(d as i32).ok_or_else(|| {
+                crate::error::OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: d as i32 }
+            })?,
+            None => t.dtype,
+        };
+        let k = attr_i(n, "k", 0);
+        let (r, c) = (dims[0], dims[1]);
+        let vals: Vec<f64> =
+            (0..r * c).map(|i| ((i % c) as i64 - (i / c) as i64 == k) as u8 as f64).collect();
+        let y = self.emit(Op::Constant(HostTensor::from_f64(dt, dims, &vals)), &[])?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    // ---- quantization ----
+
+    /// A scale or zero point as a tensor broadcastable to `x`: a scalar stays, a vector goes
+    /// along `axis`, a blocked one is repeated `block` times along it.
+    fn quant_param(&mut self, p: Value, x: &TensorType, axis: i64, block: usize) -> R<Value> {
+        let pt = self.vt(p);
+        if pt.numel() == Dim::Known(1) {
+            return self.reshape_v(p, vec![]);
+        }
+        let a = self.axis_of(axis, x.rank())?;
+        if block == 0 {
+            if pt.rank() != 1 {
+                return Err(self.err(format!("per-axis scale must have 1 axis, got {pt}")));
+            }
+            let mut shape = vec![Dim::Known(1); x.rank()];
+            shape[a] = pt.shape[0].clone();
+            return self.reshape_v(p, shape);
+        }
+        let dims = pt.known_dims().filter(|d| d.len() == x.rank()).ok_or_else(|| {
+            self.err(format!("blocked scale must have the input's rank and known dims, got {pt}"))
+        })?;
+        let xa = x.shape[a].known().ok_or_else(|| self.err("blocked axis must have a known size"))?;
+        let mut up: Vec<Dim> = dims.iter().map(|&d| Dim::Known(d)).collect();
+        up.insert(a + 1, Dim::Known(1));
+        let v = self.reshape_v(p, up.clone())?;
+        up[a + 1] = Dim::Known(block);
+        let v = self.emit(Op::Expand { shape: up }, &[v])?;
+        let mut flat: Vec<Dim> = dims.iter().map(|&d| Dim::Known(d)).collect();
+        flat[a] = Dim::Known(dims[a] * block);
+        let v = self.reshape_v(v, flat)?;
+        self.slice_axis_v(v, a, 0, xa as i64, 1)
+    }
+
+    fn dequantize(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let xt = self.vt(x);
+        let scale = self.input_v(n, 1)?;
+        let st = self.vt(scale).dtype;
+        let (axis, block) = (attr_i(n, "axis", 1), self.block_size(n)?);
+        let xf = self.cast_to(x, DType::F32)?;
+        let s = self.cast_to(scale, DType::F32)?;
+        let s = self.quant_param(s, &xt, axis, block)?;
+        let mut c = xf;
+        if let Some(z) = self.opt_input_as(n, 2, DType::F32)? {
+            let z = self.quant_param(z, &xt, axis, block)?;
+            c = self.bin(BinaryOp::Sub, c, z)?;
+        }
+        let y = self.bin(BinaryOp::Mul, c, s)?;
+        let out_dt = match attr_i(n, "output_dtype", 0) {
+            0 => st,
+            d => crate::tensor::dtype_from_onnx(d as i32).ok_or_else(|| {
+                crate::error::OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: d as i32 }
+            })?,
+        };
+        let y = self.cast_to(y, out_dt)?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    fn block_size(&self, n: &NodeProto) -> R<usize> {
+        usize::try_from(attr_i(n, "block_size", 0)).map_err(|_| self.err("block_size must not be negative"))
+    }
+
+    /// `saturate(round_half_even(x / scale) + zero_point)` into int8 or uint8.
+    fn quantize(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let xt = self.vt(x);
+        let (axis, block) = (attr_i(n, "axis", 1), self.block_size(n)?);
+        let zp = match inp(n, 2) {
+            Some(z) => Some(self.value(z)?),
+            None => None,
+        };
+        let out_dt = match (zp, attr_i(n, "output_dtype", 0)) {
+            (Some(z), _) => self.vt(z).dtype,
+            (None, 0) => DType::U8,
+            (None, d) => crate::tensor::dtype_from_onnx(d as i32).ok_or_else(|| {
+                crate::error::OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: d as i32 }
+            })?,
+        };
+        let (lo, hi) = match out_dt {
+            DType::U8 => (0.0, 255.0),
+            DType::I8 => (-128.0, 127.0),
+            DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+            d => return Err(self.unsupported(format!("QuantizeLinear to {d} is not supported"))),
+        };
+        let xf = self.cast_to(x, DType::F32)?;
+        let s = self.input_v(n, 1)?;
+        let s = self.cast_to(s, DType::F32)?;
+        let s = self.quant_param(s, &xt, axis, block)?;
+        let q = self.bin(BinaryOp::Div, xf, s)?;
+        let mut q = self.round_half_even(q)?;
+        if let Some(z) = zp {
+            let z = self.cast_to(z, DType::F32)?;
+            let z = self.quant_param(z, &xt, axis, block)?;
+            q = self.bin(BinaryOp::Add, q, z)?;
+        }
+        let (l, h) = (self.scalar_of(DType::F32, lo)?, self.scalar_of(DType::F32, hi)?);
+        let q = self.bin(BinaryOp::Max, q, l)?;
+        let q = self.bin(BinaryOp::Min, q, h)?;
+        let y = self.emit(Op::Cast(out_dt), &[q])?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// ONNX `SwiGLU(a, b) = a·sigmoid(alpha·a)·b`: our `swiglu` block when `alpha` is 1.
+    fn swiglu_node(&mut self, n: &NodeProto) -> R<()> {
+        let a = self.input_v(n, 0)?;
+        let b = self.input_v(n, 1)?;
+        let (at, bt) = (self.vt(a), self.vt(b));
+        if at != bt {
+            return Err(self.err(format!("inputs must have the same type, got {at} and {bt}")));
+        }
+        let alpha = attr_f(n, "alpha", 1.0) as f64;
+        let y = if alpha == 1.0 {
+            self.emit(Op::Block(Arc::new(SwiGlu::new())), &[a, b])?
+        } else {
+            let s = self.swish(a, alpha)?;
+            self.bin(BinaryOp::Mul, s, b)?
+        };
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// `x[start:end:step]` along one axis.
+    fn slice_axis_v(&mut self, x: Value, axis: usize, start: i64, end: i64, step: i64) -> R<Value> {
+        use blockfuse_ir::{Bound, SliceSpec};
+        self.emit(
+            Op::Slice(SliceSpec {
+                axes: vec![axis as i64],
+                starts: vec![Bound::Const(start)],
+                ends: vec![Bound::Const(end)],
+                steps: vec![step],
+            }),
+            &[x],
+        )
+    }
+}

@@ -1,0 +1,369 @@
+//! `MaxPool`, `AveragePool` and `Conv` over 1–3 spatial axes, composed from strided slices:
+//! the input is padded (a concat with fills), each kernel tap is one strided slice, and the
+//! taps are combined by `max`, by a sum divided by the (static) tap count, or — for `Conv` —
+//! stacked into columns (im2col) and contracted with the weights in one matmul per group.
+
+use super::super::{attr_i, attr_ints, attr_s, inp, Importer, R};
+use crate::proto::NodeProto;
+use blockfuse_ir::{BinaryOp, Bound, DType, Dim, HostTensor, Op, SliceSpec, Value};
+
+/// The window geometry of a pooling or convolution over the spatial axes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Geometry {
+    /// Input size per spatial axis.
+    pub input: Vec<usize>,
+    /// Kernel size.
+    pub kernel: Vec<usize>,
+    /// Strides.
+    pub strides: Vec<usize>,
+    /// Dilations.
+    pub dilations: Vec<usize>,
+    /// Padding before.
+    pub pad_begin: Vec<usize>,
+    /// Padding after.
+    pub pad_end: Vec<usize>,
+    /// Output size.
+    pub output: Vec<usize>,
+}
+
+/// Computes the geometry (ONNX `auto_pad`, `pads`, `ceil_mode` rules).
+pub(crate) fn geometry(
+    input: &[usize],
+    kernel: &[usize],
+    strides: &[usize],
+    dilations: &[usize],
+    pads: &[usize],
+    auto_pad: &str,
+    ceil: bool,
+) -> Result<Geometry, String> {
+    let r = input.len();
+    if kernel.len() != r || strides.len() != r || dilations.len() != r {
+        return Err(format!("kernel, strides and dilations need {r} entries"));
+    }
+    if kernel.iter().chain(strides).chain(dilations).any(|&v| v == 0) {
+        return Err("kernel, strides and dilations must be positive".into());
+    }
+    let dk: Vec<usize> = (0..r).map(|i| (kernel[i] - 1) * dilations[i] + 1).collect();
+    let (mut pb, mut pe) = (vec![0; r], vec![0; r]);
+    let mut output = vec![0; r];
+    match auto_pad {
+        "NOTSET" | "" => {
+            if !pads.is_empty() && pads.len() != 2 * r {
+                return Err(format!("pads need {} entries, got {}", 2 * r, pads.len()));
+            }
+            if !pads.is_empty() {
+                pb.copy_from_slice(&pads[..r]);
+                pe.copy_from_slice(&pads[r..]);
+            }
+            for i in 0..r {
+                let span = input[i] + pb[i] + pe[i];
+                if span < dk[i] {
+                    return Err(format!("the window ({}) is larger than the padded input ({span})", dk[i]));
+                }
+                let q = span - dk[i];
+                let mut o = if ceil { q.div_ceil(strides[i]) } else { q / strides[i] } + 1;
+                // The last window must start inside the input or its leading padding.
+                if ceil && (o - 1) * strides[i] >= input[i] + pb[i] {
+                    o -= 1;
+                }
+                output[i] = o;
+            }
+        }
+        "VALID" => {
+            for i in 0..r {
+                if input[i] < dk[i] {
+                    return Err(format!("the window ({}) is larger than the input ({})", dk[i], input[i]));
+                }
+                let q = input[i] - dk[i];
+                output[i] = if ceil { q.div_ceil(strides[i]) } else { q / strides[i] } + 1;
+            }
+        }
+        "SAME_UPPER" | "SAME_LOWER" => {
+            for i in 0..r {
+                output[i] = input[i].div_ceil(strides[i]);
+                let total = ((output[i] - 1) * strides[i] + dk[i]).saturating_sub(input[i]);
+                let small = total / 2;
+                if auto_pad == "SAME_UPPER" {
+                    (pb[i], pe[i]) = (small, total - small);
+                } else {
+                    (pb[i], pe[i]) = (total - small, small);
+                }
+            }
+        }
+        o => return Err(format!("unknown auto_pad '{o}'")),
+    }
+    Ok(Geometry {
+        input: input.to_vec(),
+        kernel: kernel.to_vec(),
+        strides: strides.to_vec(),
+        dilations: dilations.to_vec(),
+        pad_begin: pb,
+        pad_end: pe,
+        output,
+    })
+}
+
+/// For each output position along one axis: how many taps fall in `[lo, hi)` (input
+/// coordinates, the padding before at negative positions).
+pub(crate) fn tap_counts(g: &Geometry, axis: usize, lo: i64, hi: i64) -> Vec<usize> {
+    (0..g.output[axis])
+        .map(|j| {
+            (0..g.kernel[axis])
+                .filter(|&t| {
+                    let p = (j * g.strides[axis] + t * g.dilations[axis]) as i64 - g.pad_begin[axis] as i64;
+                    lo <= p && p < hi
+                })
+                .count()
+        })
+        .collect()
+}
+
+/// Every kernel tap, in row-major order.
+fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = vec![vec![]];
+    for &k in kernel {
+        out = out.into_iter().flat_map(|p| (0..k).map(move |t| [p.clone(), vec![t]].concat())).collect();
+    }
+    out
+}
+
+fn usizes(v: &[i64], what: &str) -> Result<Vec<usize>, String> {
+    v.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| format!("{what} must not be negative, got {x}")))
+        .collect()
+}
+
+impl Importer {
+    /// The geometry of node `n` for input `x` (`[N, C, spatial…]`) and the given kernel.
+    fn node_geometry(&self, n: &NodeProto, spatial: &[usize], kernel: &[usize], ceil: bool) -> R<Geometry> {
+        let r = spatial.len();
+        let ones = vec![1i64; r];
+        let strides = usizes(&attr_ints(n, "strides").unwrap_or_else(|| ones.clone()), "strides");
+        let dil = usizes(&attr_ints(n, "dilations").unwrap_or(ones), "dilations");
+        let pads = usizes(&attr_ints(n, "pads").unwrap_or_default(), "pads");
+        let (strides, dil, pads) = match (strides, dil, pads) {
+            (Ok(s), Ok(d), Ok(p)) => (s, d, p),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(self.err(e)),
+        };
+        let auto = attr_s(n, "auto_pad").unwrap_or_default();
+        geometry(spatial, kernel, &strides, &dil, &pads, &auto, ceil).map_err(|e| self.err(e))
+    }
+
+    /// `x` with `before`/`after` elements of `value` added along `axis`.
+    fn pad_axis(&mut self, x: Value, axis: usize, before: usize, after: usize, value: f64) -> R<Value> {
+        if before == 0 && after == 0 {
+            return Ok(x);
+        }
+        let t = self.vt(x);
+        let mut parts = vec![];
+        for (k, first) in [(before, true), (after, false)] {
+            if k == 0 {
+                continue;
+            }
+            let mut shape = t.shape.to_vec();
+            shape[axis] = Dim::Known(k);
+            let f = self.emit(Op::Full { shape, value, dtype: t.dtype }, &[])?;
+            if first {
+                parts.push(f);
+                parts.push(x);
+            } else {
+                if parts.is_empty() {
+                    parts.push(x);
+                }
+                parts.push(f);
+            }
+        }
+        self.emit(Op::Concat { axis: axis as i64 }, &parts)
+    }
+
+    /// The input padded for the windows of `g` (including the overhang of `ceil_mode`).
+    fn padded(&mut self, x: Value, g: &Geometry, value: f64) -> R<Value> {
+        let mut x = x;
+        for i in 0..g.input.len() {
+            let need = (g.output[i] - 1) * g.strides[i] + (g.kernel[i] - 1) * g.dilations[i] + 1;
+            let have = g.pad_begin[i] + g.input[i];
+            let after = need.saturating_sub(have);
+            x = self.pad_axis(x, 2 + i, g.pad_begin[i], after, value)?;
+        }
+        Ok(x)
+    }
+
+    /// The strided slice of the padded input that kernel tap `tap` reads: `[N, C, out…]`.
+    fn tap_slice(&mut self, xp: Value, g: &Geometry, tap: &[usize]) -> R<Value> {
+        let r = g.input.len();
+        let mut spec = SliceSpec { axes: vec![], starts: vec![], ends: vec![], steps: vec![] };
+        for i in 0..r {
+            let start = tap[i] * g.dilations[i];
+            let end = start + (g.output[i] - 1) * g.strides[i] + 1;
+            spec.axes.push(2 + i as i64);
+            spec.starts.push(Bound::Const(start as i64));
+            spec.ends.push(Bound::Const(end as i64));
+            spec.steps.push(g.strides[i] as i64);
+        }
+        self.emit(Op::Slice(spec), &[xp])
+    }
+
+    /// The known dims of an `[N, C, spatial…]` operand with 1–3 spatial axes.
+    fn nc_dims(&self, x: Value) -> R<Vec<usize>> {
+        let t = self.vt(x);
+        t.known_dims().filter(|d| (3..=5).contains(&d.len())).ok_or_else(|| {
+            self.err(format!(
+                "input must be [N, C, spatial…] with 1 to 3 spatial axes of known size, got {t}"
+            ))
+        })
+    }
+
+    pub(super) fn pool_node(&mut self, n: &NodeProto, max: bool) -> R<()> {
+        if self.output_used(n, 1) {
+            return Err(self.unsupported("MaxPool with the Indices output is not supported"));
+        }
+        let x = self.input_v(n, 0)?;
+        let dims = self.nc_dims(x)?;
+        let dt = self.vt(x).dtype;
+        if dt == DType::Bool || (!max && !dt.is_float()) {
+            return Err(self.err(format!("unsupported element type {dt}")));
+        }
+        let kernel = usizes(&attr_ints(n, "kernel_shape").unwrap_or_default(), "kernel_shape")
+            .map_err(|e| self.err(e))?;
+        let g = self.node_geometry(n, &dims[2..], &kernel, attr_i(n, "ceil_mode", 0) != 0)?;
+        let pad_value = match (max, dt) {
+            (false, _) => 0.0,
+            (true, d) if d.is_float() => f64::NEG_INFINITY,
+            (true, DType::U8) => 0.0,
+            (true, DType::I8) => i8::MIN as f64,
+            (true, DType::I32) => i32::MIN as f64,
+            (true, _) => i64::MIN as f64,
+        };
+        let xp = self.padded(x, &g, pad_value)?;
+        let mut acc: Option<Value> = None;
+        for tap in taps(&g.kernel) {
+            let s = self.tap_slice(xp, &g, &tap)?;
+            acc = Some(match acc {
+                Some(a) => self.bin(if max { BinaryOp::Max } else { BinaryOp::Add }, a, s)?,
+                None => s,
+            });
+        }
+        let mut y = acc.ok_or_else(|| self.err("empty kernel"))?;
+        if !max {
+            let include = attr_i(n, "count_include_pad", 0) != 0;
+            let per: Vec<Vec<usize>> = (0..g.input.len())
+                .map(|i| {
+                    let (lo, hi) = if include {
+                        (-(g.pad_begin[i] as i64), (g.input[i] + g.pad_end[i]) as i64)
+                    } else {
+                        (0, g.input[i] as i64)
+                    };
+                    tap_counts(&g, i, lo, hi)
+                })
+                .collect();
+            let mut counts = vec![1.0f64];
+            for p in &per {
+                counts = counts.iter().flat_map(|c| p.iter().map(move |&k| c * k as f64)).collect();
+            }
+            let mut shape = vec![1, 1];
+            shape.extend(&g.output);
+            let c = self.emit(Op::Constant(HostTensor::from_f64(dt, shape, &counts)), &[])?;
+            y = self.bin(BinaryOp::Div, y, c)?;
+        }
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    pub(super) fn conv_node(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let w = self.input_v(n, 1)?;
+        let dims = self.nc_dims(x)?;
+        let dt = self.vt(x).dtype;
+        if !dt.is_float() {
+            return Err(self.err(format!("Conv needs a float input, got {dt}")));
+        }
+        let w = self.cast_to(w, dt)?;
+        let wd = self.vt(w).known_dims().filter(|d| d.len() == dims.len()).ok_or_else(|| {
+            self.err(format!("weights must have the input's rank and known dims, got {}", self.vt(w)))
+        })?;
+        let groups = usize::try_from(attr_i(n, "group", 1))
+            .ok()
+            .filter(|&g| g > 0)
+            .ok_or_else(|| self.err("group must be a positive integer"))?;
+        let (nb, c, m) = (dims[0], dims[1], wd[0]);
+        if c % groups != 0 || m % groups != 0 || wd[1] * groups != c {
+            return Err(self.err(format!("channels (input {c}, weights {wd:?}) do not match group {groups}")));
+        }
+        let kernel = match attr_ints(n, "kernel_shape") {
+            Some(k) => usizes(&k, "kernel_shape").map_err(|e| self.err(e))?,
+            None => wd[2..].to_vec(),
+        };
+        if kernel != wd[2..] {
+            return Err(self.err(format!("kernel_shape {kernel:?} differs from the weights {wd:?}")));
+        }
+        let g = self.node_geometry(n, &dims[2..], &kernel, false)?;
+        let xp = self.padded(x, &g, 0.0)?;
+        let p: usize = g.output.iter().product();
+        let k: usize = kernel.iter().product();
+        let mut cols = vec![];
+        for tap in taps(&kernel) {
+            let s = self.tap_slice(xp, &g, &tap)?;
+            cols.push(self.reshape_v(s, [nb, c, 1, p].map(Dim::Known).to_vec())?);
+        }
+        let cols = if cols.len() == 1 { cols[0] } else { self.emit(Op::Concat { axis: 2 }, &cols)? };
+        let cg = c / groups;
+        let cols = self.reshape_v(cols, [nb, groups, cg * k, p].map(Dim::Known).to_vec())?;
+        let wm = self.reshape_v(w, [groups, m / groups, cg * k].map(Dim::Known).to_vec())?;
+        let y = self.emit(Op::MatMul, &[wm, cols])?;
+        let mut shape = vec![Dim::Known(nb), Dim::Known(m)];
+        shape.extend(g.output.iter().map(|&o| Dim::Known(o)));
+        let mut y = self.reshape_v(y, shape)?;
+        if let Some(b) = inp(n, 2) {
+            let b = self.value(b)?;
+            let b = self.channel_param(b, dims.len(), dt)?;
+            y = self.bin(BinaryOp::Add, y, b)?;
+        }
+        self.out(n, 0, y);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_pads_and_strides() {
+        let g = geometry(&[5, 5], &[3, 3], &[2, 2], &[1, 1], &[1, 1, 1, 1], "NOTSET", false).unwrap();
+        assert_eq!(g.output, vec![3, 3]);
+        assert_eq!((g.pad_begin.clone(), g.pad_end.clone()), (vec![1, 1], vec![1, 1]));
+    }
+
+    #[test]
+    fn same_upper_puts_the_odd_pad_last() {
+        let g = geometry(&[4], &[2], &[1], &[1], &[], "SAME_UPPER", false).unwrap();
+        assert_eq!((g.output[0], g.pad_begin[0], g.pad_end[0]), (4, 0, 1));
+        let g = geometry(&[4], &[2], &[1], &[1], &[], "SAME_LOWER", false).unwrap();
+        assert_eq!((g.pad_begin[0], g.pad_end[0]), (1, 0));
+    }
+
+    #[test]
+    fn ceil_mode_drops_a_window_starting_in_the_end_padding() {
+        // 4 inputs, kernel 3, stride 2, no pads: floor gives 1, ceil gives 2.
+        let g = geometry(&[4], &[3], &[2], &[1], &[], "NOTSET", true).unwrap();
+        assert_eq!(g.output, vec![2]);
+        // Ceil would add a window starting at 4 = input + pad_begin: dropped.
+        let g = geometry(&[4], &[1], &[2], &[1], &[0, 1], "NOTSET", true).unwrap();
+        assert_eq!(g.output, vec![2]);
+    }
+
+    #[test]
+    fn tap_counts_exclude_padding() {
+        let g = geometry(&[3], &[3], &[1], &[1], &[1, 1], "NOTSET", false).unwrap();
+        assert_eq!(tap_counts(&g, 0, 0, 3), vec![2, 3, 2]);
+        assert_eq!(tap_counts(&g, 0, -1, 4), vec![3, 3, 3]);
+    }
+
+    #[test]
+    fn bad_geometry_is_an_error() {
+        assert!(geometry(&[2], &[3], &[1], &[1], &[], "NOTSET", false).is_err());
+        assert!(geometry(&[4], &[0], &[1], &[1], &[], "NOTSET", false).is_err());
+        assert!(geometry(&[4], &[2], &[1], &[1], &[1], "NOTSET", false).is_err());
+        assert!(geometry(&[4], &[2], &[1], &[1], &[], "SAME", false).is_err());
+    }
+}
