@@ -1,9 +1,7 @@
 //! `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss` (= log-softmax over axis 1, then
 //! the NLL loss), composed from gathers, selects and sums.
 
-use super::super::{attr_s, inp, Importer, R};
-use crate::proto::NodeProto;
-use blockfuse_ir::{BinaryOp, DType, Dim, Op, ReduceOp, Value};
+use crate::import::prelude::*;
 
 /// The reduction of a loss.
 #[derive(Clone, Copy, PartialEq)]
@@ -99,7 +97,7 @@ impl Importer {
         })
     }
 
-    pub(super) fn nll_node(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn nll_node(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         self.need_float(&self.vt(x))?;
         let t = self.input_v(n, 1)?;
@@ -112,7 +110,7 @@ impl Importer {
         Ok(())
     }
 
-    pub(super) fn sce_node(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn sce_node(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         self.need_float(&self.vt(x))?;
         if self.vt(x).rank() < 2 {

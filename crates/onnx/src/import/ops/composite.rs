@@ -8,237 +8,191 @@
 //! `QuantizeLinear`, `Round`), pooling and convolution (`MaxPool`, `AveragePool`, `Conv`, by
 //! strided slices and one matmul), and ONNX's `SwiGLU` (our `swiglu` block when `alpha` is 1).
 //!
-//! [`EXTRA_SUPPORTED`] lists the op types; [`Importer::extra_node`] dispatches them.
+//! The table lines are in [`super::OPS`]; pooling/convolution, `Einsum` and the losses live
+//! in their own modules.
 
-mod conv;
-mod einsum;
-mod loss;
-
-use super::{attr_f, attr_i, attr_ints, attr_s, inp, Importer, R};
-use crate::proto::NodeProto;
+use crate::import::prelude::*;
 use blockfuse_ir::blocks::SwiGlu;
-use blockfuse_ir::shape::normalize_axis;
-use blockfuse_ir::{BinaryOp, DType, Dim, HostTensor, Op, ReduceOp, TensorType, UnaryOp, Value};
-use std::sync::Arc;
-
-/// The op types (default domain) converted here, in addition to [`super::SUPPORTED`].
-pub const EXTRA_SUPPORTED: &[&str] = &[
-    "LogSoftmax",
-    "Clip",
-    "Sum",
-    "Mean",
-    "Softplus",
-    "Softsign",
-    "HardSigmoid",
-    "HardSwish",
-    "Elu",
-    "Celu",
-    "Selu",
-    "LeakyRelu",
-    "ThresholdedRelu",
-    "PRelu",
-    "Swish",
-    "Mish",
-    "Shrink",
-    "Sign",
-    "IsInf",
-    "Sinh",
-    "Cosh",
-    "Tan",
-    "Round",
-    "BatchNormalization",
-    "InstanceNormalization",
-    "MeanVarianceNormalization",
-    "LpNormalization",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-    "ReduceSumSquare",
-    "ArgMax",
-    "ArgMin",
-    "Hardmax",
-    "NegativeLogLikelihoodLoss",
-    "SoftmaxCrossEntropyLoss",
-    "Einsum",
-    "DepthToSpace",
-    "SpaceToDepth",
-    "EyeLike",
-    "DequantizeLinear",
-    "QuantizeLinear",
-    "SwiGLU",
-    "MaxPool",
-    "AveragePool",
-    "Conv",
-];
 
 impl Importer {
-    /// Converts `n` when its op type is in [`EXTRA_SUPPORTED`]; `None` otherwise.
-    pub(super) fn extra_node(&mut self, n: &NodeProto) -> Option<R<()>> {
-        use BinaryOp as B;
-        use UnaryOp as U;
-        Some(match n.op_type() {
-            "LogSoftmax" => self.log_softmax_node(n),
-            "Clip" => self.clip(n),
-            "Sum" => self.variadic(n, false),
-            "Mean" => self.variadic(n, true),
-            "Softplus" => self.map1(n, |s, x| s.softplus(x)),
-            "Softsign" => self.map1(n, |s, x| {
-                let a = s.un(U::Abs, x)?;
-                let one = s.scalar_like(x, 1.0)?;
-                let d = s.bin(B::Add, a, one)?;
-                s.bin(B::Div, x, d)
-            }),
-            "HardSigmoid" => {
-                let (a, b) = (attr_f(n, "alpha", 0.2), attr_f(n, "beta", 0.5));
-                self.map1(n, |s, x| s.hard_sigmoid(x, a as f64, b as f64))
-            }
-            "HardSwish" => self.map1(n, |s, x| {
-                let h = s.hard_sigmoid(x, 1.0 / 6.0, 0.5)?;
-                s.bin(B::Mul, x, h)
-            }),
-            "Elu" => {
-                let alpha = attr_f(n, "alpha", 1.0) as f64;
-                self.map1(n, |s, x| {
-                    let e = s.expm1_scaled(x, 1.0, alpha)?;
-                    s.select_neg(x, e)
-                })
-            }
-            "Celu" => {
-                let alpha = attr_f(n, "alpha", 1.0) as f64;
-                self.map1(n, |s, x| {
-                    let e = s.expm1_scaled(x, 1.0 / alpha, alpha)?;
-                    s.select_neg(x, e)
-                })
-            }
-            "Selu" => {
-                let alpha = attr_f(n, "alpha", 1.673_263_192_176_818_8) as f64;
-                let gamma = attr_f(n, "gamma", 1.050_701_022_148_132_3) as f64;
-                self.map1(n, |s, x| {
-                    let e = s.expm1_scaled(x, 1.0, alpha)?;
-                    let y = s.select_neg(x, e)?;
-                    let g = s.scalar_like(x, gamma)?;
-                    s.bin(B::Mul, y, g)
-                })
-            }
-            "LeakyRelu" => {
-                let alpha = attr_f(n, "alpha", 0.01) as f64;
-                self.map1(n, |s, x| {
-                    let a = s.scalar_like(x, alpha)?;
-                    let ax = s.bin(B::Mul, x, a)?;
-                    s.select_neg(x, ax)
-                })
-            }
-            "PRelu" => self.prelu(n),
-            "ThresholdedRelu" => {
-                let alpha = attr_f(n, "alpha", 1.0) as f64;
-                self.map1(n, |s, x| {
-                    let a = s.scalar_like(x, alpha)?;
-                    let c = s.bin(B::Greater, x, a)?;
-                    let z = s.scalar_like(x, 0.0)?;
-                    s.emit(Op::Where, &[c, x, z])
-                })
-            }
-            "Swish" => {
-                let alpha = attr_f(n, "alpha", 1.0) as f64;
-                self.map1(n, |s, x| s.swish(x, alpha))
-            }
-            "Mish" => self.map1(n, |s, x| {
-                let sp = s.softplus(x)?;
-                let t = s.un(U::Tanh, sp)?;
-                s.bin(B::Mul, x, t)
-            }),
-            "Shrink" => {
-                let (bias, lambd) = (attr_f(n, "bias", 0.0) as f64, attr_f(n, "lambd", 0.5) as f64);
-                self.map1(n, |s, x| s.shrink(x, bias, lambd))
-            }
-            "Sign" => self.map1(n, |s, x| {
-                let z = s.scalar_like(x, 0.0)?;
-                let (p, m) = (s.scalar_like(x, 1.0)?, s.scalar_like(x, -1.0)?);
-                let neg = s.bin(B::Less, x, z)?;
-                let lo = s.emit(Op::Where, &[neg, m, z])?;
-                let pos = s.bin(B::Greater, x, z)?;
-                s.emit(Op::Where, &[pos, p, lo])
-            }),
-            "IsInf" => self.is_inf(n),
-            "Sinh" | "Cosh" => {
-                let sub = n.op_type() == "Sinh";
-                self.map1(n, move |s, x| {
-                    let e = s.un(U::Exp, x)?;
-                    let nx = s.un(U::Neg, x)?;
-                    let en = s.un(U::Exp, nx)?;
-                    let t = s.bin(if sub { B::Sub } else { B::Add }, e, en)?;
-                    let h = s.scalar_like(x, 0.5)?;
-                    s.bin(B::Mul, t, h)
-                })
-            }
-            "Tan" => self.map1(n, |s, x| {
-                let (sn, cs) = (s.un(U::Sin, x)?, s.un(U::Cos, x)?);
-                s.bin(B::Div, sn, cs)
-            }),
-            "Round" => self.map1(n, |s, x| s.round_half_even(x)),
-            "BatchNormalization" => self.batch_norm(n),
-            "InstanceNormalization" => self.instance_norm(n),
-            "MeanVarianceNormalization" => self.mvn(n),
-            "LpNormalization" => self.lp_norm(n),
-            "GlobalAveragePool" => self.global_pool(n, ReduceOp::Mean),
-            "GlobalMaxPool" => self.global_pool(n, ReduceOp::Max),
-            "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" => {
-                self.reduce_named(n)
-            }
-            "ArgMax" | "ArgMin" => self.arg_node(n),
-            "Hardmax" => self.hardmax(n),
-            "NegativeLogLikelihoodLoss" => self.nll_node(n),
-            "SoftmaxCrossEntropyLoss" => self.sce_node(n),
-            "Einsum" => self.einsum_node(n),
-            "DepthToSpace" | "SpaceToDepth" => self.depth_space(n),
-            "EyeLike" => self.eye_like(n),
-            "DequantizeLinear" => self.dequantize(n),
-            "QuantizeLinear" => self.quantize(n),
-            "SwiGLU" => self.swiglu_node(n),
-            "MaxPool" => self.pool_node(n, true),
-            "AveragePool" => self.pool_node(n, false),
-            "Conv" => self.conv_node(n),
-            _ => return None,
+    // ---- activations (one method per ONNX op) ----
+
+    /// `Softsign`: `x / (1 + |x|)`.
+    pub(crate) fn softsign(&mut self, n: &NodeProto) -> R<()> {
+        self.map1(n, |s, x| {
+            let a = s.un(UnaryOp::Abs, x)?;
+            let one = s.scalar_like(x, 1.0)?;
+            let d = s.bin(BinaryOp::Add, a, one)?;
+            s.bin(BinaryOp::Div, x, d)
         })
     }
 
+    /// `Softplus`: `log(exp(x) + 1)`.
+    pub(crate) fn softplus_node(&mut self, n: &NodeProto) -> R<()> {
+        self.map1(n, |s, x| s.softplus(x))
+    }
+
+    /// `HardSigmoid`: `max(0, min(1, alpha·x + beta))`.
+    pub(crate) fn hard_sigmoid_node(&mut self, n: &NodeProto) -> R<()> {
+        let (a, b) = (attr_f(n, "alpha", 0.2) as f64, attr_f(n, "beta", 0.5) as f64);
+        self.map1(n, |s, x| s.hard_sigmoid(x, a, b))
+    }
+
+    /// `HardSwish`: `x · hard_sigmoid(x)` with `alpha = 1/6`, `beta = 0.5`.
+    pub(crate) fn hard_swish(&mut self, n: &NodeProto) -> R<()> {
+        self.map1(n, |s, x| {
+            let h = s.hard_sigmoid(x, 1.0 / 6.0, 0.5)?;
+            s.bin(BinaryOp::Mul, x, h)
+        })
+    }
+
+    /// `Elu`: `alpha·(exp(x) − 1)` below 0, else `x`.
+    pub(crate) fn elu(&mut self, n: &NodeProto) -> R<()> {
+        let alpha = attr_f(n, "alpha", 1.0) as f64;
+        self.map1(n, |s, x| {
+            let e = s.expm1_scaled(x, 1.0, alpha)?;
+            s.select_neg(x, e)
+        })
+    }
+
+    /// `Celu`: `alpha·(exp(x/alpha) − 1)` below 0, else `x`.
+    pub(crate) fn celu(&mut self, n: &NodeProto) -> R<()> {
+        let alpha = attr_f(n, "alpha", 1.0) as f64;
+        if alpha == 0.0 {
+            return Err(self.err("alpha must not be 0"));
+        }
+        self.map1(n, |s, x| {
+            let e = s.expm1_scaled(x, 1.0 / alpha, alpha)?;
+            s.select_neg(x, e)
+        })
+    }
+
+    /// `Selu`: `gamma·(alpha·(exp(x) − 1))` below 0, else `gamma·x`.
+    pub(crate) fn selu(&mut self, n: &NodeProto) -> R<()> {
+        let alpha = attr_f(n, "alpha", 1.673_263_2) as f64;
+        let gamma = attr_f(n, "gamma", 1.050_701) as f64;
+        self.map1(n, |s, x| {
+            let e = s.expm1_scaled(x, 1.0, alpha)?;
+            let y = s.select_neg(x, e)?;
+            let g = s.scalar_like(x, gamma)?;
+            s.bin(BinaryOp::Mul, y, g)
+        })
+    }
+
+    /// `LeakyRelu`: `alpha·x` below 0, else `x`.
+    pub(crate) fn leaky_relu(&mut self, n: &NodeProto) -> R<()> {
+        let alpha = attr_f(n, "alpha", 0.01) as f64;
+        self.map1(n, |s, x| {
+            let a = s.scalar_like(x, alpha)?;
+            let ax = s.bin(BinaryOp::Mul, x, a)?;
+            s.select_neg(x, ax)
+        })
+    }
+
+    /// `ThresholdedRelu`: `x` above `alpha`, else 0.
+    pub(crate) fn thresholded_relu(&mut self, n: &NodeProto) -> R<()> {
+        let alpha = attr_f(n, "alpha", 1.0) as f64;
+        self.map1(n, |s, x| {
+            let a = s.scalar_like(x, alpha)?;
+            let c = s.bin(BinaryOp::Greater, x, a)?;
+            let z = s.scalar_like(x, 0.0)?;
+            s.emit(Op::Where, &[c, x, z])
+        })
+    }
+
+    /// `Swish`: `x · sigmoid(alpha·x)`.
+    pub(crate) fn swish_node(&mut self, n: &NodeProto) -> R<()> {
+        let alpha = attr_f(n, "alpha", 1.0) as f64;
+        self.map1(n, |s, x| s.swish(x, alpha))
+    }
+
+    /// `Mish`: `x · tanh(softplus(x))`.
+    pub(crate) fn mish(&mut self, n: &NodeProto) -> R<()> {
+        self.map1(n, |s, x| {
+            let sp = s.softplus(x)?;
+            let t = s.un(UnaryOp::Tanh, sp)?;
+            s.bin(BinaryOp::Mul, x, t)
+        })
+    }
+
+    /// `Shrink`: `x + bias` below `−lambd`, `x − bias` above `lambd`, else 0.
+    pub(crate) fn shrink_node(&mut self, n: &NodeProto) -> R<()> {
+        let (bias, lambd) = (attr_f(n, "bias", 0.0) as f64, attr_f(n, "lambd", 0.5) as f64);
+        self.map1(n, |s, x| s.shrink(x, bias, lambd))
+    }
+
+    /// `Sign`: 1, −1 or 0.
+    pub(crate) fn sign(&mut self, n: &NodeProto) -> R<()> {
+        self.map1(n, |s, x| {
+            let z = s.scalar_like(x, 0.0)?;
+            let (p, m) = (s.scalar_like(x, 1.0)?, s.scalar_like(x, -1.0)?);
+            let neg = s.bin(BinaryOp::Less, x, z)?;
+            let lo = s.emit(Op::Where, &[neg, m, z])?;
+            let pos = s.bin(BinaryOp::Greater, x, z)?;
+            s.emit(Op::Where, &[pos, p, lo])
+        })
+    }
+
+    /// `Sinh` / `Cosh`: `(exp(x) ∓ exp(−x)) / 2`.
+    pub(crate) fn sinh_cosh(&mut self, n: &NodeProto, sinh: bool) -> R<()> {
+        self.map1(n, |s, x| {
+            s.need_float(&s.vt(x))?;
+            let e = s.un(UnaryOp::Exp, x)?;
+            let nx = s.un(UnaryOp::Neg, x)?;
+            let en = s.un(UnaryOp::Exp, nx)?;
+            let t = s.bin(if sinh { BinaryOp::Sub } else { BinaryOp::Add }, e, en)?;
+            let h = s.scalar_like(x, 0.5)?;
+            s.bin(BinaryOp::Mul, t, h)
+        })
+    }
+
+    /// `Tan`: `sin(x) / cos(x)`.
+    pub(crate) fn tan(&mut self, n: &NodeProto) -> R<()> {
+        self.map1(n, |s, x| {
+            s.need_float(&s.vt(x))?;
+            let (sn, cs) = (s.un(UnaryOp::Sin, x)?, s.un(UnaryOp::Cos, x)?);
+            s.bin(BinaryOp::Div, sn, cs)
+        })
+    }
+
+    /// `Round`: to nearest, ties to even.
+    pub(crate) fn round(&mut self, n: &NodeProto) -> R<()> {
+        self.map1(n, |s, x| s.round_half_even(x))
+    }
     // ---- small helpers ----
 
-    fn vt(&self, v: Value) -> TensorType {
+    pub(crate) fn vt(&self, v: Value) -> TensorType {
         self.g.value_type(v).clone()
     }
 
-    fn un(&mut self, op: UnaryOp, x: Value) -> R<Value> {
+    pub(crate) fn un(&mut self, op: UnaryOp, x: Value) -> R<Value> {
         self.emit(Op::Unary(op), &[x])
     }
 
     /// A scalar constant of `like`'s dtype.
-    fn scalar_like(&mut self, like: Value, v: f64) -> R<Value> {
+    pub(crate) fn scalar_like(&mut self, like: Value, v: f64) -> R<Value> {
         let dt = self.g.value_type(like).dtype;
         self.scalar_of(dt, v)
     }
 
-    fn scalar_of(&mut self, dt: DType, v: f64) -> R<Value> {
+    pub(crate) fn scalar_of(&mut self, dt: DType, v: f64) -> R<Value> {
         self.emit(Op::Constant(HostTensor::scalar(dt, v)), &[])
     }
 
     /// Input `i` as an IR value.
-    fn input_v(&mut self, n: &NodeProto, i: usize) -> R<Value> {
+    pub(crate) fn input_v(&mut self, n: &NodeProto, i: usize) -> R<Value> {
         let name = self.in_req(n, i)?;
         self.value(&name)
     }
 
     /// Optional input `i`, cast to `dt` when given.
-    fn opt_input_as(&mut self, n: &NodeProto, i: usize, dt: DType) -> R<Option<Value>> {
+    pub(crate) fn opt_input_as(&mut self, n: &NodeProto, i: usize, dt: DType) -> R<Option<Value>> {
         let Some(name) = inp(n, i) else { return Ok(None) };
         let v = self.value(name)?;
         Ok(Some(self.cast_to(v, dt)?))
     }
 
-    fn cast_to(&mut self, v: Value, dt: DType) -> R<Value> {
+    pub(crate) fn cast_to(&mut self, v: Value, dt: DType) -> R<Value> {
         if self.g.value_type(v).dtype == dt {
             Ok(v)
         } else {
@@ -246,12 +200,12 @@ impl Importer {
         }
     }
 
-    fn reduce_v(&mut self, op: ReduceOp, x: Value, axes: Vec<i64>, keepdims: bool) -> R<Value> {
+    pub(crate) fn reduce_v(&mut self, op: ReduceOp, x: Value, axes: Vec<i64>, keepdims: bool) -> R<Value> {
         self.emit(Op::Reduce { op, axes, keepdims }, &[x])
     }
 
     /// A float-only unary op's input check, as a named error.
-    fn need_float(&self, v: &TensorType) -> R<()> {
+    pub(crate) fn need_float(&self, v: &TensorType) -> R<()> {
         if v.dtype.is_float() {
             Ok(())
         } else {
@@ -261,7 +215,7 @@ impl Importer {
 
     /// One input, one output: `y = f(x)`.
     /// 16-bit floats compute in f32 and round once at the end.
-    fn map1(&mut self, n: &NodeProto, f: impl FnOnce(&mut Self, Value) -> R<Value>) -> R<()> {
+    pub(crate) fn map1(&mut self, n: &NodeProto, f: impl FnOnce(&mut Self, Value) -> R<Value>) -> R<()> {
         let x = self.input_v(n, 0)?;
         let dt = self.vt(x).dtype;
         let low = matches!(dt, DType::F16 | DType::BF16);
@@ -272,13 +226,13 @@ impl Importer {
         Ok(())
     }
 
-    fn axis_of(&self, axis: i64, rank: usize) -> R<usize> {
+    pub(crate) fn axis_of(&self, axis: i64, rank: usize) -> R<usize> {
         normalize_axis(axis, rank)
             .ok_or_else(|| self.err(format!("axis {axis} is out of range for rank {rank}")))
     }
 
     /// `0, 1, …, len−1` (i64) laid along `axis` of a rank-`rank` tensor (1 elsewhere).
-    fn iota_along(&mut self, len: Dim, axis: usize, rank: usize) -> R<Value> {
+    pub(crate) fn iota_along(&mut self, len: Dim, axis: usize, rank: usize) -> R<Value> {
         let r = self.emit(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])?;
         let mut shape = vec![Dim::Known(1); rank];
         shape[axis] = len;
@@ -286,7 +240,7 @@ impl Importer {
     }
 
     /// A vector parameter `[C]` reshaped to `[C, 1, …]` for an `[N, C, …]` operand.
-    fn channel_param(&mut self, p: Value, rank: usize, dt: DType) -> R<Value> {
+    pub(crate) fn channel_param(&mut self, p: Value, rank: usize, dt: DType) -> R<Value> {
         let p = self.cast_to(p, dt)?;
         let t = self.vt(p);
         if t.rank() != 1 {
@@ -299,7 +253,7 @@ impl Importer {
 
     // ---- activations ----
 
-    fn log_softmax(&mut self, x: Value, axis: i64) -> R<Value> {
+    pub(crate) fn log_softmax(&mut self, x: Value, axis: i64) -> R<Value> {
         self.need_float(&self.vt(x))?;
         let m = self.reduce_v(ReduceOp::Max, x, vec![axis], true)?;
         let d = self.bin(BinaryOp::Sub, x, m)?;
@@ -309,13 +263,13 @@ impl Importer {
         self.bin(BinaryOp::Sub, d, l)
     }
 
-    fn log_softmax_node(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn log_softmax_node(&mut self, n: &NodeProto) -> R<()> {
         let axis = attr_i(n, "axis", -1);
         self.map1(n, |s, x| s.log_softmax(x, axis))
     }
 
     /// `Clip`: `min(max(x, lo), hi)` (all values become `hi` when `lo > hi`, as ONNX says).
-    fn clip(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn clip(&mut self, n: &NodeProto) -> R<()> {
         let mut y = self.input_v(n, 0)?;
         let dt = self.vt(y).dtype;
         let lo = match self.opt_input_as(n, 1, dt)? {
@@ -343,7 +297,7 @@ impl Importer {
     }
 
     /// Variadic `Sum` (pairwise adds) and `Mean` (the sum divided by the operand count).
-    fn variadic(&mut self, n: &NodeProto, mean: bool) -> R<()> {
+    pub(crate) fn variadic(&mut self, n: &NodeProto, mean: bool) -> R<()> {
         let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
         if names.is_empty() {
             return Err(self.err("expects at least 1 input, got 0"));
@@ -364,7 +318,7 @@ impl Importer {
     }
 
     /// `log(exp(x) + 1)`, as ONNX defines Softplus.
-    fn softplus(&mut self, x: Value) -> R<Value> {
+    pub(crate) fn softplus(&mut self, x: Value) -> R<Value> {
         self.need_float(&self.vt(x))?;
         let e = self.un(UnaryOp::Exp, x)?;
         let one = self.scalar_like(x, 1.0)?;
@@ -373,7 +327,7 @@ impl Importer {
     }
 
     /// `max(0, min(1, alpha·x + beta))`.
-    fn hard_sigmoid(&mut self, x: Value, alpha: f64, beta: f64) -> R<Value> {
+    pub(crate) fn hard_sigmoid(&mut self, x: Value, alpha: f64, beta: f64) -> R<Value> {
         let a = self.scalar_like(x, alpha)?;
         let b = self.scalar_like(x, beta)?;
         let ax = self.bin(BinaryOp::Mul, x, a)?;
@@ -385,7 +339,7 @@ impl Importer {
     }
 
     /// `scale·(exp(k·x) − 1)`.
-    fn expm1_scaled(&mut self, x: Value, k: f64, scale: f64) -> R<Value> {
+    pub(crate) fn expm1_scaled(&mut self, x: Value, k: f64, scale: f64) -> R<Value> {
         self.need_float(&self.vt(x))?;
         let kx = if k == 1.0 {
             x
@@ -401,13 +355,13 @@ impl Importer {
     }
 
     /// `neg_value` where `x < 0`, else `x`.
-    fn select_neg(&mut self, x: Value, neg_value: Value) -> R<Value> {
+    pub(crate) fn select_neg(&mut self, x: Value, neg_value: Value) -> R<Value> {
         let z = self.scalar_like(x, 0.0)?;
         let c = self.bin(BinaryOp::Less, x, z)?;
         self.emit(Op::Where, &[c, neg_value, x])
     }
 
-    fn prelu(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn prelu(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let slope = self.input_v(n, 1)?;
         let slope = self.cast_to(slope, self.vt(x).dtype)?;
@@ -418,7 +372,7 @@ impl Importer {
     }
 
     /// `x · sigmoid(alpha·x)`.
-    fn swish(&mut self, x: Value, alpha: f64) -> R<Value> {
+    pub(crate) fn swish(&mut self, x: Value, alpha: f64) -> R<Value> {
         let ax = if alpha == 1.0 {
             x
         } else {
@@ -430,7 +384,7 @@ impl Importer {
     }
 
     /// `x + bias` below `−lambd`, `x − bias` above `lambd`, else 0.
-    fn shrink(&mut self, x: Value, bias: f64, lambd: f64) -> R<Value> {
+    pub(crate) fn shrink(&mut self, x: Value, bias: f64, lambd: f64) -> R<Value> {
         let (nl, l) = (self.scalar_like(x, -lambd)?, self.scalar_like(x, lambd)?);
         let b = self.scalar_like(x, bias)?;
         let z = self.scalar_like(x, 0.0)?;
@@ -442,7 +396,7 @@ impl Importer {
         self.emit(Op::Where, &[lo, xp, mid])
     }
 
-    fn is_inf(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn is_inf(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let t = self.vt(x);
         self.need_float(&t)?;
@@ -467,7 +421,7 @@ impl Importer {
     }
 
     /// Round half to even, exactly: `floor(x)` plus 1 above the half, plus `floor(x) mod 2` at it.
-    fn round_half_even(&mut self, x: Value) -> R<Value> {
+    pub(crate) fn round_half_even(&mut self, x: Value) -> R<Value> {
         self.need_float(&self.vt(x))?;
         let f = self.un(UnaryOp::Floor, x)?;
         let d = self.bin(BinaryOp::Sub, x, f)?;
@@ -485,7 +439,7 @@ impl Importer {
     // ---- normalizations and reductions ----
 
     /// `BatchNormalization` in inference mode: `(x − mean)/√(var + ε)·scale + B`.
-    fn batch_norm(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn batch_norm(&mut self, n: &NodeProto) -> R<()> {
         if attr_i(n, "training_mode", 0) != 0 || (1..n.output.len()).any(|i| self.output_used(n, i)) {
             return Err(self.unsupported("BatchNormalization in training mode is not supported"));
         }
@@ -510,7 +464,7 @@ impl Importer {
     }
 
     /// `(x − mean)` and the mean of its square over `axes`, both keeping the axes.
-    fn centered(&mut self, x: Value, axes: Vec<i64>) -> R<(Value, Value)> {
+    pub(crate) fn centered(&mut self, x: Value, axes: Vec<i64>) -> R<(Value, Value)> {
         let m = self.reduce_v(ReduceOp::Mean, x, axes.clone(), true)?;
         let c = self.bin(BinaryOp::Sub, x, m)?;
         let c2 = self.bin(BinaryOp::Mul, c, c)?;
@@ -518,7 +472,7 @@ impl Importer {
         Ok((c, var))
     }
 
-    fn instance_norm(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn instance_norm(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let t = self.vt(x);
         self.need_float(&t)?;
@@ -542,7 +496,7 @@ impl Importer {
     }
 
     /// `(x − mean)/(√var + 1e-9)` over `axes` (default `[0, 2, 3]`).
-    fn mvn(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn mvn(&mut self, n: &NodeProto) -> R<()> {
         let axes = attr_ints(n, "axes").unwrap_or_else(|| vec![0, 2, 3]);
         self.map1(n, |s, x| {
             s.need_float(&s.vt(x))?;
@@ -555,7 +509,7 @@ impl Importer {
     }
 
     /// `x / ‖x‖_p` along `axis` (0 where the norm is 0).
-    fn lp_norm(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn lp_norm(&mut self, n: &NodeProto) -> R<()> {
         let (axis, p) = (attr_i(n, "axis", -1), attr_i(n, "p", 2));
         if p != 1 && p != 2 {
             return Err(self.unsupported(format!("LpNormalization with p = {p} (only 1 and 2)")));
@@ -577,7 +531,7 @@ impl Importer {
         })
     }
 
-    fn global_pool(&mut self, n: &NodeProto, op: ReduceOp) -> R<()> {
+    pub(crate) fn global_pool(&mut self, n: &NodeProto, op: ReduceOp) -> R<()> {
         self.map1(n, |s, x| {
             let r = s.vt(x).rank();
             if r < 3 {
@@ -588,7 +542,7 @@ impl Importer {
     }
 
     /// `ReduceL1`, `ReduceL2`, `ReduceLogSum`, `ReduceLogSumExp`, `ReduceSumSquare`.
-    fn reduce_named(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn reduce_named(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let axes = self.axes(n, 1)?.unwrap_or_default();
         if axes.is_empty() && attr_i(n, "noop_with_empty_axes", 0) != 0 {
@@ -640,7 +594,7 @@ impl Importer {
 
     /// The index of the first (or last) maximum (or minimum) of `x` along `axis`, kept as
     /// size 1: the smallest (largest) index where `x` equals its reduction.
-    fn arg_extreme(&mut self, x: Value, axis: i64, max: bool, last: bool) -> R<Value> {
+    pub(crate) fn arg_extreme(&mut self, x: Value, axis: i64, max: bool, last: bool) -> R<Value> {
         let t = self.vt(x);
         let a = self.axis_of(axis, t.rank())?;
         let red = if max { ReduceOp::Max } else { ReduceOp::Min };
@@ -653,7 +607,7 @@ impl Importer {
         self.reduce_v(if last { ReduceOp::Max } else { ReduceOp::Min }, cand, vec![a as i64], true)
     }
 
-    fn arg_node(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn arg_node(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let t = self.vt(x);
         if t.dtype == DType::Bool {
@@ -673,7 +627,7 @@ impl Importer {
     }
 
     /// 1 at the first maximum along `axis`, 0 elsewhere.
-    fn hardmax(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn hardmax(&mut self, n: &NodeProto) -> R<()> {
         let axis = attr_i(n, "axis", -1);
         self.map1(n, |s, x| {
             let t = s.vt(x);
@@ -687,7 +641,7 @@ impl Importer {
 
     // ---- layout ----
 
-    fn depth_space(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn depth_space(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let t = self.vt(x);
         let b = usize::try_from(attr_i(n, "blocksize", 0))
@@ -730,7 +684,7 @@ impl Importer {
         Ok(())
     }
 
-    fn eye_like(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn eye_like(&mut self, n: &NodeProto) -> R<()> {
         let t = self.ty(&self.in_req(n, 0)?)?;
         let dims = t
             .known_dims()
@@ -755,7 +709,7 @@ impl Importer {
 
     /// A scale or zero point as a tensor broadcastable to `x`: a scalar stays, a vector goes
     /// along `axis`, a blocked one is repeated `block` times along it.
-    fn quant_param(&mut self, p: Value, x: &TensorType, axis: i64, block: usize) -> R<Value> {
+    pub(crate) fn quant_param(&mut self, p: Value, x: &TensorType, axis: i64, block: usize) -> R<Value> {
         let pt = self.vt(p);
         if pt.numel() == Dim::Known(1) {
             return self.reshape_v(p, vec![]);
@@ -784,7 +738,7 @@ impl Importer {
         self.slice_axis_v(v, a, 0, xa as i64, 1)
     }
 
-    fn dequantize(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn dequantize(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let xt = self.vt(x);
         let scale = self.input_v(n, 1)?;
@@ -810,12 +764,12 @@ impl Importer {
         Ok(())
     }
 
-    fn block_size(&self, n: &NodeProto) -> R<usize> {
+    pub(crate) fn block_size(&self, n: &NodeProto) -> R<usize> {
         usize::try_from(attr_i(n, "block_size", 0)).map_err(|_| self.err("block_size must not be negative"))
     }
 
     /// `saturate(round_half_even(x / scale) + zero_point)` into int8 or uint8.
-    fn quantize(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn quantize(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let xt = self.vt(x);
         let (axis, block) = (attr_i(n, "axis", 1), self.block_size(n)?);
@@ -856,7 +810,7 @@ impl Importer {
     }
 
     /// ONNX `SwiGLU(a, b) = a·sigmoid(alpha·a)·b`: our `swiglu` block when `alpha` is 1.
-    fn swiglu_node(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn swiglu_node(&mut self, n: &NodeProto) -> R<()> {
         let a = self.input_v(n, 0)?;
         let b = self.input_v(n, 1)?;
         let (at, bt) = (self.vt(a), self.vt(b));
@@ -875,7 +829,14 @@ impl Importer {
     }
 
     /// `x[start:end:step]` along one axis.
-    fn slice_axis_v(&mut self, x: Value, axis: usize, start: i64, end: i64, step: i64) -> R<Value> {
+    pub(crate) fn slice_axis_v(
+        &mut self,
+        x: Value,
+        axis: usize,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> R<Value> {
         use blockfuse_ir::{Bound, SliceSpec};
         self.emit(
             Op::Slice(SliceSpec {

@@ -3,9 +3,7 @@
 //! broadcasting, the labels not in the output are summed, and the result is transposed into
 //! the output order.
 
-use super::super::{attr_s, Importer, R};
-use crate::proto::NodeProto;
-use blockfuse_ir::{BinaryOp, Dim, Op, ReduceOp, Value};
+use crate::import::prelude::*;
 
 /// The labels of one operand (ellipsis axes become labels `'\u{1}'`, `'\u{2}'`, …, aligned to
 /// the right so that they broadcast like numpy).
@@ -33,7 +31,7 @@ fn labels(term: &str, rank: usize, ell: &mut usize) -> Result<Vec<char>, String>
 }
 
 impl Importer {
-    pub(super) fn einsum_node(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn einsum_node(&mut self, n: &NodeProto) -> R<()> {
         let eq: String =
             attr_s(n, "equation").unwrap_or_default().chars().filter(|c| !c.is_whitespace()).collect();
         let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();

@@ -3,9 +3,7 @@
 //! taps are combined by `max`, by a sum divided by the (static) tap count, or — for `Conv` —
 //! stacked into columns (im2col) and contracted with the weights in one matmul per group.
 
-use super::super::{attr_i, attr_ints, attr_s, inp, Importer, R};
-use crate::proto::NodeProto;
-use blockfuse_ir::{BinaryOp, Bound, DType, Dim, HostTensor, Op, SliceSpec, Value};
+use crate::import::prelude::*;
 
 /// The window geometry of a pooling or convolution over the spatial axes.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,7 +133,13 @@ fn usizes(v: &[i64], what: &str) -> Result<Vec<usize>, String> {
 
 impl Importer {
     /// The geometry of node `n` for input `x` (`[N, C, spatial…]`) and the given kernel.
-    fn node_geometry(&self, n: &NodeProto, spatial: &[usize], kernel: &[usize], ceil: bool) -> R<Geometry> {
+    pub(crate) fn node_geometry(
+        &self,
+        n: &NodeProto,
+        spatial: &[usize],
+        kernel: &[usize],
+        ceil: bool,
+    ) -> R<Geometry> {
         let r = spatial.len();
         let ones = vec![1i64; r];
         let strides = usizes(&attr_ints(n, "strides").unwrap_or_else(|| ones.clone()), "strides");
@@ -150,7 +154,14 @@ impl Importer {
     }
 
     /// `x` with `before`/`after` elements of `value` added along `axis`.
-    fn pad_axis(&mut self, x: Value, axis: usize, before: usize, after: usize, value: f64) -> R<Value> {
+    pub(crate) fn pad_axis(
+        &mut self,
+        x: Value,
+        axis: usize,
+        before: usize,
+        after: usize,
+        value: f64,
+    ) -> R<Value> {
         if before == 0 && after == 0 {
             return Ok(x);
         }
@@ -177,7 +188,7 @@ impl Importer {
     }
 
     /// The input padded for the windows of `g` (including the overhang of `ceil_mode`).
-    fn padded(&mut self, x: Value, g: &Geometry, value: f64) -> R<Value> {
+    pub(crate) fn padded(&mut self, x: Value, g: &Geometry, value: f64) -> R<Value> {
         let mut x = x;
         for i in 0..g.input.len() {
             let need = (g.output[i] - 1) * g.strides[i] + (g.kernel[i] - 1) * g.dilations[i] + 1;
@@ -189,7 +200,7 @@ impl Importer {
     }
 
     /// The strided slice of the padded input that kernel tap `tap` reads: `[N, C, out…]`.
-    fn tap_slice(&mut self, xp: Value, g: &Geometry, tap: &[usize]) -> R<Value> {
+    pub(crate) fn tap_slice(&mut self, xp: Value, g: &Geometry, tap: &[usize]) -> R<Value> {
         let r = g.input.len();
         let mut spec = SliceSpec { axes: vec![], starts: vec![], ends: vec![], steps: vec![] };
         for i in 0..r {
@@ -204,7 +215,7 @@ impl Importer {
     }
 
     /// The known dims of an `[N, C, spatial…]` operand with 1–3 spatial axes.
-    fn nc_dims(&self, x: Value) -> R<Vec<usize>> {
+    pub(crate) fn nc_dims(&self, x: Value) -> R<Vec<usize>> {
         let t = self.vt(x);
         t.known_dims().filter(|d| (3..=5).contains(&d.len())).ok_or_else(|| {
             self.err(format!(
@@ -213,7 +224,7 @@ impl Importer {
         })
     }
 
-    pub(super) fn pool_node(&mut self, n: &NodeProto, max: bool) -> R<()> {
+    pub(crate) fn pool_node(&mut self, n: &NodeProto, max: bool) -> R<()> {
         if self.output_used(n, 1) {
             return Err(self.unsupported("MaxPool with the Indices output is not supported"));
         }
@@ -269,7 +280,7 @@ impl Importer {
         Ok(())
     }
 
-    pub(super) fn conv_node(&mut self, n: &NodeProto) -> R<()> {
+    pub(crate) fn conv_node(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let w = self.input_v(n, 1)?;
         let dims = self.nc_dims(x)?;
@@ -328,14 +339,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn explicit_pads_and_strides() {
+    pub(crate) fn explicit_pads_and_strides() {
         let g = geometry(&[5, 5], &[3, 3], &[2, 2], &[1, 1], &[1, 1, 1, 1], "NOTSET", false).unwrap();
         assert_eq!(g.output, vec![3, 3]);
         assert_eq!((g.pad_begin.clone(), g.pad_end.clone()), (vec![1, 1], vec![1, 1]));
     }
 
     #[test]
-    fn same_upper_puts_the_odd_pad_last() {
+    pub(crate) fn same_upper_puts_the_odd_pad_last() {
         let g = geometry(&[4], &[2], &[1], &[1], &[], "SAME_UPPER", false).unwrap();
         assert_eq!((g.output[0], g.pad_begin[0], g.pad_end[0]), (4, 0, 1));
         let g = geometry(&[4], &[2], &[1], &[1], &[], "SAME_LOWER", false).unwrap();
@@ -343,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn ceil_mode_drops_a_window_starting_in_the_end_padding() {
+    pub(crate) fn ceil_mode_drops_a_window_starting_in_the_end_padding() {
         // 4 inputs, kernel 3, stride 2, no pads: floor gives 1, ceil gives 2.
         let g = geometry(&[4], &[3], &[2], &[1], &[], "NOTSET", true).unwrap();
         assert_eq!(g.output, vec![2]);
@@ -353,14 +364,14 @@ mod tests {
     }
 
     #[test]
-    fn tap_counts_exclude_padding() {
+    pub(crate) fn tap_counts_exclude_padding() {
         let g = geometry(&[3], &[3], &[1], &[1], &[1, 1], "NOTSET", false).unwrap();
         assert_eq!(tap_counts(&g, 0, 0, 3), vec![2, 3, 2]);
         assert_eq!(tap_counts(&g, 0, -1, 4), vec![3, 3, 3]);
     }
 
     #[test]
-    fn bad_geometry_is_an_error() {
+    pub(crate) fn bad_geometry_is_an_error() {
         assert!(geometry(&[2], &[3], &[1], &[1], &[], "NOTSET", false).is_err());
         assert!(geometry(&[4], &[0], &[1], &[1], &[], "NOTSET", false).is_err());
         assert!(geometry(&[4], &[2], &[1], &[1], &[1], "NOTSET", false).is_err());

@@ -1,0 +1,228 @@
+//! Elementwise ops: arithmetic, comparisons and logic (folded on known values), unary
+//! math, casts, `Where`, `Identity` and inference-mode `Dropout`.
+
+use crate::import::prelude::*;
+
+impl Importer {
+    /// `Identity`, and the output of `Dropout`: the input's entry, under the output's name.
+    pub(crate) fn identity(&mut self, n: &NodeProto) -> R<()> {
+        let e = self.entry(&self.in0(n)?)?.clone();
+        let v = self.made.get(n.input[0].as_str()).copied();
+        self.set(&n.output[0], e);
+        if let Some(v) = v {
+            self.made.insert(n.output[0].clone(), v);
+        }
+        Ok(())
+    }
+
+    /// `Dropout` in inference mode: the identity, and an all-true mask.
+    pub(crate) fn dropout(&mut self, n: &NodeProto) -> R<()> {
+        self.dropout_check(n)?;
+        self.identity(n)?;
+        if self.output_used(n, 1) {
+            // Inference mode: the mask is all true.
+            let shape = self.ty(&n.input[0])?.shape.to_vec();
+            let m = self.emit(Op::Full { shape, value: 1.0, dtype: DType::Bool }, &[])?;
+            self.out(n, 1, m);
+        }
+        Ok(())
+    }
+
+    /// `Cast` to the dtype of its `to` attribute.
+    pub(crate) fn cast_attr(&mut self, n: &NodeProto) -> R<()> {
+        let to = attr_i(n, "to", 0) as i32;
+        let d = dtype_from_onnx(to)
+            .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: to })?;
+        self.cast(n, d)
+    }
+
+    /// `CastLike`: a cast to the dtype of input 1.
+    pub(crate) fn cast_like(&mut self, n: &NodeProto) -> R<()> {
+        let d = self.ty(&self.in_req(n, 1)?)?.dtype;
+        self.cast(n, d)
+    }
+
+    /// `Mod`: floored (`fmod=0`) or truncated (`fmod=1`) remainder.
+    pub(crate) fn mod_(&mut self, n: &NodeProto) -> R<()> {
+        if attr_i(n, "fmod", 0) != 0 {
+            self.fmod(n)
+        } else {
+            self.binary(n, BinaryOp::Mod)
+        }
+    }
+
+    /// Dropout is the identity in inference mode: `training_mode` absent or a constant
+    /// false, or a constant zero `ratio`. Training-mode (random) dropout is refused.
+    pub(crate) fn dropout_check(&self, n: &NodeProto) -> R<()> {
+        let Some(t) = inp(n, 2) else { return Ok(()) };
+        if self.const_tensor(t).is_some_and(|t| t.len() == 1 && t.get_f64(0) == 0.0) {
+            return Ok(());
+        }
+        if inp(n, 1).and_then(|r| self.const_tensor(r)).is_some_and(|r| r.len() == 1 && r.get_f64(0) == 0.0) {
+            return Ok(());
+        }
+        Err(self.unsupported("Dropout in training mode (random) is not supported"))
+    }
+
+    /// `Mod` with `fmod=1` (the remainder takes the sign of the dividend), from the floored
+    /// remainder `r`: `r − b` where `r ≠ 0` and the signs of `a` and `b` differ, else `r`.
+    pub(crate) fn fmod(&mut self, n: &NodeProto) -> R<()> {
+        let a = self.value(&self.in0(n)?)?;
+        let mut b = self.value(&self.in_req(n, 1)?)?;
+        let dt = self.g.value_type(a).dtype;
+        if self.g.value_type(b).dtype != dt {
+            b = self.emit(Op::Cast(dt), &[b])?;
+        }
+        let r = self.bin(BinaryOp::Mod, a, b)?;
+        let zero = self.emit(Op::Constant(HostTensor::scalar(dt, 0.0)), &[])?;
+        let a_neg = self.bin(BinaryOp::Less, a, zero)?;
+        let b_neg = self.bin(BinaryOp::Less, b, zero)?;
+        let differ = self.bin(BinaryOp::Xor, a_neg, b_neg)?;
+        let r_zero = self.bin(BinaryOp::Equal, r, zero)?;
+        let r_nonzero = self.emit(Op::Unary(UnaryOp::Not), &[r_zero])?;
+        let fix = self.bin(BinaryOp::And, differ, r_nonzero)?;
+        let shifted = self.bin(BinaryOp::Sub, r, b)?;
+        let v = self.emit(Op::Where, &[fix, shifted, r])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    pub(crate) fn binary(&mut self, n: &NodeProto, op: BinaryOp) -> R<()> {
+        // Variadic Max/Min fold pairwise.
+        let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        if names.len() == 1 {
+            let e = self.entry(&names[0])?.clone();
+            self.set(&n.output[0], e);
+            return Ok(());
+        }
+        if names.len() != 2 && !matches!(op, BinaryOp::Max | BinaryOp::Min) {
+            return Err(self.err(format!("expects 2 inputs, got {}", names.len())));
+        }
+        // Known fold.
+        let ks: Option<Vec<&Known>> = names.iter().map(|s| self.known(s)).collect();
+        if let Some(ks) = ks {
+            let dtype = if op.is_comparison() { DType::Bool } else { ks[0].dtype };
+            let mut acc = Some(ks[0].clone());
+            for k in &ks[1..] {
+                acc = acc.and_then(|a| known::map_n(&[&a, k], dtype, |x| fold_binary(op, x[0], x[1])));
+            }
+            if let Some(k) = acc {
+                self.set_known(&n.output[0], k);
+                return Ok(());
+            }
+        }
+        let mut acc = self.value(&names[0])?;
+        for name in &names[1..] {
+            let mut b = self.value(name)?;
+            let da = self.g.value_type(acc).dtype;
+            if self.g.value_type(b).dtype != da {
+                b = self.emit(Op::Cast(da), &[b])?;
+            }
+            acc = self.emit(Op::Binary(op), &[acc, b])?;
+        }
+        self.out(n, 0, acc);
+        Ok(())
+    }
+
+    pub(crate) fn unary(&mut self, n: &NodeProto, op: UnaryOp) -> R<()> {
+        let name = self.in0(n)?;
+        if let Some(k) = self.known(&name) {
+            let f = |x: &SymInt| -> Option<SymInt> {
+                match (op, x) {
+                    (UnaryOp::Not, SymInt::C(c)) => Some(SymInt::C((*c == 0) as i64)),
+                    (UnaryOp::Neg, SymInt::C(c)) => Some(SymInt::C(-c)),
+                    (UnaryOp::Abs, SymInt::C(c)) => Some(SymInt::C(c.abs())),
+                    (UnaryOp::Abs, SymInt::D(d)) => Some(SymInt::D(d.clone())),
+                    _ => None,
+                }
+            };
+            if let Some(r) = known::map_n(&[k], k.dtype, |x| f(x[0])) {
+                self.set_known(&n.output[0], r);
+                return Ok(());
+            }
+        }
+        let x = self.value(&name)?;
+        let v = self.emit(Op::Unary(op), &[x])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    pub(crate) fn cast(&mut self, n: &NodeProto, d: DType) -> R<()> {
+        let name = self.in0(n)?;
+        match self.entry(&name)?.clone() {
+            Entry::Known(k) if d.is_int() || d == DType::Bool => {
+                self.set_known(&n.output[0], k.cast(d));
+            }
+            Entry::Known(k) if k.to_tensor().is_some() => {
+                self.set_tensor(&n.output[0], k.to_tensor().unwrap().cast(d));
+            }
+            Entry::Tensor(t) => self.set_tensor(&n.output[0], t.cast(d)),
+            _ => {
+                let x = self.value(&name)?;
+                let v = if self.g.value_type(x).dtype == d { x } else { self.emit(Op::Cast(d), &[x])? };
+                self.out(n, 0, v);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn where_(&mut self, n: &NodeProto) -> R<()> {
+        let names = [self.in0(n)?, self.in_req(n, 1)?, self.in_req(n, 2)?];
+        if let (Some(c), Some(a), Some(b)) =
+            (self.known(&names[0]), self.known(&names[1]), self.known(&names[2]))
+        {
+            let f = |x: &[&SymInt]| match x[0] {
+                SymInt::C(0) => Some(x[2].clone()),
+                SymInt::C(_) => Some(x[1].clone()),
+                SymInt::D(_) => None,
+            };
+            if let Some(k) = known::map_n(&[c, a, b], a.dtype, f) {
+                self.set_known(&n.output[0], k);
+                return Ok(());
+            }
+        }
+        let c = self.value(&names[0])?;
+        let a = self.value(&names[1])?;
+        let mut b = self.value(&names[2])?;
+        let da = self.g.value_type(a).dtype;
+        if self.g.value_type(b).dtype != da {
+            b = self.emit(Op::Cast(da), &[b])?;
+        }
+        let v = self.emit(Op::Where, &[c, a, b])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+}
+
+pub(crate) fn fold_binary(op: BinaryOp, a: &SymInt, b: &SymInt) -> Option<SymInt> {
+    use std::cmp::Ordering::*;
+    let bool_ = |v: bool| Some(SymInt::C(v as i64));
+    match op {
+        BinaryOp::Add => known::add(a, b),
+        BinaryOp::Sub => known::sub(a, b),
+        BinaryOp::Mul => known::mul(a, b),
+        BinaryOp::Div => known::div(a, b),
+        BinaryOp::Mod => known::modulo(a, b),
+        BinaryOp::Max => known::max(a, b),
+        BinaryOp::Min => known::min(a, b),
+        BinaryOp::Pow => match (a, b) {
+            (SymInt::C(x), SymInt::C(y)) if *y >= 0 => x.checked_pow(*y as u32).map(SymInt::C),
+            _ => None,
+        },
+        BinaryOp::Equal => {
+            let o = known::cmp(a, b);
+            match o {
+                Some(o) => bool_(o == Equal),
+                // A symbolic dim never equals a negative constant.
+                None => None,
+            }
+        }
+        BinaryOp::Less => bool_(known::cmp(a, b)? == Less),
+        BinaryOp::LessEqual => bool_(known::cmp(a, b)? != Greater),
+        BinaryOp::Greater => bool_(known::cmp(a, b)? == Greater),
+        BinaryOp::GreaterEqual => bool_(known::cmp(a, b)? != Less),
+        BinaryOp::And => bool_(a.as_c()? != 0 && b.as_c()? != 0),
+        BinaryOp::Or => bool_(a.as_c()? != 0 || b.as_c()? != 0),
+        BinaryOp::Xor => bool_((a.as_c()? != 0) != (b.as_c()? != 0)),
+    }
+}

@@ -1,0 +1,457 @@
+//! Shape and layout ops: `Shape`, `Size`, `Reshape`, `Flatten`, `(Un)Squeeze`, `Transpose`,
+//! `Expand`, `Slice`, `Concat`, `Split`, `Tile`, and the constant makers `Constant`, `Range`
+//! and `ConstantOfShape`.
+
+use crate::import::prelude::*;
+
+impl Importer {
+    /// `Shape` (with `start`/`end`): the input's dims as a known vector.
+    pub(crate) fn shape_of(&mut self, n: &NodeProto) -> R<()> {
+        let t = self.ty(&self.in0(n)?)?;
+        let r = t.rank() as i64;
+        let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+        let s = clamp(attr_i(n, "start", 0));
+        let e = clamp(attr_i(n, "end", r));
+        let vals = t.shape[s..e.max(s)].iter().map(SymInt::from_dim).collect();
+        self.set_known(&n.output[0], Known::vec(vals));
+        Ok(())
+    }
+
+    /// `Size`: the element count as a known scalar.
+    pub(crate) fn size(&mut self, n: &NodeProto) -> R<()> {
+        let t = self.ty(&self.in0(n)?)?;
+        let k = Known::new(DType::I64, vec![], vec![SymInt::from_dim(&t.numel())]);
+        self.set_known(&n.output[0], k);
+        Ok(())
+    }
+
+    /// `Transpose` (reversed axes without `perm`; the identity on rank ≤ 1).
+    pub(crate) fn transpose(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let rank = self.ty(&name)?.rank();
+        let perm: Vec<usize> = match attr_ints(n, "perm") {
+            Some(p) => p.iter().map(|&p| p as usize).collect(),
+            None => (0..rank).rev().collect(),
+        };
+        if rank <= 1 {
+            let e = self.entry(&name)?.clone();
+            self.set(&n.output[0], e);
+            return Ok(());
+        }
+        let x = self.value(&name)?;
+        let v = self.emit(Op::Transpose { perm }, &[x])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    /// `Reshape` to a shape known at import time.
+    pub(crate) fn reshape(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let t = self.ty(&name)?;
+        let target = self.known_req(&self.in_req(n, 1)?, "shape")?;
+        let shape = self.resolve_reshape(&t, &target.vals, attr_i(n, "allowzero", 0) != 0)?;
+        self.reshape_to(n, &name, shape)
+    }
+
+    /// `Flatten` at `axis`: a reshape to two dims.
+    pub(crate) fn flatten(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let t = self.ty(&name)?;
+        let a = attr_i(n, "axis", 1);
+        let a = if a < 0 { a + t.rank() as i64 } else { a } as usize;
+        let prod = |d: &[Dim]| d.iter().fold(Dim::Known(1), |acc, x| acc.mul(x));
+        let shape = vec![prod(&t.shape[..a]), prod(&t.shape[a..])];
+        self.reshape_to(n, &name, shape)
+    }
+
+    /// `Unsqueeze`: a reshape inserting 1s at the axes.
+    pub(crate) fn unsqueeze(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let t = self.ty(&name)?;
+        let axes = self.axes(n, 1)?.ok_or_else(|| self.err("Unsqueeze without axes"))?;
+        let r = t.rank() + axes.len();
+        let mut ax: Vec<usize> = axes
+            .iter()
+            .map(|&a| normalize_axis(a, r).ok_or_else(|| self.err(format!("axis {a} out of range"))))
+            .collect::<R<_>>()?;
+        ax.sort();
+        let mut shape = vec![];
+        let mut it = t.shape.iter();
+        for i in 0..r {
+            if ax.contains(&i) {
+                shape.push(Dim::Known(1));
+            } else {
+                shape.push(it.next().cloned().ok_or_else(|| self.err("bad axes"))?);
+            }
+        }
+        self.reshape_to(n, &name, shape)
+    }
+
+    /// `Squeeze`: a reshape dropping the axes (every 1 without axes).
+    pub(crate) fn squeeze(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let t = self.ty(&name)?;
+        let axes = self.axes(n, 1)?;
+        let ax: Vec<usize> = match axes {
+            Some(a) => a
+                .iter()
+                .map(|&a| {
+                    normalize_axis(a, t.rank()).ok_or_else(|| self.err(format!("axis {a} out of range")))
+                })
+                .collect::<R<_>>()?,
+            None => (0..t.rank()).filter(|&i| t.shape[i] == Dim::Known(1)).collect(),
+        };
+        let shape = (0..t.rank()).filter(|i| !ax.contains(i)).map(|i| t.shape[i].clone()).collect();
+        self.reshape_to(n, &name, shape)
+    }
+
+    pub(crate) fn constant(&mut self, n: &NodeProto) -> R<()> {
+        let a = n.attribute.first().ok_or_else(|| self.err("Constant without a value"))?;
+        let t = match a.name() {
+            "value" => tensor_from_proto(a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?)?,
+            "value_float" => HostTensor::from_f32(vec![], &[a.f()]),
+            "value_floats" => HostTensor::from_f32(vec![a.floats.len()], &a.floats),
+            "value_int" => HostTensor::from_i64(vec![], &[a.i()]),
+            "value_ints" => HostTensor::from_i64(vec![a.ints.len()], &a.ints),
+            other => return Err(self.err(format!("unsupported Constant attribute '{other}'"))),
+        };
+        self.set_tensor(&n.output[0], t);
+        Ok(())
+    }
+
+    pub(crate) fn resolve_reshape(&self, t: &TensorType, target: &[SymInt], allowzero: bool) -> R<Vec<Dim>> {
+        let mut out: Vec<Option<Dim>> = vec![];
+        let mut infer = None;
+        for (i, v) in target.iter().enumerate() {
+            out.push(match v {
+                SymInt::C(0) if !allowzero => Some(t.shape.get(i).cloned().ok_or_else(|| {
+                    self.err(format!("shape entry {i} is 0 but the input has rank {}", t.rank()))
+                })?),
+                SymInt::C(-1) => {
+                    if infer.replace(i).is_some() {
+                        return Err(self.err("shape has two -1 entries"));
+                    }
+                    None
+                }
+                other => Some(other.to_dim().ok_or_else(|| self.err(format!("bad shape entry {other}")))?),
+            });
+        }
+        if let Some(i) = infer {
+            let rest = out.iter().flatten().fold(Dim::Known(1), |a, d| a.mul(d));
+            let d = t.numel().div_exact(&rest).ok_or_else(|| {
+                self.err(format!(
+                    "cannot infer the -1 entry: {} elements / {rest} is not expressible",
+                    t.numel()
+                ))
+            })?;
+            out[i] = Some(d);
+        }
+        Ok(out.into_iter().map(|d| d.expect("filled")).collect())
+    }
+
+    pub(crate) fn reshape_to(&mut self, n: &NodeProto, name: &str, shape: Vec<Dim>) -> R<()> {
+        if let Some(k) = self.known(name) {
+            if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
+                if dims.iter().product::<usize>() == k.vals.len() {
+                    let k = Known::new(k.dtype, dims, k.vals.clone());
+                    self.set_known(&n.output[0], k);
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(t) = self.const_tensor(name) {
+            if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
+                if let Ok(t) = t.reshaped(dims) {
+                    self.set_tensor(&n.output[0], t);
+                    return Ok(());
+                }
+            }
+        }
+        let x = self.value(name)?;
+        let v = self.emit(Op::Reshape { shape }, &[x])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    pub(crate) fn expand(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let target = self.known_req(&self.in_req(n, 1)?, "shape")?;
+        let shape: Vec<Dim> = target
+            .vals
+            .iter()
+            .map(|v| v.to_dim().ok_or_else(|| self.err(format!("bad shape entry {v}"))))
+            .collect::<R<_>>()?;
+        if let Some(k) = self.known(&name) {
+            if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
+                let dummy = Known::new(DType::I64, dims.clone(), vec![SymInt::C(0); dims.iter().product()]);
+                if let Some(r) = known::map_n(&[k, &dummy], k.dtype, |x| Some(x[0].clone())) {
+                    self.set_known(&n.output[0], r);
+                    return Ok(());
+                }
+            }
+        }
+        let x = self.value(&name)?;
+        let v = self.emit(Op::Expand { shape }, &[x])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    pub(crate) fn slice(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let t = self.ty(&name)?;
+        let (starts, ends, axes, steps) = if let Some(s) = attr_ints(n, "starts") {
+            let e = attr_ints(n, "ends").unwrap_or_default();
+            let a = attr_ints(n, "axes");
+            (
+                s.into_iter().map(SymInt::C).collect::<Vec<_>>(),
+                e.into_iter().map(SymInt::C).collect::<Vec<_>>(),
+                a,
+                None,
+            )
+        } else {
+            let s = self.known_req(&self.in_req(n, 1)?, "starts")?.vals;
+            let e = self.known_req(&self.in_req(n, 2)?, "ends")?.vals;
+            let a = match inp(n, 3) {
+                Some(a) => {
+                    Some(self.known_req(a, "axes")?.consts().ok_or_else(|| self.err("symbolic axes"))?)
+                }
+                None => None,
+            };
+            let st = match inp(n, 4) {
+                Some(a) => {
+                    Some(self.known_req(a, "steps")?.consts().ok_or_else(|| self.err("symbolic steps"))?)
+                }
+                None => None,
+            };
+            (s, e, a, st)
+        };
+        let k = starts.len();
+        let axes: Vec<usize> = axes
+            .unwrap_or_else(|| (0..k as i64).collect())
+            .iter()
+            .map(|&a| normalize_axis(a, t.rank()).ok_or_else(|| self.err(format!("axis {a} out of range"))))
+            .collect::<R<_>>()?;
+        let steps = steps.unwrap_or_else(|| vec![1; k]);
+        if ends.len() != k || axes.len() != k || steps.len() != k {
+            return Err(self.err("starts, ends, axes and steps differ in length"));
+        }
+        // Known data with constant bounds.
+        if let Some(kd) = self.known(&name) {
+            let mut cur = Some(kd.clone());
+            for i in 0..k {
+                let (Some(s), Some(e)) = (starts[i].as_c(), ends[i].as_c()) else {
+                    cur = None;
+                    break;
+                };
+                cur = cur.and_then(|c| known::slice_axis(&c, axes[i], s, e, steps[i]));
+            }
+            if let Some(c) = cur {
+                self.set_known(&n.output[0], c);
+                return Ok(());
+            }
+        }
+        let mut x = self.value(&name)?;
+        let to_bound = |v: &SymInt| match v {
+            SymInt::C(c) => Bound::Const(*c),
+            SymInt::D(d) => Bound::Dim(d.clone()),
+        };
+        let mut spec = SliceSpec { axes: vec![], starts: vec![], ends: vec![], steps: vec![] };
+        let mut gathers: Vec<(usize, Value)> = vec![];
+        for i in 0..k {
+            let (s, e) = (to_bound(&starts[i]), to_bound(&ends[i]));
+            let dim = &t.shape[axes[i]];
+            if slice_len(dim, &s, &e, steps[i]).is_ok() {
+                if matches!((&s, &e, steps[i]), (Bound::Const(0), Bound::Const(m), 1) if *m >= i64::MAX / 2) {
+                    continue; // the whole axis
+                }
+                spec.axes.push(axes[i] as i64);
+                spec.starts.push(s);
+                spec.ends.push(e);
+                spec.steps.push(steps[i]);
+                continue;
+            }
+            // Workarounds for bounds the IR slice cannot type: gathers with equal semantics.
+            let idx = match (&s, &e, steps[i]) {
+                // x[:d] on an axis of known size: take(x, arange(d)).
+                (Bound::Const(0), Bound::Dim(d), 1) => {
+                    self.emit(Op::Range { start: 0.0, step: 1.0, len: d.clone(), dtype: DType::I64 }, &[])?
+                }
+                // x[-k:] on a symbolic axis: take(x, [-k, ..., -1]).
+                (Bound::Const(st), Bound::Const(m), 1) if *st < 0 && *m >= i64::MAX / 2 => {
+                    let idx: Vec<i64> = (*st..0).collect();
+                    self.emit(Op::Constant(HostTensor::from_i64(vec![idx.len()], &idx)), &[])?
+                }
+                _ => {
+                    return Err(self.err(format!(
+                        "slice {}:{}:{} of axis {} (size {dim}) has no static length",
+                        starts[i], ends[i], steps[i], axes[i]
+                    )))
+                }
+            };
+            gathers.push((axes[i], idx));
+        }
+        if !spec.axes.is_empty() {
+            x = self.emit(Op::Slice(spec), &[x])?;
+        }
+        for (axis, idx) in gathers {
+            x = self.emit(Op::Gather { axis: axis as i64 }, &[x, idx])?;
+        }
+        self.out(n, 0, x);
+        Ok(())
+    }
+
+    pub(crate) fn concat(&mut self, n: &NodeProto) -> R<()> {
+        let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        let axis = attr_i(n, "axis", 0);
+        let ks: Option<Vec<&Known>> = names.iter().map(|s| self.known(s)).collect();
+        if let Some(ks) = ks {
+            let rank = ks[0].dims.len();
+            if let Some(a) = normalize_axis(axis, rank) {
+                if let Some(k) = known::concat(&ks, a) {
+                    self.set_known(&n.output[0], k);
+                    return Ok(());
+                }
+            }
+        }
+        let mut vs = vec![];
+        for name in &names {
+            // Skip empty operands (ONNX allows them).
+            if self.ty(name)?.numel() == Dim::Known(0) && names.len() > 1 {
+                continue;
+            }
+            vs.push(self.value(name)?);
+        }
+        let v = if vs.len() == 1 { vs[0] } else { self.emit(Op::Concat { axis }, &vs)? };
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    pub(crate) fn split(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let t = self.ty(&name)?;
+        let axis = attr_i(n, "axis", 0);
+        let a = normalize_axis(axis, t.rank()).ok_or_else(|| self.err("axis out of range"))?;
+        let nout = n.output.len();
+        let sizes: Vec<Dim> = if let Some(s) = attr_ints(n, "split") {
+            s.iter().map(|&v| Dim::Known(v as usize)).collect()
+        } else if let Some(sn) = inp(n, 1) {
+            self.known_req(sn, "split")?
+                .vals
+                .iter()
+                .map(|v| v.to_dim().ok_or_else(|| self.err("bad split size")))
+                .collect::<R<_>>()?
+        } else {
+            let parts = attr_i(n, "num_outputs", nout as i64) as usize;
+            let d = &t.shape[a];
+            match d.div_exact(&Dim::Known(parts)) {
+                Some(p) => vec![p; parts],
+                None => match d.known() {
+                    Some(len) => {
+                        let chunk = len.div_ceil(parts);
+                        (0..parts).map(|i| Dim::Known(chunk.min(len.saturating_sub(i * chunk)))).collect()
+                    }
+                    None => return Err(self.err(format!("cannot split {d} into {parts} parts"))),
+                },
+            }
+        };
+        let x = self.value(&name)?;
+        let vs = self.emit_multi(Op::Split { axis, sizes }, &[x])?;
+        for (i, v) in vs.into_iter().enumerate() {
+            self.out(n, i, v);
+        }
+        Ok(())
+    }
+
+    /// A scalar operand: a number (int or float constant) or a symbolic dim.
+    pub(crate) fn scalar_operand(&self, name: &str) -> R<(Option<f64>, Option<Dim>, DType)> {
+        if let Some(k) = self.known(name) {
+            let v = k.scalar().ok_or_else(|| self.err(format!("'{name}' is not a scalar")))?;
+            return Ok(match v {
+                SymInt::C(c) => (Some(*c as f64), None, k.dtype),
+                SymInt::D(d) => (None, Some(d.clone()), k.dtype),
+            });
+        }
+        if let Some(t) = self.const_tensor(name) {
+            if t.len() == 1 {
+                return Ok((Some(t.get_f64(0)), None, t.dtype()));
+            }
+        }
+        Err(self.unsupported(format!("'{name}' is not computable at import time (a data-dependent shape)")))
+    }
+
+    pub(crate) fn range(&mut self, n: &NodeProto) -> R<()> {
+        let (s, sd, dtype) = self.scalar_operand(&self.in0(n)?)?;
+        let (l, ld, _) = self.scalar_operand(&self.in_req(n, 1)?)?;
+        let (d, dd, _) = self.scalar_operand(&self.in_req(n, 2)?)?;
+        let (Some(start), Some(step)) = (s, d) else {
+            let _ = (sd, dd);
+            return Err(self.err("Range start and delta must be constants"));
+        };
+        let len = match (l, ld) {
+            (Some(limit), _) => Dim::Known(((limit - start) / step).ceil().max(0.0) as usize),
+            (None, Some(dim)) if step == 1.0 && start == 0.0 => dim,
+            (None, Some(dim)) if step == 1.0 && start > 0.0 && start.fract() == 0.0 => {
+                match known::sub(&SymInt::D(dim.clone()), &SymInt::C(start as i64)).and_then(|v| v.to_dim()) {
+                    Some(d) => d,
+                    None => return Err(self.err(format!("Range length {dim} - {start} is not expressible"))),
+                }
+            }
+            _ => return Err(self.err("Range with a symbolic limit needs step 1")),
+        };
+        if (dtype.is_int()) && len.known().is_some_and(|n| n <= known::MAX_KNOWN) {
+            let vals =
+                (0..len.known().unwrap()).map(|i| SymInt::C(start as i64 + step as i64 * i as i64)).collect();
+            self.set_known(&n.output[0], Known::new(dtype, vec![len.known().unwrap()], vals));
+            return Ok(());
+        }
+        let v = self.emit(Op::Range { start, step, len, dtype }, &[])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    pub(crate) fn constant_of_shape(&mut self, n: &NodeProto) -> R<()> {
+        let target = self.known_req(&self.in0(n)?, "shape")?;
+        let shape: Vec<Dim> = target
+            .vals
+            .iter()
+            .map(|v| v.to_dim().ok_or_else(|| self.err(format!("bad shape entry {v}"))))
+            .collect::<R<_>>()?;
+        let (value, dtype) = match n.attr("value").and_then(|a| a.t.as_ref()) {
+            Some(t) => {
+                let t = tensor_from_proto(t)?;
+                (t.get_f64(0), t.dtype())
+            }
+            None => (0.0, DType::F32),
+        };
+        if dtype.is_int() || dtype == DType::Bool {
+            if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
+                let count: usize = dims.iter().product();
+                if count <= known::MAX_KNOWN {
+                    let k = Known::new(dtype, dims, vec![SymInt::C(value as i64); count]);
+                    self.set_known(&n.output[0], k);
+                    return Ok(());
+                }
+            }
+        }
+        let v = self.emit(Op::Full { shape, value, dtype }, &[])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    pub(crate) fn tile(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in0(n)?;
+        let reps = self
+            .known_req(&self.in_req(n, 1)?, "repeats")?
+            .consts()
+            .ok_or_else(|| self.err("symbolic repeats"))?;
+        let mut x = self.value(&name)?;
+        for (axis, &r) in reps.iter().enumerate() {
+            if r != 1 {
+                let copies = vec![x; r as usize];
+                x = self.emit(Op::Concat { axis: axis as i64 }, &copies)?;
+            }
+        }
+        self.out(n, 0, x);
+        Ok(())
+    }
+}
