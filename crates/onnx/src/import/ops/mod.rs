@@ -13,7 +13,9 @@ mod fused;
 mod gather_scatter;
 mod loss;
 mod nn;
+mod pad_cumsum;
 mod reduce;
+mod scatter;
 mod sequence;
 mod shape;
 
@@ -157,6 +159,13 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("MaxPool", |i, n| i.pool_node(n, true)),
     ("AveragePool", |i, n| i.pool_node(n, false)),
     ("Conv", |i, n| i.conv_node(n)),
+    // Scatters composed of masks and reductions (scatter.rs).
+    ("ScatterND", |i, n| i.scatter_nd(n)),
+    ("ScatterElements", |i, n| i.scatter_elements(n)),
+    // Size-parameterized compositions (pad_cumsum.rs).
+    ("Pad", |i, n| i.pad(n)),
+    ("CumSum", |i, n| i.cumsum(n)),
+    ("OneHot", |i, n| i.one_hot(n)),
 ];
 
 /// The converter of an op type, if the table has one.

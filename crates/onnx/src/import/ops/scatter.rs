@@ -1,0 +1,173 @@
+//! `ScatterND` and `ScatterElements`, composed from comparisons and reductions: every update
+//! gets a flat row index into the data viewed as `[P, R]` (`P` rows addressed by the indices,
+//! `R` elements per row); a `[U, P]` equality mask selects, per row, the updates that land on
+//! it, and a reduction over the updates combines them (`none`/`add`: sum, `mul`: product,
+//! `max`/`min`). Rows no update hits keep the data. The mask has `U·P` elements, so large
+//! scatters (a KV cache of thousands of rows) are refused rather than materialized.
+
+use crate::import::prelude::*;
+
+/// The largest `U·P·R` (updates × rows × row length) the composition materializes.
+const MAX_MASK_ELEMENTS: usize = 1 << 24;
+
+impl Importer {
+    fn scatter_reduction(&self, n: &NodeProto) -> R<Option<ReduceOp>> {
+        match attr_s(n, "reduction").as_deref().unwrap_or("none") {
+            "none" => Ok(None),
+            "add" => Ok(Some(ReduceOp::Sum)),
+            "mul" => Ok(Some(ReduceOp::Prod)),
+            "max" => Ok(Some(ReduceOp::Max)),
+            "min" => Ok(Some(ReduceOp::Min)),
+            o => Err(self.err(format!("unknown reduction '{o}'"))),
+        }
+    }
+
+    /// Indices made non-negative: `i + dim` where `i < 0`.
+    fn wrap_index(&mut self, idx: Value, dim: usize) -> R<Value> {
+        let z = self.scalar_of(DType::I64, 0.0)?;
+        let d = self.scalar_of(DType::I64, dim as f64)?;
+        let neg = self.bin(BinaryOp::Less, idx, z)?;
+        let w = self.bin(BinaryOp::Add, idx, d)?;
+        self.emit(Op::Where, &[neg, w, idx])
+    }
+
+    /// `data: [P, R]`, `rows: [U]` (i64, in range), `upd: [U, R]` → the scattered `[P, R]`.
+    fn scatter_rows(&mut self, data: Value, rows: Value, upd: Value, red: Option<ReduceOp>) -> R<Value> {
+        let dt = self.vt(data);
+        let (p, r) = (dt.shape[0].known(), dt.shape[1].known());
+        let u = self.vt(rows).shape[0].known();
+        let (Some(p), Some(r), Some(u)) = (p, r, u) else {
+            return Err(self.unsupported("scatter of symbolic sizes is not supported"));
+        };
+        if u.saturating_mul(p).saturating_mul(r.max(1)) > MAX_MASK_ELEMENTS {
+            return Err(self.unsupported(format!(
+                "scatter of {u} updates into {p} rows of {r} needs a {u}×{p}×{r} mask (over {MAX_MASK_ELEMENTS} \
+                 elements); a native scatter op is not implemented"
+            )));
+        }
+        let ru = self.reshape_v(rows, vec![Dim::Known(u), Dim::Known(1)])?;
+        let iota = self.iota_along(Dim::Known(p), 1, 2)?;
+        let eq = self.bin(BinaryOp::Equal, ru, iota)?; // [U, P]
+        let eq3 = self.reshape_v(eq, [u, p, 1].map(Dim::Known).to_vec())?;
+        let up3 = self.reshape_v(upd, [u, 1, r].map(Dim::Known).to_vec())?;
+        let neutral = match red {
+            None | Some(ReduceOp::Sum) => 0.0,
+            Some(ReduceOp::Prod) => 1.0,
+            Some(ReduceOp::Max) if dt.dtype.is_float() => f64::NEG_INFINITY,
+            Some(ReduceOp::Min) if dt.dtype.is_float() => f64::INFINITY,
+            Some(ReduceOp::Max) => int_limit(dt.dtype, false),
+            Some(ReduceOp::Min) => int_limit(dt.dtype, true),
+            Some(ReduceOp::Mean) => return Err(self.err("mean is not a scatter reduction")),
+        };
+        let nv = self.scalar_of(dt.dtype, neutral)?;
+        let sel = self.emit(Op::Where, &[eq3, up3, nv])?;
+        let comb = self.reduce_v(red.unwrap_or(ReduceOp::Sum), sel, vec![0], false)?; // [P, R]
+        let hit_i = self.cast_to(eq, DType::I32)?;
+        let hit_i = self.reduce_v(ReduceOp::Max, hit_i, vec![0], false)?;
+        let zero = self.scalar_of(DType::I32, 0.0)?;
+        let hit = self.bin(BinaryOp::Greater, hit_i, zero)?;
+        let hit = self.reshape_v(hit, vec![Dim::Known(p), Dim::Known(1)])?;
+        let new = match red {
+            None => comb,
+            Some(ReduceOp::Sum) => self.bin(BinaryOp::Add, data, comb)?,
+            Some(ReduceOp::Prod) => self.bin(BinaryOp::Mul, data, comb)?,
+            Some(ReduceOp::Max) => self.bin(BinaryOp::Max, data, comb)?,
+            Some(_) => self.bin(BinaryOp::Min, data, comb)?,
+        };
+        self.emit(Op::Where, &[hit, new, data])
+    }
+
+    /// The known dims of operand `i`.
+    fn static_dims(&mut self, n: &NodeProto, i: usize) -> R<(Value, Vec<usize>)> {
+        let v = self.input_v(n, i)?;
+        let t = self.vt(v);
+        let d =
+            t.known_dims().ok_or_else(|| self.unsupported(format!("input {i} has symbolic dims ({t})")))?;
+        Ok((v, d))
+    }
+
+    pub(crate) fn scatter_nd(&mut self, n: &NodeProto) -> R<()> {
+        let red = self.scatter_reduction(n)?;
+        let (data, dd) = self.static_dims(n, 0)?;
+        let (idx, id) = self.static_dims(n, 1)?;
+        let (upd, _) = self.static_dims(n, 2)?;
+        let idx = self.cast_to(idx, DType::I64)?;
+        let k = *id.last().ok_or_else(|| self.err("indices must have at least 1 axis"))?;
+        if k == 0 || k > dd.len() {
+            return Err(self.err(format!("index depth {k} is not in 1..={} (the data rank)", dd.len())));
+        }
+        let u: usize = id[..id.len() - 1].iter().product();
+        let (p, r): (usize, usize) = (dd[..k].iter().product(), dd[k..].iter().product());
+        let mut flat: Option<Value> = None;
+        for (j, &dim) in dd[..k].iter().enumerate() {
+            let jv = self.scalar_of(DType::I64, j as f64)?;
+            let c = self.emit(Op::Gather { axis: -1 }, &[idx, jv])?;
+            let c = self.wrap_index(c, dim)?;
+            flat = Some(match flat {
+                Some(f) => {
+                    let d = self.scalar_of(DType::I64, dim as f64)?;
+                    let f = self.bin(BinaryOp::Mul, f, d)?;
+                    self.bin(BinaryOp::Add, f, c)?
+                }
+                None => c,
+            });
+        }
+        let rows = self.reshape_v(flat.expect("k >= 1"), vec![Dim::Known(u)])?;
+        let d2 = self.reshape_v(data, vec![Dim::Known(p), Dim::Known(r)])?;
+        let u2 = self.reshape_v(upd, vec![Dim::Known(u), Dim::Known(r)])?;
+        let y = self.scatter_rows(d2, rows, u2, red)?;
+        let y = self.reshape_v(y, dd.iter().map(|&d| Dim::Known(d)).collect())?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    pub(crate) fn scatter_elements(&mut self, n: &NodeProto) -> R<()> {
+        let red = self.scatter_reduction(n)?;
+        let (data, dd) = self.static_dims(n, 0)?;
+        let (idx, id) = self.static_dims(n, 1)?;
+        let (upd, _) = self.static_dims(n, 2)?;
+        if id.len() != dd.len() {
+            return Err(self.err(format!("indices have rank {}, data {}", id.len(), dd.len())));
+        }
+        let axis = self.axis_of(attr_i(n, "axis", 0), dd.len())?;
+        let idx = self.cast_to(idx, DType::I64)?;
+        let idx = self.wrap_index(idx, dd[axis])?;
+        let mut flat: Option<Value> = None;
+        for (k, &dim) in dd.iter().enumerate() {
+            let c = if k == axis { idx } else { self.iota_along(Dim::Known(id[k]), k, dd.len())? };
+            flat = Some(match flat {
+                Some(f) => {
+                    let d = self.scalar_of(DType::I64, dim as f64)?;
+                    let f = self.bin(BinaryOp::Mul, f, d)?;
+                    self.bin(BinaryOp::Add, f, c)?
+                }
+                None => c,
+            });
+        }
+        let u: usize = id.iter().product();
+        let p: usize = dd.iter().product();
+        let flat = flat.ok_or_else(|| self.err("data must have at least 1 axis"))?;
+        let flat = self.emit(Op::Expand { shape: id.iter().map(|&d| Dim::Known(d)).collect() }, &[flat])?;
+        let rows = self.reshape_v(flat, vec![Dim::Known(u)])?;
+        let d2 = self.reshape_v(data, vec![Dim::Known(p), Dim::Known(1)])?;
+        let u2 = self.reshape_v(upd, vec![Dim::Known(u), Dim::Known(1)])?;
+        let y = self.scatter_rows(d2, rows, u2, red)?;
+        let y = self.reshape_v(y, dd.iter().map(|&d| Dim::Known(d)).collect())?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+}
+
+/// The smallest (or largest) value of an integer dtype, as f64.
+fn int_limit(d: DType, max: bool) -> f64 {
+    match (d, max) {
+        (DType::U8, false) => 0.0,
+        (DType::U8, true) => 255.0,
+        (DType::I8, false) => -128.0,
+        (DType::I8, true) => 127.0,
+        (DType::I32, false) => i32::MIN as f64,
+        (DType::I32, true) => i32::MAX as f64,
+        (_, false) => i64::MIN as f64,
+        (_, true) => i64::MAX as f64,
+    }
+}
