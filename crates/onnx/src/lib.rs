@@ -29,6 +29,7 @@ pub mod functions;
 pub mod import;
 pub mod model;
 pub mod proto;
+pub mod specialize;
 pub mod tensor;
 pub mod test_data;
 

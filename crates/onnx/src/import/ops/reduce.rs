@@ -18,7 +18,17 @@ impl Importer {
             self.out(n, 0, x);
             return Ok(());
         }
-        let v = self.emit(Op::Reduce { op, axes, keepdims: attr_i(n, "keepdims", 1) != 0 }, &[x])?;
+        let keepdims = attr_i(n, "keepdims", 1) != 0;
+        let is_bool = self.g.value_type(x).dtype == DType::Bool;
+        if is_bool && matches!(op, ReduceOp::Max | ReduceOp::Min) {
+            // Max of bools is "any", min is "all": exact through 0/1 bytes (whose empty max is 0, empty min 255).
+            let xi = self.emit(Op::Cast(DType::U8), &[x])?;
+            let r = self.emit(Op::Reduce { op, axes, keepdims }, &[xi])?;
+            let v = self.emit(Op::Cast(DType::Bool), &[r])?;
+            self.out(n, 0, v);
+            return Ok(());
+        }
+        let v = self.emit(Op::Reduce { op, axes, keepdims }, &[x])?;
         self.out(n, 0, v);
         Ok(())
     }
