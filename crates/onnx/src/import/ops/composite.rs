@@ -155,6 +155,65 @@ impl Importer {
         })
     }
 
+    /// `Asinh`, `Acosh`, `Atanh` through logarithms: `ln(x + √(x²+1))`, `ln(x + √(x²−1))`,
+    /// `½·ln((1+x)/(1−x))`.
+    pub(crate) fn inverse_hyperbolic(&mut self, n: &NodeProto) -> R<()> {
+        let op = n.op_type().to_string();
+        self.map1(n, |s, x| {
+            s.need_float(&s.vt(x))?;
+            let one = s.scalar_like(x, 1.0)?;
+            if op == "Atanh" {
+                let a = s.bin(BinaryOp::Add, one, x)?;
+                let b = s.bin(BinaryOp::Sub, one, x)?;
+                let q = s.bin(BinaryOp::Div, a, b)?;
+                let l = s.un(UnaryOp::Log, q)?;
+                let h = s.scalar_like(x, 0.5)?;
+                return s.bin(BinaryOp::Mul, l, h);
+            }
+            let x2 = s.un(UnaryOp::Square, x)?;
+            let r = s.bin(if op == "Asinh" { BinaryOp::Add } else { BinaryOp::Sub }, x2, one)?;
+            let r = s.un(UnaryOp::Sqrt, r)?;
+            let a = s.bin(BinaryOp::Add, x, r)?;
+            s.un(UnaryOp::Log, a)
+        })
+    }
+
+    /// `GroupNormalization` (opset 21: per-channel scale and bias): normalize each of
+    /// `num_groups` channel groups over its channels and spatial positions.
+    pub(crate) fn group_norm(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let t = self.vt(x);
+        self.need_float(&t)?;
+        let dims = t
+            .known_dims()
+            .filter(|d| d.len() >= 3)
+            .ok_or_else(|| self.err(format!("input must be [N, C, spatial…] of known size, got {t}")))?;
+        let g = usize::try_from(attr_i(n, "num_groups", 0)).ok().filter(|&g| g > 0 && dims[1] % g == 0);
+        let g = g.ok_or_else(|| self.err(format!("num_groups must divide the {} channels", dims[1])))?;
+        let eps = attr_f(n, "epsilon", 1e-5) as f64;
+        let rest: usize = dims[1..].iter().product::<usize>() / g;
+        let xg = self.reshape_v(x, [dims[0], g, rest].map(Dim::Known).to_vec())?;
+        let (c, var) = self.centered(xg, vec![2])?;
+        let e = self.scalar_like(x, eps)?;
+        let ve = self.bin(BinaryOp::Add, var, e)?;
+        let sd = self.un(UnaryOp::Sqrt, ve)?;
+        let y = self.bin(BinaryOp::Div, c, sd)?;
+        let y = self.reshape_v(y, dims.iter().map(|&d| Dim::Known(d)).collect())?;
+        let s = self.input_v(n, 1)?;
+        let b = self.input_v(n, 2)?;
+        if self.vt(s).numel() != Dim::Known(dims[1]) {
+            return Err(
+                self.unsupported("GroupNormalization with per-group scale (opset 18) is not supported")
+            );
+        }
+        let s = self.channel_param(s, dims.len(), t.dtype)?;
+        let b = self.channel_param(b, dims.len(), t.dtype)?;
+        let y = self.bin(BinaryOp::Mul, y, s)?;
+        let y = self.bin(BinaryOp::Add, y, b)?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
     /// `Round`: to nearest, ties to even.
     pub(crate) fn round(&mut self, n: &NodeProto) -> R<()> {
         self.map1(n, |s, x| s.round_half_even(x))

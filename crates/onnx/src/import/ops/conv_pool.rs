@@ -116,6 +116,14 @@ pub(crate) fn tap_counts(g: &Geometry, axis: usize, lo: i64, hi: i64) -> Vec<usi
         .collect()
 }
 
+/// What a pooling combines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pool {
+    Max,
+    Avg,
+    Lp(f64),
+}
+
 /// Every kernel tap, in row-major order.
 fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
     let mut out = vec![vec![]];
@@ -224,7 +232,22 @@ impl Importer {
         })
     }
 
+    /// `LpPool`: `(Σ |x|ᵖ)^(1/p)` over each window (zero padding).
+    pub(crate) fn lp_pool_node(&mut self, n: &NodeProto) -> R<()> {
+        let p = attr_i(n, "p", 2);
+        if !(1..=16).contains(&p) {
+            return Err(self.err(format!("p = {p} is not in 1..=16")));
+        }
+        self.pool(n, Pool::Lp(p as f64))
+    }
+
+    /// `MaxPool` (`max`) or `AveragePool`.
     pub(crate) fn pool_node(&mut self, n: &NodeProto, max: bool) -> R<()> {
+        self.pool(n, if max { Pool::Max } else { Pool::Avg })
+    }
+
+    fn pool(&mut self, n: &NodeProto, kind: Pool) -> R<()> {
+        let max = kind == Pool::Max;
         if self.output_used(n, 1) {
             return Err(self.unsupported("MaxPool with the Indices output is not supported"));
         }
@@ -245,6 +268,12 @@ impl Importer {
             (true, DType::I32) => i32::MIN as f64,
             (true, _) => i64::MIN as f64,
         };
+        let mut x = x;
+        if let Pool::Lp(p) = kind {
+            let a = self.un(UnaryOp::Abs, x)?;
+            let pv = self.scalar_of(dt, p)?;
+            x = self.bin(BinaryOp::Pow, a, pv)?;
+        }
         let xp = self.padded(x, &g, pad_value)?;
         let mut acc: Option<Value> = None;
         for tap in taps(&g.kernel) {
@@ -255,7 +284,11 @@ impl Importer {
             });
         }
         let mut y = acc.ok_or_else(|| self.err("empty kernel"))?;
-        if !max {
+        if let Pool::Lp(p) = kind {
+            let inv = self.scalar_of(dt, 1.0 / p)?;
+            y = self.bin(BinaryOp::Pow, y, inv)?;
+        }
+        if kind == Pool::Avg {
             let include = attr_i(n, "count_include_pad", 0) != 0;
             let per: Vec<Vec<usize>> = (0..g.input.len())
                 .map(|i| {

@@ -130,10 +130,14 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Cosh", |i, n| i.sinh_cosh(n, false)),
     ("Tan", |i, n| i.tan(n)),
     ("Round", |i, n| i.round(n)),
+    ("Asinh", |i, n| i.inverse_hyperbolic(n)),
+    ("Acosh", |i, n| i.inverse_hyperbolic(n)),
+    ("Atanh", |i, n| i.inverse_hyperbolic(n)),
     ("SwiGLU", |i, n| i.swiglu_node(n)),
     // Normalizations and named reductions (composite.rs).
     ("BatchNormalization", |i, n| i.batch_norm(n)),
     ("InstanceNormalization", |i, n| i.instance_norm(n)),
+    ("GroupNormalization", |i, n| i.group_norm(n)),
     ("MeanVarianceNormalization", |i, n| i.mvn(n)),
     ("LpNormalization", |i, n| i.lp_norm(n)),
     ("GlobalAveragePool", |i, n| i.global_pool(n, ReduceOp::Mean)),
@@ -158,6 +162,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Einsum", |i, n| i.einsum_node(n)),
     ("MaxPool", |i, n| i.pool_node(n, true)),
     ("AveragePool", |i, n| i.pool_node(n, false)),
+    ("LpPool", |i, n| i.lp_pool_node(n)),
     ("Conv", |i, n| i.conv_node(n)),
     // Scatters composed of masks and reductions (scatter.rs).
     ("ScatterND", |i, n| i.scatter_nd(n)),
@@ -165,6 +170,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     // Size-parameterized compositions (pad_cumsum.rs).
     ("Pad", |i, n| i.pad(n)),
     ("CumSum", |i, n| i.cumsum(n)),
+    ("CumProd", |i, n| i.cumprod(n)),
     ("OneHot", |i, n| i.one_hot(n)),
 ];
 

@@ -129,16 +129,26 @@ impl Importer {
 
     /// `CumSum`: a masked sum over a `[…, D, D]` broadcast (inclusive/exclusive, forward/reverse).
     pub(crate) fn cumsum(&mut self, n: &NodeProto) -> R<()> {
+        self.cumulative(n, ReduceOp::Sum)
+    }
+
+    /// `CumProd`: the same with a masked product.
+    pub(crate) fn cumprod(&mut self, n: &NodeProto) -> R<()> {
+        self.cumulative(n, ReduceOp::Prod)
+    }
+
+    fn cumulative(&mut self, n: &NodeProto, red: ReduceOp) -> R<()> {
         let x = self.input_v(n, 0)?;
         let t = self.vt(x);
         let axis = self.known_ints(&self.in_req(n, 1)?, "axis")?;
         let [axis] = axis[..] else { return Err(self.err("axis must be a scalar")) };
         let a = self.axis_of(axis, t.rank())?;
-        let d = t.shape[a].known().ok_or_else(|| self.unsupported("CumSum over a symbolic axis"))?;
+        let d = t.shape[a].known().ok_or_else(|| self.unsupported("a cumulative op over a symbolic axis"))?;
         let total = t.known_dims().map(|v| v.iter().product::<usize>()).unwrap_or(usize::MAX);
         if total.saturating_mul(d) > MAX_CUMSUM_ELEMENTS {
             return Err(self.unsupported(format!(
-                "CumSum of {total} elements over an axis of {d} needs a mask over {MAX_CUMSUM_ELEMENTS} elements"
+                "{} of {total} elements over an axis of {d} needs a mask over {MAX_CUMSUM_ELEMENTS} elements",
+                n.op_type()
             )));
         }
         let (excl, rev) = (attr_i(n, "exclusive", 0) != 0, attr_i(n, "reverse", 0) != 0);
@@ -159,9 +169,10 @@ impl Importer {
             (true, true) => BinaryOp::Greater,
         };
         let m = self.bin(op, j, i)?;
-        let z = self.scalar_of(t.dtype, 0.0)?;
+        let neutral = if red == ReduceOp::Prod { 1.0 } else { 0.0 };
+        let z = self.scalar_of(t.dtype, neutral)?;
         let sel = self.emit(Op::Where, &[m, x4, z])?;
-        let mut y = self.reduce_v(ReduceOp::Sum, sel, vec![-1], false)?;
+        let mut y = self.reduce_v(red, sel, vec![-1], false)?;
         if a + 1 != r {
             let mut inv = vec![0; r];
             for (k, &p) in perm.iter().enumerate() {
