@@ -15,6 +15,7 @@ mod loss;
 mod nn;
 mod pad_cumsum;
 mod reduce;
+mod resize;
 mod scatter;
 mod sequence;
 mod shape;
@@ -163,6 +164,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("MaxPool", |i, n| i.pool_node(n, true)),
     ("AveragePool", |i, n| i.pool_node(n, false)),
     ("LpPool", |i, n| i.lp_pool_node(n)),
+    ("Resize", |i, n| i.resize(n)),
     ("Conv", |i, n| i.conv_node(n)),
     // Scatters composed of masks and reductions (scatter.rs).
     ("ScatterND", |i, n| i.scatter_nd(n)),
