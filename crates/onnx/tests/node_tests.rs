@@ -280,7 +280,7 @@ fn run_specialized(dir: &Path) -> Option<Outcome> {
         let set_name = set_dir.file_name().unwrap().to_string_lossy().to_string();
         let set = TestDataSet::open(&set_dir).ok()?;
         let (Ok(mut inputs), Ok(outputs)) = (set.read_inputs(), set.read_outputs()) else { return None };
-        let mut model = blockfuse_onnx::load_model(&dir.join("model.onnx")).ok()?;
+        let mut model = blockfuse_onnx::load_model(dir.join("model.onnx")).ok()?;
         blockfuse_onnx::inline_functions(&mut model).ok()?;
         // Unnamed test inputs take the graph inputs' names in order.
         let graph_inputs: Vec<String> = {

@@ -209,10 +209,9 @@ impl Importer {
 
     /// The strided slice of the padded input that kernel tap `tap` reads: `[N, C, out…]`.
     pub(crate) fn tap_slice(&mut self, xp: Value, g: &Geometry, tap: &[usize]) -> R<Value> {
-        let r = g.input.len();
         let mut spec = SliceSpec { axes: vec![], starts: vec![], ends: vec![], steps: vec![] };
-        for i in 0..r {
-            let start = tap[i] * g.dilations[i];
+        for (i, &t) in tap.iter().enumerate().take(g.input.len()) {
+            let start = t * g.dilations[i];
             let end = start + (g.output[i] - 1) * g.strides[i] + 1;
             spec.axes.push(2 + i as i64);
             spec.starts.push(Bound::Const(start as i64));

@@ -193,7 +193,7 @@ impl Importer {
             Some(t) if t.len() == 1 => t.get_f64(0),
             _ => self.known_ints(&depth_name, "depth")?.first().copied().unwrap_or(0) as f64,
         };
-        if !(depth >= 1.0 && depth < 1e9) {
+        if !(1.0..1e9).contains(&depth) {
             return Err(self.err(format!("depth {depth} is not a positive size")));
         }
         let depth = depth as usize;

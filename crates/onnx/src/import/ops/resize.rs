@@ -217,7 +217,7 @@ impl Importer {
                     return Err(self.err(format!("{} scales for {} axes", s.len(), axes.len())));
                 }
                 for (k, &a) in axes.iter().enumerate() {
-                    if !(s[k] > 0.0) {
+                    if s[k].is_nan() || s[k] <= 0.0 {
                         return Err(self.err(format!("scale {} is not positive", s[k])));
                     }
                     scale[a] = s[k];
