@@ -19,6 +19,7 @@ mod resize;
 mod scatter;
 mod sequence;
 mod shape;
+mod topk;
 
 use crate::import::prelude::*;
 
@@ -165,15 +166,18 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("AveragePool", |i, n| i.pool_node(n, false)),
     ("LpPool", |i, n| i.lp_pool_node(n)),
     ("Resize", |i, n| i.resize(n)),
+    ("Upsample", |i, n| i.upsample(n)),
     ("Conv", |i, n| i.conv_node(n)),
     // Scatters composed of masks and reductions (scatter.rs).
     ("ScatterND", |i, n| i.scatter_nd(n)),
     ("ScatterElements", |i, n| i.scatter_elements(n)),
+    ("Scatter", |i, n| i.scatter_elements(n)),
     // Size-parameterized compositions (pad_cumsum.rs).
     ("Pad", |i, n| i.pad(n)),
     ("CumSum", |i, n| i.cumsum(n)),
     ("CumProd", |i, n| i.cumprod(n)),
     ("OneHot", |i, n| i.one_hot(n)),
+    ("TopK", |i, n| i.top_k(n)),
 ];
 
 /// The converter of an op type, if the table has one.

@@ -6,6 +6,10 @@
 
 use crate::import::prelude::*;
 
+fn attr_floats(n: &NodeProto, name: &str) -> Option<Vec<f64>> {
+    n.attr(name).map(|a| a.floats.iter().map(|&f| f as f64).collect()).filter(|v: &Vec<f64>| !v.is_empty())
+}
+
 /// How the taps are weighted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Interp {
@@ -183,6 +187,40 @@ impl Importer {
                  must be constants or Shape computations)"
             ))),
         }
+    }
+
+    /// `Upsample` (deprecated; `Resize` with `scales` as input 1, asymmetric coordinates).
+    pub(crate) fn upsample(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let dims = self.vt(x).known_dims().ok_or_else(|| self.unsupported("Upsample of symbolic dims"))?;
+        let scales = match (attr_floats(n, "scales"), inp(n, 1)) {
+            (Some(s), _) => s,
+            (None, Some(name)) => self.const_floats(name, "scales")?,
+            (None, None) => return Err(self.err("missing scales")),
+        };
+        if scales.len() != dims.len() {
+            return Err(self.err(format!("{} scales for rank {}", scales.len(), dims.len())));
+        }
+        let interp = match attr_s(n, "mode").as_deref().unwrap_or("nearest") {
+            "nearest" => Interp::Nearest(NearestMode::Floor),
+            "linear" | "bilinear" => Interp::Linear { antialias: false },
+            m => return Err(self.err(format!("unknown mode '{m}'"))),
+        };
+        if interp != Interp::Nearest(NearestMode::Floor) && !self.vt(x).dtype.is_float() {
+            return Err(self.err("linear Upsample needs a float input"));
+        }
+        let mut y = x;
+        for (a, &s) in scales.iter().enumerate() {
+            if s == 1.0 {
+                continue;
+            }
+            let out = (s * dims[a] as f64) as usize;
+            let taps =
+                axis_taps(dims[a], out, s, interp, "asymmetric", None, false).map_err(|e| self.err(e))?;
+            y = self.apply_taps(y, a, &taps, 0.0)?;
+        }
+        self.out(n, 0, y);
+        Ok(())
     }
 
     pub(crate) fn resize(&mut self, n: &NodeProto) -> R<()> {
