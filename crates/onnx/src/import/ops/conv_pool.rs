@@ -312,6 +312,181 @@ impl Importer {
         Ok(())
     }
 
+    /// The convolution of `x: [N, C, in…]` with `w: [M, C/groups, k…]` over the windows of `g`
+    /// (padding with zeros), as `[N, M, out…]`: im2col by strided slices, one matmul per group.
+    fn conv_core(
+        &mut self,
+        x: Value,
+        dims: &[usize],
+        w: Value,
+        wd: &[usize],
+        groups: usize,
+        g: &Geometry,
+    ) -> R<Value> {
+        let (nb, c, m) = (dims[0], dims[1], wd[0]);
+        let kernel = &g.kernel;
+        let xp = self.padded(x, g, 0.0)?;
+        let p: usize = g.output.iter().product();
+        let k: usize = kernel.iter().product();
+        let mut cols = vec![];
+        for tap in taps(kernel) {
+            let s = self.tap_slice(xp, g, &tap)?;
+            cols.push(self.reshape_v(s, [nb, c, 1, p].map(Dim::Known).to_vec())?);
+        }
+        let cols = if cols.len() == 1 { cols[0] } else { self.emit(Op::Concat { axis: 2 }, &cols)? };
+        let cg = c / groups;
+        let cols = self.reshape_v(cols, [nb, groups, cg * k, p].map(Dim::Known).to_vec())?;
+        let wm = self.reshape_v(w, [groups, m / groups, cg * k].map(Dim::Known).to_vec())?;
+        let y = self.emit(Op::MatMul, &[wm, cols])?;
+        let mut shape = vec![Dim::Known(nb), Dim::Known(m)];
+        shape.extend(g.output.iter().map(|&o| Dim::Known(o)));
+        self.reshape_v(y, shape)
+    }
+
+    /// `x` with `before`/`after` zeros along `axis`, a negative count cropping instead.
+    fn pad_or_crop(&mut self, x: Value, axis: usize, before: i64, after: i64) -> R<Value> {
+        let len =
+            self.vt(x).shape[axis].known().ok_or_else(|| self.err("axis must have a known size"))? as i64;
+        let (cb, ca) = ((-before).max(0), (-after).max(0));
+        let x = if cb > 0 || ca > 0 { self.slice_axis_v(x, axis, cb, len - ca, 1)? } else { x };
+        self.pad_axis(x, axis, before.max(0) as usize, after.max(0) as usize, 0.0)
+    }
+
+    /// `x` with `s − 1` zeros after every element along `axis` but the last (stride dilation).
+    fn zero_insert(&mut self, x: Value, axis: usize, s: usize) -> R<Value> {
+        if s == 1 {
+            return Ok(x);
+        }
+        let t = self.vt(x);
+        let len = t.shape[axis].known().ok_or_else(|| self.err("axis must have a known size"))?;
+        let mut shape = t.shape.to_vec();
+        shape.insert(axis + 1, Dim::Known(1));
+        let x1 = self.reshape_v(x, shape.clone())?;
+        shape[axis + 1] = Dim::Known(s - 1);
+        let z = self.emit(Op::Full { shape, value: 0.0, dtype: t.dtype }, &[])?;
+        let xz = self.emit(Op::Concat { axis: axis as i64 + 1 }, &[x1, z])?;
+        let mut flat = t.shape.to_vec();
+        flat[axis] = Dim::Known(len * s);
+        let xz = self.reshape_v(xz, flat)?;
+        self.slice_axis_v(xz, axis, 0, ((len - 1) * s + 1) as i64, 1)
+    }
+
+    /// `ConvTranspose`: the convolution of the stride-dilated, padded input with the flipped,
+    /// transposed kernel (ONNX's `pads`, `output_padding`, `output_shape`, `auto_pad`, groups).
+    pub(crate) fn conv_transpose_node(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let w = self.input_v(n, 1)?;
+        let dims = self.nc_dims(x)?;
+        let dt = self.vt(x).dtype;
+        if !dt.is_float() {
+            return Err(self.err(format!("ConvTranspose needs a float input, got {dt}")));
+        }
+        let w = self.cast_to(w, dt)?;
+        let wd = self.vt(w).known_dims().filter(|d| d.len() == dims.len()).ok_or_else(|| {
+            self.err(format!("weights must have the input's rank and known dims, got {}", self.vt(w)))
+        })?;
+        let groups = usize::try_from(attr_i(n, "group", 1))
+            .ok()
+            .filter(|&g| g > 0 && dims[1] % g == 0 && wd[0] == dims[1]);
+        let groups = groups.ok_or_else(|| {
+            self.err(format!("group does not divide the channels of {dims:?} / weights {wd:?}"))
+        })?;
+        let r = dims.len() - 2;
+        let get = |name: &str, def: i64| -> R<Vec<usize>> {
+            usizes(&attr_ints(n, name).unwrap_or_else(|| vec![def; r]), name).map_err(|e| self.err(e))
+        };
+        let (strides, dil) = (get("strides", 1)?, get("dilations", 1)?);
+        let opad = usizes(&attr_ints(n, "output_padding").unwrap_or_else(|| vec![0; r]), "output_padding")
+            .map_err(|e| self.err(e))?;
+        let kernel = wd[2..].to_vec();
+        if strides.len() != r || dil.len() != r || opad.len() < r || strides.contains(&0) || dil.contains(&0)
+        {
+            return Err(
+                self.err("strides, dilations and output_padding need one positive entry per spatial axis")
+            );
+        }
+        let dk: Vec<usize> = (0..r).map(|i| (kernel[i] - 1) * dil[i] + 1).collect();
+        let full: Vec<usize> = (0..r).map(|i| strides[i] * (dims[2 + i] - 1) + opad[i] + dk[i]).collect();
+        let auto = attr_s(n, "auto_pad").unwrap_or_default();
+        let out_shape = attr_ints(n, "output_shape")
+            .map(|v| usizes(&v, "output_shape"))
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        let (pb, out): (Vec<i64>, Vec<usize>) = match (attr_ints(n, "pads"), auto.as_str()) {
+            (None, "SAME_UPPER" | "SAME_LOWER") => {
+                let os =
+                    out_shape.clone().unwrap_or_else(|| (0..r).map(|i| dims[2 + i] * strides[i]).collect());
+                let pb = (0..r)
+                    .map(|i| {
+                        let total = full[i] as i64 - os[i] as i64;
+                        if auto == "SAME_UPPER" {
+                            total / 2
+                        } else {
+                            total - total / 2
+                        }
+                    })
+                    .collect();
+                (pb, os)
+            }
+            (p, _) => {
+                let p = usizes(&p.unwrap_or_else(|| vec![0; 2 * r]), "pads").map_err(|e| self.err(e))?;
+                if p.len() != 2 * r {
+                    return Err(self.err(format!("pads need {} entries", 2 * r)));
+                }
+                let out = match &out_shape {
+                    Some(os) => os.clone(),
+                    None => (0..r).map(|i| full[i].saturating_sub(p[i] + p[r + i])).collect(),
+                };
+                ((0..r).map(|i| p[i] as i64).collect(), out)
+            }
+        };
+        if out.len() != r || out.contains(&0) {
+            return Err(self.err(format!("output shape {out:?} is not one positive size per spatial axis")));
+        }
+        // y[o] = z[o + pb] where z is the unpadded transposed convolution.
+        let mut xd = x;
+        for i in 0..r {
+            xd = self.zero_insert(xd, 2 + i, strides[i])?;
+            let before = dk[i] as i64 - 1 - pb[i];
+            let len = ((dims[2 + i] - 1) * strides[i] + 1) as i64;
+            let after = out[i] as i64 + dk[i] as i64 - 1 - before - len;
+            xd = self.pad_or_crop(xd, 2 + i, before, after)?;
+        }
+        // Kernel: flip the taps, and [C, M/g, k…] → [M, C/g, k…] per group.
+        let mut wf = w;
+        for (i, &k) in kernel.iter().enumerate() {
+            wf = self.slice_axis_v(wf, 2 + i, k as i64 - 1, i64::MIN, -1)?;
+        }
+        let (c, mg) = (wd[0], wd[1]);
+        let mut sh = vec![groups, c / groups, mg];
+        sh.extend(&kernel);
+        let wf = self.reshape_v(wf, sh.iter().map(|&d| Dim::Known(d)).collect())?;
+        let mut perm = vec![0, 2, 1];
+        perm.extend(3..3 + r);
+        let wf = self.emit(Op::Transpose { perm }, &[wf])?;
+        let mut wsh = vec![groups * mg, c / groups];
+        wsh.extend(&kernel);
+        let wf = self.reshape_v(wf, wsh.iter().map(|&d| Dim::Known(d)).collect())?;
+        let xdd = self.vt(xd).known_dims().ok_or_else(|| self.err("internal: unknown dims"))?;
+        let g = Geometry {
+            input: xdd[2..].to_vec(),
+            kernel: kernel.clone(),
+            strides: vec![1; r],
+            dilations: dil,
+            pad_begin: vec![0; r],
+            pad_end: vec![0; r],
+            output: out,
+        };
+        let mut y = self.conv_core(xd, &xdd, wf, &wsh, groups, &g)?;
+        if let Some(b) = inp(n, 2) {
+            let b = self.value(b)?;
+            let b = self.channel_param(b, dims.len(), dt)?;
+            y = self.bin(BinaryOp::Add, y, b)?;
+        }
+        self.out(n, 0, y);
+        Ok(())
+    }
+
     pub(crate) fn conv_node(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let w = self.input_v(n, 1)?;
@@ -328,7 +503,7 @@ impl Importer {
             .ok()
             .filter(|&g| g > 0)
             .ok_or_else(|| self.err("group must be a positive integer"))?;
-        let (nb, c, m) = (dims[0], dims[1], wd[0]);
+        let (c, m) = (dims[1], wd[0]);
         if c % groups != 0 || m % groups != 0 || wd[1] * groups != c {
             return Err(self.err(format!("channels (input {c}, weights {wd:?}) do not match group {groups}")));
         }
@@ -340,22 +515,7 @@ impl Importer {
             return Err(self.err(format!("kernel_shape {kernel:?} differs from the weights {wd:?}")));
         }
         let g = self.node_geometry(n, &dims[2..], &kernel, false)?;
-        let xp = self.padded(x, &g, 0.0)?;
-        let p: usize = g.output.iter().product();
-        let k: usize = kernel.iter().product();
-        let mut cols = vec![];
-        for tap in taps(&kernel) {
-            let s = self.tap_slice(xp, &g, &tap)?;
-            cols.push(self.reshape_v(s, [nb, c, 1, p].map(Dim::Known).to_vec())?);
-        }
-        let cols = if cols.len() == 1 { cols[0] } else { self.emit(Op::Concat { axis: 2 }, &cols)? };
-        let cg = c / groups;
-        let cols = self.reshape_v(cols, [nb, groups, cg * k, p].map(Dim::Known).to_vec())?;
-        let wm = self.reshape_v(w, [groups, m / groups, cg * k].map(Dim::Known).to_vec())?;
-        let y = self.emit(Op::MatMul, &[wm, cols])?;
-        let mut shape = vec![Dim::Known(nb), Dim::Known(m)];
-        shape.extend(g.output.iter().map(|&o| Dim::Known(o)));
-        let mut y = self.reshape_v(y, shape)?;
+        let mut y = self.conv_core(x, &dims, w, &wd, groups, &g)?;
         if let Some(b) = inp(n, 2) {
             let b = self.value(b)?;
             let b = self.channel_param(b, dims.len(), dt)?;

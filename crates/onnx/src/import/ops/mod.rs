@@ -168,10 +168,12 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Resize", |i, n| i.resize(n)),
     ("Upsample", |i, n| i.upsample(n)),
     ("Conv", |i, n| i.conv_node(n)),
+    ("ConvTranspose", |i, n| i.conv_transpose_node(n)),
     // Scatters composed of masks and reductions (scatter.rs).
     ("ScatterND", |i, n| i.scatter_nd(n)),
     ("ScatterElements", |i, n| i.scatter_elements(n)),
     ("Scatter", |i, n| i.scatter_elements(n)),
+    ("TensorScatter", |i, n| i.tensor_scatter(n)),
     // Size-parameterized compositions (pad_cumsum.rs).
     ("Pad", |i, n| i.pad(n)),
     ("CumSum", |i, n| i.cumsum(n)),

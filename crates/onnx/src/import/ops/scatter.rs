@@ -171,3 +171,68 @@ fn int_limit(d: DType, max: bool) -> f64 {
         (_, true) => i64::MAX as f64,
     }
 }
+
+impl Importer {
+    /// `TensorScatter` (ONNX's KV-cache update): for each batch `b`, `update` is written into
+    /// `past_cache` along `axis` from position `write_indices[b]` (wrapping around for
+    /// `circular`). Composed as a gather: every cache position `p` reads update row
+    /// `p − write_indices[b]` where that is in range, and keeps the cache elsewhere — O(cache)
+    /// work, no mask over updates × positions.
+    pub(crate) fn tensor_scatter(&mut self, n: &NodeProto) -> R<()> {
+        let (cache, cd) = self.static_dims(n, 0)?;
+        let (upd, ud) = self.static_dims(n, 1)?;
+        let r = cd.len();
+        if r < 2 || ud.len() != r {
+            return Err(self.err(format!("cache {cd:?} and update {ud:?} must have the same rank ≥ 2")));
+        }
+        let a = self.axis_of(attr_i(n, "axis", -2), r)?;
+        if a == 0 {
+            return Err(self.err("axis must not be the batch axis"));
+        }
+        if (0..r).any(|k| if k == a { ud[k] > cd[k] } else { ud[k] != cd[k] }) {
+            return Err(self.err(format!("update {ud:?} does not fit cache {cd:?} along axis {a}")));
+        }
+        let circular = match attr_s(n, "mode").as_deref().unwrap_or("linear") {
+            "linear" => false,
+            "circular" => true,
+            m => return Err(self.err(format!("unknown mode '{m}'"))),
+        };
+        let (m, s) = (cd[a] as f64, ud[a] as f64);
+        let mut bshape = vec![Dim::Known(1); r];
+        bshape[0] = Dim::Known(cd[0]);
+        let w = match inp(n, 2) {
+            Some(name) => {
+                let w = self.value(name)?;
+                let w = self.cast_to(w, DType::I64)?;
+                self.reshape_v(w, bshape)?
+            }
+            None => self.scalar_of(DType::I64, 0.0)?,
+        };
+        let pos = self.iota_along(Dim::Known(cd[a]), a, r)?;
+        let mut src = self.bin(BinaryOp::Sub, pos, w)?;
+        if circular {
+            let mv = self.scalar_of(DType::I64, m)?;
+            src = self.bin(BinaryOp::Mod, src, mv)?;
+        }
+        let (zero, sv, last) = (
+            self.scalar_of(DType::I64, 0.0)?,
+            self.scalar_of(DType::I64, s)?,
+            self.scalar_of(DType::I64, s - 1.0)?,
+        );
+        let ge = self.bin(BinaryOp::GreaterEqual, src, zero)?;
+        let lt = self.bin(BinaryOp::Less, src, sv)?;
+        let valid = self.bin(BinaryOp::And, ge, lt)?;
+        let sc = self.bin(BinaryOp::Max, src, zero)?;
+        let sc = self.bin(BinaryOp::Min, sc, last)?;
+        let full: Vec<Dim> = cd.iter().map(|&d| Dim::Known(d)).collect();
+        let sc = self.emit(Op::Expand { shape: full }, &[sc])?;
+        let mut comps = vec![];
+        for (k, &d) in cd.iter().enumerate() {
+            comps.push(if k == a { sc } else { self.iota_along(Dim::Known(d), k, r)? });
+        }
+        let gathered = self.flat_gather(upd, comps)?;
+        let y = self.emit(Op::Where, &[valid, gathered, cache])?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+}
