@@ -214,6 +214,36 @@ impl Importer {
         Ok(())
     }
 
+    /// `HannWindow`, `HammingWindow`, `BlackmanWindow`: a constant of the known `size`.
+    pub(crate) fn window(&mut self, n: &NodeProto) -> R<()> {
+        let name = self.in_req(n, 0)?;
+        let size = self.known_req(&name, "size")?.consts().and_then(|v| v.first().copied());
+        let size = size
+            .and_then(|v| usize::try_from(v).ok())
+            .filter(|&v| v <= 1 << 24)
+            .ok_or_else(|| self.err("size must be a non-negative constant up to 2^24"))?;
+        let to = attr_i(n, "output_datatype", 1) as i32;
+        let dt = dtype_from_onnx(to)
+            .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: to })?;
+        let periodic = attr_i(n, "periodic", 1) != 0;
+        let n1 = if periodic { size as f64 } else { size as f64 - 1.0 };
+        let tau = 2.0 * std::f64::consts::PI;
+        let kind = n.op_type().to_string();
+        let vals: Vec<f64> = (0..size)
+            .map(|i| {
+                let c = |k: f64| (k * tau * i as f64 / n1).cos();
+                match kind.as_str() {
+                    "HannWindow" => (std::f64::consts::PI * i as f64 / n1).sin().powi(2),
+                    "HammingWindow" => 25.0 / 46.0 - (1.0 - 25.0 / 46.0) * c(1.0),
+                    _ => 0.42 - 0.5 * c(1.0) + 0.08 * c(2.0),
+                }
+            })
+            .collect();
+        let y = self.emit(Op::Constant(HostTensor::from_f64(dt, vec![size], &vals)), &[])?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
     /// `Round`: to nearest, ties to even.
     pub(crate) fn round(&mut self, n: &NodeProto) -> R<()> {
         self.map1(n, |s, x| s.round_half_even(x))
@@ -865,6 +895,104 @@ impl Importer {
         let q = self.bin(BinaryOp::Min, q, h)?;
         let y = self.emit(Op::Cast(out_dt), &[q])?;
         self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// Operand `i` as i32 minus the optional zero point `zi` (numpy broadcasting, as ONNX's
+    /// reference subtracts it).
+    fn int32_centered(&mut self, n: &NodeProto, i: usize, zi: usize) -> R<Value> {
+        let v = self.input_v(n, i)?;
+        let v = self.cast_to(v, DType::I32)?;
+        match self.opt_input_as(n, zi, DType::I32)? {
+            Some(z) => self.bin(BinaryOp::Sub, v, z),
+            None => Ok(v),
+        }
+    }
+
+    /// `MatMulInteger`: `(A − a_zp) @ (B − b_zp)` in i32.
+    pub(crate) fn matmul_integer(&mut self, n: &NodeProto) -> R<()> {
+        let a = self.int32_centered(n, 0, 2)?;
+        let b = self.int32_centered(n, 1, 3)?;
+        let y = self.emit(Op::MatMul, &[a, b])?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// `QLinearMatMul`: the i32 product of the centered operands, scaled by
+    /// `a_scale·b_scale/y_scale`, rounded half to even, plus `y_zp`, saturated.
+    pub(crate) fn qlinear_matmul(&mut self, n: &NodeProto) -> R<()> {
+        let a = self.int32_centered(n, 0, 2)?;
+        let b = self.int32_centered(n, 3, 5)?;
+        let c = self.emit(Op::MatMul, &[a, b])?;
+        let c = self.cast_to(c, DType::F64)?;
+        let mut s = self.input_v(n, 1)?;
+        for (i, op) in [(4, BinaryOp::Mul), (6, BinaryOp::Div)] {
+            let v = self.input_v(n, i)?;
+            let v = self.cast_to(v, self.vt(s).dtype)?;
+            s = self.bin(op, s, v)?;
+        }
+        let s = self.cast_to(s, DType::F64)?;
+        let d = self.bin(BinaryOp::Mul, c, s)?;
+        let (d, dt) = match inp(n, 7) {
+            Some(name) => {
+                let z = self.value(name)?;
+                let dt = self.vt(z).dtype;
+                let z = self.cast_to(z, DType::F64)?;
+                (self.bin(BinaryOp::Add, d, z)?, dt)
+            }
+            None => {
+                let a0 = self.input_v(n, 0)?;
+                (d, self.vt(a0).dtype)
+            }
+        };
+        let (lo, hi) = match dt {
+            DType::U8 => (0.0, 255.0),
+            DType::I8 => (-128.0, 127.0),
+            d => return Err(self.unsupported(format!("QLinearMatMul to {d} is not supported"))),
+        };
+        let q = self.round_half_even(d)?;
+        let (l, h) = (self.scalar_of(DType::F64, lo)?, self.scalar_of(DType::F64, hi)?);
+        let q = self.bin(BinaryOp::Max, q, l)?;
+        let q = self.bin(BinaryOp::Min, q, h)?;
+        let y = self.cast_to(q, dt)?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// `DynamicQuantizeLinear`: uint8 quantization with the scale and zero point of the
+    /// input's range (including 0), as ONNX defines it.
+    pub(crate) fn dynamic_quantize(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let xt = self.vt(x);
+        self.need_float(&xt)?;
+        let xf = self.cast_to(x, DType::F32)?;
+        let z = self.scalar_of(DType::F32, 0.0)?;
+        let mx = self.reduce_v(ReduceOp::Max, xf, vec![], false)?;
+        let mx = self.bin(BinaryOp::Max, mx, z)?;
+        let mn = self.reduce_v(ReduceOp::Min, xf, vec![], false)?;
+        let mn = self.bin(BinaryOp::Min, mn, z)?;
+        let range = self.bin(BinaryOp::Sub, mx, mn)?;
+        let same = self.bin(BinaryOp::Equal, mx, mn)?;
+        let one = self.scalar_of(DType::F32, 1.0)?;
+        let range = self.emit(Op::Where, &[same, one, range])?;
+        let q = self.scalar_of(DType::F32, 255.0)?;
+        let scale = self.bin(BinaryOp::Div, range, q)?;
+        let izp = self.bin(BinaryOp::Div, mn, scale)?;
+        let izp = self.un(UnaryOp::Neg, izp)?;
+        let izp = self.bin(BinaryOp::Max, izp, z)?;
+        let izp = self.bin(BinaryOp::Min, izp, q)?;
+        let zp = self.round_half_even(izp)?;
+        let v = self.bin(BinaryOp::Div, xf, scale)?;
+        let v = self.round_half_even(v)?;
+        let v = self.bin(BinaryOp::Add, v, zp)?;
+        let v = self.bin(BinaryOp::Max, v, z)?;
+        let v = self.bin(BinaryOp::Min, v, q)?;
+        let y = self.cast_to(v, DType::U8)?;
+        let scale = self.cast_to(scale, xt.dtype)?;
+        let zp = self.cast_to(zp, DType::U8)?;
+        self.out(n, 0, y);
+        self.out(n, 1, scale);
+        self.out(n, 2, zp);
         Ok(())
     }
 
