@@ -4,7 +4,7 @@
 use crate::matcher::Match;
 use crate::pattern::Pat;
 use blockfuse_ir::{Builder, Graph, IrError, Value};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss.
 pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<(), String> + Send + Sync>;
@@ -42,6 +42,35 @@ impl Rule {
     pub fn check(mut self, f: impl Fn(&Graph, &Match) -> Result<(), String> + Send + Sync + 'static) -> Rule {
         self.check = Arc::new(f);
         self
+    }
+
+    /// A rule whose check returns the facts it established (a scale, a mask class, a band)
+    /// and whose rewrite receives them, so that no analysis runs twice. The driver calls the
+    /// rewrite right after a successful check of the same match; the facts are handed over
+    /// through a slot keyed by the match's root, and a rewrite without them is an error.
+    pub fn planned<F: Send + 'static>(
+        name: &'static str,
+        pattern: Pat,
+        check: impl Fn(&Graph, &Match) -> Result<F, String> + Send + Sync + 'static,
+        rewrite: impl Fn(&mut Builder<'_>, &Match, F) -> Result<Value, IrError> + Send + Sync + 'static,
+    ) -> Rule {
+        let slot: Arc<Mutex<Option<(Value, F)>>> = Arc::new(Mutex::new(None));
+        let put = slot.clone();
+        Rule::new(name, pattern)
+            .check(move |g, m| {
+                let facts = check(g, m)?;
+                *put.lock().unwrap_or_else(|e| e.into_inner()) = Some((m.root, facts));
+                Ok(())
+            })
+            .rewrite(move |b, m| {
+                let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match taken {
+                    Some((root, facts)) if root == m.root => rewrite(b, m, facts),
+                    _ => {
+                        Err(IrError::Graph(format!("rule {name}: rewrite of {:?} without its check", m.root)))
+                    }
+                }
+            })
     }
 
     /// Sets the rewrite.

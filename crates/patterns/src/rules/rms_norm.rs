@@ -5,7 +5,7 @@ use crate::matcher::Match;
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::RmsNorm;
-use blockfuse_ir::{Builder, Graph, IrError, ReduceOp, UnaryOp, Value};
+use blockfuse_ir::{Builder, Dim, Graph, IrError, ReduceOp, UnaryOp, Value};
 
 /// Fuses an RMSNorm with or without weight, with optional f32 upcast / downcast casts.
 pub fn rms_norm() -> Rule {
@@ -18,26 +18,31 @@ pub fn rms_norm() -> Rule {
     let core = mul(x, unary(UnaryOp::Rsqrt, add(ms, expect(constant("eps"), "eps is not a constant"))));
     let normed = either(cast(core.clone()).named("down"), core);
     let weighted = mul(normed.clone(), guard(any("w"), |g, w| g.value_type(w).rank() >= 1));
-    Rule::new("rms_norm", either(weighted, normed)).check(check).rewrite(rewrite)
+    Rule::planned("rms_norm", either(weighted, normed), check, rewrite)
 }
 
-fn check(g: &Graph, m: &Match) -> Result<(), String> {
+/// What the check established: eps and the normalized axis' size.
+struct Facts {
+    eps: f32,
+    d: Dim,
+}
+
+fn check(g: &Graph, m: &Match) -> Result<Facts, String> {
     let x = m.get("xf").unwrap_or(m.value("x"));
     require(reduces_last_axis(g, m.value("mean")), "the mean is not over the last axis only (keepdims)")?;
     let eps = m.scalar(g, "eps").ok_or("eps is not a scalar")?;
-    require(eps > 0.0 && eps <= 1e-2, format!("eps {eps} is not in (0, 1e-2]"))?;
+    let eps = super::positive_eps(eps)?;
     let d = last_dim(g, x).ok_or("x has no axes")?;
-    match m.get("w") {
-        Some(w) => require(
+    if let Some(w) = m.get("w") {
+        require(
             is_channel_vector(g, w, &d),
             format!("weight {} is not a vector over the last axis ({d})", g.value_type(w)),
-        ),
-        None => Ok(()),
+        )?;
     }
+    Ok(Facts { eps, d })
 }
 
-fn rewrite(b: &mut Builder<'_>, m: &Match) -> Result<Value, IrError> {
-    let eps = m.scalar(b.graph(), "eps").expect("checked") as f32;
+fn rewrite(b: &mut Builder<'_>, m: &Match, Facts { eps, d }: Facts) -> Result<Value, IrError> {
     let down = m.get("down").map(|v| b.ty(v).dtype);
     let computed = m.get("xf").unwrap_or(m.value("x"));
     // With `cast(x) … cast back to x's type`, the block's own f32 math covers both casts.
@@ -47,7 +52,6 @@ fn rewrite(b: &mut Builder<'_>, m: &Match) -> Result<Value, IrError> {
     };
     let mut args = vec![x];
     if let Some(w) = m.get("w") {
-        let d = last_dim(b.graph(), w).expect("checked");
         let w = b.reshape(w, vec![d])?;
         args.push(b.cast(w, b.ty(x).dtype)?);
     }

@@ -1,0 +1,114 @@
+//! Scaled dot-product attention: every `softmax(scale · q kᵀ + mask) · v`.
+//!
+//! The pattern is only the end of it (the softmax over the keys, the NaN guards some exporters
+//! put after it, the product with v); the check reads the rest and returns the facts the
+//! rewrite uses:
+//! - [`logits`]: masks (additive of any broadcastable rank, `where(m, s, fill)`,
+//!   `where(m, fill, s)`, several combined), the softcap `c·tanh(s/c)`, and the scale wherever
+//!   it is (scores, q, k before or after its transpose, `√scale` on both, a division, none);
+//! - [`layout`]: k from kᵀ and `repeat_kv` folded into native GQA;
+//! - [`masks`]: the block's mask (a provably causal one becomes `MaskKind::Causal`, proven
+//!   by `analysis::causal`, with the band aligned to the end when `Tq ≠ Tk`);
+//! - [`rows`]: what the graph computes on rows whose keys are all masked, reproduced around
+//!   the block where it differs from the block's uniform attention (docs/reliability.md).
+
+mod layout;
+mod logits;
+mod masks;
+mod rows;
+
+use crate::matcher::{interior_escapes_except, Match};
+use crate::pattern::*;
+use crate::rule::{require, Rule};
+use blockfuse_ir::blocks::Sdpa;
+use blockfuse_ir::{BinaryOp, Builder, Graph, IrError, Op, ReduceOp, UnaryOp, Value};
+use layout::{key_layout, strip_repeat_kv, KeyLayout};
+use masks::MaskPlan;
+use rows::Rows;
+
+/// What the check established.
+pub(crate) struct Plan {
+    q: Value,
+    key: KeyLayout,
+    v: Value,
+    block: Sdpa,
+    mask: MaskPlan,
+    rows: Rows,
+}
+
+fn matmul(a: Pat, b: Pat) -> Pat {
+    node("matmul", |o| matches!(o, Op::MatMul), vec![a, b])
+}
+
+fn select(cond: Pat, a: Pat, b: Pat) -> Pat {
+    node("where", |o| matches!(o, Op::Where), vec![cond, a, b])
+}
+
+/// `softmax(logits)`; [`logits`] reads what it is made of.
+fn probs() -> Pat {
+    node("softmax", |o| matches!(o, Op::Softmax { .. }), vec![any("logits")]).named("probs")
+}
+
+/// `where(isnan(p), nan_fill, p)`: the NaN guard some exporters put after the softmax.
+fn nan_guard(p: Pat) -> Pat {
+    select(unary(UnaryOp::IsNan, p.clone()), constant("nan_fill"), p)
+}
+
+/// `where(reduce_max(mask) == −inf, row_fill, p)`: ONNX Attention's zeroing of the rows whose
+/// keys are all masked, over the same additive mask.
+fn masked_row_guard(p: Pat) -> Pat {
+    let row_max = reduce(ReduceOp::Max, any("guard_mask")).named("row_max");
+    let all_masked = commutative(BinaryOp::Equal, row_max, constant("ninf")).named("all_masked");
+    select(all_masked, constant("row_fill"), p)
+}
+
+/// Fuses attention into one `sdpa` block.
+pub fn sdpa() -> Rule {
+    let guarded = either(nan_guard(probs()), either(masked_row_guard(probs()), probs()));
+    Rule::planned("sdpa", matmul(opt_cast(guarded), any("v")), check, rewrite)
+}
+
+fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
+    let probs = g.node(m.value("probs").node);
+    let rank = g.value_type(m.value("probs")).rank() as i64;
+    require(
+        matches!(probs.op, Op::Softmax { axis } if axis == -1 || axis == rank - 1),
+        "softmax is not over the key axis",
+    )?;
+    let l = logits::logits(g, m.value("logits"))?;
+    let mut inside = l.nodes.clone();
+    inside.extend(&m.interior);
+    let walked = Match { interior: inside, ..m.clone() };
+    interior_escapes_except(g, &walked, &[]).map_or(Ok(()), Err)?;
+    let v = m.value("v");
+    let key = key_layout(g, l.kt, v)?;
+    let (tq, tk, tv) = (g.value_type(l.q), g.value_type(key.k), g.value_type(v));
+    require(tq.rank() == 4 && tv.rank() == 4 && tk.rank() == 4, "q, k and v are not 4-D {B, N, T, D}")?;
+    require(tq.dtype == tv.dtype && tk.dtype == tv.dtype, "q, k and v differ in dtype")?;
+    let mask = masks::plan(g, &l.masks, g.value_type(l.scores))?;
+    let rows = rows::rows(g, m, &l.masks, &mask)?;
+    let scale = (l.scale * key.factor) as f32;
+    require(scale.is_finite() && scale != 0.0, format!("scale {scale} is not finite and non-zero"))?;
+    let softcap = l.softcap.map(|c| c as f32);
+    let block = Sdpa::new(scale, mask.kind).with_softcap(softcap);
+    Ok(Plan { q: l.q, key, v, block, mask, rows })
+}
+
+fn rewrite(b: &mut Builder<'_>, m: &Match, p: Plan) -> Result<Value, IrError> {
+    let g = b.graph();
+    let (k, v) = match &p.key.perm {
+        None => (strip_repeat_kv(g, p.key.k), strip_repeat_kv(g, p.v)),
+        Some(_) => (p.key.k, p.v),
+    };
+    let k = match &p.key.perm {
+        Some(perm) => b.transpose(k, perm)?,
+        None => k,
+    };
+    let mut args = vec![p.q, k, v];
+    let operand = rows::build_operand(b, &p.mask)?;
+    args.extend(operand.map(|o| o.value));
+    let out = b.block(p.block, &args)?[0];
+    let out = rows::fix_rows(b, &p.rows, out, operand.as_ref())?;
+    let want = b.ty(m.root).dtype;
+    b.cast(out, want)
+}
