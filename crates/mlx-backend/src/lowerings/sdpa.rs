@@ -20,9 +20,11 @@ const FUSED_HEAD_DIMS: [usize; 5] = [64, 80, 96, 128, 256];
 ///   round every step to the input dtype. On the GPU, half-precision operands stay native
 ///   when MLX has a fused kernel for them (head dim 64/80/96/128/256, q, k, v of one dtype,
 ///   no mask, causal with `Tq ≤ Tk`, or an additive mask of that dtype);
-/// - boolean masks become additive `where(m, 0, finfo(f32).min)` masks: masked scores are
-///   then exactly `finfo.min` up to rounding, so a fully masked row attends uniformly and
-///   never gives NaN, whatever kernel runs;
+/// - boolean masks: passed as they are on the CPU (MLX selects `finfo.min` there, as the
+///   block does); on the GPU they become additive `where(m, 0, finfo(f32).min)` masks: masked
+///   scores are then exactly `finfo.min` up to rounding (a +∞ score at a masked key is the
+///   one difference, docs/reliability.md), so a fully masked row attends uniformly and never
+///   gives NaN, whatever kernel runs;
 /// - causal: MLX's `"causal"` mode (lower-right aligned) when `Tq ≤ Tk` (no row is then
 ///   fully masked); for `Tq > Tk` the same mask built explicitly as an additive mask;
 /// - causal + key padding: one boolean `causal ∧ padding` mask `{B, 1, Tq, Tk}`, additive
@@ -74,6 +76,10 @@ pub fn sdpa(
             let floor = Array::scalar(finfo_min(c), c)?;
             (false, Some(to_rank4(&m.binary(BinaryOp::Maximum, &floor)?)?))
         }
+        // On the CPU, MLX applies a bool mask as `where(m, S, finfo.min)`, exactly the block's
+        // select (a +∞ score at a masked key stays masked); its GPU kernels get the additive
+        // form, which never gives NaN for fully masked rows whatever kernel runs.
+        MaskKind::Boolean if current_device() == Device::Cpu => (false, Some(to_rank4(operand()?)?)),
         MaskKind::Boolean => (false, Some(additive(&to_rank4(operand()?)?, c)?)),
         MaskKind::Causal if tq <= tk => (true, None),
         MaskKind::Causal => (false, Some(additive(&causal_keep(tq, tk)?, c)?)),
