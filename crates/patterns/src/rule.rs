@@ -2,14 +2,19 @@
 //! and a rewrite that builds the replacement through the IR builder.
 
 use crate::matcher::Match;
-use crate::pattern::Pat;
-use blockfuse_ir::{Builder, Graph, IrError, Value};
+use crate::pattern::{OpPred, Pat};
+use blockfuse_ir::{Builder, Graph, IrError, NodeId, Op, Value};
 use std::sync::{Arc, Mutex};
 
 /// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss.
 pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<(), String> + Send + Sync>;
 /// The rewrite of a rule: builds the replacement of the match's root value.
 pub type Rewrite = Arc<dyn Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync>;
+
+/// Explains a candidate node still in the graph after fusion (a softmax, a mean of squares)
+/// that no near-miss explains yet: `Some(reason)` becomes a near-miss of the rule. The third
+/// argument says whether some rule already left a near-miss at a node.
+pub type Diagnose = Arc<dyn Fn(&Graph, NodeId, &dyn Fn(NodeId) -> bool) -> Option<String> + Send + Sync>;
 
 /// A named fusion rule.
 #[derive(Clone)]
@@ -24,6 +29,8 @@ pub struct Rule {
     pub rewrite: Rewrite,
     /// When false, interior values may have outside readers (the rule keeps them alive).
     pub exclusive: bool,
+    /// Candidates the rule explains when they did not fuse: which ops, and why not.
+    pub diagnose: Option<(OpPred, Diagnose)>,
 }
 
 impl Rule {
@@ -35,7 +42,18 @@ impl Rule {
             check: Arc::new(|_, _| Ok(())),
             rewrite: Arc::new(move |_, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
             exclusive: true,
+            diagnose: None,
         }
+    }
+
+    /// Sets the diagnosis of candidates (nodes whose op satisfies `anchor`) left unfused.
+    pub fn diagnose(
+        mut self,
+        anchor: impl Fn(&Op) -> bool + Send + Sync + 'static,
+        f: impl Fn(&Graph, NodeId, &dyn Fn(NodeId) -> bool) -> Option<String> + Send + Sync + 'static,
+    ) -> Rule {
+        self.diagnose = Some((Arc::new(anchor), Arc::new(f)));
+        self
     }
 
     /// Sets the check.

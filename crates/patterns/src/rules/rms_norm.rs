@@ -5,7 +5,7 @@ use crate::matcher::Match;
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::RmsNorm;
-use blockfuse_ir::{Builder, Dim, Graph, IrError, ReduceOp, UnaryOp, Value};
+use blockfuse_ir::{BinaryOp, Builder, Dim, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value};
 
 /// Fuses an RMSNorm with or without weight, with optional f32 upcast / downcast casts.
 pub fn rms_norm() -> Rule {
@@ -19,6 +19,47 @@ pub fn rms_norm() -> Rule {
     let normed = either(cast(core.clone()).named("down"), core);
     let weighted = mul(normed.clone(), guard(any("w"), |g, w| g.value_type(w).rank() >= 1));
     Rule::planned("rms_norm", either(weighted, normed), check, rewrite)
+        .diagnose(|o| matches!(o, Op::Reduce { op: ReduceOp::Mean, .. }), unfused_mean_of_squares)
+}
+
+/// Why a mean of squares left in the graph is not a norm, unless a near-miss at it or at one
+/// of the nodes it feeds (a LayerNorm's, an RMSNorm's) already says why.
+fn unfused_mean_of_squares(g: &Graph, id: NodeId, explained: &dyn Fn(NodeId) -> bool) -> Option<String> {
+    let n = g.node(id);
+    let sq = g.node(n.operands[0].node);
+    if !matches!(sq.op, Op::Unary(UnaryOp::Square)) {
+        return None;
+    }
+    let mut chain = vec![id];
+    for _ in 0..6 {
+        let users = g.users(*chain.last()?);
+        if users.iter().any(|&u| explained(u)) {
+            return None;
+        }
+        let [u] = users.as_slice() else { break };
+        chain.push(*u);
+    }
+    let readers =
+        |id: NodeId| g.users(id).iter().map(|&u| g.label(u).to_string()).collect::<Vec<_>>().join(", ");
+    if !reduces_last_axis(g, Value::first(id)) {
+        return Some("the mean of squares is not over the last axis only (keepdims)".into());
+    }
+    let Some(&add) = chain.get(1).filter(|&&a| matches!(g.node(a).op, Op::Binary(BinaryOp::Add))) else {
+        return Some(format!("the mean of squares is not followed by `+ eps` (read by {})", readers(id)));
+    };
+    let eps =
+        g.node(add).operands.iter().find_map(|v| g.node(v.node).op.as_constant().filter(|t| t.len() == 1));
+    let Some(eps) = eps else { return Some("`mean(x²) + eps`: eps is not a scalar constant".into()) };
+    if let Err(reason) = super::positive_eps(eps.get_f64(0)) {
+        return Some(reason);
+    }
+    match chain.get(2).map(|&r| &g.node(r).op) {
+        Some(Op::Unary(UnaryOp::Rsqrt)) => Some(format!(
+            "x · rsqrt(mean(x²) + eps) is not formed on the x whose squares were averaged (rsqrt read by {})",
+            readers(chain[2])
+        )),
+        _ => Some(format!("`mean(x²) + eps` is not followed by rsqrt or 1/sqrt (read by {})", readers(add))),
+    }
 }
 
 /// What the check established: eps and the normalized axis' size.

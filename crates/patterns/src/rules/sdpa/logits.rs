@@ -4,7 +4,7 @@
 //! softcap is `c · tanh(x / c)`.
 
 use crate::analysis::scale;
-use blockfuse_ir::{DType, Graph, NodeId, Op, UnaryOp, Value};
+use blockfuse_ir::{DType, Graph, Op, UnaryOp, Value};
 
 /// How many mask layers and casts the walk follows.
 const MAX_LAYERS: usize = 8;
@@ -35,8 +35,6 @@ pub(super) struct Logits {
     pub masks: Vec<Term>,
     /// The `q · kᵀ` product.
     pub scores: Value,
-    /// Every node between the product and the softmax, the product included.
-    pub nodes: Vec<NodeId>,
 }
 
 /// The single element of a constant.
@@ -55,7 +53,6 @@ fn masked(g: &Graph, v: Value, depth: usize) -> Result<Logits, String> {
     let layer = |inner: Value, term: Option<Term>| -> Result<Logits, String> {
         let mut l = masked(g, inner, depth + 1)?;
         l.masks.extend(term);
-        l.nodes.push(v.node);
         Ok(l)
     };
     match &n.op {
@@ -99,12 +96,6 @@ fn softcapped(g: &Graph, v: Value) -> Result<Logits, String> {
         return Err(format!("the softmax input is not built on a q·kᵀ product ({} found)", mm.op.name()));
     }
     let (q, kt) = (scale::peel(g, mm.operands[0]), scale::peel(g, mm.operands[1]));
-    let mut nodes = outer.nodes;
-    if softcap.is_some() {
-        nodes.push(outer.base.node);
-        nodes.extend(&inner.nodes);
-    }
-    nodes.push(inner.base.node);
     let scale = inner.factor * softcap.unwrap_or(1.0) * q.factor * kt.factor;
-    Ok(Logits { q: q.base, kt: kt.base, scale, softcap, masks: vec![], scores: inner.base, nodes })
+    Ok(Logits { q: q.base, kt: kt.base, scale, softcap, masks: vec![], scores: inner.base })
 }

@@ -11,17 +11,20 @@
 //!   by `analysis::causal`, with the band aligned to the end when `Tq ≠ Tk`);
 //! - [`rows`]: what the graph computes on rows whose keys are all masked, reproduced around
 //!   the block where it differs from the block's uniform attention (docs/reliability.md).
+//!
+//! Intermediate values (scores, probabilities) that other nodes also read stay computed
+//! beside the block: the rule is not exclusive.
 
 mod layout;
 mod logits;
 mod masks;
 mod rows;
 
-use crate::matcher::{interior_escapes_except, Match};
+use crate::matcher::Match;
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::Sdpa;
-use blockfuse_ir::{BinaryOp, Builder, Graph, IrError, Op, ReduceOp, UnaryOp, Value};
+use blockfuse_ir::{BinaryOp, Builder, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value};
 use layout::{key_layout, strip_repeat_kv, KeyLayout};
 use masks::MaskPlan;
 use rows::Rows;
@@ -65,7 +68,51 @@ fn masked_row_guard(p: Pat) -> Pat {
 /// Fuses attention into one `sdpa` block.
 pub fn sdpa() -> Rule {
     let guarded = either(nan_guard(probs()), either(masked_row_guard(probs()), probs()));
-    Rule::planned("sdpa", matmul(opt_cast(guarded), any("v")), check, rewrite)
+    let mut rule = Rule::planned("sdpa", matmul(opt_cast(guarded), any("v")), check, rewrite)
+        .diagnose(|o| matches!(o, Op::Softmax { .. }), unfused_softmax);
+    // Scores or probabilities that are also read elsewhere (ONNX Attention's `qk_matmul_output`
+    // modes make them graph outputs) stay computed beside the block, which recomputes them.
+    rule.exclusive = false;
+    rule
+}
+
+/// Why a softmax left in the graph is not attention, unless a near-miss at its product with
+/// v (through casts and guards) already says why.
+fn unfused_softmax(g: &Graph, id: NodeId, explained: &dyn Fn(NodeId) -> bool) -> Option<String> {
+    let rank = g.value_type(Value::first(id)).rank() as i64;
+    if let Op::Softmax { axis } = g.node(id).op {
+        if axis != -1 && axis != rank - 1 {
+            return Some(format!("softmax over axis {axis}, not the last (key) axis: not attention"));
+        }
+    }
+    // Follow casts and `where` guards to the product with v.
+    let mut frontier = vec![id];
+    let mut product = None;
+    for _ in 0..4 {
+        let next: Vec<NodeId> = frontier.iter().flat_map(|&n| g.users(n)).collect();
+        product = next.iter().copied().find(|&u| {
+            matches!(g.node(u).op, Op::MatMul) && frontier.iter().any(|&f| g.node(u).operands[0].node == f)
+        });
+        if product.is_some() {
+            break;
+        }
+        frontier = next.into_iter().filter(|&u| matches!(g.node(u).op, Op::Cast(_) | Op::Where)).collect();
+    }
+    let Some(product) = product else {
+        let readers: Vec<String> = g.users(id).iter().map(|&u| g.label(u).to_string()).collect();
+        return Some(format!("the softmax is not multiplied by v (read by {})", readers.join(", ")));
+    };
+    if explained(product) {
+        return None;
+    }
+    let input = g.node(id).operands[0];
+    Some(match logits::logits(g, input) {
+        Err(reason) => reason,
+        Ok(_) => format!(
+            "the ops between the softmax and its product with v ({}) are not a known guard",
+            g.label(product)
+        ),
+    })
 }
 
 fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
@@ -76,10 +123,6 @@ fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
         "softmax is not over the key axis",
     )?;
     let l = logits::logits(g, m.value("logits"))?;
-    let mut inside = l.nodes.clone();
-    inside.extend(&m.interior);
-    let walked = Match { interior: inside, ..m.clone() };
-    interior_escapes_except(g, &walked, &[]).map_or(Ok(()), Err)?;
     let v = m.value("v");
     let key = key_layout(g, l.kt, v)?;
     let (tq, tk, tv) = (g.value_type(l.q), g.value_type(key.k), g.value_type(v));
