@@ -448,3 +448,26 @@ fn fuses_causal_where_combined_with_an_additive_padding_bias() {
     assert_eq!(nan_rows(&g, &inputs), 2 * TQ);
     assert_same_special_values(&g, &opt, &inputs, 1e-5);
 }
+
+#[test]
+fn unfused_softmax_not_multiplied_by_v_gets_a_near_miss() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", TensorType::known(DType::F32, &[2, 8]));
+    let p = b.softmax(x, -1).unwrap();
+    let y = b.unary(UnaryOp::Exp, p).unwrap();
+    g.add_output("y", y);
+    let (_, _, report, _) = fuse(&g);
+    assert!(has_miss(&report, "the softmax is not multiplied by v (read by"), "{:?}", report.near_misses);
+}
+
+#[test]
+fn unfused_softmax_over_the_query_axis_gets_a_near_miss() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", TensorType::known(DType::F32, &[2, 4, 8]));
+    let p = b.softmax(x, 1).unwrap();
+    g.add_output("p", p);
+    let (_, _, report, _) = fuse(&g);
+    assert!(has_miss(&report, "softmax over axis 1, not the last (key) axis"), "{:?}", report.near_misses);
+}

@@ -65,3 +65,20 @@ pub(crate) fn positive_eps(eps: f64) -> Result<f32, String> {
     )?;
     Ok(e)
 }
+
+/// The first axis `a` when the reduction producing `v` is over exactly the trailing axes
+/// `a..rank` of its operand, keeping them (`a = rank − 1`: the last axis only).
+pub(crate) fn reduced_trailing_axes(g: &Graph, v: Value) -> Option<usize> {
+    let n = g.node(v.node);
+    let rank = g.value_type(*n.operands.first()?).rank();
+    let blockfuse_ir::Op::Reduce { axes, keepdims: true, .. } = &n.op else { return None };
+    let mut norm: Vec<usize> =
+        axes.iter().map(|&a| blockfuse_ir::shape::normalize_axis(a, rank)).collect::<Option<_>>()?;
+    norm.sort_unstable();
+    norm.dedup();
+    let first = *norm.first()?;
+    (norm.len() == axes.len()
+        && norm.iter().enumerate().all(|(i, &a)| a == first + i)
+        && norm.last() == Some(&(rank - 1)))
+    .then_some(first)
+}
