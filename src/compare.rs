@@ -1,4 +1,6 @@
-//! Output comparison: `|a − b| ≤ atol + rtol·|b|` per element, NaN only where expected.
+//! Output comparison: `|a − b| ≤ atol + rtol·|b|` per element, NaN only where expected,
+//! infinities only where expected (same sign). NaN and ∞ mismatches are counted apart and the
+//! first bad element is named, because `max_abs` over finite elements cannot show them.
 
 use blockfuse_ir::{DType, HostTensor};
 
@@ -23,22 +25,56 @@ impl Tolerance {
 }
 
 /// The result of comparing one output.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Comparison {
-    /// Largest |a − b|.
+    /// Largest |a − b| over the elements where both are finite (see `skipped_non_finite`).
     pub max_abs: f64,
-    /// Largest |a − b| / |b| (over non-zero b).
+    /// Largest |a − b| / |b| (over finite pairs with non-zero b).
     pub max_rel: f64,
-    /// Elements outside the tolerance (NaN mismatches included).
+    /// Elements outside the tolerance (NaN and ∞ mismatches included).
     pub bad: usize,
     /// Why the tensors cannot be compared at all (shape or dtype), if so.
     pub incompatible: Option<String>,
+    /// Elements where exactly one side is NaN.
+    pub nan_mismatches: usize,
+    /// Elements where a side is ±∞ and the other is not the same infinity (NaN aside).
+    pub inf_mismatches: usize,
+    /// Elements left out of `max_abs` / `max_rel` because a side is NaN or ±∞ (equal
+    /// non-finite pairs included).
+    pub skipped_non_finite: usize,
+    /// The flat index of the first bad element.
+    pub first_bad: Option<usize>,
 }
 
 impl Comparison {
     /// True when every element is within tolerance.
     pub fn passed(&self) -> bool {
         self.bad == 0 && self.incompatible.is_none()
+    }
+
+    /// One line for reports: `max_abs 1.2e-7 max_rel 3.0e-6`, then what `max_abs` cannot show
+    /// (`; 4 non-finite elements skipped by max_abs; 2 NaN mismatches; 1 ∞ mismatch; first bad
+    /// element at index 17`).
+    pub fn summary(&self) -> String {
+        let mut s = format!("max_abs {:.3e} max_rel {:.3e}", self.max_abs, self.max_rel);
+        if let Some(why) = &self.incompatible {
+            s.push_str(&format!("; {why}"));
+            return s;
+        }
+        let plural = |n: usize| if n == 1 { "" } else { "es" };
+        if self.skipped_non_finite > 0 {
+            s.push_str(&format!("; {} non-finite elements skipped by max_abs", self.skipped_non_finite));
+        }
+        if self.nan_mismatches > 0 {
+            s.push_str(&format!("; {} NaN mismatch{}", self.nan_mismatches, plural(self.nan_mismatches)));
+        }
+        if self.inf_mismatches > 0 {
+            s.push_str(&format!("; {} ∞ mismatch{}", self.inf_mismatches, plural(self.inf_mismatches)));
+        }
+        if let Some(i) = self.first_bad {
+            s.push_str(&format!("; {} bad, first at index {i}", self.bad));
+        }
+        s
     }
 }
 
@@ -51,26 +87,67 @@ pub fn compare(actual: &HostTensor, expected: &HostTensor, tol: Tolerance) -> Co
             max_rel: f64::INFINITY,
             bad: actual.len().max(1),
             incompatible: Some(why),
+            ..Comparison::default()
         };
     }
-    let (mut max_abs, mut max_rel, mut bad) = (0.0f64, 0.0f64, 0usize);
+    let mut c = Comparison::default();
     for i in 0..expected.len() {
         let (a, b) = (actual.get_f64(i), expected.get_f64(i));
-        if a.is_nan() || b.is_nan() {
-            bad += (a.is_nan() != b.is_nan()) as usize;
-            continue;
-        }
-        if a == b {
-            continue;
-        }
-        let d = (a - b).abs();
-        max_abs = max_abs.max(d);
-        if b != 0.0 {
-            max_rel = max_rel.max(d / b.abs());
-        }
-        if d > tol.atol + tol.rtol * b.abs() {
-            bad += 1;
+        let bad = if !a.is_finite() || !b.is_finite() {
+            c.skipped_non_finite += 1;
+            let nan = a.is_nan() != b.is_nan();
+            let inf = !a.is_nan() && !b.is_nan() && a != b;
+            c.nan_mismatches += nan as usize;
+            c.inf_mismatches += inf as usize;
+            nan || inf
+        } else {
+            let d = (a - b).abs();
+            c.max_abs = c.max_abs.max(d);
+            if b != 0.0 {
+                c.max_rel = c.max_rel.max(d / b.abs());
+            }
+            d > tol.atol + tol.rtol * b.abs()
+        };
+        if bad {
+            c.bad += 1;
+            c.first_bad.get_or_insert(i);
         }
     }
-    Comparison { max_abs, max_rel, bad, incompatible: None }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f64]) -> HostTensor {
+        HostTensor::from_f64(DType::F32, vec![v.len()], v)
+    }
+
+    #[test]
+    fn nan_and_inf_mismatches_are_counted_and_located() {
+        let tol = Tolerance::for_dtype(DType::F32);
+        let c = compare(
+            &t(&[1.0, 0.5, f64::NAN, f64::INFINITY, 2.0]),
+            &t(&[1.0, f64::NAN, f64::NAN, 3.0, 2.0]),
+            tol,
+        );
+        assert_eq!((c.nan_mismatches, c.inf_mismatches, c.bad, c.first_bad), (1, 1, 2, Some(1)));
+        assert_eq!(c.skipped_non_finite, 3);
+        assert_eq!(c.max_abs, 0.0, "max_abs is over finite pairs only");
+        assert!(!c.passed());
+        let s = c.summary();
+        assert!(s.contains("3 non-finite elements skipped") && s.contains("1 NaN mismatch;"), "{s}");
+        assert!(s.contains("1 ∞ mismatch") && s.contains("first at index 1"), "{s}");
+    }
+
+    #[test]
+    fn equal_non_finite_values_pass() {
+        let v = [f64::NAN, f64::NEG_INFINITY, 1.0];
+        let c = compare(&t(&v), &t(&v), Tolerance::for_dtype(DType::F32));
+        assert!(c.passed(), "{c:?}");
+        assert_eq!((c.skipped_non_finite, c.first_bad), (2, None));
+        let c = compare(&t(&[f64::INFINITY]), &t(&[f64::NEG_INFINITY]), Tolerance::for_dtype(DType::F32));
+        assert_eq!((c.inf_mismatches, c.bad), (1, 1));
+    }
 }

@@ -94,6 +94,7 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
             break;
         }
     }
+    diagnose(g, rules, &mut misses);
     report.near_misses = misses
         .into_iter()
         .filter(|((_, id), _)| g.contains(*id))
@@ -103,6 +104,23 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
     report.blocks = block_counts(g);
     report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(report)
+}
+
+/// Adds the rules' diagnoses of candidates left in the graph that no near-miss explains.
+fn diagnose(g: &Graph, rules: &RuleSet, misses: &mut BTreeMap<(String, NodeId), String>) {
+    for rule in rules.rules() {
+        let Some((anchor, explain)) = &rule.diagnose else { continue };
+        let found: Vec<(NodeId, String)> = {
+            let explained = |id: NodeId| misses.keys().any(|(_, n)| *n == id);
+            g.node_ids()
+                .filter(|&id| anchor(&g.node(id).op) && !explained(id))
+                .filter_map(|id| explain(g, id, &explained).map(|r| (id, r)))
+                .collect()
+        };
+        for (id, reason) in found {
+            misses.insert((rule.name.to_string(), id), reason);
+        }
+    }
 }
 
 /// Runs one rule over every anchor in the graph; returns how many rewrites it made.

@@ -2,14 +2,19 @@
 //! and a rewrite that builds the replacement through the IR builder.
 
 use crate::matcher::Match;
-use crate::pattern::Pat;
-use blockfuse_ir::{Builder, Graph, IrError, Value};
-use std::sync::Arc;
+use crate::pattern::{OpPred, Pat};
+use blockfuse_ir::{Builder, Graph, IrError, NodeId, Op, Value};
+use std::sync::{Arc, Mutex};
 
 /// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss.
 pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<(), String> + Send + Sync>;
 /// The rewrite of a rule: builds the replacement of the match's root value.
 pub type Rewrite = Arc<dyn Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync>;
+
+/// Explains a candidate node still in the graph after fusion (a softmax, a mean of squares)
+/// that no near-miss explains yet: `Some(reason)` becomes a near-miss of the rule. The third
+/// argument says whether some rule already left a near-miss at a node.
+pub type Diagnose = Arc<dyn Fn(&Graph, NodeId, &dyn Fn(NodeId) -> bool) -> Option<String> + Send + Sync>;
 
 /// A named fusion rule.
 #[derive(Clone)]
@@ -24,6 +29,8 @@ pub struct Rule {
     pub rewrite: Rewrite,
     /// When false, interior values may have outside readers (the rule keeps them alive).
     pub exclusive: bool,
+    /// Candidates the rule explains when they did not fuse: which ops, and why not.
+    pub diagnose: Option<(OpPred, Diagnose)>,
 }
 
 impl Rule {
@@ -35,13 +42,53 @@ impl Rule {
             check: Arc::new(|_, _| Ok(())),
             rewrite: Arc::new(move |_, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
             exclusive: true,
+            diagnose: None,
         }
+    }
+
+    /// Sets the diagnosis of candidates (nodes whose op satisfies `anchor`) left unfused.
+    pub fn diagnose(
+        mut self,
+        anchor: impl Fn(&Op) -> bool + Send + Sync + 'static,
+        f: impl Fn(&Graph, NodeId, &dyn Fn(NodeId) -> bool) -> Option<String> + Send + Sync + 'static,
+    ) -> Rule {
+        self.diagnose = Some((Arc::new(anchor), Arc::new(f)));
+        self
     }
 
     /// Sets the check.
     pub fn check(mut self, f: impl Fn(&Graph, &Match) -> Result<(), String> + Send + Sync + 'static) -> Rule {
         self.check = Arc::new(f);
         self
+    }
+
+    /// A rule whose check returns the facts it established (a scale, a mask class, a band)
+    /// and whose rewrite receives them, so that no analysis runs twice. The driver calls the
+    /// rewrite right after a successful check of the same match; the facts are handed over
+    /// through a slot keyed by the match's root, and a rewrite without them is an error.
+    pub fn planned<F: Send + 'static>(
+        name: &'static str,
+        pattern: Pat,
+        check: impl Fn(&Graph, &Match) -> Result<F, String> + Send + Sync + 'static,
+        rewrite: impl Fn(&mut Builder<'_>, &Match, F) -> Result<Value, IrError> + Send + Sync + 'static,
+    ) -> Rule {
+        let slot: Arc<Mutex<Option<(Value, F)>>> = Arc::new(Mutex::new(None));
+        let put = slot.clone();
+        Rule::new(name, pattern)
+            .check(move |g, m| {
+                let facts = check(g, m)?;
+                *put.lock().unwrap_or_else(|e| e.into_inner()) = Some((m.root, facts));
+                Ok(())
+            })
+            .rewrite(move |b, m| {
+                let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+                match taken {
+                    Some((root, facts)) if root == m.root => rewrite(b, m, facts),
+                    _ => {
+                        Err(IrError::Graph(format!("rule {name}: rewrite of {:?} without its check", m.root)))
+                    }
+                }
+            })
     }
 
     /// Sets the rewrite.

@@ -129,12 +129,22 @@ fn fuses_onnx_layer_norm_with_moment_variance_and_stat_outputs() {
 }
 
 #[test]
-fn negative_onnx_layer_norm_large_eps() {
+fn fuses_onnx_layer_norm_with_large_eps() {
+    // Any positive finite eps is a LayerNorm (ONNX's epsilon twins use 0.1).
     let g = onnx_layer_norm(0.1);
+    let (_, after, report, opt) = fuse(&g);
+    assert_eq!(report.blocks.get("layer_norm").copied().unwrap_or(0), 1, "{:?}", report.near_misses);
+    assert!(after.contains("layer_norm{eps=0.1"), "{after}");
+    assert_same_values(&g, &opt, 1e-5);
+}
+
+#[test]
+fn negative_onnx_layer_norm_negative_eps() {
+    let g = onnx_layer_norm(-0.5);
     let (_, _, report, opt) = fuse(&g);
     assert_eq!(report.blocks.get("layer_norm").copied().unwrap_or(0), 0);
     let reasons: Vec<_> = report.near_misses.iter().map(|m| m.reason.clone()).collect();
-    assert!(reasons.iter().any(|r| r.contains("is not in (0, 1e-2]")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("eps -0.5 is not a positive finite number")), "{reasons:?}");
     assert_same_values(&g, &opt, 1e-5);
 }
 

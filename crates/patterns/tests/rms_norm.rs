@@ -142,3 +142,72 @@ fn fuses_gemma_f16_without_downcast() {
     insta::assert_snapshot!(snapshot_text(&before, &after));
     assert_same_values(&g, &opt, 1e-5);
 }
+
+/// ONNX RMSNormalization's expanded body over the axes `axes` of `x {2, 3, 4}`, with a weight of
+/// the normalized shape.
+fn rms_over(axes: &[i64], eps: f64) -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", TensorType::known(DType::F32, &[2, 3, 4]));
+    let rank = 3;
+    let normalized = |a: usize| axes.iter().any(|&x| (x + rank as i64) as usize % rank == a);
+    let wdims: Vec<usize> = (0..rank).map(|a| if normalized(a) { [2, 3, 4][a] } else { 1 }).collect();
+    let w = weight(&mut b, DType::F32, &wdims, 3);
+    let sq = b.mul(x, x).unwrap();
+    let ms = b.reduce(ReduceOp::Mean, sq, axes, true).unwrap();
+    let e = b.scalar(DType::F32, eps);
+    let a = b.add2(ms, e).unwrap();
+    let s = b.unary(UnaryOp::Sqrt, a).unwrap();
+    let y = b.div(x, s).unwrap();
+    let y = b.mul(y, w).unwrap();
+    g.add_output("y", y);
+    g
+}
+
+#[test]
+fn fuses_rms_norm_over_several_trailing_axes() {
+    let g = rms_over(&[-2, -1], 0.1);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(report.blocks.get("rms_norm").copied().unwrap_or(0), 1, "{:?}", report.near_misses);
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-5);
+}
+
+#[test]
+fn negative_rms_norm_over_a_leading_axis() {
+    let g = rms_over(&[0], 1e-5);
+    let (_, _, report, opt) = fuse(&g);
+    assert_eq!(report.blocks.get("rms_norm").copied().unwrap_or(0), 0);
+    assert!(
+        report
+            .near_misses
+            .iter()
+            .any(|m| m.reason.contains("not over the last axis or a trailing range of axes")),
+        "{:?}",
+        report.near_misses
+    );
+    assert_same_values(&g, &opt, 1e-6);
+}
+
+#[test]
+fn unfused_mean_of_squares_gets_a_near_miss() {
+    // mean(x²) + eps feeding exp: no norm, and the report says where the chain stops.
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", TensorType::known(DType::F32, &[2, 8]));
+    let sq = b.mul(x, x).unwrap();
+    let ms = b.reduce(ReduceOp::Mean, sq, &[-1], true).unwrap();
+    let e = b.scalar(DType::F32, 1e-6);
+    let a = b.add2(ms, e).unwrap();
+    let y = b.unary(UnaryOp::Exp, a).unwrap();
+    g.add_output("y", y);
+    let (_, _, report, _) = fuse(&g);
+    assert!(
+        report
+            .near_misses
+            .iter()
+            .any(|m| m.rule == "rms_norm" && m.reason.contains("is not followed by rsqrt")),
+        "{:?}",
+        report.near_misses
+    );
+}

@@ -45,9 +45,17 @@ impl MaskKind {
 ///
 /// - grouped-query attention: Nq must be a multiple of Nkv; query head h uses kv head
 ///   `h ÷ (Nq/Nkv)`;
+/// - softcap `c` (Gemma 2's logit softcapping), when set: `S ← c·tanh(S/c)` before the mask;
 /// - boolean, causal and key-padding masks replace masked scores with the finite minimum of
 ///   the compute type (`finfo.min`), and additive masks are clamped from below to it (−∞
-///   becomes `finfo.min`), so a fully masked row attends uniformly and never gives NaN;
+///   becomes `finfo.min`, NaN stays NaN), so a fully masked row attends uniformly and never
+///   gives NaN.
+///
+/// **Fully masked rows** (a query whose every key is masked) therefore always attend
+/// uniformly (the mean of v over the keys), on every backend. A composed graph that masks with
+/// −∞ gives NaN there instead (or 0 behind a NaN guard): the `sdpa` rule reproduces that
+/// explicitly around the block (`where(row fully masked, NaN | 0, sdpa(…))`), and proves that
+/// no row is fully masked before it emits a causal mask (docs/reliability.md);
 /// - sinks: one extra logit per query head that joins the softmax denominator only;
 /// - everything (scores, softmax, `P v`) is computed in f32 (f64 when an operand is f64) and
 ///   the output is cast once to the result type of q, k and v ([`result_type`](super::result_type)).
@@ -62,6 +70,10 @@ pub struct Sdpa {
     /// A sinks operand follows the mask.
     #[serde(default)]
     pub has_sinks: bool,
+    /// Logit softcapping `c·tanh(S/c)` (positive, finite), applied to the scaled scores
+    /// before the mask; `None` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softcap: Option<f32>,
 }
 
 impl Sdpa {
@@ -70,12 +82,18 @@ impl Sdpa {
 
     /// Attention with `scale`, `mask` and no sinks.
     pub fn new(scale: f32, mask: MaskKind) -> Self {
-        Sdpa { scale, mask, has_sinks: false }
+        Sdpa { scale, mask, has_sinks: false, softcap: None }
     }
 
     /// The same block with a sinks operand (`true`) or without.
     pub fn with_sinks(mut self, has_sinks: bool) -> Self {
         self.has_sinks = has_sinks;
+        self
+    }
+
+    /// The same block with logit softcapping `c·tanh(S/c)` (`None`: none).
+    pub fn with_softcap(mut self, softcap: Option<f32>) -> Self {
+        self.softcap = softcap;
         self
     }
 
@@ -119,6 +137,11 @@ impl Block for Sdpa {
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let k = Self::KIND;
         common::finite(k, "scale", self.scale)?;
+        if let Some(c) = self.softcap {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(format!("{k}: softcap must be positive and finite, got {c}"));
+            }
+        }
         common::arity(k, inputs, &[self.operand_count()], &self.operand_names())?;
         let (q, kk, v) = (&inputs[0], &inputs[1], &inputs[2]);
         for (t, what) in [(q, "q"), (kk, "k"), (v, "v")] {
@@ -210,6 +233,16 @@ impl Block for Sdpa {
             b.matmul(q, k_t)?
         };
 
+        let s = match self.softcap {
+            Some(cap) => {
+                let inv = b.scalar(c, 1.0 / cap as f64);
+                let cap = b.scalar(c, cap as f64);
+                let t = b.mul(s, inv)?;
+                let t = b.unary(UnaryOp::Tanh, t)?;
+                b.mul(t, cap)?
+            }
+            None => s,
+        };
         let mut next = 3;
         let min = b.scalar(c, if c == DType::F64 { f64::MIN } else { f32::MIN as f64 });
         let s = match self.mask {

@@ -20,15 +20,22 @@ const FUSED_HEAD_DIMS: [usize; 5] = [64, 80, 96, 128, 256];
 ///   round every step to the input dtype. On the GPU, half-precision operands stay native
 ///   when MLX has a fused kernel for them (head dim 64/80/96/128/256, q, k, v of one dtype,
 ///   no mask, causal with `Tq ≤ Tk`, or an additive mask of that dtype);
-/// - boolean masks become additive `where(m, 0, finfo(f32).min)` masks: masked scores are
-///   then exactly `finfo.min` up to rounding, so a fully masked row attends uniformly and
-///   never gives NaN, whatever kernel runs;
+/// - boolean masks: passed as they are on the CPU (MLX selects `finfo.min` there, as the
+///   block does); on the GPU they become additive `where(m, 0, finfo(f32).min)` masks: masked
+///   scores are then exactly `finfo.min` up to rounding (a +∞ score at a masked key is the
+///   one difference, docs/reliability.md), so a fully masked row attends uniformly and never
+///   gives NaN, whatever kernel runs;
 /// - causal: MLX's `"causal"` mode (lower-right aligned) when `Tq ≤ Tk` (no row is then
 ///   fully masked); for `Tq > Tk` the same mask built explicitly as an additive mask;
 /// - causal + key padding: one boolean `causal ∧ padding` mask `{B, 1, Tq, Tk}`, additive
 ///   as above;
-/// - additive masks are added as given (cast to the compute dtype), broadcast from any
-///   shape broadcastable to `{B, Nq, Tq, Tk}`; sinks are passed as MLX's sinks;
+/// - additive masks are cast to the compute dtype and clamped from below to its `finfo.min`
+///   (`maximum`, which keeps NaN), as the block's fallback does: a row masked with −∞
+///   everywhere attends uniformly instead of giving NaN (blocks.md, docs/reliability.md);
+///   broadcast from any shape broadcastable to `{B, Nq, Tq, Tk}`; sinks are passed as MLX's
+///   sinks;
+/// - softcap: MLX's fused kernel has none, so the block takes the composed path (its
+///   fallback on MLX ops);
 /// - f64 operands: declines (the block computes in f64).
 pub fn sdpa(
     b: &Sdpa,
@@ -37,7 +44,7 @@ pub fn sdpa(
 ) -> Result<Vec<Array>> {
     let (q, k, v) = (&call.args[0], &call.args[1], &call.args[2]);
     let ds = dtypes([q, k, v])?;
-    if ds.contains(&DType::F64) {
+    if ds.contains(&DType::F64) || b.softcap.is_some() {
         return fallback.run(call.args);
     }
     let out = result_type(result_type(ds[0], ds[1]), ds[2]);
@@ -64,7 +71,15 @@ pub fn sdpa(
     let operand = || mask_arg.ok_or_else(|| MlxError::Mismatch("sdpa: the mask operand is missing".into()));
     let (causal, mask) = match b.mask {
         MaskKind::None => (false, None),
-        MaskKind::Additive => (false, Some(to_rank4(&operand()?.astype(c)?)?)),
+        MaskKind::Additive => {
+            let m = operand()?.astype(c)?;
+            let floor = Array::scalar(finfo_min(c), c)?;
+            (false, Some(to_rank4(&m.binary(BinaryOp::Maximum, &floor)?)?))
+        }
+        // On the CPU, MLX applies a bool mask as `where(m, S, finfo.min)`, exactly the block's
+        // select (a +∞ score at a masked key stays masked); its GPU kernels get the additive
+        // form, which never gives NaN for fully masked rows whatever kernel runs.
+        MaskKind::Boolean if current_device() == Device::Cpu => (false, Some(to_rank4(operand()?)?)),
         MaskKind::Boolean => (false, Some(additive(&to_rank4(operand()?)?, c)?)),
         MaskKind::Causal if tq <= tk => (true, None),
         MaskKind::Causal => (false, Some(additive(&causal_keep(tq, tk)?, c)?)),
@@ -103,13 +118,17 @@ fn causal_keep(tq: usize, tk: usize) -> Result<Array> {
     ones.tril(tk as i32 - tq as i32)
 }
 
-/// `where(keep, 0, finfo(dtype).min)`.
-fn additive(keep: &Array, dtype: DType) -> Result<Array> {
-    let min = match dtype {
+/// The finite minimum of a float dtype.
+fn finfo_min(dtype: DType) -> f64 {
+    match dtype {
         DType::F16 => half::f16::MIN.to_f64(),
         DType::BF16 => half::bf16::MIN.to_f64(),
         DType::F64 => f64::MIN,
         _ => f32::MIN as f64,
-    };
-    Array::where_(keep, &Array::scalar(0.0, dtype)?, &Array::scalar(min, dtype)?)
+    }
+}
+
+/// `where(keep, 0, finfo(dtype).min)`.
+fn additive(keep: &Array, dtype: DType) -> Result<Array> {
+    Array::where_(keep, &Array::scalar(0.0, dtype)?, &Array::scalar(finfo_min(dtype), dtype)?)
 }

@@ -7,7 +7,7 @@ use crate::matcher::{interior_escapes_except, Match};
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::LayerNorm;
-use blockfuse_ir::{BinaryOp, Builder, Graph, IrError, ReduceOp, UnaryOp, Value};
+use blockfuse_ir::{BinaryOp, Builder, Dim, Graph, IrError, ReduceOp, UnaryOp, Value};
 
 fn mean(x: Pat) -> Pat {
     reduce(ReduceOp::Mean, x)
@@ -35,9 +35,8 @@ pub fn layer_norm() -> Rule {
     let normed = mul(centered(), rstd);
     let vector = |name| guard(any(name), |g, v| g.value_type(v).rank() >= 1);
     let scaled = either(mul(normed.clone(), vector("w")), normed);
-    let mut rule = Rule::new("layer_norm", either(add(scaled.clone(), vector("b")), scaled))
-        .check(check)
-        .rewrite(rewrite);
+    let mut rule =
+        Rule::planned("layer_norm", either(add(scaled.clone(), vector("b")), scaled), check, rewrite);
     // The statistics (the mean and the inverse standard deviation) may have other readers,
     // as ONNX LayerNormalization's `Mean` and `InvStdDev` outputs: they stay computed beside
     // the block. Every other interior value must be private (checked in `check`).
@@ -45,7 +44,13 @@ pub fn layer_norm() -> Rule {
     rule
 }
 
-fn check(g: &Graph, m: &Match) -> Result<(), String> {
+/// What the check established: eps and the normalized axis' size.
+struct Facts {
+    eps: f32,
+    d: Dim,
+}
+
+fn check(g: &Graph, m: &Match) -> Result<Facts, String> {
     if let Some(reason) = interior_escapes_except(g, m, &[m.value("mu"), m.value("rstd")]) {
         return Err(reason);
     }
@@ -57,7 +62,7 @@ fn check(g: &Graph, m: &Match) -> Result<(), String> {
         "the means are not over the last axis only (keepdims)",
     )?;
     let eps = m.scalar(g, "eps").ok_or("eps is not a scalar")?;
-    require(eps > 0.0 && eps <= 1e-2, format!("eps {eps} is not in (0, 1e-2]"))?;
+    let eps = super::positive_eps(eps)?;
     let d = last_dim(g, m.value("x")).ok_or("x has no axes")?;
     for name in ["w", "b"] {
         if let Some(v) = m.get(name) {
@@ -67,13 +72,11 @@ fn check(g: &Graph, m: &Match) -> Result<(), String> {
             )?;
         }
     }
-    Ok(())
+    Ok(Facts { eps, d })
 }
 
-fn rewrite(b: &mut Builder<'_>, m: &Match) -> Result<Value, IrError> {
-    let eps = m.scalar(b.graph(), "eps").expect("checked") as f32;
+fn rewrite(b: &mut Builder<'_>, m: &Match, Facts { eps, d }: Facts) -> Result<Value, IrError> {
     let x = m.value("x");
-    let d = last_dim(b.graph(), x).expect("checked");
     let mut args = vec![x];
     for name in ["w", "b"] {
         if let Some(v) = m.get(name) {

@@ -1,6 +1,5 @@
 //! Our fusion rules, one file each, and the default rule set in the order they run.
 
-mod causal;
 mod gelu;
 mod glu;
 mod layer_norm;
@@ -54,4 +53,32 @@ pub(crate) fn reduces_last_axis(g: &Graph, v: Value) -> bool {
     let rank = g.value_type(n.operands[0]).rank() as i64;
     matches!(&n.op, blockfuse_ir::Op::Reduce { axes, keepdims: true, .. }
         if axes.len() == 1 && (axes[0] == -1 || axes[0] == rank - 1))
+}
+
+/// A norm's eps as the block stores it: any positive finite number (`eps = 0.1` is a norm
+/// too), representable as a positive f32.
+pub(crate) fn positive_eps(eps: f64) -> Result<f32, String> {
+    let e = eps as f32;
+    crate::rule::require(
+        eps.is_finite() && eps > 0.0 && e > 0.0 && e.is_finite(),
+        format!("eps {eps} is not a positive finite number"),
+    )?;
+    Ok(e)
+}
+
+/// The first axis `a` when the reduction producing `v` is over exactly the trailing axes
+/// `a..rank` of its operand, keeping them (`a = rank − 1`: the last axis only).
+pub(crate) fn reduced_trailing_axes(g: &Graph, v: Value) -> Option<usize> {
+    let n = g.node(v.node);
+    let rank = g.value_type(*n.operands.first()?).rank();
+    let blockfuse_ir::Op::Reduce { axes, keepdims: true, .. } = &n.op else { return None };
+    let mut norm: Vec<usize> =
+        axes.iter().map(|&a| blockfuse_ir::shape::normalize_axis(a, rank)).collect::<Option<_>>()?;
+    norm.sort_unstable();
+    norm.dedup();
+    let first = *norm.first()?;
+    (norm.len() == axes.len()
+        && norm.iter().enumerate().all(|(i, &a)| a == first + i)
+        && norm.last() == Some(&(rank - 1)))
+    .then_some(first)
 }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 /// The largest value an additive mask may hold at a masked position (the same threshold the
 /// rule uses for boolean masks): `exp(−1e4)` is 0 in every float type.
-pub(crate) const DROP_AT_MOST: f64 = -1e4;
+pub const DROP_AT_MOST: f64 = -1e4;
 
 /// How deep the analysis follows producers before giving up.
 const MAX_DEPTH: usize = 24;
@@ -334,19 +334,26 @@ fn constant_is_causal(g: &Graph, v: Value, offset: i64, keep: impl Fn(f64) -> Op
     (0..tq).all(|q| (0..tk).all(|k| keep(t.get_f64(q * tk + k)) == Some(k as i64 - q as i64 <= offset)))
 }
 
+/// `c + Σ nᵢ·dᵢ ≥ 0` for every assignment of dims ≥ 1.
+fn nonnegative(o: &Offset) -> bool {
+    o.dims.values().all(|&n| n > 0) && o.c + o.dims.values().sum::<i64>() >= 0
+}
+
 /// True when `mask` — an additive mask added to scores `{…, Tq, Tk}`, or a boolean keep-mask
 /// (`true` = attend) — provably equals the block's causal mask for every `Tq`, `Tk` the
 /// graph admits. Only masks where every query sees at least one key (`Tk ≥ Tq`) qualify, so
 /// that no fully masked row (uniform in the block, NaN or 0 in the graph) can arise.
-pub(crate) fn is_causal(g: &Graph, mask: Value, kind: MaskKind, tq: &Dim, tk: &Dim) -> bool {
+pub fn is_causal(g: &Graph, mask: Value, kind: MaskKind, tq: &Dim, tk: &Dim) -> bool {
     let shape = &g.value_type(mask).shape;
     let r = shape.len();
     if r < 2 || shape[r - 2] != *tq || shape[r - 1] != *tk {
         return false;
     }
-    // The causal band: k − q ≤ Tk − Tq, with Tk − Tq ≥ 0 provable.
+    // The causal band: k − q ≤ Tk − Tq, with Tk − Tq ≥ 0 provable: `c + Σ nᵢ·dᵢ` with every
+    // nᵢ > 0 and `c + Σ nᵢ ≥ 0` (a dim is at least 1 wherever there is a key to attend; with
+    // no keys at all, both sides compute an empty softmax). E.g. `Tq = 1` against any `Tk`.
     let offset = Offset::dim(tk).plus(&Offset::dim(tq), -1);
-    if !offset.dims.is_empty() || offset.c < 0 {
+    if !nonnegative(&offset) {
         return false;
     }
     let want = Band { upper: false, bound: offset.clone() };
