@@ -5,6 +5,7 @@
 //! what fused and why candidates did not.
 #![deny(missing_docs)]
 
+pub mod analysis;
 pub mod canonicalize;
 pub mod driver;
 pub mod fold;

@@ -4,12 +4,18 @@
 use crate::matcher::Match;
 use crate::pattern::Pat;
 use blockfuse_ir::{Builder, Graph, IrError, Value};
+use std::any::Any;
 use std::sync::Arc;
 
-/// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss.
-pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<(), String> + Send + Sync>;
-/// The rewrite of a rule: builds the replacement of the match's root value.
-pub type Rewrite = Arc<dyn Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync>;
+/// What a check established about a match (the frequency table, the angle source, ...),
+/// handed to the rewrite so that no analysis runs twice.
+pub type Facts = Box<dyn Any + Send>;
+/// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss;
+/// `Ok(facts)` accepts it with what the check found.
+pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<Facts, String> + Send + Sync>;
+/// The rewrite of a rule: builds the replacement of the match's root value from the match
+/// and the facts its check returned.
+pub type Rewrite = Arc<dyn Fn(&mut Builder<'_>, &Match, Facts) -> Result<Value, IrError> + Send + Sync>;
 
 /// A named fusion rule.
 #[derive(Clone)]
@@ -32,24 +38,40 @@ impl Rule {
         Rule {
             name,
             pattern,
-            check: Arc::new(|_, _| Ok(())),
-            rewrite: Arc::new(move |_, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
+            check: Arc::new(|_, _| Ok(Box::new(()))),
+            rewrite: Arc::new(move |_, _, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
             exclusive: true,
         }
     }
 
-    /// Sets the check.
+    /// Sets the check (one that establishes nothing the rewrite needs).
     pub fn check(mut self, f: impl Fn(&Graph, &Match) -> Result<(), String> + Send + Sync + 'static) -> Rule {
-        self.check = Arc::new(f);
+        self.check = Arc::new(move |g, m| f(g, m).map(|()| Box::new(()) as Facts));
         self
     }
 
-    /// Sets the rewrite.
+    /// Sets the rewrite (one that needs no facts from the check).
     pub fn rewrite(
         mut self,
         f: impl Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync + 'static,
     ) -> Rule {
-        self.rewrite = Arc::new(f);
+        self.rewrite = Arc::new(move |b, m, _| f(b, m));
+        self
+    }
+
+    /// Sets a check that returns what it found (`T`) and the rewrite that builds from it:
+    /// the rewrite receives the check's result instead of running the analysis again.
+    pub fn fuse<T: Send + 'static>(
+        mut self,
+        check: impl Fn(&Graph, &Match) -> Result<T, String> + Send + Sync + 'static,
+        rewrite: impl Fn(&mut Builder<'_>, &Match, T) -> Result<Value, IrError> + Send + Sync + 'static,
+    ) -> Rule {
+        let name = self.name;
+        self.check = Arc::new(move |g, m| check(g, m).map(|t| Box::new(t) as Facts));
+        self.rewrite = Arc::new(move |b, m, facts| match facts.downcast::<T>() {
+            Ok(t) => rewrite(b, m, *t),
+            Err(_) => Err(IrError::Graph(format!("rule {name}: its check and rewrite were set apart"))),
+        });
         self
     }
 }
