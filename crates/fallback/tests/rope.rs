@@ -459,7 +459,8 @@ fn cos_sin_form_sweep() {
                                 dtype,
                             );
                             assert_eq!(out[0].dtype(), dtype);
-                            let case = format!("{dtype} {shape:?} trad={traditional} dims={dims} w={w} m={mscale}");
+                            let case =
+                                format!("{dtype} {shape:?} trad={traditional} dims={dims} w={w} m={mscale}");
                             assert_close(&out[0], &want, tol(dtype), &case);
                             cases += 1;
                         }
@@ -486,11 +487,12 @@ fn cos_sin_form_agrees_with_base_form_and_mscale() {
     for traditional in [false, true] {
         let given = run_block(Rope::cos_sin(8, traditional).with_mscale(0.5), &[&x, &c, &s]);
         let base = run_block(Rope::new(8, 1e4).with_traditional(traditional).with_mscale(0.5), &[&x]);
-        let want: Vec<f64> = rope_ref(&xv, &[1, 2, 5, 12], 8, traditional, &inv, 1.0, &|_, t| t as f64, DType::F64)
-            .iter()
-            .enumerate()
-            .map(|(i, v)| if i % 12 < 8 { v * 0.5 } else { *v })
-            .collect();
+        let want: Vec<f64> =
+            rope_ref(&xv, &[1, 2, 5, 12], 8, traditional, &inv, 1.0, &|_, t| t as f64, DType::F64)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i % 12 < 8 { v * 0.5 } else { *v })
+                .collect();
         assert_close(&given[0], &want, 1e-6, &format!("cos/sin form, traditional={traditional}"));
         assert_close(&base[0], &want, 1e-6, &format!("base form with mscale, traditional={traditional}"));
     }

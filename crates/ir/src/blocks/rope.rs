@@ -373,7 +373,13 @@ struct CosSin {
 
 impl Rope {
     /// cos and sin times `mscale` (in their own dtype), then cast to `dtype`.
-    fn scaled_to(&self, b: &mut Builder<'_>, cos: Value, sin: Value, dtype: crate::DType) -> Result<(Value, Value), IrError> {
+    fn scaled_to(
+        &self,
+        b: &mut Builder<'_>,
+        cos: Value,
+        sin: Value,
+        dtype: crate::DType,
+    ) -> Result<(Value, Value), IrError> {
         let (cos, sin) = if self.mscale != 1.0 {
             let m = b.scalar_like(cos, self.mscale as f64);
             (b.mul(cos, m)?, b.mul(sin, m)?)
@@ -447,7 +453,9 @@ impl Rope {
         let k = Self::KIND;
         common::arity(k, inputs, &[3], &self.operand_names())?;
         if self.base.is_some() || self.scale != 1.0 || self.position != RopePosition::Offset(0) {
-            return Err(format!("{k}: the cos/sin form takes no base, scale or position (cos and sin give the angles)"));
+            return Err(format!(
+                "{k}: the cos/sin form takes no base, scale or position (cos and sin give the angles)"
+            ));
         }
         let (x, cos, sin) = (&inputs[0], &inputs[1], &inputs[2]);
         if !x.dtype.is_float() || x.rank() == 0 {

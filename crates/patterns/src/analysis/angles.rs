@@ -181,8 +181,10 @@ pub fn frequencies(inv: &[f64]) -> Frequencies {
     // The table is stored in f32: snap 9999.999 back to the 10000 it came from.
     let base = if ((raw.round() - raw) / raw).abs() < 1e-5 { raw.round() } else { raw };
     let scale = if (f0 - 1.0).abs() < 1e-7 { 1.0 } else { f0 };
-    let fits =
-        inv.iter().enumerate().all(|(i, &c)| ((scale * base.powf(-2.0 * i as f64 / dims) - c) / c).abs() < 1e-5);
+    let fits = inv
+        .iter()
+        .enumerate()
+        .all(|(i, &c)| ((scale * base.powf(-2.0 * i as f64 / dims) - c) / c).abs() < 1e-5);
     if fits {
         Frequencies::Base { base, scale }
     } else {
@@ -280,7 +282,7 @@ mod tests {
 
     /// cos/sin = `m · op(concat(p ⊗ inv, p ⊗ inv))` with `p` built by `pos`.
     fn graph(
-        pos: impl Fn(&mut Builder<'_>) -> Value,
+        mut pos: impl FnMut(&mut Builder<'_>) -> Value,
         mscale: Option<(f64, f64)>,
         angle_dtype: DType,
     ) -> (Graph, Value, Value) {
@@ -337,7 +339,8 @@ mod tests {
         let mut ids = None;
         let (g, c, s) = graph(
             |b| {
-                let p = b.input("position_ids", TensorType::new(DType::I32, [Dim::sym("b"), Dim::sym("seq")]));
+                let p =
+                    b.input("position_ids", TensorType::new(DType::I32, [Dim::sym("b"), Dim::sym("seq")]));
                 ids = Some(p);
                 p
             },

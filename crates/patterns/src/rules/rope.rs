@@ -35,7 +35,8 @@ pub(super) fn split_at(g: &Graph, a: Value, b: Value) -> Option<(Value, i64)> {
         return ok.then(|| sizes[0].known().map(|r| (x, r as i64))).flatten();
     }
     let (_, r, 1) = last_axis_slice(g, a).filter(|s| s.0 == 0)? else { return None };
-    let ok = nb.operands.first() == Some(&x) && matches!(last_axis_slice(g, b), Some((s, e, 1)) if s == r && e >= d);
+    let ok = nb.operands.first() == Some(&x)
+        && matches!(last_axis_slice(g, b), Some((s, e, 1)) if s == r && e >= d);
     ok.then_some((x, r))
 }
 
@@ -89,7 +90,8 @@ pub fn rope_interleaved() -> Rule {
         view(unary(UnaryOp::Neg, part("x2"))),
         unary(UnaryOp::Neg, node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![part("x2")])),
     ]);
-    let rotate = node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(neg, view(part("x1")))]);
+    let rotate =
+        node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(neg, view(part("x1")))]);
     let root = add(mul(any("x"), any("cos")), mul(rotate, any("sin")));
     Rule::new("rope_interleaved", root).fuse(
         |g, m| {
@@ -114,7 +116,10 @@ pub fn rope_halves() -> Rule {
     Rule::new("rope_halves", concat_last(real, imag)).fuse(
         |g, m| {
             let (x1, x2) = (m.value("x1"), m.value("x2"));
-            require(pairs_of(g, x1, x2).is_none(), "interleaved pairs rotated, but the result is not re-interleaved")?;
+            require(
+                pairs_of(g, x1, x2).is_none(),
+                "interleaved pairs rotated, but the result is not re-interleaved",
+            )?;
             let x = halves_of(g, x1, x2).ok_or("x1 and x2 are not the two halves of one x")?;
             plan(g, rotation(m, x, false, false))
         },
@@ -127,7 +132,8 @@ pub fn rope_halves() -> Rule {
 /// interleaved back by a reshape of their last-axis concat.
 pub fn rope_pairs() -> Rule {
     let (real, imag) = real_imag();
-    let root = node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(view(real), view(imag))]);
+    let root =
+        node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(view(real), view(imag))]);
     Rule::new("rope_pairs", root).fuse(
         |g, m| {
             let x = pairs_of(g, m.value("x1"), m.value("x2"))
@@ -155,7 +161,8 @@ pub fn rope_partial() -> Rule {
             let (x, r) = split_at(g, m.value("head"), m.value("tail"))
                 .ok_or("rotated and pass-through parts are not x[..., :r] and x[..., r:]")?;
             let node = g.node(m.value("rope").node);
-            let inner = node.op.as_block().and_then(|b| b.downcast_ref::<Rope>()).ok_or("not a rope block")?;
+            let inner =
+                node.op.as_block().and_then(|b| b.downcast_ref::<Rope>()).ok_or("not a rope block")?;
             require(inner.dims as i64 == r, "the rope rotates part of its input only")?;
             let mut args = node.operands.to_vec();
             args[0] = x;

@@ -67,9 +67,13 @@ pub(super) fn plan(g: &Graph, r: Rotation) -> Result<Plan, String> {
     let (ct, st) = (g.value_type(r.cos), g.value_type(r.sin));
     require(ct.shape == st.shape, format!("cos {ct} and sin {st} differ in shape"))?;
     let w = if r.full_width { d } else { d / 2 };
-    require(ct.shape.last() == Some(&Dim::Known(w)), format!("cos/sin {ct} do not have {w} entries per row"))?;
+    require(
+        ct.shape.last() == Some(&Dim::Known(w)),
+        format!("cos/sin {ct} do not have {w} entries per row"),
+    )?;
     let lead = &xt.shape[xt.rank().saturating_sub(ct.rank())..xt.rank() - 1];
-    let fits = ct.rank() <= xt.rank() && ct.shape.iter().zip(lead).all(|(c, a)| c == a || *c == Dim::Known(1));
+    let fits =
+        ct.rank() <= xt.rank() && ct.shape.iter().zip(lead).all(|(c, a)| c == a || *c == Dim::Known(1));
     require(fits, format!("cos/sin {ct} do not broadcast against x {xt}"))?;
     let source = table_source(g, &r, xt).map_or(Source::Given, Source::Table);
     Ok(Plan { dims: d, out_dtype: out.dtype, source, rotation: r })
