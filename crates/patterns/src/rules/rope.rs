@@ -153,9 +153,13 @@ fn rotation(m: &Match, x: Value, traditional: bool, full_width: bool) -> Rotatio
 /// `concat(rope(x[..., :r]), x[..., r:])` → `rope(x)` rotating the first r dims only (the
 /// parts as two slices or one split).
 pub fn rope_partial() -> Rule {
-    let is_rope = |o: &Op| matches!(o, Op::Block(b) if b.is::<Rope>());
-    let rope = node("block.rope", is_rope, vec![part("head")]).named("rope");
-    let root = concat_last(rope, part("tail"));
+    // x, then up to three operands (positions or offsets, freqs; or cos and sin).
+    let rest = [any("operand 1"), any("operand 2"), any("operand 3")];
+    let arity = |n: usize| {
+        let args = std::iter::once(part("head")).chain(rest[..n].iter().cloned()).collect();
+        node("block.rope", |o| matches!(o, Op::Block(b) if b.is::<Rope>()), args).named("rope")
+    };
+    let root = concat_last(Pat::OneOf((0..4).map(arity).collect()), part("tail"));
     Rule::new("rope_partial", root).fuse(
         |g, m| {
             let (x, r) = split_at(g, m.value("head"), m.value("tail"))
