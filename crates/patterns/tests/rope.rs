@@ -506,3 +506,97 @@ fn fuses_angles_along_another_axis_as_the_cos_sin_form() {
     assert_eq!(ropes(&opt), vec![Rope::cos_sin(D, false)]);
     assert_same_values(&g, &opt, 1e-5);
 }
+
+/// `reshape(x, [..., D/2, 2])` and its two members on the last axis (Gather of index 0/1,
+/// or Split into [1, 1] then squeezed): Meta's `view_as_complex` spelling.
+fn reshaped_pairs(b: &mut Builder<'_>, x: Value, gather: bool) -> (Value, Value) {
+    let mut shape = heads(D).shape.to_vec();
+    shape.pop();
+    let squeezed = shape.clone();
+    let mut squeezed = squeezed;
+    squeezed.push(Dim::Known(D / 2));
+    shape.extend([Dim::Known(D / 2), Dim::Known(2)]);
+    let r = b.reshape(x, shape).unwrap();
+    if gather {
+        let (i0, i1) =
+            (b.constant(HostTensor::from_i64(vec![], &[0])), b.constant(HostTensor::from_i64(vec![], &[1])));
+        (b.add(Op::Gather { axis: -1 }, &[r, i0]).unwrap(), b.add(Op::Gather { axis: -1 }, &[r, i1]).unwrap())
+    } else {
+        let parts =
+            b.add_multi(Op::Split { axis: -1, sizes: vec![Dim::Known(1), Dim::Known(1)] }, &[r]).unwrap();
+        (b.reshape(parts[0], squeezed.clone()).unwrap(), b.reshape(parts[1], squeezed).unwrap())
+    }
+}
+
+#[test]
+fn fuses_interleaved_pairs_of_a_reshape_to_pairs() {
+    for gather in [true, false] {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let q = b.input("q", heads(D));
+        let (cos, sin) = per_pair_angles(&mut b);
+        let (x1, x2) = reshaped_pairs(&mut b, q, gather);
+        let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
+        let real = b.sub(a, c).unwrap();
+        let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
+        let imag = b.add2(a, c).unwrap();
+        let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
+        let both = b.concat(&[real, imag], -1).unwrap();
+        let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
+        g.add_output("q_rot", y);
+        let (before, after, report, opt) = fuse(&g);
+        assert_eq!(report.rules["rope_pairs"], 1, "gather={gather} {:?}", report.near_misses);
+        assert_eq!(ropes(&opt), vec![Rope::new(D, 1e4).with_traditional(true)]);
+        if gather {
+            insta::assert_snapshot!(snapshot_text(&before, &after));
+        }
+        assert_same_values(&g, &opt, 1e-5);
+    }
+}
+
+/// The negative twin: members 1 and 0 (swapped) of the pairs are not the rotation's x1, x2.
+#[test]
+fn negative_reshape_to_pairs_members_swapped() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let (cos, sin) = per_pair_angles(&mut b);
+    let (x2, x1) = reshaped_pairs(&mut b, q, true);
+    let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
+    let real = b.sub(a, c).unwrap();
+    let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
+    let imag = b.add2(a, c).unwrap();
+    let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
+    let both = b.concat(&[real, imag], -1).unwrap();
+    let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
+    g.add_output("q_rot", y);
+    let (_, _, report, opt) = fuse(&g);
+    assert!(ropes(&opt).is_empty());
+    assert!(misses(&report, "rope_pairs", "not the even and odd features"), "{:?}", report.near_misses);
+    assert_same_values(&g, &opt, 1e-5);
+}
+
+/// A frequency table rounded to f16 on its way (f32 → f16 → f32) is the rounded table (constant
+/// folding rounds it), not the f32 constant nor its base: the freqs form, with the graph's
+/// exact angles.
+#[test]
+fn narrowed_table_is_the_freqs_form_of_the_rounded_table() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let seq = Dim::sym("seq");
+    let r = b.add(Op::Range { start: 0.0, step: 1.0, len: seq.clone(), dtype: DType::F32 }, &[]).unwrap();
+    let p = b.reshape(r, vec![Dim::Known(1), Dim::Known(1), seq, Dim::Known(1)]).unwrap();
+    let inv: Vec<f32> = (0..D / 2).map(|i| 1e4f32.powf(-2.0 * i as f32 / D as f32)).collect();
+    let inv = b.constant(HostTensor::from_f32(vec![D / 2], &inv));
+    let inv = b.cast(inv, DType::F16).unwrap();
+    let inv = b.cast(inv, DType::F32).unwrap();
+    let f = b.mul(p, inv).unwrap();
+    let emb = b.concat(&[f, f], -1).unwrap();
+    let (c, s) = (b.unary(UnaryOp::Cos, emb).unwrap(), b.unary(UnaryOp::Sin, emb).unwrap());
+    let y = rotate_half(&mut b, q, c, s);
+    g.add_output("q_rot", y);
+    let (_, _, _, opt) = fuse(&g);
+    assert_eq!(ropes(&opt), vec![Rope::new(D, 1.0).with_freqs()]);
+    assert_same_values(&g, &opt, 1e-5);
+}

@@ -60,6 +60,29 @@ pub fn through_views(g: &Graph, mut v: Value) -> Value {
     }
 }
 
+/// Skips casts that lose nothing (to a wider float) and reshapes: the frequency table's values
+/// are the constant's values.
+fn through_widening(g: &Graph, mut v: Value) -> Value {
+    loop {
+        let n = g.node(v.node);
+        match &n.op {
+            Op::Cast(to) if to.is_float() && widens(g.value_type(n.operands[0]).dtype, *to) => {
+                v = n.operands[0]
+            }
+            Op::Reshape { .. } => v = n.operands[0],
+            _ => return v,
+        }
+    }
+}
+
+fn widens(from: DType, to: DType) -> bool {
+    from == to
+        || matches!(
+            (from, to),
+            (DType::F16 | DType::BF16, DType::F32 | DType::F64) | (DType::F32, DType::F64)
+        )
+}
+
 /// The single value of a constant with one element.
 fn scalar_const(g: &Graph, v: Value) -> Option<f64> {
     let t = g.node(through_views(g, v).node).op.as_constant()?;
@@ -124,7 +147,7 @@ pub fn positions_times_table(g: &Graph, f: Value) -> Result<(Value, Vec<f64>), S
         return Err("the angles are not positions × a frequency table".into());
     }
     let (a, b) = (n.operands[0], n.operands[1]);
-    let konst = |v: Value| g.node(through_views(g, v).node).op.as_constant().cloned();
+    let konst = |v: Value| g.node(through_widening(g, v).node).op.as_constant().cloned();
     let (pos, table) = match (konst(a), konst(b)) {
         (None, Some(t)) => (a, t),
         (Some(t), None) => (b, t),

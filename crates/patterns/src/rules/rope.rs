@@ -128,22 +128,82 @@ pub fn rope_halves() -> Rule {
 }
 
 /// Interleaved RoPE with per-pair cos/sin (ONNX RotaryEmbedding's interleaved body, Meta's
-/// complex form): the real and imaginary parts of the pairs `(x[..., 0::2], x[..., 1::2])`
+/// complex form): the real and imaginary parts of the pairs `(x_2i, x_2i+1)` — strided slices,
+/// or the two members of `reshape(x, [..., D/2, 2])` (Split or Gather on the last axis) —
 /// interleaved back by a reshape of their last-axis concat.
 pub fn rope_pairs() -> Rule {
-    let (real, imag) = real_imag();
+    let real = binary(BinaryOp::Sub, mul(any("x1"), any("cos")), mul(any("x2"), any("sin")));
+    let imag = add(mul(any("x2"), any("cos")), mul(any("x1"), any("sin")));
     let root =
         node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(view(real), view(imag))]);
     Rule::new("rope_pairs", root).fuse(
         |g, m| {
-            let x = pairs_of(g, m.value("x1"), m.value("x2"))
+            let [x1, x2, c, s] = ["x1", "x2", "cos", "sin"].map(|n| m.value(n));
+            // `x1·c − x2·s, x2·c + x1·s` reads the same with the roles of (x1, x2) and (c, s)
+            // exchanged: the pairs are whichever of the two are pairs of one x.
+            let (x, cos, sin) = [(x1, x2, c, s), (c, s, x1, x2)]
+                .into_iter()
+                .find_map(|(a, b, c, s)| members_of_pairs(g, a, b).map(|x| (x, c, s)))
                 .ok_or("x1 and x2 are not the even and odd features x[..., 0::2], x[..., 1::2]")?;
             let stacked = g.value_type(g.node(m.root.node).operands[0]);
             require(stacked.shape.last() == Some(&Dim::Known(2)), "the parts are not stacked as pairs")?;
-            plan(g, rotation(m, x, true, false))
+            plan(g, Rotation { x, cos, sin, traditional: true, full_width: false, out: m.root })
         },
         |b, _, p| build(b, p),
     )
+}
+
+/// `v` without a reshape that only drops its trailing size-1 axis.
+fn squeezed_last(g: &Graph, v: Value) -> Value {
+    let n = g.node(v.node);
+    match &n.op {
+        Op::Reshape { shape } => {
+            let inner = &g.value_type(n.operands[0]).shape;
+            let drops = inner.len() == shape.len() + 1 && inner.last() == Some(&Dim::Known(1));
+            if drops && inner[..shape.len()] == shape[..] {
+                n.operands[0]
+            } else {
+                v
+            }
+        }
+        _ => v,
+    }
+}
+
+/// `x` when `a`, `b` are the even and odd features of `x`: strided slices, or members 0 and 1
+/// of `reshape(x, [..., D/2, 2])` taken by a last-axis Split or Gather.
+fn members_of_pairs(g: &Graph, a: Value, b: Value) -> Option<Value> {
+    if let Some(x) = pairs_of(g, a, b) {
+        return Some(x);
+    }
+    let (a, b) = (squeezed_last(g, a), squeezed_last(g, b));
+    let (na, nb) = (g.node(a.node), g.node(b.node));
+    let r = *na.operands.first()?;
+    let rank = g.value_type(r).rank() as i64;
+    let last = |axis: i64| axis == -1 || axis == rank - 1;
+    let index = |n: &blockfuse_ir::Node| {
+        let t = g.node(n.operands.get(1)?.node).op.as_constant()?;
+        (t.len() == 1).then(|| t.get_f64(0))
+    };
+    let members = match (&na.op, &nb.op) {
+        (Op::Split { axis, sizes }, _) => {
+            a.node == b.node && a.output == 0 && b.output == 1 && sizes.len() == 2 && last(*axis)
+        }
+        (Op::Gather { axis: p }, Op::Gather { axis: q }) => {
+            nb.operands[0] == r && last(*p) && last(*q) && index(na) == Some(0.0) && index(nb) == Some(1.0)
+        }
+        _ => false,
+    };
+    let rn = g.node(r.node);
+    if !members || !matches!(rn.op, Op::Reshape { .. }) {
+        return None;
+    }
+    let x = rn.operands[0];
+    let (xs, rs) = (&g.value_type(x).shape, &g.value_type(r).shape);
+    let n = xs.len();
+    let d = xs.last().and_then(Dim::known)?;
+    let pairs = rs.len() == n + 1 && rs[..n - 1] == xs[..n - 1] && rs[n - 1] == Dim::Known(d / 2);
+    (pairs && rs[n] == Dim::Known(2)).then_some(x)
 }
 
 fn rotation(m: &Match, x: Value, traditional: bool, full_width: bool) -> Rotation {

@@ -81,8 +81,14 @@ pub(super) fn plan(g: &Graph, r: Rotation) -> Result<Plan, String> {
 
 /// The frequency table behind the rotation, when the base or freqs form can express it.
 fn table_source(g: &Graph, r: &Rotation, xt: &TensorType) -> Option<Table> {
-    let cos_shape = &g.value_type(r.cos).shape;
-    if xt.rank() < 3 || !along_positions(xt, cos_shape) || (r.traditional && r.full_width) {
+    let (cos_type, out_dtype) = (g.value_type(r.cos), g.value_type(r.out).dtype);
+    // The block casts its cos/sin to the dtype it rotates in: they must be in that dtype.
+    let same_dtype = cos_type.dtype == out_dtype;
+    if xt.rank() < 3
+        || !along_positions(xt, &cos_type.shape)
+        || (r.traditional && r.full_width)
+        || !same_dtype
+    {
         return None;
     }
     let t = angles::table(g, r.cos, r.sin, r.full_width, compute_dtype(xt.dtype)).ok()?;
