@@ -381,3 +381,143 @@ fn group5_positions() {
         rope_ref(&xv, &[2, 3, 8], 8, false, &inv_freqs(1e4, 8), 0.5, &|b, t| pv[b * 3 + t], DType::F32);
     assert_close(&out[0], &want, 1e-6, "per-batch positions");
 }
+
+/// The f64 reference of the cos/sin form: `cos`/`sin` of shape `cshape` (broadcast against x
+/// of shape `shape` on the leading axes; last axis `dims` or `dims/2`), times `mscale`,
+/// rounded to `dtype`; `out1 = x1·c1 − x2·s1`, `out2 = x2·c2 + x1·s2`.
+#[allow(clippy::too_many_arguments)]
+fn cos_sin_ref(
+    x: &[f64],
+    shape: &[usize],
+    cos: &[f64],
+    sin: &[f64],
+    cshape: &[usize],
+    dims: usize,
+    traditional: bool,
+    mscale: f64,
+    dtype: DType,
+) -> Vec<f64> {
+    let round = |v: f64| match dtype {
+        DType::F16 => half::f16::from_f64(v).to_f64(),
+        DType::BF16 => half::bf16::from_f64(v).to_f64(),
+        DType::F32 => v as f32 as f64,
+        _ => v,
+    };
+    let (r, cr) = (shape.len(), cshape.len());
+    let (d, w, half) = (shape[r - 1], cshape[cr - 1], dims / 2);
+    let xs = strides(shape);
+    let cs = strides(cshape);
+    let mut out = x.to_vec();
+    for row in 0..x.len() / d {
+        // The cos/sin row this x row reads, by broadcasting the leading axes.
+        let mut crow = 0;
+        for a in 0..cr - 1 {
+            let xa = r - cr + a;
+            let i = (row * d / xs[xa]) % shape[xa];
+            crow += if cshape[a] == 1 { 0 } else { i * cs[a] };
+        }
+        let entry = |t: &[f64], j: usize| round(t[crow + j] * mscale);
+        for i in 0..half {
+            let (a, b) = if traditional { (2 * i, 2 * i + 1) } else { (i, i + half) };
+            let (ja, jb) = if w == dims { (a, b) } else { (i, i) };
+            let (x1, x2) = (x[row * d + a], x[row * d + b]);
+            out[row * d + a] = x1 * entry(cos, ja) - x2 * entry(sin, ja);
+            out[row * d + b] = x2 * entry(cos, jb) + x1 * entry(sin, jb);
+        }
+    }
+    out
+}
+
+/// The cos/sin form: full-width and per-pair cos/sin, split-half and interleaved, whole and
+/// partial rotation, with and without an mscale, in a {B, H, T, D} and a {B, T, H, D} layout.
+#[test]
+fn cos_sin_form_sweep() {
+    let mut rng = rng(21);
+    let mut cases = 0;
+    for dtype in FLOATS {
+        for (shape, cshape_lead) in [([2, 3, 4, 8], [2, 1, 4]), ([2, 4, 3, 8], [2, 4, 1])] {
+            let (x, xv) = random(&mut rng, dtype, &shape);
+            for traditional in [false, true] {
+                for dims in [8, 4] {
+                    for w in [dims, dims / 2] {
+                        for mscale in [1.0f32, 0.75] {
+                            let cshape = [cshape_lead[0], cshape_lead[1], cshape_lead[2], w];
+                            let n: usize = cshape.iter().product();
+                            let (c, cv) = tensor(DType::F32, &cshape, &uniform(&mut rng, n, -1.0, 1.0));
+                            let (s, sv) = tensor(DType::F32, &cshape, &uniform(&mut rng, n, -1.0, 1.0));
+                            let rope = Rope::cos_sin(dims, traditional).with_mscale(mscale);
+                            let out = run_block(rope, &[&x, &c, &s]);
+                            let want = cos_sin_ref(
+                                &xv,
+                                &shape,
+                                &cv,
+                                &sv,
+                                &cshape,
+                                dims,
+                                traditional,
+                                mscale as f64,
+                                dtype,
+                            );
+                            assert_eq!(out[0].dtype(), dtype);
+                            let case =
+                                format!("{dtype} {shape:?} trad={traditional} dims={dims} w={w} m={mscale}");
+                            assert_close(&out[0], &want, tol(dtype), &case);
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 3 * 2 * 2 * 2 * 2 * 2);
+}
+
+/// The cos/sin form equals the base form when cos/sin are the base form's angles, and the
+/// base form's mscale multiplies the rotated part only.
+#[test]
+fn cos_sin_form_agrees_with_base_form_and_mscale() {
+    let mut rng = rng(22);
+    let (x, xv) = random(&mut rng, DType::F32, &[1, 2, 5, 12]);
+    let inv = inv_freqs(1e4, 8);
+    let angles: Vec<f64> = (0..5).flat_map(|t| inv.iter().map(move |f| (t as f64) * f)).collect();
+    let cos: Vec<f64> = angles.iter().map(|a| a.cos()).collect();
+    let sin: Vec<f64> = angles.iter().map(|a| a.sin()).collect();
+    let (c, _) = tensor(DType::F32, &[5, 4], &cos);
+    let (s, _) = tensor(DType::F32, &[5, 4], &sin);
+    for traditional in [false, true] {
+        let given = run_block(Rope::cos_sin(8, traditional).with_mscale(0.5), &[&x, &c, &s]);
+        let base = run_block(Rope::new(8, 1e4).with_traditional(traditional).with_mscale(0.5), &[&x]);
+        let want: Vec<f64> =
+            rope_ref(&xv, &[1, 2, 5, 12], 8, traditional, &inv, 1.0, &|_, t| t as f64, DType::F64)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| if i % 12 < 8 { v * 0.5 } else { *v })
+                .collect();
+        assert_close(&given[0], &want, 1e-6, &format!("cos/sin form, traditional={traditional}"));
+        assert_close(&base[0], &want, 1e-6, &format!("base form with mscale, traditional={traditional}"));
+    }
+}
+
+/// Errors of the cos/sin form name the operand and the reason.
+#[test]
+fn cos_sin_form_errors() {
+    let x = x_type(DType::F32, &[2, 3, 4, 8]);
+    let c = |dims: &[usize]| x_type(DType::F32, dims);
+    let cases: Vec<(Rope, Vec<TensorType>, &str)> = vec![
+        (Rope::cos_sin(8, false), vec![x.clone(), c(&[4, 8])], "expects operands (x, cos, sin)"),
+        (Rope::cos_sin(8, false), vec![x.clone(), c(&[4, 8]), c(&[4, 4, 8])], "differ in shape"),
+        (Rope::cos_sin(8, false), vec![x.clone(), c(&[4, 6]), c(&[4, 6])], "must be dims (8) or dims/2"),
+        (Rope::cos_sin(8, false), vec![x.clone(), c(&[5, 8]), c(&[5, 8])], "axis 0 has 5, x has 4"),
+        (Rope::cos_sin(10, false), vec![x.clone(), c(&[4, 10]), c(&[4, 10])], "exceed the last axis"),
+        (
+            Rope { base: Some(1e4), ..Rope::cos_sin(8, false) },
+            vec![x.clone(), c(&[4, 8]), c(&[4, 8])],
+            "takes no base",
+        ),
+        (Rope::cos_sin(8, false), vec![x.clone(), c(&[1, 2, 3, 4, 8]), c(&[1, 2, 3, 4, 8])], "more axes"),
+    ];
+    for (rope, types, want) in cases {
+        let err = block_error(rope, &types);
+        assert!(err.contains(want), "{err:?} should contain {want:?}");
+    }
+}

@@ -326,6 +326,67 @@ std::vector<mx::array> run_fused(int kind, mx::Dtype out, const std::vector<mx::
   return it->second(in);
 }
 
+// The cos/sin form of RoPE (bfm_rope_cos_sin): `x·cos + rotate(x)·sin` on the first `dims`
+// features of the last axis, op for op as the block's fallback spells it (cos and sin times
+// mscale in their dtype, cast to x's dtype, rotation in x's dtype), compiled once per
+// (dims, traditional, mscale, device) and traced per shape.
+mx::array last_axis(const mx::array& a, int start, int stop, int step, mx::StreamOrDevice s) {
+  mx::Shape st(a.ndim(), 0), en(a.shape()), str(a.ndim(), 1);
+  st.back() = start;
+  en.back() = stop;
+  str.back() = step;
+  return mx::slice(a, st, en, str, s);
+}
+
+ArrayFn rope_cos_sin_fn(int dims, bool traditional, float mscale, mx::StreamOrDevice s) {
+  return [=](const std::vector<mx::array>& in) -> std::vector<mx::array> {
+    const auto& x = in.at(0);
+    auto c = in.at(1), sn = in.at(2);
+    if (mscale != 1.0f) {
+      c = mx::multiply(c, mx::array(mscale, c.dtype()), s);
+      sn = mx::multiply(sn, mx::array(mscale, sn.dtype()), s);
+    }
+    c = mx::astype(c, x.dtype(), s);
+    sn = mx::astype(sn, x.dtype(), s);
+    int h = dims / 2, d = x.shape(-1);
+    auto first = [&](const mx::array& a) {
+      return traditional ? last_axis(a, 0, dims, 2, s) : last_axis(a, 0, h, 1, s);
+    };
+    auto second = [&](const mx::array& a) {
+      return traditional ? last_axis(a, 1, dims, 2, s) : last_axis(a, h, dims, 1, s);
+    };
+    bool per_pair = c.shape(-1) == h;
+    auto c1 = per_pair ? c : first(c), c2 = per_pair ? c : second(c);
+    auto s1 = per_pair ? sn : first(sn), s2 = per_pair ? sn : second(sn);
+    auto x1 = first(x), x2 = second(x);
+    auto o1 = mx::subtract(mx::multiply(x1, c1, s), mx::multiply(x2, s1, s), s);
+    auto o2 = mx::add(mx::multiply(x1, s2, s), mx::multiply(x2, c2, s), s);
+    mx::array rot = o1;
+    if (traditional) {
+      auto both = mx::concatenate({mx::expand_dims(o1, -1, s), mx::expand_dims(o2, -1, s)}, -1, s);
+      auto shape = o1.shape();
+      shape.back() = dims;
+      rot = mx::reshape(both, shape, s);
+    } else {
+      rot = mx::concatenate({o1, o2}, -1, s);
+    }
+    if (dims < d) rot = mx::concatenate({rot, last_axis(x, dims, d, 1, s)}, -1, s);
+    return {rot};
+  };
+}
+
+std::vector<mx::array> run_rope_cos_sin(int dims, bool traditional, float mscale,
+                                        const std::vector<mx::array>& in) {
+  std::lock_guard<std::mutex> lock(fused_mutex);
+  static std::map<std::tuple<int, bool, float, int>, ArrayFn> compiled;
+  auto key = std::make_tuple(dims, traditional, mscale, thread_device);
+  auto it = compiled.find(key);
+  if (it == compiled.end()) {
+    it = compiled.emplace(key, mx::compile(rope_cos_sin_fn(dims, traditional, mscale, sd()), false)).first;
+  }
+  return it->second(in);
+}
+
 }  // namespace
 
 extern "C" {
@@ -593,6 +654,25 @@ int bfm_fused_elementwise(int kind, const bfm_array* a, const bfm_array* b, int 
     auto r = run_fused(kind, to_mlx(out_dtype), in, shapeless);
     if (r.size() != 1) throw std::runtime_error("[blockfuse-mlx shim] fused block gave no result");
     *out = wrap(std::move(r[0]));
+  });
+}
+
+int bfm_rope_cos_sin(const bfm_array* x, const bfm_array* cos, const bfm_array* sin, int dims,
+                     int traditional, float mscale, bfm_array** out) {
+  return guard([&] {
+    need(out, "out");
+    std::vector<mx::array> in{arr(x, "x"), arr(cos, "cos"), arr(sin, "sin")};
+    int d = in[0].ndim() == 0 ? 0 : in[0].shape(-1);
+    if (dims <= 0 || dims % 2 != 0 || dims > d) {
+      throw std::invalid_argument("[blockfuse-mlx shim] rope_cos_sin: bad dims " + std::to_string(dims));
+    }
+    int w = in[1].ndim() == 0 ? 0 : in[1].shape(-1);
+    if (w != dims && w != dims / 2) {
+      throw std::invalid_argument("[blockfuse-mlx shim] rope_cos_sin: cos has " + std::to_string(w) +
+                                  " entries per row, not dims or dims/2");
+    }
+    auto r = run_rope_cos_sin(dims, traditional != 0, mscale, in);
+    *out = wrap(std::move(r.at(0)));
   });
 }
 

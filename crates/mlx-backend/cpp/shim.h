@@ -102,6 +102,13 @@ int bfm_sdpa(const bfm_array* q, const bfm_array* k, const bfm_array* v, float s
 int bfm_fused_elementwise(int kind, const bfm_array* a, const bfm_array* b, int out_dtype,
                           bfm_array** out);
 
+/* RoPE of the first `dims` features of x's last axis with given cos and sin (the rope
+ * block's cos/sin form) as one compiled function: cos/sin (last axis dims, or dims/2 shared
+ * by each pair) times mscale, cast to x's dtype, broadcast against x; split halves, or
+ * interleaved pairs when `traditional`; the tail x[..., dims:] passes through. */
+int bfm_rope_cos_sin(const bfm_array* x, const bfm_array* cos, const bfm_array* sin, int dims,
+                     int traditional, float mscale, bfm_array** out);
+
 #ifdef __cplusplus
 }
 #endif

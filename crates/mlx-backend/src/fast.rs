@@ -164,3 +164,22 @@ pub fn fused_elementwise(kind: Fused, a: &Array, b: Option<&Array>, out: DType) 
     // SAFETY: valid handles or null.
     make(|o| unsafe { ffi::bfm_fused_elementwise(kind as c_int, a.ptr(), opt_ptr(b), dtype_code(out), o) })
 }
+
+/// RoPE with given cos and sin (the rope block's cos/sin form) as one function compiled with
+/// `mlx::core::compile` (once per dims, layout, mscale and device; traced per shape): cos/sin
+/// (last axis `dims`, or `dims/2` shared by both features of a pair) times `mscale`, cast to
+/// x's dtype; `out1 = x1·c1 − x2·s1`, `out2 = x2·c2 + x1·s2` on the halves, or on adjacent
+/// pairs when `traditional`; `x[..., dims:]` passes through. Errors on a bad dims or width.
+pub fn rope_cos_sin(
+    x: &Array,
+    cos: &Array,
+    sin: &Array,
+    dims: i32,
+    traditional: bool,
+    mscale: f32,
+) -> Result<Array> {
+    // SAFETY: valid handles.
+    make(|o| unsafe {
+        ffi::bfm_rope_cos_sin(x.ptr(), cos.ptr(), sin.ptr(), dims, traditional as c_int, mscale, o)
+    })
+}

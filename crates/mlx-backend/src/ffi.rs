@@ -159,4 +159,13 @@ extern "C" {
         out_dtype: c_int,
         out: *mut *mut RawArray,
     ) -> c_int;
+    pub(crate) fn bfm_rope_cos_sin(
+        x: *const RawArray,
+        cos: *const RawArray,
+        sin: *const RawArray,
+        dims: c_int,
+        traditional: c_int,
+        mscale: f32,
+        out: *mut *mut RawArray,
+    ) -> c_int;
 }

@@ -292,3 +292,64 @@ fn f64_declines_and_symbolic_shapes_bind() {
         check_graph(lowerings::rope, &g, &[x, offsets(&off)], 1e-6, false, &format!("symbolic B={b} T={t}"));
     }
 }
+
+/// The cos/sin form on MLX: one compiled function, against the reference evaluator, for
+/// split halves and interleaved pairs, full-width and per-pair cos/sin, whole and partial
+/// rotation, with and without an mscale, cos/sin broadcast along the heads or along
+/// another axis (ONNX's {B, T, H, D}).
+#[test]
+fn cos_sin_form() {
+    let mut seed = 100;
+    for d in DTYPES {
+        for traditional in [false, true] {
+            for (dims, w) in [(8, 8), (8, 4), (6, 6), (6, 3)] {
+                for (xs, cs) in [([2, 3, 5, 8], [2, 1, 5]), ([2, 5, 3, 8], [2, 5, 1])] {
+                    for mscale in [1.0f32, 0.8] {
+                        seed += 1;
+                        let x = rand(d, &xs, seed, 1.0);
+                        let cshape = [cs[0], cs[1], cs[2], w];
+                        let cos = rand(DType::F32, &cshape, seed + 1000, 1.0);
+                        let sin = rand(DType::F32, &cshape, seed + 2000, 1.0);
+                        let blk = Rope::cos_sin(dims, traditional).with_mscale(mscale);
+                        check_block(
+                            lowerings::rope,
+                            &blk,
+                            &[x, cos, sin],
+                            rope_tol(d, false),
+                            false,
+                            &format!("cos/sin {d} trad={traditional} dims={dims} w={w} x={xs:?} m={mscale}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A freqs table (a rounded llama3 one) with an mscale: fast::rope times mscale when every
+/// feature rotates; declines for a partial rotation.
+#[test]
+fn freqs_form_with_mscale() {
+    for d in DTYPES {
+        let periods: Vec<f64> = (0..4)
+            .map(|i| {
+                let f = 5e5f64.powf(-2.0 * i as f64 / 8.0);
+                let f = if i >= 2 { f / 8.0 } else { f };
+                1.0 / half::bf16::from_f64(f).to_f64()
+            })
+            .collect();
+        for (width, declines) in [(8, false), (12, true)] {
+            let x = rand(d, &[1, 2, 6, width], 200, 1.0);
+            let freqs = tensor(DType::F32, &[4], &periods);
+            let blk = Rope::new(8, 1.0).with_freqs().with_mscale(0.7);
+            check_block(
+                lowerings::rope,
+                &blk,
+                &[x, freqs],
+                rope_tol(d, true),
+                declines,
+                &format!("freqs + mscale {d} D={width}"),
+            );
+        }
+    }
+}

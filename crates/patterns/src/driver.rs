@@ -148,23 +148,26 @@ fn apply_rule(
             continue;
         };
         let key = (rule.name.to_string(), id);
-        let verdict = match m.failed {
+        let verdict: Result<crate::rule::Facts, String> = match m.failed {
             Some(reason) => Err(reason.to_string()),
             None => match interior_escapes(g, &m).filter(|_| rule.exclusive) {
                 Some(reason) => Err(reason),
                 None => (rule.check)(g, &m),
             },
         };
-        if let Err(reason) = verdict {
-            misses.insert(key, reason);
-            continue;
-        }
+        let facts = match verdict {
+            Ok(facts) => facts,
+            Err(reason) => {
+                misses.insert(key, reason);
+                continue;
+            }
+        };
         let name = g.node(id).name.clone();
         let want = g.value_type(root).clone();
         let new = {
             let mut b = Builder::new(g);
             b.set_scope(name.or_else(|| Some(rule.name.to_string())));
-            (rule.rewrite)(&mut b, &m)?
+            (rule.rewrite)(&mut b, &m, facts)?
         };
         if *g.value_type(new) != want {
             return Err(IrError::Graph(format!(

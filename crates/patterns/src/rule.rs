@@ -4,12 +4,18 @@
 use crate::matcher::Match;
 use crate::pattern::{OpPred, Pat};
 use blockfuse_ir::{Builder, Graph, IrError, NodeId, Op, Value};
-use std::sync::{Arc, Mutex};
+use std::any::Any;
+use std::sync::Arc;
 
-/// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss.
-pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<(), String> + Send + Sync>;
-/// The rewrite of a rule: builds the replacement of the match's root value.
-pub type Rewrite = Arc<dyn Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync>;
+/// What a check established about a match (the frequency table, the angle source, ...),
+/// handed to the rewrite so that no analysis runs twice.
+pub type Facts = Box<dyn Any + Send>;
+/// The check of a rule: `Err(reason)` rejects the match and is reported as a near-miss;
+/// `Ok(facts)` accepts it with what the check found.
+pub type Check = Arc<dyn Fn(&Graph, &Match) -> Result<Facts, String> + Send + Sync>;
+/// The rewrite of a rule: builds the replacement of the match's root value from the match
+/// and the facts its check returned.
+pub type Rewrite = Arc<dyn Fn(&mut Builder<'_>, &Match, Facts) -> Result<Value, IrError> + Send + Sync>;
 
 /// Explains a candidate node still in the graph after fusion (a softmax, a mean of squares)
 /// that no near-miss explains yet: `Some(reason)` becomes a near-miss of the rule. The third
@@ -39,8 +45,8 @@ impl Rule {
         Rule {
             name,
             pattern,
-            check: Arc::new(|_, _| Ok(())),
-            rewrite: Arc::new(move |_, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
+            check: Arc::new(|_, _| Ok(Box::new(()))),
+            rewrite: Arc::new(move |_, _, _| Err(IrError::Graph(format!("rule {name} has no rewrite")))),
             exclusive: true,
             diagnose: None,
         }
@@ -56,48 +62,48 @@ impl Rule {
         self
     }
 
-    /// Sets the check.
+    /// Sets the check (one that establishes nothing the rewrite needs).
     pub fn check(mut self, f: impl Fn(&Graph, &Match) -> Result<(), String> + Send + Sync + 'static) -> Rule {
-        self.check = Arc::new(f);
+        self.check = Arc::new(move |g, m| f(g, m).map(|()| Box::new(()) as Facts));
         self
     }
 
+    /// Sets the rewrite (one that needs no facts from the check).
+    pub fn rewrite(
+        mut self,
+        f: impl Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync + 'static,
+    ) -> Rule {
+        self.rewrite = Arc::new(move |b, m, _| f(b, m));
+        self
+    }
+
+    /// Sets a check that returns what it found (`T`) and the rewrite that builds from it:
+    /// the rewrite receives the check's result instead of running the analysis again.
+    pub fn fuse<T: Send + 'static>(
+        mut self,
+        check: impl Fn(&Graph, &Match) -> Result<T, String> + Send + Sync + 'static,
+        rewrite: impl Fn(&mut Builder<'_>, &Match, T) -> Result<Value, IrError> + Send + Sync + 'static,
+    ) -> Rule {
+        let name = self.name;
+        self.check = Arc::new(move |g, m| check(g, m).map(|t| Box::new(t) as Facts));
+        self.rewrite = Arc::new(move |b, m, facts| match facts.downcast::<T>() {
+            Ok(t) => rewrite(b, m, *t),
+            Err(_) => Err(IrError::Graph(format!("rule {name}: its check and rewrite were set apart"))),
+        });
+        self
+    }
+}
+
+impl Rule {
     /// A rule whose check returns the facts it established (a scale, a mask class, a band)
-    /// and whose rewrite receives them, so that no analysis runs twice. The driver calls the
-    /// rewrite right after a successful check of the same match; the facts are handed over
-    /// through a slot keyed by the match's root, and a rewrite without them is an error.
+    /// and whose rewrite receives them: `Rule::new(name, pattern).fuse(check, rewrite)`.
     pub fn planned<F: Send + 'static>(
         name: &'static str,
         pattern: Pat,
         check: impl Fn(&Graph, &Match) -> Result<F, String> + Send + Sync + 'static,
         rewrite: impl Fn(&mut Builder<'_>, &Match, F) -> Result<Value, IrError> + Send + Sync + 'static,
     ) -> Rule {
-        let slot: Arc<Mutex<Option<(Value, F)>>> = Arc::new(Mutex::new(None));
-        let put = slot.clone();
-        Rule::new(name, pattern)
-            .check(move |g, m| {
-                let facts = check(g, m)?;
-                *put.lock().unwrap_or_else(|e| e.into_inner()) = Some((m.root, facts));
-                Ok(())
-            })
-            .rewrite(move |b, m| {
-                let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-                match taken {
-                    Some((root, facts)) if root == m.root => rewrite(b, m, facts),
-                    _ => {
-                        Err(IrError::Graph(format!("rule {name}: rewrite of {:?} without its check", m.root)))
-                    }
-                }
-            })
-    }
-
-    /// Sets the rewrite.
-    pub fn rewrite(
-        mut self,
-        f: impl Fn(&mut Builder<'_>, &Match) -> Result<Value, IrError> + Send + Sync + 'static,
-    ) -> Rule {
-        self.rewrite = Arc::new(f);
-        self
+        Rule::new(name, pattern).fuse(check, rewrite)
     }
 }
 

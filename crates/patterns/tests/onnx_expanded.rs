@@ -214,12 +214,47 @@ fn fuses_onnx_rope_halves_with_computed_angles() {
     assert_same_values(&g, &opt, 1e-5);
 }
 
+/// Caches given as graph inputs: cos/sin are arbitrary tensors, which the cos/sin form of
+/// the rope block takes as operands.
 #[test]
-fn negative_onnx_rope_caches_are_inputs() {
+fn fuses_onnx_rope_caches_given_as_inputs() {
     let g = onnx_rope(false);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(report.rules["rope_halves"], 1, "{:?}", report.near_misses);
+    assert!(after.contains("cos_sin=true"), "{after}");
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-5);
+}
+
+/// The negative twin: the real and imaginary parts of interleaved pairs concatenated as halves
+/// (not interleaved back) is not a rotation of x.
+#[test]
+fn negative_onnx_rope_pairs_not_reinterleaved() {
+    let (t, d) = (5, 8i64);
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", t4(2, t, d as usize));
+    let cache = TensorType::known(DType::F32, &[t, d as usize / 2]);
+    let (cos, sin) = (b.input("cos", cache.clone()), b.input("sin", cache));
+    let strided = |b: &mut Builder<'_>, start: i64| {
+        let s = SliceSpec {
+            axes: vec![-1],
+            starts: vec![Bound::Const(start)],
+            ends: vec![Bound::Const(d)],
+            steps: vec![2],
+        };
+        b.add(Op::Slice(s), &[x]).unwrap()
+    };
+    let (x1, x2) = (strided(&mut b, 0), strided(&mut b, 1));
+    let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
+    let first = b.binary(BinaryOp::Sub, a, c).unwrap();
+    let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
+    let second = b.add2(a, c).unwrap();
+    let y = b.concat(&[first, second], -1).unwrap();
+    g.add_output("y", y);
     let (_, _, report, opt) = fuse(&g);
     assert_eq!(report.blocks.get("rope").copied().unwrap_or(0), 0);
     let reasons: Vec<_> = report.near_misses.iter().map(|m| m.reason.clone()).collect();
-    assert!(reasons.iter().any(|r| r.contains("caches given as inputs")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("not re-interleaved")), "{reasons:?}");
     assert_same_values(&g, &opt, 1e-5);
 }

@@ -353,3 +353,182 @@ proptest! {
         prop_assert_eq!(n("rope"), 0);
     }
 }
+
+/// RoPE instances on `{batch, 2, seq, 8}` tensors: a rotation spelling × an angle source,
+/// clean or perturbed so that it is no longer a rotation.
+mod rope_instances {
+    use super::*;
+
+    const D: usize = 8;
+
+    fn seq() -> Dim {
+        Dim::sym("seq")
+    }
+
+    fn heads() -> TensorType {
+        TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(2), seq(), Dim::Known(D)])
+    }
+
+    /// cos/sin `{1, 1, T, w}` of `arange · table` (duplicated halves when `full`).
+    fn table_angles(b: &mut Builder<'_>, table: &[f32], full: bool) -> (Value, Value) {
+        let r = b.add(Op::Range { start: 0.0, step: 1.0, len: seq(), dtype: DType::I64 }, &[]).unwrap();
+        let p = b.reshape(r, vec![Dim::Known(1), Dim::Known(1), seq(), Dim::Known(1)]).unwrap();
+        let p = b.cast(p, DType::F32).unwrap();
+        let inv = b.constant(HostTensor::from_f32(vec![table.len()], table));
+        let f = b.mul(p, inv).unwrap();
+        let f = if full { b.concat(&[f, f], -1).unwrap() } else { f };
+        (b.unary(UnaryOp::Cos, f).unwrap(), b.unary(UnaryOp::Sin, f).unwrap())
+    }
+
+    fn given_angles(b: &mut Builder<'_>, i: usize, w: usize) -> (Value, Value) {
+        let ty = TensorType::new(DType::F32, [Dim::Known(1), Dim::Known(1), seq(), Dim::Known(w)]);
+        (b.input(&format!("cos{i}"), ty.clone()), b.input(&format!("sin{i}"), ty))
+    }
+
+    fn table(kind: usize) -> Vec<f32> {
+        (0..D / 2)
+            .map(|i| {
+                let f = 1e4f32.powf(-2.0 * i as f32 / D as f32);
+                if kind == 1 {
+                    half::bf16::from_f32(if i >= 2 { f / 8.0 } else { f }).to_f32()
+                } else {
+                    f
+                }
+            })
+            .collect()
+    }
+
+    fn strided(b: &mut Builder<'_>, x: Value, start: i64) -> Value {
+        let s = SliceSpec {
+            axes: vec![-1],
+            starts: vec![Bound::Const(start)],
+            ends: vec![Bound::Const(D as i64)],
+            steps: vec![2],
+        };
+        b.add(Op::Slice(s), &[x]).unwrap()
+    }
+
+    fn unsqueeze(b: &mut Builder<'_>, v: Value) -> Value {
+        let mut s = b.ty(v).shape.to_vec();
+        s.push(Dim::Known(1));
+        b.reshape(v, s).unwrap()
+    }
+
+    /// `x·cos ± rotate(x)·sin` with `rotate` = rotate_half (halves, `lo` = the first part's
+    /// end) or rotate_every_two (pairs).
+    fn full(b: &mut Builder<'_>, x: Value, c: Value, s: Value, pairs: bool, lo: i64, minus: bool) -> Value {
+        let rot = if pairs {
+            let (e, o) = (strided(b, x, 0), strided(b, x, 1));
+            let no = b.unary(UnaryOp::Neg, o).unwrap();
+            let (no, e) = (unsqueeze(b, no), unsqueeze(b, e));
+            let st = b.concat(&[no, e], -1).unwrap();
+            b.reshape(st, heads().shape.to_vec()).unwrap()
+        } else {
+            let (x1, x2) = (b.slice_axis(x, -1, 0, lo).unwrap(), b.slice_axis(x, -1, lo, D as i64).unwrap());
+            let n2 = b.unary(UnaryOp::Neg, x2).unwrap();
+            b.concat(&[n2, x1], -1).unwrap()
+        };
+        let (a, r) = (b.mul(x, c).unwrap(), b.mul(rot, s).unwrap());
+        if minus {
+            b.sub(a, r).unwrap()
+        } else {
+            b.add2(a, r).unwrap()
+        }
+    }
+
+    /// The real/imaginary spelling with per-pair cos/sin, of halves or interleaved pairs;
+    /// `wrong` flips the sign of the real part's sine term.
+    fn parts(b: &mut Builder<'_>, x: Value, c: Value, s: Value, pairs: bool, wrong: bool) -> Value {
+        let h = D as i64 / 2;
+        let (x1, x2) = if pairs {
+            (strided(b, x, 0), strided(b, x, 1))
+        } else {
+            (b.slice_axis(x, -1, 0, h).unwrap(), b.slice_axis(x, -1, h, D as i64).unwrap())
+        };
+        let (a, d) = (b.mul(x1, c).unwrap(), b.mul(x2, s).unwrap());
+        let re = if wrong { b.add2(a, d).unwrap() } else { b.sub(a, d).unwrap() };
+        let (a, d) = (b.mul(x2, c).unwrap(), b.mul(x1, s).unwrap());
+        let im = b.add2(a, d).unwrap();
+        if !pairs {
+            return b.concat(&[re, im], -1).unwrap();
+        }
+        let (re, im) = (unsqueeze(b, re), unsqueeze(b, im));
+        let st = b.concat(&[re, im], -1).unwrap();
+        b.reshape(st, heads().shape.to_vec()).unwrap()
+    }
+
+    /// Instance `i` of `form` (0..7), perturbed when `pert`: returns its value.
+    pub(super) fn build(b: &mut Builder<'_>, i: usize, form: usize, pert: bool) -> Value {
+        let x = b.input(&format!("q{i}"), heads());
+        let lo = if pert { 3 } else { D as i64 / 2 };
+        match form {
+            0 | 1 => {
+                let (c, s) = table_angles(b, &table(form), true);
+                full(b, x, c, s, false, lo, false)
+            }
+            2 => {
+                let (c, s) = given_angles(b, i, D);
+                full(b, x, c, s, false, D as i64 / 2, pert)
+            }
+            3 => {
+                let (c, s) = table_angles(b, &table(0), false);
+                parts(b, x, c, s, false, pert)
+            }
+            4 => {
+                let (c, s) = given_angles(b, i, D / 2);
+                parts(b, x, c, s, true, pert)
+            }
+            5 => {
+                let (c, s) = given_angles(b, i, D);
+                full(b, x, c, s, true, 0, pert)
+            }
+            _ => {
+                // Partial rotation of the first 4 features (Slice + Concat).
+                let (c, s) = given_angles(b, i, D / 2);
+                let head = b.slice_axis(x, -1, 0, 4).unwrap();
+                let tail = b.slice_axis(x, -1, if pert { 3 } else { 4 }, D as i64).unwrap();
+                let (x1, x2) = (b.slice_axis(head, -1, 0, 2).unwrap(), b.slice_axis(head, -1, 2, 4).unwrap());
+                let n2 = b.unary(UnaryOp::Neg, x2).unwrap();
+                let rot = b.concat(&[n2, x1], -1).unwrap();
+                let (a, r) = (b.mul(head, c).unwrap(), b.mul(rot, s).unwrap());
+                let y = b.add2(a, r).unwrap();
+                let y = b.concat(&[y, tail], -1).unwrap();
+                // A perturbed partial rotation is 9 wide: keep the first 8 for the output.
+                b.slice_axis(y, -1, 0, D as i64).unwrap()
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Every clean RoPE instance (each spelling and angle source) fuses into one rope block, no
+    /// perturbed one does, and the values stay.
+    #[test]
+    fn rope_instances_fuse_exactly_and_keep_values(
+        forms in prop::collection::vec((0usize..7, prop::bool::weighted(0.3)), 1..5),
+        seed in any::<u64>(),
+    ) {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let outs: Vec<Value> =
+            forms.iter().enumerate().map(|(i, &(f, pert))| rope_instances::build(&mut b, i, f, pert)).collect();
+        for (i, o) in outs.into_iter().enumerate() {
+            g.add_output(&format!("o{i}"), o);
+        }
+        let mut opt = g.clone();
+        let report = optimize(&mut opt, &default_rules()).unwrap();
+        opt.validate().unwrap();
+        assert_close(&g, &opt, seed)?;
+        // A perturbed partial rotation still rotates its head: one rope, not of all of x.
+        let clean = forms.iter().filter(|&&(f, pert)| !pert || f == 6).count();
+        let got = report.blocks.get("rope").copied().unwrap_or(0);
+        prop_assert_eq!(got, clean, "{:?} {:?}", forms, report.near_misses);
+        let partial_misses = forms.iter().filter(|&&(f, pert)| pert && f == 6).count();
+        let reported = report.near_misses.iter().filter(|m| m.rule == "rope_partial").count();
+        prop_assert_eq!(reported, partial_misses, "{:?}", report.near_misses);
+        let partial = forms.iter().filter(|&&(f, pert)| !pert && f == 6).count();
+        prop_assert_eq!(report.rules["rope_partial"], partial);
+    }
+}

@@ -49,6 +49,19 @@ impl Default for RopePosition {
 /// Operands, in order: `x` (float, rank ≥ 3: `{B, T, D}` or `{B, H, T, D}`), then the
 /// `offsets` or `positions` operand when [`Rope::position`] asks for one, then `freqs`
 /// (float, `{dims/2}`) exactly when `base` is `None`. Output: x's type.
+///
+/// `mscale` multiplies cos and sin (both) before they are cast to x's dtype: an attention
+/// scaling folded into the rotation (YaRN, Hugging Face's `attention_scaling`); the
+/// pass-through tail is not scaled.
+///
+/// **cos/sin form** (`cos_sin = true`): the angles are not computed but given. Operands:
+/// `x` (float, rank ≥ 1, any layout), `cos`, `sin` (float, one shape, broadcastable against
+/// x except on the last axis, which has `dims` entries — one per rotated feature, in x's
+/// order — or `dims/2` — one per rotated pair, shared by both of its features). With
+/// `c1, s1` the entries of the first feature of each pair and `c2, s2` of the second:
+/// `out1 = x1·c1 − x2·s1`, `out2 = x2·c2 + x1·s2` (split-half or interleaved pairs as above),
+/// which is `x·cos + rotate(x)·sin`. `base` must be `None`, `scale` 1, `position`
+/// `Offset(0)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rope {
     /// How many leading features of the last axis rotate (even, 0 < dims ≤ D).
@@ -62,6 +75,24 @@ pub struct Rope {
     /// Where the positions come from.
     #[serde(default)]
     pub position: RopePosition,
+    /// Multiplies cos and sin (an attention scaling); 1 when absent.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub mscale: f32,
+    /// cos and sin are operands (the cos/sin form); false when absent.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cos_sin: bool,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(v: &f32) -> bool {
+    *v == 1.0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 impl Rope {
@@ -70,7 +101,26 @@ impl Rope {
 
     /// Split-half RoPE of the first `dims` features with `base`, scale 1 and offset 0.
     pub fn new(dims: usize, base: f32) -> Self {
-        Rope { dims, traditional: false, base: Some(base), scale: 1.0, position: RopePosition::Offset(0) }
+        Rope {
+            dims,
+            traditional: false,
+            base: Some(base),
+            scale: 1.0,
+            position: RopePosition::Offset(0),
+            mscale: 1.0,
+            cos_sin: false,
+        }
+    }
+
+    /// The cos/sin form rotating the first `dims` features: operands `x, cos, sin`.
+    pub fn cos_sin(dims: usize, traditional: bool) -> Self {
+        Rope { base: None, cos_sin: true, ..Rope::new(dims, 1.0).with_traditional(traditional) }
+    }
+
+    /// The same block with cos and sin multiplied by `mscale`.
+    pub fn with_mscale(mut self, mscale: f32) -> Self {
+        self.mscale = mscale;
+        self
     }
 
     /// The same block, interleaved (`true`) or split-half (`false`).
@@ -103,6 +153,9 @@ impl Rope {
     }
 
     fn operand_names(&self) -> String {
+        if self.cos_sin {
+            return "x, cos, sin".into();
+        }
         let mut s = String::from("x");
         match self.position {
             RopePosition::Offset(_) => {}
@@ -140,6 +193,10 @@ impl Block for Rope {
             return Err(format!("{k}: dims must be even, got {}", self.dims));
         }
         common::finite(k, "scale", self.scale)?;
+        common::finite(k, "mscale", self.mscale)?;
+        if self.cos_sin {
+            return self.infer_cos_sin(inputs);
+        }
         if let Some(base) = self.base {
             if !(base.is_finite() && base > 0.0) {
                 return Err(format!("{k}: base must be finite and > 0, got {base}"));
@@ -231,10 +288,13 @@ impl Block for Rope {
     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
         let x = inputs[0];
         let xt = b.ty(x).clone();
+        if self.cos_sin {
+            let cs = self.given_cos_sin(b, inputs)?;
+            return self.rotate(b, x, cs);
+        }
         let r = xt.rank();
         let c = compute_dtype(xt.dtype);
         let seq = xt.shape[r - 2].clone();
-        let d = xt.shape[r - 1].known().expect("checked by infer");
         let half = self.dims / 2;
         let one = Dim::Known(1);
 
@@ -296,29 +356,87 @@ impl Block for Rope {
         };
         let theta = b.mul(p, inv)?;
         let cos = b.unary(UnaryOp::Cos, theta)?;
-        let cos = b.cast(cos, xt.dtype)?;
         let sin = b.unary(UnaryOp::Sin, theta)?;
-        let sin = b.cast(sin, xt.dtype)?;
+        let (cos, sin) = self.scaled_to(b, cos, sin, xt.dtype)?;
+        self.rotate(b, x, CosSin { c1: cos, s1: sin, c2: cos, s2: sin })
+    }
+}
 
+/// The cos/sin entries of the first (`c1`, `s1`) and second (`c2`, `s2`) feature of each
+/// rotated pair, in x's dtype, `{..., dims/2}`.
+struct CosSin {
+    c1: Value,
+    s1: Value,
+    c2: Value,
+    s2: Value,
+}
+
+impl Rope {
+    /// cos and sin times `mscale` (in their own dtype), then cast to `dtype`.
+    fn scaled_to(
+        &self,
+        b: &mut Builder<'_>,
+        cos: Value,
+        sin: Value,
+        dtype: crate::DType,
+    ) -> Result<(Value, Value), IrError> {
+        let (cos, sin) = if self.mscale != 1.0 {
+            let m = b.scalar_like(cos, self.mscale as f64);
+            (b.mul(cos, m)?, b.mul(sin, m)?)
+        } else {
+            (cos, sin)
+        };
+        Ok((b.cast(cos, dtype)?, b.cast(sin, dtype)?))
+    }
+
+    /// The cos/sin operands of the cos/sin form, split per pair member.
+    fn given_cos_sin(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<CosSin, IrError> {
+        let dtype = b.ty(inputs[0]).dtype;
+        let (cos, sin) = self.scaled_to(b, inputs[1], inputs[2], dtype)?;
+        if b.ty(cos).shape.last() == Some(&Dim::Known(self.dims / 2)) {
+            return Ok(CosSin { c1: cos, s1: sin, c2: cos, s2: sin });
+        }
+        let (d, h) = (self.dims as i64, (self.dims / 2) as i64);
+        let traditional = self.traditional;
+        let members = |b: &mut Builder<'_>, v: Value| -> Result<(Value, Value), IrError> {
+            if traditional {
+                Ok((strided(b, v, 0, d, 2)?, strided(b, v, 1, d, 2)?))
+            } else {
+                Ok((b.slice_axis(v, -1, 0, h)?, b.slice_axis(v, -1, h, d)?))
+            }
+        };
+        let ((c1, c2), (s1, s2)) = (members(b, cos)?, members(b, sin)?);
+        Ok(CosSin { c1, s1, c2, s2 })
+    }
+
+    /// `[x1·c1 − x2·s1, x2·c2 + x1·s2]` (halves, or interleaved back into pairs), then the
+    /// pass-through tail.
+    fn rotate(&self, b: &mut Builder<'_>, x: Value, cs: CosSin) -> Result<Vec<Value>, IrError> {
+        let xt = b.ty(x).clone();
+        let r = xt.rank();
+        let d = xt.shape[r - 1].known().expect("checked by infer");
+        let half = self.dims / 2;
+        let one = Dim::Known(1);
         let (x1, x2) = if self.traditional {
             (strided(b, x, 0, self.dims as i64, 2)?, strided(b, x, 1, self.dims as i64, 2)?)
         } else {
             (b.slice_axis(x, -1, 0, half as i64)?, b.slice_axis(x, -1, half as i64, self.dims as i64)?)
         };
-        let a = b.mul(x1, cos)?;
-        let bb = b.mul(x2, sin)?;
+        let a = b.mul(x1, cs.c1)?;
+        let bb = b.mul(x2, cs.s1)?;
         let o1 = b.sub(a, bb)?;
-        let a = b.mul(x1, sin)?;
-        let bb = b.mul(x2, cos)?;
+        let a = b.mul(x1, cs.s2)?;
+        let bb = b.mul(x2, cs.c2)?;
         let o2 = b.add2(a, bb)?;
         let mut parts = if self.traditional {
             // Interleave back: [..., half, 2] -> [..., dims].
-            let mut pair: Vec<Dim> = xt.shape[..r - 1].to_vec();
+            let lead: Vec<Dim> = b.ty(o1).shape[..r - 1].to_vec();
+            let mut pair = lead.clone();
             pair.extend([Dim::Known(half), one.clone()]);
             let o1 = b.reshape(o1, pair.clone())?;
             let o2 = b.reshape(o2, pair)?;
             let both = b.concat(&[o1, o2], -1)?;
-            let mut flat: Vec<Dim> = xt.shape[..r - 1].to_vec();
+            let mut flat = lead;
             flat.push(Dim::Known(self.dims));
             vec![b.reshape(both, flat)?]
         } else {
@@ -328,6 +446,49 @@ impl Block for Rope {
             parts.push(b.slice_axis(x, -1, self.dims as i64, d as i64)?);
         }
         Ok(vec![b.concat(&parts, -1)?])
+    }
+
+    /// [`Block::infer`] of the cos/sin form.
+    fn infer_cos_sin(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+        let k = Self::KIND;
+        common::arity(k, inputs, &[3], &self.operand_names())?;
+        if self.base.is_some() || self.scale != 1.0 || self.position != RopePosition::Offset(0) {
+            return Err(format!(
+                "{k}: the cos/sin form takes no base, scale or position (cos and sin give the angles)"
+            ));
+        }
+        let (x, cos, sin) = (&inputs[0], &inputs[1], &inputs[2]);
+        if !x.dtype.is_float() || x.rank() == 0 {
+            return Err(format!("{k}: x must be a float tensor of rank ≥ 1, got {x}"));
+        }
+        common::float(k, "cos", cos)?;
+        common::float(k, "sin", sin)?;
+        if cos.shape != sin.shape {
+            return Err(format!("{k}: cos {cos} and sin {sin} differ in shape"));
+        }
+        let Some(d) = x.shape[x.rank() - 1].known() else {
+            return Err(format!("{k}: the last axis of x must have a known size, got {x}"));
+        };
+        if self.dims > d {
+            return Err(format!("{k}: dims ({}) exceed the last axis of x ({d})", self.dims));
+        }
+        let w = cos.shape.last().and_then(Dim::known);
+        if cos.rank() == 0 || (w != Some(self.dims) && w != Some(self.dims / 2)) {
+            return Err(format!(
+                "{k}: the last axis of cos/sin must be dims ({}) or dims/2, got {cos}",
+                self.dims
+            ));
+        }
+        if cos.rank() > x.rank() {
+            return Err(format!("{k}: cos {cos} has more axes than x {x}"));
+        }
+        let lead = &x.shape[x.rank() - cos.rank()..x.rank() - 1];
+        for (i, (c, a)) in cos.shape[..cos.rank() - 1].iter().zip(lead).enumerate() {
+            if *c != Dim::Known(1) && known_mismatch(c, a) {
+                return Err(format!("{k}: cos/sin axis {i} has {c}, x has {a} there (expected {a} or 1)"));
+            }
+        }
+        Ok(vec![x.clone()])
     }
 }
 

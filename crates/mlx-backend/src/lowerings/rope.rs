@@ -14,14 +14,24 @@ use blockfuse_ir::DType;
 /// - `Positions` (arbitrary positions): declines — MLX's offset form holds only for
 ///   positions `offset + arange(T)`, which a tensor does not promise;
 /// - a freqs operand is passed (as f32) as MLX's `freqs` (periods, `inv_i = 1/freqs_i`);
-/// - f64 x: declines (MLX computes the angles in f32).
+/// - f64 x: declines (MLX computes the angles in f32);
+/// - `mscale` ≠ 1: `fast::rope` times mscale when every feature rotates, else declines;
+/// - the cos/sin form: [`fast::rope_cos_sin`], one compiled function (any dtype).
 pub fn rope(
     b: &Rope,
     call: &Call<'_, Array>,
     fallback: &mut dyn Fallback<Array, MlxError>,
 ) -> Result<Vec<Array>> {
     let x = &call.args[0];
-    if x.dtype()? == DType::F64 {
+    if b.cos_sin {
+        let Ok(dims) = i32::try_from(b.dims) else {
+            return fallback.run(call.args);
+        };
+        let (c, s) = (&call.args[1], &call.args[2]);
+        return Ok(vec![fast::rope_cos_sin(x, c, s, dims, b.traditional, b.mscale)?]);
+    }
+    let whole = x.shape().last() == Some(&b.dims);
+    if x.dtype()? == DType::F64 || (b.mscale != 1.0 && !whole) {
         return fallback.run(call.args);
     }
     let Ok(dims) = i32::try_from(b.dims) else {
@@ -44,5 +54,9 @@ pub fn rope(
         }
         RopePosition::Positions => return fallback.run(call.args),
     };
+    if b.mscale != 1.0 {
+        let m = Array::scalar(b.mscale as f64, y.dtype()?)?;
+        return Ok(vec![y.binary(crate::array::BinaryOp::Mul, &m)?]);
+    }
     Ok(vec![y])
 }

@@ -1,6 +1,8 @@
-//! Analyses that are not rules: facts about values that the rules' checks establish and
-//! hand to their rewrites (the causal-band proof, scale extraction, mask classification).
+//! Analyses that are not rules: facts about subgraphs that the rules' checks establish and
+//! hand to their rewrites (the causal-band proof, scale extraction, mask classification,
+//! angle provenance), each with its own unit tests.
 
+pub mod angles;
 pub mod causal;
 pub mod mask;
 pub mod scale;

@@ -5,28 +5,32 @@ mod glu;
 mod layer_norm;
 mod rms_norm;
 mod rope;
+mod rope_plan;
 mod sdpa;
 
 pub use gelu::{gelu_erf, gelu_quick, gelu_tanh};
 pub use glu::{geglu, swiglu};
 pub use layer_norm::layer_norm;
 pub use rms_norm::rms_norm;
-pub use rope::{rope, rope_halves, rope_partial};
+pub use rope::{rope, rope_candidates, rope_halves, rope_interleaved, rope_pairs, rope_partial};
 pub use sdpa::sdpa;
 
 use crate::rule::RuleSet;
 use blockfuse_ir::{Dim, Graph, Value};
 
 /// Every rule of ours, in the documented order: LayerNorm before RMSNorm (a LayerNorm is
-/// an RMSNorm of `x − mean(x)`), then RoPE (rotate_half, ONNX halves, then partial
-/// rotation), attention, GELU forms, then the gated MLPs that consume GELU blocks.
+/// an RMSNorm of `x − mean(x)`), then RoPE (rotate_half, rotate_every_two, ONNX halves and pairs,
+/// then partial rotation, then near-misses for rotate_half left over), attention, GELU forms, then the gated MLPs that consume GELU blocks.
 pub fn default_rules() -> RuleSet {
     RuleSet::new()
         .with(layer_norm())
         .with(rms_norm())
         .with(rope())
+        .with(rope_interleaved())
         .with(rope_halves())
+        .with(rope_pairs())
         .with(rope_partial())
+        .with(rope_candidates())
         .with(sdpa())
         .with(gelu_erf())
         .with(gelu_tanh())

@@ -1,308 +1,248 @@
-//! RoPE, split-half ("rotate_half") form: `x·cos + rotate_half(x)·sin` with
-//! `rotate_half(x) = concat(−x[..., h:], x[..., :h])`, and cos/sin of
-//! `positions ⊗ inv_freq` (duplicated halves). Partial rotation is a second rule.
+//! RoPE. A rotation `x·cos + rotate(x)·sin` on the last axis is recognized first, in each
+//! of its spellings (one rule each, below); what the cos/sin are made of is classified after
+//! ([`crate::analysis::angles`]), most specific first: a base, a frequency table, or cos and
+//! sin kept as operands (the block's cos/sin form). Partial rotation is its own rule.
 
+use super::rope_plan::{build, plan, Rotation};
 use crate::matcher::Match;
 use crate::pattern::*;
 use crate::rule::{require, Rule};
-use blockfuse_ir::blocks::{Rope, RopePosition};
-use blockfuse_ir::{BinaryOp, Bound, Builder, Dim, Graph, HostTensor, IrError, Op, UnaryOp, Value};
+use blockfuse_ir::blocks::Rope;
+use blockfuse_ir::{BinaryOp, Bound, Dim, Graph, Op, UnaryOp, Value};
 
-fn last_axis_slice(g: &Graph, v: Value) -> Option<(i64, i64)> {
+/// `(start, end, step)` when `v` is a slice of the last axis with constant bounds.
+pub(super) fn last_axis_slice(g: &Graph, v: Value) -> Option<(i64, i64, i64)> {
     let Op::Slice(s) = &g.node(v.node).op else {
         return None;
     };
     let rank = g.value_type(g.node(v.node).operands[0]).rank() as i64;
-    let last = s.axes.len() == 1 && (s.axes[0] == -1 || s.axes[0] == rank - 1) && s.steps[0] == 1;
+    let last = s.axes.len() == 1 && (s.axes[0] == -1 || s.axes[0] == rank - 1);
     match (last, &s.starts[0], &s.ends[0]) {
-        (true, Bound::Const(a), Bound::Const(b)) => Some((*a, *b)),
+        (true, Bound::Const(a), Bound::Const(b)) => Some((*a, *b, s.steps[0])),
         _ => None,
     }
 }
 
-/// Skips casts and reshapes that only add or drop size-1 axes.
-fn through_views(g: &Graph, mut v: Value) -> Value {
-    loop {
-        let n = g.node(v.node);
-        let squeeze_only = |a: &[Dim], b: &[Dim]| {
-            a.iter().filter(|d| **d != Dim::Known(1)).eq(b.iter().filter(|d| **d != Dim::Known(1)))
-        };
-        match &n.op {
-            Op::Cast(_) => v = n.operands[0],
-            Op::Reshape { shape } if squeeze_only(&g.value_type(n.operands[0]).shape, shape) => {
-                v = n.operands[0]
-            }
-            _ => return v,
-        }
+/// `(x, r)` when `a`, `b` are `x[..., :r]` and `x[..., r:]`: two slices, or the two outputs of
+/// a last-axis split.
+pub(super) fn split_at(g: &Graph, a: Value, b: Value) -> Option<(Value, i64)> {
+    let (na, nb) = (g.node(a.node), g.node(b.node));
+    let x = *na.operands.first()?;
+    let d = g.value_type(x).shape.last().and_then(Dim::known)? as i64;
+    if let Op::Split { axis, sizes } = &na.op {
+        let last = *axis == -1 || *axis == g.value_type(x).rank() as i64 - 1;
+        let ok = a.node == b.node && a.output == 0 && b.output == 1 && sizes.len() == 2 && last;
+        return ok.then(|| sizes[0].known().map(|r| (x, r as i64))).flatten();
     }
+    let (_, r, 1) = last_axis_slice(g, a).filter(|s| s.0 == 0)? else { return None };
+    let ok = nb.operands.first() == Some(&x)
+        && matches!(last_axis_slice(g, b), Some((s, e, 1)) if s == r && e >= d);
+    ok.then_some((x, r))
 }
 
-/// What the cos/sin operands are made of: the angle tensor's positions and inverse
-/// frequencies, `θ = concat(p ⊗ inv, p ⊗ inv)`.
-struct Angles {
-    positions: Value,
-    inv_freq: HostTensor,
+/// `x` when `a`, `b` are the two halves of `x` (`x[..., :D/2]`, `x[..., D/2:]`).
+fn halves_of(g: &Graph, a: Value, b: Value) -> Option<Value> {
+    let (x, r) = split_at(g, a, b)?;
+    let d = g.value_type(x).shape.last().and_then(Dim::known)? as i64;
+    (2 * r == d).then_some(x)
 }
 
-/// The half-size angle tensor `f` when `v` is `op` (cos or sin) of the full angles, spelled
-/// either `op(concat(f, f))` (Hugging Face) or `concat(op(f), op(f))` (ONNX RotaryEmbedding).
-fn half_angles(g: &Graph, v: Value, op: UnaryOp) -> Option<Value> {
-    let v = through_views(g, v);
-    let n = g.node(v.node);
-    let pair = |n: &blockfuse_ir::Node| {
-        (matches!(n.op, Op::Concat { .. }) && n.operands.len() == 2 && n.operands[0] == n.operands[1])
-            .then(|| n.operands[0])
-    };
-    match &n.op {
-        Op::Unary(u) if *u == op => pair(g.node(n.operands[0].node)),
-        Op::Concat { .. } => {
-            let inner = through_views(g, pair(n)?);
-            let m = g.node(inner.node);
-            matches!(m.op, Op::Unary(u) if u == op).then(|| m.operands[0])
-        }
-        _ => None,
-    }
+/// `x` when `a`, `b` are the even and odd features of `x` (`x[..., 0::2]`, `x[..., 1::2]`).
+fn pairs_of(g: &Graph, a: Value, b: Value) -> Option<Value> {
+    let x = *g.node(a.node).operands.first()?;
+    let d = g.value_type(x).shape.last().and_then(Dim::known)? as i64;
+    let ok = g.node(b.node).operands.first() == Some(&x)
+        && matches!(last_axis_slice(g, a), Some((0, e, 2)) if e >= d - 1)
+        && matches!(last_axis_slice(g, b), Some((1, e, 2)) if e >= d);
+    ok.then_some(x)
 }
 
-/// `(cache, positions)` when `v` is a row gather of a constant `{P, D}` cache by positions.
-fn gathered(g: &Graph, v: Value) -> Option<(HostTensor, Value)> {
-    let v = through_views(g, v);
-    let n = g.node(v.node);
-    let Op::Gather { axis: 0 } = n.op else { return None };
-    let table = g.node(n.operands[0].node).op.as_constant()?;
-    (table.dims().len() == 2).then(|| (table.clone(), n.operands[1]))
-}
-
-/// Inverse frequencies recovered from cos/sin caches, checked against every cached row:
-/// `cos[t, i] = cos(t·inv_i)`, `sin[t, i] = sin(t·inv_i)`, halves duplicated.
-fn cached_inv_freq(cos: &HostTensor, sin: &HostTensor) -> Result<HostTensor, String> {
-    let (rows, d) = (cos.dims()[0], cos.dims()[1]);
-    require(cos.dims() == sin.dims() && rows >= 2 && d % 2 == 0, "cos/sin caches differ in shape")?;
-    let inv: Vec<f64> = (0..d / 2).map(|i| sin.get_f64(d + i).atan2(cos.get_f64(d + i))).collect();
-    for t in 0..rows {
-        for j in 0..d {
-            let angle = t as f64 * inv[j % (d / 2)];
-            let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * (1.0 + t as f64 * 1e-3);
-            if !close(cos.get_f64(t * d + j), angle.cos()) || !close(sin.get_f64(t * d + j), angle.sin()) {
-                return Err(format!("cos/sin cache row {t} is not cos/sin of t · inverse frequencies"));
-            }
-        }
-    }
-    let inv32: Vec<f32> = inv.iter().map(|&x| x as f32).collect();
-    Ok(HostTensor::from_f32(vec![d / 2], &inv32))
-}
-
-fn angles(g: &Graph, cos: Value, sin: Value) -> Result<Angles, String> {
-    if let (Some((cc, pc)), Some((sc, ps))) = (gathered(g, cos), gathered(g, sin)) {
-        require(pc == ps, "cos and sin caches are gathered at different positions")?;
-        let inv_freq = cached_inv_freq(&cc, &sc)?;
-        return Ok(Angles { positions: through_views(g, pc), inv_freq });
-    }
-    let (Some(fc), Some(fs)) = (half_angles(g, cos, UnaryOp::Cos), half_angles(g, sin, UnaryOp::Sin)) else {
-        return Err("cos/sin operands are not cos and sin of an angle tensor (swapped or precomputed)".into());
-    };
-    require(fc == fs, "cos and sin are of different angles")?;
-    positions_times_inv(g, fc)
-}
-
-/// `base` such that `inv_i = base^(−2i/dims)` for every i, when there is one.
-fn recover_base(inv: &[f64], dims: usize) -> Option<f64> {
-    let raw = inv.get(1).map(|c| c.powf(-(dims as f64) / 2.0))?;
-    // Inverse frequencies are stored in f32: snap 9999.999 back to the 10000 it came from.
-    let base = if ((raw.round() - raw) / raw).abs() < 1e-5 { raw.round() } else { raw };
-    let fits = inv
-        .iter()
-        .enumerate()
-        .all(|(i, &c)| ((base.powf(-2.0 * i as f64 / dims as f64) - c) / c).abs() < 1e-5);
-    fits.then_some(base)
-}
-
-/// `Some(start)` when positions are provably `start + arange(T)`.
-fn arange_start(g: &Graph, p: Value) -> Option<i64> {
-    match &g.node(p.node).op {
-        Op::Range { start, step, .. } if *step == 1.0 && start.fract() == 0.0 => Some(*start as i64),
-        Op::Expand { .. } => arange_start(g, through_views(g, g.node(p.node).operands[0])),
-        _ => None,
-    }
-}
-
-fn slice(x: Pat) -> Pat {
-    node("slice", |o| matches!(o, Op::Slice(_)), vec![x])
+fn part(name: &'static str) -> Pat {
+    node("slice|split", |o| matches!(o, Op::Slice(_) | Op::Split { .. }), vec![any("x")]).named(name)
 }
 
 fn concat_last(a: Pat, b: Pat) -> Pat {
     node("concat", |o| matches!(o, Op::Concat { axis: -1 }), vec![a, b])
 }
 
-/// `rotate_half(x) = concat(−x[..., h:], x[..., :h])`.
-fn rotate_half() -> Pat {
-    concat_last(unary(UnaryOp::Neg, slice(any("x")).named("hi")), slice(any("x")).named("lo"))
+fn view(p: Pat) -> Pat {
+    either(node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![p.clone()]), p)
 }
 
-/// Fuses split-half RoPE over the whole last axis: `x·cos + rotate_half(x)·sin`.
+/// Fuses split-half RoPE: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x2, x1]`.
 pub fn rope() -> Rule {
-    let root = add(mul(any("x"), any("cos")), mul(rotate_half(), any("sin")));
-    Rule::new("rope", root).check(check_rotate_half).rewrite(|b, m| {
-        let a = angles(b.graph(), m.value("cos"), m.value("sin")).expect("checked");
-        rope_block(b, m.value("x"), a)
-    })
-}
-
-fn head_dim(g: &Graph, x: Value) -> Result<i64, String> {
-    Ok(g.value_type(x).shape.last().and_then(Dim::known).ok_or("head dim is not known")? as i64)
-}
-
-fn check_rotate_half(g: &Graph, m: &Match) -> Result<(), String> {
-    let d = head_dim(g, m.value("x"))?;
-    require(
-        last_axis_slice(g, m.value("lo")) == Some((0, d / 2)),
-        "rotate_half's first slice is not x[..., :D/2]",
-    )?;
-    require(
-        matches!(last_axis_slice(g, m.value("hi")), Some((h, e)) if h == d / 2 && e >= d),
-        "rotate_half's second slice is not x[..., D/2:]",
-    )?;
-    let a = angles(g, m.value("cos"), m.value("sin"))?;
-    require(
-        a.inv_freq.len() as i64 * 2 == d,
-        format!("{} inverse frequencies for head dim {d}", a.inv_freq.len()),
-    )?;
-    require(g.value_type(m.value("x")).rank() >= 3, "x has fewer than 3 axes")
-}
-
-/// The Rope block of `x` for these angles: an offset when positions are an arange, the
-/// positions operand otherwise; a base when the inverse frequencies follow one, periods else.
-fn rope_block(b: &mut Builder<'_>, x: Value, a: Angles) -> Result<Value, IrError> {
-    let inv = a.inv_freq.to_f64_vec();
-    let dims = inv.len() * 2;
-    let base = recover_base(&inv, dims);
-    let mut args = vec![x];
-    let position = match arange_start(b.graph(), a.positions) {
-        Some(start) => RopePosition::Offset(start),
-        None => {
-            args.push(a.positions);
-            RopePosition::Positions
-        }
-    };
-    if base.is_none() {
-        let periods: Vec<f32> = inv.iter().map(|c| (1.0 / c) as f32).collect();
-        args.push(b.constant(HostTensor::from_f32(vec![periods.len()], &periods)));
-    }
-    let block = Rope { dims, traditional: false, base: base.map(|x| x as f32), scale: 1.0, position };
-    Ok(b.block(block, &args)?[0])
-}
-
-/// ONNX RotaryEmbedding's function body: `x1, x2 = split(x)` into halves and
-/// `concat(x1·cos − x2·sin, x2·cos + x1·sin)` with half-size cos/sin.
-pub fn rope_halves() -> Rule {
-    let half = |name| {
-        node("split|slice", |o| matches!(o, Op::Split { .. } | Op::Slice(_)), vec![any("x")]).named(name)
-    };
-    let first = binary(BinaryOp::Sub, mul(half("x1"), any("cos")), mul(half("x2"), any("sin")));
-    let second = add(mul(half("x2"), any("cos")), mul(half("x1"), any("sin")));
-    Rule::new("rope_halves", concat_last(first, second)).check(|g, m| check_halves(g, m).map(|_| ())).rewrite(
-        |b, m| {
-            let (x, a) = check_halves(b.graph(), m).expect("checked");
-            rope_block(b, x, a)
+    let rotate_half = concat_last(unary(UnaryOp::Neg, part("x2")), part("x1"));
+    let root = add(mul(any("x"), any("cos")), mul(rotate_half, any("sin")));
+    Rule::new("rope", root).fuse(
+        |g, m| {
+            let x = halves_of(g, m.value("x1"), m.value("x2"))
+                .ok_or("rotate_half's parts are not x[..., :D/2] and x[..., D/2:]")?;
+            plan(g, rotation(m, x, false, true))
         },
+        |b, _, p| build(b, p),
     )
 }
 
-/// The split x and the angles of a `rope_halves` match.
-fn check_halves(g: &Graph, m: &Match) -> Result<(Value, Angles), String> {
-    let x = halves_of(g, m.value("x1"), m.value("x2")).ok_or("x1 and x2 are not the two halves of one x")?;
-    let d = head_dim(g, x)?;
-    require(g.value_type(x).rank() >= 3, "x has fewer than 3 axes")?;
-    let a = half_size_angles(g, m.value("cos"), m.value("sin"))?;
-    require(
-        a.inv_freq.len() as i64 * 2 == d,
-        format!("{} inverse frequencies for head dim {d}", a.inv_freq.len()),
-    )?;
-    // The block's positions run along axis −2 of x: so must the angles' (e.g. not x in
-    // {B, S, H, D} with cos in {B, S, 1, D/2}).
-    let (xs, cs) = (&g.value_type(x).shape, &g.value_type(m.value("cos")).shape);
-    let r = cs.len();
-    let along_rows = r >= 2
-        && r <= xs.len()
-        && cs[r - 2] == xs[xs.len() - 2]
-        && cs[..r - 2].iter().enumerate().all(|(i, c)| *c == Dim::Known(1) || i == 0 && r == xs.len());
-    require(along_rows, "cos/sin do not vary along axis −2 of x (the positions axis)")?;
-    Ok((x, a))
+/// Fuses interleaved RoPE written with full-width cos/sin (GPT-J's `rotate_every_two`):
+/// `x·cos + pairs(−x[..., 1::2], x[..., 0::2])·sin`.
+pub fn rope_interleaved() -> Rule {
+    let neg = Pat::OneOf(vec![
+        view(unary(UnaryOp::Neg, part("x2"))),
+        unary(UnaryOp::Neg, node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![part("x2")])),
+    ]);
+    let rotate =
+        node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(neg, view(part("x1")))]);
+    let root = add(mul(any("x"), any("cos")), mul(rotate, any("sin")));
+    Rule::new("rope_interleaved", root).fuse(
+        |g, m| {
+            let x = pairs_of(g, m.value("x1"), m.value("x2"))
+                .ok_or("the rotated pairs are not x[..., 0::2] and x[..., 1::2]")?;
+            plan(g, rotation(m, x, true, true))
+        },
+        |b, _, p| build(b, p),
+    )
 }
 
-/// `x` when `x1`, `x2` are `x[..., :h]`, `x[..., h:]` with `2h = D` (two slices, or the two
-/// outputs of a last-axis split).
-fn halves_of(g: &Graph, x1: Value, x2: Value) -> Option<Value> {
-    let (n1, n2) = (g.node(x1.node), g.node(x2.node));
-    if let Op::Split { axis, sizes } = &n1.op {
-        let rank = g.value_type(n1.operands[0]).rank() as i64;
-        let halves = sizes.len() == 2 && sizes[0] == sizes[1];
-        let last = *axis == -1 || *axis == rank - 1;
-        return (x1.node == x2.node && x1.output == 0 && x2.output == 1 && halves && last)
-            .then(|| n1.operands[0]);
-    }
-    let x = n1.operands.first().copied()?;
-    let d = g.value_type(x).shape.last().and_then(Dim::known)? as i64;
-    let ok = n2.operands.first() == Some(&x)
-        && last_axis_slice(g, x1) == Some((0, d / 2))
-        && matches!(last_axis_slice(g, x2), Some((h, e)) if h == d / 2 && e >= d);
-    ok.then_some(x)
+/// `x1·cos − x2·sin` and `x2·cos + x1·sin`, with per-pair cos/sin.
+fn real_imag() -> (Pat, Pat) {
+    let real = binary(BinaryOp::Sub, mul(part("x1"), any("cos")), mul(part("x2"), any("sin")));
+    let imag = add(mul(part("x2"), any("cos")), mul(part("x1"), any("sin")));
+    (real, imag)
 }
 
-/// Angles of half-size cos/sin: `cos(p ⊗ inv)`, `sin(p ⊗ inv)`. Caches that are graph inputs
-/// (or gathered from them) are arbitrary tensors, which the block cannot represent.
-fn half_size_angles(g: &Graph, cos: Value, sin: Value) -> Result<Angles, String> {
-    let of = |v: Value, op: UnaryOp| {
-        let n = g.node(through_views(g, v).node);
-        matches!(n.op, Op::Unary(u) if u == op).then(|| n.operands[0])
-    };
-    let (Some(fc), Some(fs)) = (of(cos, UnaryOp::Cos), of(sin, UnaryOp::Sin)) else {
-        return Err(
-            "cos/sin are not cos and sin of positions × inverse frequencies (e.g. caches given as inputs)"
-                .into(),
-        );
-    };
-    require(fc == fs, "cos and sin are of different angles")?;
-    positions_times_inv(g, fc)
-}
-
-/// `f = positions · inv_freq` with constant inverse frequencies.
-fn positions_times_inv(g: &Graph, f: Value) -> Result<Angles, String> {
-    let n = g.node(f.node);
-    require(matches!(n.op, Op::Binary(BinaryOp::Mul)), "angles are not positions × inverse frequencies")?;
-    let (a, b) = (n.operands[0], n.operands[1]);
-    let (pos, inv) = match (g.node(a.node).op.as_constant(), g.node(b.node).op.as_constant()) {
-        (None, Some(t)) => (a, t),
-        (Some(t), None) => (b, t),
-        _ => return Err("inverse frequencies are not a constant".into()),
-    };
-    Ok(Angles { positions: through_views(g, pos), inv_freq: inv.clone() })
-}
-
-/// `concat(rope(x[..., :r]), x[..., r:])` → `rope(x)` rotating the first r dims only.
-pub fn rope_partial() -> Rule {
-    let head = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("head");
-    let rope = node("block.rope", |o| matches!(o, Op::Block(b) if b.is::<Rope>()), vec![head]).named("rope");
-    let tail = node("slice", |o| matches!(o, Op::Slice(_)), vec![any("x")]).named("tail");
-    Rule::new("rope_partial", node("concat", |o| matches!(o, Op::Concat { axis: -1 }), vec![rope, tail]))
-        .check(|g, m| {
-            let d =
-                g.value_type(m.value("x")).shape.last().and_then(Dim::known).ok_or("head dim is not known")?
-                    as i64;
-            let r = match last_axis_slice(g, m.value("head")) {
-                Some((0, r)) => r,
-                _ => return Err("rotated part is not x[..., :r]".into()),
-            };
+/// ONNX RotaryEmbedding's body: `concat(x1·cos − x2·sin, x2·cos + x1·sin)` of the halves.
+pub fn rope_halves() -> Rule {
+    let (real, imag) = real_imag();
+    Rule::new("rope_halves", concat_last(real, imag)).fuse(
+        |g, m| {
+            let (x1, x2) = (m.value("x1"), m.value("x2"));
             require(
-                matches!(last_axis_slice(g, m.value("tail")), Some((s, e)) if s == r && e >= d),
-                "pass-through part is not x[..., r:]",
-            )
-        })
-        .rewrite(|b, m| {
-            let node = b.graph().node(m.value("rope").node).clone();
-            let inner = node.op.as_block().and_then(|x| x.downcast_ref::<Rope>()).expect("matched").clone();
+                pairs_of(g, x1, x2).is_none(),
+                "interleaved pairs rotated, but the result is not re-interleaved",
+            )?;
+            let x = halves_of(g, x1, x2).ok_or("x1 and x2 are not the two halves of one x")?;
+            plan(g, rotation(m, x, false, false))
+        },
+        |b, _, p| build(b, p),
+    )
+}
+
+/// Interleaved RoPE with per-pair cos/sin (ONNX RotaryEmbedding's interleaved body, Meta's
+/// complex form): the real and imaginary parts of the pairs `(x_2i, x_2i+1)` — strided slices,
+/// or the two members of `reshape(x, [..., D/2, 2])` (Split or Gather on the last axis) —
+/// interleaved back by a reshape of their last-axis concat.
+pub fn rope_pairs() -> Rule {
+    let real = binary(BinaryOp::Sub, mul(any("x1"), any("cos")), mul(any("x2"), any("sin")));
+    let imag = add(mul(any("x2"), any("cos")), mul(any("x1"), any("sin")));
+    let root =
+        node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(view(real), view(imag))]);
+    Rule::new("rope_pairs", root).fuse(
+        |g, m| {
+            let [x1, x2, c, s] = ["x1", "x2", "cos", "sin"].map(|n| m.value(n));
+            // `x1·c − x2·s, x2·c + x1·s` reads the same with the roles of (x1, x2) and (c, s)
+            // exchanged: the pairs are whichever of the two are pairs of one x.
+            let (x, cos, sin) = [(x1, x2, c, s), (c, s, x1, x2)]
+                .into_iter()
+                .find_map(|(a, b, c, s)| members_of_pairs(g, a, b).map(|x| (x, c, s)))
+                .ok_or("x1 and x2 are not the even and odd features x[..., 0::2], x[..., 1::2]")?;
+            let stacked = g.value_type(g.node(m.root.node).operands[0]);
+            require(stacked.shape.last() == Some(&Dim::Known(2)), "the parts are not stacked as pairs")?;
+            plan(g, Rotation { x, cos, sin, traditional: true, full_width: false, out: m.root })
+        },
+        |b, _, p| build(b, p),
+    )
+}
+
+/// `v` without a reshape that only drops its trailing size-1 axis.
+fn squeezed_last(g: &Graph, v: Value) -> Value {
+    let n = g.node(v.node);
+    match &n.op {
+        Op::Reshape { shape } => {
+            let inner = &g.value_type(n.operands[0]).shape;
+            let drops = inner.len() == shape.len() + 1 && inner.last() == Some(&Dim::Known(1));
+            if drops && inner[..shape.len()] == shape[..] {
+                n.operands[0]
+            } else {
+                v
+            }
+        }
+        _ => v,
+    }
+}
+
+/// `x` when `a`, `b` are the even and odd features of `x`: strided slices, or members 0 and 1
+/// of `reshape(x, [..., D/2, 2])` taken by a last-axis Split or Gather.
+fn members_of_pairs(g: &Graph, a: Value, b: Value) -> Option<Value> {
+    if let Some(x) = pairs_of(g, a, b) {
+        return Some(x);
+    }
+    let (a, b) = (squeezed_last(g, a), squeezed_last(g, b));
+    let (na, nb) = (g.node(a.node), g.node(b.node));
+    let r = *na.operands.first()?;
+    let rank = g.value_type(r).rank() as i64;
+    let last = |axis: i64| axis == -1 || axis == rank - 1;
+    let index = |n: &blockfuse_ir::Node| {
+        let t = g.node(n.operands.get(1)?.node).op.as_constant()?;
+        (t.len() == 1).then(|| t.get_f64(0))
+    };
+    let members = match (&na.op, &nb.op) {
+        (Op::Split { axis, sizes }, _) => {
+            a.node == b.node && a.output == 0 && b.output == 1 && sizes.len() == 2 && last(*axis)
+        }
+        (Op::Gather { axis: p }, Op::Gather { axis: q }) => {
+            nb.operands[0] == r && last(*p) && last(*q) && index(na) == Some(0.0) && index(nb) == Some(1.0)
+        }
+        _ => false,
+    };
+    let rn = g.node(r.node);
+    if !members || !matches!(rn.op, Op::Reshape { .. }) {
+        return None;
+    }
+    let x = rn.operands[0];
+    let (xs, rs) = (&g.value_type(x).shape, &g.value_type(r).shape);
+    let n = xs.len();
+    let d = xs.last().and_then(Dim::known)?;
+    let pairs = rs.len() == n + 1 && rs[..n - 1] == xs[..n - 1] && rs[n - 1] == Dim::Known(d / 2);
+    (pairs && rs[n] == Dim::Known(2)).then_some(x)
+}
+
+fn rotation(m: &Match, x: Value, traditional: bool, full_width: bool) -> Rotation {
+    Rotation { x, cos: m.value("cos"), sin: m.value("sin"), traditional, full_width, out: m.root }
+}
+
+/// `concat(rope(x[..., :r]), x[..., r:])` → `rope(x)` rotating the first r dims only (the
+/// parts as two slices or one split).
+pub fn rope_partial() -> Rule {
+    // x, then up to three operands (positions or offsets, freqs; or cos and sin).
+    let rest = [any("operand 1"), any("operand 2"), any("operand 3")];
+    let arity = |n: usize| {
+        let args = std::iter::once(part("head")).chain(rest[..n].iter().cloned()).collect();
+        node("block.rope", |o| matches!(o, Op::Block(b) if b.is::<Rope>()), args).named("rope")
+    };
+    let root = concat_last(Pat::OneOf((0..4).map(arity).collect()), part("tail"));
+    Rule::new("rope_partial", root).fuse(
+        |g, m| {
+            let (x, r) = split_at(g, m.value("head"), m.value("tail"))
+                .ok_or("rotated and pass-through parts are not x[..., :r] and x[..., r:]")?;
+            let node = g.node(m.value("rope").node);
+            let inner =
+                node.op.as_block().and_then(|b| b.downcast_ref::<Rope>()).ok_or("not a rope block")?;
+            require(inner.dims as i64 == r, "the rope rotates part of its input only")?;
             let mut args = node.operands.to_vec();
-            args[0] = m.value("x");
-            Ok(b.block(inner, &args)?[0])
+            args[0] = x;
+            Ok((inner.clone(), args))
+        },
+        |b, _, (inner, args)| Ok(b.block(inner, &args)?[0]),
+    )
+}
+
+/// Every rotate_half that did not end in a rope block: a near-miss saying why.
+pub fn rope_candidates() -> Rule {
+    let rotate_half = concat_last(unary(UnaryOp::Neg, part("x2")), part("x1"));
+    Rule::new("rotate_half", rotate_half).check(|g, m| {
+        Err(match halves_of(g, m.value("x1"), m.value("x2")) {
+            None => "concat(−x2, x1) of parts that are not the halves of one x".into(),
+            Some(_) => "rotate_half(x) is not used as x·cos + rotate_half(x)·sin".to_string(),
         })
+    })
 }
