@@ -74,7 +74,8 @@ pub struct Capabilities {
     pub devices: Vec<String>,
     /// The element types it runs.
     pub dtypes: Vec<DType>,
-    /// The block kinds it lowers natively (others run their fallback subgraphs). A native
+    /// The block types it lowers natively (Rust type names such as `RmsNorm`; others run
+    /// their fallback subgraphs). A native
     /// lowering may still decline one call (a dtype, shape or attribute), per call.
     pub native_blocks: Vec<String>,
 }
@@ -242,7 +243,8 @@ impl Session for HostSession<'_> {
         let mut outs: Vec<Option<HostTensor>> = outs.into_iter().map(Some).collect();
         for (k, p) in pairs.iter().enumerate() {
             let out = outs.get_mut(p.output).and_then(Option::take);
-            self.cache[k] = out.ok_or_else(|| BackendError::new("host", format!("no output {}", p.output)))?;
+            self.cache[k] =
+                out.ok_or_else(|| BackendError::new("host", format!("no output {}", p.output)))?;
         }
         Ok(outs)
     }
