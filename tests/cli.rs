@@ -188,7 +188,7 @@ fn run_check_passes_on_the_truth_and_fails_on_a_lie() {
     let p = rms_norm_json();
     let g = blockfuse::load_model(&p).unwrap();
     let x = HostTensor::from_f32(vec![3, 8], &(0..24).map(|i| i as f32 * 0.25 - 3.0).collect::<Vec<_>>());
-    let truth = blockfuse::run_backend(&g, std::slice::from_ref(&x), blockfuse::Backend::Fallback).unwrap();
+    let truth = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
     let good = p.with_file_name("good");
     let bad = p.with_file_name("bad");
     for (dir, out) in [(&good, truth[0].clone()), (&bad, HostTensor::from_f32(vec![3, 8], &[0.0; 24]))] {
