@@ -20,6 +20,9 @@ pub(super) struct Args {
     /// Write the unoptimized decoder as blockfuse IR JSON here and stop.
     #[arg(long, value_name = "FILE")]
     export: Option<PathBuf>,
+    /// With --export: write the tiny KV-cache language model (`generate tiny-kv`) instead.
+    #[arg(long, requires = "export")]
+    kv: bool,
 }
 
 /// The backends the demo compares, by registered name and row label.
@@ -27,6 +30,12 @@ const ROWS: [(&str, &str); 2] = [("fallback", "fallback"), ("mlx:cpu", "mlx-cpu"
 
 pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     let cfg = DecoderConfig { layers: a.layers, ..DecoderConfig::demo() };
+    if let (Some(path), true) = (&a.export, a.kv) {
+        let g = blockfuse_models::llama_kv_model(blockfuse_models::KvConfig::tiny())?;
+        write_file(path, blockfuse_ir::json::to_json(&g)?)?;
+        println!("wrote the tiny KV-cache model to {}", path.display());
+        return Ok(());
+    }
     let g = llama_decoder(cfg)?;
     if let Some(path) = a.export {
         write_file(&path, blockfuse_ir::json::to_json(&g)?)?;
