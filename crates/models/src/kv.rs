@@ -96,6 +96,34 @@ pub fn llama_kv_model(cfg: KvConfig) -> Result<Graph, IrError> {
     Ok(g)
 }
 
+/// One decoder layer with a static KV cache (no embedding, no head): inputs
+/// `hidden_states` `{batch, seq, hidden}`, `cache_position` i64 `{seq}`,
+/// `past_key_values.0.key` / `.value` `{batch, kv_heads, max_cache, head_dim}`; outputs `out`
+/// and `present.0.key` / `.value`. What the GPU bench times against hand-written MLX.
+pub fn llama_kv_layer(d: DecoderConfig, max_cache: usize) -> Result<Graph, IrError> {
+    d.check()?;
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
+    let x = b
+        .input("hidden_states", TensorType::new(d.dtype, [batch.clone(), seq.clone(), Dim::Known(d.hidden)]));
+    let pos = b.input("cache_position", TensorType::new(DType::I64, [seq]));
+    let cache_ty = TensorType::new(
+        d.dtype,
+        [batch, Dim::Known(d.kv_heads), Dim::Known(max_cache), Dim::Known(d.head_dim())],
+    );
+    let pk = b.input("past_key_values.0.key", cache_ty.clone());
+    let pv = b.input("past_key_values.0.value", cache_ty);
+    let mut c = Composer::new(&mut b, d.dtype, d.seed);
+    let (cos, sin) = c.cos_sin_at(pos, d.head_dim())?;
+    let slots = CacheSlots::new(&mut c, pos, max_cache)?;
+    let (out, k, v) = kv_layer(&mut c, x, &d, (cos, sin), &slots, (pk, pv))?;
+    g.add_output("out", out);
+    g.add_output("present.0.key", k);
+    g.add_output("present.0.value", v);
+    Ok(g)
+}
+
 /// What every layer's cache update and attention share: the one-hot write matrix, the
 /// written-rows predicate and the additive mask.
 struct CacheSlots {
@@ -187,6 +215,9 @@ mod tests {
         let outs: Vec<&str> = g.outputs().iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(outs, ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]);
         assert_eq!(g.value_type(g.outputs()[1].1), &g.node(g.inputs()[2]).types[0]);
+        let layer = llama_kv_layer(KvConfig::tiny().decoder, 16).unwrap();
+        layer.validate().unwrap();
+        assert_eq!(layer.outputs().len(), 3);
         let bad = KvConfig { vocab: 0, ..KvConfig::tiny() };
         assert!(llama_kv_model(bad).is_err());
     }
