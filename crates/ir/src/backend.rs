@@ -198,10 +198,13 @@ pub fn merge_inputs<T: Clone>(n_inputs: usize, given: &[T], cache: &[T], pairs: 
         .collect()
 }
 
+/// A function that runs a graph on host tensors.
+type RunFn<'a> = dyn FnMut(&[HostTensor]) -> Result<Vec<HostTensor>, BackendError> + 'a;
+
 /// A [`Session`] over a function that runs the graph on host tensors; it keeps the cache
 /// on the host. What host-memory backends (the fallback evaluator, a wrapper) need.
 pub struct HostSession<'a> {
-    run: Box<dyn FnMut(&[HostTensor]) -> Result<Vec<HostTensor>, BackendError> + 'a>,
+    run: Box<RunFn<'a>>,
     graph: Option<&'a Graph>,
     cache: Vec<HostTensor>,
     stats: SessionStats,

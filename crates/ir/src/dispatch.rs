@@ -33,8 +33,11 @@ type Erased<T, E> =
 
 /// A table of lowerings keyed by block type, over a backend's tensor type `T` and error `E`.
 pub struct Lowerings<T, E> {
-    by_type: HashMap<TypeId, (&'static str, Arc<Erased<T, E>>)>,
+    /// By block type: its Rust type name and its lowering.
+    by_type: HashMap<TypeId, Entry<T, E>>,
 }
+
+type Entry<T, E> = (&'static str, Arc<Erased<T, E>>);
 
 impl<T, E> Default for Lowerings<T, E> {
     fn default() -> Self {
