@@ -2,8 +2,8 @@
 //!
 //! A graph-IR optimizer for transformer inference. Frontends (ONNX, JSON) produce an
 //! [`ir::Graph`] of primitive ops; [`patterns::optimize`] fuses composed subgraphs into
-//! blocks (RMSNorm, LayerNorm, RoPE, SDPA, SwiGLU, GeGLU, GELU); backends ([`fallback`],
-//! [`mlx`]) run blocks through registered lowerings or their fallback subgraphs.
+//! blocks (RMSNorm, LayerNorm, RoPE, SDPA, SwiGLU, GeGLU, GELU); backends ([`Backend`]:
+//! [`fallback`], `mlx`, or any registered in a [`Registry`]) run blocks through registered lowerings or their fallback subgraphs.
 //!
 //! This facade re-exports the crates and adds what needs all of them: model loading by file
 //! type, `optimize --verify`, output comparison and the CLI's reports.
@@ -11,15 +11,19 @@
 
 pub use blockfuse_fallback as fallback;
 pub use blockfuse_ir as ir;
+#[cfg(feature = "mlx")]
 pub use blockfuse_mlx as mlx;
 pub use blockfuse_onnx as onnx;
 pub use blockfuse_patterns as patterns;
 
+pub mod cache;
+pub mod cli;
 pub mod compare;
 pub mod demo;
 pub mod report;
 pub mod verify;
 
+pub use blockfuse_ir::backend::{Backend, BackendError, CachePair, Registry, Session};
 use blockfuse_ir::{Graph, IrError};
 use std::path::Path;
 
@@ -56,9 +60,20 @@ pub enum Error {
     /// The file type is not one we read.
     #[error("{0}: unknown model type (expected a .json blockfuse IR or an .onnx file)")]
     UnknownType(String),
-    /// A backend failed to run the graph.
+    /// A backend could not be made, or failed to prepare or run the graph.
     #[error("{0}")]
-    Run(String),
+    Backend(#[from] BackendError),
+    /// An IR operation (optimizing, printing, writing) failed.
+    #[error("{0}")]
+    Graph(#[from] IrError),
+    /// Test data (ONNX TensorProto files) could not be read.
+    #[error("{path}: {source}")]
+    Data {
+        /// The directory or file.
+        path: String,
+        /// What the reader said.
+        source: Box<blockfuse_onnx::OnnxError>,
+    },
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     Other(String),
@@ -88,29 +103,36 @@ pub fn load_model(path: &Path) -> Result<Graph, Error> {
     }
 }
 
-/// Runs a graph on the chosen backend.
+/// The registry of the backends this build links: `fallback`; with the `mlx` feature
+/// `mlx` (= `mlx:cpu`) and `mlx:gpu`. A binary with more backends adds them with
+/// [`Registry::register`] and hands the registry to [`cli::main`].
+pub fn default_registry() -> Registry {
+    let mut r = Registry::new();
+    r.register("fallback", "the pure-Rust reference evaluator (every block through its fallback)", || {
+        Ok(Box::new(blockfuse_fallback::FallbackBackend::new()))
+    });
+    #[cfg(feature = "mlx")]
+    for (name, device) in
+        [("mlx", mlx::Device::Cpu), ("mlx:cpu", mlx::Device::Cpu), ("mlx:gpu", mlx::Device::Gpu)]
+    {
+        r.register(
+            name,
+            &format!("MLX on the {device}, blocks through mlx::core::fast and mx::compile"),
+            move || {
+                let b = mlx::MlxBackend::with_default_lowerings(device)
+                    .map_err(|e| BackendError::new(name, e))?;
+                Ok(Box::new(b))
+            },
+        );
+    }
+    r
+}
+
+/// Runs a graph once on the backend registered as `name` in [`default_registry`].
 pub fn run_backend(
     g: &Graph,
     inputs: &[blockfuse_ir::HostTensor],
-    backend: Backend,
+    name: &str,
 ) -> Result<Vec<blockfuse_ir::HostTensor>, Error> {
-    match backend {
-        Backend::Fallback => {
-            blockfuse_fallback::FallbackBackend::new().run(g, inputs).map_err(|e| Error::Run(e.to_string()))
-        }
-        Backend::Mlx(device) => {
-            let b = blockfuse_mlx::MlxBackend::with_default_lowerings(device)
-                .map_err(|e| Error::Run(e.to_string()))?;
-            b.run(g, inputs).map_err(|e| Error::Run(e.to_string()))
-        }
-    }
-}
-
-/// Which backend runs a graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The pure-Rust reference evaluator.
-    Fallback,
-    /// MLX on a device.
-    Mlx(blockfuse_mlx::Device),
+    Ok(default_registry().create(name)?.run(g, inputs)?)
 }

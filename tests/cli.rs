@@ -58,7 +58,7 @@ fn rms_norm_json() -> PathBuf {
 fn help_lists_every_subcommand() {
     let o = blockfuse(&["--help"]);
     assert!(o.status.success());
-    for sub in ["inspect", "optimize", "run", "demo", "bench"] {
+    for sub in ["inspect", "optimize", "run", "demo", "bench", "generate", "backends"] {
         assert!(stdout(&o).contains(sub), "--help lacks {sub}");
     }
 }
@@ -188,7 +188,7 @@ fn run_check_passes_on_the_truth_and_fails_on_a_lie() {
     let p = rms_norm_json();
     let g = blockfuse::load_model(&p).unwrap();
     let x = HostTensor::from_f32(vec![3, 8], &(0..24).map(|i| i as f32 * 0.25 - 3.0).collect::<Vec<_>>());
-    let truth = blockfuse::run_backend(&g, std::slice::from_ref(&x), blockfuse::Backend::Fallback).unwrap();
+    let truth = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
     let good = p.with_file_name("good");
     let bad = p.with_file_name("bad");
     for (dir, out) in [(&good, truth[0].clone()), (&bad, HostTensor::from_f32(vec![3, 8], &[0.0; 24]))] {
@@ -268,4 +268,79 @@ fn run_check_on_a_corpus_model() {
             }
         }
     }
+}
+
+#[test]
+fn backends_lists_the_registry_with_capabilities() {
+    let o = blockfuse(&["backends"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for name in ["fallback", "mlx:cpu", "mlx:gpu"] {
+        assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing:\n{out}");
+    }
+    // MLX lowers the built-in blocks natively; the fallback evaluator lowers none.
+    let mlx = out.lines().find(|l| l.starts_with("mlx:cpu")).unwrap();
+    assert!(mlx.contains("RmsNorm") && mlx.contains("Sdpa") && mlx.contains("bf16"), "{mlx}");
+    let fb = out.lines().find(|l| l.starts_with("fallback")).unwrap();
+    assert!(fb.trim_end().ends_with('-'), "{fb}");
+}
+
+#[test]
+fn verify_against_a_backend_by_name() {
+    let p = rms_norm_json();
+    for against in ["fallback", "mlx", "mlx:cpu"] {
+        let o = blockfuse(&["optimize", p.to_str().unwrap(), "--verify", "--against", against]);
+        assert!(o.status.success(), "{against}: {}", stderr(&o));
+        assert!(stdout(&o).contains(&format!("verify ({against})")), "{}", stdout(&o));
+    }
+    assert_bad(
+        &blockfuse(&["optimize", p.to_str().unwrap(), "--verify", "--against", "tpu"]),
+        "no such backend",
+    );
+    assert_bad(&blockfuse(&["optimize", p.to_str().unwrap(), "--verify", "--against", "mlx:gpu"]), "gpu");
+}
+
+#[test]
+fn run_binds_symbolic_sizes() {
+    let p = rms_norm_json();
+    let o = blockfuse(&["run", p.to_str().unwrap(), "--bind", "batch=7"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "y: f32[7, 8]");
+    assert_bad(&blockfuse(&["run", p.to_str().unwrap(), "--bind", "batch"]), "NAME=SIZE");
+}
+
+/// The tiny KV-cache Llama built through the builder, written as JSON, decodes 32 tokens on
+/// MLX's CPU with every step's logits equal to the fallback evaluator's; the session plans
+/// its lowering twice (the prefill shape and the decode shape), not once per token.
+#[test]
+fn generate_decodes_32_tokens_on_mlx_equal_to_the_fallback() {
+    let path = temp("kv.json", "");
+    let o = blockfuse(&["demo", "--export", path.to_str().unwrap(), "--kv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let args = ["generate", path.to_str().unwrap(), "--prompt-len", "6", "--tokens", "32"];
+    let o = blockfuse(&[&args[..], &["--backend", "mlx", "--check"]].concat());
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("cache pairs: 4"), "{out}");
+    assert!(out.contains("check: 33 steps equal to the fallback evaluator's"), "{out}");
+    let lowerings = out.lines().find(|l| l.starts_with("lowerings")).unwrap();
+    assert_eq!(lowerings.split_whitespace().last(), Some("2"), "{out}");
+    for row in ["prefill ms", "decode ms/token", "tokens/s"] {
+        assert!(out.contains(row), "{out}");
+    }
+    // The same tokens come out of the fallback evaluator, unoptimized.
+    let tokens = |o: &Output| stdout(o).lines().find(|l| l.starts_with("tokens:")).unwrap().to_string();
+    let plain = blockfuse(&[&args[..], &["--no-optimize"]].concat());
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert_eq!(tokens(&plain), tokens(&o));
+}
+
+#[test]
+fn generate_rejects_models_without_a_cache() {
+    let p = rms_norm_json();
+    assert_bad(&blockfuse(&["generate", p.to_str().unwrap()]), "no cache pairs");
+    let o = blockfuse(&["generate", "tiny-kv", "--prompt-len", "60", "--tokens", "10"]);
+    assert_bad(&o, "the cache holds 64 positions");
+    let o = blockfuse(&["generate", "tiny-kv", "--cache-pair", "nope=logits"]);
+    assert_bad(&o, "no input \"nope\"");
 }

@@ -41,6 +41,7 @@
 mod error;
 mod exec;
 mod ops;
+mod session;
 mod strided;
 mod tensor;
 

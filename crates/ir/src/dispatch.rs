@@ -33,8 +33,11 @@ type Erased<T, E> =
 
 /// A table of lowerings keyed by block type, over a backend's tensor type `T` and error `E`.
 pub struct Lowerings<T, E> {
-    by_type: HashMap<TypeId, Arc<Erased<T, E>>>,
+    /// By block type: its Rust type name and its lowering.
+    by_type: HashMap<TypeId, Entry<T, E>>,
 }
+
+type Entry<T, E> = (&'static str, Arc<Erased<T, E>>);
 
 impl<T, E> Default for Lowerings<T, E> {
     fn default() -> Self {
@@ -64,7 +67,7 @@ impl<T: 'static, E: 'static> Lowerings<T, E> {
             let b = b.downcast_ref::<B>().expect("registered under B's TypeId");
             lowering(b, call, fb)
         };
-        self.by_type.insert(TypeId::of::<B>(), Arc::new(erased));
+        self.by_type.insert(TypeId::of::<B>(), (std::any::type_name::<B>(), Arc::new(erased)));
     }
 
     /// Removes the lowering of `B`, so that it runs its fallback again.
@@ -77,6 +80,15 @@ impl<T: 'static, E: 'static> Lowerings<T, E> {
         self.by_type.contains_key(&b.as_any().type_id())
     }
 
+    /// The block types with a lowering (their Rust type names without the path, e.g.
+    /// `RmsNorm`), sorted: what a backend's capabilities list as native.
+    pub fn type_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> =
+            self.by_type.values().map(|(n, _)| n.rsplit("::").next().unwrap_or(n)).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Runs `b`'s lowering if one is registered; `None` means "no lowering: run the fallback".
     pub fn lower(
         &self,
@@ -84,7 +96,7 @@ impl<T: 'static, E: 'static> Lowerings<T, E> {
         call: &Call<'_, T>,
         fallback: &mut dyn Fallback<T, E>,
     ) -> Option<Result<Vec<T>, E>> {
-        let f = self.by_type.get(&b.as_any().type_id())?;
+        let (_, f) = self.by_type.get(&b.as_any().type_id())?;
         Some(f(b, call, fallback))
     }
 }

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 pub mod attrs;
+pub mod backend;
 pub mod block;
 pub mod blocks;
 pub mod builder;

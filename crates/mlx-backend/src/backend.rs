@@ -3,7 +3,7 @@
 use crate::array::{self, with_device, Array, Device};
 use crate::bind::{bind_inputs, bind_shapes};
 use crate::error::{MlxError, Result};
-use crate::lower::{live_nodes, Lowerer};
+use crate::lower::{live_nodes, FallbackCache, Lowerer};
 use crate::lowerings;
 use blockfuse_ir::dispatch::{Call, Fallback, Lowerings};
 use blockfuse_ir::{Bindings, Block, DType, Graph, HostTensor, Op};
@@ -272,8 +272,22 @@ impl<'a> Prepared<'a> {
     /// Lowers the graph on `inputs` with the prepared constants, evaluates the outputs and
     /// the run-time checks, and fails on the first failed check.
     fn eval_outputs(&self, bindings: &Bindings, inputs: Vec<Array>) -> Result<Vec<Array>> {
+        self.eval_with(bindings, inputs, &mut FallbackCache::new())
+    }
+
+    /// [`eval_outputs`](Self::eval_outputs) reusing (and adding to) the fallback subgraphs
+    /// of earlier runs: what a session keeps between runs. Call inside `with_device`.
+    pub(crate) fn eval_with(
+        &self,
+        bindings: &Bindings,
+        inputs: Vec<Array>,
+        fallbacks: &mut FallbackCache,
+    ) -> Result<Vec<Array>> {
         let mut lowerer = Lowerer::new(&self.backend.lowerings);
-        let outputs = lowerer.lower_graph(self.graph, bindings, inputs, Some(&self.constants))?;
+        lowerer.fallbacks = std::mem::take(fallbacks);
+        let outputs = lowerer.lower_graph(self.graph, bindings, inputs, Some(&self.constants));
+        *fallbacks = std::mem::take(&mut lowerer.fallbacks);
+        let outputs = outputs?;
         let checks = lowerer.checks.into_vec();
         let mut all: Vec<&Array> = outputs.iter().collect();
         all.extend(checks.iter().map(|c| &c.failed));

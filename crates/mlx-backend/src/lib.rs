@@ -42,7 +42,9 @@ mod ffi;
 mod lower;
 pub mod lowerings;
 mod prim;
+mod session;
 
 pub use array::{Array, Device};
 pub use backend::{MlxBackend, MlxLowerings, Prepared};
 pub use error::MlxError;
+pub use session::MlxSession;

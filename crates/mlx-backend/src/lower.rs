@@ -55,7 +55,7 @@ pub(crate) fn array_type(a: &Array) -> Result<TensorType> {
 }
 
 /// Fallback subgraphs built during a run, by block (kind and attributes) and operand types.
-type FallbackCache = HashMap<(String, Vec<TensorType>), Rc<Graph>>;
+pub(crate) type FallbackCache = HashMap<(String, Vec<TensorType>), Rc<Graph>>;
 
 /// Which nodes (by index) the graph's outputs depend on.
 pub(crate) fn live_nodes(g: &Graph) -> Vec<bool> {
@@ -73,7 +73,7 @@ pub(crate) fn live_nodes(g: &Graph) -> Vec<bool> {
 pub(crate) struct Lowerer<'a> {
     lowerings: &'a Lowerings<Array, MlxError>,
     pub(crate) checks: Checks,
-    fallbacks: FallbackCache,
+    pub(crate) fallbacks: FallbackCache,
 }
 
 impl<'a> Lowerer<'a> {

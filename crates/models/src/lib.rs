@@ -16,6 +16,9 @@
 
 #![deny(missing_docs)]
 
+pub mod kv;
+pub use kv::{llama_kv_layer, llama_kv_model, KvConfig};
+
 use blockfuse_ir::tensor::push_le;
 use blockfuse_ir::{
     BinaryOp, Builder, DType, Dim, Graph, HostTensor, IrError, Op, TensorType, UnaryOp, Value,
@@ -204,6 +207,13 @@ impl<'a, 'g> Composer<'a, 'g> {
     pub fn cos_sin(&mut self, hd: usize) -> Result<(Value, Value), IrError> {
         let seq = Dim::sym("seq");
         let pos = self.range(&seq)?;
+        self.cos_sin_at(pos, hd)
+    }
+
+    /// [`cos_sin`](Self::cos_sin) at the positions `pos` (integers `{seq}`): a KV-cache
+    /// step's new tokens sit at `cache_position`, not at `0..seq`.
+    pub fn cos_sin_at(&mut self, pos: Value, hd: usize) -> Result<(Value, Value), IrError> {
+        let seq = Dim::sym("seq");
         let pos = self.b.reshape(pos, vec![Dim::Known(1), seq.clone(), Dim::Known(1)])?;
         let pos = self.b.cast(pos, DType::F32)?;
         let inv: Vec<f32> = (0..hd / 2).map(|i| 10000f32.powf(-2.0 * i as f32 / hd as f32)).collect();
@@ -262,17 +272,30 @@ impl<'a, 'g> Composer<'a, 'g> {
     /// Hugging Face's `repeat_kv`: `{batch, kv, seq, hd}` → `{batch, kv · rep, seq, hd}`
     /// through reshape, expand, reshape; `x` itself when `rep` is 1.
     pub fn repeat_kv(&mut self, x: Value, kv: usize, rep: usize, hd: usize) -> Result<Value, IrError> {
+        self.repeat_kv_len(x, kv, rep, hd, Dim::sym("seq"))
+    }
+
+    /// [`repeat_kv`](Self::repeat_kv) of keys or values `len` long (a KV cache's length).
+    pub fn repeat_kv_len(
+        &mut self,
+        x: Value,
+        kv: usize,
+        rep: usize,
+        hd: usize,
+        len: Dim,
+    ) -> Result<Value, IrError> {
         if rep == 1 {
             return Ok(x);
         }
-        let (b, s, d) = (Dim::sym("batch"), Dim::sym("seq"), Dim::Known(hd));
+        let (b, s, d) = (Dim::sym("batch"), len, Dim::Known(hd));
         let u = self.b.reshape(x, vec![b.clone(), Dim::Known(kv), Dim::Known(1), s.clone(), d.clone()])?;
         let e = self.b.expand(u, vec![b.clone(), Dim::Known(kv), Dim::Known(rep), s.clone(), d.clone()])?;
         self.b.reshape(e, vec![b, Dim::Known(kv * rep), s, d])
     }
 
     /// Eager attention of `q` `{batch, heads, seq, hd}` over `k`, `v`
-    /// `{batch, kv_heads, seq, hd}`: `repeat_kv`, `softmax(q kᵀ · 1/√hd + mask) · v`.
+    /// `{batch, kv_heads, len, hd}` (`len` is `seq`, or a KV cache's length): `repeat_kv`,
+    /// `softmax(q kᵀ · 1/√hd + mask) · v`.
     #[allow(clippy::too_many_arguments)]
     pub fn attention(
         &mut self,
@@ -285,8 +308,9 @@ impl<'a, 'g> Composer<'a, 'g> {
         mask: Value,
     ) -> Result<Value, IrError> {
         let rep = heads / kv_heads;
-        let k = self.repeat_kv(k, kv_heads, rep, hd)?;
-        let v = self.repeat_kv(v, kv_heads, rep, hd)?;
+        let len = self.b.ty(k).shape[2].clone();
+        let k = self.repeat_kv_len(k, kv_heads, rep, hd, len.clone())?;
+        let v = self.repeat_kv_len(v, kv_heads, rep, hd, len)?;
         let kt = self.b.transpose(k, &[0, 1, 3, 2])?;
         let s = self.b.matmul(q, kt)?;
         let scale = self.scalar(1.0 / (hd as f64).sqrt());

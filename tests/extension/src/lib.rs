@@ -12,6 +12,9 @@
 //!   ([`register_rms_norm_kernel`]).
 #![deny(missing_docs)]
 
+pub mod backend;
+pub use backend::{register_backend, KernelBackend};
+
 use blockfuse_fallback::{EvalError, FallbackBackend};
 use blockfuse_ir::blocks::{Gelu, GeluKind, RmsNorm};
 use blockfuse_ir::dispatch::{Call, Fallback};

@@ -1,0 +1,224 @@
+//! A whole Llama-style language model with a static KV cache, in primitive ops: what a
+//! serving export with a fixed-size cache buffer looks like.
+//!
+//! Inputs: `input_ids` i64 `{batch, seq}` (the new tokens), `cache_position` i64 `{seq}`
+//! (their positions), and per layer `past_key_values.L.key` / `.value`
+//! `{batch, kv_heads, max_cache, head_dim}` (the cache buffer). Outputs: `logits`
+//! `{batch, seq, vocab}` and per layer `present.L.key` / `.value` (the buffer with the new
+//! tokens' keys and values written at `cache_position`); `present.L.*` pairs with
+//! `past_key_values.L.*` by name.
+//!
+//! The cache update is the in-place (static) form written with primitive ops: a one-hot
+//! `{max_cache, seq}` matrix `cache_position[j] == t`, `written = onehot · k_new` (exact: one
+//! product by 1 per row), and `present = where(row t was written, written, past)`. Attention
+//! runs over the whole buffer with the additive mask `t ≤ cache_position[i]`, so unwritten
+//! slots never count. RoPE uses `cache_position`. The IR cannot yet type the concat form
+//! (`past + seq` is not a dim it can spell), see `docs/ir-format.md`.
+
+use crate::{lowest, Composer, DecoderConfig};
+use blockfuse_ir::{BinaryOp, Builder, DType, Dim, Graph, IrError, Op, ReduceOp, TensorType, Value};
+
+/// A KV-cache language model: the decoder layers of `decoder` (its `final_norm` is always
+/// applied), a token embedding and an LM head.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KvConfig {
+    /// Layers, widths, dtype and seed of the decoder stack.
+    pub decoder: DecoderConfig,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Length of the static cache buffer: prompt plus generated tokens must fit.
+    pub max_cache: usize,
+}
+
+impl KvConfig {
+    /// A tiny model for tests and `generate`: 2 layers, hidden 64, 4 q / 2 kv heads of 16,
+    /// MLP 128, vocab 96, cache 64, f32.
+    pub fn tiny() -> Self {
+        KvConfig {
+            decoder: DecoderConfig {
+                layers: 2,
+                hidden: 64,
+                heads: 4,
+                kv_heads: 2,
+                intermediate: 128,
+                dtype: DType::F32,
+                weight_scale: 0.1,
+                seed: 11,
+                final_norm: true,
+            },
+            vocab: 96,
+            max_cache: 64,
+        }
+    }
+}
+
+/// Builds the KV-cache model (see the module docs for its inputs and outputs).
+pub fn llama_kv_model(cfg: KvConfig) -> Result<Graph, IrError> {
+    let d = cfg.decoder;
+    d.check()?;
+    if cfg.vocab == 0 || cfg.max_cache == 0 {
+        return Err(IrError::Graph(format!("kv model {cfg:?}: vocab and max_cache must be > 0")));
+    }
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
+    let ids = b.input("input_ids", TensorType::new(DType::I64, [batch.clone(), seq.clone()]));
+    let pos = b.input("cache_position", TensorType::new(DType::I64, [seq]));
+    let cache_ty = TensorType::new(
+        d.dtype,
+        [batch, Dim::Known(d.kv_heads), Dim::Known(cfg.max_cache), Dim::Known(d.head_dim())],
+    );
+    let mut past = Vec::new();
+    for l in 0..d.layers {
+        let k = b.input(&format!("past_key_values.{l}.key"), cache_ty.clone());
+        let v = b.input(&format!("past_key_values.{l}.value"), cache_ty.clone());
+        past.push((k, v));
+    }
+    let mut c = Composer::new(&mut b, d.dtype, d.seed);
+    let embed = c.weight(&[cfg.vocab, d.hidden], 1.0);
+    let mut h = c.b.add(Op::Gather { axis: 0 }, &[embed, ids])?;
+    let (cos, sin) = c.cos_sin_at(pos, d.head_dim())?;
+    let slots = CacheSlots::new(&mut c, pos, cfg.max_cache)?;
+    let mut present = Vec::new();
+    for &(pk, pv) in &past {
+        let (out, k, v) = kv_layer(&mut c, h, &d, (cos, sin), &slots, (pk, pv))?;
+        h = out;
+        present.push((k, v));
+    }
+    let h = c.rms_norm(h, d.hidden)?;
+    let head = c.weight(&[d.hidden, cfg.vocab], d.weight_scale);
+    let logits = c.b.matmul(h, head)?;
+    g.add_output("logits", logits);
+    for (l, (k, v)) in present.into_iter().enumerate() {
+        g.add_output(&format!("present.{l}.key"), k);
+        g.add_output(&format!("present.{l}.value"), v);
+    }
+    Ok(g)
+}
+
+/// One decoder layer with a static KV cache (no embedding, no head): inputs
+/// `hidden_states` `{batch, seq, hidden}`, `cache_position` i64 `{seq}`,
+/// `past_key_values.0.key` / `.value` `{batch, kv_heads, max_cache, head_dim}`; outputs `out`
+/// and `present.0.key` / `.value`. What the GPU bench times against hand-written MLX.
+pub fn llama_kv_layer(d: DecoderConfig, max_cache: usize) -> Result<Graph, IrError> {
+    d.check()?;
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let (batch, seq) = (Dim::sym("batch"), Dim::sym("seq"));
+    let x = b
+        .input("hidden_states", TensorType::new(d.dtype, [batch.clone(), seq.clone(), Dim::Known(d.hidden)]));
+    let pos = b.input("cache_position", TensorType::new(DType::I64, [seq]));
+    let cache_ty = TensorType::new(
+        d.dtype,
+        [batch, Dim::Known(d.kv_heads), Dim::Known(max_cache), Dim::Known(d.head_dim())],
+    );
+    let pk = b.input("past_key_values.0.key", cache_ty.clone());
+    let pv = b.input("past_key_values.0.value", cache_ty);
+    let mut c = Composer::new(&mut b, d.dtype, d.seed);
+    let (cos, sin) = c.cos_sin_at(pos, d.head_dim())?;
+    let slots = CacheSlots::new(&mut c, pos, max_cache)?;
+    let (out, k, v) = kv_layer(&mut c, x, &d, (cos, sin), &slots, (pk, pv))?;
+    g.add_output("out", out);
+    g.add_output("present.0.key", k);
+    g.add_output("present.0.value", v);
+    Ok(g)
+}
+
+/// What every layer's cache update and attention share: the one-hot write matrix, the
+/// written-rows predicate and the additive mask.
+struct CacheSlots {
+    /// `{max, seq}`: 1 where slot t receives new token j.
+    onehot: Value,
+    /// `{max, 1}` bool: slot t is written this step.
+    written: Value,
+    /// `{seq, max}` additive mask: 0 where slot t ≤ the query's position.
+    mask: Value,
+}
+
+impl CacheSlots {
+    fn new(c: &mut Composer<'_, '_>, pos: Value, max: usize) -> Result<Self, IrError> {
+        let seq = Dim::sym("seq");
+        let t = c.b.add(Op::Range { start: 0.0, step: 1.0, len: Dim::Known(max), dtype: DType::I64 }, &[])?;
+        let t_col = c.b.reshape(t, vec![Dim::Known(max), Dim::Known(1)])?;
+        let p_row = c.b.reshape(pos, vec![Dim::Known(1), seq.clone()])?;
+        let hit = c.b.binary(BinaryOp::Equal, t_col, p_row)?;
+        let onehot = c.b.cast(hit, c.dtype())?;
+        let any = c.b.reduce(ReduceOp::Max, onehot, &[1], true)?;
+        let half = c.scalar(0.5);
+        let written = c.b.binary(BinaryOp::Greater, any, half)?;
+        let t_row = c.b.reshape(t, vec![Dim::Known(1), Dim::Known(max)])?;
+        let p_col = c.b.reshape(pos, vec![seq, Dim::Known(1)])?;
+        let allowed = c.b.binary(BinaryOp::LessEqual, t_row, p_col)?;
+        let zero = c.scalar(0.0);
+        let low = c.scalar(lowest(c.dtype()));
+        let mask = c.b.select(allowed, zero, low)?;
+        Ok(CacheSlots { onehot, written, mask })
+    }
+
+    /// The cache buffer `past` with `new` `{batch, kv, seq, hd}` written at the positions.
+    fn update(&self, c: &mut Composer<'_, '_>, past: Value, new: Value) -> Result<Value, IrError> {
+        let scattered = c.b.matmul(self.onehot, new)?;
+        c.b.select(self.written, scattered, past)
+    }
+}
+
+/// One decoder layer with the cache: returns the hidden state and the layer's present key
+/// and value buffers.
+fn kv_layer(
+    c: &mut Composer<'_, '_>,
+    h: Value,
+    d: &DecoderConfig,
+    (cos, sin): (Value, Value),
+    slots: &CacheSlots,
+    (past_k, past_v): (Value, Value),
+) -> Result<(Value, Value, Value), IrError> {
+    let (w, hd, s) = (d.hidden, d.head_dim(), d.weight_scale);
+    let n = c.rms_norm(h, w)?;
+    let wq = c.weight(&[w, d.heads * hd], s);
+    let wk = c.weight(&[w, d.kv_heads * hd], s);
+    let wv = c.weight(&[w, d.kv_heads * hd], s);
+    let (q, k, v) = (c.b.matmul(n, wq)?, c.b.matmul(n, wk)?, c.b.matmul(n, wv)?);
+    let q = c.heads(q, d.heads, hd)?;
+    let k = c.heads(k, d.kv_heads, hd)?;
+    let v = c.heads(v, d.kv_heads, hd)?;
+    let q = c.rotate_half_rope(q, cos, sin, hd)?;
+    let k = c.rotate_half_rope(k, cos, sin, hd)?;
+    let k_all = slots.update(c, past_k, k)?;
+    let v_all = slots.update(c, past_v, v)?;
+    let o = c.attention(q, k_all, v_all, d.heads, d.kv_heads, hd, slots.mask)?;
+    let o = c.b.transpose(o, &[0, 2, 1, 3])?;
+    let o = c.b.reshape(o, vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(w)])?;
+    let wo = c.weight(&[w, w], s);
+    let o = c.b.matmul(o, wo)?;
+    let h = c.b.add2(h, o)?;
+    let n = c.rms_norm(h, w)?;
+    let wg = c.weight(&[w, d.intermediate], s);
+    let wu = c.weight(&[w, d.intermediate], s);
+    let wd = c.weight(&[d.intermediate, w], s);
+    let gate = c.b.matmul(n, wg)?;
+    let up = c.b.matmul(n, wu)?;
+    let act = c.swiglu(gate, up)?;
+    let down = c.b.matmul(act, wd)?;
+    Ok((c.b.add2(h, down)?, k_all, v_all))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tiny_model_validates_with_paired_names() {
+        let g = llama_kv_model(KvConfig::tiny()).unwrap();
+        g.validate().unwrap();
+        let names: Vec<String> = g.inputs().iter().map(|&i| g.node(i).name.clone().unwrap()).collect();
+        assert_eq!(names[..3], ["input_ids", "cache_position", "past_key_values.0.key"]);
+        let outs: Vec<&str> = g.outputs().iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(outs, ["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"]);
+        assert_eq!(g.value_type(g.outputs()[1].1), &g.node(g.inputs()[2]).types[0]);
+        let layer = llama_kv_layer(KvConfig::tiny().decoder, 16).unwrap();
+        layer.validate().unwrap();
+        assert_eq!(layer.outputs().len(), 3);
+        let bad = KvConfig { vocab: 0, ..KvConfig::tiny() };
+        assert!(llama_kv_model(bad).is_err());
+    }
+}
