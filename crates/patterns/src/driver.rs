@@ -81,6 +81,9 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
             if fired > 0 {
                 changed = true;
                 *report.rules.get_mut(rule.name).expect("inserted") += fired;
+                // The replaced nodes go first, so that a folded weight (`reshape(w)`) is
+                // its constant's only reader and keeps its name (see canonicalize).
+                g.remove_dead();
                 let mut seeds: Vec<NodeId> =
                     g.node_ids().filter(|id| !existed.get(id.index()).copied().unwrap_or(false)).collect();
                 let users: Vec<NodeId> = seeds.iter().flat_map(|&id| g.users(id)).collect();
