@@ -7,7 +7,7 @@ use crate::dtype::DType;
 use crate::error::{IrError, NodeLabel};
 use crate::graph::{Graph, NodeId, Value};
 use crate::op::Op;
-use crate::shape::TensorType;
+use crate::shape::{Dim, TensorType};
 use crate::tensor::HostTensor;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,7 @@ pub fn from_json(text: &str) -> Result<Graph, IrError> {
 
 /// Reads a graph from JSON, decoding blocks with `registry`.
 pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrError> {
-    let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?;
+    let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(located(&e, "")))?;
     match head.get("format").and_then(Json::as_str) {
         Some(FORMAT) => {}
         Some(other) => return Err(IrError::Format(format!("format is \"{other}\", expected \"{FORMAT}\""))),
@@ -124,8 +124,66 @@ pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrE
         }
         None => return Err(IrError::Format("no numeric \"version\" field".into())),
     }
-    let doc: Doc = serde_json::from_value(head).map_err(|e| IrError::Json(e.to_string()))?;
+    // From the text, not from `head`, so that structure errors keep their line and column.
+    let doc: Doc =
+        serde_json::from_str(text).map_err(|e| IrError::Json(located(&e, &failing_node(&head))))?;
     Reader { registry, doc: &doc, index: HashMap::new(), made: HashMap::new(), graph: Graph::new() }.read()
+}
+
+/// `line L, column C[, node N "name"]: reason` for a serde_json error.
+fn located(e: &serde_json::Error, node: &str) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let reason = text.strip_suffix(&suffix).unwrap_or(&text);
+    format!("line {}, column {}{node}: {reason}", e.line(), e.column())
+}
+
+/// `, node N "name"` for the first node of the document that does not have the node
+/// structure (empty when every node has it, e.g. when the error is in `outputs`).
+fn failing_node(head: &Json) -> String {
+    let nodes = head.get("nodes").and_then(Json::as_array).map_or(&[][..], |v| &v[..]);
+    let Some(bad) = nodes.iter().find(|n| serde_json::from_value::<RawNode>((*n).clone()).is_err()) else {
+        return String::new();
+    };
+    let id = bad.get("id").map_or_else(|| "without an id".to_string(), |v| v.to_string());
+    match bad.get("name").and_then(Json::as_str) {
+        Some(name) => format!(", node {id} \"{name}\""),
+        None => format!(", node {id}"),
+    }
+}
+
+/// Resolves numpy's `-1` ("whatever is left") in a reshape's `shape` from the operand's
+/// element count; other negative entries, or a `-1` that does not divide out, are errors.
+fn resolve_reshape(attrs: &Map<String, Json>, input: &TensorType) -> Result<Map<String, Json>, String> {
+    let Some(Json::Array(shape)) = attrs.get("shape") else {
+        return Ok(attrs.clone());
+    };
+    let negative: Vec<(usize, i64)> =
+        shape.iter().enumerate().filter_map(|(i, v)| Some((i, v.as_i64().filter(|n| *n < 0)?))).collect();
+    match negative[..] {
+        [] => return Ok(attrs.clone()),
+        [(_, -1)] => {}
+        [(_, n)] => {
+            return Err(format!("reshape: shape entry {n} is negative (only -1, \"the rest\", is allowed)"))
+        }
+        _ => return Err(format!("reshape: shape {} has more than one -1", Json::Array(shape.clone()))),
+    }
+    let at = negative[0].0;
+    let mut rest = Dim::Known(1);
+    for (i, v) in shape.iter().enumerate().filter(|(i, _)| *i != at) {
+        let d: Dim =
+            serde_json::from_value(v.clone()).map_err(|e| format!("reshape: shape entry {i}: {e}"))?;
+        rest = rest.mul(&d);
+    }
+    let numel = input.numel();
+    let inferred = numel.div_exact(&rest).ok_or_else(|| {
+        format!("reshape: cannot resolve the -1 in shape {}: {input} has {numel} elements, not a multiple of {rest}", Json::Array(shape.clone()))
+    })?;
+    let mut shape = shape.clone();
+    shape[at] = serde_json::to_value(&inferred).map_err(|e| e.to_string())?;
+    let mut attrs = attrs.clone();
+    attrs.insert("shape".into(), Json::Array(shape));
+    Ok(attrs)
 }
 
 struct Reader<'a> {
@@ -265,7 +323,23 @@ impl Reader<'_> {
                 self.add(n, Op::Constant(t), vec![])?
             }
             name => {
-                let op = decode_op(name, &n.attrs, self.registry).map_err(|e| match e {
+                let args: Vec<Value> = n
+                    .args
+                    .iter()
+                    .map(|a| {
+                        let (id, out) = parse_ref(a).expect("checked");
+                        Value { node: self.made[&id], output: out }
+                    })
+                    .collect();
+                let resolved;
+                let mut attrs = &n.attrs;
+                if name == "reshape" {
+                    if let Some(&x) = args.first().filter(|v| self.graph.value_exists(**v)) {
+                        resolved = resolve_reshape(&n.attrs, self.graph.value_type(x)).map_err(bad)?;
+                        attrs = &resolved;
+                    }
+                }
+                let op = decode_op(name, attrs, self.registry).map_err(|e| match e {
                     OpDecodeError::UnknownOp(op) => bad(format!("unknown op '{op}'")),
                     OpDecodeError::BadAttr(r) => bad(r),
                     OpDecodeError::UnknownBlock { kind, known } => {
@@ -278,14 +352,6 @@ impl Reader<'_> {
                     let known: Vec<&str> = known.keys().map(String::as_str).collect();
                     no_other_attrs(n, &known).map_err(bad)?;
                 }
-                let args = n
-                    .args
-                    .iter()
-                    .map(|a| {
-                        let (id, out) = parse_ref(a).expect("checked");
-                        Value { node: self.made[&id], output: out }
-                    })
-                    .collect();
                 self.add(n, op, args)?
             }
         };
@@ -351,5 +417,60 @@ fn relabel(e: IrError, label: NodeLabel) -> IrError {
         }
         IrError::Block { reason, .. } => IrError::Block { node: label, reason },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(nodes: &str) -> String {
+        format!(
+            "{{\n  \"format\": \"blockfuse-ir\",\n  \"version\": 1,\n  \"nodes\": [\n{nodes}\n  ],\n  \
+             \"outputs\": [{{\"name\": \"y\", \"value\": \"1\"}}]\n}}"
+        )
+    }
+
+    const X: &str = r#"    {"id": 0, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": ["batch", "seq", 4]}]},"#;
+
+    fn reshape(shape: &str) -> Result<Graph, IrError> {
+        from_json(&doc(&format!("{X}\n    {{\"id\": 1, \"op\": \"reshape\", \"attrs\": {{\"shape\": {shape}}}, \"args\": [\"0\"]}}")))
+    }
+
+    #[test]
+    fn structure_errors_give_line_column_and_node() {
+        let text = doc(&format!(
+            "{X}\n    {{\"id\": 1, \"op\": \"neg\", \"name\": \"ln1\", \"args\": [\"0\"], \
+             \"types\": [{{\"dtype\": \"float32\", \"shape\": []}}]}}"
+        ));
+        let e = from_json(&text).unwrap_err().to_string();
+        assert!(e.starts_with("malformed JSON: line 6, column "), "{e}");
+        assert!(e.contains(", node 1 \"ln1\": unknown variant `float32`"), "{e}");
+        assert!(!e.contains(" at line "), "{e}");
+        // A syntax error has a location too.
+        let e = from_json("{\n  \"format\": \"blockfuse-ir\",\n  oops\n}").unwrap_err().to_string();
+        assert!(e.starts_with("malformed JSON: line 3, column 3: "), "{e}");
+    }
+
+    #[test]
+    fn numpy_minus_one_in_reshape_is_resolved() {
+        let g = reshape(r#"["batch", -1]"#).unwrap();
+        let y = g.outputs()[0].1;
+        assert_eq!(g.value_type(y).to_string(), "f32[batch, 4*seq]");
+        let g = reshape(r#"[-1, 2]"#).unwrap();
+        assert_eq!(g.value_type(g.outputs()[0].1).to_string(), "f32[2*batch*seq, 2]");
+        // Written back with the dim it stands for.
+        assert!(to_json(&g).unwrap().contains("\"2*batch*seq\""));
+    }
+
+    #[test]
+    fn bad_minus_ones_are_clear_errors() {
+        let e = reshape("[-1, -1]").unwrap_err().to_string();
+        assert_eq!(e, "node 1: reshape: shape [-1,-1] has more than one -1");
+        let e = reshape(r#"["batch", -2]"#).unwrap_err().to_string();
+        assert!(e.contains("shape entry -2 is negative"), "{e}");
+        let e = reshape(r#"[3, "seq", -1]"#).unwrap_err().to_string();
+        assert!(e.contains("cannot resolve the -1 in shape [3,\"seq\",-1]"), "{e}");
+        assert!(e.contains("f32[batch, seq, 4] has 4*batch*seq elements, not a multiple of 3*seq"), "{e}");
     }
 }
