@@ -19,39 +19,99 @@ pub const FORMAT: &str = "blockfuse-ir";
 /// The version this build writes and reads.
 pub const VERSION: u64 = 1;
 
-#[derive(Serialize, Deserialize)]
+/// A blockfuse IR document (`docs/ir-format.md`).
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "blockfuse-ir document, version 1")]
 struct Doc {
+    /// Always `"blockfuse-ir"`.
     format: String,
+    /// The format version; this build reads and writes 1.
     version: u64,
+    /// The nodes; operands refer to earlier or later nodes by id (any order is read).
     nodes: Vec<RawNode>,
+    /// The graph outputs, in order.
     outputs: Vec<RawOutput>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One node: an op, its attributes, its operands and (optionally) its output types.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawNode {
+    /// The node id: unique in the document; errors and near-misses name nodes by it.
     id: u64,
+    /// The op: `input`, `constant`, a primitive op (`mul`, `reduce_mean`, ...) or
+    /// `block.<kind>` (`block.rms_norm`; attributes per block in docs/blocks.md).
     op: String,
+    /// A frontend name, kept through rewrites where a value is reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+    /// The op's attributes (docs/ir-format.md lists them per op). In `reshape`'s `shape`,
+    /// one `-1` stands for the rest of the elements.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     attrs: Map<String, Json>,
+    /// Operands: `"<id>"` (output 0) or `"<id>:<output>"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     args: Vec<String>,
     /// Output types: required for inputs, optional elsewhere (checked against inference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<TypeSchema>>")]
     types: Option<Vec<TensorType>>,
     /// Constant payload: base64 of the little-endian bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A named graph output.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
+    /// The output's name.
     name: String,
+    /// The value: `"<id>"` or `"<id>:<output>"`.
     value: String,
+}
+
+/// A tensor type, as the schema describes [`TensorType`]'s JSON form.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct TypeSchema {
+    /// The element type.
+    dtype: DTypeSchema,
+    /// One dim per axis, outermost first.
+    shape: Vec<DimSchema>,
+}
+
+/// An element type (the names of [`DType`]).
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum DTypeSchema {
+    F32,
+    F16,
+    Bf16,
+    F64,
+    I64,
+    I32,
+    I8,
+    U8,
+    Bool,
+}
+
+/// A dim: a size, or a symbolic product such as `"seq"`, `"2*seq"`, `"batch*seq"`.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum DimSchema {
+    Known(u64),
+    Sym(String),
+}
+
+/// The JSON Schema of the document format, generated from the reader's own types
+/// (committed as `docs/ir-schema.json`).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Doc);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
 }
 
 /// Writes a graph as JSON (nodes in topological order, ids renumbered from 0). Errors on a
@@ -450,6 +510,24 @@ mod tests {
         // A syntax error has a location too.
         let e = from_json("{\n  \"format\": \"blockfuse-ir\",\n  oops\n}").unwrap_err().to_string();
         assert!(e.starts_with("malformed JSON: line 3, column 3: "), "{e}");
+    }
+
+    #[test]
+    fn committed_schema_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ir-schema.json");
+        let generated = json_schema();
+        if std::env::var_os("BLOCKFUSE_UPDATE_SCHEMA").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(committed == generated, "docs/ir-schema.json is stale: rerun with BLOCKFUSE_UPDATE_SCHEMA=1");
+        // Every dtype name is in the schema's list.
+        let schema: Json = serde_json::from_str(&generated).unwrap();
+        let names = schema.pointer("/$defs/DTypeSchema/enum").and_then(Json::as_array).unwrap();
+        assert_eq!(names.len(), DType::ALL.len());
+        for d in DType::ALL {
+            assert!(names.contains(&serde_json::to_value(d).unwrap()), "{d}");
+        }
     }
 
     #[test]
