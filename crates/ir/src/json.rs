@@ -7,7 +7,7 @@ use crate::dtype::DType;
 use crate::error::{IrError, NodeLabel};
 use crate::graph::{Graph, NodeId, Value};
 use crate::op::Op;
-use crate::shape::TensorType;
+use crate::shape::{Dim, TensorType};
 use crate::tensor::HostTensor;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -19,39 +19,99 @@ pub const FORMAT: &str = "blockfuse-ir";
 /// The version this build writes and reads.
 pub const VERSION: u64 = 1;
 
-#[derive(Serialize, Deserialize)]
+/// A blockfuse IR document (`docs/ir-format.md`).
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "blockfuse-ir document, version 1")]
 struct Doc {
+    /// Always `"blockfuse-ir"`.
     format: String,
+    /// The format version; this build reads and writes 1.
     version: u64,
+    /// The nodes; operands refer to earlier or later nodes by id (any order is read).
     nodes: Vec<RawNode>,
+    /// The graph outputs, in order.
     outputs: Vec<RawOutput>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// One node: an op, its attributes, its operands and (optionally) its output types.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawNode {
+    /// The node id: unique in the document; errors and near-misses name nodes by it.
     id: u64,
+    /// The op: `input`, `constant`, a primitive op (`mul`, `reduce_mean`, ...) or
+    /// `block.<kind>` (`block.rms_norm`; attributes per block in docs/blocks.md).
     op: String,
+    /// A frontend name, kept through rewrites where a value is reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+    /// The op's attributes (docs/ir-format.md lists them per op). In `reshape`'s `shape`,
+    /// one `-1` stands for the rest of the elements.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     attrs: Map<String, Json>,
+    /// Operands: `"<id>"` (output 0) or `"<id>:<output>"`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     args: Vec<String>,
     /// Output types: required for inputs, optional elsewhere (checked against inference).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<TypeSchema>>")]
     types: Option<Vec<TensorType>>,
     /// Constant payload: base64 of the little-endian bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<String>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A named graph output.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
+    /// The output's name.
     name: String,
+    /// The value: `"<id>"` or `"<id>:<output>"`.
     value: String,
+}
+
+/// A tensor type, as the schema describes [`TensorType`]'s JSON form.
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct TypeSchema {
+    /// The element type.
+    dtype: DTypeSchema,
+    /// One dim per axis, outermost first.
+    shape: Vec<DimSchema>,
+}
+
+/// An element type (the names of [`DType`]).
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum DTypeSchema {
+    F32,
+    F16,
+    Bf16,
+    F64,
+    I64,
+    I32,
+    I8,
+    U8,
+    Bool,
+}
+
+/// A dim: a size, or a symbolic product such as `"seq"`, `"2*seq"`, `"batch*seq"`.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum DimSchema {
+    Known(u64),
+    Sym(String),
+}
+
+/// The JSON Schema of the document format, generated from the reader's own types
+/// (committed as `docs/ir-schema.json`).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Doc);
+    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
 }
 
 /// Writes a graph as JSON (nodes in topological order, ids renumbered from 0). Errors on a
@@ -109,7 +169,7 @@ pub fn from_json(text: &str) -> Result<Graph, IrError> {
 
 /// Reads a graph from JSON, decoding blocks with `registry`.
 pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrError> {
-    let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(e.to_string()))?;
+    let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(located(&e, "")))?;
     match head.get("format").and_then(Json::as_str) {
         Some(FORMAT) => {}
         Some(other) => return Err(IrError::Format(format!("format is \"{other}\", expected \"{FORMAT}\""))),
@@ -124,8 +184,66 @@ pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrE
         }
         None => return Err(IrError::Format("no numeric \"version\" field".into())),
     }
-    let doc: Doc = serde_json::from_value(head).map_err(|e| IrError::Json(e.to_string()))?;
+    // From the text, not from `head`, so that structure errors keep their line and column.
+    let doc: Doc =
+        serde_json::from_str(text).map_err(|e| IrError::Json(located(&e, &failing_node(&head))))?;
     Reader { registry, doc: &doc, index: HashMap::new(), made: HashMap::new(), graph: Graph::new() }.read()
+}
+
+/// `line L, column C[, node N "name"]: reason` for a serde_json error.
+fn located(e: &serde_json::Error, node: &str) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let reason = text.strip_suffix(&suffix).unwrap_or(&text);
+    format!("line {}, column {}{node}: {reason}", e.line(), e.column())
+}
+
+/// `, node N "name"` for the first node of the document that does not have the node
+/// structure (empty when every node has it, e.g. when the error is in `outputs`).
+fn failing_node(head: &Json) -> String {
+    let nodes = head.get("nodes").and_then(Json::as_array).map_or(&[][..], |v| &v[..]);
+    let Some(bad) = nodes.iter().find(|n| serde_json::from_value::<RawNode>((*n).clone()).is_err()) else {
+        return String::new();
+    };
+    let id = bad.get("id").map_or_else(|| "without an id".to_string(), |v| v.to_string());
+    match bad.get("name").and_then(Json::as_str) {
+        Some(name) => format!(", node {id} \"{name}\""),
+        None => format!(", node {id}"),
+    }
+}
+
+/// Resolves numpy's `-1` ("whatever is left") in a reshape's `shape` from the operand's
+/// element count; other negative entries, or a `-1` that does not divide out, are errors.
+fn resolve_reshape(attrs: &Map<String, Json>, input: &TensorType) -> Result<Map<String, Json>, String> {
+    let Some(Json::Array(shape)) = attrs.get("shape") else {
+        return Ok(attrs.clone());
+    };
+    let negative: Vec<(usize, i64)> =
+        shape.iter().enumerate().filter_map(|(i, v)| Some((i, v.as_i64().filter(|n| *n < 0)?))).collect();
+    match negative[..] {
+        [] => return Ok(attrs.clone()),
+        [(_, -1)] => {}
+        [(_, n)] => {
+            return Err(format!("reshape: shape entry {n} is negative (only -1, \"the rest\", is allowed)"))
+        }
+        _ => return Err(format!("reshape: shape {} has more than one -1", Json::Array(shape.clone()))),
+    }
+    let at = negative[0].0;
+    let mut rest = Dim::Known(1);
+    for (i, v) in shape.iter().enumerate().filter(|(i, _)| *i != at) {
+        let d: Dim =
+            serde_json::from_value(v.clone()).map_err(|e| format!("reshape: shape entry {i}: {e}"))?;
+        rest = rest.mul(&d);
+    }
+    let numel = input.numel();
+    let inferred = numel.div_exact(&rest).ok_or_else(|| {
+        format!("reshape: cannot resolve the -1 in shape {}: {input} has {numel} elements, not a multiple of {rest}", Json::Array(shape.clone()))
+    })?;
+    let mut shape = shape.clone();
+    shape[at] = serde_json::to_value(&inferred).map_err(|e| e.to_string())?;
+    let mut attrs = attrs.clone();
+    attrs.insert("shape".into(), Json::Array(shape));
+    Ok(attrs)
 }
 
 struct Reader<'a> {
@@ -265,7 +383,23 @@ impl Reader<'_> {
                 self.add(n, Op::Constant(t), vec![])?
             }
             name => {
-                let op = decode_op(name, &n.attrs, self.registry).map_err(|e| match e {
+                let args: Vec<Value> = n
+                    .args
+                    .iter()
+                    .map(|a| {
+                        let (id, out) = parse_ref(a).expect("checked");
+                        Value { node: self.made[&id], output: out }
+                    })
+                    .collect();
+                let resolved;
+                let mut attrs = &n.attrs;
+                if name == "reshape" {
+                    if let Some(&x) = args.first().filter(|v| self.graph.value_exists(**v)) {
+                        resolved = resolve_reshape(&n.attrs, self.graph.value_type(x)).map_err(bad)?;
+                        attrs = &resolved;
+                    }
+                }
+                let op = decode_op(name, attrs, self.registry).map_err(|e| match e {
                     OpDecodeError::UnknownOp(op) => bad(format!("unknown op '{op}'")),
                     OpDecodeError::BadAttr(r) => bad(r),
                     OpDecodeError::UnknownBlock { kind, known } => {
@@ -278,14 +412,6 @@ impl Reader<'_> {
                     let known: Vec<&str> = known.keys().map(String::as_str).collect();
                     no_other_attrs(n, &known).map_err(bad)?;
                 }
-                let args = n
-                    .args
-                    .iter()
-                    .map(|a| {
-                        let (id, out) = parse_ref(a).expect("checked");
-                        Value { node: self.made[&id], output: out }
-                    })
-                    .collect();
                 self.add(n, op, args)?
             }
         };
@@ -351,5 +477,78 @@ fn relabel(e: IrError, label: NodeLabel) -> IrError {
         }
         IrError::Block { reason, .. } => IrError::Block { node: label, reason },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(nodes: &str) -> String {
+        format!(
+            "{{\n  \"format\": \"blockfuse-ir\",\n  \"version\": 1,\n  \"nodes\": [\n{nodes}\n  ],\n  \
+             \"outputs\": [{{\"name\": \"y\", \"value\": \"1\"}}]\n}}"
+        )
+    }
+
+    const X: &str = r#"    {"id": 0, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": ["batch", "seq", 4]}]},"#;
+
+    fn reshape(shape: &str) -> Result<Graph, IrError> {
+        from_json(&doc(&format!("{X}\n    {{\"id\": 1, \"op\": \"reshape\", \"attrs\": {{\"shape\": {shape}}}, \"args\": [\"0\"]}}")))
+    }
+
+    #[test]
+    fn structure_errors_give_line_column_and_node() {
+        let text = doc(&format!(
+            "{X}\n    {{\"id\": 1, \"op\": \"neg\", \"name\": \"ln1\", \"args\": [\"0\"], \
+             \"types\": [{{\"dtype\": \"float32\", \"shape\": []}}]}}"
+        ));
+        let e = from_json(&text).unwrap_err().to_string();
+        assert!(e.starts_with("malformed JSON: line 6, column "), "{e}");
+        assert!(e.contains(", node 1 \"ln1\": unknown variant `float32`"), "{e}");
+        assert!(!e.contains(" at line "), "{e}");
+        // A syntax error has a location too.
+        let e = from_json("{\n  \"format\": \"blockfuse-ir\",\n  oops\n}").unwrap_err().to_string();
+        assert!(e.starts_with("malformed JSON: line 3, column 3: "), "{e}");
+    }
+
+    #[test]
+    fn committed_schema_is_the_generated_one() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ir-schema.json");
+        let generated = json_schema();
+        if std::env::var_os("BLOCKFUSE_UPDATE_SCHEMA").is_some() {
+            std::fs::write(path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(committed == generated, "docs/ir-schema.json is stale: rerun with BLOCKFUSE_UPDATE_SCHEMA=1");
+        // Every dtype name is in the schema's list.
+        let schema: Json = serde_json::from_str(&generated).unwrap();
+        let names = schema.pointer("/$defs/DTypeSchema/enum").and_then(Json::as_array).unwrap();
+        assert_eq!(names.len(), DType::ALL.len());
+        for d in DType::ALL {
+            assert!(names.contains(&serde_json::to_value(d).unwrap()), "{d}");
+        }
+    }
+
+    #[test]
+    fn numpy_minus_one_in_reshape_is_resolved() {
+        let g = reshape(r#"["batch", -1]"#).unwrap();
+        let y = g.outputs()[0].1;
+        assert_eq!(g.value_type(y).to_string(), "f32[batch, 4*seq]");
+        let g = reshape(r#"[-1, 2]"#).unwrap();
+        assert_eq!(g.value_type(g.outputs()[0].1).to_string(), "f32[2*batch*seq, 2]");
+        // Written back with the dim it stands for.
+        assert!(to_json(&g).unwrap().contains("\"2*batch*seq\""));
+    }
+
+    #[test]
+    fn bad_minus_ones_are_clear_errors() {
+        let e = reshape("[-1, -1]").unwrap_err().to_string();
+        assert_eq!(e, "node 1: reshape: shape [-1,-1] has more than one -1");
+        let e = reshape(r#"["batch", -2]"#).unwrap_err().to_string();
+        assert!(e.contains("shape entry -2 is negative"), "{e}");
+        let e = reshape(r#"[3, "seq", -1]"#).unwrap_err().to_string();
+        assert!(e.contains("cannot resolve the -1 in shape [3,\"seq\",-1]"), "{e}");
+        assert!(e.contains("f32[batch, seq, 4] has 4*batch*seq elements, not a multiple of 3*seq"), "{e}");
     }
 }

@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod export;
 pub mod functions;
 pub mod import;
 pub mod model;
@@ -34,6 +35,7 @@ pub mod tensor;
 pub mod test_data;
 
 pub use error::OnnxError;
+pub use export::{export_model, write_model, ExportError};
 pub use functions::{inline_functions, InlineStats};
 pub use import::{import_file, import_model};
 pub use model::{decode_model, load_model};

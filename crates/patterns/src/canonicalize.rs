@@ -103,11 +103,28 @@ fn cse_key(g: &Graph, id: NodeId) -> Option<String> {
             return None;
         }
         key = format!("const {} {:?} {:?}", t.dtype(), t.dims(), t.bytes());
+        // Named tensors beyond a few elements are parameters (`layers.0.norm.weight`):
+        // equal values today, separate weights to the framework that maps them by name.
+        if let (Some(name), true) = (&n.name, t.len() > 4) {
+            key.push_str(&format!(" named {name}"));
+        }
     }
     for v in &n.operands {
         key.push_str(&format!(" {v}"));
     }
     Some(key)
+}
+
+/// The name a folded constant keeps: that of its only named weight operand (more than 4
+/// elements; scalars such as Gemma's `+ 1` do not count), when this
+/// node is that weight's only reader (so the name stays unique), e.g. a weight whose
+/// cast or reshape is folded. Frameworks map weights by name.
+fn reused_name(g: &Graph, node: &blockfuse_ir::Node) -> Option<String> {
+    let weight = |v: &&Value| g.node(v.node).op.as_constant().is_some_and(|t| t.len() > 4);
+    let mut named = node.operands.iter().filter(weight).filter(|v| g.node(v.node).name.is_some());
+    let v = *named.next()?;
+    let only_reader = g.use_count(v) == node.operands.iter().filter(|o| **o == v).count();
+    (named.next().is_none() && only_reader).then(|| g.node(v.node).name.clone()).flatten()
 }
 
 fn scalar(g: &Graph, v: Value) -> Option<f64> {
@@ -132,8 +149,11 @@ fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
         if let Some(consts) = consts {
             let refs: Vec<_> = consts.iter().collect();
             if let Some(t) = fold(&node.op, &refs, &out) {
+                let name = reused_name(g, &node);
                 let mut b = Builder::new(g);
-                return Ok(Some(b.constant(t)));
+                let c = b.constant(t);
+                b.graph_mut().set_name(c.node, name);
+                return Ok(Some(c));
             }
         }
     }

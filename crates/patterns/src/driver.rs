@@ -2,7 +2,7 @@
 //! (bounded), re-canonicalizing only around what each rewrite touched.
 
 use crate::canonicalize::{canonicalize, canonicalize_from};
-use crate::matcher::{interior_escapes, match_at};
+use crate::matcher::{interior_escapes, match_at, Match};
 use crate::rule::{Rule, RuleSet};
 use blockfuse_ir::{Builder, Graph, IrError, NodeId, Op, Value};
 use serde::Serialize;
@@ -81,6 +81,9 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
             if fired > 0 {
                 changed = true;
                 *report.rules.get_mut(rule.name).expect("inserted") += fired;
+                // The replaced nodes go first, so that a folded weight (`reshape(w)`) is
+                // its constant's only reader and keeps its name (see canonicalize).
+                g.remove_dead();
                 let mut seeds: Vec<NodeId> =
                     g.node_ids().filter(|id| !existed.get(id.index()).copied().unwrap_or(false)).collect();
                 let users: Vec<NodeId> = seeds.iter().flat_map(|&id| g.users(id)).collect();
@@ -155,6 +158,7 @@ fn apply_rule(
                 None => (rule.check)(g, &m),
             },
         };
+        unknown_capture(rule, &m)?;
         let facts = match verdict {
             Ok(facts) => facts,
             Err(reason) => {
@@ -167,7 +171,9 @@ fn apply_rule(
         let new = {
             let mut b = Builder::new(g);
             b.set_scope(name.or_else(|| Some(rule.name.to_string())));
-            (rule.rewrite)(&mut b, &m, facts)?
+            let new = (rule.rewrite)(&mut b, &m, facts);
+            unknown_capture(rule, &m)?;
+            new?
         };
         if *g.value_type(new) != want {
             return Err(IrError::Graph(format!(
@@ -183,6 +189,18 @@ fn apply_rule(
         fired += 1;
     }
     Ok(fired)
+}
+
+/// An error when the rule's check or rewrite asked for a capture its match does not have.
+fn unknown_capture(rule: &Rule, m: &Match) -> Result<(), IrError> {
+    match m.missing_capture() {
+        Some(name) => Err(IrError::Graph(format!(
+            "rule {}: no capture named '{name}' in its match (captures: {})",
+            rule.name,
+            m.capture_names().join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Marks `start` and every producer that only dead nodes read as dead, so later anchors
@@ -202,5 +220,41 @@ fn mark_dead(g: &Graph, start: NodeId, dead: &mut Vec<bool>) {
             dead[id.index()] = true;
             stack.extend(n.operands.iter().map(|v| v.node));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::{any, unary};
+    use blockfuse_ir::{DType, TensorType, UnaryOp};
+
+    fn neg_graph() -> Graph {
+        let mut g = Graph::new();
+        let x = g.add_input("x", TensorType::known(DType::F32, &[4]));
+        let n = g.add_node(Op::Unary(UnaryOp::Neg), &[x], None).unwrap();
+        let y = g.add_node(Op::Unary(UnaryOp::Neg), &[Value::first(n)], None).unwrap();
+        g.add_output("y", Value::first(y));
+        g
+    }
+
+    fn double_neg(rewrite_capture: &'static str) -> RuleSet {
+        let rule = Rule::new("double_neg", unary(UnaryOp::Neg, unary(UnaryOp::Neg, any("x"))))
+            .rewrite(move |_, m| Ok(m.value(rewrite_capture)));
+        let mut rules = RuleSet::default();
+        rules.push(rule);
+        rules
+    }
+
+    #[test]
+    fn a_misspelt_capture_is_an_error_naming_it_and_the_rule() {
+        let mut g = neg_graph();
+        let e = optimize(&mut g, &double_neg("xs")).unwrap_err().to_string();
+        assert_eq!(e, "rule double_neg: no capture named 'xs' in its match (captures: x)");
+        // The same rule spelt right fires.
+        let mut g = neg_graph();
+        let report = optimize(&mut g, &double_neg("x")).unwrap();
+        assert_eq!(report.rules["double_neg"], 1);
+        assert_eq!(g.outputs()[0].1, Value::first(g.inputs()[0]));
     }
 }

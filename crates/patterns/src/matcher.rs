@@ -15,13 +15,36 @@ pub struct Match {
     pub interior: Vec<NodeId>,
     /// Set when an `expect` sub-pattern failed: the near-miss reason.
     pub failed: Option<&'static str>,
+    /// The first name [`Match::value`] was asked for that this match did not capture; the
+    /// driver turns it into an error naming the capture and the rule.
+    missing: std::cell::RefCell<Option<String>>,
 }
 
 impl Match {
-    /// The captured value `name` (panics if the pattern has no such capture on this path;
-    /// use [`Match::get`] for optional ones).
+    /// The captured value `name`. When the match has no such capture (a typo, or a branch
+    /// of the pattern that did not match; use [`Match::get`] for optional ones) it returns
+    /// the root and records the name: `optimize` then fails with an error naming the
+    /// capture and the rule, and the rewrite's result is discarded.
     pub fn value(&self, name: &str) -> Value {
-        self.captures[name]
+        match self.captures.get(name) {
+            Some(v) => *v,
+            None => {
+                self.missing.borrow_mut().get_or_insert_with(|| name.to_string());
+                self.root
+            }
+        }
+    }
+
+    /// The first capture name [`Match::value`] did not find, if any.
+    pub fn missing_capture(&self) -> Option<String> {
+        self.missing.borrow().clone()
+    }
+
+    /// The capture names of this match, sorted (for messages).
+    pub fn capture_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.captures.keys().copied().collect();
+        names.sort_unstable();
+        names
     }
 
     /// The captured value `name`, if that branch of the pattern matched.
@@ -62,6 +85,7 @@ pub fn match_at(g: &Graph, pat: &Pat, v: Value) -> Option<Match> {
             i
         },
         failed: s.failed,
+        missing: Default::default(),
     })
 }
 
