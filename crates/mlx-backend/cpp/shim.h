@@ -102,6 +102,13 @@ int bfm_sdpa(const bfm_array* q, const bfm_array* k, const bfm_array* v, float s
 int bfm_fused_elementwise(int kind, const bfm_array* a, const bfm_array* b, int out_dtype,
                           bfm_array** out);
 
+/* Affine-quantized matmul, MLX's `quantized_matmul(x, w, scales, biases, transpose = true)`:
+ * `w` holds the packed weight as uint8 bytes {N, K·bits/8} in MLX's little-endian packing and
+ * is viewed as uint32 {N, K·bits/32}; x, scales and biases are cast to `dtype` first. */
+int bfm_quantized_matmul(const bfm_array* x, const bfm_array* w, const bfm_array* scales,
+                         const bfm_array* biases, int group_size, int bits, int dtype,
+                         bfm_array** out);
+
 #ifdef __cplusplus
 }
 #endif
