@@ -9,7 +9,8 @@ use common::*;
 /// The block's operands for `w {n, k}` quantized with `bits`/`group_size`, scales in `dtype`.
 fn operands(q: &QuantizedWeight, dtype: DType) -> [HostTensor; 3] {
     let groups = q.k / q.block.group_size as usize;
-    let packed = HostTensor::from_bytes(DType::U8, vec![q.n, q.packed.len() / q.n], q.packed.clone()).unwrap();
+    let packed =
+        HostTensor::from_bytes(DType::U8, vec![q.n, q.packed.len() / q.n], q.packed.clone()).unwrap();
     let f = |v: &[f32]| {
         HostTensor::from_f64(dtype, vec![q.n, groups], &v.iter().map(|&x| x as f64).collect::<Vec<_>>())
     };
@@ -22,13 +23,19 @@ fn level(q: &QuantizedWeight, row: usize, col: usize) -> f64 {
     let byte = q.packed[row * q.k * bits / 8 + col * bits / 8];
     (match bits {
         8 => byte,
-        _ if col % 2 == 0 => byte & 15,
+        _ if col.is_multiple_of(2) => byte & 15,
         _ => byte >> 4,
     }) as f64
 }
 
 /// `x · Wᵀ` in f64, with W dequantized from the operands as they are held (rounded scales).
-fn reference(x: &[f64], rows: usize, q: &QuantizedWeight, scales: &HostTensor, biases: &HostTensor) -> Vec<f64> {
+fn reference(
+    x: &[f64],
+    rows: usize,
+    q: &QuantizedWeight,
+    scales: &HostTensor,
+    biases: &HostTensor,
+) -> Vec<f64> {
     let (s, b) = (scales.to_f64_vec(), biases.to_f64_vec());
     let groups = q.k / q.block.group_size as usize;
     let w = |n: usize, k: usize| {

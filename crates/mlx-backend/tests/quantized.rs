@@ -15,7 +15,8 @@ fn quantized_matmul_matches_the_reference_for_bits_groups_and_dtypes() {
         for group_size in [32, 64, 128] {
             let q = quantize_affine(&weight, n, k, bits, group_size).unwrap();
             let groups = k / group_size as usize;
-            let packed = HostTensor::from_bytes(DType::U8, vec![n, k * bits as usize / 8], q.packed.clone()).unwrap();
+            let packed =
+                HostTensor::from_bytes(DType::U8, vec![n, k * bits as usize / 8], q.packed.clone()).unwrap();
             for d in [DType::F32, DType::F16, DType::BF16, DType::F64] {
                 let scales = tensor(d, &[n, groups], &q.scales.iter().map(|&v| v as f64).collect::<Vec<_>>());
                 let biases = tensor(d, &[n, groups], &q.biases.iter().map(|&v| v as f64).collect::<Vec<_>>());

@@ -47,7 +47,8 @@ impl QuantizedMatmul {
         QuantizedMatmul { bits, group_size }
     }
 
-    fn check_attrs(&self) -> Result<(), String> {
+    /// Checks bits and group size; the error names the attribute.
+    pub fn validate(&self) -> Result<(), String> {
         let k = Self::KIND;
         if !BITS.contains(&self.bits) {
             return Err(format!("{k}: bits must be one of {BITS:?}, got {}", self.bits));
@@ -78,7 +79,7 @@ impl Block for QuantizedMatmul {
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let k = Self::KIND;
-        self.check_attrs()?;
+        self.validate()?;
         common::arity(k, inputs, &[4], "x, packed, scales, biases")?;
         let (x, packed, scales, biases) = (&inputs[0], &inputs[1], &inputs[2], &inputs[3]);
         common::float(k, "x", x)?;
@@ -89,9 +90,10 @@ impl Block for QuantizedMatmul {
         if biases.dtype != scales.dtype || biases.shape != scales.shape {
             return Err(format!("{k}: biases ({biases}) must have the type of scales ({scales})"));
         }
-        let (n, kk) = packed_dims(self.bits, packed)
-            .ok_or_else(|| format!("{k}: packed must be 2-D with known dims, got [{}]", join_dims(&packed.shape)))?;
-        if kk % self.group_size as usize != 0 {
+        let (n, kk) = packed_dims(self.bits, packed).ok_or_else(|| {
+            format!("{k}: packed must be 2-D with known dims, got [{}]", join_dims(&packed.shape))
+        })?;
+        if !kk.is_multiple_of(self.group_size as usize) {
             return Err(format!("{k}: K = {kk} is not a multiple of group_size {}", self.group_size));
         }
         let groups = kk / self.group_size as usize;
@@ -103,7 +105,10 @@ impl Block for QuantizedMatmul {
             ));
         }
         if x.rank() < 2 || x.shape.last() != Some(&Dim::Known(kk)) {
-            return Err(format!("{k}: x must have rank ≥ 2 and last axis K = {kk}, got [{}]", join_dims(&x.shape)));
+            return Err(format!(
+                "{k}: x must have rank ≥ 2 and last axis K = {kk}, got [{}]",
+                join_dims(&x.shape)
+            ));
         }
         let mut shape = x.shape.clone();
         *shape.last_mut().expect("rank ≥ 2") = Dim::Known(n);
@@ -163,18 +168,28 @@ fn unpack(b: &mut Builder<'_>, packed: Value, bits: u32, n: usize, bytes: usize)
 /// `q = round((w − bias) / scale)` clamped to `[0, 2^bits)`. Returns the packed bytes
 /// `{N, K·bits/8}`, scales and biases `{N, K / group_size}` (f32). A constant group gets
 /// scale 0 and stores its value exactly in the bias.
-pub fn quantize_affine(w: &[f32], n: usize, k: usize, bits: u32, group_size: u32) -> Result<QuantizedWeight, String> {
+pub fn quantize_affine(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    bits: u32,
+    group_size: u32,
+) -> Result<QuantizedWeight, String> {
     let g = group_size as usize;
     let block = QuantizedMatmul::new(bits, group_size);
-    block.check_attrs()?;
-    if w.len() != n * k || k % g != 0 {
-        return Err(format!("quantize: weight of {} values is not [{n}, {k}] with K a multiple of {g}", w.len()));
+    block.validate()?;
+    if w.len() != n * k || !k.is_multiple_of(g) {
+        return Err(format!(
+            "quantize: weight of {} values is not [{n}, {k}] with K a multiple of {g}",
+            w.len()
+        ));
     }
     let levels = ((1u32 << bits) - 1) as f32;
     let mut q = vec![0u8; n * k];
     let (mut scales, mut biases) = (Vec::with_capacity(n * k / g), Vec::with_capacity(n * k / g));
     for (group, qs) in w.chunks(g).zip(q.chunks_mut(g)) {
-        let (lo, hi) = group.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        let (lo, hi) =
+            group.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
         if !lo.is_finite() || !hi.is_finite() {
             return Err("quantize: the weight has a non-finite value".to_string());
         }
@@ -223,7 +238,13 @@ mod tests {
             for (i, &v) in w.iter().enumerate() {
                 let (row, col) = (i / k, i % k);
                 let byte = q.packed[row * k * bits as usize / 8 + col * bits as usize / 8];
-                let qi = if bits == 8 { byte } else if col % 2 == 0 { byte & 15 } else { byte >> 4 };
+                let qi = if bits == 8 {
+                    byte
+                } else if col.is_multiple_of(2) {
+                    byte & 15
+                } else {
+                    byte >> 4
+                };
                 let gi = row * (k / 32) + col / 32;
                 let back = q.scales[gi] * qi as f32 + q.biases[gi];
                 assert!((back - v).abs() <= q.scales[gi] / 2.0 + 1e-6, "bits {bits} at {i}: {back} vs {v}");
@@ -244,7 +265,8 @@ mod tests {
     fn infer_names_each_broken_rule() {
         let t = |d: DType, s: &[usize]| TensorType::new(d, dims(s));
         let b = QuantizedMatmul::new(4, 32);
-        let ok = [t(DType::F32, &[2, 64]), t(DType::U8, &[8, 32]), t(DType::F32, &[8, 2]), t(DType::F32, &[8, 2])];
+        let ok =
+            [t(DType::F32, &[2, 64]), t(DType::U8, &[8, 32]), t(DType::F32, &[8, 2]), t(DType::F32, &[8, 2])];
         assert_eq!(b.infer(&ok).unwrap(), vec![t(DType::F32, &[2, 8])]);
         let mut bad = ok.clone();
         bad[0] = t(DType::F32, &[2, 63]);
