@@ -2,7 +2,7 @@
 
 mod common;
 
-use blockfuse_ir::blocks::{quantize_affine, QuantizedMatmul, QuantizedWeight};
+use blockfuse_ir::blocks::{quantize_affine, QuantizedEmbedding, QuantizedMatmul, QuantizedWeight};
 use blockfuse_ir::{DType, HostTensor, TensorType};
 use common::*;
 
@@ -106,4 +106,28 @@ fn rejects_operands_that_do_not_fit_the_layout() {
         &[t(DType::I64, &[2, 64]), t(DType::U8, &[8, 32]), t(DType::F32, &[8, 2]), t(DType::F32, &[8, 2])],
     );
     assert!(err.contains("x must be a float"), "{err}");
+}
+
+#[test]
+fn embedding_rows_are_the_dequantized_table_rows() {
+    let mut rng = rng(18);
+    let (v, d) = (10, 128);
+    let table: Vec<f32> = normal(&mut rng, v * d).iter().map(|&x| x as f32).collect();
+    for bits in [4, 8] {
+        let q = quantize_affine(&table, v, d, bits, 32).unwrap();
+        for dtype in [DType::F32, DType::BF16] {
+            let [packed, scales, biases] = operands(&q, dtype);
+            let ids = HostTensor::from_i64(vec![2, 3], &[0, 9, 4, -1, 3, 3]);
+            let out = run_block(QuantizedEmbedding::new(bits, 32), &[&ids, &packed, &scales, &biases]);
+            assert_eq!((out[0].dtype(), out[0].dims()), (dtype, &[2, 3, d][..]));
+            let (s, b) = (scales.to_f64_vec(), biases.to_f64_vec());
+            let want: Vec<f64> = [0usize, 9, 4, 9, 3, 3]
+                .iter()
+                .flat_map(|&row| (0..d).map(move |c| (row, c)))
+                .map(|(row, c)| s[row * (d / 32) + c / 32] * level(&q, row, c) + b[row * (d / 32) + c / 32])
+                .collect();
+            let tol = if dtype == DType::F32 { 1e-6 } else { 2e-2 };
+            assert_close(&out[0], &want, tol, &format!("embedding q{bits} {dtype}"));
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use blockfuse_ir::blocks::quantize_affine;
+use blockfuse_ir::blocks::{quantize_affine, QuantizedEmbedding};
 use blockfuse_ir::{DType, HostTensor};
 use blockfuse_mlx::lowerings;
 use common::*;
@@ -34,6 +34,30 @@ fn quantized_matmul_matches_the_reference_for_bits_groups_and_dtypes() {
                     &format!("q{bits} g{group_size} {d}"),
                 );
             }
+        }
+    }
+}
+
+/// The embedding has no lowering: its fallback gathers the looked-up rows first (bounds
+/// checked like any Gather), so MLX dequantizes only those.
+#[test]
+fn quantized_embedding_runs_its_fallback_on_mlx() {
+    let (v, d) = (12, 128);
+    let table: Vec<f32> = noise(v * d, 5).iter().map(|&x| x as f32).collect();
+    for bits in [4, 8] {
+        let q = quantize_affine(&table, v, d, bits, 64).unwrap();
+        let packed =
+            HostTensor::from_bytes(DType::U8, vec![v, d * bits as usize / 8], q.packed.clone()).unwrap();
+        for dt in [DType::F32, DType::BF16] {
+            let scales = tensor(dt, &[v, 2], &q.scales.iter().map(|&s| s as f64).collect::<Vec<_>>());
+            let biases = tensor(dt, &[v, 2], &q.biases.iter().map(|&s| s as f64).collect::<Vec<_>>());
+            let ids = HostTensor::from_i64(vec![2, 2], &[3, -1, 0, 11]);
+            let inputs = [ids, packed.clone(), scales, biases];
+            let types: Vec<_> = inputs.iter().map(type_of).collect();
+            let g = block_graph(QuantizedEmbedding::new(bits, 64), &types);
+            let want = reference(&g, &inputs);
+            let got = mlx().run(&g, &inputs).unwrap();
+            assert_close(&got[0], &want[0], tol(1e-6, 1e-3, 1e-2, dt), &format!("embedding q{bits} {dt}"));
         }
     }
 }

@@ -56,7 +56,10 @@ fn leaves_a_weight_whose_rows_are_not_whole_groups() {
     let report = quantize_weights(&mut q, opts("4:32")).unwrap();
     assert_eq!(report.quantized, 1, "only W1 (K = 64) fits groups of 32");
     assert_eq!(report.skipped.len(), 1);
-    assert_eq!(report.skipped[0].reason, "K = 48 is not a multiple of the group size 32");
+    assert_eq!(
+        report.skipped[0].reason,
+        "the grouped axis has 48 values, not a multiple of the group size 32"
+    );
     let blocks =
         q.node_ids().filter(|&id| matches!(&q.node(id).op, Op::Block(b) if b.is::<QuantizedMatmul>()));
     assert_eq!(blocks.count(), 1);
@@ -103,4 +106,28 @@ fn a_quantized_decoder_stays_close_to_the_original_after_fusion() {
         eprintln!("{spec}: largest change {change:.3e} of the largest output");
         assert!(change < bound, "{spec}: outputs moved by {change:.3e} of their range (bound {bound})");
     }
+}
+
+#[test]
+fn quantizes_an_embedding_table_and_its_projection() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let ids = b.input("ids", TensorType::new(DType::I64, [Dim::sym("batch"), Dim::sym("seq")]));
+    let table = weight(&mut b, DType::F32, &[16, 64], 3);
+    let h = b.add(Op::Gather { axis: 0 }, &[table, ids]).unwrap();
+    let w = weight(&mut b, DType::F32, &[64, 32], 4);
+    let y = b.matmul(h, w).unwrap();
+    g.add_output("y", y);
+    let before = text::dump(&g).unwrap();
+    let mut q = g.clone();
+    let report = quantize_weights(&mut q, opts("8:32")).unwrap();
+    assert_eq!((report.embeddings, report.quantized), (1, 1));
+    insta::assert_snapshot!(snapshot_text(&before, &text::dump(&q).unwrap()));
+    let ids = HostTensor::from_i64(vec![2, 3], &[0, 15, 7, -1, 2, 2]);
+    let (want, got) = (
+        FallbackBackend::new().run(&g, &[ids.clone()]).unwrap(),
+        FallbackBackend::new().run(&q, &[ids]).unwrap(),
+    );
+    let change = relative_change(&want[0], &got[0]);
+    assert!(change < 0.02, "8-bit outputs moved by {change:.3e} of their range");
 }

@@ -12,6 +12,7 @@
 //! | `geglu` | [`GeGlu`] | gate, up |
 //! | `gelu` | [`Gelu`] | x |
 //! | `quantized_matmul` | [`QuantizedMatmul`] | x, packed, scales, biases |
+//! | `quantized_embedding` | [`QuantizedEmbedding`] | ids, packed, scales, biases |
 
 use crate::block::BlockRegistry;
 
@@ -19,6 +20,7 @@ mod common;
 mod geglu;
 mod gelu;
 mod layer_norm;
+mod quantized_embedding;
 mod quantized_matmul;
 mod rms_norm;
 mod rope;
@@ -29,6 +31,7 @@ pub use common::{compute_dtype, result_type};
 pub use geglu::GeGlu;
 pub use gelu::{Gelu, GeluKind};
 pub use layer_norm::LayerNorm;
+pub use quantized_embedding::QuantizedEmbedding;
 pub use quantized_matmul::{quantize_affine, QuantizedMatmul, QuantizedWeight};
 pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopePosition};
@@ -46,5 +49,6 @@ pub fn builtin_registry() -> BlockRegistry {
     r.register::<GeGlu>(GeGlu::KIND);
     r.register::<Gelu>(Gelu::KIND);
     r.register::<QuantizedMatmul>(QuantizedMatmul::KIND);
+    r.register::<QuantizedEmbedding>(QuantizedEmbedding::KIND);
     r
 }

@@ -124,18 +124,9 @@ impl Block for QuantizedMatmul {
             return Err(IrError::Graph(format!("{}: packed dims are not known", Self::KIND)));
         };
         let kk = bytes * 8 / self.bits as usize;
-        let g = self.group_size as usize;
-        let q = unpack(b, packed, self.bits, n, bytes)?;
-        let q = b.cast(q, c)?;
-        let q = b.reshape(q, dims(&[n, kk / g, g]))?;
-        let group = |b: &mut Builder<'_>, v: Value| -> Result<Value, IrError> {
-            let v = b.cast(v, c)?;
-            b.reshape(v, dims(&[n, kk / g, 1]))
-        };
-        let (s, z) = (group(b, scales)?, group(b, biases)?);
-        let w = b.mul(q, s)?;
-        let w = b.add2(w, z)?;
-        let w = b.reshape(w, dims(&[n, kk]))?;
+        let rows = [Dim::Known(n)];
+        let q = unpack(b, packed, self.bits, &rows, bytes)?;
+        let w = dequantize(b, q, scales, biases, &rows, kk, self.group_size as usize, c)?;
         let wt = b.transpose(w, &[1, 0])?;
         let x = b.cast(x, c)?;
         let y = b.matmul(x, wt)?;
@@ -143,24 +134,57 @@ impl Block for QuantizedMatmul {
     }
 }
 
-fn dims(d: &[usize]) -> Vec<Dim> {
+pub(crate) fn dims(d: &[usize]) -> Vec<Dim> {
     d.iter().map(|&v| Dim::Known(v)).collect()
 }
 
-/// The integers `q {N, K}` (i32) of a packed u8 weight `{N, bytes}`.
-fn unpack(b: &mut Builder<'_>, packed: Value, bits: u32, n: usize, bytes: usize) -> Result<Value, IrError> {
+/// The integers (i32) of packed u8 rows `{prefix..., bytes}`: `{prefix..., bytes·8/bits}`.
+pub(crate) fn unpack(
+    b: &mut Builder<'_>,
+    packed: Value,
+    bits: u32,
+    prefix: &[Dim],
+    bytes: usize,
+) -> Result<Value, IrError> {
     let p = b.cast(packed, DType::I32)?;
     if bits == 8 {
         return Ok(p);
     }
+    let with = |tail: &[usize]| prefix.iter().cloned().chain(dims(tail)).collect::<Vec<_>>();
     // Two 4-bit values a byte: the low nibble is the earlier element.
     let sixteen = b.scalar(DType::I32, 16.0);
     let low = b.binary(BinaryOp::Mod, p, sixteen)?;
     let high = b.binary(BinaryOp::Div, p, sixteen)?;
-    let low = b.reshape(low, dims(&[n, bytes, 1]))?;
-    let high = b.reshape(high, dims(&[n, bytes, 1]))?;
+    let low = b.reshape(low, with(&[bytes, 1]))?;
+    let high = b.reshape(high, with(&[bytes, 1]))?;
     let pairs = b.concat(&[low, high], -1)?;
-    b.reshape(pairs, dims(&[n, bytes * 2]))
+    b.reshape(pairs, with(&[bytes * 2]))
+}
+
+/// `scales · q + biases` per group: q `{prefix..., K}` (i32), scales and biases
+/// `{prefix..., K / g}`, in `c`; returns `{prefix..., K}` in `c`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dequantize(
+    b: &mut Builder<'_>,
+    q: Value,
+    scales: Value,
+    biases: Value,
+    prefix: &[Dim],
+    k: usize,
+    g: usize,
+    c: DType,
+) -> Result<Value, IrError> {
+    let with = |tail: &[usize]| prefix.iter().cloned().chain(dims(tail)).collect::<Vec<_>>();
+    let q = b.cast(q, c)?;
+    let q = b.reshape(q, with(&[k / g, g]))?;
+    let mut group = |v: Value| -> Result<Value, IrError> {
+        let v = b.cast(v, c)?;
+        b.reshape(v, with(&[k / g, 1]))
+    };
+    let (s, z) = (group(scales)?, group(biases)?);
+    let w = b.mul(q, s)?;
+    let w = b.add2(w, z)?;
+    b.reshape(w, with(&[k]))
 }
 
 /// Affine quantization of a weight `w {N, K}` (row-major f32 values) along K, in groups of

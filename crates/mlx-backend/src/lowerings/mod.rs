@@ -14,6 +14,7 @@
 //! | [`Rope`] | `fast::rope` (int or array offset, freqs) | x is f64; positions given as a tensor; an offset beyond i32 |
 //! | [`Sdpa`] | `fast::scaled_dot_product_attention` | q, k or v is f64 |
 //! | [`QuantizedMatmul`] | `quantized_matmul` (packed bytes viewed as uint32) | x or scales are f64 |
+//! | `QuantizedEmbedding` | no lowering: its fallback gathers the looked-up rows first (bounds-checked like `Gather`), so only those are dequantized | — |
 //! | [`SwiGlu`], [`GeGlu`], [`Gelu`] | one kernel by `mlx::core::compile` ([`fast::fused_elementwise`](crate::fast::fused_elementwise)); f64: MLX elementwise ops | never |
 
 use crate::array::{thread_device, Array, Device};
