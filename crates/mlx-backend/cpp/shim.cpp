@@ -676,4 +676,18 @@ int bfm_rope_cos_sin(const bfm_array* x, const bfm_array* cos, const bfm_array* 
   });
 }
 
+int bfm_quantized_matmul(const bfm_array* x, const bfm_array* w, const bfm_array* scales,
+                         const bfm_array* biases, int group_size, int bits, int dtype,
+                         bfm_array** out) {
+  return guard([&] {
+    need(out, "out");
+    auto t = to_mlx(dtype);
+    auto packed = mx::view(arr(w, "w"), mx::uint32, sd());
+    *out = wrap(mx::quantized_matmul(mx::astype(arr(x, "x"), t, sd()), packed,
+                                     mx::astype(arr(scales, "scales"), t, sd()),
+                                     mx::astype(arr(biases, "biases"), t, sd()), true,
+                                     group_size, bits, "affine", sd()));
+  });
+}
+
 }  // extern "C"

@@ -109,6 +109,13 @@ int bfm_fused_elementwise(int kind, const bfm_array* a, const bfm_array* b, int 
 int bfm_rope_cos_sin(const bfm_array* x, const bfm_array* cos, const bfm_array* sin, int dims,
                      int traditional, float mscale, bfm_array** out);
 
+/* Affine-quantized matmul, MLX's `quantized_matmul(x, w, scales, biases, transpose = true)`:
+ * `w` holds the packed weight as uint8 bytes {N, K·bits/8} in MLX's little-endian packing and
+ * is viewed as uint32 {N, K·bits/32}; x, scales and biases are cast to `dtype` first. */
+int bfm_quantized_matmul(const bfm_array* x, const bfm_array* w, const bfm_array* scales,
+                         const bfm_array* biases, int group_size, int bits, int dtype,
+                         bfm_array** out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -183,3 +183,31 @@ pub fn rope_cos_sin(
         ffi::bfm_rope_cos_sin(x.ptr(), cos.ptr(), sin.ptr(), dims, traditional as c_int, mscale, o)
     })
 }
+
+/// MLX's affine-quantized matmul `x · Wᵀ` (`quantized_matmul`, transpose = true), with
+/// `W[n, k] = scales[n, k/g] · q[n, k] + biases[n, k/g]`. `packed` is the u8 byte layout of
+/// MLX's packing ({N, K·bits/8}, little-endian), viewed as uint32 inside; x, scales and
+/// biases are cast to `dtype`, in which MLX computes (f32 accumulation).
+pub fn quantized_matmul(
+    x: &Array,
+    packed: &Array,
+    scales: &Array,
+    biases: &Array,
+    group_size: i32,
+    bits: i32,
+    dtype: DType,
+) -> Result<Array> {
+    // SAFETY: valid handles.
+    make(|o| unsafe {
+        ffi::bfm_quantized_matmul(
+            x.ptr(),
+            packed.ptr(),
+            scales.ptr(),
+            biases.ptr(),
+            group_size,
+            bits,
+            dtype_code(dtype),
+            o,
+        )
+    })
+}

@@ -168,4 +168,15 @@ extern "C" {
         mscale: f32,
         out: *mut *mut RawArray,
     ) -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn bfm_quantized_matmul(
+        x: *const RawArray,
+        w: *const RawArray,
+        scales: *const RawArray,
+        biases: *const RawArray,
+        group_size: c_int,
+        bits: c_int,
+        dtype: c_int,
+        out: *mut *mut RawArray,
+    ) -> c_int;
 }

@@ -11,10 +11,12 @@ pub mod driver;
 pub mod fold;
 pub mod matcher;
 pub mod pattern;
+pub mod quantize;
 pub mod rule;
 pub mod rules;
 
 pub use driver::{block_counts, optimize, NearMiss, Report};
 pub use matcher::Match;
+pub use quantize::{quantize_weights, QuantizeOptions, QuantizeReport};
 pub use rule::{Rule, RuleSet};
 pub use rules::default_rules;

@@ -11,6 +11,8 @@
 //! | `swiglu` | [`SwiGlu`] | gate, up |
 //! | `geglu` | [`GeGlu`] | gate, up |
 //! | `gelu` | [`Gelu`] | x |
+//! | `quantized_matmul` | [`QuantizedMatmul`] | x, packed, scales, biases |
+//! | `quantized_embedding` | [`QuantizedEmbedding`] | ids, packed, scales, biases |
 
 use crate::block::BlockRegistry;
 
@@ -18,6 +20,8 @@ mod common;
 mod geglu;
 mod gelu;
 mod layer_norm;
+mod quantized_embedding;
+mod quantized_matmul;
 mod rms_norm;
 mod rope;
 mod sdpa;
@@ -27,6 +31,8 @@ pub use common::{compute_dtype, result_type};
 pub use geglu::GeGlu;
 pub use gelu::{Gelu, GeluKind};
 pub use layer_norm::LayerNorm;
+pub use quantized_embedding::QuantizedEmbedding;
+pub use quantized_matmul::{quantize_affine, QuantizedMatmul, QuantizedWeight};
 pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopePosition};
 pub use sdpa::{MaskKind, Sdpa};
@@ -42,5 +48,7 @@ pub fn builtin_registry() -> BlockRegistry {
     r.register::<SwiGlu>(SwiGlu::KIND);
     r.register::<GeGlu>(GeGlu::KIND);
     r.register::<Gelu>(Gelu::KIND);
+    r.register::<QuantizedMatmul>(QuantizedMatmul::KIND);
+    r.register::<QuantizedEmbedding>(QuantizedEmbedding::KIND);
     r
 }

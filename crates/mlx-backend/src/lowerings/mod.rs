@@ -13,24 +13,28 @@
 //! | [`LayerNorm`] | `fast::layer_norm` | an operand is f64 |
 //! | [`Rope`] | `fast::rope` (int or array offset, freqs) | x is f64; positions given as a tensor; an offset beyond i32 |
 //! | [`Sdpa`] | `fast::scaled_dot_product_attention` | q, k or v is f64 |
+//! | [`QuantizedMatmul`] | `quantized_matmul` (packed bytes viewed as uint32) | x or scales are f64 |
+//! | `QuantizedEmbedding` | no lowering: its fallback gathers the looked-up rows first (bounds-checked like `Gather`), so only those are dequantized | — |
 //! | [`SwiGlu`], [`GeGlu`], [`Gelu`] | one kernel by `mlx::core::compile` ([`fast::fused_elementwise`](crate::fast::fused_elementwise)); f64: MLX elementwise ops | never |
 
 use crate::array::{thread_device, Array, Device};
 use crate::error::{MlxError, Result};
-use blockfuse_ir::blocks::{GeGlu, Gelu, LayerNorm, RmsNorm, Rope, Sdpa, SwiGlu};
+use blockfuse_ir::blocks::{GeGlu, Gelu, LayerNorm, QuantizedMatmul, RmsNorm, Rope, Sdpa, SwiGlu};
 use blockfuse_ir::dispatch::Lowerings;
 
 mod activation;
 mod norm;
+mod quantized;
 mod rope;
 mod sdpa;
 
 pub use activation::{geglu, gelu, swiglu};
 pub use norm::{layer_norm, rms_norm};
+pub use quantized::quantized_matmul;
 pub use rope::rope;
 pub use sdpa::sdpa;
 
-/// Registers this crate's lowerings of the seven built-in blocks.
+/// Registers this crate's lowerings of the built-in blocks.
 pub fn register_defaults(l: &mut Lowerings<Array, MlxError>) {
     l.register::<RmsNorm>(rms_norm);
     l.register::<LayerNorm>(layer_norm);
@@ -39,6 +43,7 @@ pub fn register_defaults(l: &mut Lowerings<Array, MlxError>) {
     l.register::<SwiGlu>(swiglu);
     l.register::<GeGlu>(geglu);
     l.register::<Gelu>(gelu);
+    l.register::<QuantizedMatmul>(quantized_matmul);
 }
 
 /// The device ops built on this thread run on.
