@@ -288,3 +288,34 @@ fn norms_with_special_values_and_any_positive_eps() {
         );
     }
 }
+
+#[test]
+fn sdpa_attention_sinks_with_fully_masked_rows() {
+    // gpt-oss: concat a per-head logit, subtract the row max, softmax, slice the sink off.
+    let (tq, tk) = (4, 5);
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", t(&[1, H, tq, D]));
+    let k = b.input("k", t(&[1, H, tk, D]));
+    let v = b.input("v", t(&[1, H, tk, D]));
+    let kt = b.transpose(k, &[0, 1, 3, 2]).unwrap();
+    let s = b.matmul(q, kt).unwrap();
+    let c = b.scalar(DType::F32, (D as f64).sqrt());
+    let s = b.div(s, c).unwrap();
+    let m = b.input("mask", TensorType::known(DType::Bool, &[1, 1, tq, tk]));
+    let f = b.scalar(DType::F32, f64::NEG_INFINITY);
+    let s = b.select(m, s, f).unwrap();
+    let sinks = b.constant(HostTensor::from_f64(DType::F32, vec![H], &[0.25, -2.0]));
+    let one = Dim::Known(1);
+    let sk = b.reshape(sinks, vec![one.clone(), Dim::Known(H), one.clone(), one.clone()]).unwrap();
+    let sk = b.expand(sk, vec![one.clone(), Dim::Known(H), Dim::Known(tq), one]).unwrap();
+    let joined = b.concat(&[s, sk], -1).unwrap();
+    let mx = b.reduce(ReduceOp::Max, joined, &[-1], true).unwrap();
+    let centered = b.sub(joined, mx).unwrap();
+    let p = b.softmax(centered, -1).unwrap();
+    let p = b.slice_axis(p, -1, 0, tk as i64).unwrap();
+    let o = b.matmul(p, v).unwrap();
+    g.add_output("out", o);
+    let cases = masked_cases(tq, tk, |k| k as u8 as f64, DType::Bool);
+    differential("sinks", &g, "sdpa", &cases, 1e-4);
+}

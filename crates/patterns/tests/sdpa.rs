@@ -471,3 +471,52 @@ fn unfused_softmax_over_the_query_axis_gets_a_near_miss() {
     let (_, _, report, _) = fuse(&g);
     assert!(has_miss(&report, "softmax over axis 1, not the last (key) axis"), "{:?}", report.near_misses);
 }
+
+/// gpt-oss attention sinks: a per-head logit concatenated after the scores, the row max
+/// subtracted, softmax, the sink column sliced off. `start`: where the slice starts.
+fn with_sinks(start: i64) -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", TensorType::known(DType::F32, &[1, 2, TQ, 8]));
+    let k = b.input("k", TensorType::known(DType::F32, &[1, 2, TK, 8]));
+    let v = b.input("v", TensorType::known(DType::F32, &[1, 2, TK, 8]));
+    let s = scores(&mut b, q, k);
+    let m = bool_input(&mut b, &[1, 1, TQ, TK]);
+    let f = b.scalar(DType::F32, f64::NEG_INFINITY);
+    let s = b.select(m, s, f).unwrap();
+    let sinks = b.constant(HostTensor::from_f64(DType::F32, vec![2], &[0.5, -1.0]));
+    let one = Dim::Known(1);
+    let sk = b.reshape(sinks, vec![one.clone(), Dim::Known(2), one.clone(), one.clone()]).unwrap();
+    let sk = b.expand(sk, vec![one.clone(), Dim::Known(2), Dim::Known(TQ), one]).unwrap();
+    let joined = b.concat(&[s, sk], -1).unwrap();
+    let mx = b.reduce(ReduceOp::Max, joined, &[-1], true).unwrap();
+    let centered = b.sub(joined, mx).unwrap();
+    let p = b.softmax(centered, -1).unwrap();
+    let p = b.slice_axis(p, -1, start, start + TK as i64).unwrap();
+    let o = b.matmul(p, v).unwrap();
+    g.add_output("out", o);
+    g
+}
+
+#[test]
+fn fuses_attention_sinks() {
+    let g = with_sinks(0);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(sdpa_count(&report), 1, "{:?}", report.near_misses);
+    assert!(after.contains("has_sinks=true") && !after.contains("concat"), "{after}");
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-5);
+    // A fully masked row attends to the sink alone: 0 in both, no NaN.
+    let inputs = inputs_with_masked_row(&g);
+    assert_eq!(nan_rows(&g, &inputs), 0);
+    assert_same_special_values(&g, &opt, &inputs, 1e-5);
+}
+
+#[test]
+fn negative_sinks_slice_keeps_the_sink_column() {
+    let g = with_sinks(1);
+    let (_, _, report, opt) = fuse(&g);
+    assert_eq!(sdpa_count(&report), 0);
+    assert!(has_miss(&report, "does not keep exactly the scores' keys"), "{:?}", report.near_misses);
+    assert_same_values(&g, &opt, 1e-6);
+}

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub enum MaskKind {
     /// No mask.
     None,
-    /// A float mask operand broadcastable to `{B, Nq, Tq, Tk}`, added to the scores.
+    /// A float mask operand broadcastable to `{B, Nq, Tq, Tk}`, clamped from below to
+    /// `finfo.min` and added to the scores (a fully masked row attends uniformly).
     Additive,
     /// A bool mask operand broadcastable to `{B, Nq, Tq, Tk}`: false masks the score.
     Boolean,

@@ -85,19 +85,7 @@ fn bounds_at(g: &Graph, v: Value, depth: usize) -> Option<Bounds> {
             Bounds { lo: -x.hi, hi: -x.lo }
         }
         Op::Binary(op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)) => {
-            let (x, y) = (arg(0)?, arg(1)?);
-            match op {
-                BinaryOp::Add => Bounds { lo: x.lo + y.lo, hi: x.hi + y.hi },
-                BinaryOp::Sub => Bounds { lo: x.lo - y.hi, hi: x.hi - y.lo },
-                BinaryOp::Max => Bounds { lo: x.lo.max(y.lo), hi: x.hi.max(y.hi) },
-                BinaryOp::Min => Bounds { lo: x.lo.min(y.lo), hi: x.hi.min(y.hi) },
-                _ => {
-                    let p = [x.lo * y.lo, x.lo * y.hi, x.hi * y.lo, x.hi * y.hi];
-                    let lo = p.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                    Bounds { lo, hi }
-                }
-            }
+            binary_bounds(*op, arg(0)?, arg(1)?)
         }
         _ => return None,
     };
@@ -108,6 +96,22 @@ fn bounds_at(g: &Graph, v: Value, depth: usize) -> Option<Bounds> {
         Some(m) if b.lo >= -m && b.hi <= m => Some(b),
         Some(_) => None,
         None => Some(b),
+    }
+}
+
+/// Interval arithmetic for the binary ops [`bounds`] follows.
+fn binary_bounds(op: BinaryOp, x: Bounds, y: Bounds) -> Bounds {
+    match op {
+        BinaryOp::Add => Bounds { lo: x.lo + y.lo, hi: x.hi + y.hi },
+        BinaryOp::Sub => Bounds { lo: x.lo - y.hi, hi: x.hi - y.lo },
+        BinaryOp::Max => Bounds { lo: x.lo.max(y.lo), hi: x.hi.max(y.hi) },
+        BinaryOp::Min => Bounds { lo: x.lo.min(y.lo), hi: x.hi.min(y.hi) },
+        _ => {
+            let p = [x.lo * y.lo, x.lo * y.hi, x.hi * y.lo, x.hi * y.hi];
+            let lo = p.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Bounds { lo, hi }
+        }
     }
 }
 

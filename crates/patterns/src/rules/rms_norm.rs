@@ -115,7 +115,8 @@ fn rewrite(b: &mut Builder<'_>, m: &Match, Facts { eps, axis, d }: Facts) -> Res
     // Several trailing axes: normalize their flattening, then restore the shape.
     let shape = b.ty(x).shape.clone();
     let flat = axis + 1 < shape.len();
-    let mut args = vec![if flat { b.reshape(x, [&shape[..axis], &[d.clone()]].concat())? } else { x }];
+    let mut args =
+        vec![if flat { b.reshape(x, [&shape[..axis], std::slice::from_ref(&d)].concat())? } else { x }];
     if let Some(w) = m.get("w") {
         let w = b.reshape(w, vec![d])?;
         args.push(b.cast(w, b.ty(x).dtype)?);

@@ -44,8 +44,8 @@ fn as_boolean(g: &Graph, x: Value) -> Option<Term> {
         return None;
     }
     match (c(1), c(2)) {
-        (Some(z), Some(fill)) if z == 0.0 => Some(Term::Keep { cond: n.operands[0], fill }),
-        (Some(fill), Some(z)) if z == 0.0 => Some(Term::Drop { cond: n.operands[0], fill }),
+        (Some(0.0), Some(fill)) => Some(Term::Keep { cond: n.operands[0], fill }),
+        (Some(fill), Some(0.0)) => Some(Term::Drop { cond: n.operands[0], fill }),
         _ => None,
     }
 }

@@ -19,6 +19,7 @@ mod layout;
 mod logits;
 mod masks;
 mod rows;
+mod sinks;
 
 use crate::matcher::Match;
 use crate::pattern::*;
@@ -35,6 +36,7 @@ pub(crate) struct Plan {
     key: KeyLayout,
     v: Value,
     block: Sdpa,
+    sinks: Option<sinks::Sinks>,
     mask: MaskPlan,
     rows: Rows,
 }
@@ -67,7 +69,8 @@ fn masked_row_guard(p: Pat) -> Pat {
 
 /// Fuses attention into one `sdpa` block.
 pub fn sdpa() -> Rule {
-    let guarded = either(nan_guard(probs()), either(masked_row_guard(probs()), probs()));
+    let guarded =
+        Pat::OneOf(vec![nan_guard(probs()), masked_row_guard(probs()), probs(), sinks::sink_probs()]);
     let mut rule = Rule::planned("sdpa", matmul(opt_cast(guarded), any("v")), check, rewrite)
         .diagnose(|o| matches!(o, Op::Softmax { .. }), unfused_softmax);
     // Scores or probabilities that are also read elsewhere (ONNX Attention's `qk_matmul_output`
@@ -85,7 +88,7 @@ fn unfused_softmax(g: &Graph, id: NodeId, explained: &dyn Fn(NodeId) -> bool) ->
             return Some(format!("softmax over axis {axis}, not the last (key) axis: not attention"));
         }
     }
-    // Follow casts and `where` guards to the product with v.
+    // Follow casts, `where` guards and a sinks slice to the product with v.
     let mut frontier = vec![id];
     let mut product = None;
     for _ in 0..4 {
@@ -96,7 +99,10 @@ fn unfused_softmax(g: &Graph, id: NodeId, explained: &dyn Fn(NodeId) -> bool) ->
         if product.is_some() {
             break;
         }
-        frontier = next.into_iter().filter(|&u| matches!(g.node(u).op, Op::Cast(_) | Op::Where)).collect();
+        frontier = next
+            .into_iter()
+            .filter(|&u| matches!(g.node(u).op, Op::Cast(_) | Op::Where | Op::Slice(_)))
+            .collect();
     }
     let Some(product) = product else {
         let readers: Vec<String> = g.users(id).iter().map(|&u| g.label(u).to_string()).collect();
@@ -129,12 +135,14 @@ fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
     require(tq.rank() == 4 && tv.rank() == 4 && tk.rank() == 4, "q, k and v are not 4-D {B, N, T, D}")?;
     require(tq.dtype == tv.dtype && tk.dtype == tv.dtype, "q, k and v differ in dtype")?;
     let mask = masks::plan(g, &l.masks, g.value_type(l.scores))?;
-    let rows = rows::rows(g, m, &l.masks, &mask)?;
+    let sinks = sinks::sinks(g, m)?;
+    // With a finite sink, a fully masked row attends to the sink only (0) in both.
+    let rows = if sinks.is_some() { Rows::Block } else { rows::rows(g, m, &l.masks, &mask)? };
     let scale = (l.scale * key.factor) as f32;
     require(scale.is_finite() && scale != 0.0, format!("scale {scale} is not finite and non-zero"))?;
     let softcap = l.softcap.map(|c| c as f32);
-    let block = Sdpa::new(scale, mask.kind).with_softcap(softcap);
-    Ok(Plan { q: l.q, key, v, block, mask, rows })
+    let block = Sdpa::new(scale, mask.kind).with_softcap(softcap).with_sinks(sinks.is_some());
+    Ok(Plan { q: l.q, key, v, block, sinks, mask, rows })
 }
 
 fn rewrite(b: &mut Builder<'_>, m: &Match, p: Plan) -> Result<Value, IrError> {
@@ -150,6 +158,14 @@ fn rewrite(b: &mut Builder<'_>, m: &Match, p: Plan) -> Result<Value, IrError> {
     let mut args = vec![p.q, k, v];
     let operand = rows::build_operand(b, &p.mask)?;
     args.extend(operand.map(|o| o.value));
+    match p.sinks {
+        Some(sinks::Sinks::Tensor(s)) => {
+            let heads = b.ty(p.q).shape[1].clone();
+            args.push(b.reshape(s, vec![heads])?);
+        }
+        Some(sinks::Sinks::Values(t)) => args.push(b.constant(t)),
+        None => {}
+    }
     let out = b.block(p.block, &args)?[0];
     let out = rows::fix_rows(b, &p.rows, out, operand.as_ref())?;
     let want = b.ty(m.root).dtype;
