@@ -246,3 +246,17 @@ pub fn rope_candidates() -> Rule {
         })
     })
 }
+
+/// Every stacked `(−x[..., 1::2], x[..., 0::2])` pair rotation that did not end in a rope
+/// block: a near-miss saying why.
+pub fn rope_pair_candidates() -> Rule {
+    let neg = view(unary(UnaryOp::Neg, part("x2")));
+    let rotate =
+        node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(neg, view(part("x1")))]);
+    Rule::new("rotate_pairs", rotate).check(|g, m| {
+        Err(match pairs_of(g, m.value("x1"), m.value("x2")) {
+            None => "stacked (−x2, x1) of parts that are not x[..., 0::2] and x[..., 1::2]".into(),
+            Some(_) => "the pair rotation is not used as x·cos + rotate_pairs(x)·sin".to_string(),
+        })
+    })
+}
