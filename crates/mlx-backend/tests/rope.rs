@@ -217,7 +217,7 @@ fn heads_of_a_bthd_layout_rotate_alone() {
 }
 
 #[test]
-fn explicit_positions_decline_to_the_fallback() {
+fn explicit_positions_lower_through_the_cos_sin_kernel() {
     for d in DTYPES {
         let x = rand(d, &[1, 2, 2, 8], 60, 1.0);
         let blk = Rope::new(8, 1e4).with_position(RopePosition::Positions);
@@ -228,7 +228,7 @@ fn explicit_positions_decline_to_the_fallback() {
             &blk,
             &[x.clone(), p],
             rope_tol(d, false),
-            true,
+            false,
             &format!("positions [[0, 5]] {d}"),
         );
         let p = tensor(DType::F32, &[2], &[0.0, 5.0]);
@@ -237,7 +237,7 @@ fn explicit_positions_decline_to_the_fallback() {
             &blk,
             &[x, p],
             rope_tol(d, false),
-            true,
+            false,
             &format!("positions [0, 5] f32 {d}"),
         );
     }
@@ -349,6 +349,33 @@ fn freqs_form_with_mscale() {
                 rope_tol(d, true),
                 declines,
                 &format!("freqs + mscale {d} D={width}"),
+            );
+        }
+    }
+}
+
+/// Positions with a freqs table, a position scale, an mscale and interleaved pairs, on a
+/// {B, H, T, D} x with {B, T} positions (the KV-cache decoder's rope).
+#[test]
+fn positions_with_freqs_scale_and_mscale() {
+    for d in DTYPES {
+        for traditional in [false, true] {
+            let x = rand(d, &[2, 3, 4, 10], 300, 1.0);
+            let p = HostTensor::from_i64(vec![2, 4], &[5, 6, 7, 8, 0, 3, 9, 2]);
+            let periods = tensor(DType::F32, &[4], &[1.0, 3.0, 17.0, 140.0]);
+            let blk = Rope::new(8, 1.0)
+                .with_freqs()
+                .with_traditional(traditional)
+                .with_scale(0.5)
+                .with_mscale(0.9)
+                .with_position(RopePosition::Positions);
+            check_block(
+                lowerings::rope,
+                &blk,
+                &[x, p, periods],
+                rope_tol(d, true),
+                false,
+                &format!("positions + freqs {d} trad={traditional}"),
             );
         }
     }

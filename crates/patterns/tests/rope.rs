@@ -600,3 +600,97 @@ fn narrowed_table_is_the_freqs_form_of_the_rounded_table() {
     assert_eq!(ropes(&opt), vec![Rope::new(D, 1.0).with_freqs()]);
     assert_same_values(&g, &opt, 1e-5);
 }
+
+/// A pair rotation used as `x·cos − rotate_pairs(x)·sin` is reported.
+#[test]
+fn negative_rotate_pairs_not_added() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let (cos, sin) = cos_sin_inputs(&mut b, D);
+    let (x1, x2) = (strided(&mut b, q, 0, D as i64), strided(&mut b, q, 1, D as i64));
+    let nx2 = b.unary(UnaryOp::Neg, x2).unwrap();
+    let (nx2, x1) = (unsqueeze_last(&mut b, nx2), unsqueeze_last(&mut b, x1));
+    let st = b.concat(&[nx2, x1], -1).unwrap();
+    let rot = b.reshape(st, heads(D).shape.to_vec()).unwrap();
+    let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
+    let y = b.sub(a, c).unwrap();
+    g.add_output("q_rot", y);
+    let (_, _, report, opt) = fuse(&g);
+    assert!(ropes(&opt).is_empty());
+    assert!(
+        misses(&report, "rotate_pairs", "not used as x·cos + rotate_pairs(x)·sin"),
+        "{:?}",
+        report.near_misses
+    );
+}
+
+/// The KV-cache dynamo spelling in bf16: `position_ids {B, T}` unsqueezed and cast, times a
+/// bf16-rounded llama3 table, duplicated halves, cos/sin cast to bf16 and unsqueezed at the
+/// heads axis: the freqs form with a positions operand.
+#[test]
+fn fuses_the_kv_cache_dynamo_bf16_spelling() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let bf = |d: usize| {
+        TensorType::new(DType::BF16, [Dim::sym("batch"), Dim::Known(2), Dim::sym("seq"), Dim::Known(d)])
+    };
+    let q = b.input("q", bf(D));
+    let ids = b.input("position_ids", TensorType::new(DType::I64, [Dim::sym("batch"), Dim::sym("seq")]));
+    let p = b.reshape(ids, vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(1)]).unwrap();
+    let p = b.cast(p, DType::F32).unwrap();
+    let table: Vec<f64> = llama3_bf16_table(D / 2).iter().map(|&x| x as f64).collect();
+    let inv = b.constant(HostTensor::from_f64(DType::BF16, vec![D / 2], &table));
+    let inv = b.cast(inv, DType::F32).unwrap();
+    let f = b.mul(p, inv).unwrap();
+    let emb = b.concat(&[f, f], -1).unwrap();
+    let (c, s) = (b.unary(UnaryOp::Cos, emb).unwrap(), b.unary(UnaryOp::Sin, emb).unwrap());
+    let (c, s) = (b.cast(c, DType::BF16).unwrap(), b.cast(s, DType::BF16).unwrap());
+    let view = vec![Dim::sym("batch"), Dim::Known(1), Dim::sym("seq"), Dim::Known(D)];
+    let (c, s) = (b.reshape(c, view.clone()).unwrap(), b.reshape(s, view).unwrap());
+    let y = rotate_half(&mut b, q, c, s);
+    g.add_output("q_rot", y);
+    let (_, _, _, opt) = fuse(&g);
+    assert_eq!(ropes(&opt), vec![Rope::new(D, 1.0).with_freqs().with_position(RopePosition::Positions)]);
+    assert_same_values(&g, &opt, 1e-2);
+}
+
+/// rotate_half with the negation spelled `x2 · (−1)`.
+#[test]
+fn fuses_rotate_half_negated_by_a_product() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let (cos, sin) = cos_sin(&mut b, None, 1e4);
+    let lo = b.slice_axis(q, -1, 0, D as i64 / 2).unwrap();
+    let hi = b.slice_axis(q, -1, D as i64 / 2, D as i64).unwrap();
+    let m1 = b.scalar(DType::F32, -1.0);
+    let nhi = b.mul(hi, m1).unwrap();
+    let rot = b.concat(&[nhi, lo], -1).unwrap();
+    let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
+    let y = b.add2(a, c).unwrap();
+    g.add_output("q_rot", y);
+    let (_, _, _, opt) = fuse(&g);
+    assert_eq!(ropes(&opt), vec![Rope::new(D, 1e4)]);
+    assert_same_values(&g, &opt, 1e-5);
+}
+
+/// The negative twin: `x2 · (−2)` is not a negation.
+#[test]
+fn negative_rotate_half_scaled_by_minus_two() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let (cos, sin) = cos_sin(&mut b, None, 1e4);
+    let lo = b.slice_axis(q, -1, 0, D as i64 / 2).unwrap();
+    let hi = b.slice_axis(q, -1, D as i64 / 2, D as i64).unwrap();
+    let m2 = b.scalar(DType::F32, -2.0);
+    let nhi = b.mul(hi, m2).unwrap();
+    let rot = b.concat(&[nhi, lo], -1).unwrap();
+    let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
+    let y = b.add2(a, c).unwrap();
+    g.add_output("q_rot", y);
+    let (_, _, _, opt) = fuse(&g);
+    assert!(ropes(&opt).is_empty());
+    assert_same_values(&g, &opt, 1e-5);
+}

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `rms_norm` | [`RmsNorm`] | x [, weight] |
 //! | `layer_norm` | [`LayerNorm`] | x [, weight] [, bias] |
-//! | `rope` | [`Rope`] | x [, offsets \| positions] [, freqs] |
+//! | `rope` | [`Rope`] | x [, offsets \| positions] [, freqs]; cos/sin form: x, cos, sin |
 //! | `sdpa` | [`Sdpa`] | q, k, v [, mask \| key_padding] [, sinks] |
 //! | `swiglu` | [`SwiGlu`] | gate, up |
 //! | `geglu` | [`GeGlu`] | gate, up |

@@ -12,7 +12,9 @@ pub use gelu::{gelu_erf, gelu_quick, gelu_tanh};
 pub use glu::{geglu, swiglu};
 pub use layer_norm::layer_norm;
 pub use rms_norm::rms_norm;
-pub use rope::{rope, rope_candidates, rope_halves, rope_interleaved, rope_pairs, rope_partial};
+pub use rope::{
+    rope, rope_candidates, rope_halves, rope_interleaved, rope_pair_candidates, rope_pairs, rope_partial,
+};
 pub use sdpa::sdpa;
 
 use crate::rule::RuleSet;
@@ -31,6 +33,7 @@ pub fn default_rules() -> RuleSet {
         .with(rope_pairs())
         .with(rope_partial())
         .with(rope_candidates())
+        .with(rope_pair_candidates())
         .with(sdpa())
         .with(gelu_erf())
         .with(gelu_tanh())

@@ -61,6 +61,14 @@ fn part(name: &'static str) -> Pat {
     node("slice|split", |o| matches!(o, Op::Slice(_) | Op::Split { .. }), vec![any("x")]).named(name)
 }
 
+/// `−p`, spelled `neg(p)` or `p · (−1)`.
+fn negated(p: Pat) -> Pat {
+    let minus_one = guard(constant("−1"), |g, v| {
+        g.node(v.node).op.as_constant().is_some_and(|t| t.len() == 1 && t.get_f64(0) == -1.0)
+    });
+    Pat::OneOf(vec![unary(UnaryOp::Neg, p.clone()), mul(p, minus_one)])
+}
+
 fn concat_last(a: Pat, b: Pat) -> Pat {
     node("concat", |o| matches!(o, Op::Concat { axis: -1 }), vec![a, b])
 }
@@ -71,7 +79,7 @@ fn view(p: Pat) -> Pat {
 
 /// Fuses split-half RoPE: `x·cos + rotate_half(x)·sin`, `rotate_half(x) = [−x2, x1]`.
 pub fn rope() -> Rule {
-    let rotate_half = concat_last(unary(UnaryOp::Neg, part("x2")), part("x1"));
+    let rotate_half = concat_last(negated(part("x2")), part("x1"));
     let root = add(mul(any("x"), any("cos")), mul(rotate_half, any("sin")));
     Rule::new("rope", root).fuse(
         |g, m| {
@@ -87,8 +95,8 @@ pub fn rope() -> Rule {
 /// `x·cos + pairs(−x[..., 1::2], x[..., 0::2])·sin`.
 pub fn rope_interleaved() -> Rule {
     let neg = Pat::OneOf(vec![
-        view(unary(UnaryOp::Neg, part("x2"))),
-        unary(UnaryOp::Neg, node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![part("x2")])),
+        view(negated(part("x2"))),
+        negated(node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![part("x2")])),
     ]);
     let rotate =
         node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(neg, view(part("x1")))]);
@@ -238,11 +246,25 @@ pub fn rope_partial() -> Rule {
 
 /// Every rotate_half that did not end in a rope block: a near-miss saying why.
 pub fn rope_candidates() -> Rule {
-    let rotate_half = concat_last(unary(UnaryOp::Neg, part("x2")), part("x1"));
+    let rotate_half = concat_last(negated(part("x2")), part("x1"));
     Rule::new("rotate_half", rotate_half).check(|g, m| {
         Err(match halves_of(g, m.value("x1"), m.value("x2")) {
             None => "concat(−x2, x1) of parts that are not the halves of one x".into(),
             Some(_) => "rotate_half(x) is not used as x·cos + rotate_half(x)·sin".to_string(),
+        })
+    })
+}
+
+/// Every stacked `(−x[..., 1::2], x[..., 0::2])` pair rotation that did not end in a rope
+/// block: a near-miss saying why.
+pub fn rope_pair_candidates() -> Rule {
+    let neg = view(negated(part("x2")));
+    let rotate =
+        node("reshape", |o| matches!(o, Op::Reshape { .. }), vec![concat_last(neg, view(part("x1")))]);
+    Rule::new("rotate_pairs", rotate).check(|g, m| {
+        Err(match pairs_of(g, m.value("x1"), m.value("x2")) {
+            None => "stacked (−x2, x1) of parts that are not x[..., 0::2] and x[..., 1::2]".into(),
+            Some(_) => "the pair rotation is not used as x·cos + rotate_pairs(x)·sin".to_string(),
         })
     })
 }

@@ -63,6 +63,7 @@ fn positions_fit(g: &Graph, x: &TensorType, p: &Positions) -> bool {
 pub(super) fn plan(g: &Graph, r: Rotation) -> Result<Plan, String> {
     let (xt, out) = (g.value_type(r.x), g.value_type(r.out));
     let d = xt.shape.last().and_then(Dim::known).ok_or("head dim is not known")?;
+    require(d % 2 == 0 && d > 0, format!("the rotated width {d} is not a positive even number"))?;
     require(out.shape == xt.shape, format!("cos/sin broadcast x {xt} to a larger result {out}"))?;
     let (ct, st) = (g.value_type(r.cos), g.value_type(r.sin));
     require(ct.shape == st.shape, format!("cos {ct} and sin {st} differ in shape"))?;
