@@ -12,6 +12,7 @@ mod elementwise;
 mod fused;
 mod gather_scatter;
 mod loss;
+mod misc;
 mod nn;
 mod pad_cumsum;
 mod reduce;
@@ -180,6 +181,9 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("ScatterElements", |i, n| i.scatter_elements(n)),
     ("Scatter", |i, n| i.scatter_elements(n)),
     ("TensorScatter", |i, n| i.tensor_scatter(n)),
+    ("ReverseSequence", |i, n| i.reverse_sequence(n)),
+    ("CenterCropPad", |i, n| i.center_crop_pad(n)),
+    ("LRN", |i, n| i.lrn(n)),
     // Size-parameterized compositions (pad_cumsum.rs).
     ("Pad", |i, n| i.pad(n)),
     ("CumSum", |i, n| i.cumsum(n)),
