@@ -15,6 +15,7 @@ mod loss;
 mod misc;
 mod nn;
 mod pad_cumsum;
+mod recurrent;
 mod reduce;
 mod resize;
 mod scatter;
@@ -184,6 +185,10 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("ReverseSequence", |i, n| i.reverse_sequence(n)),
     ("CenterCropPad", |i, n| i.center_crop_pad(n)),
     ("LRN", |i, n| i.lrn(n)),
+    // Recurrent nets, unrolled (recurrent.rs).
+    ("RNN", |i, n| i.recurrent(n, recurrent::Cell::Rnn)),
+    ("GRU", |i, n| i.recurrent(n, recurrent::Cell::Gru)),
+    ("LSTM", |i, n| i.recurrent(n, recurrent::Cell::Lstm)),
     // Size-parameterized compositions (pad_cumsum.rs).
     ("Pad", |i, n| i.pad(n)),
     ("CumSum", |i, n| i.cumsum(n)),
