@@ -185,6 +185,10 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("ReverseSequence", |i, n| i.reverse_sequence(n)),
     ("CenterCropPad", |i, n| i.center_crop_pad(n)),
     ("LRN", |i, n| i.lrn(n)),
+    ("Det", |i, n| i.det(n)),
+    ("Atan", |i, n| i.inverse_trig(n)),
+    ("Asin", |i, n| i.inverse_trig(n)),
+    ("Acos", |i, n| i.inverse_trig(n)),
     // Recurrent nets, unrolled (recurrent.rs).
     ("RNN", |i, n| i.recurrent(n, recurrent::Cell::Rnn)),
     ("GRU", |i, n| i.recurrent(n, recurrent::Cell::Gru)),
