@@ -177,6 +177,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Upsample", |i, n| i.upsample(n)),
     ("Conv", |i, n| i.conv_node(n)),
     ("ConvTranspose", |i, n| i.conv_transpose_node(n)),
+    ("CausalConvWithState", |i, n| i.causal_conv_with_state(n)),
     // Scatters composed of masks and reductions (scatter.rs).
     ("ScatterND", |i, n| i.scatter_nd(n)),
     ("ScatterElements", |i, n| i.scatter_elements(n)),
