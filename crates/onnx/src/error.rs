@@ -134,6 +134,27 @@ pub enum OnnxError {
         reason: String,
     },
 
+    /// A tensor (an initializer, a constant, or a value of the graph whose dims are all
+    /// known) would take more bytes than [`ImportOptions`](crate::import::ImportOptions)
+    /// allow, or all constants together would. Checked before anything is allocated.
+    #[error(
+        "node '{node}' ({op_type}): {what} needs {bytes} bytes, over the limit of {limit} bytes ({option})"
+    )]
+    ResourceLimit {
+        /// The node (or initializer, or graph input) concerned.
+        node: String,
+        /// The node's op type (`initializer`, `input` for those).
+        op_type: String,
+        /// What would be too large.
+        what: String,
+        /// The bytes it needs (saturated at `u64::MAX` when the count overflows).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+        /// The option that sets the limit.
+        option: &'static str,
+    },
+
     /// A test data directory does not have the ONNX backend-test layout.
     #[error("test data {}: {reason}", path.display())]
     TestData {

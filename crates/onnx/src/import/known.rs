@@ -72,7 +72,7 @@ pub const MAX_KNOWN: usize = 4096;
 impl Known {
     /// A known tensor.
     pub fn new(dtype: DType, dims: Vec<usize>, vals: Vec<SymInt>) -> Known {
-        debug_assert_eq!(dims.iter().product::<usize>(), vals.len());
+        debug_assert_eq!(dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)), Some(vals.len()));
         Known { dtype, dims, vals }
     }
 
@@ -172,7 +172,7 @@ pub fn map_n(xs: &[&Known], dtype: DType, f: impl Fn(&[&SymInt]) -> Option<SymIn
     for x in xs {
         dims = broadcast(&dims, &x.dims)?;
     }
-    let n: usize = dims.iter().product();
+    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
     if n > MAX_KNOWN {
         return None;
     }
@@ -277,6 +277,9 @@ pub fn gather(data: &Known, idx: &Known, axis: usize) -> Option<Known> {
     let n = *data.dims.get(axis)? as i64;
     let outer: usize = data.dims[..axis].iter().product();
     let inner: usize = data.dims[axis + 1..].iter().product();
+    if outer.checked_mul(idx_c.len())?.checked_mul(inner)? > MAX_KNOWN {
+        return None;
+    }
     let mut vals = vec![];
     for o in 0..outer {
         for &i in &idx_c {
@@ -301,7 +304,8 @@ pub fn concat(xs: &[&Known], axis: usize) -> Option<Known> {
     let mut vals = vec![];
     let mut total = 0;
     for x in xs {
-        if x.dims.len() != first.dims.len() {
+        let same_others = (0..first.dims.len()).all(|j| j == axis || x.dims.get(j) == first.dims.get(j));
+        if x.dims.len() != first.dims.len() || !same_others {
             return None;
         }
         total += x.dims[axis];

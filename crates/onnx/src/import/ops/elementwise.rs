@@ -6,11 +6,12 @@ use crate::import::prelude::*;
 impl Importer {
     /// `Identity`, and the output of `Dropout`: the input's entry, under the output's name.
     pub(crate) fn identity(&mut self, n: &NodeProto) -> R<()> {
-        let e = self.entry(&self.in0(n)?)?.clone();
-        let v = self.made.get(n.input[0].as_str()).copied();
-        self.set(&n.output[0], e);
+        let x = self.in0(n)?;
+        let e = self.entry(&x)?.clone();
+        let v = self.made.get(x.as_str()).copied();
+        self.set_out(n, 0, e)?;
         if let Some(v) = v {
-            self.made.insert(n.output[0].clone(), v);
+            self.made.insert(self.out_name(n, 0)?, v);
         }
         Ok(())
     }
@@ -21,7 +22,7 @@ impl Importer {
         self.identity(n)?;
         if self.output_used(n, 1) {
             // Inference mode: the mask is all true.
-            let shape = self.ty(&n.input[0])?.shape.to_vec();
+            let shape = self.ty(&self.in0(n)?)?.shape.to_vec();
             let m = self.emit(Op::Full { shape, value: 1.0, dtype: DType::Bool }, &[])?;
             self.out(n, 1, m);
         }
@@ -30,9 +31,7 @@ impl Importer {
 
     /// `Cast` to the dtype of its `to` attribute.
     pub(crate) fn cast_attr(&mut self, n: &NodeProto) -> R<()> {
-        let to = attr_i(n, "to", 0) as i32;
-        let d = dtype_from_onnx(to)
-            .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: to })?;
+        let d = self.attr_dtype(n, "to", 0)?;
         self.cast(n, d)
     }
 
@@ -90,9 +89,12 @@ impl Importer {
     pub(crate) fn binary(&mut self, n: &NodeProto, op: BinaryOp) -> R<()> {
         // Variadic Max/Min fold pairwise.
         let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        if names.is_empty() {
+            return Err(self.err("no inputs"));
+        }
         if names.len() == 1 {
             let e = self.entry(&names[0])?.clone();
-            self.set(&n.output[0], e);
+            self.set_out(n, 0, e)?;
             return Ok(());
         }
         if names.len() != 2 && !matches!(op, BinaryOp::Max | BinaryOp::Min) {
@@ -107,7 +109,7 @@ impl Importer {
                 acc = acc.and_then(|a| known::map_n(&[&a, k], dtype, |x| fold_binary(op, x[0], x[1])));
             }
             if let Some(k) = acc {
-                self.set_known(&n.output[0], k);
+                self.set_out_known(n, 0, k)?;
                 return Ok(());
             }
         }
@@ -130,14 +132,14 @@ impl Importer {
             let f = |x: &SymInt| -> Option<SymInt> {
                 match (op, x) {
                     (UnaryOp::Not, SymInt::C(c)) => Some(SymInt::C((*c == 0) as i64)),
-                    (UnaryOp::Neg, SymInt::C(c)) => Some(SymInt::C(-c)),
-                    (UnaryOp::Abs, SymInt::C(c)) => Some(SymInt::C(c.abs())),
+                    (UnaryOp::Neg, SymInt::C(c)) => c.checked_neg().map(SymInt::C),
+                    (UnaryOp::Abs, SymInt::C(c)) => c.checked_abs().map(SymInt::C),
                     (UnaryOp::Abs, SymInt::D(d)) => Some(SymInt::D(d.clone())),
                     _ => None,
                 }
             };
             if let Some(r) = known::map_n(&[k], k.dtype, |x| f(x[0])) {
-                self.set_known(&n.output[0], r);
+                self.set_out_known(n, 0, r)?;
                 return Ok(());
             }
         }
@@ -151,12 +153,16 @@ impl Importer {
         let name = self.in0(n)?;
         match self.entry(&name)?.clone() {
             Entry::Known(k) if d.is_int() || d == DType::Bool => {
-                self.set_known(&n.output[0], k.cast(d));
+                self.set_out_known(n, 0, k.cast(d))?;
             }
             Entry::Known(k) if k.to_tensor().is_some() => {
-                self.set_tensor(&n.output[0], k.to_tensor().unwrap().cast(d));
+                let t = k.to_tensor().ok_or_else(|| self.err("known value is not constant"))?;
+                self.set_out_tensor(n, 0, t.cast(d))?;
             }
-            Entry::Tensor(t) => self.set_tensor(&n.output[0], t.cast(d)),
+            Entry::Tensor(t) => {
+                self.reserve_const(format!("the cast of '{name}' to {d}"), t.dims(), d)?;
+                self.set_out_tensor(n, 0, t.cast(d))?;
+            }
             _ => {
                 let x = self.value(&name)?;
                 let v = if self.g.value_type(x).dtype == d { x } else { self.emit(Op::Cast(d), &[x])? };
@@ -177,7 +183,7 @@ impl Importer {
                 SymInt::D(_) => None,
             };
             if let Some(k) = known::map_n(&[c, a, b], a.dtype, f) {
-                self.set_known(&n.output[0], k);
+                self.set_out_known(n, 0, k)?;
                 return Ok(());
             }
         }
@@ -206,7 +212,7 @@ pub(crate) fn fold_binary(op: BinaryOp, a: &SymInt, b: &SymInt) -> Option<SymInt
         BinaryOp::Max => known::max(a, b),
         BinaryOp::Min => known::min(a, b),
         BinaryOp::Pow => match (a, b) {
-            (SymInt::C(x), SymInt::C(y)) if *y >= 0 => x.checked_pow(*y as u32).map(SymInt::C),
+            (SymInt::C(x), SymInt::C(y)) if *y >= 0 => x.checked_pow(u32::try_from(*y).ok()?).map(SymInt::C),
             _ => None,
         },
         BinaryOp::Equal => {
