@@ -48,16 +48,32 @@ pub enum OnnxError {
         data_type: i32,
     },
 
-    /// A tensor's data lives in an external file (`data_location = EXTERNAL`).
+    /// A tensor's data lives in an external file (`data_location = EXTERNAL`), and the
+    /// model's directory is not known (a model decoded from bytes: import it with
+    /// [`import_file`](crate::import_file) or
+    /// [`import_model_in`](crate::import::import_model_in)).
     #[error(
-        "tensor '{tensor}': data stored in an external file ('{location}') is not supported; \
-         re-save the model with its data embedded"
+        "tensor '{tensor}': data stored in an external file ('{location}') needs the model's directory; \
+         import the model from its file"
     )]
     ExternalData {
         /// The tensor's name.
         tensor: String,
         /// The `location` entry of its `external_data`, or empty when absent.
         location: String,
+    },
+
+    /// The external data of a tensor cannot be used: its location is refused (absolute, with
+    /// `..`, or leaving the model's directory through a symlink), the file cannot be read,
+    /// or `offset`/`length` do not fit the tensor or the file.
+    #[error("tensor '{tensor}': external data location '{location}': {reason}")]
+    ExternalDataLocation {
+        /// The tensor's name.
+        tensor: String,
+        /// The `location` entry.
+        location: String,
+        /// What is wrong.
+        reason: String,
     },
 
     /// A tensor's dims and data disagree, or its data is otherwise unusable.

@@ -33,7 +33,22 @@ pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
 pub fn import_file_with(path: &Path, opts: &ImportOptions) -> Result<Graph, OnnxError> {
     let mut model = crate::load_model(path)?;
     crate::inline_functions(&mut model)?;
-    import_model_with(&model, opts)
+    import_model_in(&model, path.parent().unwrap_or(Path::new(".")), opts)
+}
+
+/// [`import_model_with`] for a model of directory `dir`: tensors with external data are
+/// read from files there, memory-mapped and not copied (see [`crate::external`]).
+pub fn import_model_in(model: &ModelProto, dir: &Path, opts: &ImportOptions) -> Result<Graph, OnnxError> {
+    let has_external = model
+        .graph
+        .as_ref()
+        .is_some_and(|g| g.initializer.iter().any(crate::external::is_external) || has_external_constant(g));
+    let external = if has_external { Some(crate::external::ExternalData::new(dir)?) } else { None };
+    import(model, opts, external)
+}
+
+fn has_external_constant(g: &crate::proto::GraphProto) -> bool {
+    g.node.iter().any(|n| n.attribute.iter().any(|a| a.t.as_ref().is_some_and(crate::external::is_external)))
 }
 
 /// Imports a model (whose model-local functions are already inlined, see
@@ -52,6 +67,14 @@ pub fn import_model(model: &ModelProto) -> Result<Graph, OnnxError> {
 /// [`max_constant_bytes`](ImportOptions::max_constant_bytes) together, give
 /// [`OnnxError::ResourceLimit`] before anything is allocated.
 pub fn import_model_with(model: &ModelProto, opts: &ImportOptions) -> Result<Graph, OnnxError> {
+    import(model, opts, None)
+}
+
+fn import(
+    model: &ModelProto,
+    opts: &ImportOptions,
+    external: Option<crate::external::ExternalData>,
+) -> Result<Graph, OnnxError> {
     let graph = model.graph.as_ref().ok_or(OnnxError::MissingGraph { what: "model".into() })?;
     check_supported(&graph.node)?;
     let mut imp = Importer {
@@ -62,6 +85,7 @@ pub fn import_model_with(model: &ModelProto, opts: &ImportOptions) -> Result<Gra
             .chain(graph.output.iter().map(|o| o.name().to_string()))
             .collect(),
         opts: *opts,
+        external,
         ..Importer::default()
     };
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
@@ -160,6 +184,8 @@ enum Entry {
 #[derive(Default)]
 struct Importer {
     opts: ImportOptions,
+    /// The reader of external data (when the model has some and its directory is known).
+    external: Option<crate::external::ExternalData>,
     /// Bytes of the constants decoded or computed so far (checked against
     /// `opts.max_constant_bytes`).
     const_bytes: u64,
@@ -453,7 +479,16 @@ impl Importer {
             .map(|&d| usize::try_from(d))
             .collect::<Result<_, _>>()
             .map_err(|_| OnnxError::malformed(t.name(), format!("negative dim in {:?}", t.dims)))?;
-        self.reserve_const(format!("tensor '{}' of type {dtype}{dims:?}", t.name()), &dims, dtype)?;
+        let what = format!("tensor '{}' of type {dtype}{dims:?}", t.name());
+        if let (true, Some(ext)) = (crate::external::is_external(t), self.external.as_mut()) {
+            // Mapped, not copied: only the single-tensor limit applies.
+            let bytes = options::bytes_of(dims.iter().copied(), dtype.size_bytes());
+            if bytes > self.opts.max_tensor_bytes {
+                return Err(self.limit_err(what, bytes, self.opts.max_tensor_bytes, "max_tensor_bytes"));
+            }
+            return ext.tensor(t);
+        }
+        self.reserve_const(what, &dims, dtype)?;
         tensor_from_proto(t)
     }
 
