@@ -493,3 +493,29 @@ fn known_arithmetic_overflow_is_not_folded() {
     let text = blockfuse_ir::text::dump(&g).unwrap();
     assert!(text.contains("neg") && text.contains("pow"), "{text}");
 }
+
+#[test]
+fn data_dependent_shape_names_the_op_chain() {
+    // Reshape(x, Cast(Ceil(Div(Cast(n, f32), 2.0)), i64)) with n a graph input.
+    let inputs = vec![vi("x", 1, &["2", "3"]), vi("n", 7, &["2"])];
+    let two = tensor_to_proto("two", &HostTensor::from_f32(vec![], &[2.0]));
+    let nodes = vec![
+        with(node("Cast", &["n"], &["nf"]), int("to", 1)),
+        node("Div", &["nf", "two"], &["h"]),
+        node("Ceil", &["h"], &["c"]),
+        with(NodeProto { name: Some("Cast_1".into()), ..node("Cast", &["c"], &["s"]) }, int("to", 7)),
+        node("Reshape", &["x", "s"], &["y"]),
+    ];
+    match err(&model_with(inputs, vec![two], nodes)) {
+        OnnxError::Unsupported { node, reason, .. } => {
+            assert_eq!(node, "Reshape_0");
+            assert!(
+                reason.contains(
+                    "Cast 'Cast_1' ← Ceil 'Ceil_0' ← Div 'Div_0' ← Cast 'Cast_0' ← graph input 'n'"
+                ),
+                "{reason}"
+            );
+        }
+        e => panic!("{e:?}"),
+    }
+}

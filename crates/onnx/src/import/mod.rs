@@ -107,6 +107,10 @@ fn import(
     for n in &graph.node {
         imp.cur = (n.label(), n.op_type().to_string());
         imp.node(n)?;
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            let ins = n.input.iter().filter(|i| !i.is_empty()).cloned().collect();
+            imp.producers.insert(o.clone(), (imp.cur.0.clone(), imp.cur.1.clone(), ins));
+        }
     }
     imp.cur = ("<graph outputs>".into(), "output".into());
     for o in &graph.output {
@@ -194,6 +198,9 @@ struct Importer {
     /// IR values made for `Known`/`Tensor` entries.
     made: HashMap<String, Value>,
     used: HashSet<String>,
+    /// Value name → (node label, op type, input names) of the node that made it, to explain
+    /// where a data-dependent shape comes from.
+    producers: HashMap<String, (String, String, Vec<String>)>,
     cur: (String, String),
     unk: usize,
 }
@@ -308,9 +315,36 @@ impl Importer {
         self.known(name).cloned().ok_or_else(|| {
             self.unsupported(format!(
                 "{what} '{name}' is not computable at import time (a data-dependent shape; shape operands \
-                 must be constants or Shape computations)"
+                 must be constants or Shape computations): {}",
+                self.chain(name)
             ))
         })
+    }
+
+    /// Where a value that is not known at import time comes from: the chain of producing
+    /// nodes, following at each step the first operand that is not known, back to a graph
+    /// input or the op that made it data-dependent.
+    fn chain(&self, name: &str) -> String {
+        let mut parts = vec![];
+        let mut cur = name.to_string();
+        for _ in 0..12 {
+            let Some((label, op, ins)) = self.producers.get(&cur) else {
+                let input = matches!(self.vals.get(cur.as_str()), Some(Entry::Ir(_)));
+                let what = if input { "graph input" } else { "value" };
+                parts.push(format!("{what} '{cur}'"));
+                break;
+            };
+            parts.push(format!("{op} '{label}'"));
+            let next = ins.iter().find(|i| matches!(self.vals.get(i.as_str()), Some(Entry::Ir(_))));
+            match next {
+                Some(i) if op != "Shape" && op != "Size" => cur = i.clone(),
+                _ => {
+                    parts.push("(computed at run time)".into());
+                    break;
+                }
+            }
+        }
+        format!("it comes from {}", parts.join(" ← "))
     }
 
     /// A constant tensor (float or int) operand, when constant.

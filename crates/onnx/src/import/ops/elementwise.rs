@@ -113,6 +113,10 @@ impl Importer {
                 return Ok(());
             }
         }
+        if let Some(t) = self.fold_float_binary(op, &names) {
+            self.set_out_tensor(n, 0, t)?;
+            return Ok(());
+        }
         let mut acc = self.value(&names[0])?;
         for name in &names[1..] {
             let mut b = self.value(name)?;
@@ -143,10 +147,32 @@ impl Importer {
                 return Ok(());
             }
         }
+        if let Some(t) = self.const_tensor(&name).filter(|t| t.dtype().is_float()) {
+            if let Some(r) = known::map_f64(&[&t], t.dtype(), |x| fold_float_unary(op, x[0])) {
+                self.set_out_tensor(n, 0, r)?;
+                return Ok(());
+            }
+        }
         let x = self.value(&name)?;
         let v = self.emit(Op::Unary(op), &[x])?;
         self.out(n, 0, v);
         Ok(())
+    }
+
+    /// A binary op (pairwise over variadic operands) on small constant float tensors,
+    /// folded at import (shape arithmetic done in floats: `Cast → Div → Ceil → Mul → Cast`).
+    fn fold_float_binary(&self, op: BinaryOp, names: &[String]) -> Option<HostTensor> {
+        let ts: Vec<HostTensor> = names.iter().map(|s| self.const_tensor(s)).collect::<Option<_>>()?;
+        let dtype = ts.first()?.dtype();
+        if !dtype.is_float() || ts.iter().any(|t| t.dtype() != dtype) {
+            return None;
+        }
+        let out_dtype = if op.is_comparison() { DType::Bool } else { dtype };
+        let mut acc = ts[0].clone();
+        for t in &ts[1..] {
+            acc = known::map_f64(&[&acc, t], out_dtype, |x| fold_float(op, x[0], x[1]))?;
+        }
+        Some(acc)
     }
 
     pub(crate) fn cast(&mut self, n: &NodeProto, d: DType) -> R<()> {
@@ -231,4 +257,38 @@ pub(crate) fn fold_binary(op: BinaryOp, a: &SymInt, b: &SymInt) -> Option<SymInt
         BinaryOp::Or => bool_(a.as_c()? != 0 || b.as_c()? != 0),
         BinaryOp::Xor => bool_((a.as_c()? != 0) != (b.as_c()? != 0)),
     }
+}
+
+/// `op` on two float values (`None` for ops without float semantics here).
+fn fold_float(op: BinaryOp, a: f64, b: f64) -> Option<f64> {
+    let bool_ = |v: bool| Some(f64::from(u8::from(v)));
+    match op {
+        BinaryOp::Add => Some(a + b),
+        BinaryOp::Sub => Some(a - b),
+        BinaryOp::Mul => Some(a * b),
+        BinaryOp::Div => Some(a / b),
+        BinaryOp::Pow => Some(a.powf(b)),
+        BinaryOp::Max => Some(if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }),
+        BinaryOp::Min => Some(if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }),
+        BinaryOp::Equal => bool_(a == b),
+        BinaryOp::Less => bool_(a < b),
+        BinaryOp::LessEqual => bool_(a <= b),
+        BinaryOp::Greater => bool_(a > b),
+        BinaryOp::GreaterEqual => bool_(a >= b),
+        BinaryOp::Mod | BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => None,
+    }
+}
+
+/// `op` on one float value, for the ops that are exact (or the same in f64 and rounded
+/// once) on constants.
+fn fold_float_unary(op: UnaryOp, x: f64) -> Option<f64> {
+    Some(match op {
+        UnaryOp::Neg => -x,
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Floor => x.floor(),
+        UnaryOp::Ceil => x.ceil(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Reciprocal => 1.0 / x,
+        _ => return None,
+    })
 }

@@ -423,7 +423,10 @@ impl Importer {
                 return Ok((Some(t.get_f64(0)), None, t.dtype()));
             }
         }
-        Err(self.unsupported(format!("'{name}' is not computable at import time (a data-dependent shape)")))
+        Err(self.unsupported(format!(
+            "'{name}' is not computable at import time (a data-dependent shape): {}",
+            self.chain(name)
+        )))
     }
 
     pub(crate) fn range(&mut self, n: &NodeProto) -> R<()> {
