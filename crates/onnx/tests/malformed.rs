@@ -469,7 +469,7 @@ fn initializer_with_short_raw_data() {
         name: Some("w".into()),
         data_type: Some(1),
         dims: vec![3],
-        raw_data: Some(vec![0; 8]),
+        raw_data: Some(vec![0; 8].into()),
         ..Default::default()
     };
     let m = model(vec![t], vec![node("Add", &["x", "w"], &["y"])]);
