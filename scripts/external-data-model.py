@@ -6,12 +6,15 @@
       onnx.save_model(save_as_external_data=True), plus DIR/test_data_set_0/{input,output}_0.pb
       (numpy reference). Used by crates/onnx/tests/external_data.rs.
 
-  external-data-model.py llama DIR [--layers 4] [--seq 8]
+  external-data-model.py llama DIR [--layers 4] [--seq 8] [--hidden 4096] [--embedded]
       A decoder stack at Llama-3-8B dims (hidden 4096, 32 query / 8 KV heads of 128, FFN 14336,
       RMSNorm, SiLU-gated MLP), bf16 weights written tensor by tensor into DIR/weights.bin
       (about 436 MB per layer; 4 layers = 1.75 GB) so that this script holds one tensor at a time.
-      Input hidden states [1, seq, 4096] bf16. For the import bench (benches/import.rs); write it
-      under target/, never commit it.
+      Input hidden states [1, seq, 4096] bf16. With --hidden H the dims scale down (H/128 heads of
+      128 clamped to at least 1 head of H, FFN 3.5 H); --embedded keeps the weights inside
+      model.onnx (raw_data) instead (the "128-layer tiny file": --layers 128 --hidden 64
+      --embedded). For the import bench (crates/onnx/benches/import.rs); write it under
+      target/, never commit it.
 
 Needs onnx and numpy (the venv of scripts/onnx-node-tests.sh: target/onnx-venv/bin/python).
 """
@@ -58,35 +61,46 @@ def small(d):
 class Weights:
     """Appends bf16 tensors to one external-data file, one at a time."""
 
-    def __init__(self, d):
-        self.f = open(os.path.join(d, "weights.bin"), "wb")
+    def __init__(self, d, embedded=False):
+        self.embedded = embedded
+        self.f = None if embedded else open(os.path.join(d, "weights.bin"), "wb")
         self.off = 0
         self.rng = np.random.default_rng(0)
         self.inits = []
 
     def add(self, name, shape, scale):
         n = int(np.prod(shape))
-        # bf16 = the high 16 bits of an f32.
-        v = (self.rng.standard_normal(n, dtype=np.float32) * scale).view(np.uint32)
-        b = (v >> 16).astype(np.uint16).tobytes()
-        self.f.write(b)
+        # Random bf16 bit patterns with the exponent pinned near `scale` (fast: integer ops
+        # only, no NaN/Inf): sign and 7 mantissa bits random, |w| in [scale, 2 scale).
+        e = int(np.float32(scale).view(np.uint32) >> 16) & 0x7F80
+        r = self.rng.integers(0, 1 << 16, size=n, dtype=np.uint16)
+        b = ((r & 0x807F) | e).astype(np.uint16).tobytes()
         t = TensorProto()
         t.name = name
         t.data_type = TensorProto.BFLOAT16
         t.dims.extend(shape)
+        self.inits.append(t)
+        if self.embedded:
+            t.raw_data = b
+            self.off += len(b)
+            return name
+        self.f.write(b)
         t.data_location = TensorProto.EXTERNAL
         for k, val in (("location", "weights.bin"), ("offset", str(self.off)), ("length", str(len(b)))):
             e = t.external_data.add()
             e.key, e.value = k, val
         self.off += len(b)
-        self.inits.append(t)
         return name
 
 
-def llama(d, layers=4, seq=8):
+def llama(d, layers=4, seq=8, hidden=4096, embedded=False):
     os.makedirs(d, exist_ok=True)
-    H, NQ, NKV, HD, F = 4096, 32, 8, 128, 14336
-    w = Weights(d)
+    H = hidden
+    HD = min(128, H)
+    NQ = max(1, H // HD)
+    NKV = max(1, NQ // 4)
+    F = H * 7 // 2
+    w = Weights(d, embedded)
     nodes = []
     consts = [
         numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
@@ -141,7 +155,8 @@ def llama(d, layers=4, seq=8):
             helper.make_node("Add", [f"{p}.r1", f"{p}.mlp"], [f"{p}.out"]),
         ])
         x = f"{p}.out"
-    w.f.close()
+    if w.f:
+        w.f.close()
     nodes.append(helper.make_node("Identity", [x], ["out"]))
     g = helper.make_graph(
         nodes,
@@ -153,7 +168,8 @@ def llama(d, layers=4, seq=8):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
     with open(os.path.join(d, "model.onnx"), "wb") as f:
         f.write(m.SerializeToString())
-    print(f"{d}: {layers} layers, {w.off / 1e9:.2f} GB of bf16 weights in weights.bin")
+    where = "model.onnx" if embedded else "weights.bin"
+    print(f"{d}: {layers} layers, hidden {H}, {w.off / 1e6:.1f} MB of bf16 weights in {where}")
 
 
 if __name__ == "__main__":
@@ -164,4 +180,4 @@ if __name__ == "__main__":
     else:
         args = sys.argv[3:]
         opt = lambda k, dflt: int(args[args.index(k) + 1]) if k in args else dflt
-        llama(sys.argv[2], opt("--layers", 4), opt("--seq", 8))
+        llama(sys.argv[2], opt("--layers", 4), opt("--seq", 8), opt("--hidden", 4096), "--embedded" in args)
