@@ -1,5 +1,7 @@
 //! The versioned JSON format (`{"format": "blockfuse-ir", "version": 1, ...}`); see
-//! `docs/ir-format.md`. Constants are inline (base64 of little-endian bytes).
+//! `docs/ir-format.md`. Constants are inline (base64 of little-endian bytes), or, written
+//! with [`to_json_with_side_file`] / [`write_json_file`], the large ones in a side file of raw
+//! bytes next to the document (`"data_file"`, and `"data_ref"` per constant).
 
 use crate::attrs::{decode_op, op_attrs, OpDecodeError};
 use crate::block::{global_registry, BlockRegistry};
@@ -13,6 +15,11 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+/// Offsets of constants in a side file are multiples of this.
+pub const SIDE_FILE_ALIGN: usize = 64;
 
 /// The `format` field of every document.
 pub const FORMAT: &str = "blockfuse-ir";
@@ -28,10 +35,24 @@ struct Doc {
     format: String,
     /// The format version; this build reads and writes 1.
     version: u64,
+    /// The side file holding the bytes of large constants (a file name, in the directory of
+    /// the document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_file: Option<String>,
     /// The nodes; operands refer to earlier or later nodes by id (any order is read).
     nodes: Vec<RawNode>,
     /// The graph outputs, in order.
     outputs: Vec<RawOutput>,
+}
+
+/// Where a constant's bytes are in the side file.
+#[derive(Serialize, Deserialize, Clone, Copy, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct DataRef {
+    /// Byte offset in the side file.
+    offset: u64,
+    /// Byte length.
+    length: u64,
 }
 
 /// One node: an op, its attributes, its operands and (optionally) its output types.
@@ -60,6 +81,9 @@ struct RawNode {
     /// Constant payload: base64 of the little-endian bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     data: Option<String>,
+    /// Constant payload in the side file, instead of `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_ref: Option<DataRef>,
 }
 
 /// A named graph output.
@@ -117,6 +141,72 @@ pub fn json_schema() -> String {
 /// Writes a graph as JSON (nodes in topological order, ids renumbered from 0). Errors on a
 /// cycle or on an operand or output naming a missing value.
 pub fn to_json(g: &Graph) -> Result<String, IrError> {
+    write_doc(g, None)
+}
+
+/// Writes a graph as JSON with the bytes of every constant of at least `threshold` bytes in a
+/// side file called `side_name` (a plain file name, resolved in the document's directory when
+/// read): returns the document and the side file's bytes (each constant at an offset that is
+/// a multiple of [`SIDE_FILE_ALIGN`]). Smaller constants stay inline.
+pub fn to_json_with_side_file(
+    g: &Graph,
+    side_name: &str,
+    threshold: usize,
+) -> Result<(String, Vec<u8>), IrError> {
+    plain_file_name(side_name)?;
+    let mut side = Vec::new();
+    let text = write_doc(g, Some((side_name, threshold, &mut side)))?;
+    Ok((text, side))
+}
+
+/// Writes `g` to `path` as JSON, with constants of at least `threshold` bytes in the side file
+/// `<file name>.data` beside it (none when no constant is that large).
+pub fn write_json_file(g: &Graph, path: &Path, threshold: usize) -> Result<(), IrError> {
+    let io = |p: &Path, e: std::io::Error| IrError::Format(format!("cannot write {}: {e}", p.display()));
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| IrError::Format(format!("{} has no file name", path.display())))?;
+    let side_name = format!("{file_name}.data");
+    let (text, side) = to_json_with_side_file(g, &side_name, threshold)?;
+    if side.is_empty() {
+        return std::fs::write(path, text).map_err(|e| io(path, e));
+    }
+    let side_path = path.with_file_name(&side_name);
+    std::fs::write(&side_path, side).map_err(|e| io(&side_path, e))?;
+    std::fs::write(path, text).map_err(|e| io(path, e))
+}
+
+/// Reads a JSON graph file, and its side file when it has one (read once; the constants
+/// borrow their bytes from it).
+pub fn read_json_file(path: &Path) -> Result<Graph, IrError> {
+    let io = |p: &Path, e: std::io::Error| IrError::Format(format!("cannot read {}: {e}", p.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+    let head: Json = serde_json::from_str(&text).map_err(|e| IrError::Json(located(&e, "")))?;
+    let side = match head.get("data_file").and_then(Json::as_str) {
+        Some(name) => {
+            plain_file_name(name)?;
+            let p = path.with_file_name(name);
+            let bytes = std::fs::read(&p).map_err(|e| io(&p, e))?;
+            Some(Arc::new(bytes) as crate::tensor::SharedBuffer)
+        }
+        None => None,
+    };
+    read_doc(&text, head, &global_registry(), side)
+}
+
+/// A side file is named by a plain file name: no directories, no `..`, not absolute.
+fn plain_file_name(name: &str) -> Result<(), IrError> {
+    let mut comps = Path::new(name).components();
+    match (comps.next(), comps.next()) {
+        (Some(Component::Normal(_)), None) => Ok(()),
+        _ => Err(IrError::Format(format!(
+            "data_file \"{name}\" must be a plain file name in the document's directory"
+        ))),
+    }
+}
+
+fn write_doc(g: &Graph, mut side: Option<(&str, usize, &mut Vec<u8>)>) -> Result<String, IrError> {
     let order = g.topo_order()?;
     g.check_references()?;
     let mut ids: HashMap<NodeId, u64> = HashMap::new();
@@ -135,7 +225,18 @@ pub fn to_json(g: &Graph) -> Result<String, IrError> {
                 format!("{}:{}", ids[&v.node], v.output)
             }
         };
-        let data = node.op.as_constant().map(|t| base64::engine::general_purpose::STANDARD.encode(t.bytes()));
+        let mut data = None;
+        let mut data_ref = None;
+        if let Some(t) = node.op.as_constant() {
+            match side.as_mut() {
+                Some((_, threshold, buf)) if t.bytes().len() >= *threshold && !t.bytes().is_empty() => {
+                    buf.resize(buf.len().div_ceil(SIDE_FILE_ALIGN) * SIDE_FILE_ALIGN, 0);
+                    data_ref = Some(DataRef { offset: buf.len() as u64, length: t.bytes().len() as u64 });
+                    buf.extend_from_slice(t.bytes());
+                }
+                _ => data = Some(base64::engine::general_purpose::STANDARD.encode(t.bytes())),
+            }
+        }
         nodes.push(RawNode {
             id: n,
             op: node.op.name(),
@@ -144,6 +245,7 @@ pub fn to_json(g: &Graph) -> Result<String, IrError> {
             args: node.operands.iter().map(value_ref).collect(),
             types: Some(node.types.to_vec()),
             data,
+            data_ref,
         });
     }
     let outputs = g
@@ -158,7 +260,8 @@ pub fn to_json(g: &Graph) -> Result<String, IrError> {
             },
         })
         .collect();
-    let doc = Doc { format: FORMAT.into(), version: VERSION, nodes, outputs };
+    let data_file = side.filter(|(_, _, buf)| !buf.is_empty()).map(|(name, _, _)| name.to_string());
+    let doc = Doc { format: FORMAT.into(), version: VERSION, data_file, nodes, outputs };
     serde_json::to_string_pretty(&doc).map_err(|e| IrError::Json(e.to_string()))
 }
 
@@ -170,6 +273,15 @@ pub fn from_json(text: &str) -> Result<Graph, IrError> {
 /// Reads a graph from JSON, decoding blocks with `registry`.
 pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrError> {
     let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(located(&e, "")))?;
+    read_doc(text, head, registry, None)
+}
+
+fn read_doc(
+    text: &str,
+    head: Json,
+    registry: &BlockRegistry,
+    side: Option<crate::tensor::SharedBuffer>,
+) -> Result<Graph, IrError> {
     match head.get("format").and_then(Json::as_str) {
         Some(FORMAT) => {}
         Some(other) => return Err(IrError::Format(format!("format is \"{other}\", expected \"{FORMAT}\""))),
@@ -187,7 +299,13 @@ pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrE
     // From the text, not from `head`, so that structure errors keep their line and column.
     let doc: Doc =
         serde_json::from_str(text).map_err(|e| IrError::Json(located(&e, &failing_node(&head))))?;
-    Reader { registry, doc: &doc, index: HashMap::new(), made: HashMap::new(), graph: Graph::new() }.read()
+    if let (Some(name), None) = (&doc.data_file, &side) {
+        return Err(IrError::Format(format!(
+            "the large constants are in the side file \"{name}\": read the document with json::read_json_file"
+        )));
+    }
+    Reader { registry, doc: &doc, side, index: HashMap::new(), made: HashMap::new(), graph: Graph::new() }
+        .read()
 }
 
 /// `line L, column C[, node N "name"]: reason` for a serde_json error.
@@ -249,6 +367,7 @@ fn resolve_reshape(attrs: &Map<String, Json>, input: &TensorType) -> Result<Map<
 struct Reader<'a> {
     registry: &'a BlockRegistry,
     doc: &'a Doc,
+    side: Option<crate::tensor::SharedBuffer>,
     index: HashMap<u64, usize>,
     made: HashMap<u64, NodeId>,
     graph: Graph,
@@ -358,7 +477,7 @@ impl Reader<'_> {
                 found: n.args.len(),
             });
         }
-        if n.data.is_some() && n.op != "constant" {
+        if (n.data.is_some() || n.data_ref.is_some()) && n.op != "constant" {
             return Err(bad("only constants carry \"data\"".into()));
         }
         let id = match n.op.as_str() {
@@ -374,12 +493,32 @@ impl Reader<'_> {
                 no_other_attrs(n, &["dims", "dtype"]).map_err(bad)?;
                 let dtype: DType = attr(n, "dtype").map_err(bad)?;
                 let dims: Vec<usize> = attr(n, "dims").map_err(bad)?;
-                let data =
-                    n.data.as_deref().ok_or_else(|| bad("a constant needs \"data\" (base64)".into()))?;
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(data)
-                    .map_err(|e| bad(format!("constant data is not base64: {e}")))?;
-                let t = HostTensor::from_bytes(dtype, dims, bytes).map_err(|e| bad(e.to_string()))?;
+                let t = match (n.data.as_deref(), n.data_ref, &self.side) {
+                    (Some(data), None, _) => {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(data)
+                            .map_err(|e| bad(format!("constant data is not base64: {e}")))?;
+                        HostTensor::from_bytes(dtype, dims, bytes).map_err(|e| bad(e.to_string()))?
+                    }
+                    (None, Some(r), Some(side)) => {
+                        let need = dims.iter().try_fold(dtype.size_bytes(), |a, &d| a.checked_mul(d));
+                        if need.map(|b| b as u64) != Some(r.length) {
+                            return Err(bad(format!(
+                                "data_ref length {} does not match {dtype}{dims:?}",
+                                r.length
+                            )));
+                        }
+                        let offset = usize::try_from(r.offset)
+                            .map_err(|_| bad("data_ref offset is too large".into()))?;
+                        HostTensor::from_shared(dtype, dims, side.clone(), offset)
+                            .map_err(|e| bad(format!("data_ref: {e}")))?
+                    }
+                    (None, Some(_), None) => return Err(bad("a data_ref without a data_file".into())),
+                    (None, None, _) => return Err(bad("a constant needs \"data\" (base64)".into())),
+                    (Some(_), Some(_), _) => {
+                        return Err(bad("a constant has both \"data\" and \"data_ref\"".into()))
+                    }
+                };
                 self.add(n, Op::Constant(t), vec![])?
             }
             name => {

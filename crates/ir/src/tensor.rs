@@ -1,4 +1,6 @@
-//! Host tensors: dtype, concrete dims and little-endian bytes shared behind an `Arc`.
+//! Host tensors: dtype, concrete dims and little-endian bytes shared behind an `Arc`: an
+//! owned buffer, or a range of a shared read-only buffer such as a memory-mapped weights
+//! file ([`HostTensor::from_shared`]), which the tensor keeps alive and never copies.
 //!
 //! Constants in a graph, inputs given to a backend and the outputs it returns all use this one
 //! type, so that data moves between frontends, backends and tests without conversions.
@@ -8,11 +10,41 @@ use half::{bf16, f16};
 use std::sync::Arc;
 
 /// A dense, row-major tensor in host memory. Cloning is cheap: the bytes are shared.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct HostTensor {
     dtype: DType,
     dims: Vec<usize>,
-    bytes: Arc<[u8]>,
+    bytes: Storage,
+}
+
+/// A read-only byte buffer that tensors may borrow ranges of (a memory map, a decoded file).
+pub type SharedBuffer = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Where a tensor's bytes live.
+#[derive(Clone)]
+enum Storage {
+    /// An owned buffer.
+    Heap(Arc<[u8]>),
+    /// `len` bytes from `start` of a shared buffer.
+    Shared { owner: SharedBuffer, start: usize, len: usize },
+}
+
+impl Storage {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Storage::Heap(b) => b,
+            Storage::Shared { owner, start, len } => {
+                let all: &[u8] = (**owner).as_ref();
+                all.get(*start..*start + *len).unwrap_or(&[])
+            }
+        }
+    }
+}
+
+impl PartialEq for HostTensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.dtype == other.dtype && self.dims == other.dims && self.bytes() == other.bytes()
+    }
 }
 
 /// Why bytes could not become a tensor.
@@ -51,7 +83,30 @@ impl HostTensor {
         if bytes.len() != expected {
             return Err(TensorSizeError { dtype, dims, expected, actual: bytes.len() });
         }
-        Ok(HostTensor { dtype, dims, bytes })
+        Ok(HostTensor { dtype, dims, bytes: Storage::Heap(bytes) })
+    }
+
+    /// A tensor over `expected` bytes of `owner` from `offset`, without copying them (the
+    /// tensor keeps `owner` alive); errors when `owner` has fewer bytes there than dtype and
+    /// dims need.
+    pub fn from_shared(
+        dtype: DType,
+        dims: Vec<usize>,
+        owner: SharedBuffer,
+        offset: usize,
+    ) -> Result<Self, TensorSizeError> {
+        let expected =
+            dims.iter().try_fold(dtype.size_bytes(), |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        let have = (*owner).as_ref().len().saturating_sub(offset);
+        if have < expected {
+            return Err(TensorSizeError { dtype, dims, expected, actual: have });
+        }
+        Ok(HostTensor { dtype, dims, bytes: Storage::Shared { owner, start: offset, len: expected } })
+    }
+
+    /// True when the bytes are borrowed from a shared buffer ([`HostTensor::from_shared`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.bytes, Storage::Shared { .. })
     }
 
     /// Converts f64 values to `dtype` (rounding to nearest; integers truncate toward zero,
@@ -62,21 +117,21 @@ impl HostTensor {
         for &v in values {
             push_le(&mut bytes, dtype, v);
         }
-        HostTensor { dtype, dims, bytes: bytes.into() }
+        HostTensor { dtype, dims, bytes: Storage::Heap(bytes.into()) }
     }
 
     /// An f32 tensor.
     pub fn from_f32(dims: Vec<usize>, values: &[f32]) -> Self {
         assert_eq!(values.len(), dims.iter().product::<usize>(), "values do not fill dims");
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        HostTensor { dtype: DType::F32, dims, bytes: bytes.into() }
+        HostTensor { dtype: DType::F32, dims, bytes: Storage::Heap(bytes.into()) }
     }
 
     /// An i64 tensor.
     pub fn from_i64(dims: Vec<usize>, values: &[i64]) -> Self {
         assert_eq!(values.len(), dims.iter().product::<usize>(), "values do not fill dims");
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        HostTensor { dtype: DType::I64, dims, bytes: bytes.into() }
+        HostTensor { dtype: DType::I64, dims, bytes: Storage::Heap(bytes.into()) }
     }
 
     /// A rank-0 tensor holding `value` converted to `dtype`.
@@ -106,18 +161,13 @@ impl HostTensor {
 
     /// The little-endian bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The shared byte buffer (cloning it does not copy the data).
-    pub fn shared_bytes(&self) -> &Arc<[u8]> {
-        &self.bytes
+        self.bytes.as_slice()
     }
 
     /// Element `i` widened to f64 (bool as 0/1).
     pub fn get_f64(&self, i: usize) -> f64 {
         let s = self.dtype.size_bytes();
-        read_le(self.dtype, &self.bytes[i * s..(i + 1) * s])
+        read_le(self.dtype, &self.bytes()[i * s..(i + 1) * s])
     }
 
     /// All elements widened to f64.
@@ -132,7 +182,7 @@ impl HostTensor {
 
     fn get_f64_exact_i64(&self, i: usize) -> i64 {
         if self.dtype == DType::I64 {
-            let b = &self.bytes[i * 8..i * 8 + 8];
+            let b = &self.bytes()[i * 8..i * 8 + 8];
             i64::from_le_bytes(b.try_into().expect("8 bytes"))
         } else {
             self.get_f64(i) as i64
@@ -141,7 +191,12 @@ impl HostTensor {
 
     /// The tensor with the same bytes and other dims of the same element count.
     pub fn reshaped(&self, dims: Vec<usize>) -> Result<Self, TensorSizeError> {
-        Self::from_bytes(self.dtype, dims, self.bytes.clone())
+        let expected = dims.iter().try_fold(self.dtype.size_bytes(), |a, &d| a.checked_mul(d));
+        let (expected, actual) = (expected.unwrap_or(usize::MAX), self.bytes().len());
+        if expected != actual {
+            return Err(TensorSizeError { dtype: self.dtype, dims, expected, actual });
+        }
+        Ok(HostTensor { dtype: self.dtype, dims, bytes: self.bytes.clone() })
     }
 
     /// The tensor converted to another dtype (through f64; i64 values beyond 2^53 round).
@@ -154,7 +209,7 @@ impl HostTensor {
             for v in self.to_i64_vec() {
                 push_le_int(&mut bytes, dtype, v);
             }
-            return HostTensor { dtype, dims: self.dims.clone(), bytes: bytes.into() };
+            return HostTensor { dtype, dims: self.dims.clone(), bytes: Storage::Heap(bytes.into()) };
         }
         Self::from_f64(dtype, self.dims.clone(), &self.to_f64_vec())
     }
@@ -197,5 +252,24 @@ pub fn read_le(dtype: DType, b: &[u8]) -> f64 {
         DType::I8 => b[0] as i8 as f64,
         DType::U8 => b[0] as f64,
         DType::Bool => (b[0] != 0) as u8 as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_tensors_borrow_their_range() {
+        let owner: SharedBuffer = Arc::new((0u8..16).collect::<Vec<u8>>());
+        let t = HostTensor::from_shared(DType::U8, vec![2, 2], owner.clone(), 4).unwrap();
+        assert!(t.is_shared());
+        assert_eq!(t.bytes(), &[4, 5, 6, 7]);
+        assert_eq!(t, HostTensor::from_bytes(DType::U8, vec![2, 2], vec![4u8, 5, 6, 7]).unwrap());
+        let r = t.reshaped(vec![4]).unwrap();
+        assert!(r.is_shared() && r.bytes() == t.bytes());
+        let e = HostTensor::from_shared(DType::F32, vec![4], owner.clone(), 4).unwrap_err();
+        assert_eq!((e.expected, e.actual), (16, 12));
+        assert!(HostTensor::from_shared(DType::F32, vec![usize::MAX, 2], owner, 0).is_err());
     }
 }

@@ -48,16 +48,32 @@ pub enum OnnxError {
         data_type: i32,
     },
 
-    /// A tensor's data lives in an external file (`data_location = EXTERNAL`).
+    /// A tensor's data lives in an external file (`data_location = EXTERNAL`), and the
+    /// model's directory is not known (a model decoded from bytes: import it with
+    /// [`import_file`](crate::import_file) or
+    /// [`import_model_in`](crate::import::import_model_in)).
     #[error(
-        "tensor '{tensor}': data stored in an external file ('{location}') is not supported; \
-         re-save the model with its data embedded"
+        "tensor '{tensor}': data stored in an external file ('{location}') needs the model's directory; \
+         import the model from its file"
     )]
     ExternalData {
         /// The tensor's name.
         tensor: String,
         /// The `location` entry of its `external_data`, or empty when absent.
         location: String,
+    },
+
+    /// The external data of a tensor cannot be used: its location is refused (absolute, with
+    /// `..`, or leaving the model's directory through a symlink), the file cannot be read,
+    /// or `offset`/`length` do not fit the tensor or the file.
+    #[error("tensor '{tensor}': external data location '{location}': {reason}")]
+    ExternalDataLocation {
+        /// The tensor's name.
+        tensor: String,
+        /// The `location` entry.
+        location: String,
+        /// What is wrong.
+        reason: String,
     },
 
     /// A tensor's dims and data disagree, or its data is otherwise unusable.
@@ -132,6 +148,27 @@ pub enum OnnxError {
         op_type: String,
         /// What is wrong.
         reason: String,
+    },
+
+    /// A tensor (an initializer, a constant, or a value of the graph whose dims are all
+    /// known) would take more bytes than [`ImportOptions`](crate::import::ImportOptions)
+    /// allow, or all constants together would. Checked before anything is allocated.
+    #[error(
+        "node '{node}' ({op_type}): {what} needs {bytes} bytes, over the limit of {limit} bytes ({option})"
+    )]
+    ResourceLimit {
+        /// The node (or initializer, or graph input) concerned.
+        node: String,
+        /// The node's op type (`initializer`, `input` for those).
+        op_type: String,
+        /// What would be too large.
+        what: String,
+        /// The bytes it needs (saturated at `u64::MAX` when the count overflows).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+        /// The option that sets the limit.
+        option: &'static str,
     },
 
     /// A test data directory does not have the ONNX backend-test layout.

@@ -9,6 +9,8 @@
 //!   by their bodies;
 //! - [`test_data`] reads the `test_data_set_<k>/{input,output}_<i>.pb` files of the ONNX
 //!   backend-test layout;
+//! - [`external`] reads external tensor data through memory maps, inside the model's
+//!   directory only;
 //! - [`error`] has [`OnnxError`], the one error type.
 //!
 //! ```no_run
@@ -26,6 +28,7 @@
 
 pub mod error;
 pub mod export;
+pub mod external;
 pub mod functions;
 pub mod import;
 pub mod model;
@@ -37,7 +40,9 @@ pub mod test_data;
 pub use error::OnnxError;
 pub use export::{export_model, write_model, ExportError};
 pub use functions::{inline_functions, InlineStats};
-pub use import::{import_file, import_model};
+pub use import::{
+    import_file, import_file_with, import_model, import_model_in, import_model_with, ImportOptions,
+};
 pub use model::{decode_model, load_model};
 pub use tensor::{tensor_from_proto, tensor_to_proto};
 pub use test_data::{read_tensor_pb, TestDataSet};

@@ -16,10 +16,27 @@ pub fn is_default_domain(domain: &str) -> bool {
 /// Reads and decodes an `.onnx` file. Errors when the file cannot be read, is not a valid
 /// `ModelProto`, or has no graph. Tensor data is not checked here (see
 /// [`crate::tensor::tensor_from_proto`]).
+///
+/// The file is memory-mapped and decoded in place: tensor `raw_data` borrows from the map
+/// (no copy of the weights; pages are read when a backend first uses them), so loading
+/// holds O(graph) memory. The file must not be modified while the model or a graph imported
+/// from it is alive (as with any memory map); blockfuse never writes it.
 pub fn load_model(path: impl AsRef<Path>) -> Result<ModelProto, OnnxError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| OnnxError::io(path, e))?;
-    decode_model_named(&bytes, &path.display().to_string())
+    let file = std::fs::File::open(path).map_err(|e| OnnxError::io(path, e))?;
+    let len = file.metadata().map_err(|e| OnnxError::io(path, e))?.len();
+    let what = path.display().to_string();
+    if len == 0 {
+        return decode_model_named(&[], &what);
+    }
+    // SAFETY: read-only map of a file blockfuse never writes; see the doc comment above.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| OnnxError::io(path, e))?;
+    let buf = prost::bytes::Bytes::from_owner(map);
+    let model = ModelProto::decode(buf).map_err(|source| OnnxError::Decode { what: what.clone(), source })?;
+    if model.graph.is_none() {
+        return Err(OnnxError::MissingGraph { what });
+    }
+    Ok(model)
 }
 
 /// Decodes a serialized `ModelProto`. Errors when the bytes are not a valid `ModelProto`

@@ -57,8 +57,49 @@ pub fn bind_inputs(model: &mut ModelProto, values: &[(String, HostTensor)]) -> R
 /// The graph input named in an import refusal "`… 'NAME' is not computable at import time …`",
 /// when `NAME` is a graph input of `model` (the operand [`bind_inputs`] would make known).
 pub fn uncomputable_input(model: &ModelProto, reason: &str) -> Option<String> {
-    let head = reason.split(" is not computable at import time").next().filter(|h| h.len() < reason.len())?;
-    let name = head.strip_suffix('\'')?.rsplit_once('\'')?.1;
+    let name = uncomputable_value(reason)?;
     let graph = model.graph.as_ref()?;
-    graph.input.iter().any(|vi| vi.name() == name).then(|| name.to_string())
+    graph.input.iter().any(|vi| vi.name() == name).then_some(name)
+}
+
+/// The graph inputs of `model` that the value `name` is computed from (walking its producing
+/// nodes back to the graph inputs; initializers and constants are not inputs), in graph-input
+/// order: what [`bind_inputs`] must bind for `name` to be known at import time.
+pub fn inputs_feeding(model: &ModelProto, name: &str) -> Vec<String> {
+    let Some(graph) = model.graph.as_ref() else { return vec![] };
+    let producer: std::collections::HashMap<&str, usize> = graph
+        .node
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![name.to_string()];
+    while let Some(v) = stack.pop() {
+        if !seen.insert(v.clone()) {
+            continue;
+        }
+        if let Some(&i) = producer.get(v.as_str()) {
+            stack.extend(graph.node[i].input.iter().filter(|s| !s.is_empty()).cloned());
+        }
+    }
+    graph.input.iter().map(|vi| vi.name().to_string()).filter(|n| seen.contains(n)).collect()
+}
+
+/// The value named in an import refusal "`… 'NAME' is not computable at import time …`".
+pub fn uncomputable_value(reason: &str) -> Option<String> {
+    let head = reason.split(" is not computable at import time").next().filter(|h| h.len() < reason.len())?;
+    Some(head.strip_suffix('\'')?.rsplit_once('\'')?.1.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_refusals() {
+        let r = "axes 'axes' is not computable at import time (a data-dependent shape)";
+        assert_eq!(uncomputable_value(r).as_deref(), Some("axes"));
+        assert_eq!(uncomputable_value("something else"), None);
+    }
 }

@@ -61,7 +61,8 @@ pub fn elem_type_short(data_type: i32) -> String {
     }
 }
 
-/// Decodes a tensor with embedded data.
+/// Decodes a tensor with embedded data. `raw_data` is borrowed, not copied (except bool
+/// data, normalized to 0/1).
 ///
 /// Errors name the tensor: unsupported element type, external data, a segmented tensor,
 /// negative dims, or data whose length does not match the dims.
@@ -96,11 +97,14 @@ pub fn tensor_from_proto(t: &TensorProto) -> Result<HostTensor, OnnxError> {
                     format!("raw_data has {} bytes, but {dtype}{dims:?} needs {expected}", raw.len()),
                 ));
             }
-            let mut bytes = raw.clone();
-            if dtype == DType::Bool {
-                bytes.iter_mut().for_each(|b| *b = u8::from(*b != 0));
+            if dtype != DType::Bool {
+                // Borrow the bytes (from the decoded buffer, or the memory-mapped model file
+                // when the model was loaded by `load_model`): no copy.
+                let owner: blockfuse_ir::tensor::SharedBuffer = std::sync::Arc::new(raw.clone());
+                return HostTensor::from_shared(dtype, dims, owner, 0)
+                    .map_err(|e| OnnxError::malformed(name, e.to_string()));
             }
-            bytes
+            raw.iter().map(|&b| u8::from(b != 0)).collect()
         }
         None => typed_bytes(t, dtype, count)?,
     };
@@ -192,7 +196,7 @@ pub fn tensor_to_proto_with(name: &str, t: &HostTensor, encoding: TensorEncoding
     };
     let bytes = t.bytes();
     match encoding {
-        TensorEncoding::RawData => p.raw_data = Some(bytes.to_vec()),
+        TensorEncoding::RawData => p.raw_data = Some(prost::bytes::Bytes::copy_from_slice(bytes)),
         TensorEncoding::TypedFields => match t.dtype() {
             DType::F32 => p.float_data = le_chunks(bytes).map(f32::from_le_bytes).collect(),
             DType::F64 => p.double_data = le_chunks(bytes).map(f64::from_le_bytes).collect(),
@@ -308,7 +312,7 @@ mod tests {
         p.int32_data = vec![0, 1, 5];
         assert_eq!(tensor_from_proto(&p).unwrap().bytes(), [0, 1, 1]);
         let mut p = proto(DataType::Bool, &[2]);
-        p.raw_data = Some(vec![0, 7]);
+        p.raw_data = Some(vec![0, 7].into());
         assert_eq!(tensor_from_proto(&p).unwrap().bytes(), [0, 1]);
 
         let mut p = proto(DataType::Double, &[]);
@@ -318,7 +322,7 @@ mod tests {
 
         // raw_data wins over the typed fields when both are present.
         let mut p = proto(DataType::Float, &[1]);
-        p.raw_data = Some(2.0f32.to_le_bytes().to_vec());
+        p.raw_data = Some(2.0f32.to_le_bytes().to_vec().into());
         p.float_data = vec![3.0];
         assert_eq!(tensor_from_proto(&p).unwrap().to_f64_vec(), [2.0]);
 
@@ -354,7 +358,7 @@ mod tests {
         assert!(err(&p).starts_with("tensor 'w': data stored in an external file ('weights.bin')"));
 
         let mut p = proto(DataType::Float, &[2, 3]);
-        p.raw_data = Some(vec![0; 20]);
+        p.raw_data = Some(vec![0; 20].into());
         assert_eq!(err(&p), "tensor 'w': raw_data has 20 bytes, but f32[2, 3] needs 24");
         p.raw_data = None;
         assert_eq!(err(&p), "tensor 'w': 6 elements of f32 but no data (neither raw_data nor float_data)");

@@ -367,3 +367,39 @@ fn dump() {
         }
     }
 }
+
+#[test]
+fn float_shape_arithmetic_is_folded() {
+    // Reshape(x, Cast(Mul(Ceil(Div(Cast(Shape(x)[2], f32), 3.0)), 3.0), i64) ...): the exporters'
+    // `ceil(n / k) * k` done in floats, on a static dim: 8 → ceil(8/3)·3 = 9 ... here used as
+    // the padded length of a ConstantOfShape.
+    use blockfuse_onnx::tensor::tensor_to_proto;
+    let f32s = |name: &str, v: f32| tensor_to_proto(name, &HostTensor::from_f32(vec![1], &[v]));
+    let i64s = |name: &str, v: &[i64]| tensor_to_proto(name, &HostTensor::from_i64(vec![v.len()], v));
+    let cast = |name: &str, i: &str, o: &str, to: i64| {
+        let mut n = node("Cast", name, &[i], &[o]);
+        n.attribute.push(AttributeProto {
+            name: Some("to".into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(to),
+            ..Default::default()
+        });
+        n
+    };
+    let nodes = vec![
+        node("Shape", "shape", &["x"], &["s"]),
+        node("Gather", "g", &["s", "two"], &["d"]),
+        cast("c1", "d", "df", 1),
+        node("Div", "div", &["df", "three"], &["q"]),
+        node("Ceil", "ceil", &["q"], &["qc"]),
+        node("Mul", "mul", &["qc", "threef"], &["p"]),
+        cast("c2", "p", "pi", 7),
+        node("ConstantOfShape", "cos", &["pi"], &["y"]),
+    ];
+    let mut m = model(nodes, "y");
+    let g = m.graph.as_mut().unwrap();
+    g.initializer = vec![i64s("two", &[2]), f32s("three", 3.0), f32s("threef", 3.0)];
+    let graph = import_model(&m).unwrap();
+    let out = graph.outputs()[0].1;
+    assert_eq!(graph.value_type(out).shape.to_vec(), vec![blockfuse_ir::Dim::Known(9)]);
+}

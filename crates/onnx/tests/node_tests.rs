@@ -270,11 +270,11 @@ fn check_graph(g: &Graph, sets: &[(String, DataSet)]) -> Result<(), String> {
     Ok(())
 }
 
-/// A model whose shape operands are graph inputs: per data set, binds the inputs the importer
-/// names as not computable (one at a time, as the importer asks) to the set's values, imports,
-/// and runs on the other inputs. `None` when the import still refuses (the first refusal stands).
+/// A model whose shape operands are graph inputs: per data set, binds the graph inputs that
+/// the operand the importer names as not computable is computed from (one refusal at a time)
+/// to the set's values, imports, and runs on the other inputs. `None` when the import still refuses (the first refusal stands).
 fn run_specialized(dir: &Path) -> Option<Outcome> {
-    use blockfuse_onnx::specialize::{bind_inputs, uncomputable_input};
+    use blockfuse_onnx::specialize::{bind_inputs, inputs_feeding, uncomputable_value};
     let mut all_bound: Vec<String> = vec![];
     for set_dir in list_test_data_sets(dir).ok()? {
         let set_name = set_dir.file_name().unwrap().to_string_lossy().to_string();
@@ -298,10 +298,16 @@ fn run_specialized(dir: &Path) -> Option<Outcome> {
             match catch_unwind(AssertUnwindSafe(|| blockfuse_onnx::import_model(&model))) {
                 Ok(Ok(g)) => break g,
                 Ok(Err(OnnxError::Unsupported { reason, .. })) => {
-                    let name = uncomputable_input(&model, &reason)?;
-                    let value = inputs.iter().find(|(n, _)| *n == name)?.1.clone();
-                    bind_inputs(&mut model, &[(name.clone(), value)]).ok()?;
-                    bound.push(name);
+                    // The graph inputs the refused operand is computed from.
+                    let names = inputs_feeding(&model, &uncomputable_value(&reason)?);
+                    if names.is_empty() {
+                        return None;
+                    }
+                    for name in names {
+                        let value = inputs.iter().find(|(n, _)| *n == name)?.1.clone();
+                        bind_inputs(&mut model, &[(name.clone(), value)]).ok()?;
+                        bound.push(name);
+                    }
                 }
                 Ok(Err(e)) if refusal(&e).is_some() => return None,
                 Ok(Err(e)) => return Some(Outcome::Failed(format!("{set_name}: specialized import: {e}"))),

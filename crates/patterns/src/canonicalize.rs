@@ -129,8 +129,11 @@ fn reused_name(g: &Graph, node: &blockfuse_ir::Node) -> Option<String> {
 
 fn scalar(g: &Graph, v: Value) -> Option<f64> {
     let t = g.node(v.node).op.as_constant()?;
+    if t.is_empty() {
+        return None; // no element to read (an f32[0] constant is no scalar)
+    }
     let first = t.get_f64(0);
-    (!t.is_empty() && (0..t.len()).all(|i| t.get_f64(i) == first)).then_some(first)
+    (0..t.len()).all(|i| t.get_f64(i) == first).then_some(first)
 }
 
 /// One local simplification of node `id`, returning the value that replaces it.

@@ -19,6 +19,9 @@ fn main() {
     });
     let mut config = prost_build::Config::new();
     config.out_dir(&out_dir);
+    // Tensor bytes as `bytes::Bytes`: decoding from a memory-mapped file then borrows them
+    // from the map instead of copying (crates/onnx/src/model.rs).
+    config.bytes([".onnx.TensorProto.raw_data"]);
     config.compile_fds(fds).unwrap_or_else(|e| {
         eprintln!("prost-build: {e}");
         std::process::exit(1);

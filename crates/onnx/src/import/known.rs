@@ -72,7 +72,7 @@ pub const MAX_KNOWN: usize = 4096;
 impl Known {
     /// A known tensor.
     pub fn new(dtype: DType, dims: Vec<usize>, vals: Vec<SymInt>) -> Known {
-        debug_assert_eq!(dims.iter().product::<usize>(), vals.len());
+        debug_assert_eq!(dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)), Some(vals.len()));
         Known { dtype, dims, vals }
     }
 
@@ -131,7 +131,7 @@ fn strides(dims: &[usize]) -> Vec<usize> {
     s
 }
 
-fn unravel(mut flat: usize, dims: &[usize]) -> Vec<usize> {
+pub(crate) fn unravel(mut flat: usize, dims: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; dims.len()];
     for i in (0..dims.len()).rev() {
         if dims[i] > 0 {
@@ -160,7 +160,7 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 }
 
 /// The flat index into a tensor of `dims` (right-aligned, broadcast) for output index `idx`.
-fn bindex(idx: &[usize], dims: &[usize]) -> usize {
+pub(crate) fn bindex(idx: &[usize], dims: &[usize]) -> usize {
     let st = strides(dims);
     let off = idx.len() - dims.len();
     dims.iter().enumerate().map(|(j, &d)| if d == 1 { 0 } else { idx[off + j] * st[j] }).sum()
@@ -172,7 +172,7 @@ pub fn map_n(xs: &[&Known], dtype: DType, f: impl Fn(&[&SymInt]) -> Option<SymIn
     for x in xs {
         dims = broadcast(&dims, &x.dims)?;
     }
-    let n: usize = dims.iter().product();
+    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
     if n > MAX_KNOWN {
         return None;
     }
@@ -277,6 +277,9 @@ pub fn gather(data: &Known, idx: &Known, axis: usize) -> Option<Known> {
     let n = *data.dims.get(axis)? as i64;
     let outer: usize = data.dims[..axis].iter().product();
     let inner: usize = data.dims[axis + 1..].iter().product();
+    if outer.checked_mul(idx_c.len())?.checked_mul(inner)? > MAX_KNOWN {
+        return None;
+    }
     let mut vals = vec![];
     for o in 0..outer {
         for &i in &idx_c {
@@ -301,7 +304,8 @@ pub fn concat(xs: &[&Known], axis: usize) -> Option<Known> {
     let mut vals = vec![];
     let mut total = 0;
     for x in xs {
-        if x.dims.len() != first.dims.len() {
+        let same_others = (0..first.dims.len()).all(|j| j == axis || x.dims.get(j) == first.dims.get(j));
+        if x.dims.len() != first.dims.len() || !same_others {
             return None;
         }
         total += x.dims[axis];
@@ -330,4 +334,26 @@ pub fn slice_axis(x: &Known, axis: usize, start: i64, end: i64, step: i64) -> Op
     let len = picks.len();
     let r = gather(x, &Known::new(DType::I64, vec![len], picks), axis)?;
     Some(r)
+}
+
+/// An elementwise map over broadcast constant float tensors (at most [`MAX_KNOWN`]
+/// elements), computed in f64 and rounded once to `dtype`: exact for `+ − × ÷ √` of f32/f16/bf16
+/// operands (f64 has more than twice their precision).
+pub fn map_f64(xs: &[&HostTensor], dtype: DType, f: impl Fn(&[f64]) -> Option<f64>) -> Option<HostTensor> {
+    let mut dims: Vec<usize> = vec![];
+    for x in xs {
+        dims = broadcast(&dims, x.dims())?;
+    }
+    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+    if n > MAX_KNOWN || xs.iter().any(|x| x.len() > MAX_KNOWN) {
+        return None;
+    }
+    let vals: Vec<Vec<f64>> = xs.iter().map(|x| x.to_f64_vec()).collect();
+    let mut out = Vec::with_capacity(n);
+    for flat in 0..n {
+        let idx = unravel(flat, &dims);
+        let args: Vec<f64> = xs.iter().zip(&vals).map(|(x, v)| v[bindex(&idx, x.dims())]).collect();
+        out.push(f(&args)?);
+    }
+    Some(HostTensor::from_f64(dtype, dims, &out))
 }

@@ -10,6 +10,9 @@
 
 pub mod known;
 mod ops;
+pub mod options;
+
+pub use options::ImportOptions;
 
 use crate::error::OnnxError;
 use crate::proto::{tensor_shape_proto, type_proto, ModelProto, NodeProto, ValueInfoProto};
@@ -21,20 +24,57 @@ use known::{Known, SymInt};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-/// Reads, inlines and imports an ONNX model file.
+/// Reads, inlines and imports an ONNX model file, with the default [`ImportOptions`].
 pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
+    import_file_with(path, &ImportOptions::default())
+}
+
+/// Reads, inlines and imports an ONNX model file under the limits of `opts`.
+pub fn import_file_with(path: &Path, opts: &ImportOptions) -> Result<Graph, OnnxError> {
     let mut model = crate::load_model(path)?;
     crate::inline_functions(&mut model)?;
-    import_model(&model)
+    import_model_in(&model, path.parent().unwrap_or(Path::new(".")), opts)
+}
+
+/// [`import_model_with`] for a model of directory `dir`: tensors with external data are
+/// read from files there, memory-mapped and not copied (see [`crate::external`]).
+pub fn import_model_in(model: &ModelProto, dir: &Path, opts: &ImportOptions) -> Result<Graph, OnnxError> {
+    let has_external = model
+        .graph
+        .as_ref()
+        .is_some_and(|g| g.initializer.iter().any(crate::external::is_external) || has_external_constant(g));
+    let external = if has_external { Some(crate::external::ExternalData::new(dir)?) } else { None };
+    import(model, opts, external)
+}
+
+fn has_external_constant(g: &crate::proto::GraphProto) -> bool {
+    g.node.iter().any(|n| n.attribute.iter().any(|a| a.t.as_ref().is_some_and(crate::external::is_external)))
 }
 
 /// Imports a model (whose model-local functions are already inlined, see
-/// [`inline_functions`](crate::inline_functions)) into an IR graph.
+/// [`inline_functions`](crate::inline_functions)) into an IR graph, with the default
+/// [`ImportOptions`].
 ///
 /// Graph inputs keep their names and order (initializers are not inputs), outputs their
 /// names; IR nodes are named after the ONNX node they come from. Every unsupported op is
 /// reported at once ([`OnnxError::UnsupportedOps`]).
 pub fn import_model(model: &ModelProto) -> Result<Graph, OnnxError> {
+    import_model_with(model, &ImportOptions::default())
+}
+
+/// [`import_model`] under the limits of `opts`: a tensor over
+/// [`max_tensor_bytes`](ImportOptions::max_tensor_bytes), or constants over
+/// [`max_constant_bytes`](ImportOptions::max_constant_bytes) together, give
+/// [`OnnxError::ResourceLimit`] before anything is allocated.
+pub fn import_model_with(model: &ModelProto, opts: &ImportOptions) -> Result<Graph, OnnxError> {
+    import(model, opts, None)
+}
+
+fn import(
+    model: &ModelProto,
+    opts: &ImportOptions,
+    external: Option<crate::external::ExternalData>,
+) -> Result<Graph, OnnxError> {
     let graph = model.graph.as_ref().ok_or(OnnxError::MissingGraph { what: "model".into() })?;
     check_supported(&graph.node)?;
     let mut imp = Importer {
@@ -44,11 +84,14 @@ pub fn import_model(model: &ModelProto) -> Result<Graph, OnnxError> {
             .flat_map(|n| n.input.iter().cloned())
             .chain(graph.output.iter().map(|o| o.name().to_string()))
             .collect(),
+        opts: *opts,
+        external,
         ..Importer::default()
     };
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
     for t in &graph.initializer {
-        let host = tensor_from_proto(t)?;
+        imp.cur = (t.name().to_string(), "initializer".into());
+        let host = imp.decode_tensor(t)?;
         imp.set_tensor(t.name(), host);
     }
     for vi in &graph.input {
@@ -56,12 +99,18 @@ pub fn import_model(model: &ModelProto) -> Result<Graph, OnnxError> {
             continue;
         }
         let ty = imp.input_type(vi)?;
+        imp.cur = (vi.name().to_string(), "input".into());
+        imp.check_type_bytes(&ty, "the graph input")?;
         let v = imp.g.add_input(vi.name(), ty);
         imp.vals.insert(vi.name().to_string(), Entry::Ir(v));
     }
     for n in &graph.node {
         imp.cur = (n.label(), n.op_type().to_string());
         imp.node(n)?;
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            let ins = n.input.iter().filter(|i| !i.is_empty()).cloned().collect();
+            imp.producers.insert(o.clone(), (imp.cur.0.clone(), imp.cur.1.clone(), ins));
+        }
     }
     imp.cur = ("<graph outputs>".into(), "output".into());
     for o in &graph.output {
@@ -106,12 +155,14 @@ fn check_supported(nodes: &[NodeProto]) -> Result<(), OnnxError> {
 }
 
 /// What the op modules (`ops/*.rs`) use: the importer core and the IR.
+// Not every op module uses every item.
+#[allow(unused_imports)]
 mod prelude {
     pub(super) use super::known::{self, Known, SymInt};
     pub(super) use super::{attr_f, attr_i, attr_ints, attr_s, dims_of, inp, Entry, Importer, R};
     pub(super) use crate::error::OnnxError;
     pub(super) use crate::proto::NodeProto;
-    pub(super) use crate::tensor::{dtype_from_onnx, tensor_from_proto};
+    pub(super) use crate::tensor::dtype_from_onnx;
     pub(super) use blockfuse_ir::blocks::{Gelu, GeluKind, LayerNorm, MaskKind, RmsNorm, Sdpa};
     pub(super) use blockfuse_ir::infer::slice_len;
     pub(super) use blockfuse_ir::shape::normalize_axis;
@@ -136,11 +187,20 @@ enum Entry {
 
 #[derive(Default)]
 struct Importer {
+    opts: ImportOptions,
+    /// The reader of external data (when the model has some and its directory is known).
+    external: Option<crate::external::ExternalData>,
+    /// Bytes of the constants decoded or computed so far (checked against
+    /// `opts.max_constant_bytes`).
+    const_bytes: u64,
     g: Graph,
     vals: HashMap<String, Entry>,
     /// IR values made for `Known`/`Tensor` entries.
     made: HashMap<String, Value>,
     used: HashSet<String>,
+    /// Value name → (node label, op type, input names) of the node that made it, to explain
+    /// where a data-dependent shape comes from.
+    producers: HashMap<String, (String, String, Vec<String>)>,
     cur: (String, String),
     unk: usize,
 }
@@ -211,7 +271,9 @@ impl Importer {
         let mut dims = vec![];
         for d in &shape.dim {
             dims.push(match &d.value {
-                Some(tensor_shape_proto::dimension::Value::DimValue(v)) => Dim::Known(*v as usize),
+                Some(tensor_shape_proto::dimension::Value::DimValue(v)) => {
+                    Dim::Known(usize::try_from(*v).map_err(|_| bad(&format!("negative dim_value {v}")))?)
+                }
                 Some(tensor_shape_proto::dimension::Value::DimParam(p)) => {
                     Dim::parse(p).unwrap_or_else(|_| Dim::sym(&sanitize(p)))
                 }
@@ -237,10 +299,6 @@ impl Importer {
         self.set(name, e);
     }
 
-    fn set_known(&mut self, name: &str, k: Known) {
-        self.set(name, Entry::Known(k));
-    }
-
     fn entry(&self, name: &str) -> R<&Entry> {
         self.vals.get(name).ok_or_else(|| self.err(format!("value '{name}' is not defined before its use")))
     }
@@ -257,9 +315,36 @@ impl Importer {
         self.known(name).cloned().ok_or_else(|| {
             self.unsupported(format!(
                 "{what} '{name}' is not computable at import time (a data-dependent shape; shape operands \
-                 must be constants or Shape computations)"
+                 must be constants or Shape computations): {}",
+                self.chain(name)
             ))
         })
+    }
+
+    /// Where a value that is not known at import time comes from: the chain of producing
+    /// nodes, following at each step the first operand that is not known, back to a graph
+    /// input or the op that made it data-dependent.
+    fn chain(&self, name: &str) -> String {
+        let mut parts = vec![];
+        let mut cur = name.to_string();
+        for _ in 0..12 {
+            let Some((label, op, ins)) = self.producers.get(&cur) else {
+                let input = matches!(self.vals.get(cur.as_str()), Some(Entry::Ir(_)));
+                let what = if input { "graph input" } else { "value" };
+                parts.push(format!("{what} '{cur}'"));
+                break;
+            };
+            parts.push(format!("{op} '{label}'"));
+            let next = ins.iter().find(|i| matches!(self.vals.get(i.as_str()), Some(Entry::Ir(_))));
+            match next {
+                Some(i) if op != "Shape" && op != "Size" => cur = i.clone(),
+                _ => {
+                    parts.push("(computed at run time)".into());
+                    break;
+                }
+            }
+        }
+        format!("it comes from {}", parts.join(" ← "))
     }
 
     /// A constant tensor (float or int) operand, when constant.
@@ -282,6 +367,9 @@ impl Importer {
 
     fn add_named(&mut self, op: Op, args: &[Value], name: String) -> R<Vec<Value>> {
         let id = self.g.add_node(op, args, Some(name)).map_err(|e| self.ir_err(e))?;
+        for t in self.g.node(id).types.clone() {
+            self.check_type_bytes(&t, "an output")?;
+        }
         let n = self.g.node(id).types.len();
         Ok((0..n).map(|i| Value { node: id, output: i as u16 }).collect())
     }
@@ -340,6 +428,129 @@ impl Importer {
     fn out(&mut self, n: &NodeProto, i: usize, v: Value) {
         if let Some(name) = n.output.get(i).filter(|s| !s.is_empty()) {
             self.set(name, Entry::Ir(v));
+        }
+    }
+
+    /// The name of output `i`, which the op requires.
+    fn out_name(&self, n: &NodeProto, i: usize) -> R<String> {
+        n.output
+            .get(i)
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .ok_or_else(|| self.err(format!("missing output {i} (the node has {} outputs)", n.output.len())))
+    }
+
+    /// Binds output `i` (which the op requires) to an entry.
+    fn set_out(&mut self, n: &NodeProto, i: usize, e: Entry) -> R<()> {
+        let name = self.out_name(n, i)?;
+        self.set(&name, e);
+        Ok(())
+    }
+
+    /// Binds output `i` (which the op requires) to a known value.
+    fn set_out_known(&mut self, n: &NodeProto, i: usize, k: Known) -> R<()> {
+        self.set_out(n, i, Entry::Known(k))
+    }
+
+    /// Binds output `i` (which the op requires) to a constant tensor, counting its bytes.
+    fn set_out_tensor(&mut self, n: &NodeProto, i: usize, t: HostTensor) -> R<()> {
+        let name = self.out_name(n, i)?;
+        self.set_tensor(&name, t);
+        Ok(())
+    }
+
+    fn limit_err(&self, what: String, bytes: u64, limit: u64, option: &'static str) -> OnnxError {
+        OnnxError::ResourceLimit {
+            node: self.cur.0.clone(),
+            op_type: self.cur.1.clone(),
+            what,
+            bytes,
+            limit,
+            option,
+        }
+    }
+
+    /// Errors when a value of type `t` (all dims known) would be over `max_tensor_bytes`.
+    fn check_type_bytes(&self, t: &TensorType, what: &str) -> R<()> {
+        let Some(dims) = t.shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() else {
+            return Ok(());
+        };
+        let bytes = options::bytes_of(dims, t.dtype.size_bytes());
+        if bytes > self.opts.max_tensor_bytes {
+            return Err(self.limit_err(
+                format!("{what} of type {t}"),
+                bytes,
+                self.opts.max_tensor_bytes,
+                "max_tensor_bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reserves `bytes` of constant memory, before they are allocated.
+    fn reserve_const(&mut self, what: String, dims: &[usize], dtype: DType) -> R<()> {
+        let bytes = options::bytes_of(dims.iter().copied(), dtype.size_bytes());
+        if bytes > self.opts.max_tensor_bytes {
+            return Err(self.limit_err(what, bytes, self.opts.max_tensor_bytes, "max_tensor_bytes"));
+        }
+        let total = self.const_bytes.saturating_add(bytes);
+        if total > self.opts.max_constant_bytes {
+            let what = format!("{what} (with the {} bytes of constants before it)", self.const_bytes);
+            return Err(self.limit_err(what, total, self.opts.max_constant_bytes, "max_constant_bytes"));
+        }
+        self.const_bytes = total;
+        Ok(())
+    }
+
+    /// Decodes an initializer or `Constant` value, checking its declared size against the
+    /// limits first.
+    fn decode_tensor(&mut self, t: &crate::proto::TensorProto) -> R<HostTensor> {
+        let dtype = dtype_from_onnx(t.data_type())
+            .ok_or(OnnxError::UnsupportedDtype { tensor: t.name().to_string(), data_type: t.data_type() })?;
+        let dims: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<_, _>>()
+            .map_err(|_| OnnxError::malformed(t.name(), format!("negative dim in {:?}", t.dims)))?;
+        let what = format!("tensor '{}' of type {dtype}{dims:?}", t.name());
+        if let (true, Some(ext)) = (crate::external::is_external(t), self.external.as_mut()) {
+            // Mapped, not copied: only the single-tensor limit applies.
+            let bytes = options::bytes_of(dims.iter().copied(), dtype.size_bytes());
+            if bytes > self.opts.max_tensor_bytes {
+                return Err(self.limit_err(what, bytes, self.opts.max_tensor_bytes, "max_tensor_bytes"));
+            }
+            return ext.tensor(t);
+        }
+        self.reserve_const(what, &dims, dtype)?;
+        tensor_from_proto(t)
+    }
+
+    /// A non-negative integer attribute (default when absent).
+    fn attr_usize(&self, n: &NodeProto, name: &str, default: usize) -> R<usize> {
+        match n.attr(name).and_then(|a| a.as_int()) {
+            None => Ok(default),
+            Some(v) => usize::try_from(v).map_err(|_| self.bad_attr(n, name, format!("{v} is negative"))),
+        }
+    }
+
+    /// An attribute naming an ONNX element type.
+    fn attr_dtype(&self, n: &NodeProto, name: &str, default: i64) -> R<DType> {
+        let v = attr_i(n, name, default);
+        let to =
+            i32::try_from(v).map_err(|_| self.bad_attr(n, name, format!("{v} is not an element type")))?;
+        dtype_from_onnx(to).ok_or_else(|| OnnxError::UnsupportedDtype {
+            tensor: n.output.first().cloned().unwrap_or_else(|| self.cur.0.clone()),
+            data_type: to,
+        })
+    }
+
+    fn bad_attr(&self, _n: &NodeProto, name: &str, reason: String) -> OnnxError {
+        OnnxError::BadAttribute {
+            node: self.cur.0.clone(),
+            op_type: self.cur.1.clone(),
+            attribute: name.to_string(),
+            reason,
         }
     }
 

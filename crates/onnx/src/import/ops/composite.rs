@@ -530,7 +530,7 @@ impl Importer {
     /// `BatchNormalization` in inference mode: `(x − mean)/√(var + ε)·scale + B`.
     pub(crate) fn batch_norm(&mut self, n: &NodeProto) -> R<()> {
         if attr_i(n, "training_mode", 0) != 0 || (1..n.output.len()).any(|i| self.output_used(n, i)) {
-            return Err(self.unsupported("BatchNormalization in training mode is not supported"));
+            return self.batch_norm_training(n);
         }
         let x = self.input_v(n, 0)?;
         let t = self.vt(x);
@@ -549,6 +549,49 @@ impl Importer {
         let y = self.bin(BinaryOp::Mul, y, p[0])?;
         let y = self.bin(BinaryOp::Add, y, p[1])?;
         self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// `BatchNormalization` in training mode (opset 14+): normalized with the batch statistics
+    /// (population variance over every axis but 1); outputs 1 and 2 are the running mean and
+    /// variance, `running·momentum + batch·(1 − momentum)`.
+    fn batch_norm_training(&mut self, n: &NodeProto) -> R<()> {
+        if n.output.len() > 3 {
+            return Err(self.unsupported("BatchNormalization with saved mean/variance outputs (opset < 14)"));
+        }
+        let x = self.input_v(n, 0)?;
+        let t = self.vt(x);
+        self.need_float(&t)?;
+        if t.rank() < 2 {
+            return Err(self.err(format!("input must have at least 2 axes, got {t}")));
+        }
+        let (eps, mom) = (attr_f(n, "epsilon", 1e-5) as f64, attr_f(n, "momentum", 0.9) as f64);
+        let axes: Vec<i64> = (0..t.rank() as i64).filter(|&a| a != 1).collect();
+        let (c, var) = self.centered(x, axes)?;
+        let e = self.scalar_like(x, eps)?;
+        let ve = self.bin(BinaryOp::Add, var, e)?;
+        let sd = self.un(UnaryOp::Sqrt, ve)?;
+        let y = self.bin(BinaryOp::Div, c, sd)?;
+        let (s, b) = (self.input_v(n, 1)?, self.input_v(n, 2)?);
+        let s = self.channel_param(s, t.rank(), t.dtype)?;
+        let b = self.channel_param(b, t.rank(), t.dtype)?;
+        let y = self.bin(BinaryOp::Mul, y, s)?;
+        let y = self.bin(BinaryOp::Add, y, b)?;
+        self.out(n, 0, y);
+        let (m, om) = (self.scalar_like(x, mom)?, self.scalar_like(x, 1.0 - mom)?);
+        let shape = vec![t.shape[1].clone()];
+        let mean =
+            self.reduce_v(ReduceOp::Mean, x, (0..t.rank() as i64).filter(|&a| a != 1).collect(), false)?;
+        let var = self.reshape_v(var, shape.clone())?;
+        for (i, batch) in [(3, mean), (4, var)] {
+            let run = self.input_v(n, i)?;
+            let run = self.cast_to(run, t.dtype)?;
+            let run = self.reshape_v(run, shape.clone())?;
+            let a = self.bin(BinaryOp::Mul, run, m)?;
+            let bb = self.bin(BinaryOp::Mul, batch, om)?;
+            let v = self.bin(BinaryOp::Add, a, bb)?;
+            self.out(n, i - 2, v);
+        }
         Ok(())
     }
 

@@ -487,6 +487,59 @@ impl Importer {
         Ok(())
     }
 
+    /// `CausalConvWithState`: the depthwise convolution of `concat(past_state, input)` (zeros
+    /// when there is no past) along time, plus bias, optionally SiLU; `present_state` is the last
+    /// `k − 1` steps of that concatenation.
+    pub(crate) fn causal_conv_with_state(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let dims = self.vt(x).known_dims().filter(|d| d.len() == 3);
+        let dims = dims
+            .ok_or_else(|| self.err(format!("input must be [B, C, L] of known size, got {}", self.vt(x))))?;
+        let dt = self.vt(x).dtype;
+        self.need_float(&self.vt(x))?;
+        let w = self.input_v(n, 1)?;
+        let w = self.cast_to(w, dt)?;
+        let wd =
+            self.vt(w).known_dims().filter(|d| d.len() == 3 && d[0] == dims[1] && d[1] == 1 && d[2] >= 1);
+        let wd = wd.ok_or_else(|| self.err(format!("weight must be [C, 1, k], got {}", self.vt(w))))?;
+        let (b, c, l, k) = (dims[0], dims[1], dims[2], wd[2]);
+        let past = match inp(n, 3) {
+            Some(name) => {
+                let v = self.value(name)?;
+                self.cast_to(v, dt)?
+            }
+            None => self.emit(
+                Op::Full { shape: [b, c, k - 1].map(Dim::Known).to_vec(), value: 0.0, dtype: dt },
+                &[],
+            )?,
+        };
+        let xp = if k > 1 { self.emit(Op::Concat { axis: 2 }, &[past, x])? } else { x };
+        let g = Geometry {
+            input: vec![l + k - 1],
+            kernel: vec![k],
+            strides: vec![1],
+            dilations: vec![1],
+            pad_begin: vec![0],
+            pad_end: vec![0],
+            output: vec![l],
+        };
+        let mut y = self.conv_core(xp, &[b, c, l + k - 1], w, &wd, c, &g)?;
+        if let Some(bias) = inp(n, 2) {
+            let bv = self.value(bias)?;
+            let bv = self.channel_param(bv, 3, dt)?;
+            y = self.bin(BinaryOp::Add, y, bv)?;
+        }
+        match attr_s(n, "activation").as_deref().unwrap_or("none") {
+            "none" => {}
+            "silu" | "swish" => y = self.swish(y, 1.0)?,
+            a => return Err(self.unsupported(format!("activation '{a}' is not supported"))),
+        }
+        self.out(n, 0, y);
+        let state = self.slice_axis_v(xp, 2, l as i64, (l + k - 1) as i64, 1)?;
+        self.out(n, 1, state);
+        Ok(())
+    }
+
     pub(crate) fn conv_node(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let w = self.input_v(n, 1)?;

@@ -6,11 +6,12 @@ use crate::import::prelude::*;
 impl Importer {
     /// `Identity`, and the output of `Dropout`: the input's entry, under the output's name.
     pub(crate) fn identity(&mut self, n: &NodeProto) -> R<()> {
-        let e = self.entry(&self.in0(n)?)?.clone();
-        let v = self.made.get(n.input[0].as_str()).copied();
-        self.set(&n.output[0], e);
+        let x = self.in0(n)?;
+        let e = self.entry(&x)?.clone();
+        let v = self.made.get(x.as_str()).copied();
+        self.set_out(n, 0, e)?;
         if let Some(v) = v {
-            self.made.insert(n.output[0].clone(), v);
+            self.made.insert(self.out_name(n, 0)?, v);
         }
         Ok(())
     }
@@ -21,7 +22,7 @@ impl Importer {
         self.identity(n)?;
         if self.output_used(n, 1) {
             // Inference mode: the mask is all true.
-            let shape = self.ty(&n.input[0])?.shape.to_vec();
+            let shape = self.ty(&self.in0(n)?)?.shape.to_vec();
             let m = self.emit(Op::Full { shape, value: 1.0, dtype: DType::Bool }, &[])?;
             self.out(n, 1, m);
         }
@@ -30,9 +31,7 @@ impl Importer {
 
     /// `Cast` to the dtype of its `to` attribute.
     pub(crate) fn cast_attr(&mut self, n: &NodeProto) -> R<()> {
-        let to = attr_i(n, "to", 0) as i32;
-        let d = dtype_from_onnx(to)
-            .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: to })?;
+        let d = self.attr_dtype(n, "to", 0)?;
         self.cast(n, d)
     }
 
@@ -90,9 +89,12 @@ impl Importer {
     pub(crate) fn binary(&mut self, n: &NodeProto, op: BinaryOp) -> R<()> {
         // Variadic Max/Min fold pairwise.
         let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
+        if names.is_empty() {
+            return Err(self.err("no inputs"));
+        }
         if names.len() == 1 {
             let e = self.entry(&names[0])?.clone();
-            self.set(&n.output[0], e);
+            self.set_out(n, 0, e)?;
             return Ok(());
         }
         if names.len() != 2 && !matches!(op, BinaryOp::Max | BinaryOp::Min) {
@@ -107,9 +109,13 @@ impl Importer {
                 acc = acc.and_then(|a| known::map_n(&[&a, k], dtype, |x| fold_binary(op, x[0], x[1])));
             }
             if let Some(k) = acc {
-                self.set_known(&n.output[0], k);
+                self.set_out_known(n, 0, k)?;
                 return Ok(());
             }
+        }
+        if let Some(t) = self.fold_float_binary(op, &names) {
+            self.set_out_tensor(n, 0, t)?;
+            return Ok(());
         }
         let mut acc = self.value(&names[0])?;
         for name in &names[1..] {
@@ -130,14 +136,20 @@ impl Importer {
             let f = |x: &SymInt| -> Option<SymInt> {
                 match (op, x) {
                     (UnaryOp::Not, SymInt::C(c)) => Some(SymInt::C((*c == 0) as i64)),
-                    (UnaryOp::Neg, SymInt::C(c)) => Some(SymInt::C(-c)),
-                    (UnaryOp::Abs, SymInt::C(c)) => Some(SymInt::C(c.abs())),
+                    (UnaryOp::Neg, SymInt::C(c)) => c.checked_neg().map(SymInt::C),
+                    (UnaryOp::Abs, SymInt::C(c)) => c.checked_abs().map(SymInt::C),
                     (UnaryOp::Abs, SymInt::D(d)) => Some(SymInt::D(d.clone())),
                     _ => None,
                 }
             };
             if let Some(r) = known::map_n(&[k], k.dtype, |x| f(x[0])) {
-                self.set_known(&n.output[0], r);
+                self.set_out_known(n, 0, r)?;
+                return Ok(());
+            }
+        }
+        if let Some(t) = self.const_tensor(&name).filter(|t| t.dtype().is_float()) {
+            if let Some(r) = known::map_f64(&[&t], t.dtype(), |x| fold_float_unary(op, x[0])) {
+                self.set_out_tensor(n, 0, r)?;
                 return Ok(());
             }
         }
@@ -147,16 +159,36 @@ impl Importer {
         Ok(())
     }
 
+    /// A binary op (pairwise over variadic operands) on small constant float tensors,
+    /// folded at import (shape arithmetic done in floats: `Cast → Div → Ceil → Mul → Cast`).
+    fn fold_float_binary(&self, op: BinaryOp, names: &[String]) -> Option<HostTensor> {
+        let ts: Vec<HostTensor> = names.iter().map(|s| self.const_tensor(s)).collect::<Option<_>>()?;
+        let dtype = ts.first()?.dtype();
+        if !dtype.is_float() || ts.iter().any(|t| t.dtype() != dtype) {
+            return None;
+        }
+        let out_dtype = if op.is_comparison() { DType::Bool } else { dtype };
+        let mut acc = ts[0].clone();
+        for t in &ts[1..] {
+            acc = known::map_f64(&[&acc, t], out_dtype, |x| fold_float(op, x[0], x[1]))?;
+        }
+        Some(acc)
+    }
+
     pub(crate) fn cast(&mut self, n: &NodeProto, d: DType) -> R<()> {
         let name = self.in0(n)?;
         match self.entry(&name)?.clone() {
             Entry::Known(k) if d.is_int() || d == DType::Bool => {
-                self.set_known(&n.output[0], k.cast(d));
+                self.set_out_known(n, 0, k.cast(d))?;
             }
             Entry::Known(k) if k.to_tensor().is_some() => {
-                self.set_tensor(&n.output[0], k.to_tensor().unwrap().cast(d));
+                let t = k.to_tensor().ok_or_else(|| self.err("known value is not constant"))?;
+                self.set_out_tensor(n, 0, t.cast(d))?;
             }
-            Entry::Tensor(t) => self.set_tensor(&n.output[0], t.cast(d)),
+            Entry::Tensor(t) => {
+                self.reserve_const(format!("the cast of '{name}' to {d}"), t.dims(), d)?;
+                self.set_out_tensor(n, 0, t.cast(d))?;
+            }
             _ => {
                 let x = self.value(&name)?;
                 let v = if self.g.value_type(x).dtype == d { x } else { self.emit(Op::Cast(d), &[x])? };
@@ -177,7 +209,7 @@ impl Importer {
                 SymInt::D(_) => None,
             };
             if let Some(k) = known::map_n(&[c, a, b], a.dtype, f) {
-                self.set_known(&n.output[0], k);
+                self.set_out_known(n, 0, k)?;
                 return Ok(());
             }
         }
@@ -206,7 +238,7 @@ pub(crate) fn fold_binary(op: BinaryOp, a: &SymInt, b: &SymInt) -> Option<SymInt
         BinaryOp::Max => known::max(a, b),
         BinaryOp::Min => known::min(a, b),
         BinaryOp::Pow => match (a, b) {
-            (SymInt::C(x), SymInt::C(y)) if *y >= 0 => x.checked_pow(*y as u32).map(SymInt::C),
+            (SymInt::C(x), SymInt::C(y)) if *y >= 0 => x.checked_pow(u32::try_from(*y).ok()?).map(SymInt::C),
             _ => None,
         },
         BinaryOp::Equal => {
@@ -225,4 +257,38 @@ pub(crate) fn fold_binary(op: BinaryOp, a: &SymInt, b: &SymInt) -> Option<SymInt
         BinaryOp::Or => bool_(a.as_c()? != 0 || b.as_c()? != 0),
         BinaryOp::Xor => bool_((a.as_c()? != 0) != (b.as_c()? != 0)),
     }
+}
+
+/// `op` on two float values (`None` for ops without float semantics here).
+fn fold_float(op: BinaryOp, a: f64, b: f64) -> Option<f64> {
+    let bool_ = |v: bool| Some(f64::from(u8::from(v)));
+    match op {
+        BinaryOp::Add => Some(a + b),
+        BinaryOp::Sub => Some(a - b),
+        BinaryOp::Mul => Some(a * b),
+        BinaryOp::Div => Some(a / b),
+        BinaryOp::Pow => Some(a.powf(b)),
+        BinaryOp::Max => Some(if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }),
+        BinaryOp::Min => Some(if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }),
+        BinaryOp::Equal => bool_(a == b),
+        BinaryOp::Less => bool_(a < b),
+        BinaryOp::LessEqual => bool_(a <= b),
+        BinaryOp::Greater => bool_(a > b),
+        BinaryOp::GreaterEqual => bool_(a >= b),
+        BinaryOp::Mod | BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => None,
+    }
+}
+
+/// `op` on one float value, for the ops that are exact (or the same in f64 and rounded
+/// once) on constants.
+fn fold_float_unary(op: UnaryOp, x: f64) -> Option<f64> {
+    Some(match op {
+        UnaryOp::Neg => -x,
+        UnaryOp::Abs => x.abs(),
+        UnaryOp::Floor => x.floor(),
+        UnaryOp::Ceil => x.ceil(),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Reciprocal => 1.0 / x,
+        _ => return None,
+    })
 }

@@ -67,9 +67,7 @@ impl Importer {
         self.out(n, 0, y);
         if self.output_used(n, 1) || self.output_used(n, 2) {
             // Mean and InvStdDev, in the stash type, with the normalized axes kept as 1s.
-            let to = attr_i(n, "stash_type", 1) as i32;
-            let st = dtype_from_onnx(to)
-                .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: n.output[1].clone(), data_type: to })?;
+            let st = self.attr_dtype(n, "stash_type", 1)?;
             let xs = if xt.dtype == st { x } else { self.emit(Op::Cast(st), &[x])? };
             let mean_op = || Op::Reduce { op: ReduceOp::Mean, axes: vec![-1], keepdims: true };
             let mean = self.emit(mean_op(), &[xs])?;
@@ -139,10 +137,17 @@ impl Importer {
         };
         let x4 = self.g.value_type(x).clone();
         let d = x4.shape[3].known().ok_or_else(|| self.err("head size must be known"))?;
-        let rd = match attr_i(n, "rotary_embedding_dim", 0) {
+        let rd = match self.attr_usize(n, "rotary_embedding_dim", 0)? {
             0 => d,
-            r => r as usize,
+            r => r,
         };
+        if rd > d || rd % 2 != 0 {
+            return Err(self.bad_attr(
+                n,
+                "rotary_embedding_dim",
+                format!("{rd} must be even and at most the head size {d}"),
+            ));
+        }
         let half = rd / 2;
         let mut cs = [self.value(&self.in_req(n, 1)?)?, self.value(&self.in_req(n, 2)?)?];
         let pos = inp(n, 3).map(str::to_string);
@@ -231,7 +236,9 @@ impl Importer {
             return Ok(m);
         }
         let mut shape = mt.shape.to_vec();
-        *shape.last_mut().unwrap() = Dim::Known(want - have);
+        if let Some(last) = shape.last_mut() {
+            *last = Dim::Known(want - have);
+        }
         let value = if mt.dtype == DType::Bool { 0.0 } else { f64::NEG_INFINITY };
         let pad = self.emit(Op::Full { shape, value, dtype: mt.dtype }, &[])?;
         self.emit(Op::Concat { axis: -1 }, &[m, pad])

@@ -10,7 +10,7 @@ impl Importer {
         if let (Some(kd), Some(ki)) = (self.known(&data), self.known(&idx)) {
             if let Some(a) = normalize_axis(axis, kd.dims.len()) {
                 if let Some(k) = known::gather(kd, ki, a) {
-                    self.set_known(&n.output[0], k);
+                    self.set_out_known(n, 0, k)?;
                     return Ok(());
                 }
             }

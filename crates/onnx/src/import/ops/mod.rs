@@ -12,8 +12,10 @@ mod elementwise;
 mod fused;
 mod gather_scatter;
 mod loss;
+mod misc;
 mod nn;
 mod pad_cumsum;
+mod recurrent;
 mod reduce;
 mod resize;
 mod scatter;
@@ -175,11 +177,23 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("Upsample", |i, n| i.upsample(n)),
     ("Conv", |i, n| i.conv_node(n)),
     ("ConvTranspose", |i, n| i.conv_transpose_node(n)),
+    ("CausalConvWithState", |i, n| i.causal_conv_with_state(n)),
     // Scatters composed of masks and reductions (scatter.rs).
     ("ScatterND", |i, n| i.scatter_nd(n)),
     ("ScatterElements", |i, n| i.scatter_elements(n)),
     ("Scatter", |i, n| i.scatter_elements(n)),
     ("TensorScatter", |i, n| i.tensor_scatter(n)),
+    ("ReverseSequence", |i, n| i.reverse_sequence(n)),
+    ("CenterCropPad", |i, n| i.center_crop_pad(n)),
+    ("LRN", |i, n| i.lrn(n)),
+    ("Det", |i, n| i.det(n)),
+    ("Atan", |i, n| i.inverse_trig(n)),
+    ("Asin", |i, n| i.inverse_trig(n)),
+    ("Acos", |i, n| i.inverse_trig(n)),
+    // Recurrent nets, unrolled (recurrent.rs).
+    ("RNN", |i, n| i.recurrent(n, recurrent::Cell::Rnn)),
+    ("GRU", |i, n| i.recurrent(n, recurrent::Cell::Gru)),
+    ("LSTM", |i, n| i.recurrent(n, recurrent::Cell::Lstm)),
     // Size-parameterized compositions (pad_cumsum.rs).
     ("Pad", |i, n| i.pad(n)),
     ("CumSum", |i, n| i.cumsum(n)),

@@ -20,7 +20,7 @@ impl Importer {
             .filter(|_| p >= 0)
             .cloned()
             .ok_or_else(|| self.err(format!("position {pos} out of range for {len} items")))?;
-        self.set(&n.output[0], e);
+        self.set_out(n, 0, e)?;
         Ok(())
     }
 
@@ -34,12 +34,19 @@ impl Importer {
             Some(s) => {
                 let k = self.known_req(s, "split")?;
                 let c = k.consts().ok_or_else(|| self.err("symbolic split"))?;
-                if k.dims.is_empty() {
-                    let chunk = c[0] as usize;
-                    let parts = len.div_ceil(chunk);
-                    ((0..parts).map(|i| chunk.min(len - i * chunk)).collect(), false)
-                } else {
-                    (c.iter().map(|&v| v as usize).collect(), false)
+                let sizes: Vec<usize> = c
+                    .iter()
+                    .map(|&v| usize::try_from(v).map_err(|_| self.err(format!("split size {v} is negative"))))
+                    .collect::<R<_>>()?;
+                match (k.dims.is_empty(), sizes.first()) {
+                    (true, Some(&0)) => {
+                        return Err(self.err("split size 0 (a scalar split must be positive)"))
+                    }
+                    (true, Some(&chunk)) => {
+                        let parts = len.div_ceil(chunk);
+                        ((0..parts).map(|i| chunk.min(len - i * chunk)).collect(), false)
+                    }
+                    _ => (sizes, false),
                 }
             }
             None => (vec![1; len], attr_i(n, "keepdims", 1) == 0),
@@ -58,7 +65,7 @@ impl Importer {
             };
             items.push(Entry::Ir(v));
         }
-        self.set(&n.output[0], Entry::Seq(items));
+        self.set_out(n, 0, Entry::Seq(items))?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ impl Importer {
         let s = clamp(attr_i(n, "start", 0));
         let e = clamp(attr_i(n, "end", r));
         let vals = t.shape[s..e.max(s)].iter().map(SymInt::from_dim).collect();
-        self.set_known(&n.output[0], Known::vec(vals));
+        self.set_out_known(n, 0, Known::vec(vals))?;
         Ok(())
     }
 
@@ -21,7 +21,7 @@ impl Importer {
     pub(crate) fn size(&mut self, n: &NodeProto) -> R<()> {
         let t = self.ty(&self.in0(n)?)?;
         let k = Known::new(DType::I64, vec![], vec![SymInt::from_dim(&t.numel())]);
-        self.set_known(&n.output[0], k);
+        self.set_out_known(n, 0, k)?;
         Ok(())
     }
 
@@ -30,12 +30,17 @@ impl Importer {
         let name = self.in0(n)?;
         let rank = self.ty(&name)?.rank();
         let perm: Vec<usize> = match attr_ints(n, "perm") {
-            Some(p) => p.iter().map(|&p| p as usize).collect(),
+            Some(p) => p
+                .iter()
+                .map(|&p| {
+                    usize::try_from(p).map_err(|_| self.bad_attr(n, "perm", format!("entry {p} is negative")))
+                })
+                .collect::<R<_>>()?,
             None => (0..rank).rev().collect(),
         };
         if rank <= 1 {
             let e = self.entry(&name)?.clone();
-            self.set(&n.output[0], e);
+            self.set_out(n, 0, e)?;
             return Ok(());
         }
         let x = self.value(&name)?;
@@ -57,8 +62,14 @@ impl Importer {
     pub(crate) fn flatten(&mut self, n: &NodeProto) -> R<()> {
         let name = self.in0(n)?;
         let t = self.ty(&name)?;
-        let a = attr_i(n, "axis", 1);
-        let a = if a < 0 { a + t.rank() as i64 } else { a } as usize;
+        let axis = attr_i(n, "axis", 1);
+        // Flatten's axis ranges over [-rank, rank] (negative counts from the end; rank
+        // itself flattens to {N, 1}).
+        let rank = t.rank() as i64;
+        let a = usize::try_from(if axis < 0 { axis + rank } else { axis })
+            .ok()
+            .filter(|&a| a <= t.rank())
+            .ok_or_else(|| self.bad_attr(n, "axis", format!("{axis} is out of range for rank {rank}")))?;
         let prod = |d: &[Dim]| d.iter().fold(Dim::Known(1), |acc, x| acc.mul(x));
         let shape = vec![prod(&t.shape[..a]), prod(&t.shape[a..])];
         self.reshape_to(n, &name, shape)
@@ -75,6 +86,9 @@ impl Importer {
             .map(|&a| normalize_axis(a, r).ok_or_else(|| self.err(format!("axis {a} out of range"))))
             .collect::<R<_>>()?;
         ax.sort();
+        if ax.windows(2).any(|w| w[0] == w[1]) {
+            return Err(self.err(format!("repeated axes {axes:?}")));
+        }
         let mut shape = vec![];
         let mut it = t.shape.iter();
         for i in 0..r {
@@ -101,6 +115,9 @@ impl Importer {
                 .collect::<R<_>>()?,
             None => (0..t.rank()).filter(|&i| t.shape[i] == Dim::Known(1)).collect(),
         };
+        if let Some(&a) = ax.iter().find(|&&a| t.shape[a] != Dim::Known(1) && t.shape[a].known().is_some()) {
+            return Err(self.err(format!("axis {a} has size {}, not 1", t.shape[a])));
+        }
         let shape = (0..t.rank()).filter(|i| !ax.contains(i)).map(|i| t.shape[i].clone()).collect();
         self.reshape_to(n, &name, shape)
     }
@@ -108,14 +125,20 @@ impl Importer {
     pub(crate) fn constant(&mut self, n: &NodeProto) -> R<()> {
         let a = n.attribute.first().ok_or_else(|| self.err("Constant without a value"))?;
         let t = match a.name() {
-            "value" => tensor_from_proto(a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?)?,
+            "value" => self.decode_tensor(a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?)?,
             "value_float" => HostTensor::from_f32(vec![], &[a.f()]),
-            "value_floats" => HostTensor::from_f32(vec![a.floats.len()], &a.floats),
+            "value_floats" => {
+                self.reserve_const("value_floats".into(), &[a.floats.len()], DType::F32)?;
+                HostTensor::from_f32(vec![a.floats.len()], &a.floats)
+            }
             "value_int" => HostTensor::from_i64(vec![], &[a.i()]),
-            "value_ints" => HostTensor::from_i64(vec![a.ints.len()], &a.ints),
+            "value_ints" => {
+                self.reserve_const("value_ints".into(), &[a.ints.len()], DType::I64)?;
+                HostTensor::from_i64(vec![a.ints.len()], &a.ints)
+            }
             other => return Err(self.err(format!("unsupported Constant attribute '{other}'"))),
         };
-        self.set_tensor(&n.output[0], t);
+        self.set_out_tensor(n, 0, t)?;
         Ok(())
     }
 
@@ -152,9 +175,9 @@ impl Importer {
     pub(crate) fn reshape_to(&mut self, n: &NodeProto, name: &str, shape: Vec<Dim>) -> R<()> {
         if let Some(k) = self.known(name) {
             if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
-                if dims.iter().product::<usize>() == k.vals.len() {
+                if dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) == Some(k.vals.len()) {
                     let k = Known::new(k.dtype, dims, k.vals.clone());
-                    self.set_known(&n.output[0], k);
+                    self.set_out_known(n, 0, k)?;
                     return Ok(());
                 }
             }
@@ -162,7 +185,7 @@ impl Importer {
         if let Some(t) = self.const_tensor(name) {
             if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
                 if let Ok(t) = t.reshaped(dims) {
-                    self.set_tensor(&n.output[0], t);
+                    self.set_out_tensor(n, 0, t)?;
                     return Ok(());
                 }
             }
@@ -182,10 +205,12 @@ impl Importer {
             .map(|v| v.to_dim().ok_or_else(|| self.err(format!("bad shape entry {v}"))))
             .collect::<R<_>>()?;
         if let Some(k) = self.known(&name) {
-            if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
-                let dummy = Known::new(DType::I64, dims.clone(), vec![SymInt::C(0); dims.iter().product()]);
+            let dims = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>();
+            let count = dims.as_ref().and_then(|d| d.iter().try_fold(1usize, |a, &x| a.checked_mul(x)));
+            if let (Some(dims), Some(count)) = (dims, count.filter(|&c| c <= known::MAX_KNOWN)) {
+                let dummy = Known::new(DType::I64, dims, vec![SymInt::C(0); count]);
                 if let Some(r) = known::map_n(&[k, &dummy], k.dtype, |x| Some(x[0].clone())) {
-                    self.set_known(&n.output[0], r);
+                    self.set_out_known(n, 0, r)?;
                     return Ok(());
                 }
             }
@@ -235,6 +260,9 @@ impl Importer {
         if ends.len() != k || axes.len() != k || steps.len() != k {
             return Err(self.err("starts, ends, axes and steps differ in length"));
         }
+        if steps.contains(&0) {
+            return Err(self.err("a slice step is 0"));
+        }
         // Known data with constant bounds.
         if let Some(kd) = self.known(&name) {
             let mut cur = Some(kd.clone());
@@ -246,7 +274,7 @@ impl Importer {
                 cur = cur.and_then(|c| known::slice_axis(&c, axes[i], s, e, steps[i]));
             }
             if let Some(c) = cur {
-                self.set_known(&n.output[0], c);
+                self.set_out_known(n, 0, c)?;
                 return Ok(());
             }
         }
@@ -303,12 +331,15 @@ impl Importer {
     pub(crate) fn concat(&mut self, n: &NodeProto) -> R<()> {
         let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
         let axis = attr_i(n, "axis", 0);
+        if names.is_empty() {
+            return Err(self.err("no inputs"));
+        }
         let ks: Option<Vec<&Known>> = names.iter().map(|s| self.known(s)).collect();
         if let Some(ks) = ks {
             let rank = ks[0].dims.len();
             if let Some(a) = normalize_axis(axis, rank) {
                 if let Some(k) = known::concat(&ks, a) {
-                    self.set_known(&n.output[0], k);
+                    self.set_out_known(n, 0, k)?;
                     return Ok(());
                 }
             }
@@ -321,6 +352,10 @@ impl Importer {
             }
             vs.push(self.value(name)?);
         }
+        if vs.is_empty() {
+            // Every operand is empty: the first one has the output's shape on the other axes.
+            vs.push(self.value(&names[0])?);
+        }
         let v = if vs.len() == 1 { vs[0] } else { self.emit(Op::Concat { axis }, &vs)? };
         self.out(n, 0, v);
         Ok(())
@@ -332,8 +367,17 @@ impl Importer {
         let axis = attr_i(n, "axis", 0);
         let a = normalize_axis(axis, t.rank()).ok_or_else(|| self.err("axis out of range"))?;
         let nout = n.output.len();
+        if nout == 0 {
+            return Err(self.err("no outputs"));
+        }
         let sizes: Vec<Dim> = if let Some(s) = attr_ints(n, "split") {
-            s.iter().map(|&v| Dim::Known(v as usize)).collect()
+            s.iter()
+                .map(|&v| {
+                    usize::try_from(v)
+                        .map(Dim::Known)
+                        .map_err(|_| self.bad_attr(n, "split", format!("size {v} is negative")))
+                })
+                .collect::<R<_>>()?
         } else if let Some(sn) = inp(n, 1) {
             self.known_req(sn, "split")?
                 .vals
@@ -341,7 +385,10 @@ impl Importer {
                 .map(|v| v.to_dim().ok_or_else(|| self.err("bad split size")))
                 .collect::<R<_>>()?
         } else {
-            let parts = attr_i(n, "num_outputs", nout as i64) as usize;
+            let parts = self.attr_usize(n, "num_outputs", nout)?;
+            if parts == 0 {
+                return Err(self.bad_attr(n, "num_outputs", "must be at least 1, got 0".into()));
+            }
             let d = &t.shape[a];
             match d.div_exact(&Dim::Known(parts)) {
                 Some(p) => vec![p; parts],
@@ -376,7 +423,10 @@ impl Importer {
                 return Ok((Some(t.get_f64(0)), None, t.dtype()));
             }
         }
-        Err(self.unsupported(format!("'{name}' is not computable at import time (a data-dependent shape)")))
+        Err(self.unsupported(format!(
+            "'{name}' is not computable at import time (a data-dependent shape): {}",
+            self.chain(name)
+        )))
     }
 
     pub(crate) fn range(&mut self, n: &NodeProto) -> R<()> {
@@ -387,8 +437,19 @@ impl Importer {
             let _ = (sd, dd);
             return Err(self.err("Range start and delta must be constants"));
         };
+        if step == 0.0 || !step.is_finite() || !start.is_finite() || l.is_some_and(|l| !l.is_finite()) {
+            return Err(self.err(format!(
+                "Range needs a finite non-zero delta and finite bounds, got start {start}, delta {step}"
+            )));
+        }
         let len = match (l, ld) {
-            (Some(limit), _) => Dim::Known(((limit - start) / step).ceil().max(0.0) as usize),
+            (Some(limit), _) => {
+                let len = ((limit - start) / step).ceil().max(0.0);
+                if len >= u64::MAX as f64 {
+                    return Err(self.err(format!("Range of {len} elements")));
+                }
+                Dim::Known(len as usize)
+            }
             (None, Some(dim)) if step == 1.0 && start == 0.0 => dim,
             (None, Some(dim)) if step == 1.0 && start > 0.0 && start.fract() == 0.0 => {
                 match known::sub(&SymInt::D(dim.clone()), &SymInt::C(start as i64)).and_then(|v| v.to_dim()) {
@@ -398,10 +459,13 @@ impl Importer {
             }
             _ => return Err(self.err("Range with a symbolic limit needs step 1")),
         };
-        if (dtype.is_int()) && len.known().is_some_and(|n| n <= known::MAX_KNOWN) {
-            let vals =
-                (0..len.known().unwrap()).map(|i| SymInt::C(start as i64 + step as i64 * i as i64)).collect();
-            self.set_known(&n.output[0], Known::new(dtype, vec![len.known().unwrap()], vals));
+        if let Some(count) = len.known().filter(|&c| dtype.is_int() && c <= known::MAX_KNOWN) {
+            let (s, st) = (start as i64, step as i64);
+            let vals: Option<Vec<SymInt>> = (0..count as i64)
+                .map(|i| st.checked_mul(i).and_then(|o| s.checked_add(o)).map(SymInt::C))
+                .collect();
+            let vals = vals.ok_or_else(|| self.err("Range values overflow i64"))?;
+            self.set_out_known(n, 0, Known::new(dtype, vec![count], vals))?;
             return Ok(());
         }
         let v = self.emit(Op::Range { start, step, len, dtype }, &[])?;
@@ -418,17 +482,20 @@ impl Importer {
             .collect::<R<_>>()?;
         let (value, dtype) = match n.attr("value").and_then(|a| a.t.as_ref()) {
             Some(t) => {
-                let t = tensor_from_proto(t)?;
+                let t = self.decode_tensor(t)?;
+                if t.len() != 1 {
+                    return Err(self.bad_attr(n, "value", format!("must have one element, has {}", t.len())));
+                }
                 (t.get_f64(0), t.dtype())
             }
             None => (0.0, DType::F32),
         };
         if dtype.is_int() || dtype == DType::Bool {
             if let Some(dims) = shape.iter().map(Dim::known).collect::<Option<Vec<usize>>>() {
-                let count: usize = dims.iter().product();
-                if count <= known::MAX_KNOWN {
+                let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+                if let Some(count) = count.filter(|&c| c <= known::MAX_KNOWN) {
                     let k = Known::new(dtype, dims, vec![SymInt::C(value as i64); count]);
-                    self.set_known(&n.output[0], k);
+                    self.set_out_known(n, 0, k)?;
                     return Ok(());
                 }
             }
@@ -438,19 +505,36 @@ impl Importer {
         Ok(())
     }
 
+    /// `Tile`: each axis `a` with `r` repeats as `{.., d, ..} → {.., 1, d, ..} → expand to
+    /// {.., r, d, ..} → {.., r·d, ..}` (one Expand, no copies of the operand list).
     pub(crate) fn tile(&mut self, n: &NodeProto) -> R<()> {
         let name = self.in0(n)?;
         let reps = self
             .known_req(&self.in_req(n, 1)?, "repeats")?
             .consts()
             .ok_or_else(|| self.err("symbolic repeats"))?;
-        let mut x = self.value(&name)?;
-        for (axis, &r) in reps.iter().enumerate() {
-            if r != 1 {
-                let copies = vec![x; r as usize];
-                x = self.emit(Op::Concat { axis: axis as i64 }, &copies)?;
-            }
+        let t = self.ty(&name)?;
+        if reps.len() != t.rank() {
+            return Err(self.err(format!("{} repeats for an input of rank {}", reps.len(), t.rank())));
         }
+        let reps: Vec<usize> = reps
+            .iter()
+            .map(|&r| usize::try_from(r).map_err(|_| self.err(format!("repeats entry {r} is negative"))))
+            .collect::<R<_>>()?;
+        let mut x = self.value(&name)?;
+        if reps.iter().all(|&r| r == 1) {
+            self.out(n, 0, x);
+            return Ok(());
+        }
+        let (mut split, mut expanded, mut out) = (vec![], vec![], vec![]);
+        for (d, &r) in t.shape.iter().zip(&reps) {
+            split.extend([Dim::Known(1), d.clone()]);
+            expanded.extend([Dim::Known(r), d.clone()]);
+            out.push(d.mul(&Dim::Known(r)));
+        }
+        x = self.reshape_v(x, split)?;
+        x = self.emit(Op::Expand { shape: expanded }, &[x])?;
+        x = self.reshape_v(x, out)?;
         self.out(n, 0, x);
         Ok(())
     }
