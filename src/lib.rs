@@ -21,6 +21,7 @@ pub mod cli;
 pub mod compare;
 pub mod demo;
 pub mod report;
+pub mod values;
 pub mod verify;
 
 pub use blockfuse_ir::backend::{Backend, BackendError, CachePair, Registry, Session};

@@ -344,3 +344,48 @@ fn generate_rejects_models_without_a_cache() {
     let o = blockfuse(&["generate", "tiny-kv", "--cache-pair", "nope=logits"]);
     assert_bad(&o, "no input \"nope\"");
 }
+
+/// `run --inputs DIR` (`.npy` named after the inputs) and `--outputs DIR` (`.npy` per
+/// output): the written output equals the fallback evaluator's, on both backends.
+#[test]
+fn run_reads_and_writes_npy_values() {
+    use blockfuse::ir::HostTensor;
+    let p = rms_norm_json();
+    let g = blockfuse::load_model(&p).unwrap();
+    let x = HostTensor::from_f32(vec![2, 8], &(0..16).map(|i| i as f32 * 0.5 - 4.0).collect::<Vec<_>>());
+    let want = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
+    let inputs = p.with_file_name("npy_in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    // f64 on disk: cast to the graph input's f32 when read.
+    blockfuse::values::write_npy(&inputs.join("x.npy"), &x.cast(blockfuse::ir::DType::F64)).unwrap();
+    for backend in ["fallback", "mlx"] {
+        let outputs = p.with_file_name(format!("npy_out_{backend}"));
+        let o = blockfuse(&[
+            "run",
+            p.to_str().unwrap(),
+            "--optimize",
+            "--backend",
+            backend,
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--outputs",
+            outputs.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        assert_eq!(stdout(&o).trim(), "y: f32[2, 8]");
+        let y = blockfuse::values::read_npy(&outputs.join("y.npy")).unwrap();
+        let c = blockfuse::compare::compare(
+            &y,
+            &want[0],
+            blockfuse::compare::Tolerance { rtol: 1e-6, atol: 1e-6 },
+        );
+        assert!(c.passed(), "{backend}: {c:?}");
+    }
+    let empty = p.with_file_name("npy_missing");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("other.npy"), b"").unwrap();
+    assert_bad(
+        &blockfuse(&["run", p.to_str().unwrap(), "--inputs", empty.to_str().unwrap()]),
+        "graph input \"x\"",
+    );
+}

@@ -21,6 +21,12 @@ pub(super) struct Args {
     /// A directory with input_*.pb and output_*.pb (ONNX TensorProto) to check against.
     #[arg(long, value_name = "DIR")]
     check: Option<PathBuf>,
+    /// Inputs from this directory: `NAME.npy` per graph input, or ONNX `input_*.pb`.
+    #[arg(long, value_name = "DIR", conflicts_with = "check")]
+    inputs: Option<PathBuf>,
+    /// Write every output to DIR/NAME.npy.
+    #[arg(long, value_name = "DIR")]
+    outputs: Option<PathBuf>,
     /// Sizes of symbolic dims for random inputs (`batch=2,seq=7`); others are 4.
     #[arg(long, value_name = "SYM=N,...", value_parser = parse_bindings)]
     bind: Vec<Vec<(String, usize)>>,
@@ -43,11 +49,20 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
         Some(dir) => {
             let (inputs, expected) = read_check_dir(&g, dir)?;
             let outs = session.run(&inputs)?;
+            if let Some(out_dir) = &a.outputs {
+                crate::values::write_outputs(&g, &outs, out_dir)?;
+            }
             check_outputs(&g, &outs, &expected, dir, a.rtol, a.atol)
         }
         None => {
-            let inputs = crate::verify::random_inputs_with(&g, &bindings(&a.bind), 4, 0);
+            let inputs = match &a.inputs {
+                Some(dir) => crate::values::read_inputs(&g, dir)?,
+                None => crate::verify::random_inputs_with(&g, &bindings(&a.bind), 4, 0),
+            };
             let outs = session.run(&inputs)?;
+            if let Some(out_dir) = &a.outputs {
+                crate::values::write_outputs(&g, &outs, out_dir)?;
+            }
             for ((name, _), t) in g.outputs().iter().zip(outs) {
                 println!("{name}: {}{:?}", t.dtype(), t.dims());
             }
