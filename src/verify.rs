@@ -113,7 +113,13 @@ fn first_bad(cs: &[Comparison]) -> Option<usize> {
 }
 
 /// The optimized graph on MLX (CPU), from the registry, against the fallback's `want`.
-fn check_mlx(g: &Graph, names: &[String], inputs: &[HostTensor], want: &[HostTensor], against: &str) -> MlxCheck {
+fn check_mlx(
+    g: &Graph,
+    names: &[String],
+    inputs: &[HostTensor],
+    want: &[HostTensor],
+    against: &str,
+) -> MlxCheck {
     if against.starts_with("mlx") {
         return MlxCheck::NotRun(format!("the comparison above already ran on {against}"));
     }
