@@ -29,7 +29,7 @@ use blockfuse_ir::{Graph, IrError};
 use std::path::Path;
 
 /// The block kinds every report lists, even when absent.
-pub const BLOCK_KINDS: [&str; 7] = ["rms_norm", "layer_norm", "rope", "sdpa", "swiglu", "geglu", "gelu"];
+pub const BLOCK_KINDS: &[&str] = blockfuse_ir::blocks::BUILTIN_KINDS;
 
 /// Anything that can go wrong in the facade, with the file or node it concerns.
 #[derive(Debug, thiserror::Error)]

@@ -33,7 +33,7 @@ pub fn text_report(r: &Report) -> String {
         r.nodes_before, r.nodes_after, r.elapsed_ms, r.rounds
     );
     let _ = writeln!(out, "\n{:<12} {:>6}", "block", "count");
-    for k in BLOCK_KINDS {
+    for &k in BLOCK_KINDS {
         let _ = writeln!(out, "{:<12} {:>6}", k, r.blocks.get(k).copied().unwrap_or(0));
     }
     for (k, n) in r.blocks.iter().filter(|(k, _)| !BLOCK_KINDS.contains(&k.as_str())) {

@@ -112,7 +112,8 @@ fn first_bad(cs: &[Comparison]) -> Option<usize> {
     cs.iter().position(|c| !c.passed())
 }
 
-/// The optimized graph on MLX (CPU), from the registry, against the fallback's `want`.
+/// The optimized graph on MLX (CPU), from the registry, against `want`: what the verified
+/// backend (by default the fallback evaluator) computed for it.
 fn check_mlx(
     g: &Graph,
     names: &[String],
@@ -159,7 +160,7 @@ pub fn verify(
         mismatch: None,
         skipped_non_finite: cs.iter().map(|c| c.skipped_non_finite).sum(),
         detail: None,
-        mlx: check_mlx(optimized, &names, &inputs, &want, &against.name()),
+        mlx: check_mlx(optimized, &names, &inputs, &got, &against.name()),
     };
     let Some(bad) = first_bad(&cs) else {
         return Ok(verdict);

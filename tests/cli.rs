@@ -127,7 +127,7 @@ fn optimize_json_report_follows_the_contract() {
     for key in ["nodes_before", "nodes_after", "elapsed_ms", "blocks", "rules", "near_misses"] {
         assert!(report.get(key).is_some(), "report lacks {key}: {report}");
     }
-    for kind in ["rms_norm", "layer_norm", "rope", "sdpa", "swiglu", "geglu", "gelu"] {
+    for kind in blockfuse::BLOCK_KINDS {
         assert!(report["blocks"][kind].is_u64(), "blocks lacks {kind}");
     }
     assert_eq!(report["blocks"]["rms_norm"], 1);
@@ -388,4 +388,25 @@ fn run_reads_and_writes_npy_values() {
         &blockfuse(&["run", p.to_str().unwrap(), "--inputs", empty.to_str().unwrap()]),
         "graph input \"x\"",
     );
+}
+
+/// `optimize --quantize` reports what it packed, and `-o *.onnx` writes ONNX that reads back.
+#[test]
+fn optimize_quantizes_and_writes_onnx() {
+    let dec = temp("qdec.json", "");
+    let o = blockfuse(&["demo", "--layers", "1", "--export", dec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q = dec.with_file_name("q.json");
+    let o = blockfuse(&["optimize", dec.to_str().unwrap(), "--quantize", "8:64", "-o", q.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("quantize 8-bit, groups of 64: 7 matmul(s)"), "{}", stderr(&o));
+    let o = blockfuse(&["inspect", q.to_str().unwrap(), "--stats-only"]);
+    assert!(stdout(&o).contains("block.quantized_matmul"), "{}", stdout(&o));
+    assert!(blockfuse(&["run", q.to_str().unwrap()]).status.success());
+    assert_bad(&blockfuse(&["optimize", dec.to_str().unwrap(), "--quantize", "3"]), "bits");
+    let onnx = dec.with_file_name("dec.onnx");
+    let o = blockfuse(&["optimize", dec.to_str().unwrap(), "-o", onnx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = blockfuse(&["inspect", onnx.to_str().unwrap(), "--stats-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

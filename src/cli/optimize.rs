@@ -13,9 +13,14 @@ use std::path::{Path, PathBuf};
 pub(super) struct Args {
     /// A `.json` blockfuse IR or an `.onnx` model.
     model: PathBuf,
-    /// Write the optimized IR (JSON) here.
+    /// Write the optimized graph here: ONNX when the name ends in `.onnx` (blocks as standard
+    /// ops where they exist, else as model-local functions), else blockfuse IR (JSON).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// After fusing, quantize the constant weights of every MatMul (and embedding gather):
+    /// `BITS[:GROUP]`, e.g. `4` or `4:64` (lossy; see docs/cli.md).
+    #[arg(long, value_name = "BITS[:GROUP]")]
+    quantize: Option<blockfuse_patterns::QuantizeOptions>,
     /// Report format on stdout.
     #[arg(long, value_enum, default_value = "text")]
     report: ReportFormat,
@@ -68,8 +73,29 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     if let Some(path) = &a.svg {
         render_svg(&g, path)?;
     }
+    if let Some(q) = a.quantize {
+        let qr = blockfuse_patterns::quantize_weights(&mut g, q)?;
+        eprintln!(
+            "quantize {}-bit, groups of {}: {} matmul(s), {} embedding(s); constants {} -> {} bytes; {} weight(s) skipped",
+            q.bits,
+            q.group_size,
+            qr.quantized,
+            qr.embeddings,
+            qr.constant_bytes_before,
+            qr.constant_bytes_after,
+            qr.skipped.len()
+        );
+        for m in &qr.skipped {
+            eprintln!("  quantize skipped {}: {}", m.node, m.reason);
+        }
+    }
     if let Some(path) = &a.output {
-        write_file(path, json::to_json(&g)?)?;
+        if path.extension().is_some_and(|e| e == "onnx") {
+            blockfuse_onnx::write_model(&g, path)
+                .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        } else {
+            write_file(path, json::to_json(&g)?)?;
+        }
     }
     let verdict = match &against {
         Some(b) => Some(verify::verify(&original, &g, &rules, 0, &**b)?),
@@ -89,7 +115,7 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
         ReportFormat::Text => {
             print!("{}", text_report(&rep));
             if let Some(v) = &verdict {
-                println!("\nverify against {}:\n{}", a.against, v.summary());
+                println!("\nverify ({}):\n{}", a.against, v.summary());
             }
         }
     }

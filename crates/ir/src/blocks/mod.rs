@@ -38,17 +38,32 @@ pub use rope::{Rope, RopePosition};
 pub use sdpa::{MaskKind, Sdpa};
 pub use swiglu::SwiGlu;
 
-/// A registry holding every block kind of this crate.
-pub fn builtin_registry() -> BlockRegistry {
-    let mut r = BlockRegistry::new();
-    r.register::<RmsNorm>(RmsNorm::KIND);
-    r.register::<LayerNorm>(LayerNorm::KIND);
-    r.register::<Rope>(Rope::KIND);
-    r.register::<Sdpa>(Sdpa::KIND);
-    r.register::<SwiGlu>(SwiGlu::KIND);
-    r.register::<GeGlu>(GeGlu::KIND);
-    r.register::<Gelu>(Gelu::KIND);
-    r.register::<QuantizedMatmul>(QuantizedMatmul::KIND);
-    r.register::<QuantizedEmbedding>(QuantizedEmbedding::KIND);
-    r
+/// The one list of built-in blocks: the registry, the kind list of every report and the
+/// docs table are made from it, so a new block is added here once.
+macro_rules! builtin_blocks {
+    ($($block:ty),* $(,)?) => {
+        /// The kinds of the built-in blocks, in the order reports list them.
+        pub const BUILTIN_KINDS: &[&str] = &[$(<$block>::KIND),*];
+
+        /// A registry holding every block kind of this crate.
+        pub fn builtin_registry() -> BlockRegistry {
+            let mut r = BlockRegistry::new();
+            $(r.register::<$block>(<$block>::KIND);)*
+            r
+        }
+    };
+}
+
+builtin_blocks!(RmsNorm, LayerNorm, Rope, Sdpa, SwiGlu, GeGlu, Gelu, QuantizedMatmul, QuantizedEmbedding);
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_built_in_kind_is_registered_once() {
+        let r = super::builtin_registry();
+        let kinds: Vec<&str> = r.kinds().collect();
+        let mut listed = super::BUILTIN_KINDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(kinds, listed);
+    }
 }
