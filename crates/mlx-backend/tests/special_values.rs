@@ -1,4 +1,4 @@
-//! Differential special-value tests (issue 17): every accepted `sdpa` and norm variant is
+//! Differential special-value tests (issue 17): every accepted `sdpa`, norm, RoPE, SwiGLU and GELU variant is
 //! built from primitive ops, optimized with the default rules, and run original-vs-fused on
 //! the reference evaluator **and** on MLX (CPU, default lowerings) with inputs that random
 //! values in [−2, 2) never reach: −∞ and finfo.min masks with fully masked rows and columns,
@@ -318,4 +318,79 @@ fn sdpa_attention_sinks_with_fully_masked_rows() {
     g.add_output("out", o);
     let cases = masked_cases(tq, tk, |k| k as u8 as f64, DType::Bool);
     differential("sinks", &g, "sdpa", &cases, 1e-4);
+}
+
+/// Elementwise inputs `{2, 8}` that random values never reach, given in `(name, values)`.
+fn elementwise_cases(n_inputs: usize) -> Vec<(&'static str, Vec<HostTensor>)> {
+    let fill = |v: f64| {
+        HostTensor::from_f64(
+            DType::F32,
+            vec![2, 8],
+            &(0..16).map(|i| if i % 3 == 0 { v } else { 0.5 - i as f64 / 16.0 }).collect::<Vec<_>>(),
+        )
+    };
+    [
+        ("nan", f64::NAN),
+        ("+inf", f64::INFINITY),
+        ("-inf", f64::NEG_INFINITY),
+        ("huge", 1e30),
+        ("tiny", 1e-30),
+        ("large exp", 120.0),
+    ]
+    .into_iter()
+    .map(|(name, v)| (name, (0..n_inputs).map(|k| if k == 0 { fill(v) } else { fill(0.25) }).collect()))
+    .collect()
+}
+
+#[test]
+fn swiglu_and_gelu_with_special_values() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let (gate, up) = (b.input("gate", t(&[2, 8])), b.input("up", t(&[2, 8])));
+    let y = blockfuse_models::Composer::new(&mut b, DType::F32, 1).swiglu(gate, up).unwrap();
+    g.add_output("y", y);
+    differential("swiglu", &g, "swiglu", &elementwise_cases(2), 1e-6);
+
+    // 0.5 · x · (1 + erf(x / √2))
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", t(&[2, 8]));
+    let k = b.scalar(DType::F32, std::f64::consts::FRAC_1_SQRT_2);
+    let s = b.mul(x, k).unwrap();
+    let e = b.unary(UnaryOp::Erf, s).unwrap();
+    let one = b.scalar(DType::F32, 1.0);
+    let e1 = b.add2(e, one).unwrap();
+    let xe = b.mul(x, e1).unwrap();
+    let half = b.scalar(DType::F32, 0.5);
+    let y = b.mul(xe, half).unwrap();
+    g.add_output("y", y);
+    differential("gelu erf", &g, "gelu", &elementwise_cases(1), 1e-6);
+}
+
+#[test]
+fn rope_with_special_values_and_an_empty_sequence() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input(
+        "x",
+        TensorType::new(DType::F32, [Dim::Known(1), Dim::Known(H), Dim::sym("seq"), Dim::Known(D)]),
+    );
+    let mut c = blockfuse_models::Composer::new(&mut b, DType::F32, 1);
+    let (cos, sin) = c.cos_sin(D).unwrap();
+    let y = c.rotate_half_rope(x, cos, sin, D).unwrap();
+    g.add_output("y", y);
+    let seq = |n: usize, v: f64| {
+        let vals: Vec<f64> =
+            (0..H * n * D).map(|i| if i % 5 == 0 { v } else { (i % 7) as f64 / 7.0 - 0.5 }).collect();
+        vec![HostTensor::from_f64(DType::F32, vec![1, H, n, D], &vals)]
+    };
+    let cases: Vec<(&str, Vec<HostTensor>)> = vec![
+        ("nan", seq(4, f64::NAN)),
+        ("+inf", seq(4, f64::INFINITY)),
+        ("-inf", seq(4, f64::NEG_INFINITY)),
+        ("huge", seq(4, 1e30)),
+        ("tiny", seq(4, 1e-30)),
+        ("empty sequence", seq(0, 0.0)),
+    ];
+    differential("rope", &g, "rope", &cases, 1e-5);
 }
