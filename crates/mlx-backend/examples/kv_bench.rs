@@ -19,7 +19,7 @@ use blockfuse_ir::{DType, Graph, HostTensor};
 use blockfuse_mlx::array::with_device;
 use blockfuse_mlx::{Array, Device, MlxBackend};
 use blockfuse_models::{llama_kv_layer, random_tensor, DecoderConfig};
-use blockfuse_patterns::{block_counts, default_rules, optimize};
+use blockfuse_patterns::{block_counts, default_rules, optimize, quantize_weights};
 use std::time::Instant;
 
 struct Case {
@@ -132,7 +132,11 @@ fn main() {
         optimize(&mut opt, &default_rules()).expect("optimizes");
         let host = inputs(&d, c);
         let reference = small.then(|| FallbackBackend::new().run(&plain, &host).expect("reference runs"));
-        for (label, g) in [("unoptimized", &plain), ("optimized", &opt)] {
+        // The same optimized layer with its seven projections quantized (lossy: its max err is
+        // the quantization's, not the lowering's).
+        let mut q4 = opt.clone();
+        quantize_weights(&mut q4, "4:64".parse().expect("valid spec")).expect("quantizes");
+        for (label, g) in [("unoptimized", &plain), ("optimized", &opt), ("optimized + 4-bit g64", &q4)] {
             row(&backend, g, label, c, &host, iters, reference.as_deref());
         }
     }
@@ -152,6 +156,13 @@ fn row(
     let arrays: Vec<Array> =
         with_device(device, || host.iter().map(|t| Array::from_host(t).expect("uploads")).collect())
             .expect("device");
+    // A graph this MLX build cannot run (e.g. a kernel its JIT cannot compile) is a row that
+    // says why, not the end of the table.
+    if let Err(e) = s.run_arrays(arrays.clone()) {
+        let why = e.to_string();
+        println!("| {} | {label} | {} | - | not run: {} | | | | |", c.name, g.node_count(), why.lines().next().unwrap_or(""));
+        return;
+    }
     let mut resident = Vec::new();
     for k in 0..iters + 3 {
         let t = Instant::now();
