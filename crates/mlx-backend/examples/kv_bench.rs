@@ -160,7 +160,12 @@ fn row(
     // says why, not the end of the table.
     if let Err(e) = s.run_arrays(arrays.clone()) {
         let why = e.to_string();
-        println!("| {} | {label} | {} | - | not run: {} | | | | |", c.name, g.node_count(), why.lines().next().unwrap_or(""));
+        println!(
+            "| {} | {label} | {} | - | not run: {} | | | | |",
+            c.name,
+            g.node_count(),
+            why.lines().next().unwrap_or("")
+        );
         return;
     }
     let mut resident = Vec::new();
