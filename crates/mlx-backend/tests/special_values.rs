@@ -394,3 +394,50 @@ fn rope_with_special_values_and_an_empty_sequence() {
     ];
     differential("rope", &g, "rope", &cases, 1e-5);
 }
+
+/// `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x · x²)))` on `x`.
+fn gelu_tanh_composed(b: &mut Builder<'_>, x: Value) -> Value {
+    let sq = b.unary(UnaryOp::Square, x).unwrap();
+    let cube = b.mul(x, sq).unwrap();
+    let c = b.scalar(DType::F32, 0.044715);
+    let cc = b.mul(cube, c).unwrap();
+    let inner = b.add2(x, cc).unwrap();
+    let k = b.scalar(DType::F32, (2.0 / std::f64::consts::PI).sqrt());
+    let ik = b.mul(inner, k).unwrap();
+    let t = b.unary(UnaryOp::Tanh, ik).unwrap();
+    let one = b.scalar(DType::F32, 1.0);
+    let t1 = b.add2(t, one).unwrap();
+    let half = b.scalar(DType::F32, 0.5);
+    let xh = b.mul(x, half).unwrap();
+    b.mul(xh, t1).unwrap()
+}
+
+#[test]
+fn gelu_tanh_quick_gelu_and_geglu_with_special_values() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", t(&[2, 8]));
+    let y = gelu_tanh_composed(&mut b, x);
+    g.add_output("y", y);
+    differential("gelu tanh", &g, "gelu", &elementwise_cases(1), 1e-6);
+
+    // x · sigmoid(1.702 · x)
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", t(&[2, 8]));
+    let k = b.scalar(DType::F32, 1.702);
+    let xk = b.mul(x, k).unwrap();
+    let s = b.unary(UnaryOp::Sigmoid, xk).unwrap();
+    let y = b.mul(x, s).unwrap();
+    g.add_output("y", y);
+    differential("quick gelu", &g, "gelu", &elementwise_cases(1), 1e-6);
+
+    // gelu_tanh(gate) · up
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let (gate, up) = (b.input("gate", t(&[2, 8])), b.input("up", t(&[2, 8])));
+    let act = gelu_tanh_composed(&mut b, gate);
+    let y = b.mul(act, up).unwrap();
+    g.add_output("y", y);
+    differential("geglu", &g, "geglu", &elementwise_cases(2), 1e-6);
+}
