@@ -37,11 +37,12 @@ def test_build_run_optimize_matches_numpy():
 
 
 def test_near_misses_are_in_the_report():
-    g = rms_graph(eps=0.5)
-    report = g.optimize()
+    # Any positive eps is a norm; a negative one is not, and the report says why.
+    assert rms_graph(eps=0.5).optimize()["blocks"] == {"rms_norm": 1}
+    report = rms_graph(eps=-0.5).optimize()
     assert report["blocks"] == {}
     reasons = [m["reason"] for m in report["near_misses"]]
-    assert any("eps 0.5 is not in (0, 1e-2]" in r for r in reasons), report["near_misses"]
+    assert any("eps -0.5 is not a positive finite number" in r for r in reasons), report["near_misses"]
 
 
 def test_json_round_trip_and_errors():
