@@ -32,16 +32,21 @@ pub fn text_report(r: &Report) -> String {
         "nodes: {} -> {} ({:.1} ms, {} rounds)",
         r.nodes_before, r.nodes_after, r.elapsed_ms, r.rounds
     );
-    let _ = writeln!(out, "\n{:<12} {:>6}", "block", "count");
+    // Columns as wide as the longest name, so that every count lines up.
+    let extra = r.blocks.keys().filter(|k| !BLOCK_KINDS.contains(&k.as_str()));
+    let w =
+        BLOCK_KINDS.iter().copied().chain(extra.clone().map(String::as_str)).map(str::len).max().unwrap_or(0);
+    let _ = writeln!(out, "\n{:<w$} {:>6}", "block", "count");
     for &k in BLOCK_KINDS {
-        let _ = writeln!(out, "{:<12} {:>6}", k, r.blocks.get(k).copied().unwrap_or(0));
+        let _ = writeln!(out, "{:<w$} {:>6}", k, r.blocks.get(k).copied().unwrap_or(0));
     }
-    for (k, n) in r.blocks.iter().filter(|(k, _)| !BLOCK_KINDS.contains(&k.as_str())) {
-        let _ = writeln!(out, "{:<12} {:>6}", k, n);
+    for k in extra {
+        let _ = writeln!(out, "{:<w$} {:>6}", k, r.blocks[k]);
     }
-    let _ = writeln!(out, "\n{:<14} {:>6}", "rule", "fired");
+    let w = r.rules.keys().map(String::len).max().unwrap_or(0).max(4);
+    let _ = writeln!(out, "\n{:<w$} {:>6}", "rule", "fired");
     for (k, n) in &r.rules {
-        let _ = writeln!(out, "{:<14} {:>6}", k, n);
+        let _ = writeln!(out, "{:<w$} {:>6}", k, n);
     }
     let mut groups: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
     for m in &r.near_misses {
