@@ -532,3 +532,100 @@ proptest! {
         prop_assert_eq!(report.rules["rope_partial"], partial);
     }
 }
+
+/// Attention instances on `{1, 2, 4, 8}` q, k, v inputs: a scale placement, a mask spelling or
+/// softcapping, clean or perturbed so that it is no longer `softmax(scale·qkᵀ + mask)·v`.
+mod sdpa_instances {
+    use super::*;
+
+    fn input(b: &mut Builder<'_>, name: String, dtype: DType) -> Value {
+        b.input(&name, TensorType::known(dtype, &[1, 2, 4, 8]))
+    }
+
+    fn kt(b: &mut Builder<'_>, k: Value) -> Value {
+        b.transpose(k, &[0, 1, 3, 2]).unwrap()
+    }
+
+    pub(super) fn build(b: &mut Builder<'_>, i: usize, form: usize, pert: bool) -> Value {
+        let [q, k, v] = ["q", "k", "v"].map(|n| input(b, format!("{n}{i}"), DType::F32));
+        let c = |b: &mut Builder<'_>, x: f64| b.scalar(DType::F32, x);
+        let scores = match form {
+            // scale after the product; perturbed: a key `{4, 2, 1, 8}` permuted by
+            // [2, 1, 3, 0], which is not a transpose of the last two axes.
+            0 => {
+                let kt = if pert {
+                    let k = b.input(&format!("kp{i}"), TensorType::known(DType::F32, &[4, 2, 1, 8]));
+                    b.transpose(k, &[2, 1, 3, 0]).unwrap()
+                } else {
+                    kt(b, k)
+                };
+                let s = b.matmul(q, kt).unwrap();
+                let sc = c(b, 0.35);
+                b.mul(s, sc).unwrap()
+            }
+            // √scale on q and on kᵀ; perturbed: the logits squared (any change of q or k
+            // alone is still attention, of other q or k).
+            1 => {
+                let r = c(b, 0.6);
+                let q = b.mul(q, r).unwrap();
+                let kt = kt(b, k);
+                let kt = b.mul(kt, r).unwrap();
+                let s = b.matmul(q, kt).unwrap();
+                if pert {
+                    b.unary(UnaryOp::Square, s).unwrap()
+                } else {
+                    s
+                }
+            }
+            // where(mask, s, −inf); perturbed: where(mask, s, 0), which masks nothing.
+            2 => {
+                let kt = kt(b, k);
+                let s = b.matmul(q, kt).unwrap();
+                let m = b.input(&format!("m{i}"), TensorType::known(DType::Bool, &[1, 1, 4, 4]));
+                let fill = c(b, if pert { 0.0 } else { f64::NEG_INFINITY });
+                b.select(m, s, fill).unwrap()
+            }
+            // softcap c·tanh(s/c) (c·tanh(s/d) is too: softcap c of the scale c/d);
+            // perturbed: s·tanh(s/c), not a cap.
+            _ => {
+                let kt = kt(b, k);
+                let s = b.matmul(q, kt).unwrap();
+                let inv = c(b, 1.0 / 5.0);
+                let si = b.mul(s, inv).unwrap();
+                let t = b.unary(UnaryOp::Tanh, si).unwrap();
+                let cap = if pert { s } else { c(b, 5.0) };
+                b.mul(t, cap).unwrap()
+            }
+        };
+        let p = b.softmax(scores, -1).unwrap();
+        b.matmul(p, v).unwrap()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Every clean attention instance (scale placements, a −∞ where-mask that may mask whole
+    /// rows, softcap) fuses into one sdpa block, no perturbed one does, and the values stay —
+    /// NaN rows included.
+    #[test]
+    fn sdpa_instances_fuse_exactly_and_keep_values(
+        forms in prop::collection::vec((0usize..4, prop::bool::weighted(0.3)), 1..4),
+        seed in any::<u64>(),
+    ) {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let outs: Vec<Value> =
+            forms.iter().enumerate().map(|(i, &(f, pert))| sdpa_instances::build(&mut b, i, f, pert)).collect();
+        for (i, o) in outs.into_iter().enumerate() {
+            g.add_output(&format!("o{i}"), o);
+        }
+        let mut opt = g.clone();
+        let report = optimize(&mut opt, &default_rules()).unwrap();
+        opt.validate().unwrap();
+        assert_close(&g, &opt, seed)?;
+        let clean = forms.iter().filter(|&&(_, pert)| !pert).count();
+        let got = report.blocks.get("sdpa").copied().unwrap_or(0);
+        prop_assert_eq!(got, clean, "{:?} {:?}", forms, report.near_misses);
+    }
+}
