@@ -500,6 +500,27 @@ mod rope_instances {
     }
 }
 
+/// A graph with one output per `(form, perturbed)` instance made by `build`, optimized and
+/// checked to keep its values; returns the optimizer's report.
+fn optimize_instances(
+    forms: &[(usize, bool)],
+    build: fn(&mut Builder<'_>, usize, usize, bool) -> Value,
+    seed: u64,
+) -> Result<blockfuse_patterns::Report, TestCaseError> {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let outs: Vec<Value> =
+        forms.iter().enumerate().map(|(i, &(f, pert))| build(&mut b, i, f, pert)).collect();
+    for (i, o) in outs.into_iter().enumerate() {
+        g.add_output(&format!("o{i}"), o);
+    }
+    let mut opt = g.clone();
+    let report = optimize(&mut opt, &default_rules()).unwrap();
+    opt.validate().unwrap();
+    assert_close(&g, &opt, seed)?;
+    Ok(report)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -510,17 +531,7 @@ proptest! {
         forms in prop::collection::vec((0usize..7, prop::bool::weighted(0.3)), 1..5),
         seed in any::<u64>(),
     ) {
-        let mut g = Graph::new();
-        let mut b = Builder::new(&mut g);
-        let outs: Vec<Value> =
-            forms.iter().enumerate().map(|(i, &(f, pert))| rope_instances::build(&mut b, i, f, pert)).collect();
-        for (i, o) in outs.into_iter().enumerate() {
-            g.add_output(&format!("o{i}"), o);
-        }
-        let mut opt = g.clone();
-        let report = optimize(&mut opt, &default_rules()).unwrap();
-        opt.validate().unwrap();
-        assert_close(&g, &opt, seed)?;
+        let report = optimize_instances(&forms, rope_instances::build, seed)?;
         // A perturbed partial rotation still rotates its head: one rope, not of all of x.
         let clean = forms.iter().filter(|&&(f, pert)| !pert || f == 6).count();
         let got = report.blocks.get("rope").copied().unwrap_or(0);
@@ -613,17 +624,7 @@ proptest! {
         forms in prop::collection::vec((0usize..4, prop::bool::weighted(0.3)), 1..4),
         seed in any::<u64>(),
     ) {
-        let mut g = Graph::new();
-        let mut b = Builder::new(&mut g);
-        let outs: Vec<Value> =
-            forms.iter().enumerate().map(|(i, &(f, pert))| sdpa_instances::build(&mut b, i, f, pert)).collect();
-        for (i, o) in outs.into_iter().enumerate() {
-            g.add_output(&format!("o{i}"), o);
-        }
-        let mut opt = g.clone();
-        let report = optimize(&mut opt, &default_rules()).unwrap();
-        opt.validate().unwrap();
-        assert_close(&g, &opt, seed)?;
+        let report = optimize_instances(&forms, sdpa_instances::build, seed)?;
         let clean = forms.iter().filter(|&&(_, pert)| !pert).count();
         let got = report.blocks.get("sdpa").copied().unwrap_or(0);
         prop_assert_eq!(got, clean, "{:?} {:?}", forms, report.near_misses);
