@@ -58,9 +58,9 @@ pub struct QuantizeReport {
 /// Quantizes the constant weights of every eligible MatMul of `g` in place.
 pub fn quantize_weights(g: &mut Graph, opts: QuantizeOptions) -> Result<QuantizeReport, IrError> {
     let mut report = QuantizeReport { constant_bytes_before: constant_bytes(g), ..Default::default() };
-    let candidates: Vec<NodeId> = g.node_ids().filter(|&id| Site::of(&g.node(id).op).is_some()).collect();
-    for id in candidates {
-        let Some(site) = Site::of(&g.node(id).op) else { continue };
+    let candidates: Vec<(NodeId, Site)> =
+        g.node_ids().filter_map(|id| Some((id, Site::of(&g.node(id).op)?))).collect();
+    for (id, site) in candidates {
         match site.eligible_weight(g, id, opts) {
             Ok(None) => {}
             Ok(Some(w)) => {
