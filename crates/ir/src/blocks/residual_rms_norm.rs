@@ -85,3 +85,44 @@ impl Block for ResidualRmsNorm {
         Ok(vec![h, y])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{json, text, DType, Dim, Graph, HostTensor};
+
+    fn graph() -> Graph {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let ty = TensorType::new(DType::BF16, [Dim::sym("seq"), Dim::Known(4)]);
+        let (x, a) = (b.input("x", ty.clone()), b.input("a", ty));
+        let w = b.constant(HostTensor::from_f64(DType::F32, vec![4], &[1.0, 2.0, 3.0, 4.0]));
+        let outs = b.block(ResidualRmsNorm { eps: 1e-6, weight_offset: 1.0 }, &[x, a, w]).unwrap();
+        g.add_output("h", outs[0]);
+        g.add_output("y", outs[1]);
+        g
+    }
+
+    #[test]
+    fn two_outputs_in_the_text_dump_and_through_json() {
+        let g = graph();
+        let dump = text::dump(&g).unwrap();
+        assert!(
+            dump.contains(
+                "%3, %4 = block.residual_rms_norm{eps=1e-6, weight_offset=1.0}(%0, %1, %2) : bf16[seq, 4], f32[seq, 4]"
+            ),
+            "{dump}"
+        );
+        let back = json::from_json(&json::to_json(&g).unwrap()).unwrap();
+        assert_eq!(text::dump(&back).unwrap(), dump);
+    }
+
+    #[test]
+    fn the_fallback_is_the_add_and_an_rms_norm_block() {
+        let types = [TensorType::known(DType::F32, &[2, 4]), TensorType::known(DType::F32, &[2, 4])];
+        let fb = crate::dispatch::fallback_graph(&ResidualRmsNorm { eps: 1e-5, weight_offset: 0.0 }, &types)
+            .unwrap();
+        let h = fb.op_histogram();
+        assert_eq!((h["add"], h["block.rms_norm"], fb.outputs().len()), (1, 1, 2));
+    }
+}
