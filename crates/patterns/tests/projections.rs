@@ -56,7 +56,7 @@ fn projections(ws: &[(&str, W)], bias: bool) -> Graph {
         let wv = named(&mut b, wv, name);
         let mut y = b.matmul(x, wv).unwrap();
         if bias {
-            let n = b.ty(y).shape.last().and_then(|d| d.known()).unwrap() as usize;
+            let n = b.ty(y).shape.last().and_then(|d| d.known()).unwrap();
             let bv = weight(&mut b, DType::F32, &[n], seed + 50);
             let bv = named(&mut b, bv, &format!("{name}.bias"));
             y = b.add2(y, bv).unwrap();
