@@ -3,9 +3,8 @@
 use super::dtypes;
 use super::norm::rms_norm_array;
 use crate::array::{Array, BinaryOp};
-use crate::error::{MlxError, Result};
 use blockfuse_ir::blocks::ResidualRmsNorm;
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::DType;
 
 /// [`ResidualRmsNorm`] on MLX: `h = x + a` (one MLX add in x's dtype, rounded once, as the
@@ -17,8 +16,8 @@ use blockfuse_ir::DType;
 pub fn residual_rms_norm(
     b: &ResidualRmsNorm,
     call: &Call<'_, Array>,
-    fallback: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+    fallback: &mut dyn Fallback<Array>,
+) -> LowerResult<Array> {
     if dtypes(call.args)?.contains(&DType::F64) {
         return fallback.run(call.args);
     }
