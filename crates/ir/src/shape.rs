@@ -179,6 +179,30 @@ impl Dim {
         names.into_iter()
     }
 
+    /// The terms of this dim, each as its coefficient and its product of symbols with
+    /// coefficient 1 (`Dim::Known(1)` for the constant term): `2*past+seq+3` gives
+    /// `(2, past)`, `(1, seq)`, `(3, 1)`; a known size `n > 0` gives `(n, 1)`, 0 nothing.
+    /// Analyses that reason about sums of dims term by term start here.
+    pub fn terms(&self) -> impl Iterator<Item = (usize, Dim)> + '_ {
+        let known = match self {
+            Dim::Known(n) if *n > 0 => Some((*n, Dim::Known(1))),
+            _ => None,
+        };
+        let sym = match self {
+            Dim::Sym(s) => &s.terms[..],
+            Dim::Known(_) => &[],
+        };
+        known.into_iter().chain(sym.iter().map(|t| {
+            let unit = Term { factors: t.factors.clone(), coeff: 1 };
+            let monomial = if t.factors.is_empty() {
+                Dim::Known(1)
+            } else {
+                Dim::Sym(SymDim { terms: smallvec::smallvec![unit] })
+            };
+            (t.coeff, monomial)
+        }))
+    }
+
     /// The product of two dims, kept symbolic where needed (`(past+seq)*2 = 2*past+2*seq`).
     /// A coefficient or size past `usize::MAX` saturates there: no tensor has that many
     /// elements, so size checks refuse it (use [`Dim::checked_mul`] to see the overflow).
@@ -549,6 +573,16 @@ mod tests {
         // A monomial keeps its one term inline.
         let Dim::Sym(s) = d("2*batch*seq") else { panic!() };
         assert!(!s.terms.spilled());
+    }
+
+    #[test]
+    fn terms_split_sums_into_monomials() {
+        let terms: Vec<(usize, Dim)> = d("seq+3+2*past").terms().collect();
+        assert_eq!(terms, [(3, Dim::Known(1)), (2, d("past")), (1, d("seq"))]);
+        assert_eq!(Dim::Known(5).terms().collect::<Vec<_>>(), [(5, Dim::Known(1))]);
+        assert_eq!(Dim::Known(0).terms().count(), 0);
+        let back = terms.iter().fold(Dim::Known(0), |acc, (c, m)| acc.add(&m.mul(&Dim::Known(*c))).unwrap());
+        assert_eq!(back, d("2*past+seq+3"));
     }
 
     #[test]
