@@ -53,19 +53,19 @@ pub enum DimError {
     )]
     Difference {
         /// The minuend.
-        lhs: Dim,
+        lhs: Box<Dim>,
         /// The subtrahend.
-        rhs: Dim,
+        rhs: Box<Dim>,
     },
     /// A coefficient or size does not fit in `usize`.
     #[error("{lhs} {op} {rhs} overflows")]
     Overflow {
         /// The left operand.
-        lhs: Dim,
+        lhs: Box<Dim>,
         /// `+`, `-` or `*`.
         op: char,
         /// The right operand.
-        rhs: Dim,
+        rhs: Box<Dim>,
     },
 }
 
@@ -94,7 +94,7 @@ impl Term {
 
     /// `self / other` when it is again a term (coefficient divisible, factors contained).
     fn div(&self, other: &Term) -> Option<Term> {
-        if other.coeff == 0 || self.coeff % other.coeff != 0 {
+        if other.coeff == 0 || !self.coeff.is_multiple_of(other.coeff) {
             return None;
         }
         let mut rest = self.factors.clone();
@@ -212,7 +212,8 @@ impl Dim {
 
     /// The product of two dims, or an error when a coefficient overflows.
     pub fn checked_mul(&self, other: &Dim) -> Result<Dim, DimError> {
-        let overflow = || DimError::Overflow { lhs: self.clone(), op: '*', rhs: other.clone() };
+        let overflow =
+            || DimError::Overflow { lhs: Box::new(self.clone()), op: '*', rhs: Box::new(other.clone()) };
         match (self, other) {
             (Dim::Known(a), Dim::Known(b)) => a.checked_mul(*b).map(Dim::Known).ok_or_else(overflow),
             (Dim::Known(0), _) | (_, Dim::Known(0)) => Ok(Dim::Known(0)),
@@ -245,7 +246,7 @@ impl Dim {
     /// past_seq`, `(seq+2) - 1 = seq+1`). Otherwise [`DimError::Difference`]: `seq - 1` or
     /// `seq - batch` could be negative, so they are not dims.
     pub fn sub(&self, other: &Dim) -> Result<Dim, DimError> {
-        let fail = || DimError::Difference { lhs: self.clone(), rhs: other.clone() };
+        let fail = || DimError::Difference { lhs: Box::new(self.clone()), rhs: Box::new(other.clone()) };
         if let (Dim::Known(a), Dim::Known(b)) = (self, other) {
             return a.checked_sub(*b).map(Dim::Known).ok_or_else(fail);
         }
@@ -594,7 +595,7 @@ mod tests {
         assert_eq!(Dim::Known(7).sub(&Dim::Known(3)), Ok(Dim::Known(4)));
         for (a, b) in [("seq", "1"), ("seq", "batch"), ("seq", "2*seq"), ("3", "4"), ("3", "seq")] {
             let e = d(a).sub(&d(b)).unwrap_err();
-            assert_eq!(e, DimError::Difference { lhs: d(a), rhs: d(b) });
+            assert_eq!(e, DimError::Difference { lhs: Box::new(d(a)), rhs: Box::new(d(b)) });
             assert!(e.to_string().starts_with(&format!("{a} - {b} is not a dim")), "{e}");
         }
     }
