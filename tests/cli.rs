@@ -338,6 +338,22 @@ fn generate_decodes_32_tokens_on_mlx_equal_to_the_fallback() {
     assert_eq!(tokens(&plain), tokens(&o));
 }
 
+/// The concat-form cache (`present = concat(past, new)`, growing by one token per step)
+/// decodes on MLX's CPU equal to the fallback evaluator; every cache length is a new input
+/// shape, so the session plans one lowering per step.
+#[test]
+fn generate_decodes_a_concat_form_cache_on_mlx_equal_to_the_fallback() {
+    let args =
+        ["generate", "tiny-kv-concat", "--prompt-len", "5", "--tokens", "8", "--backend", "mlx", "--check"];
+    let o = blockfuse(&args);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("cache pairs: 4"), "{out}");
+    assert!(out.contains("check: 9 steps equal to the fallback evaluator's"), "{out}");
+    let lowerings = out.lines().find(|l| l.starts_with("lowerings")).unwrap();
+    assert_eq!(lowerings.split_whitespace().last(), Some("9"), "{out}");
+}
+
 #[test]
 fn generate_rejects_models_without_a_cache() {
     let p = rms_norm_json();

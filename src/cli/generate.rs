@@ -17,7 +17,8 @@ use std::time::Instant;
 /// Arguments of `generate`.
 #[derive(clap::Args)]
 pub(super) struct Args {
-    /// A KV-cache model (`.json` or `.onnx`), or `tiny-kv` for the bundled tiny model.
+    /// A KV-cache model (`.json` or `.onnx`), or `tiny-kv` / `tiny-kv-concat` for the bundled
+    /// tiny model with a static (fixed buffer) / concat-form (growing) cache.
     model: String,
     /// Prompt tokens (random ids), prefilled in one step.
     #[arg(long, default_value_t = 8)]
@@ -112,6 +113,9 @@ fn last_argmax(logits: &HostTensor) -> i64 {
 fn load_kv(model: &str) -> Result<Graph, Error> {
     if model == "tiny-kv" {
         Ok(blockfuse_models::llama_kv_model(blockfuse_models::KvConfig::tiny())?)
+    } else if model == "tiny-kv-concat" {
+        let cfg = blockfuse_models::KvConfig::tiny();
+        Ok(blockfuse_models::llama_concat_kv_model(cfg.decoder, cfg.vocab)?)
     } else {
         load(Path::new(model))
     }

@@ -71,7 +71,8 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
             }
         }
     }
-    // Products with one unbound symbol (`batch*seq` once `batch` is known) solve for it.
+    // Dims with one unbound symbol (`batch*seq` once `batch` is known, `past+seq` once `seq`
+    // is) solve for it.
     loop {
         let mut progress = false;
         for (&id, t) in g.inputs().iter().zip(inputs) {
@@ -79,16 +80,8 @@ pub(crate) fn bind_inputs(g: &Graph, inputs: &[Tensor]) -> Result<Bindings, Eval
                 if d.eval(&b).is_some() {
                     continue;
                 }
-                let unbound: Vec<&Arc<str>> = d.symbols().filter(|s| !b.contains_key(*s)).collect();
-                if unbound.len() != 1 {
-                    continue;
-                }
-                let s = unbound[0].clone();
-                let mut probe = b.clone();
-                probe.insert(s.clone(), 1);
-                let c = d.eval(&probe).expect("all bound");
-                if c > 0 && n % c == 0 {
-                    b.insert(s.clone(), n / c);
+                if let Some((s, v)) = d.solve(&b, n) {
+                    b.insert(s.clone(), v);
                     source.insert(s, input_name(g, id));
                     progress = true;
                 }

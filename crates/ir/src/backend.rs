@@ -175,11 +175,8 @@ pub fn zero_cache(g: &Graph, given: &[HostTensor], pairs: &[CachePair]) -> Resul
         }
         let t = others.next().ok_or_else(|| format!("input {i} was not given"))?;
         for (d, &n) in g.node(id).types[0].shape.iter().zip(t.dims()) {
-            if let crate::Dim::Sym(_) = d {
-                let syms: Vec<_> = d.symbols().cloned().collect();
-                if syms.len() == 1 {
-                    bindings.entry(syms[0].clone()).or_insert(n);
-                }
+            if let Some((s, v)) = d.solve(&bindings, n) {
+                bindings.insert(s, v);
             }
         }
     }

@@ -283,7 +283,7 @@ fn concat(axis: i64, x: &[&TensorType]) -> R {
         }
         total = total
             .add(&t.shape[a])
-            .ok_or_else(|| format!("the concatenated axis {a} adds dims with no symbolic sum"))?;
+            .ok_or_else(|| format!("the concatenated axis {a} is longer than usize::MAX"))?;
     }
     let mut out = first.clone();
     out.shape[a] = total;

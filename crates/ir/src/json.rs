@@ -122,7 +122,8 @@ enum DTypeSchema {
     Bool,
 }
 
-/// A dim: a size, or a symbolic product such as `"seq"`, `"2*seq"`, `"batch*seq"`.
+/// A dim: a size, or a symbolic dim: a product such as `"seq"`, `"2*seq"`, `"batch*seq"`, or a
+/// sum of such products and sizes, `"past_seq+seq"`, `"seq+1"`.
 #[derive(schemars::JsonSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]

@@ -52,5 +52,5 @@ pub use dtype::DType;
 pub use error::{IrError, NodeLabel};
 pub use graph::{Graph, Node, NodeId, Value};
 pub use op::{BinaryOp, Bound, Op, ReduceOp, SliceSpec, UnaryOp};
-pub use shape::{Bindings, Dim, Shape, TensorType};
+pub use shape::{Bindings, Dim, DimError, Shape, TensorType};
 pub use tensor::HostTensor;

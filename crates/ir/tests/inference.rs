@@ -72,7 +72,10 @@ fn dims_parse_display_and_canonical_form() {
     assert_eq!(Dim::parse("2*3").unwrap(), k(6));
     assert_eq!(Dim::parse("1*seq").unwrap(), sym("seq"));
     assert_eq!(batch_seq().to_string(), "batch*seq");
-    for bad in ["", "seq+1", "2seq", "batch*", "-1", "*"] {
+    assert_eq!(Dim::parse("seq + past_seq").unwrap().to_string(), "past_seq+seq");
+    assert_eq!(Dim::parse("1+seq").unwrap().to_string(), "seq+1");
+    assert_eq!(Dim::parse("seq+seq").unwrap().to_string(), "2*seq");
+    for bad in ["", "seq+", "+seq", "2seq", "batch*", "-1", "*", "seq++past", "seq+-1"] {
         assert!(Dim::parse(bad).is_err(), "{bad:?} parsed");
     }
     // Symbols compare by name (case-sensitive); products are order-independent.
@@ -93,8 +96,9 @@ fn dim_arithmetic() {
     assert_eq!(seq.add(&seq.mul(&k(2))), Some(Dim::parse("3*seq").unwrap()));
     assert_eq!(k(3).add(&k(4)), Some(k(7)));
     assert_eq!(k(0).add(&seq), Some(seq.clone()));
-    assert_eq!(seq.add(&k(1)), None);
-    assert_eq!(seq.add(&sym("batch")), None);
+    assert_eq!(seq.add(&k(1)), Some(Dim::parse("seq+1").unwrap()));
+    assert_eq!(seq.add(&sym("batch")), Some(Dim::parse("batch+seq").unwrap()));
+    assert_eq!(k(usize::MAX).add(&k(1)), None);
     assert_eq!(k(0).mul(&seq), k(0));
     assert_eq!(k(1).mul(&seq), seq);
     assert_eq!(batch_seq().div_exact(&seq), Some(sym("batch")));
@@ -391,8 +395,14 @@ fn concat_of_symbolic_dims() {
         "f32[batch, seq, 96]"
     );
     assert_eq!(infer1(Op::Concat { axis: 0 }, &[x.clone()]), "f32[batch, seq, 64]");
-    let r = reason(Op::Concat { axis: 1 }, &[x.clone(), t(&[sym("batch"), k(1), k(64)])]);
-    assert_eq!(r, "the concatenated axis 1 adds dims with no symbolic sum");
+    // The concat-form KV cache: past and new keys along the sequence axis.
+    let past = t(&[sym("batch"), k(2), sym("past_seq"), k(16)]);
+    let new = t(&[sym("batch"), k(2), sym("seq"), k(16)]);
+    assert_eq!(infer1(Op::Concat { axis: -2 }, &[past, new]), "f32[batch, 2, past_seq+seq, 16]");
+    assert_eq!(
+        infer1(Op::Concat { axis: 1 }, &[x.clone(), t(&[sym("batch"), k(1), k(64)])]),
+        "f32[batch, seq+1, 64]"
+    );
     let r = reason(Op::Concat { axis: 1 }, &[x.clone(), t(&[sym("batch"), sym("seq"), k(32)])]);
     assert_eq!(r, "operand 1 has 32 on axis 2, operand 0 has 64");
     let r = reason(Op::Concat { axis: 0 }, &[x.clone(), t(&[k(1)])]);

@@ -179,10 +179,10 @@ fn missing_attribute() {
 fn bad_dim_in_attribute() {
     let e = read_err(&with_node(
         2,
-        json!({"id": 2, "op": "reshape", "attrs": {"shape": ["seq+1", 2]}, "args": ["0"]}),
+        json!({"id": 2, "op": "reshape", "attrs": {"shape": ["seq+-1", 2]}, "args": ["0"]}),
     ));
     assert!(matches!(e, IrError::BadNode { .. }), "{e:?}");
-    assert_msg(&e, &["attribute 'shape'", "'seq+1' is not a dim"]);
+    assert_msg(&e, &["attribute 'shape'", "'seq+-1' is not a dim"]);
 }
 
 #[test]

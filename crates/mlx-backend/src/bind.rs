@@ -3,7 +3,6 @@
 use crate::error::{MlxError, Result};
 use blockfuse_ir::shape::join_dims;
 use blockfuse_ir::{Bindings, DType, Dim, Graph, HostTensor, TensorType};
-use std::sync::Arc;
 
 /// Checks `inputs` against the graph inputs (count, dtype, rank, known dims) and binds every
 /// symbol of their types from the actual dims. Single symbols (`seq`) bind directly;
@@ -62,28 +61,12 @@ pub(crate) fn bind_shapes(g: &Graph, inputs: &[(DType, &[usize])]) -> Result<Bin
     // Solve dims with exactly one unbound symbol (appearing once) until nothing changes.
     loop {
         let mut progress = false;
-        for (i, (ty, name, t)) in typed.iter().enumerate() {
-            for (axis, (d, &n)) in ty.shape.iter().zip(t.1).enumerate() {
-                let unbound: Vec<&Arc<str>> = d.symbols().filter(|s| !b.contains_key(*s)).collect();
-                let [sym] = unbound[..] else { continue };
-                let mut trial = b.clone();
-                trial.insert(sym.clone(), 1);
-                let Some(k) = d.eval(&trial) else { continue };
-                if k == 0 {
-                    continue;
-                }
-                if n % k != 0 {
-                    return Err(err(
-                        i,
-                        name,
-                        format!(
-                            "axis {axis} is {d} but has size {n}, not a multiple of {k} \
-                             (expected {ty}, got {})",
-                            shown(t)
-                        ),
-                    ));
-                }
-                b.insert(sym.clone(), n / k);
+        for (ty, _, t) in &typed {
+            for (d, &n) in ty.shape.iter().zip(t.1) {
+                // A size no value solves (`past+seq` shorter than `seq`, `2*seq` odd) is
+                // reported below as unbindable, with the axis.
+                let Some((sym, v)) = d.solve(&b, n) else { continue };
+                b.insert(sym, v);
                 progress = true;
             }
         }
@@ -143,6 +126,7 @@ pub(crate) fn eval_dim(d: &Dim, bindings: &Bindings) -> Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn graph(types: &[TensorType]) -> Graph {
         let mut g = Graph::new();
@@ -163,10 +147,14 @@ mod tests {
         let g = graph(&[
             TensorType::new(DType::F32, [batch.mul(&seq), Dim::Known(4)]),
             TensorType::new(DType::F32, [seq.clone(), Dim::Known(2).mul(&seq)]),
+            TensorType::new(DType::F32, [Dim::sym("past").add(&seq).unwrap()]),
         ]);
-        let b = bind_inputs(&g, &[t(&[6, 4]), t(&[3, 6])]).unwrap();
+        let b = bind_inputs(&g, &[t(&[6, 4]), t(&[3, 6]), t(&[8])]).unwrap();
         assert_eq!(b[&Arc::from("seq")], 3);
         assert_eq!(b[&Arc::from("batch")], 2);
+        assert_eq!(b[&Arc::from("past")], 5);
+        let e = bind_inputs(&g, &[t(&[6, 4]), t(&[3, 6]), t(&[2])]).unwrap_err();
+        assert!(e.to_string().contains("cannot bind the symbols of axis 0 (past+seq) from size 2"), "{e}");
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! `{max_cache, seq}` matrix `cache_position[j] == t`, `written = onehot · k_new` (exact: one
 //! product by 1 per row), and `present = where(row t was written, written, past)`. Attention
 //! runs over the whole buffer with the additive mask `t ≤ cache_position[i]`, so unwritten
-//! slots never count. RoPE uses `cache_position`. The IR cannot yet type the concat form
-//! (`past + seq` is not a dim it can spell), see `docs/ir-format.md`.
+//! slots never count. RoPE uses `cache_position`. The concat form (`present = concat(past, new)`, typed
+//! `past_seq+seq`) is [`crate::concat`].
 
 use crate::{lowest, Composer, DecoderConfig};
 use blockfuse_ir::{BinaryOp, Builder, DType, Dim, Graph, IrError, Op, ReduceOp, TensorType, Value};

@@ -17,7 +17,9 @@
 
 #![deny(missing_docs)]
 
+pub mod concat;
 pub mod kv;
+pub use concat::{llama_concat_kv_layer, llama_concat_kv_model};
 pub use kv::{llama_kv_layer, llama_kv_model, KvConfig};
 
 use blockfuse_ir::tensor::push_le;

@@ -403,3 +403,69 @@ fn float_shape_arithmetic_is_folded() {
     let out = graph.outputs()[0].1;
     assert_eq!(graph.value_type(out).shape.to_vec(), vec![blockfuse_ir::Dim::Known(9)]);
 }
+
+/// A concat-form KV cache's shape arithmetic: `total = past_seq + seq` from two `Shape`s,
+/// `Range(past_seq, total, 1)` (the new tokens' positions, a symbolic start) and
+/// `Concat(past, new)` typed `past_seq+seq`; a symbolic length with delta 2 is refused.
+#[test]
+fn kv_cache_shape_sums_import() {
+    let int_attr = |n: &str, v: i64| AttributeProto {
+        name: Some(n.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    };
+    let shape_axis = |name: &str, input: &str| {
+        let mut n = node("Shape", name, &[input], &[&format!("{name}_1")]);
+        n.attribute.extend([int_attr("start", 2), int_attr("end", 3)]);
+        n
+    };
+    let build = |delta: i64| {
+        let mut one = node("Constant", "delta", &[], &["delta"]);
+        one.attribute.push(int_attr("value_int", delta));
+        let mut cat = node("Concat", "cat", &["past", "x"], &["present"]);
+        cat.attribute.push(int_attr("axis", 2));
+        ModelProto {
+            ir_version: Some(9),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(20) }],
+            graph: Some(GraphProto {
+                name: Some("g".into()),
+                node: vec![
+                    shape_axis("sp", "past"),
+                    shape_axis("sx", "x"),
+                    node("Squeeze", "p", &["sp_1"], &["p"]),
+                    node("Squeeze", "s", &["sx_1"], &["s"]),
+                    node("Add", "total", &["p", "s"], &["total"]),
+                    one,
+                    node("Range", "pos", &["p", "total", "delta"], &["pos"]),
+                    cat,
+                ],
+                input: vec![
+                    tensor_vi("past", 1, &["batch", "2", "past_seq", "4"]),
+                    tensor_vi("x", 1, &["batch", "2", "seq", "4"]),
+                ],
+                output: vec![
+                    tensor_vi("pos", 7, &["seq"]),
+                    tensor_vi("present", 1, &["batch", "2", "past_seq + seq", "4"]),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    let g = import_model(&build(1)).unwrap();
+    g.validate().unwrap();
+    assert_eq!(format!("{:?}", g.value_type(g.outputs()[0].1)), "i64[seq]");
+    assert_eq!(format!("{:?}", g.value_type(g.outputs()[1].1)), "f32[batch, 2, past_seq+seq, 4]");
+    let inputs: HashMap<String, HostTensor> = [
+        ("past".to_string(), HostTensor::from_f64(DType::F32, vec![1, 2, 5, 4], &[1.0; 40])),
+        ("x".to_string(), HostTensor::from_f64(DType::F32, vec![1, 2, 3, 4], &[2.0; 24])),
+    ]
+    .into_iter()
+    .collect();
+    let outs = FallbackBackend::new().run_named(&g, &inputs).unwrap();
+    assert_eq!(outs[0].to_i64_vec(), vec![5, 6, 7]);
+    assert_eq!(outs[1].dims(), &[1, 2, 8, 4]);
+    let e = import_model(&build(2)).unwrap_err().to_string();
+    assert!(e.contains("pos") && e.contains("Range of symbolic length seq needs delta 1, got 2"), "{e}");
+}

@@ -185,27 +185,25 @@ pub fn map_n(xs: &[&Known], dtype: DType, f: impl Fn(&[&SymInt]) -> Option<SymIn
     Some(Known::new(dtype, dims, vals))
 }
 
-/// `a + b`, when expressible.
+/// `a + b`, when expressible (a negative constant must cancel against the dim's constant
+/// term: `(seq+2) + (−1) = seq+1`, but `seq + (−1)` is not a dim).
 pub fn add(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
         (C(x), C(y)) => x.checked_add(*y).map(C),
-        (D(d), C(0)) | (C(0), D(d)) => Some(D(d.clone())),
+        (D(d), C(c)) | (C(c), D(d)) if *c >= 0 => d.add(&Dim::Known(*c as usize)).map(SymInt::norm),
+        (D(d), C(c)) | (C(c), D(d)) => d.sub(&Dim::Known(c.unsigned_abs() as usize)).ok().map(SymInt::norm),
         (D(x), D(y)) => x.add(y).map(SymInt::norm),
-        _ => None,
     }
 }
 
-/// `a − b`, when expressible.
+/// `a − b`, when expressible: the dims must cancel exactly (`(past+seq) − seq = past`,
+/// `2*seq − seq = seq`, `seq − seq = 0`); `seq − batch` could be negative and is not.
 pub fn sub(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     match (a, b) {
         (C(x), C(y)) => x.checked_sub(*y).map(C),
-        (D(d), C(0)) => Some(D(d.clone())),
-        (D(x), D(y)) if x == y => Some(C(0)),
-        (D(x), D(y)) => match x.div_exact(y)? {
-            Dim::Known(k) if k >= 1 => Some(SymInt::norm(y.mul(&Dim::Known(k - 1)))),
-            _ => None,
-        },
-        _ => None,
+        (D(_), C(c)) => add(a, &C(c.checked_neg()?)),
+        (D(x), D(y)) => x.sub(y).ok().map(SymInt::norm),
+        (C(_), D(_)) => None,
     }
 }
 
@@ -242,14 +240,19 @@ pub fn modulo(a: &SymInt, b: &SymInt) -> Option<SymInt> {
     }
 }
 
-/// Three-way comparison when decidable (symbolic dims are ≥ 1).
+/// Three-way comparison when decidable (symbolic dims are ≥ 1 and a dim's symbolic terms
+/// are ≥ 0: `past+seq > seq`, `seq+1 > 1`).
 pub fn cmp(a: &SymInt, b: &SymInt) -> Option<std::cmp::Ordering> {
     use std::cmp::Ordering::*;
     match (a, b) {
         (C(x), C(y)) => Some(x.cmp(y)),
         (D(x), D(y)) if x == y => Some(Equal),
+        (D(x), D(y)) if x.sub(y).is_ok() => Some(Greater),
+        (D(x), D(y)) if y.sub(x).is_ok() => Some(Less),
         (D(_), C(c)) if *c <= 0 => Some(Greater),
         (C(c), D(_)) if *c <= 0 => Some(Less),
+        (D(x), C(c)) if x.sub(&Dim::Known(*c as usize)).is_ok_and(|r| r != Dim::Known(0)) => Some(Greater),
+        (C(c), D(y)) if y.sub(&Dim::Known(*c as usize)).is_ok_and(|r| r != Dim::Known(0)) => Some(Less),
         _ => None,
     }
 }

@@ -30,7 +30,7 @@ pub const DROP_AT_MOST: f64 = -1e4;
 /// How deep the analysis follows producers before giving up.
 const MAX_DEPTH: usize = 24;
 
-/// An integer plus a sum of dims with integer coefficients: `c + Σ nᵢ·dᵢ`.
+/// An integer plus a sum of monomial dims with integer coefficients: `c + Σ nᵢ·dᵢ`.
 #[derive(Debug, Clone, PartialEq, Default)]
 struct Offset {
     c: i64,
@@ -42,11 +42,17 @@ impl Offset {
         Offset { c, dims: BTreeMap::new() }
     }
 
+    /// A dim, split into its terms so that sums cancel (`(past+seq) − seq = past`).
     fn dim(d: &Dim) -> Self {
-        match d.known() {
-            Some(n) => Offset::int(n as i64),
-            None => Offset { c: 0, dims: BTreeMap::from([(d.clone(), 1)]) },
+        let mut o = Offset::default();
+        for (coeff, monomial) in d.terms() {
+            let coeff = i64::try_from(coeff).unwrap_or(i64::MAX);
+            match monomial.known() {
+                Some(_) => o.c = o.c.saturating_add(coeff),
+                None => *o.dims.entry(monomial).or_insert(0) += coeff,
+            }
         }
+        o
     }
 
     fn plus(mut self, o: &Offset, sign: i64) -> Self {

@@ -433,9 +433,12 @@ impl Importer {
         let (s, sd, dtype) = self.scalar_operand(&self.in0(n)?)?;
         let (l, ld, _) = self.scalar_operand(&self.in_req(n, 1)?)?;
         let (d, dd, _) = self.scalar_operand(&self.in_req(n, 2)?)?;
+        if let (None, Some(start), Some(step)) = (s, &sd, d) {
+            return self.range_from_dim(n, start.clone(), (l, ld), step, dtype);
+        }
         let (Some(start), Some(step)) = (s, d) else {
-            let _ = (sd, dd);
-            return Err(self.err("Range start and delta must be constants"));
+            let _ = dd;
+            return Err(self.err("Range delta must be a constant"));
         };
         if step == 0.0 || !step.is_finite() || !start.is_finite() || l.is_some_and(|l| !l.is_finite()) {
             return Err(self.err(format!(
@@ -469,6 +472,60 @@ impl Importer {
             return Ok(());
         }
         let v = self.emit(Op::Range { start, step, len, dtype }, &[])?;
+        self.out(n, 0, v);
+        Ok(())
+    }
+
+    /// `Range(start, limit, step)` with a symbolic start (a KV cache's new positions,
+    /// `past_seq .. past_seq + seq`): the length is `limit − start` when that cancels to a
+    /// dim; the values are `start + step·i`, known entries when the length is known, else
+    /// `range(0, len) + start` (step 1).
+    fn range_from_dim(
+        &mut self,
+        n: &NodeProto,
+        start: Dim,
+        (l, ld): (Option<f64>, Option<Dim>),
+        step: f64,
+        dtype: DType,
+    ) -> R<()> {
+        if !dtype.is_int() || step.fract() != 0.0 || step == 0.0 {
+            return Err(
+                self.err(format!("Range from the symbolic start {start} needs an integer type and delta"))
+            );
+        }
+        let limit = match (l, ld) {
+            (_, Some(dim)) => dim,
+            (Some(x), None) if x >= 0.0 && x.fract() == 0.0 && x < u64::MAX as f64 => Dim::Known(x as usize),
+            (Some(x), None) => return Err(self.err(format!("Range from {start} to {x} has no dim length"))),
+            (None, None) => return Err(self.err("Range limit is not computable at import time")),
+        };
+        let span = limit.sub(&start).map_err(|e| self.err(format!("Range length: {e}")))?;
+        let len = match step as i64 {
+            1 => span,
+            k if k > 1 => match span.known() {
+                Some(m) => Dim::Known(m.div_ceil(k as usize)),
+                None => {
+                    return Err(self.err(format!("Range of symbolic length {span} needs delta 1, got {k}")))
+                }
+            },
+            k => {
+                return Err(self
+                    .err(format!("Range from {start} up to {limit} with delta {k} is empty or unsupported")))
+            }
+        };
+        if let Some(count) = len.known().filter(|&c| c <= known::MAX_KNOWN) {
+            let vals: Option<Vec<SymInt>> = (0..count as i64)
+                .map(|i| known::add(&SymInt::D(start.clone()), &SymInt::C(i.checked_mul(step as i64)?)))
+                .collect();
+            let vals = vals.ok_or_else(|| self.err("Range values are not expressible"))?;
+            return self.set_out_known(n, 0, Known::new(dtype, vec![count], vals));
+        }
+        let r = self.emit(Op::Range { start: 0.0, step: 1.0, len, dtype }, &[])?;
+        let mut off = self.emit(Op::SymConst(vec![start]), &[])?;
+        if dtype != DType::I64 {
+            off = self.emit(Op::Cast(dtype), &[off])?;
+        }
+        let v = self.emit(Op::Binary(BinaryOp::Add), &[r, off])?;
         self.out(n, 0, v);
         Ok(())
     }
