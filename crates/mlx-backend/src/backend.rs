@@ -213,6 +213,11 @@ impl<'a> Prepared<'a> {
         self.graph
     }
 
+    /// By node index: the device arrays of the live constants.
+    pub(crate) fn constants(&self) -> &[Option<Array>] {
+        &self.constants
+    }
+
     /// The total size in bytes of the constants held on the device.
     pub fn constant_bytes(&self) -> usize {
         self.bytes

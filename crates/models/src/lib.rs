@@ -17,7 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod kv;
-pub use kv::{llama_kv_layer, llama_kv_model, KvConfig};
+pub use kv::{llama_kv_layer, llama_kv_layer_with, llama_kv_model, CacheWrite, KvConfig};
 
 use blockfuse_ir::tensor::push_le;
 use blockfuse_ir::{
