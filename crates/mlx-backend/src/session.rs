@@ -56,6 +56,7 @@ pub struct MlxSession<'a> {
     fallbacks: FallbackCache,
     cache: Vec<Array>,
     stats: SessionStats,
+    build_s: f64,
 }
 
 impl std::fmt::Debug for MlxSession<'_> {
@@ -79,6 +80,7 @@ impl MlxBackend {
             fallbacks: FallbackCache::new(),
             cache: Vec::new(),
             stats: SessionStats::default(),
+            build_s: 0.0,
         })
     }
 }
@@ -112,6 +114,12 @@ impl<'a> MlxSession<'a> {
         self.plans.values().filter_map(|p| p.compiled.as_ref()).map(|c| c.f.traces).sum()
     }
 
+    /// Seconds spent on the host building lazy MLX graphs over all runs: the lowering op by op,
+    /// or a compiled function's call (its trace included); evaluation is not counted.
+    pub fn host_build_s(&self) -> f64 {
+        self.build_s
+    }
+
     /// Runs on device arrays (inputs in graph-input order), returning evaluated device
     /// arrays; a new input-shape signature plans the lowering first.
     pub fn run_arrays(&mut self, inputs: Vec<Array>) -> Result<Vec<Array>> {
@@ -136,9 +144,9 @@ impl<'a> MlxSession<'a> {
             self.stats.runs += 1;
             let plan = self.plans.get_mut(&sig).expect("planned above");
             if self.compiled {
-                run_compiled(&self.prepared, plan, inputs, &mut self.fallbacks)
+                run_compiled(&self.prepared, plan, inputs, &mut self.fallbacks, &mut self.build_s)
             } else {
-                self.prepared.eval_with(&plan.bindings, inputs, &mut self.fallbacks)
+                self.prepared.eval_with(&plan.bindings, inputs, &mut self.fallbacks, &mut self.build_s)
             }
         })?
     }
@@ -198,7 +206,9 @@ fn run_compiled(
     plan: &mut Plan,
     inputs: Vec<Array>,
     fallbacks: &mut FallbackCache,
+    build_s: &mut f64,
 ) -> Result<Vec<Array>> {
+    let t = Instant::now();
     if plan.compiled.is_none() {
         plan.compiled = Some(Compiled { f: CompiledFn::new(false)?, checks: Vec::new() });
     }
@@ -220,6 +230,7 @@ fn run_compiled(
         Ok(outs)
     };
     let mut outs = c.f.call(&inputs, &mut body)?;
+    *build_s += t.elapsed().as_secs_f64();
     if let Some(checks) = found {
         c.checks = checks;
     }
