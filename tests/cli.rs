@@ -228,7 +228,7 @@ fn demo_fuses_and_agrees_across_backends() {
     let o = blockfuse(&["demo", "--layers", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for (kind, n) in [("rms_norm", 3), ("rope", 2), ("sdpa", 1), ("swiglu", 1)] {
+    for (kind, n) in [("rms_norm", 1), ("residual_rms_norm", 2), ("rope", 2), ("sdpa", 1), ("swiglu", 1)] {
         assert_eq!(table_row(&out, kind), Some(n), "demo output's {kind} row:\n{out}");
     }
     assert!(out.contains("no near-misses"), "{out}");

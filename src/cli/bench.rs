@@ -5,7 +5,7 @@ use super::{load_or_demo, progress, BackendArgs, Failure};
 use crate::{Error, Registry, Session};
 use blockfuse_ir::HostTensor;
 use blockfuse_patterns::driver::op_node_count;
-use blockfuse_patterns::{default_rules, optimize};
+use blockfuse_patterns::{default_rules, optimize_with, OptimizeOptions};
 use indicatif::ProgressBar;
 use std::time::Instant;
 
@@ -50,7 +50,7 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     let g = load_or_demo(&a.model)?;
     let runs = a.runs.max(1);
     let mut opt = g.clone();
-    optimize(&mut opt, &default_rules())?;
+    optimize_with(&mut opt, &default_rules(), OptimizeOptions::for_backend(&backend.capabilities()))?;
     let inputs = crate::verify::random_inputs(&g, a.sym_size, 1);
     let mut plain = backend.prepare(&g)?;
     let mut fused = backend.prepare(&opt)?;

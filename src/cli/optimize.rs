@@ -4,7 +4,7 @@ use super::{load, write_file, Failure};
 use crate::report::{json_report, text_report};
 use crate::{verify, Error, Registry};
 use blockfuse_ir::{json, text, Graph};
-use blockfuse_patterns::{default_rules, optimize};
+use blockfuse_patterns::{default_rules, optimize_with, OptimizeOptions};
 use clap::ValueEnum;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +34,11 @@ pub(super) struct Args {
     /// Disable a rule by name (repeatable).
     #[arg(long = "disable", value_name = "RULE")]
     disable: Vec<String>,
+    /// After the rules, fuse the projections that read one activation (q/k/v, gate/up) into
+    /// one matmul against the concatenated weight, then a split (what `run --optimize` and
+    /// `bench` do on backends that opt in, e.g. MLX).
+    #[arg(long)]
+    fuse_projections: bool,
     /// Write the graph before optimization as Graphviz DOT.
     #[arg(long, value_name = "FILE")]
     dot_before: Option<PathBuf>,
@@ -66,7 +71,10 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
         write_file(p, text::to_dot(&original))?;
     }
     let mut g = original.clone();
-    let rep = optimize(&mut g, &rules)?;
+    let opts = OptimizeOptions {
+        fuse_projections: a.fuse_projections.then(blockfuse_patterns::ProjectionOptions::default),
+    };
+    let rep = optimize_with(&mut g, &rules, opts)?;
     if let Some(p) = &a.dot_after {
         write_file(p, text::to_dot(&g))?;
     }

@@ -5,7 +5,7 @@ use super::{bindings, load, parse_bindings, BackendArgs, Failure};
 use crate::compare::{compare, Tolerance};
 use crate::{Error, Registry};
 use blockfuse_ir::{Graph, HostTensor};
-use blockfuse_patterns::{default_rules, optimize};
+use blockfuse_patterns::{default_rules, optimize_with, OptimizeOptions};
 use std::path::{Path, PathBuf};
 
 /// Arguments of `run`.
@@ -42,7 +42,8 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     let backend = a.backend.create(registry)?;
     let mut g = load(&a.model)?;
     if a.optimize {
-        optimize(&mut g, &default_rules())?;
+        // The graph-level passes this backend opts into (horizontal fusion on MLX).
+        optimize_with(&mut g, &default_rules(), OptimizeOptions::for_backend(&backend.capabilities()))?;
     }
     let mut session = backend.prepare(&g)?;
     match &a.check {

@@ -16,6 +16,9 @@ impl Backend for FallbackBackend {
             devices: vec!["cpu".into()],
             dtypes: DType::ALL.to_vec(),
             native_blocks: self.lowerings().type_names().into_iter().map(String::from).collect(),
+            // The reference evaluator runs graphs as written: one wide matmul and a split
+            // gain it nothing (docs/performance.md).
+            horizontal_fusion: false,
         }
     }
 

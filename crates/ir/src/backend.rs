@@ -23,7 +23,12 @@
 //!         "identity".into()
 //!     }
 //!     fn capabilities(&self) -> Capabilities {
-//!         Capabilities { devices: vec!["cpu".into()], dtypes: DType::ALL.to_vec(), native_blocks: vec![] }
+//!         Capabilities {
+//!             devices: vec!["cpu".into()],
+//!             dtypes: DType::ALL.to_vec(),
+//!             native_blocks: vec![],
+//!             horizontal_fusion: false,
+//!         }
 //!     }
 //!     fn prepare<'a>(&'a self, g: &'a Graph) -> Result<Box<dyn Session + 'a>, BackendError> {
 //!         Ok(Box::new(HostSession::new(move |inputs: &[HostTensor]| {
@@ -78,6 +83,10 @@ pub struct Capabilities {
     /// their fallback subgraphs). A native
     /// lowering may still decline one call (a dtype, shape or attribute), per call.
     pub native_blocks: Vec<String>,
+    /// The backend gains from one wide matmul in place of several reading the same
+    /// activation (q/k/v, gate/up), followed by a split: the optimizer's horizontal fusion of
+    /// projections runs for it (`blockfuse_patterns::OptimizeOptions::for_backend`).
+    pub horizontal_fusion: bool,
 }
 
 /// Which graph output is the next value of which graph input: a KV cache's `present` for

@@ -307,6 +307,9 @@ impl Backend for MlxBackend {
             devices: vec![self.device().to_string()],
             dtypes,
             native_blocks: self.lowerings().type_names().into_iter().map(String::from).collect(),
+            // One GEMM reading the activation once instead of three (q/k/v) or two (gate/up);
+            // MLX's split gives views, no copies.
+            horizontal_fusion: true,
         }
     }
 

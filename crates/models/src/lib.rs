@@ -5,8 +5,9 @@
 //! rotate-half RoPE with cos/sin from positions ⊗ inverse frequencies, `repeat_kv` (GQA),
 //! eager attention with an additive causal mask built from `range` and `less_equal`, and a
 //! SiLU-gated MLP. Before `blockfuse_patterns::optimize` the graph holds no blocks; after
-//! it, each layer holds 2 `rms_norm`, 2 `rope`, 1 `sdpa` (causal) and 1 `swiglu`, plus the
-//! final norm.
+//! it, each layer holds 2 norms, 2 `rope`, 1 `sdpa` (causal) and 1 `swiglu`, plus the
+//! final norm; every norm but the first layer's first reads a residual sum, so it is a
+//! `residual_rms_norm` (2 layers with the final norm: 1 `rms_norm`, 4 `residual_rms_norm`).
 //!
 //! The pieces are public as [`Composer`], for graphs that need only some of them (the GPU
 //! bench times each block's primitive spelling on its own). Weights are graph constants,

@@ -3,7 +3,9 @@
 
 use crate::canonicalize::{canonicalize, canonicalize_from};
 use crate::matcher::{interior_escapes, match_at, Match};
+use crate::projections::{self, fuse_projections, ProjectionOptions};
 use crate::rule::{Rule, RuleSet};
+use blockfuse_ir::backend::Capabilities;
 use blockfuse_ir::{Builder, Graph, IrError, NodeId, Op, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -60,8 +62,31 @@ pub fn block_counts(g: &Graph) -> BTreeMap<String, usize> {
     counts
 }
 
-/// Optimizes `g` in place with `rules`.
+/// The graph-level passes [`optimize_with`] runs besides the rules. The default runs none:
+/// they pay only on backends with the kernels for them, which opt in through their
+/// [`Capabilities`] ([`OptimizeOptions::for_backend`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OptimizeOptions {
+    /// Horizontal fusion of projections ([`crate::projections`]), after the rules; `None`: off.
+    pub fuse_projections: Option<ProjectionOptions>,
+}
+
+impl OptimizeOptions {
+    /// The passes `caps` asks for: the horizontal fusion of projections (default limits) when
+    /// the backend sets [`Capabilities::horizontal_fusion`].
+    pub fn for_backend(caps: &Capabilities) -> Self {
+        OptimizeOptions { fuse_projections: caps.horizontal_fusion.then(ProjectionOptions::default) }
+    }
+}
+
+/// Optimizes `g` in place with `rules` (no graph-level passes: [`OptimizeOptions::default`]).
 pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
+    optimize_with(g, rules, OptimizeOptions::default())
+}
+
+/// Optimizes `g` in place with `rules`, then runs the passes `opts` turns on (their rewrites
+/// are counted in `rules` under the pass's name, their near-misses reported like a rule's).
+pub fn optimize_with(g: &mut Graph, rules: &RuleSet, opts: OptimizeOptions) -> Result<Report, IrError> {
     let start = Instant::now();
     let mut report = Report { nodes_before: op_node_count(g), ..Report::default() };
     for r in rules.rules() {
@@ -97,12 +122,20 @@ pub fn optimize(g: &mut Graph, rules: &RuleSet) -> Result<Report, IrError> {
             break;
         }
     }
+    // After the rules, so that the blocks reading projections (rope, sdpa, swiglu) formed.
+    let mut pass_misses = Vec::new();
+    if let Some(p) = opts.fuse_projections {
+        let r = fuse_projections(g, p)?;
+        report.rules.insert(projections::NAME.to_string(), r.fused);
+        pass_misses = r.near_misses;
+    }
     diagnose(g, rules, &mut misses);
     report.near_misses = misses
         .into_iter()
         .filter(|((_, id), _)| g.contains(*id))
         .map(|((rule, id), reason)| NearMiss { rule, node: g.label(id).to_string(), reason })
         .collect();
+    report.near_misses.extend(pass_misses);
     report.nodes_after = op_node_count(g);
     report.blocks = block_counts(g);
     report.elapsed_ms = start.elapsed().as_secs_f64() * 1e3;

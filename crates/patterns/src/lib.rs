@@ -59,12 +59,14 @@ pub mod driver;
 pub mod fold;
 pub mod matcher;
 pub mod pattern;
+pub mod projections;
 pub mod quantize;
 pub mod rule;
 pub mod rules;
 
-pub use driver::{block_counts, optimize, NearMiss, Report};
+pub use driver::{block_counts, optimize, optimize_with, NearMiss, OptimizeOptions, Report};
 pub use matcher::Match;
+pub use projections::{fuse_projections, ProjectionOptions, ProjectionReport};
 pub use quantize::{quantize_weights, QuantizeOptions, QuantizeReport};
 pub use rule::{Rule, RuleSet};
 pub use rules::default_rules;

@@ -104,6 +104,7 @@ impl Backend for KernelBackend {
             devices: vec!["cpu".into()],
             dtypes: DType::ALL.to_vec(),
             native_blocks: self.inner.lowerings().type_names().into_iter().map(String::from).collect(),
+            horizontal_fusion: false,
         }
     }
 

@@ -5,6 +5,7 @@
 //! | kind | type | operands |
 //! |---|---|---|
 //! | `rms_norm` | [`RmsNorm`] | x [, weight] |
+//! | `residual_rms_norm` | [`ResidualRmsNorm`] | x, a [, weight]; outputs h = x + a, y = rms_norm(h) |
 //! | `layer_norm` | [`LayerNorm`] | x [, weight] [, bias] |
 //! | `rope` | [`Rope`] | x [, offsets \| positions] [, freqs]; cos/sin form: x, cos, sin |
 //! | `sdpa` | [`Sdpa`] | q, k, v [, mask \| key_padding] [, sinks] |
@@ -22,6 +23,7 @@ mod gelu;
 mod layer_norm;
 mod quantized_embedding;
 mod quantized_matmul;
+mod residual_rms_norm;
 mod rms_norm;
 mod rope;
 mod sdpa;
@@ -33,6 +35,7 @@ pub use gelu::{Gelu, GeluKind};
 pub use layer_norm::LayerNorm;
 pub use quantized_embedding::QuantizedEmbedding;
 pub use quantized_matmul::{quantize_affine, QuantizedMatmul, QuantizedWeight};
+pub use residual_rms_norm::ResidualRmsNorm;
 pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopePosition};
 pub use sdpa::{MaskKind, Sdpa};
@@ -54,7 +57,18 @@ macro_rules! builtin_blocks {
     };
 }
 
-builtin_blocks!(RmsNorm, LayerNorm, Rope, Sdpa, SwiGlu, GeGlu, Gelu, QuantizedMatmul, QuantizedEmbedding);
+builtin_blocks!(
+    RmsNorm,
+    LayerNorm,
+    Rope,
+    Sdpa,
+    SwiGlu,
+    GeGlu,
+    Gelu,
+    QuantizedMatmul,
+    QuantizedEmbedding,
+    ResidualRmsNorm
+);
 
 #[cfg(test)]
 mod tests {

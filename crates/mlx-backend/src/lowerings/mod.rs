@@ -10,6 +10,7 @@
 //! | block | lowers to | declines when |
 //! |---|---|---|
 //! | [`RmsNorm`] | `fast::rms_norm` | an operand is f64 |
+//! | [`ResidualRmsNorm`] | MLX's add, then `fast::rms_norm` of the sum (both returned) | an operand is f64 |
 //! | [`LayerNorm`] | `fast::layer_norm` | an operand is f64 |
 //! | [`Rope`] | `fast::rope` (int or array offset, freqs) | x is f64; positions given as a tensor; an offset beyond i32 |
 //! | [`Sdpa`] | `fast::scaled_dot_product_attention` | q, k or v is f64 |
@@ -19,24 +20,29 @@
 
 use crate::array::{thread_device, Array, Device};
 use crate::error::Result;
-use blockfuse_ir::blocks::{GeGlu, Gelu, LayerNorm, QuantizedMatmul, RmsNorm, Rope, Sdpa, SwiGlu};
+use blockfuse_ir::blocks::{
+    GeGlu, Gelu, LayerNorm, QuantizedMatmul, ResidualRmsNorm, RmsNorm, Rope, Sdpa, SwiGlu,
+};
 use blockfuse_ir::dispatch::Lowerings;
 
 mod activation;
 mod norm;
 mod quantized;
+mod residual;
 mod rope;
 mod sdpa;
 
 pub use activation::{geglu, gelu, swiglu};
 pub use norm::{layer_norm, rms_norm};
 pub use quantized::quantized_matmul;
+pub use residual::residual_rms_norm;
 pub use rope::rope;
 pub use sdpa::sdpa;
 
 /// Registers this crate's lowerings of the built-in blocks.
 pub fn register_defaults(l: &mut Lowerings<Array>) {
     l.register::<RmsNorm>(rms_norm);
+    l.register::<ResidualRmsNorm>(residual_rms_norm);
     l.register::<LayerNorm>(layer_norm);
     l.register::<Rope>(rope);
     l.register::<Sdpa>(sdpa);

@@ -2,6 +2,7 @@
 
 use super::dtypes;
 use crate::array::{Array, BinaryOp};
+use crate::error::Result;
 use crate::fast;
 use blockfuse_ir::blocks::{result_type, LayerNorm, RmsNorm};
 use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
@@ -21,23 +22,26 @@ pub fn rms_norm(
     call: &Call<'_, Array>,
     fallback: &mut dyn Fallback<Array>,
 ) -> LowerResult<Array> {
-    let x = &call.args[0];
-    let w = call.args.get(1);
-    let ds = dtypes(call.args)?;
-    if ds.contains(&DType::F64) {
+    if dtypes(call.args)?.contains(&DType::F64) {
         return fallback.run(call.args);
     }
-    let t = ds[0];
+    Ok(vec![rms_norm_array(b, &call.args[0], call.args.get(1))?])
+}
+
+/// [`rms_norm`]'s computation for operands with no f64 among them.
+pub(crate) fn rms_norm_array(b: &RmsNorm, x: &Array, w: Option<&Array>) -> Result<Array> {
+    let t = x.dtype()?;
     let y = match w {
         None => fast::rms_norm(x, None, b.eps)?,
         Some(w) => {
-            let out = result_type(t, ds[1]);
+            let wt = w.dtype()?;
+            let out = result_type(t, wt);
             if b.weight_offset != 0.0 {
                 let w32 = w
                     .astype(DType::F32)?
                     .binary(BinaryOp::Add, &Array::scalar(b.weight_offset as f64, DType::F32)?)?;
                 fast::rms_norm(&x.astype(DType::F32)?, Some(&w32), b.eps)?.astype(out)?
-            } else if ds[1] == t {
+            } else if wt == t {
                 fast::rms_norm(x, Some(w), b.eps)?
             } else {
                 let y = fast::rms_norm(x, None, b.eps)?.astype(out)?;
@@ -45,7 +49,7 @@ pub fn rms_norm(
             }
         }
     };
-    Ok(vec![y])
+    Ok(y)
 }
 
 /// [`LayerNorm`] on MLX.
