@@ -6,7 +6,8 @@
 //!   unoptimized and optimized;
 //! - written with `slice_update` (what `TensorScatter` imports to), optimized;
 //! - the same through `MlxSession::set_compiled` (the whole lowered graph `mx::compile`d once
-//!   per shape), unoptimized and optimized, and with 4-bit weights.
+//!   per shape): unoptimized; optimized without the `residual_rms_norm` rule; optimized;
+//!   optimized with the q/k/v and gate/up projections fused horizontally; with 4-bit weights.
 //!
 //! ```sh
 //! cargo build --release --example kv_bench -p blockfuse-mlx
@@ -26,7 +27,10 @@ use blockfuse_ir::{DType, Graph, HostTensor};
 use blockfuse_mlx::array::with_device;
 use blockfuse_mlx::{Array, Device, MlxBackend};
 use blockfuse_models::{llama_kv_layer_with, random_tensor, CacheWrite, DecoderConfig};
-use blockfuse_patterns::{block_counts, default_rules, optimize, quantize_weights};
+use blockfuse_patterns::{
+    block_counts, default_rules, optimize, optimize_with, quantize_weights, OptimizeOptions,
+    ProjectionOptions,
+};
 use std::time::Instant;
 
 struct Case {
@@ -155,19 +159,27 @@ fn main() {
             g
         };
         let (one_hot_opt, opt) = (optimized(&one_hot), optimized(&plain));
+        let mut no_residual = plain.clone();
+        let mut rules = default_rules();
+        rules.disable("residual_rms_norm");
+        optimize(&mut no_residual, &rules).expect("optimizes");
+        let mut fused = plain.clone();
+        let fuse = OptimizeOptions { fuse_projections: Some(ProjectionOptions::default()) };
+        optimize_with(&mut fused, &default_rules(), fuse).expect("optimizes");
         let host = inputs(&d, c);
         let reference = small.then(|| FallbackBackend::new().run(&one_hot, &host).expect("reference runs"));
         // The same optimized layer with its seven projections quantized (lossy: its max err is
         // the quantization's, not the lowering's).
         let mut q4 = opt.clone();
         quantize_weights(&mut q4, "4:64".parse().expect("valid spec")).expect("quantizes");
-        let rows: [(&str, &Graph, bool); 7] = [
+        let rows: [(&str, &Graph, bool); 8] = [
             ("one-hot write, unoptimized", &one_hot, false),
             ("one-hot write, optimized", &one_hot_opt, false),
             ("slice_update, optimized", &opt, false),
             ("slice_update, unoptimized, compiled", &plain, true),
+            ("slice_update, optimized without residual_rms_norm, compiled", &no_residual, true),
             ("slice_update, optimized, compiled", &opt, true),
-            ("slice_update, optimized + 4-bit g64", &q4, false),
+            ("slice_update, optimized + fused projections, compiled", &fused, true),
             ("slice_update, optimized + 4-bit g64, compiled", &q4, true),
         ];
         for (label, g, compiled) in rows.into_iter().filter(|r| r.0.contains(&row_filter)) {
