@@ -55,14 +55,16 @@ unsafe extern "C" fn trampoline(
 }
 
 /// A list of arrays owned by the shim.
-struct Vec_(NonNull<RawVec>);
+struct ArrayList(NonNull<RawVec>);
 
-impl Vec_ {
+impl ArrayList {
     fn new() -> Result<Self> {
         let mut p = ptr::null_mut();
         // SAFETY: out-param.
         check(unsafe { ffi::bfm_vec_new(&mut p) })?;
-        NonNull::new(p).map(Vec_).ok_or_else(|| MlxError::Binding("the shim returned a null list".into()))
+        NonNull::new(p)
+            .map(ArrayList)
+            .ok_or_else(|| MlxError::Binding("the shim returned a null list".into()))
     }
 
     fn take(&self) -> Result<Vec<Array>> {
@@ -72,7 +74,7 @@ impl Vec_ {
     }
 }
 
-impl Drop for Vec_ {
+impl Drop for ArrayList {
     fn drop(&mut self) {
         // SAFETY: freed once.
         unsafe { ffi::bfm_vec_free(self.0.as_ptr()) }
@@ -114,7 +116,7 @@ impl CompiledFn {
             body(args)
         };
         let mut ctx = Ctx { body: &mut counting, error: None };
-        let out = Vec_::new()?;
+        let out = ArrayList::new()?;
         let ptrs: Vec<*const RawArray> = inputs.iter().map(Array::ptr).collect();
         // SAFETY: valid function, inputs and list; `ctx` outlives the call.
         let rc = unsafe {

@@ -150,7 +150,7 @@ fn slice_update_typed<T: Elem>(data: &[T], update: &[T], outer: usize, n: usize,
     // data's `len·inner` block (`row` and `urow` are those block sizes).
     let urow = update.len() / outer.max(1);
     let row = data.len() / outer.max(1);
-    let off = if n == 0 { 0 } else { start * (urow / n) };
+    let off = start * urow.checked_div(n).unwrap_or(0);
     for o in 0..outer {
         out[o * row + off..o * row + off + urow].copy_from_slice(&update[o * urow..(o + 1) * urow]);
     }
