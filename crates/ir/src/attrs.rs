@@ -64,7 +64,9 @@ pub fn op_attrs(op: &Op) -> Map<String, Json> {
         Op::SymConst(values) => json!({ "values": values }),
         Op::Cast(d) => json!({ "to": d }),
         Op::Reduce { axes, keepdims, .. } => json!({"axes": axes, "keepdims": keepdims}),
-        Op::Softmax { axis } | Op::Concat { axis } | Op::Gather { axis } => json!({ "axis": axis }),
+        Op::Softmax { axis } | Op::Concat { axis } | Op::Gather { axis } | Op::SliceUpdate { axis } => {
+            json!({ "axis": axis })
+        }
         Op::Transpose { perm } => json!({ "perm": perm }),
         Op::Reshape { shape } | Op::Expand { shape } => json!({ "shape": shape }),
         Op::Slice(s) => json!({
@@ -150,6 +152,7 @@ pub fn decode_op(name: &str, map: &Map<String, Json>, registry: &BlockRegistry) 
         "softmax" => Op::Softmax { axis: a.get("axis")? },
         "concat" => Op::Concat { axis: a.get("axis")? },
         "gather" => Op::Gather { axis: a.get("axis")? },
+        "slice_update" => Op::SliceUpdate { axis: a.get("axis")? },
         "transpose" => Op::Transpose { perm: a.get("perm")? },
         "reshape" => Op::Reshape { shape: a.get("shape")? },
         "expand" => Op::Expand { shape: a.get("shape")? },

@@ -91,6 +91,7 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
             shape.extend(x[0].shape[a + 1..].iter().cloned());
             one(TensorType { dtype: x[0].dtype, shape })
         }
+        Op::SliceUpdate { axis } => slice_update(*axis, x),
         Op::Range { step, len, dtype, .. } => {
             if *step == 0.0 {
                 return Err("range step is 0".into());
@@ -106,6 +107,31 @@ pub(crate) fn infer_op(op: &Op, x: &[&TensorType]) -> R {
         }
         Op::Block(_) => unreachable!("blocks infer through the Block trait"),
     }
+}
+
+/// `slice_update(data, update, start)`: the data's type, when the update fits along `axis`.
+fn slice_update(axis: i64, x: &[&TensorType]) -> R {
+    let (data, update, start) = (x[0], x[1], x[2]);
+    same_dtype(data, update)?;
+    let a = axis_of(axis, data.rank())?;
+    if update.rank() != data.rank() {
+        return Err(format!("the update has rank {}, the data {}", update.rank(), data.rank()));
+    }
+    for (i, (u, d)) in update.shape.iter().zip(&data.shape).enumerate() {
+        let fits = match (u.known(), d.known()) {
+            (Some(u), Some(d)) if i == a => u <= d,
+            _ if i == a => true,
+            _ => u == d,
+        };
+        if !fits {
+            let rel = if i == a { "longer than" } else { "different from" };
+            return Err(format!("update axis {i} ({u}) is {rel} the data's ({d})"));
+        }
+    }
+    if !start.dtype.is_int() || start.numel().known().is_some_and(|n| n != 1) || start.rank() > 1 {
+        return Err(format!("the start must be one integer, got {start}"));
+    }
+    Ok(vec![data.clone()])
 }
 
 fn check_unary(u: UnaryOp, d: DType) -> Result<(), String> {

@@ -186,6 +186,16 @@ pub enum Op {
         /// Size of each part.
         sizes: Vec<Dim>,
     },
+    /// `slice_update(data, update, start)`: `data` with `update` written along `axis` from
+    /// index `start`, a run-time integer scalar (rank 0 or one element): `out[.., start + i,
+    /// ..] = update[.., i, ..]`, every other element from `data`. The update has the data's
+    /// dtype, rank and dims except along `axis`, where it fits (`≤`). A start outside
+    /// `0 ..= len − n` (`n` the update's length along `axis`) is a run-time error. What a
+    /// static KV-cache write is: one contiguous block at a position known only at run time.
+    SliceUpdate {
+        /// The written axis (negative counts from the end).
+        axis: i64,
+    },
     /// `take(data, indices, axis)`: negative indices count from the end.
     Gather {
         /// The indexed axis of the data.
@@ -251,6 +261,7 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Split { .. } => "split",
             Op::Gather { .. } => "gather",
+            Op::SliceUpdate { .. } => "slice_update",
             Op::Range { .. } => "range",
             Op::Full { .. } => "full",
             Op::Trilu { .. } => "trilu",
@@ -273,7 +284,7 @@ impl Op {
             | Op::Split { .. }
             | Op::Trilu { .. } => Some(1),
             Op::Binary(_) | Op::MatMul | Op::Gather { .. } => Some(2),
-            Op::Where => Some(3),
+            Op::Where | Op::SliceUpdate { .. } => Some(3),
             Op::Concat { .. } | Op::Block(_) => None,
         }
     }
@@ -323,6 +334,7 @@ impl Op {
             (Concat { axis: a }, Concat { axis: b }) => a == b,
             (Split { axis: a, sizes: x }, Split { axis: b, sizes: y }) => a == b && x == y,
             (Gather { axis: a }, Gather { axis: b }) => a == b,
+            (SliceUpdate { axis: a }, SliceUpdate { axis: b }) => a == b,
             (
                 Range { start: a, step: s, len: l, dtype: d },
                 Range { start: b, step: t, len: m, dtype: e },

@@ -538,3 +538,38 @@ fn block_fallback_graph_matches_block_type() {
         .unwrap()
         .starts_with("test_rms_norm.fallback/")));
 }
+
+#[test]
+fn slice_update_keeps_the_data_type_when_the_update_fits() {
+    let i64s = |dims: &[Dim]| TensorType::new(DType::I64, dims.iter().cloned());
+    let cache = t(&[sym("batch"), k(8), k(4096), k(128)]);
+    let new = t(&[sym("batch"), k(8), sym("seq"), k(128)]);
+    let su = Op::SliceUpdate { axis: 2 };
+    assert_eq!(infer1(su.clone(), &[cache.clone(), new.clone(), i64s(&[])]), "f32[batch, 8, 4096, 128]");
+    assert_eq!(
+        infer1(Op::SliceUpdate { axis: -2 }, &[cache.clone(), new.clone(), i64s(&[k(1)])]),
+        "f32[batch, 8, 4096, 128]"
+    );
+    let long = t(&[sym("batch"), k(8), k(4097), k(128)]);
+    assert_eq!(
+        reason(su.clone(), &[cache.clone(), long, i64s(&[])]),
+        "update axis 2 (4097) is longer than the data's (4096)"
+    );
+    let heads = t(&[sym("batch"), k(4), sym("seq"), k(128)]);
+    assert_eq!(
+        reason(su.clone(), &[cache.clone(), heads, i64s(&[])]),
+        "update axis 1 (4) is different from the data's (8)"
+    );
+    assert_eq!(
+        reason(su.clone(), &[cache.clone(), new.clone(), t(&[])]),
+        "the start must be one integer, got f32[]"
+    );
+    assert_eq!(
+        reason(su.clone(), &[cache.clone(), new.clone(), i64s(&[k(2)])]),
+        "the start must be one integer, got i64[2]"
+    );
+    let rank3 = t(&[sym("batch"), k(8), sym("seq")]);
+    assert_eq!(reason(su.clone(), &[cache.clone(), rank3, i64s(&[])]), "the update has rank 3, the data 4");
+    let half = TensorType::new(DType::F16, new.shape.iter().cloned());
+    assert_eq!(reason(su, &[cache, half, i64s(&[])]), "operand dtypes differ: f32 vs f16");
+}

@@ -31,6 +31,17 @@ struct bfm_array {
   mx::array a;
 };
 
+// A list of arrays the Rust side fills (a traced function's results) or reads (a compiled
+// call's results).
+struct bfm_vec {
+  std::vector<mx::array> v;
+};
+
+// A function compiled with mx::compile whose body is a Rust callback (see bfm_compile).
+struct bfm_compiled {
+  std::function<std::vector<mx::array>(const std::vector<mx::array>&)> f;
+};
+
 namespace {
 
 thread_local std::string last_error;
@@ -312,11 +323,13 @@ ArrayFn fused_fn(int kind, mx::Dtype out, mx::StreamOrDevice s) {
 
 // MLX's compile cache is not thread-safe: building (tracing, looking up) a compiled graph
 // is serialized here. Evaluation is not.
-std::mutex fused_mutex;
+// Recursive: a whole-graph compile (bfm_compiled_call) traces Rust lowerings that call the
+// fused functions on the same thread.
+std::recursive_mutex fused_mutex;
 
 std::vector<mx::array> run_fused(int kind, mx::Dtype out, const std::vector<mx::array>& in,
                                  bool shapeless) {
-  std::lock_guard<std::mutex> lock(fused_mutex);
+  std::lock_guard<std::recursive_mutex> lock(fused_mutex);
   static std::map<std::tuple<int, int, int, bool>, ArrayFn> compiled;
   auto key = std::make_tuple(kind, static_cast<int>(out.val()), thread_device, shapeless);
   auto it = compiled.find(key);
@@ -377,7 +390,7 @@ ArrayFn rope_cos_sin_fn(int dims, bool traditional, float mscale, mx::StreamOrDe
 
 std::vector<mx::array> run_rope_cos_sin(int dims, bool traditional, float mscale,
                                         const std::vector<mx::array>& in) {
-  std::lock_guard<std::mutex> lock(fused_mutex);
+  std::lock_guard<std::recursive_mutex> lock(fused_mutex);
   static std::map<std::tuple<int, bool, float, int>, ArrayFn> compiled;
   auto key = std::make_tuple(dims, traditional, mscale, thread_device);
   auto it = compiled.find(key);
@@ -387,9 +400,77 @@ std::vector<mx::array> run_rope_cos_sin(int dims, bool traditional, float mscale
   return it->second(in);
 }
 
+// The context of the bfm_compiled_call running on this thread: what its callback gets.
+thread_local void* trace_ctx = nullptr;
+
 }  // namespace
 
 extern "C" {
+
+int bfm_vec_new(bfm_vec** out) {
+  return guard([&] { *need(out, "out") = new bfm_vec{}; });
+}
+
+void bfm_vec_free(bfm_vec* v) {
+  delete v;
+}
+
+int bfm_vec_push(bfm_vec* v, const bfm_array* a) {
+  return guard([&] { need(v, "vec")->v.push_back(arr(a)); });
+}
+
+size_t bfm_vec_len(const bfm_vec* v) {
+  return v == nullptr ? 0 : v->v.size();
+}
+
+int bfm_vec_get(const bfm_vec* v, size_t i, bfm_array** out) {
+  return guard([&] { *need(out, "out") = wrap(need(v, "vec")->v.at(i)); });
+}
+
+int bfm_compile(bfm_trace_fn fn, int shapeless, bfm_compiled** out) {
+  return guard([&] {
+    need(out, "out");
+    if (fn == nullptr) throw std::invalid_argument("[blockfuse-mlx shim] null trace function");
+    auto body = [fn](const std::vector<mx::array>& in) -> std::vector<mx::array> {
+      std::vector<bfm_array*> handles;
+      handles.reserve(in.size());
+      for (const auto& a : in) handles.push_back(wrap(a));
+      bfm_vec results;
+      int rc = fn(trace_ctx, handles.data(), handles.size(), &results);
+      for (auto* h : handles) delete h;
+      if (rc != 0) throw std::runtime_error("[blockfuse-mlx shim] the traced function failed");
+      return std::move(results.v);
+    };
+    *out = new bfm_compiled{mx::compile(body, shapeless != 0)};
+  });
+}
+
+void bfm_compiled_free(bfm_compiled* f) {
+  if (f == nullptr) return;
+  std::lock_guard<std::recursive_mutex> lock(fused_mutex);
+  delete f;
+}
+
+int bfm_compiled_call(bfm_compiled* f, void* ctx, const bfm_array* const* inputs, size_t n,
+                      bfm_vec* out) {
+  return guard([&] {
+    need(f, "compiled function");
+    need(out, "out");
+    std::vector<mx::array> in;
+    in.reserve(n);
+    for (size_t i = 0; i < n; ++i) in.push_back(arr(inputs[i], "input"));
+    std::lock_guard<std::recursive_mutex> lock(fused_mutex);
+    void* saved = trace_ctx;
+    trace_ctx = ctx;
+    try {
+      out->v = f->f(in);
+    } catch (...) {
+      trace_ctx = saved;
+      throw;
+    }
+    trace_ctx = saved;
+  });
+}
 
 const char* bfm_last_error(void) {
   return last_error.c_str();
@@ -582,6 +663,14 @@ int bfm_split(const bfm_array* a, const int32_t* indices, size_t nidx, int axis,
 int bfm_take(const bfm_array* a, const bfm_array* indices, int axis, bfm_array** out) {
   return guard([&] {
     *need(out, "out") = wrap(mx::take(arr(a), arr(indices, "indices"), axis, sd()));
+  });
+}
+
+int bfm_slice_update(const bfm_array* src, const bfm_array* update, const bfm_array* start, int axis,
+                     bfm_array** out) {
+  return guard([&] {
+    auto st = mx::reshape(mx::astype(arr(start, "start"), mx::int32, sd()), {1}, sd());
+    *need(out, "out") = wrap(mx::slice_update(arr(src), arr(update, "update"), st, {axis}, sd()));
   });
 }
 

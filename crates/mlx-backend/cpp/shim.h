@@ -21,6 +21,13 @@ extern "C" {
 #endif
 
 typedef struct bfm_array bfm_array;
+typedef struct bfm_vec bfm_vec;
+typedef struct bfm_compiled bfm_compiled;
+
+/* A traced function's body, implemented by the caller: reads `n` input handles (borrowed,
+ * valid during the call), pushes its results to `out` with bfm_vec_push and returns 0, or
+ * nonzero when it failed (the caller keeps its own error in `ctx`). */
+typedef int (*bfm_trace_fn)(void* ctx, bfm_array* const* inputs, size_t n, bfm_vec* out);
 
 enum {
   BFM_DTYPE_F32 = 0,
@@ -80,6 +87,10 @@ int bfm_concatenate(const bfm_array* const* arrays, size_t n, int axis, bfm_arra
 /* Writes nidx + 1 arrays to `outs`. */
 int bfm_split(const bfm_array* a, const int32_t* indices, size_t nidx, int axis, bfm_array** outs);
 int bfm_take(const bfm_array* a, const bfm_array* indices, int axis, bfm_array** out);
+/* `src` with `update` written along `axis` from `start` (an integer array of one element,
+ * known at run time: MLX's dynamic slice_update; no bounds check, clamp it first). */
+int bfm_slice_update(const bfm_array* src, const bfm_array* update, const bfm_array* start, int axis,
+                     bfm_array** out);
 int bfm_arange(double start, double stop, double step, int dtype, bfm_array** out);
 int bfm_full(const int32_t* shape, size_t ndim, double value, int dtype, bfm_array** out);
 int bfm_tri(int upper, const bfm_array* a, int k, bfm_array** out);
@@ -115,6 +126,22 @@ int bfm_rope_cos_sin(const bfm_array* x, const bfm_array* cos, const bfm_array* 
 int bfm_quantized_matmul(const bfm_array* x, const bfm_array* w, const bfm_array* scales,
                          const bfm_array* biases, int group_size, int bits, int dtype,
                          bfm_array** out);
+
+/* Array lists. */
+int bfm_vec_new(bfm_vec** out);
+void bfm_vec_free(bfm_vec* v);
+int bfm_vec_push(bfm_vec* v, const bfm_array* a);
+size_t bfm_vec_len(const bfm_vec* v);
+int bfm_vec_get(const bfm_vec* v, size_t i, bfm_array** out);
+
+/* mx::compile of a function whose body is `fn`: traced on the first call per input shapes and
+ * dtypes (every shape with `shapeless`), replayed from MLX's compile cache after that. */
+int bfm_compile(bfm_trace_fn fn, int shapeless, bfm_compiled** out);
+void bfm_compiled_free(bfm_compiled* f);
+/* Calls the compiled function on `n` inputs; results replace `out`'s contents. `ctx` is what
+ * `fn` gets if this call traces. Serialized with the other compiled functions of the shim. */
+int bfm_compiled_call(bfm_compiled* f, void* ctx, const bfm_array* const* inputs, size_t n,
+                      bfm_vec* out);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,7 @@ pub const BUILD_LIBDIR: &str = env!("BLOCKFUSE_MLX_LIBDIR");
 
 pub use crate::error::{MlxError, Result};
 
-fn check(rc: c_int) -> Result<()> {
+pub(crate) fn check(rc: c_int) -> Result<()> {
     if rc == 0 {
         return Ok(());
     }
@@ -544,6 +544,14 @@ impl Array {
     pub fn take(&self, indices: &Array, axis: i32) -> Result<Array> {
         // SAFETY: valid handles.
         make(|o| unsafe { ffi::bfm_take(self.ptr(), indices.ptr(), axis, o) })
+    }
+
+    /// This array with `update` written along `axis` from `start`, an integer array of one
+    /// element read at run time (MLX's dynamic `slice_update`). MLX does not check the bounds:
+    /// clamp `start` into `0 ..= len − n` first.
+    pub fn slice_update(&self, update: &Array, start: &Array, axis: i32) -> Result<Array> {
+        // SAFETY: valid handles.
+        make(|o| unsafe { ffi::bfm_slice_update(self.ptr(), update.ptr(), start.ptr(), axis, o) })
     }
 
     /// Zeroes the elements above the `k`-th diagonal of the last two axes.

@@ -213,6 +213,11 @@ impl<'a> Prepared<'a> {
         self.graph
     }
 
+    /// By node index: the device arrays of the live constants.
+    pub(crate) fn constants(&self) -> &[Option<Array>] {
+        &self.constants
+    }
+
     /// The total size in bytes of the constants held on the device.
     pub fn constant_bytes(&self) -> usize {
         self.bytes
@@ -272,23 +277,27 @@ impl<'a> Prepared<'a> {
     /// Lowers the graph on `inputs` with the prepared constants, evaluates the outputs and
     /// the run-time checks, and fails on the first failed check.
     fn eval_outputs(&self, bindings: &Bindings, inputs: Vec<Array>) -> Result<Vec<Array>> {
-        self.eval_with(bindings, inputs, &mut FallbackCache::new())
+        self.eval_with(bindings, inputs, &mut FallbackCache::new(), &mut 0.0)
     }
 
     /// [`eval_outputs`](Self::eval_outputs) reusing (and adding to) the fallback subgraphs
-    /// of earlier runs: what a session keeps between runs. Call inside `with_device`.
+    /// of earlier runs: what a session keeps between runs; adds the seconds spent building
+    /// the lazy MLX graph (not evaluating it) to `build_s`. Call inside `with_device`.
     pub(crate) fn eval_with(
         &self,
         bindings: &Bindings,
         inputs: Vec<Array>,
         fallbacks: &mut FallbackCache,
+        build_s: &mut f64,
     ) -> Result<Vec<Array>> {
+        let t = std::time::Instant::now();
         let mut lowerer = Lowerer::new(&self.backend.lowerings);
         lowerer.fallbacks = std::mem::take(fallbacks);
         let outputs = lowerer.lower_graph(self.graph, bindings, inputs, Some(&self.constants));
         *fallbacks = std::mem::take(&mut lowerer.fallbacks);
         let outputs = outputs?;
         let checks = lowerer.checks.into_vec();
+        *build_s += t.elapsed().as_secs_f64();
         let mut all: Vec<&Array> = outputs.iter().collect();
         all.extend(checks.iter().map(|c| &c.failed));
         array::eval(&all)?;

@@ -1,6 +1,6 @@
 //! Raw declarations of the C ABI in `cpp/shim.h`. Every `c_int` return is 0 on success.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 
 /// Opaque `bfm_array` (a heap-allocated `mlx::core::array`).
 #[repr(C)]
@@ -10,7 +10,40 @@ pub(crate) struct RawArray {
     _marker: std::marker::PhantomData<(*mut u8, std::marker::PhantomPinned)>,
 }
 
+/// Opaque `bfm_vec` (a list of arrays).
+#[repr(C)]
+pub(crate) struct RawVec {
+    _private: [u8; 0],
+    _marker: std::marker::PhantomData<(*mut u8, std::marker::PhantomPinned)>,
+}
+
+/// Opaque `bfm_compiled` (an `mx::compile`d function with a Rust body).
+#[repr(C)]
+pub(crate) struct RawCompiled {
+    _private: [u8; 0],
+    _marker: std::marker::PhantomData<(*mut u8, std::marker::PhantomPinned)>,
+}
+
+/// `bfm_trace_fn`: the body of a compiled function.
+pub(crate) type TraceFn =
+    unsafe extern "C" fn(ctx: *mut c_void, inputs: *const *mut RawArray, n: usize, out: *mut RawVec) -> c_int;
+
 extern "C" {
+    pub(crate) fn bfm_vec_new(out: *mut *mut RawVec) -> c_int;
+    pub(crate) fn bfm_vec_free(v: *mut RawVec);
+    pub(crate) fn bfm_vec_push(v: *mut RawVec, a: *const RawArray) -> c_int;
+    pub(crate) fn bfm_vec_len(v: *const RawVec) -> usize;
+    pub(crate) fn bfm_vec_get(v: *const RawVec, i: usize, out: *mut *mut RawArray) -> c_int;
+    pub(crate) fn bfm_compile(f: TraceFn, shapeless: c_int, out: *mut *mut RawCompiled) -> c_int;
+    pub(crate) fn bfm_compiled_free(f: *mut RawCompiled);
+    pub(crate) fn bfm_compiled_call(
+        f: *mut RawCompiled,
+        ctx: *mut c_void,
+        inputs: *const *const RawArray,
+        n: usize,
+        out: *mut RawVec,
+    ) -> c_int;
+
     pub(crate) fn bfm_last_error() -> *const c_char;
     pub(crate) fn bfm_version() -> *const c_char;
 
@@ -96,6 +129,13 @@ extern "C" {
     pub(crate) fn bfm_take(
         a: *const RawArray,
         indices: *const RawArray,
+        axis: c_int,
+        out: *mut *mut RawArray,
+    ) -> c_int;
+    pub(crate) fn bfm_slice_update(
+        src: *const RawArray,
+        update: *const RawArray,
+        start: *const RawArray,
         axis: c_int,
         out: *mut *mut RawArray,
     ) -> c_int;

@@ -36,6 +36,7 @@
 pub mod array;
 mod backend;
 pub mod bind;
+mod compile;
 pub mod error;
 pub mod fast;
 mod ffi;

@@ -12,6 +12,8 @@
 //! - integer `MatMul` (MLX's `matmul` takes floats only) is a broadcast product and a sum;
 //! - `Gather` indices below zero count from the end; indices out of range are a run-time
 //!   check error (they are clamped before MLX reads memory with them);
+//! - `SliceUpdate` starts outside `0 ..= len − n` are a run-time check error (clamped before
+//!   MLX's dynamic `slice_update` writes with them);
 //! - `Slice` bounds clamp like [`clamp_slice`]; `Range`, `Full` and `SymConst` are built on
 //!   the host exactly as the reference evaluator converts values.
 
@@ -68,6 +70,7 @@ pub(crate) fn lower(
         }
         Op::Split { axis, sizes } => split(x()?, *axis, sizes, bindings),
         Op::Gather { axis } => one(gather(&args[0], &args[1], *axis, checks)),
+        Op::SliceUpdate { axis } => one(slice_update(&args[0], &args[1], &args[2], *axis, checks)),
         Op::Range { start, step, len, dtype } => {
             one(range(*start, *step, eval_dim(len, bindings)? as usize, *dtype))
         }
@@ -332,6 +335,32 @@ fn gather(data: &Array, idx: &Array, axis: i64, checks: &mut Checks) -> Result<A
     let last = int_scalar(n.saturating_sub(1) as i64, DType::I64)?;
     let i = i.binary(B::Maximum, &zero)?.binary(B::Minimum, &last)?.astype(DType::I32)?;
     data.take(&i, a)
+}
+
+fn slice_update(
+    data: &Array,
+    update: &Array,
+    start: &Array,
+    axis: i64,
+    checks: &mut Checks,
+) -> Result<Array> {
+    let a = axis_of(axis, data.ndim())?;
+    let (len, n) = (data.shape()[a as usize], update.shape()[a as usize]);
+    if start.size() != 1 || n > len {
+        return Err(MlxError::Mismatch(format!(
+            "slice_update: {} start value(s), an update of {n} into {len} along axis {a}",
+            start.size()
+        )));
+    }
+    let s = start.astype(DType::I64)?;
+    let (zero, last) = (int_scalar(0, DType::I64)?, int_scalar((len - n) as i64, DType::I64)?);
+    let bad = s.binary(B::Less, &zero)?.binary(B::LogicalOr, &s.binary(B::Greater, &last)?)?;
+    checks.any(
+        &bad,
+        format!("slice_update: the start leaves no room for {n} of {len} entries along axis {a}"),
+    )?;
+    let s = s.binary(B::Maximum, &zero)?.binary(B::Minimum, &last)?;
+    data.slice_update(update, &s, a)
 }
 
 fn range(start: f64, step: f64, len: usize, dtype: DType) -> Result<Array> {

@@ -8,15 +8,30 @@
 //! tokens' keys and values written at `cache_position`); `present.L.*` pairs with
 //! `past_key_values.L.*` by name.
 //!
-//! The cache update is the in-place (static) form written with primitive ops: a one-hot
-//! `{max_cache, seq}` matrix `cache_position[j] == t`, `written = onehot · k_new` (exact: one
-//! product by 1 per row), and `present = where(row t was written, written, past)`. Attention
-//! runs over the whole buffer with the additive mask `t ≤ cache_position[i]`, so unwritten
-//! slots never count. RoPE uses `cache_position`. The concat form (`present = concat(past, new)`, typed
-//! `past_seq+seq`) is [`crate::concat`].
+//! The cache update is the in-place (static) form, [`CacheWrite`]: by default one
+//! `slice_update(past, k_new, cache_position[0])` along the sequence axis (the new tokens'
+//! positions are consecutive, as in every decode loop: what `ScatterND`/`TensorScatter`
+//! exports of a static cache import to); or, as exporters without a scatter op write it, a
+//! one-hot `{max_cache, seq}` matrix `cache_position[j] == t`, `written = onehot · k_new`
+//! (exact: one product by 1 per row) and `present = where(row t was written, written, past)`.
+//! Attention runs over the whole buffer with the additive mask `t ≤ cache_position[i]`, so
+//! unwritten slots never count. RoPE uses `cache_position`. The concat form (`present =
+//! concat(past, new)`, typed `past_seq+seq`) is [`crate::concat`].
 
 use crate::{lowest, Composer, DecoderConfig};
-use blockfuse_ir::{BinaryOp, Builder, DType, Dim, Graph, IrError, Op, ReduceOp, TensorType, Value};
+use blockfuse_ir::{
+    BinaryOp, Builder, DType, Dim, Graph, HostTensor, IrError, Op, ReduceOp, TensorType, Value,
+};
+
+/// How the new keys and values are written into the static cache buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheWrite {
+    /// One `slice_update` at `cache_position[0]` (positions consecutive): O(new tokens).
+    #[default]
+    SliceUpdate,
+    /// A one-hot matmul and a `where` over the whole buffer (any positions): O(buffer).
+    OneHot,
+}
 
 /// A KV-cache language model: the decoder layers of `decoder` (its `final_norm` is always
 /// applied), a token embedding and an LM head.
@@ -78,7 +93,7 @@ pub fn llama_kv_model(cfg: KvConfig) -> Result<Graph, IrError> {
     let embed = c.weight(&[cfg.vocab, d.hidden], 1.0);
     let mut h = c.b.add(Op::Gather { axis: 0 }, &[embed, ids])?;
     let (cos, sin) = c.cos_sin_at(pos, d.head_dim())?;
-    let slots = CacheSlots::new(&mut c, pos, cfg.max_cache)?;
+    let slots = CacheSlots::new(&mut c, pos, cfg.max_cache, CacheWrite::default())?;
     let mut present = Vec::new();
     for &(pk, pv) in &past {
         let (out, k, v) = kv_layer(&mut c, h, &d, (cos, sin), &slots, (pk, pv))?;
@@ -99,8 +114,14 @@ pub fn llama_kv_model(cfg: KvConfig) -> Result<Graph, IrError> {
 /// One decoder layer with a static KV cache (no embedding, no head): inputs
 /// `hidden_states` `{batch, seq, hidden}`, `cache_position` i64 `{seq}`,
 /// `past_key_values.0.key` / `.value` `{batch, kv_heads, max_cache, head_dim}`; outputs `out`
-/// and `present.0.key` / `.value`. What the GPU bench times against hand-written MLX.
+/// and `present.0.key` / `.value`. What the GPU bench times against hand-written MLX. The
+/// cache is written with [`CacheWrite::SliceUpdate`]; see [`llama_kv_layer_with`].
 pub fn llama_kv_layer(d: DecoderConfig, max_cache: usize) -> Result<Graph, IrError> {
+    llama_kv_layer_with(d, max_cache, CacheWrite::default())
+}
+
+/// [`llama_kv_layer`] with the cache written as `write` says.
+pub fn llama_kv_layer_with(d: DecoderConfig, max_cache: usize, write: CacheWrite) -> Result<Graph, IrError> {
     d.check()?;
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
@@ -116,7 +137,7 @@ pub fn llama_kv_layer(d: DecoderConfig, max_cache: usize) -> Result<Graph, IrErr
     let pv = b.input("past_key_values.0.value", cache_ty);
     let mut c = Composer::new(&mut b, d.dtype, d.seed);
     let (cos, sin) = c.cos_sin_at(pos, d.head_dim())?;
-    let slots = CacheSlots::new(&mut c, pos, max_cache)?;
+    let slots = CacheSlots::new(&mut c, pos, max_cache, write)?;
     let (out, k, v) = kv_layer(&mut c, x, &d, (cos, sin), &slots, (pk, pv))?;
     g.add_output("out", out);
     g.add_output("present.0.key", k);
@@ -124,41 +145,60 @@ pub fn llama_kv_layer(d: DecoderConfig, max_cache: usize) -> Result<Graph, IrErr
     Ok(g)
 }
 
-/// What every layer's cache update and attention share: the one-hot write matrix, the
-/// written-rows predicate and the additive mask.
+/// How every layer's cache update writes, shared by the layers.
+enum Write {
+    /// `slice_update` along the sequence axis at this i64 scalar (`cache_position[0]`).
+    At(Value),
+    /// The one-hot `{max, seq}` matrix (1 where slot t receives new token j) and the
+    /// `{max, 1}` bool "slot t is written this step".
+    OneHot { onehot: Value, written: Value },
+}
+
+/// What every layer's cache update and attention share: the write and the additive mask.
 struct CacheSlots {
-    /// `{max, seq}`: 1 where slot t receives new token j.
-    onehot: Value,
-    /// `{max, 1}` bool: slot t is written this step.
-    written: Value,
+    write: Write,
     /// `{seq, max}` additive mask: 0 where slot t ≤ the query's position.
     mask: Value,
 }
 
 impl CacheSlots {
-    fn new(c: &mut Composer<'_, '_>, pos: Value, max: usize) -> Result<Self, IrError> {
+    fn new(c: &mut Composer<'_, '_>, pos: Value, max: usize, how: CacheWrite) -> Result<Self, IrError> {
         let seq = Dim::sym("seq");
         let t = c.b.add(Op::Range { start: 0.0, step: 1.0, len: Dim::Known(max), dtype: DType::I64 }, &[])?;
-        let t_col = c.b.reshape(t, vec![Dim::Known(max), Dim::Known(1)])?;
-        let p_row = c.b.reshape(pos, vec![Dim::Known(1), seq.clone()])?;
-        let hit = c.b.binary(BinaryOp::Equal, t_col, p_row)?;
-        let onehot = c.b.cast(hit, c.dtype())?;
-        let any = c.b.reduce(ReduceOp::Max, onehot, &[1], true)?;
-        let half = c.scalar(0.5);
-        let written = c.b.binary(BinaryOp::Greater, any, half)?;
+        let write = match how {
+            CacheWrite::SliceUpdate => {
+                let first = c.b.constant(HostTensor::from_i64(vec![], &[0]));
+                Write::At(c.b.add(Op::Gather { axis: 0 }, &[pos, first])?)
+            }
+            CacheWrite::OneHot => {
+                let t_col = c.b.reshape(t, vec![Dim::Known(max), Dim::Known(1)])?;
+                let p_row = c.b.reshape(pos, vec![Dim::Known(1), seq.clone()])?;
+                let hit = c.b.binary(BinaryOp::Equal, t_col, p_row)?;
+                let onehot = c.b.cast(hit, c.dtype())?;
+                let any = c.b.reduce(ReduceOp::Max, onehot, &[1], true)?;
+                let half = c.scalar(0.5);
+                let written = c.b.binary(BinaryOp::Greater, any, half)?;
+                Write::OneHot { onehot, written }
+            }
+        };
         let t_row = c.b.reshape(t, vec![Dim::Known(1), Dim::Known(max)])?;
         let p_col = c.b.reshape(pos, vec![seq, Dim::Known(1)])?;
         let allowed = c.b.binary(BinaryOp::LessEqual, t_row, p_col)?;
         let zero = c.scalar(0.0);
         let low = c.scalar(lowest(c.dtype()));
         let mask = c.b.select(allowed, zero, low)?;
-        Ok(CacheSlots { onehot, written, mask })
+        Ok(CacheSlots { write, mask })
     }
 
     /// The cache buffer `past` with `new` `{batch, kv, seq, hd}` written at the positions.
     fn update(&self, c: &mut Composer<'_, '_>, past: Value, new: Value) -> Result<Value, IrError> {
-        let scattered = c.b.matmul(self.onehot, new)?;
-        c.b.select(self.written, scattered, past)
+        match self.write {
+            Write::At(start) => c.b.add(Op::SliceUpdate { axis: 2 }, &[past, new, start]),
+            Write::OneHot { onehot, written } => {
+                let scattered = c.b.matmul(onehot, new)?;
+                c.b.select(written, scattered, past)
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@
 pub mod concat;
 pub mod kv;
 pub use concat::{llama_concat_kv_layer, llama_concat_kv_model};
-pub use kv::{llama_kv_layer, llama_kv_model, KvConfig};
+pub use kv::{llama_kv_layer, llama_kv_layer_with, llama_kv_model, CacheWrite, KvConfig};
 
 use blockfuse_ir::tensor::push_le;
 use blockfuse_ir::{

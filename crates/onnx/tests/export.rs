@@ -227,3 +227,30 @@ fn optimize_keeps_the_names_of_the_weights_it_reuses() {
         assert!(lost.is_empty(), "{name}: names dropped by rewrites: {lost:?}");
     }
 }
+
+#[test]
+fn a_slice_update_is_written_in_opset_23_ops_that_compute_the_same() {
+    use blockfuse_ir::{Dim, Op};
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let buf = b.input("buf", TensorType::known(DType::F32, &[2, 6, 3]));
+    let upd = b.input("upd", TensorType::new(DType::F32, [Dim::Known(2), Dim::Known(2), Dim::Known(3)]));
+    let start = b.input("start", TensorType::known(DType::I64, &[]));
+    let y = b.add(Op::SliceUpdate { axis: -2 }, &[buf, upd, start]).unwrap();
+    g.add_output("y", y);
+    let model = export_model(&g).unwrap();
+    let ops: Vec<&str> = model.graph.as_ref().unwrap().node.iter().map(|n| n.op_type()).collect();
+    assert!(ops.contains(&"Gather") && ops.contains(&"Where"), "{ops:?}");
+    let back = import_model(&model).unwrap();
+    let buf: Vec<f64> = (0..36).map(f64::from).collect();
+    let upd: Vec<f64> = (0..12).map(|i| -f64::from(i) - 1.0).collect();
+    for start in 0..=4 {
+        let inputs = [
+            HostTensor::from_f64(DType::F32, vec![2, 6, 3], &buf),
+            HostTensor::from_f64(DType::F32, vec![2, 2, 3], &upd),
+            HostTensor::from_i64(vec![], &[start]),
+        ];
+        let want = FallbackBackend::new().run(&g, &inputs).unwrap();
+        assert_eq!(FallbackBackend::new().run(&back, &inputs).unwrap(), want, "start {start}");
+    }
+}

@@ -469,3 +469,59 @@ fn kv_cache_shape_sums_import() {
     let e = import_model(&build(2)).unwrap_err().to_string();
     assert!(e.contains("pos") && e.contains("Range of symbolic length seq needs delta 1, got 2"), "{e}");
 }
+
+/// `TensorScatter` (opset 24) of a `{B, 2, 5, 3}` cache and a `{B, 2, S, 3}` update along
+/// axis 2: linear mode becomes one `slice_update` per batch row, circular mode stays a gather.
+fn tensor_scatter_model(batch: usize, seq: usize, mode: &str) -> ModelProto {
+    let (b, s) = (batch.to_string(), seq.to_string());
+    let mut n = node("TensorScatter", "write", &["past", "new", "at"], &["present"]);
+    n.attribute.push(AttributeProto {
+        name: Some("mode".into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(mode.as_bytes().to_vec()),
+        ..Default::default()
+    });
+    let mut m = model(vec![n], "present");
+    m.opset_import[0].version = Some(24);
+    let g = m.graph.as_mut().unwrap();
+    g.input = vec![
+        tensor_vi("past", 1, &[&b, "2", "5", "3"]),
+        tensor_vi("new", 1, &[&b, "2", &s, "3"]),
+        tensor_vi("at", 7, &[&b]),
+    ];
+    g.output = vec![tensor_vi("present", 1, &[&b, "2", "5", "3"])];
+    m
+}
+
+#[test]
+fn tensor_scatter_in_linear_mode_is_a_slice_update_per_batch_row() {
+    for (batch, seq, mode) in [(1usize, 2usize, "linear"), (3, 2, "linear"), (2, 3, "circular")] {
+        let g = import_model(&tensor_scatter_model(batch, seq, mode)).unwrap();
+        let updates = g.node_ids().filter(|&id| g.node(id).op.prim_name() == "slice_update").count();
+        assert_eq!(updates, if mode == "linear" { batch } else { 0 }, "{batch} {mode}");
+        let past: Vec<f64> = (0..batch * 30).map(|i| i as f64).collect();
+        let new: Vec<f64> = (0..batch * 6 * seq).map(|i| -(i as f64) - 1.0).collect();
+        let at: Vec<i64> = (0..batch as i64).map(|b| [3, 0, 1][b as usize % 3]).collect();
+        let inputs = [
+            HostTensor::from_f64(DType::F32, vec![batch, 2, 5, 3], &past),
+            HostTensor::from_f64(DType::F32, vec![batch, 2, seq, 3], &new),
+            HostTensor::from_i64(vec![batch], &at),
+        ];
+        let y = FallbackBackend::new().run(&g, &inputs).unwrap()[0].to_f64_vec();
+        for (i, v) in y.iter().enumerate() {
+            let (b, h, p, c) = (i / 30, (i / 15) % 2, (i / 3) % 5, i % 3);
+            let t = (p as i64 - at[b]).rem_euclid(if mode == "circular" { 5 } else { i64::MAX });
+            let want = if t < seq as i64 { new[((b * 2 + h) * seq + t as usize) * 3 + c] } else { past[i] };
+            assert_eq!(*v, want, "{batch} {mode}: element {i}");
+        }
+    }
+    // Linear mode: a write past the end is an error naming the node, not a silent clip.
+    let g = import_model(&tensor_scatter_model(1, 2, "linear")).unwrap();
+    let inputs = [
+        HostTensor::from_f64(DType::F32, vec![1, 2, 5, 3], &[0.0; 30]),
+        HostTensor::from_f64(DType::F32, vec![1, 2, 2, 3], &[1.0; 12]),
+        HostTensor::from_i64(vec![1], &[4]),
+    ];
+    let e = FallbackBackend::new().run(&g, &inputs).unwrap_err().to_string();
+    assert!(e.contains("slice_update") && e.contains("does not leave room"), "{e}");
+}

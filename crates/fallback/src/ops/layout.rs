@@ -144,6 +144,55 @@ pub(crate) fn split(x: &Tensor, ax: i64, sizes: &[usize]) -> Result<Vec<Tensor>,
     Ok(out)
 }
 
+fn slice_update_typed<T: Elem>(data: &[T], update: &[T], outer: usize, n: usize, start: usize) -> Vec<T> {
+    let mut out = data.to_vec();
+    // Per outer index, the update's `n·inner` block lands at offset `start·inner` of the
+    // data's `len·inner` block (`row` and `urow` are those block sizes).
+    let urow = update.len() / outer.max(1);
+    let row = data.len() / outer.max(1);
+    let off = start * urow.checked_div(n).unwrap_or(0);
+    for o in 0..outer {
+        out[o * row + off..o * row + off + urow].copy_from_slice(&update[o * urow..(o + 1) * urow]);
+    }
+    out
+}
+
+/// `data` with `update` written along `axis` from the run-time index `start` (one integer);
+/// a start outside `0 ..= len − n` fails.
+pub(crate) fn slice_update(
+    data: &Tensor,
+    update: &Tensor,
+    start: &Tensor,
+    ax: i64,
+) -> Result<Tensor, String> {
+    let r = data.dims.len();
+    let a = axis(ax, r)?;
+    if update.dtype != data.dtype {
+        return Err(format!("operand dtypes differ: {} vs {}", data.dtype, update.dtype));
+    }
+    if update.dims.len() != r
+        || update.dims.iter().zip(&data.dims).enumerate().any(|(i, (u, d))| i != a && u != d)
+    {
+        return Err(format!(
+            "update dims {:?} do not fit data dims {:?} along axis {a}",
+            update.dims, data.dims
+        ));
+    }
+    let crate::tensor::Buf::I64(s) = &*start.buf else {
+        return Err(format!("the start must be an integer, got {}", start.dtype));
+    };
+    let [s] = s[..] else {
+        return Err(format!("the start must be one integer, got {} values", s.len()));
+    };
+    let (len, n) = (data.dims[a], update.dims[a]);
+    if n > len || s < 0 || s as u64 > (len - n) as u64 {
+        return Err(format!("start {s} does not leave room for {n} of {len} entries along axis {a}"));
+    }
+    let outer: usize = data.dims[..a].iter().product();
+    let buf = dispatch!(&*data.buf, T => T::wrap(slice_update_typed::<T>(data.data(), update.data(), outer, n, s as usize)));
+    Ok(Tensor::new(data.dtype, data.dims.clone(), buf))
+}
+
 fn gather_typed<T: Elem>(data: &[T], idx: &[usize], outer: usize, n: usize, inner: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(outer * idx.len() * inner);
     for o in 0..outer {

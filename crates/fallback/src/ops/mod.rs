@@ -60,6 +60,7 @@ pub(crate) fn eval(op: &Op, mut args: Vec<Tensor>, bindings: &Bindings) -> Resul
         }
         Op::Split { axis, sizes } => layout::split(&args[0], *axis, &eval_dims(sizes, bindings)?),
         Op::Gather { axis } => one(layout::gather(&args[0], &args[1], *axis)?),
+        Op::SliceUpdate { axis } => one(layout::slice_update(&args[0], &args[1], &args[2], *axis)?),
         Op::Range { start, step, len, dtype } => {
             one(create::range(*start, *step, eval_dim(len, bindings)?, *dtype)?)
         }

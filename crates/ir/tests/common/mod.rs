@@ -284,6 +284,9 @@ pub fn every_op_graph() -> Graph {
         b.add(Op::Full { shape: vec![sym("batch")], value: f64::NAN, dtype: DType::F16 }, &[]).unwrap(),
     );
     outs.push(b.add(Op::Trilu { upper: true, k: -1 }, &[x]).unwrap());
+    let two = b.slice_axis(x, 1, 1, 3).unwrap();
+    let at = b.constant(HostTensor::from_i64(vec![], &[1]));
+    outs.push(b.add(Op::SliceUpdate { axis: 1 }, &[x, two, at]).unwrap());
     outs.push(b.add(Op::SymConst(vec![sym("batch"), k(4)]), &[]).unwrap());
     for (i, v) in outs.into_iter().enumerate() {
         b.graph_mut().add_output(&format!("o{i}"), v);

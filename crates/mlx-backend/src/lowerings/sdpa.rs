@@ -19,9 +19,12 @@ const FUSED_HEAD_DIMS: [usize; 5] = [64, 80, 96, 128, 256];
 ///   type — the block computes in f32 and MLX's composed path (CPU, other head dims) would
 ///   round every step to the input dtype. On the GPU, half-precision operands stay native
 ///   when MLX has a fused kernel for them (head dim 64/80/96/128/256, q, k, v of one dtype,
-///   no mask, causal with `Tq ≤ Tk`, or an additive mask of that dtype);
+///   no mask, causal with `Tq ≤ Tk`, an additive mask of that dtype, or a boolean / causal +
+///   key-padding mask, made additive in that dtype) — a static KV cache's `t ≤ position` mask
+///   took the f32 composed path before, casting the whole K and V buffers to f32 per step;
 /// - boolean masks: passed as they are on the CPU (MLX selects `finfo.min` there, as the
-///   block does); on the GPU they become additive `where(m, 0, finfo(f32).min)` masks: masked
+///   block does); on the GPU they become additive `where(m, 0, finfo.min)` masks (of the
+///   compute dtype): masked
 ///   scores are then exactly `finfo.min` up to rounding (a +∞ score at a masked key is the
 ///   one difference, docs/reliability.md), so a fully masked row attends uniformly and never
 ///   gives NaN, whatever kernel runs;
@@ -59,7 +62,9 @@ pub fn sdpa(b: &Sdpa, call: &Call<'_, Array>, fallback: &mut dyn Fallback<Array>
             MaskKind::None => true,
             MaskKind::Causal => tq <= tk,
             MaskKind::Additive => mask_arg.map(Array::dtype).transpose()? == Some(ds[0]),
-            MaskKind::Boolean | MaskKind::CausalWithKeyPadding => false,
+            // Made additive in the input dtype below (`where(m, 0, finfo.min)`): masked scores
+            // stay at the dtype's lowest value however the kernel rounds.
+            MaskKind::Boolean | MaskKind::CausalWithKeyPadding => true,
         };
     let c = if native { ds[0] } else { DType::F32 };
     let (q, k, v) = (q.astype(c)?, k.astype(c)?, v.astype(c)?);

@@ -341,6 +341,11 @@ impl<'l> Emitter<'l> {
                 single(self, "Split", &[x[0], &s], vec![attr_i("axis", *axis)])
             }
             Op::Gather { axis } => single(self, "Gather", &x, vec![attr_i("axis", *axis)]),
+            Op::SliceUpdate { axis } => {
+                let out = self.out_names(g, id);
+                self.slice_update(g, id, *axis, &x, &out)?;
+                Ok(out)
+            }
             Op::Range { start, step, len, dtype } => self.range(g, id, *start, *step, len, *dtype),
             Op::Full { shape, value, dtype } => {
                 let s = self.shape_tensor(shape, id)?;
@@ -359,6 +364,46 @@ impl<'l> Emitter<'l> {
             }
             Op::Block(b) => self.block(g, id, b, &x),
         }
+    }
+
+    /// `slice_update(data, update, start)` in opset-23 ops, O(data): every position `p` along
+    /// the axis reads update row `p − start` where that is in `0..n`, else keeps the data
+    /// (`Where(valid, Gather(update, clamp(p − start)), data)`). Needs the axis' length.
+    fn slice_update(
+        &mut self,
+        g: &Graph,
+        id: NodeId,
+        axis: i64,
+        x: &[&str],
+        out: &[String],
+    ) -> Result<(), ExportError> {
+        let node = g.node(id);
+        let (dt, ut) = (g.value_type(node.operands[0]), g.value_type(node.operands[1]));
+        let a = blockfuse_ir::shape::normalize_axis(axis, dt.rank())
+            .ok_or_else(|| unsupported_label(g, id, format!("axis {axis} is out of range")))?;
+        let (Some(len), Some(n)) = (dt.shape[a].known(), ut.shape[a].known()) else {
+            return Err(unsupported_label(g, id, "the written axis must have known lengths".into()));
+        };
+        let mut shape = vec![1i64; dt.rank()];
+        shape[a] = len as i64;
+        let pos: Vec<i64> = (0..len as i64).collect();
+        let p =
+            self.constant(&HostTensor::from_i64(shape.iter().map(|&d| d as usize).collect(), &pos), "pos");
+        let start = self.op1("Cast", &[x[2]], vec![attr_i("to", dtype_to_onnx(DType::I64) as i64)]);
+        let flat = self.const_i64(&[]);
+        let start = self.op1("Reshape", &[&start, &flat], vec![]);
+        let src = self.op1("Sub", &[&p, &start], vec![]);
+        let (zero, count) = (self.const_i64(&[0]), self.const_i64(&[n as i64]));
+        let ge = self.op1("GreaterOrEqual", &[&src, &zero], vec![]);
+        let lt = self.op1("Less", &[&src, &count], vec![]);
+        let valid = self.op1("And", &[&ge, &lt], vec![]);
+        let last = self.const_i64(&[n.saturating_sub(1) as i64]);
+        let clamped = self.op1("Clip", &[&src, &zero, &last], vec![]);
+        let rows_shape = self.const_i64(&[len as i64]);
+        let rows = self.op1("Reshape", &[&clamped, &rows_shape], vec![]);
+        let taken = self.op1("Gather", &[x[1], &rows], vec![attr_i("axis", a as i64)]);
+        self.node("Where", &[&valid, &taken, x[0]], out, vec![], node.name.as_deref());
+        Ok(())
     }
 
     /// `start + step·i` for `i < len`: a constant when `len` is known, else

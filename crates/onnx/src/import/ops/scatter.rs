@@ -1,3 +1,7 @@
+//! `TensorScatter` in linear mode (a KV-cache write: one contiguous block per batch row at a
+//! run-time position) becomes the native `slice_update` op, one per batch row; its circular
+//! mode is a gather over the cache positions (O(cache)).
+//!
 //! `ScatterND` and `ScatterElements`, composed from comparisons and reductions: every update
 //! gets a flat row index into the data viewed as `[P, R]` (`P` rows addressed by the indices,
 //! `R` elements per row); a `[U, P]` equality mask selects, per row, the updates that land on
@@ -158,6 +162,53 @@ impl Importer {
     }
 }
 
+impl Importer {
+    /// Linear `TensorScatter` as one `slice_update` per batch row of the `batch`-row cache.
+    fn tensor_scatter_linear(
+        &mut self,
+        n: &NodeProto,
+        cache: Value,
+        upd: Value,
+        batch: usize,
+        a: usize,
+    ) -> R<()> {
+        let starts = match inp(n, 2) {
+            Some(name) => {
+                let w = self.value(name)?;
+                Some(self.cast_to(w, DType::I64)?)
+            }
+            None => None,
+        };
+        let mut rows = Vec::with_capacity(batch);
+        for b in 0..batch {
+            let start = match starts {
+                Some(w) => {
+                    let bv = self.scalar_of(DType::I64, b as f64)?;
+                    self.emit(Op::Gather { axis: 0 }, &[w, bv])?
+                }
+                None => self.scalar_of(DType::I64, 0.0)?,
+            };
+            let (c, u) = if batch == 1 {
+                (cache, upd)
+            } else {
+                let row = |b: usize| {
+                    Op::Slice(SliceSpec {
+                        axes: vec![0],
+                        starts: vec![Bound::Const(b as i64)],
+                        ends: vec![Bound::Const(b as i64 + 1)],
+                        steps: vec![1],
+                    })
+                };
+                (self.emit(row(b), &[cache])?, self.emit(row(b), &[upd])?)
+            };
+            rows.push(self.emit(Op::SliceUpdate { axis: a as i64 }, &[c, u, start])?);
+        }
+        let y = if batch == 1 { rows[0] } else { self.emit(Op::Concat { axis: 0 }, &rows)? };
+        self.out(n, 0, y);
+        Ok(())
+    }
+}
+
 /// The smallest (or largest) value of an integer dtype, as f64.
 fn int_limit(d: DType, max: bool) -> f64 {
     match (d, max) {
@@ -175,9 +226,12 @@ fn int_limit(d: DType, max: bool) -> f64 {
 impl Importer {
     /// `TensorScatter` (ONNX's KV-cache update): for each batch `b`, `update` is written into
     /// `past_cache` along `axis` from position `write_indices[b]` (wrapping around for
-    /// `circular`). Composed as a gather: every cache position `p` reads update row
-    /// `p − write_indices[b]` where that is in range, and keeps the cache elsewhere — O(cache)
-    /// work, no mask over updates × positions.
+    /// `circular`). Linear mode: `slice_update(cache[b], update[b], write_indices[b])` per
+    /// batch row (one op for batch 1), concatenated — O(update) work, and a start that leaves
+    /// no room for the update is a run-time error (the spec requires it to fit). Circular
+    /// mode is composed as a gather: every cache position `p` reads update row
+    /// `(p − write_indices[b]) mod max` where that is in range, and keeps the cache elsewhere —
+    /// O(cache) work, no mask over updates × positions.
     pub(crate) fn tensor_scatter(&mut self, n: &NodeProto) -> R<()> {
         let (cache, cd) = self.static_dims(n, 0)?;
         let (upd, ud) = self.static_dims(n, 1)?;
@@ -197,6 +251,9 @@ impl Importer {
             "circular" => true,
             m => return Err(self.err(format!("unknown mode '{m}'"))),
         };
+        if !circular {
+            return self.tensor_scatter_linear(n, cache, upd, cd[0], a);
+        }
         let (m, s) = (cd[a] as f64, ud[a] as f64);
         let mut bshape = vec![Dim::Known(1); r];
         bshape[0] = Dim::Known(cd[0]);
