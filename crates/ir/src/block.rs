@@ -23,6 +23,58 @@ impl<T: Any> AsAny for T {
     }
 }
 
+/// A block's attributes: a JSON object whose keys are the attribute names.
+pub type Attrs = serde_json::Value;
+
+/// A block's attributes as its serde serialization (what [`block_identity!`](crate::block_identity)
+/// writes as [`Block::attrs`]).
+pub fn serde_attrs<B: serde::Serialize + ?Sized>(block: &B) -> Attrs {
+    // Blocks are plain structs of numbers, strings and enums, so this cannot fail; a type
+    // serde cannot represent as JSON (a map with non-string keys) is a programming error.
+    serde_json::to_value(block).expect("a block's attributes serialize to JSON")
+}
+
+/// Writes the two identity methods of a [`Block`] impl: `kind()` returns the type's inherent
+/// `KIND` constant and `attrs()` its serde serialization ([`serde_attrs`]). Equality and
+/// hashing ([`Block::dyn_eq`], [`Block::dyn_hash`]) follow from those two.
+///
+/// ```
+/// use blockfuse_ir::{Block, Builder, IrError, TensorType, Value};
+///
+/// #[derive(Debug, serde::Serialize)]
+/// struct Twice;
+///
+/// impl Twice {
+///     const KIND: &'static str = "twice";
+/// }
+///
+/// impl Block for Twice {
+///     blockfuse_ir::block_identity!();
+///
+///     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+///         Ok(vec![inputs[0].clone()])
+///     }
+///
+///     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
+///         Ok(vec![b.add2(inputs[0], inputs[0])?])
+///     }
+/// }
+/// assert_eq!(Twice.kind(), "twice");
+/// assert!(Twice.dyn_eq(&Twice));
+/// ```
+#[macro_export]
+macro_rules! block_identity {
+    () => {
+        fn kind(&self) -> &'static str {
+            Self::KIND
+        }
+
+        fn attrs(&self) -> $crate::block::Attrs {
+            $crate::block::serde_attrs(self)
+        }
+    };
+}
+
 /// A fused operation. Object-safe: graphs hold blocks as `Arc<dyn Block>`.
 ///
 /// A block states its math once, as [`Block::fallback`]: the primitive ops it stands for.
@@ -33,7 +85,7 @@ pub trait Block: AsAny + Debug + Send + Sync {
     fn kind(&self) -> &'static str;
 
     /// The attributes as a JSON object (what the registry deserializes back).
-    fn attrs(&self) -> serde_json::Value;
+    fn attrs(&self) -> Attrs;
 
     /// Output types from operand types; `Err` gives the rule broken, prefixed by the kind
     /// ("rms_norm: weight has 63 elements, the last axis has 64").

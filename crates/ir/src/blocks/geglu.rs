@@ -34,13 +34,7 @@ impl GeGlu {
 }
 
 impl Block for GeGlu {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+    crate::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         infer_gated(Self::KIND, inputs)

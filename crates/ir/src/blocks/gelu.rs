@@ -85,13 +85,7 @@ pub(crate) fn emit_gelu(b: &mut Builder<'_>, x: Value, kind: GeluKind) -> Result
 }
 
 impl Block for Gelu {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+    crate::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         common::arity(Self::KIND, inputs, &[1], "x")?;

@@ -44,13 +44,7 @@ pub(crate) fn infer_gated(kind: &str, inputs: &[TensorType]) -> Result<Vec<Tenso
 }
 
 impl Block for SwiGlu {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+    crate::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         infer_gated(Self::KIND, inputs)
