@@ -94,9 +94,12 @@ pub trait Block: AsAny + Debug + Send + Sync {
     /// Emits the block's math as primitive ops on `inputs` and returns its outputs.
     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError>;
 
-    /// Equality for CSE: same kind and same attributes.
+    /// Block identity, for CSE and for the backends' caches of fallback graphs: the same
+    /// Rust type, the same kind and the same attributes.
     fn dyn_eq(&self, other: &dyn Block) -> bool {
-        self.kind() == other.kind() && self.attrs() == other.attrs()
+        self.as_any().type_id() == other.as_any().type_id()
+            && self.kind() == other.kind()
+            && self.attrs() == other.attrs()
     }
 
     /// A hash consistent with [`Block::dyn_eq`].
@@ -118,6 +121,14 @@ impl dyn Block {
         self.as_any().is::<T>()
     }
 }
+
+impl PartialEq for dyn Block {
+    fn eq(&self, other: &dyn Block) -> bool {
+        self.dyn_eq(other)
+    }
+}
+
+impl Eq for dyn Block {}
 
 impl Hash for dyn Block {
     fn hash<H: Hasher>(&self, state: &mut H) {

@@ -5,6 +5,7 @@ use crate::dtype::DType;
 use crate::shape::Dim;
 use crate::tensor::HostTensor;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Elementwise ops of one operand.
@@ -333,6 +334,32 @@ impl Op {
             (Trilu { upper: a, k: x }, Trilu { upper: b, k: y }) => a == b && x == y,
             (Block(a), Block(b)) => a.dyn_eq(&**b),
             _ => false,
+        }
+    }
+}
+
+impl Op {
+    /// A hash consistent with [`Op::same_computation`]: ops that compute the same value hash
+    /// alike (a block through [`Block::dyn_hash`]), so CSE can bucket nodes by it.
+    pub fn computation_hash<H: Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Op::Input | Op::Where | Op::MatMul => {}
+            Op::Constant(t) => (t.dtype(), t.dims(), t.bytes()).hash(h),
+            Op::SymConst(dims) => dims.hash(h),
+            Op::Unary(u) => u.hash(h),
+            Op::Binary(b) => b.hash(h),
+            Op::Cast(d) => d.hash(h),
+            Op::Reduce { op, axes, keepdims } => (op, axes, keepdims).hash(h),
+            Op::Softmax { axis } | Op::Concat { axis } | Op::Gather { axis } => axis.hash(h),
+            Op::Transpose { perm } => perm.hash(h),
+            Op::Reshape { shape } | Op::Expand { shape } => shape.hash(h),
+            Op::Slice(s) => s.hash(h),
+            Op::Split { axis, sizes } => (axis, sizes).hash(h),
+            Op::Range { start, step, len, dtype } => (start.to_bits(), step.to_bits(), len, dtype).hash(h),
+            Op::Full { shape, value, dtype } => (shape, value.to_bits(), dtype).hash(h),
+            Op::Trilu { upper, k } => (upper, k).hash(h),
+            Op::Block(b) => b.hash(h),
         }
     }
 }
