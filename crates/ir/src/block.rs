@@ -9,7 +9,7 @@ use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 
 /// Upcasting to `Any`, implemented for every `'static` type so blocks need not write it.
 pub trait AsAny: Any {
@@ -139,8 +139,10 @@ impl Hash for dyn Block {
 /// Turns a block's JSON attributes back into the block.
 pub type BlockDecoder = fn(serde_json::Value) -> Result<Arc<dyn Block>, String>;
 
-/// Maps block kinds to decoders. A process-wide instance ([`global_registry`]) serves JSON
-/// reading; extension crates add their kinds with [`register_block`].
+/// Maps block kinds to decoders. A process-wide instance
+/// ([`global_registry`](crate::blocks::global_registry), seeded by the block library) serves
+/// JSON reading; extension crates add their kinds with
+/// [`register_block`](crate::blocks::register_block).
 #[derive(Default, Clone)]
 pub struct BlockRegistry {
     decoders: BTreeMap<String, BlockDecoder>,
@@ -197,22 +199,4 @@ fn decode_with_serde<B: Block + serde::de::DeserializeOwned>(
 ) -> Result<Arc<dyn Block>, String> {
     let block: B = serde_json::from_value(attrs).map_err(|e| e.to_string())?;
     Ok(Arc::new(block))
-}
-
-fn registry_cell() -> &'static RwLock<BlockRegistry> {
-    static CELL: OnceLock<RwLock<BlockRegistry>> = OnceLock::new();
-    CELL.get_or_init(|| RwLock::new(crate::blocks::builtin_registry()))
-}
-
-/// A snapshot of the process-wide registry (our blocks plus everything registered).
-pub fn global_registry() -> BlockRegistry {
-    registry_cell().read().unwrap_or_else(|e| e.into_inner()).clone()
-}
-
-/// Adds a block type to the process-wide registry, for JSON reading.
-pub fn register_block<B>(kind: &str)
-where
-    B: Block + serde::de::DeserializeOwned,
-{
-    registry_cell().write().unwrap_or_else(|e| e.into_inner()).register::<B>(kind);
 }

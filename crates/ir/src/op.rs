@@ -4,7 +4,6 @@ use crate::block::Block;
 use crate::dtype::DType;
 use crate::shape::Dim;
 use crate::tensor::HostTensor;
-use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -361,12 +360,6 @@ impl Op {
             Op::Trilu { upper, k } => (upper, k).hash(h),
             Op::Block(b) => b.hash(h),
         }
-    }
-}
-
-impl fmt::Debug for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.name(), crate::text::attrs_suffix(self))
     }
 }
 

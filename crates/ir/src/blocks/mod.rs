@@ -14,7 +14,8 @@
 //! | `quantized_matmul` | [`QuantizedMatmul`] | x, packed, scales, biases |
 //! | `quantized_embedding` | [`QuantizedEmbedding`] | ids, packed, scales, biases |
 
-use crate::block::BlockRegistry;
+use crate::block::{Block, BlockRegistry};
+use std::sync::{OnceLock, RwLock};
 
 mod common;
 mod geglu;
@@ -55,6 +56,26 @@ macro_rules! builtin_blocks {
 }
 
 builtin_blocks!(RmsNorm, LayerNorm, Rope, Sdpa, SwiGlu, GeGlu, Gelu, QuantizedMatmul, QuantizedEmbedding);
+
+/// The process-wide registry, seeded with the built-in blocks on first use.
+fn registry_cell() -> &'static RwLock<BlockRegistry> {
+    static CELL: OnceLock<RwLock<BlockRegistry>> = OnceLock::new();
+    CELL.get_or_init(|| RwLock::new(builtin_registry()))
+}
+
+/// A snapshot of the process-wide registry (the built-in blocks plus everything registered
+/// with [`register_block`]); `json::from_json` decodes blocks through it.
+pub fn global_registry() -> BlockRegistry {
+    registry_cell().read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Adds a block type to the process-wide registry, for JSON reading.
+pub fn register_block<B>(kind: &str)
+where
+    B: Block + serde::de::DeserializeOwned,
+{
+    registry_cell().write().unwrap_or_else(|e| e.into_inner()).register::<B>(kind);
+}
 
 #[cfg(test)]
 mod tests {
