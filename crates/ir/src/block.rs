@@ -200,3 +200,58 @@ fn decode_with_serde<B: Block + serde::de::DeserializeOwned>(
     let block: B = serde_json::from_value(attrs).map_err(|e| e.to_string())?;
     Ok(Arc::new(block))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocks::{Gelu, GeluKind, RmsNorm};
+    use crate::op::Op;
+    use std::collections::hash_map::DefaultHasher;
+
+    /// Another type under RmsNorm's kind and attributes: not the same block.
+    #[derive(Debug, serde::Serialize)]
+    struct Impostor {
+        eps: f32,
+        weight_offset: f32,
+    }
+
+    impl Impostor {
+        const KIND: &'static str = RmsNorm::KIND;
+    }
+
+    impl Block for Impostor {
+        crate::block_identity!();
+
+        fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
+            Ok(inputs.to_vec())
+        }
+
+        fn fallback(&self, _: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
+            Ok(inputs.to_vec())
+        }
+    }
+
+    fn hash(op: &Op) -> u64 {
+        let mut h = DefaultHasher::new();
+        op.computation_hash(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn identity_is_type_kind_and_attributes() {
+        let a: Arc<dyn Block> = Arc::new(RmsNorm::new(1e-6));
+        let same: Arc<dyn Block> = Arc::new(RmsNorm::new(1e-6));
+        let other_eps: Arc<dyn Block> = Arc::new(RmsNorm::new(1e-5));
+        let impostor: Arc<dyn Block> = Arc::new(Impostor { eps: 1e-6, weight_offset: 0.0 });
+        assert_eq!(impostor.attrs(), a.attrs());
+        assert!(&a == &same && &a != &other_eps && &a != &impostor);
+        let (op, op2) = (Op::Block(a), Op::Block(same));
+        assert!(op.same_computation(&op2) && !op.same_computation(&Op::Block(other_eps)));
+        assert_eq!(hash(&op), hash(&op2));
+        // Equal blocks share one entry of a map keyed by block.
+        let mut map = std::collections::HashMap::new();
+        map.insert(Arc::new(Gelu::new(GeluKind::Tanh)) as Arc<dyn Block>, 1);
+        assert_eq!(map.get(&(Arc::new(Gelu::new(GeluKind::Tanh)) as Arc<dyn Block>)), Some(&1));
+        assert_eq!(map.get(&(Arc::new(Gelu::new(GeluKind::Exact)) as Arc<dyn Block>)), None);
+    }
+}
