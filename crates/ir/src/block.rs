@@ -94,6 +94,17 @@ pub trait Block: AsAny + Debug + Send + Sync {
     /// Emits the block's math as primitive ops on `inputs` and returns its outputs.
     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError>;
 
+    /// The block type's parity table: cases (block, operand types, value scale, tolerance)
+    /// that the parity tests of every backend run against the f64 reference and against
+    /// each other (`crates/fallback/tests/parity.rs`, `crates/mlx-backend/tests/parity.rs`).
+    /// A new block adds rows here, not test files. None by default.
+    fn parity_cases() -> Vec<ParityCase>
+    where
+        Self: Sized,
+    {
+        Vec::new()
+    }
+
     /// Block identity, for CSE and for the backends' caches of fallback graphs: the same
     /// Rust type, the same kind and the same attributes.
     fn dyn_eq(&self, other: &dyn Block) -> bool {
@@ -107,6 +118,49 @@ pub trait Block: AsAny + Debug + Send + Sync {
         let mut bytes = self.kind().as_bytes().to_vec();
         bytes.extend(self.attrs().to_string().bytes());
         state.write(&bytes);
+    }
+}
+
+/// One row of a block's parity table ([`Block::parity_cases`]): random operands of these
+/// types (values `scale · noise`, float operands only), compared per element within
+/// `tol · max(1, |want|)` (absolute up to 1, relative above) or one ulp.
+#[derive(Debug, Clone)]
+pub struct ParityCase {
+    /// The block under test.
+    pub block: Arc<dyn Block>,
+    /// Its operands' types (known dims).
+    pub operands: Vec<TensorType>,
+    /// The magnitude of the random operand values.
+    pub scale: f64,
+    /// The tolerance.
+    pub tol: f64,
+}
+
+impl ParityCase {
+    /// A case of `block` on operands of `dtype` and these dims.
+    pub fn new(block: impl Block, dtype: crate::DType, dims: &[&[usize]], scale: f64, tol: f64) -> Self {
+        let operands = dims.iter().map(|d| TensorType::known(dtype, d)).collect();
+        ParityCase { block: Arc::new(block), operands, scale, tol }
+    }
+
+    /// A graph of one node of the case's block over inputs `arg0..` of `types` (the case's
+    /// operand types, or the same widened to f64), outputs `out0..`.
+    pub fn graph(&self, types: &[TensorType]) -> Result<crate::Graph, IrError> {
+        let mut g = crate::Graph::new();
+        let mut b = Builder::new(&mut g);
+        let args: Vec<Value> =
+            types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
+        let outs = b.add_multi(crate::op::Op::Block(self.block.clone()), &args)?;
+        for (i, v) in outs.into_iter().enumerate() {
+            g.add_output(&format!("out{i}"), v);
+        }
+        Ok(g)
+    }
+
+    /// The case in words for messages: `block.gelu{approximation=tanh}(f16[2, 7, 33])`.
+    pub fn what(&self) -> String {
+        let types: Vec<String> = self.operands.iter().map(|t| t.to_string()).collect();
+        format!("{:?}({})", crate::op::Op::Block(self.block.clone()), types.join(", "))
     }
 }
 

@@ -18,8 +18,9 @@ use blockfuse_ir::backend::{CachePair, Session};
 use blockfuse_ir::{DType, Graph, HostTensor};
 use blockfuse_mlx::array::with_device;
 use blockfuse_mlx::{Array, Device, MlxBackend};
-use blockfuse_models::{llama_kv_layer, random_tensor, DecoderConfig};
+use blockfuse_models::{llama_kv_layer, DecoderConfig};
 use blockfuse_patterns::{block_counts, default_rules, optimize, quantize_weights};
+use blockfuse_testkit::{random_tensor, BenchArgs};
 use std::time::Instant;
 
 struct Case {
@@ -61,28 +62,11 @@ fn max_err(a: &[HostTensor], b: &[HostTensor]) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut device, mut small, mut iters) = (Device::Gpu, false, 20usize);
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--device" => {
-                i += 1;
-                device = match args.get(i).map(String::as_str) {
-                    Some("cpu") => Device::Cpu,
-                    Some("gpu") => Device::Gpu,
-                    other => panic!("--device cpu|gpu, not {other:?}"),
-                };
-            }
-            "--small" => small = true,
-            "--iters" => {
-                i += 1;
-                iters = args.get(i).and_then(|s| s.parse().ok()).expect("--iters N");
-            }
-            other => panic!("unknown argument {other} (--device cpu|gpu, --small, --iters N)"),
-        }
-        i += 1;
-    }
+    let a = BenchArgs::parse(std::env::args().skip(1), &[]).unwrap_or_else(|e| {
+        eprintln!("kv_bench: {e}");
+        std::process::exit(2)
+    });
+    let (device, small, iters) = (if a.gpu { Device::Gpu } else { Device::Cpu }, a.small, a.iters);
     let d = if small {
         DecoderConfig {
             layers: 1,

@@ -14,7 +14,7 @@
 //! | `quantized_matmul` | [`QuantizedMatmul`] | x, packed, scales, biases |
 //! | `quantized_embedding` | [`QuantizedEmbedding`] | ids, packed, scales, biases |
 
-use crate::block::{Block, BlockRegistry};
+use crate::block::{Block, BlockRegistry, ParityCase};
 use std::sync::{OnceLock, RwLock};
 
 mod common;
@@ -28,7 +28,7 @@ mod rope;
 mod sdpa;
 mod swiglu;
 
-pub use common::{compute_dtype, result_type};
+pub use common::{compute_dtype, parity_tol, result_type};
 pub use geglu::GeGlu;
 pub use gelu::{Gelu, GeluKind};
 pub use layer_norm::LayerNorm;
@@ -45,6 +45,13 @@ macro_rules! builtin_blocks {
     ($($block:ty),* $(,)?) => {
         /// The kinds of the built-in blocks, in the order reports list them.
         pub const BUILTIN_KINDS: &[&str] = &[$(<$block>::KIND),*];
+
+        /// The parity tables of the built-in blocks ([`Block::parity_cases`]), in list order.
+        pub fn builtin_parity_cases() -> Vec<ParityCase> {
+            let mut cases = Vec::new();
+            $(cases.extend(<$block as Block>::parity_cases());)*
+            cases
+        }
 
         /// A registry holding every block kind of this crate.
         pub fn builtin_registry() -> BlockRegistry {

@@ -1,8 +1,9 @@
 //! RMSNorm over the last axis.
 
 use super::common::{self, compute_dtype, result_type};
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
+use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::op::UnaryOp;
@@ -53,6 +54,16 @@ impl RmsNorm {
 
 impl Block for RmsNorm {
     crate::block_identity!();
+
+    fn parity_cases() -> Vec<ParityCase> {
+        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::F64];
+        let case = |(d, b)| ParityCase::new(b, d, &[&[2, 3, 64], &[64]], 3.0, common::parity_tol(d));
+        dtypes
+            .into_iter()
+            .flat_map(|d| [(d, RmsNorm::new(1e-5)), (d, RmsNorm::gemma(1e-6))])
+            .map(case)
+            .collect()
+    }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let k = Self::KIND;
