@@ -298,7 +298,7 @@ mod tests {
         let other_eps: Arc<dyn Block> = Arc::new(RmsNorm::new(1e-5));
         let impostor: Arc<dyn Block> = Arc::new(Impostor { eps: 1e-6, weight_offset: 0.0 });
         assert_eq!(impostor.attrs(), a.attrs());
-        assert!(&a == &same && &a != &other_eps && &a != &impostor);
+        assert!(*a == *same && *a != *other_eps && *a != *impostor);
         let (op, op2) = (Op::Block(a), Op::Block(same));
         assert!(op.same_computation(&op2) && !op.same_computation(&Op::Block(other_eps)));
         assert_eq!(hash(&op), hash(&op2));
