@@ -15,10 +15,12 @@ pub use blockfuse_ir as ir;
 pub use blockfuse_mlx as mlx;
 pub use blockfuse_onnx as onnx;
 pub use blockfuse_patterns as patterns;
+/// Output comparison (`|a − b| ≤ atol + rtol·|b|`, NaN and ∞ agreement, first bad index):
+/// the test kit's, which `optimize --verify` and `run --check` use.
+pub use blockfuse_testkit::compare;
 
 pub mod cache;
 pub mod cli;
-pub mod compare;
 pub mod demo;
 pub mod report;
 pub mod values;

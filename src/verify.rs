@@ -8,10 +8,8 @@ use crate::compare::{compare, Comparison, Tolerance};
 use crate::Error;
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::backend::Backend;
-use blockfuse_ir::{Bindings, DType, Graph, HostTensor};
+use blockfuse_ir::{Graph, HostTensor};
 use blockfuse_patterns::{optimize, RuleSet};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 /// What verification found.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,39 +61,7 @@ impl Verdict {
     }
 }
 
-/// Random inputs for `g`: symbols bound to `sym_size`, floats ~ N(0,1)-ish, integers in
-/// `0..2` (valid token ids and mask values), bools random.
-pub fn random_inputs(g: &Graph, sym_size: usize, seed: u64) -> Vec<HostTensor> {
-    random_inputs_with(g, &Bindings::new(), sym_size, seed)
-}
-
-/// [`random_inputs`] with some symbols bound (`--bind batch=2,seq=7`); the others are
-/// bound to `sym_size`.
-pub fn random_inputs_with(g: &Graph, bind: &Bindings, sym_size: usize, seed: u64) -> Vec<HostTensor> {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut bindings = bind.clone();
-    g.inputs()
-        .iter()
-        .map(|&id| {
-            let ty = &g.node(id).types[0];
-            for d in &ty.shape {
-                for s in d.symbols() {
-                    bindings.entry(s.clone()).or_insert(sym_size);
-                }
-            }
-            let dims = ty.eval_dims(&bindings).unwrap_or_default();
-            let n: usize = dims.iter().product();
-            let values: Vec<f64> = (0..n)
-                .map(|_| match ty.dtype {
-                    d if d.is_float() => rng.gen_range(-2.0..2.0),
-                    DType::Bool => rng.gen_range(0..2) as f64,
-                    _ => rng.gen_range(0..2) as f64,
-                })
-                .collect();
-            HostTensor::from_f64(ty.dtype, dims, &values)
-        })
-        .collect()
-}
+pub use blockfuse_testkit::random::{random_inputs, random_inputs_with};
 
 /// The comparison of every output pair, at ten times the dtype's tolerance.
 fn comparisons(a: &[HostTensor], b: &[HostTensor]) -> Vec<Comparison> {
@@ -184,7 +150,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blockfuse_ir::{Builder, TensorType};
+    use blockfuse_ir::{Builder, DType, TensorType};
 
     /// `y = x · c`.
     fn scaled(c: f64) -> Graph {

@@ -8,13 +8,13 @@ use crate::tensor::Tensor;
 use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, LowerResult, Lowerings};
 use blockfuse_ir::{Bindings, Block, DType, Dim, Graph, HostTensor, NodeId, Op, TensorType, Value};
 use smallvec::SmallVec;
-use std::any::TypeId;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Fallback graphs are cached per block type, attributes and concrete operand types.
-type FallbackKey = (TypeId, String, Vec<(DType, Vec<usize>)>);
+/// Fallback graphs are cached per block (equal blocks, by [`Block::dyn_eq`], share an entry)
+/// and concrete operand types.
+type FallbackKey = (Arc<dyn Block>, Vec<(DType, Vec<usize>)>);
 
 /// One run of the backend (the fallback-graph cache lives as long as the run).
 pub(crate) struct Exec<'a> {
@@ -209,7 +209,6 @@ impl Exec<'_> {
         args: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, EvalError> {
         let node = g.node(id);
-        let blk: &dyn Block = &**blk;
         // The block checks its concrete operands (symbolic dims are only known now).
         blk.infer(&types_of(&args)).map_err(|reason| EvalError::Node {
             node: g.label(id),
@@ -218,31 +217,28 @@ impl Exec<'_> {
         })?;
         let wrap =
             |e: EvalError| EvalError::InBlock { node: g.label(id), op: node.op.name(), source: Box::new(e) };
-        if !self.lowerings.has(blk) {
+        if !self.lowerings.has(&**blk) {
             return self.run_fallback(blk, args).map_err(wrap);
         }
         let host: Vec<HostTensor> = args.iter().map(Tensor::to_host).collect();
         drop(args);
         let call = Call { outputs: &node.types, args: &host };
         let mut handle = Handle { exec: self, block: blk };
-        let outs = self.lowerings.lower(blk, &call, &mut handle).expect("a lowering is registered");
+        let outs = self.lowerings.lower(&**blk, &call, &mut handle).expect("a lowering is registered");
         let outs = outs.map_err(|e| wrap(EvalError::from(e)))?;
         Ok(outs.iter().map(Tensor::from_host).collect())
     }
 
     /// Runs the fallback subgraph of `blk` on `args`.
-    fn run_fallback(&self, blk: &dyn Block, args: Vec<Tensor>) -> Result<Vec<Tensor>, EvalError> {
+    fn run_fallback(&self, blk: &Arc<dyn Block>, args: Vec<Tensor>) -> Result<Vec<Tensor>, EvalError> {
         let types = types_of(&args);
-        let key: FallbackKey = (
-            blk.as_any().type_id(),
-            format!("{}{}", blk.kind(), blk.attrs()),
-            types.iter().map(|t| (t.dtype, t.known_dims().expect("concrete"))).collect(),
-        );
+        let key: FallbackKey =
+            (blk.clone(), types.iter().map(|t| (t.dtype, t.known_dims().expect("concrete"))).collect());
         let cached = self.cache.borrow().get(&key).cloned();
         let graph = match cached {
             Some(g) => g,
             None => {
-                let g = fallback_graph(blk, &types).map_err(|e| {
+                let g = fallback_graph(&**blk, &types).map_err(|e| {
                     EvalError::Graph(format!("cannot build the fallback of {}: {e}", blk.kind()))
                 })?;
                 let g = Arc::new(g);
@@ -278,7 +274,7 @@ fn check_outputs(g: &Graph, id: NodeId, outs: &[Tensor], bindings: &Bindings) ->
 /// The fallback handle given to lowerings.
 struct Handle<'e, 'a> {
     exec: &'e Exec<'a>,
-    block: &'e dyn Block,
+    block: &'e Arc<dyn Block>,
 }
 
 impl Fallback<HostTensor> for Handle<'_, '_> {

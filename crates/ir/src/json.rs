@@ -4,7 +4,8 @@
 //! bytes next to the document (`"data_file"`, and `"data_ref"` per constant).
 
 use crate::attrs::{decode_op, op_attrs, OpDecodeError};
-use crate::block::{global_registry, BlockRegistry};
+use crate::block::BlockRegistry;
+use crate::blocks::global_registry;
 use crate::dtype::DType;
 use crate::error::{IrError, NodeLabel};
 use crate::graph::{Graph, NodeId, Value};

@@ -46,7 +46,8 @@ pub mod shape;
 pub mod tensor;
 pub mod text;
 
-pub use block::{global_registry, register_block, Block, BlockRegistry};
+pub use block::{Block, BlockRegistry};
+pub use blocks::{global_registry, register_block};
 pub use builder::Builder;
 pub use dtype::DType;
 pub use error::{IrError, NodeLabel};

@@ -4,7 +4,7 @@ use crate::block::Block;
 use crate::dtype::DType;
 use crate::shape::Dim;
 use crate::tensor::HostTensor;
-use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Elementwise ops of one operand.
@@ -349,9 +349,29 @@ impl Op {
     }
 }
 
-impl fmt::Debug for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}", self.name(), crate::text::attrs_suffix(self))
+impl Op {
+    /// A hash consistent with [`Op::same_computation`]: ops that compute the same value hash
+    /// alike (a block through [`Block::dyn_hash`]), so CSE can bucket nodes by it.
+    pub fn computation_hash<H: Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Op::Input | Op::Where | Op::MatMul => {}
+            Op::Constant(t) => (t.dtype(), t.dims(), t.bytes()).hash(h),
+            Op::SymConst(dims) => dims.hash(h),
+            Op::Unary(u) => u.hash(h),
+            Op::Binary(b) => b.hash(h),
+            Op::Cast(d) => d.hash(h),
+            Op::Reduce { op, axes, keepdims } => (op, axes, keepdims).hash(h),
+            Op::Softmax { axis } | Op::Concat { axis } | Op::Gather { axis } => axis.hash(h),
+            Op::Transpose { perm } => perm.hash(h),
+            Op::Reshape { shape } | Op::Expand { shape } => shape.hash(h),
+            Op::Slice(s) => s.hash(h),
+            Op::Split { axis, sizes } => (axis, sizes).hash(h),
+            Op::Range { start, step, len, dtype } => (start.to_bits(), step.to_bits(), len, dtype).hash(h),
+            Op::Full { shape, value, dtype } => (shape, value.to_bits(), dtype).hash(h),
+            Op::Trilu { upper, k } => (upper, k).hash(h),
+            Op::Block(b) => b.hash(h),
+        }
     }
 }
 

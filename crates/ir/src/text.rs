@@ -16,6 +16,13 @@ use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::fmt::Write;
 
+/// An op as the text dump writes it: `mul`, `cast{to=bf16}`, `block.rms_norm{eps=1e-6}`.
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.name(), attrs_suffix(self))
+    }
+}
+
 /// `{k=v, ...}` for an op with attributes, empty otherwise.
 pub fn attrs_suffix(op: &Op) -> String {
     if let Op::Constant(t) = op {

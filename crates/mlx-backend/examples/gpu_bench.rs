@@ -25,31 +25,11 @@ use blockfuse_ir::blocks::{
 use blockfuse_ir::{Block, Builder, DType, Dim, Graph, HostTensor, IrError, TensorType, UnaryOp, Value};
 use blockfuse_mlx::array::with_device;
 use blockfuse_mlx::{Array, Device, MlxBackend, Prepared};
-use blockfuse_models::{llama_decoder, random_tensor, Composer, DecoderConfig};
+use blockfuse_models::{llama_decoder, Composer, DecoderConfig};
 use blockfuse_patterns::{block_counts, default_rules, optimize};
+use blockfuse_testkit::{noise, rand, random_tensor, ulp, BenchArgs};
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-// ---------------------------------------------------------------------------------------------
-// Data
-
-/// Deterministic values in [-1, 1) (xorshift), as the tests' `noise`.
-fn noise(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
-
-fn rand(dtype: DType, dims: &[usize], seed: u64, scale: f64) -> HostTensor {
-    let v: Vec<f64> = noise(dims.iter().product(), seed).into_iter().map(|x| x * scale).collect();
-    HostTensor::from_f64(dtype, dims.to_vec(), &v)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Graph inputs
@@ -91,18 +71,6 @@ fn tol(f32_: f64, f16_: f64, bf16_: f64, d: DType) -> f64 {
         DType::F64 => 1e-6,
         _ => f32_,
     }
-}
-
-fn ulp(dtype: DType, w: f64) -> f64 {
-    let (mantissa, min_exp) = match dtype {
-        DType::F16 => (10, -14),
-        DType::BF16 => (7, -126),
-        DType::F32 => (23, -126),
-        DType::F64 => (52, -1022),
-        _ => return 0.0,
-    };
-    let e = if w == 0.0 { min_exp } else { (w.abs().log2().floor() as i32).max(min_exp) };
-    2f64.powi(e - mantissa)
 }
 
 /// The worst `|got − want| / max(1, |want|)` over elements that are further apart than `tol`
@@ -695,35 +663,12 @@ fn perf(device: Device, small: bool, iters: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut device = Device::Gpu;
-    let mut small = false;
-    let mut iters = 20;
-    let (mut do_parity, mut do_perf) = (true, true);
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--device" => {
-                i += 1;
-                device = match args.get(i).map(String::as_str) {
-                    Some("cpu") => Device::Cpu,
-                    Some("gpu") => Device::Gpu,
-                    other => panic!("--device cpu|gpu, not {other:?}"),
-                };
-            }
-            "--small" => small = true,
-            "--iters" => {
-                i += 1;
-                iters = args[i].parse().expect("--iters N");
-            }
-            "--no-parity" => do_parity = false,
-            "--no-perf" => do_perf = false,
-            other => panic!(
-                "unknown argument {other} (--device cpu|gpu, --small, --iters N, --no-parity, --no-perf)"
-            ),
-        }
-        i += 1;
-    }
+    let a = BenchArgs::parse(std::env::args().skip(1), &["--no-parity", "--no-perf"]).unwrap_or_else(|e| {
+        eprintln!("gpu_bench: {e}");
+        std::process::exit(2)
+    });
+    let device = if a.gpu { Device::Gpu } else { Device::Cpu };
+    let (small, iters, do_parity, do_perf) = (a.small, a.iters, !a.has("--no-parity"), !a.has("--no-perf"));
     println!("MLX {} on {device:?}", blockfuse_mlx::array::version());
     let mut ok = true;
     if do_parity {

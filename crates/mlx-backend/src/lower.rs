@@ -8,6 +8,7 @@ use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, LowerResult, Loweri
 use blockfuse_ir::{Bindings, Block, Graph, NodeId, Op, TensorType};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A run-time check: a rank-0 bool array that is true when the data broke a rule, and the
 /// error to report then (wrapped with the node it belongs to).
@@ -55,7 +56,7 @@ pub(crate) fn array_type(a: &Array) -> Result<TensorType> {
 }
 
 /// Fallback subgraphs built during a run, by block (kind and attributes) and operand types.
-pub(crate) type FallbackCache = HashMap<(String, Vec<TensorType>), Rc<Graph>>;
+pub(crate) type FallbackCache = HashMap<(Arc<dyn Block>, Vec<TensorType>), Rc<Graph>>;
 
 /// Which nodes (by index) the graph's outputs depend on.
 pub(crate) fn live_nodes(g: &Graph) -> Vec<bool> {
@@ -170,7 +171,7 @@ impl<'a> Lowerer<'a> {
             Op::Block(block) => {
                 let concrete = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
                 let types = block.infer(&concrete).map_err(MlxError::Mismatch)?;
-                let outs = self.lower_block(&**block, &types, args)?;
+                let outs = self.lower_block(block, &types, args)?;
                 let expected = types.iter().map(|t| (t.dtype, t.known_dims())).collect::<Vec<_>>();
                 (outs, expected)
             }
@@ -211,14 +212,14 @@ impl<'a> Lowerer<'a> {
     /// A block node: its registered lowering, else (or when it declines) its fallback.
     fn lower_block(
         &mut self,
-        block: &dyn Block,
+        block: &Arc<dyn Block>,
         types: &[TensorType],
         args: Vec<Array>,
     ) -> Result<Vec<Array>> {
         let lowerings = self.lowerings;
         let call = Call { outputs: types, args: &args };
         let mut fallback = BlockFallback { lowerer: self, block };
-        let outs = match lowerings.lower(block, &call, &mut fallback) {
+        let outs = match lowerings.lower(&**block, &call, &mut fallback) {
             Some(r) => r,
             None => fallback.run(&args),
         };
@@ -231,17 +232,17 @@ impl<'a> Lowerer<'a> {
 /// op (blocks inside it dispatch again).
 struct BlockFallback<'l, 'a> {
     lowerer: &'l mut Lowerer<'a>,
-    block: &'l dyn Block,
+    block: &'l Arc<dyn Block>,
 }
 
 impl Fallback<Array> for BlockFallback<'_, '_> {
     fn run(&mut self, args: &[Array]) -> LowerResult<Array> {
         let types = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
-        let key = (format!("{}{}", self.block.kind(), self.block.attrs()), types);
+        let key = (self.block.clone(), types);
         let g = match self.lowerer.fallbacks.get(&key) {
             Some(g) => g.clone(),
             None => {
-                let g = fallback_graph(self.block, &key.1).map_err(|e| {
+                let g = fallback_graph(&**self.block, &key.1).map_err(|e| {
                     MlxError::Graph(format!("the fallback of {} does not build: {e}", self.block.kind()))
                 })?;
                 let g = Rc::new(g);

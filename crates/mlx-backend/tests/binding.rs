@@ -6,6 +6,7 @@ use blockfuse_mlx::array::{
 };
 use blockfuse_mlx::fast;
 use blockfuse_mlx::{Array, Device, MlxError};
+use blockfuse_testkit::noise;
 
 fn f32a(dims: &[usize], values: &[f64]) -> Array {
     Array::from_host(&HostTensor::from_f64(DType::F32, dims.to_vec(), values)).unwrap()
@@ -20,19 +21,6 @@ fn assert_close(got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "length");
     let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
     assert!(worst <= tol, "max abs error {worst:e} > {tol:e}\n got {got:?}\nwant {want:?}");
-}
-
-/// Deterministic values in [-1, 1) (xorshift).
-fn noise(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
 }
 
 /// Rounds through f32, as the inputs MLX sees.

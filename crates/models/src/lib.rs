@@ -22,12 +22,11 @@ pub mod kv;
 pub use concat::{llama_concat_kv_layer, llama_concat_kv_model};
 pub use kv::{llama_kv_layer, llama_kv_layer_with, llama_kv_model, CacheWrite, KvConfig};
 
-use blockfuse_ir::tensor::push_le;
 use blockfuse_ir::{
     BinaryOp, Builder, DType, Dim, Graph, HostTensor, IrError, Op, TensorType, UnaryOp, Value,
 };
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 /// The decoder's size, element type and weights.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,34 +115,7 @@ pub fn llama_decoder(cfg: DecoderConfig) -> Result<Graph, IrError> {
     Ok(g)
 }
 
-/// A uniform random tensor in `[-scale, scale)` (`scale` > 0) from `seed`, written straight
-/// into `dtype`'s bytes (a float dtype): graph inputs for benches and tests.
-pub fn random_tensor(dtype: DType, dims: &[usize], scale: f64, seed: u64) -> HostTensor {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let bytes = random_bytes(&mut rng, dtype, dims.iter().product(), scale);
-    HostTensor::from_bytes(dtype, dims.to_vec(), bytes).expect("the byte count matches dims")
-}
-
-/// `n` values uniform in `[-scale, scale)` as `dtype`'s little-endian bytes. The f32 and
-/// bf16 loops (the common and the large cases) avoid a per-element dtype dispatch.
-fn random_bytes(rng: &mut SmallRng, dtype: DType, n: usize, scale: f64) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(n * dtype.size_bytes());
-    let mut sample = || rng.gen_range(-scale..scale);
-    match dtype {
-        DType::F32 => (0..n).for_each(|_| bytes.extend_from_slice(&(sample() as f32).to_le_bytes())),
-        DType::BF16 => {
-            (0..n).for_each(|_| bytes.extend_from_slice(&bf16_bits(sample() as f32).to_le_bytes()))
-        }
-        _ => (0..n).for_each(|_| push_le(&mut bytes, dtype, sample())),
-    }
-    bytes
-}
-
-/// The bf16 nearest to finite `x` (ties to even), as bits.
-fn bf16_bits(x: f32) -> u16 {
-    let b = x.to_bits();
-    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
-}
+pub use blockfuse_testkit::random::random_tensor;
 
 /// The dtype's most negative finite value: the additive mask's "masked" entry.
 fn lowest(dtype: DType) -> f64 {
@@ -178,7 +150,8 @@ impl<'a, 'g> Composer<'a, 'g> {
 
     /// A weight constant of `dims`, uniform in `[-scale, scale)` (`scale` > 0).
     pub fn weight(&mut self, dims: &[usize], scale: f64) -> Value {
-        let bytes = random_bytes(&mut self.rng, self.dtype, dims.iter().product(), scale);
+        let bytes =
+            blockfuse_testkit::random::random_bytes(&mut self.rng, self.dtype, dims.iter().product(), scale);
         let t =
             HostTensor::from_bytes(self.dtype, dims.to_vec(), bytes).expect("the byte count matches dims");
         self.b.constant(t)
@@ -404,23 +377,5 @@ mod tests {
         ] {
             assert!(llama_decoder(cfg).is_err(), "{cfg:?}");
         }
-    }
-
-    #[test]
-    fn bf16_rounding_matches_the_ir() {
-        // 1 + 2⁻⁸ and 1 + 3·2⁻⁸ are ties (to even: down, then up).
-        let ties = [1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0];
-        for x in ties.into_iter().chain([0.0f32, -0.0, 1.0, -1.5, 0.1, 3.3e38, -3.3e38, 1e-40, 0.019_999]) {
-            let mut want = Vec::new();
-            push_le(&mut want, DType::BF16, x as f64);
-            assert_eq!(bf16_bits(x).to_le_bytes().to_vec(), want, "{x}");
-        }
-    }
-
-    #[test]
-    fn random_tensor_bytes() {
-        let t = random_tensor(DType::BF16, &[3, 5], 0.5, 1);
-        assert_eq!((t.dtype(), t.dims()), (DType::BF16, &[3usize, 5][..]));
-        assert!(t.to_f64_vec().iter().all(|v| (-0.5..=0.5).contains(v)));
     }
 }

@@ -9,6 +9,7 @@ use blockfuse_ir::{
     BinaryOp, Bound, Builder, DType, Dim, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value,
 };
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 
 /// How many local rewrites and CSE merges canonicalization made.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
     for id in seeds {
         push(&mut queue, &mut queued, id);
     }
-    let mut cse: HashMap<String, NodeId> = HashMap::new();
+    let mut cse: HashMap<u64, Vec<NodeId>> = HashMap::new();
     let mut stats = CanonStats::default();
     while let Some(id) = queue.pop_front() {
         queued[id.index()] = false;
@@ -54,21 +55,21 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
                 stats.rewrites += 1;
                 Some(v)
             }
-            None => match cse_key(g, id) {
-                Some(key) => match cse.get(&key) {
-                    Some(&other)
-                        if other != id && g.contains(other) && cse_key(g, other).as_ref() == Some(&key) =>
-                    {
+            None if cse_candidate(g, id) => {
+                let bucket = cse.entry(cse_hash(g, id)).or_default();
+                bucket.retain(|&other| g.contains(other));
+                match bucket.iter().find(|&&other| other != id && same_node(g, id, other)) {
+                    Some(&other) => {
                         stats.merged += 1;
                         Some(Value::first(other))
                     }
-                    _ => {
-                        cse.insert(key, id);
+                    None => {
+                        bucket.push(id);
                         None
                     }
-                },
-                None => None,
-            },
+                }
+            }
+            None => None,
         };
         if let Some(new) = replacement {
             let users = g.users(id);
@@ -91,28 +92,33 @@ fn is_live_leaf(g: &Graph, id: NodeId) -> bool {
     matches!(g.node(id).op, Op::Input)
 }
 
-/// A key equal for nodes computing the same value (single-output, non-input nodes).
-fn cse_key(g: &Graph, id: NodeId) -> Option<String> {
+/// Whether CSE considers node `id`: single-output, non-input nodes; constants only up to 64
+/// elements (larger ones are weights, not worth comparing byte by byte).
+fn cse_candidate(g: &Graph, id: NodeId) -> bool {
     let n = g.node(id);
-    if matches!(n.op, Op::Input) || n.types.len() != 1 {
-        return None;
-    }
-    let mut key = format!("{:?}", n.op);
-    if let Op::Constant(t) = &n.op {
-        if t.len() > 64 {
-            return None;
-        }
-        key = format!("const {} {:?} {:?}", t.dtype(), t.dims(), t.bytes());
-        // Named tensors beyond a few elements are parameters (`layers.0.norm.weight`):
-        // equal values today, separate weights to the framework that maps them by name.
-        if let (Some(name), true) = (&n.name, t.len() > 4) {
-            key.push_str(&format!(" named {name}"));
-        }
-    }
-    for v in &n.operands {
-        key.push_str(&format!(" {v}"));
-    }
-    Some(key)
+    !matches!(n.op, Op::Input) && n.types.len() == 1 && !matches!(n.op.as_constant(), Some(t) if t.len() > 64)
+}
+
+/// A hash consistent with [`same_node`] (the op's [`Op::computation_hash`] and the operands).
+fn cse_hash(g: &Graph, id: NodeId) -> u64 {
+    let n = g.node(id);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    n.op.computation_hash(&mut h);
+    n.operands.hash(&mut h);
+    h.finish()
+}
+
+/// True when CSE candidates `a` and `b` compute the same value: the same computation
+/// ([`Op::same_computation`], blocks by [`blockfuse_ir::Block::dyn_eq`]) on the same operands.
+/// Named constants beyond 4 elements are parameters (`layers.0.norm.weight`): equal values
+/// today, separate weights to the framework that maps them by name, so their names must agree.
+fn same_node(g: &Graph, a: NodeId, b: NodeId) -> bool {
+    let (x, y) = (g.node(a), g.node(b));
+    let named = |n: &blockfuse_ir::Node| match (&n.op, &n.name) {
+        (Op::Constant(t), Some(name)) if t.len() > 4 => Some(name.clone()),
+        _ => None,
+    };
+    x.operands == y.operands && x.op.same_computation(&y.op) && named(x) == named(y)
 }
 
 /// The name a folded constant keeps: that of its only named weight operand (more than 4

@@ -33,29 +33,9 @@ pub fn snapshot_text(before: &str, after: &str) -> String {
     format!("{before}--- after ---\n{after}")
 }
 
+/// Random inputs for `g` (symbols bound to 3), from the test kit.
 pub fn random_inputs(g: &Graph, seed: u64) -> Vec<HostTensor> {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut bindings = Bindings::new();
-    g.inputs()
-        .iter()
-        .map(|&id| {
-            let ty = &g.node(id).types[0];
-            for d in &ty.shape {
-                for s in d.symbols() {
-                    bindings.entry(s.clone()).or_insert(3);
-                }
-            }
-            let dims = ty.eval_dims(&bindings).unwrap();
-            let n: usize = dims.iter().product();
-            let v: Vec<f64> = (0..n)
-                .map(|_| match ty.dtype {
-                    d if d.is_float() => rng.gen_range(-2.0..2.0),
-                    _ => rng.gen_range(0..2) as f64,
-                })
-                .collect();
-            HostTensor::from_f64(ty.dtype, dims, &v)
-        })
-        .collect()
+    blockfuse_testkit::random_inputs(g, 3, seed)
 }
 
 /// Asserts that `a` and `b` compute the same outputs on random inputs (max-abs `tol`).

@@ -43,13 +43,7 @@ impl ClampedGelu {
 }
 
 impl Block for ClampedGelu {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+    blockfuse_ir::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         if !(self.limit.is_finite() && self.limit > 0.0) {

@@ -118,3 +118,15 @@ pub(crate) fn broadcasts_to(
     }
     Ok(())
 }
+
+/// The parity tolerance of the built-in blocks' tables by operand dtype: what one rounding
+/// to the dtype at the end (after computing in f32) costs against an f64 computation, with
+/// room for the f32 compute error (`1e-5` f32, `2e-3` f16, `1e-2` bf16, `1e-9` f64).
+pub fn parity_tol(dtype: DType) -> f64 {
+    match dtype {
+        DType::F16 => 2e-3,
+        DType::BF16 => 1e-2,
+        DType::F64 => 1e-9,
+        _ => 1e-5,
+    }
+}

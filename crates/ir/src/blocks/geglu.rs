@@ -1,10 +1,11 @@
 //! GeGLU: the GELU-gated MLP activation (Gemma uses the tanh approximation).
 
-use super::common::{compute_dtype, result_type};
+use super::common::{self, compute_dtype, result_type};
 use super::gelu::{emit_gelu, GeluKind};
 use super::swiglu::infer_gated;
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
+use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::shape::TensorType;
@@ -34,12 +35,13 @@ impl GeGlu {
 }
 
 impl Block for GeGlu {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
+    crate::block_identity!();
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
+    fn parity_cases() -> Vec<ParityCase> {
+        let dims: &[&[usize]] = &[&[3, 5, 64], &[3, 5, 64]];
+        let case = |(d, a)| ParityCase::new(GeGlu::new(a), d, dims, 4.0, common::parity_tol(d));
+        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::F64];
+        dtypes.into_iter().flat_map(|d| [(d, false), (d, true)]).map(case).collect()
     }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {

@@ -1,8 +1,9 @@
 //! GELU and its approximations.
 
 use super::common::{self, compute_dtype};
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
+use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::op::UnaryOp;
@@ -85,12 +86,13 @@ pub(crate) fn emit_gelu(b: &mut Builder<'_>, x: Value, kind: GeluKind) -> Result
 }
 
 impl Block for Gelu {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
+    crate::block_identity!();
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
+    fn parity_cases() -> Vec<ParityCase> {
+        let kinds = [GeluKind::Exact, GeluKind::Tanh, GeluKind::Quick];
+        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::F64];
+        let case = |(d, k)| ParityCase::new(Gelu::new(k), d, &[&[2, 7, 33]], 5.0, common::parity_tol(d));
+        dtypes.into_iter().flat_map(|d| kinds.map(|k| (d, k))).map(case).collect()
     }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {

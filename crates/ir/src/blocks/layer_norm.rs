@@ -1,8 +1,9 @@
 //! LayerNorm over the last axis.
 
 use super::common::{self, compute_dtype, result_type};
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
+use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::op::UnaryOp;
@@ -59,12 +60,14 @@ impl LayerNorm {
 }
 
 impl Block for LayerNorm {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
+    crate::block_identity!();
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
+    fn parity_cases() -> Vec<ParityCase> {
+        // Twice the usual tolerance: the weight and bias apply after the rounding to T, in T
+        // (two more roundings, as MLX's fallback does).
+        let dims: &[&[usize]] = &[&[2, 3, 64], &[64], &[64]];
+        let case = |d| ParityCase::new(LayerNorm::new(1e-5), d, dims, 3.0, 2.0 * common::parity_tol(d));
+        [DType::F32, DType::F16, DType::BF16, DType::F64].map(case).to_vec()
     }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {

@@ -15,7 +15,8 @@
 //! | `quantized_matmul` | [`QuantizedMatmul`] | x, packed, scales, biases |
 //! | `quantized_embedding` | [`QuantizedEmbedding`] | ids, packed, scales, biases |
 
-use crate::block::BlockRegistry;
+use crate::block::{Block, BlockRegistry, ParityCase};
+use std::sync::{OnceLock, RwLock};
 
 mod common;
 mod geglu;
@@ -29,7 +30,7 @@ mod rope;
 mod sdpa;
 mod swiglu;
 
-pub use common::{compute_dtype, result_type};
+pub use common::{compute_dtype, parity_tol, result_type};
 pub use geglu::GeGlu;
 pub use gelu::{Gelu, GeluKind};
 pub use layer_norm::LayerNorm;
@@ -47,6 +48,13 @@ macro_rules! builtin_blocks {
     ($($block:ty),* $(,)?) => {
         /// The kinds of the built-in blocks, in the order reports list them.
         pub const BUILTIN_KINDS: &[&str] = &[$(<$block>::KIND),*];
+
+        /// The parity tables of the built-in blocks ([`Block::parity_cases`]), in list order.
+        pub fn builtin_parity_cases() -> Vec<ParityCase> {
+            let mut cases = Vec::new();
+            $(cases.extend(<$block as Block>::parity_cases());)*
+            cases
+        }
 
         /// A registry holding every block kind of this crate.
         pub fn builtin_registry() -> BlockRegistry {
@@ -69,6 +77,26 @@ builtin_blocks!(
     QuantizedEmbedding,
     ResidualRmsNorm
 );
+
+/// The process-wide registry, seeded with the built-in blocks on first use.
+fn registry_cell() -> &'static RwLock<BlockRegistry> {
+    static CELL: OnceLock<RwLock<BlockRegistry>> = OnceLock::new();
+    CELL.get_or_init(|| RwLock::new(builtin_registry()))
+}
+
+/// A snapshot of the process-wide registry (the built-in blocks plus everything registered
+/// with [`register_block`]); `json::from_json` decodes blocks through it.
+pub fn global_registry() -> BlockRegistry {
+    registry_cell().read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Adds a block type to the process-wide registry, for JSON reading.
+pub fn register_block<B>(kind: &str)
+where
+    B: Block + serde::de::DeserializeOwned,
+{
+    registry_cell().write().unwrap_or_else(|e| e.into_inner()).register::<B>(kind);
+}
 
 #[cfg(test)]
 mod tests {

@@ -38,13 +38,7 @@ impl QuantizedEmbedding {
 }
 
 impl Block for QuantizedEmbedding {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+    crate::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let k = Self::KIND;

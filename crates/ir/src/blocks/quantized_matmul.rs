@@ -69,13 +69,7 @@ fn packed_dims(bits: u32, packed: &TensorType) -> Option<(usize, usize)> {
 }
 
 impl Block for QuantizedMatmul {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+    crate::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let k = Self::KIND;

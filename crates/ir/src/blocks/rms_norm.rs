@@ -1,8 +1,9 @@
 //! RMSNorm over the last axis.
 
 use super::common::{self, compute_dtype, result_type};
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
+use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::op::UnaryOp;
@@ -52,12 +53,16 @@ impl RmsNorm {
 }
 
 impl Block for RmsNorm {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
+    crate::block_identity!();
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
+    fn parity_cases() -> Vec<ParityCase> {
+        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::F64];
+        let case = |(d, b)| ParityCase::new(b, d, &[&[2, 3, 64], &[64]], 3.0, common::parity_tol(d));
+        dtypes
+            .into_iter()
+            .flat_map(|d| [(d, RmsNorm::new(1e-5)), (d, RmsNorm::gemma(1e-6))])
+            .map(case)
+            .collect()
     }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {

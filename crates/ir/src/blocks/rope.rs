@@ -1,8 +1,9 @@
 //! Rotary position embedding (RoPE), MLX semantics.
 
 use super::common::{self, compute_dtype};
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
+use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::op::{Bound, Op, SliceSpec, UnaryOp};
@@ -176,12 +177,13 @@ fn known_mismatch(a: &Dim, b: &Dim) -> bool {
 }
 
 impl Block for Rope {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
+    crate::block_identity!();
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
+    fn parity_cases() -> Vec<ParityCase> {
+        let ropes = [Rope::new(16, 10000.0), Rope::new(8, 10000.0).with_traditional(true)];
+        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::F64];
+        let case = |(d, r)| ParityCase::new(r, d, &[&[1, 2, 6, 16]], 2.0, common::parity_tol(d));
+        dtypes.into_iter().flat_map(|d| ropes.clone().map(|r| (d, r))).map(case).collect()
     }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {

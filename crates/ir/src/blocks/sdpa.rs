@@ -1,7 +1,7 @@
 //! Scaled dot-product attention with grouped-query heads, masks and sinks.
 
 use super::common::{self, compute_dtype, result_type};
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
 use crate::dtype::DType;
 use crate::error::IrError;
@@ -127,12 +127,15 @@ fn dims_differ(a: &Dim, b: &Dim) -> bool {
 }
 
 impl Block for Sdpa {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
+    crate::block_identity!();
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
+    fn parity_cases() -> Vec<ParityCase> {
+        let qkv: &[&[usize]] = &[&[1, 4, 5, 16], &[1, 2, 7, 16], &[1, 2, 7, 16]];
+        let dtypes = [DType::F32, DType::F16, DType::BF16, DType::F64];
+        let s = Sdpa::default_scale(16);
+        let blocks = [Sdpa::new(s, MaskKind::None), Sdpa::new(s, MaskKind::Causal).with_softcap(Some(5.0))];
+        let case = |(d, b)| ParityCase::new(b, d, qkv, 2.0, common::parity_tol(d));
+        dtypes.into_iter().flat_map(|d| blocks.clone().map(|b| (d, b))).map(case).collect()
     }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {

@@ -1,8 +1,9 @@
 //! SwiGLU: the gated MLP activation of Llama-style models.
 
 use super::common::{self, compute_dtype, result_type};
-use crate::block::Block;
+use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
+use crate::dtype::DType;
 use crate::error::IrError;
 use crate::graph::Value;
 use crate::op::UnaryOp;
@@ -44,12 +45,12 @@ pub(crate) fn infer_gated(kind: &str, inputs: &[TensorType]) -> Result<Vec<Tenso
 }
 
 impl Block for SwiGlu {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
+    crate::block_identity!();
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
+    fn parity_cases() -> Vec<ParityCase> {
+        let case =
+            |d| ParityCase::new(SwiGlu::new(), d, &[&[3, 5, 64], &[3, 5, 64]], 4.0, common::parity_tol(d));
+        [DType::F32, DType::F16, DType::BF16, DType::F64].map(case).to_vec()
     }
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {

@@ -17,14 +17,12 @@ pub struct TestRmsNorm {
     pub eps: f64,
 }
 
-impl Block for TestRmsNorm {
-    fn kind(&self) -> &'static str {
-        TEST_BLOCK
-    }
+impl TestRmsNorm {
+    const KIND: &'static str = TEST_BLOCK;
+}
 
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+impl Block for TestRmsNorm {
+    blockfuse_ir::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let [x, w] = inputs else {

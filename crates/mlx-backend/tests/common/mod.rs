@@ -9,25 +9,9 @@ use blockfuse_mlx::{Array, Device, MlxBackend};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Deterministic values in [-1, 1) (xorshift).
-pub fn noise(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-        })
-        .collect()
-}
-
-/// A tensor of `dtype` with values `scale · noise`.
-pub fn rand(dtype: DType, dims: &[usize], seed: u64, scale: f64) -> HostTensor {
-    let n = dims.iter().product();
-    let v: Vec<f64> = noise(n, seed).into_iter().map(|x| x * scale).collect();
-    HostTensor::from_f64(dtype, dims.to_vec(), &v)
-}
+// Each test binary uses a part of these.
+#[allow(unused_imports)]
+pub use blockfuse_testkit::{assert_close, max_abs_diff, noise, rand, ulp};
 
 /// A tensor of `dtype` from values.
 pub fn tensor(dtype: DType, dims: &[usize], v: &[f64]) -> HostTensor {
@@ -76,60 +60,6 @@ pub fn mlx() -> MlxBackend {
 /// MLX with no lowerings: blocks run their fallback subgraphs on MLX.
 pub fn mlx_plain() -> MlxBackend {
     MlxBackend::new(test_device()).expect("the test device is available")
-}
-
-/// The spacing of `dtype`'s values at `|w|` (one ulp).
-pub fn ulp(dtype: DType, w: f64) -> f64 {
-    let (mantissa, min_exp) = match dtype {
-        DType::F16 => (10, -14),
-        DType::BF16 => (7, -126),
-        DType::F32 => (23, -126),
-        DType::F64 => (52, -1022),
-        _ => return 0.0,
-    };
-    let e = if w == 0.0 { min_exp } else { (w.abs().log2().floor() as i32).max(min_exp) };
-    2f64.powi(e - mantissa)
-}
-
-/// The largest error of `got` against `want` in units of `tol`-scaled allowance: an element
-/// passes when `|got − want| ≤ tol · max(1, |want|)` (absolute where values are at most 1,
-/// relative above) or when the two are at most one ulp of the dtype apart (both backends
-/// round once from nearly equal f32 values, and a rounding boundary between them puts them
-/// one ulp apart). Returns the worst `|got − want| / max(1, |want|)` among failing
-/// elements, 0 when all pass, NaN where exactly one of them is NaN.
-pub fn max_abs_diff(got: &HostTensor, want: &HostTensor, tol: f64) -> f64 {
-    let d = want.dtype();
-    got.to_f64_vec()
-        .iter()
-        .zip(want.to_f64_vec())
-        .map(|(&g, w)| {
-            if g.is_nan() && w.is_nan() || g == w {
-                0.0
-            } else if g.is_nan() || w.is_nan() {
-                f64::NAN
-            } else {
-                let err = (g - w).abs();
-                let rel = err / w.abs().max(1.0);
-                if rel <= tol || err <= ulp(d, w) {
-                    0.0
-                } else {
-                    rel
-                }
-            }
-        })
-        .fold(0.0, |acc: f64, d| if d.is_nan() || acc.is_nan() { f64::NAN } else { acc.max(d) })
-}
-
-/// Asserts same dtype and dims and values within `tol` as [`max_abs_diff`] says (after
-/// upcasting to f64).
-#[track_caller]
-pub fn assert_close(got: &HostTensor, want: &HostTensor, tol: f64, what: &str) {
-    assert_eq!((got.dtype(), got.dims()), (want.dtype(), want.dims()), "{what}: type");
-    let d = max_abs_diff(got, want, tol);
-    assert!(
-        d == 0.0,
-        "{what}: max error {d:e} > {tol:e} (and more than one ulp)\n got {got:?}\nwant {want:?}"
-    );
 }
 
 /// Counts how often a lowering declined to its fallback.

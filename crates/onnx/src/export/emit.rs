@@ -15,11 +15,15 @@ use blockfuse_ir::{
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// The model-local functions made so far, keyed by block kind, attributes and operand types.
+/// A model-local function's key: the block (equal blocks by [`Block::dyn_eq`] share one) and
+/// its operand types.
+type FunctionKey = (Arc<dyn Block>, Vec<TensorType>);
+
+/// The model-local functions made so far, keyed by block and operand types.
 #[derive(Default)]
 pub(super) struct Library {
     pub(super) functions: Vec<FunctionProto>,
-    by_key: HashMap<String, String>,
+    by_key: HashMap<FunctionKey, String>,
 }
 
 /// Emits the main graph: inputs, initializers (named after their constant nodes), nodes and
@@ -466,8 +470,7 @@ impl<'l> Emitter<'l> {
         b: &Arc<dyn Block>,
         types: &[&TensorType],
     ) -> Result<String, ExportError> {
-        let sig: Vec<String> = types.iter().map(|t| t.to_string()).collect();
-        let key = format!("{}{}({})", b.kind(), b.attrs(), sig.join(","));
+        let key: FunctionKey = (b.clone(), types.iter().map(|t| (*t).clone()).collect());
         if let Some(name) = self.lib.by_key.get(&key) {
             return Ok(name.clone());
         }

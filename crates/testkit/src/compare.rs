@@ -116,6 +116,72 @@ pub fn compare(actual: &HostTensor, expected: &HostTensor, tol: Tolerance) -> Co
     c
 }
 
+/// The spacing of `dtype`'s values at `|w|` (one ulp); 0 for integer and bool dtypes.
+pub fn ulp(dtype: DType, w: f64) -> f64 {
+    let (mantissa, min_exp) = match dtype {
+        DType::F16 => (10, -14),
+        DType::BF16 => (7, -126),
+        DType::F32 => (23, -126),
+        DType::F64 => (52, -1022),
+        _ => return 0.0,
+    };
+    let e = if w == 0.0 { min_exp } else { (w.abs().log2().floor() as i32).max(min_exp) };
+    2f64.powi(e - mantissa)
+}
+
+/// The largest error of `got` against `want` in units of a `tol`-scaled allowance (the
+/// backend parity tests' measure): an element passes when `|got − want| ≤ tol · max(1, |want|)`
+/// (absolute where values are at most 1, relative above) or when the two are at most one ulp
+/// of the dtype apart (two backends round once from nearly equal f32 values, and a rounding
+/// boundary between them puts them one ulp apart). Returns the worst
+/// `|got − want| / max(1, |want|)` among failing elements, 0 when all pass, NaN where exactly
+/// one of them is NaN.
+pub fn max_abs_diff(got: &HostTensor, want: &HostTensor, tol: f64) -> f64 {
+    let d = want.dtype();
+    (0..want.len().min(got.len()))
+        .map(|i| {
+            let (g, w) = (got.get_f64(i), want.get_f64(i));
+            if g.is_nan() && w.is_nan() || g == w {
+                0.0
+            } else if g.is_nan() || w.is_nan() {
+                f64::NAN
+            } else {
+                let err = (g - w).abs();
+                let rel = err / w.abs().max(1.0);
+                if rel <= tol || err <= ulp(d, w) {
+                    0.0
+                } else {
+                    rel
+                }
+            }
+        })
+        .fold(0.0, |acc: f64, d| if d.is_nan() || acc.is_nan() { f64::NAN } else { acc.max(d) })
+}
+
+/// Asserts the same dtype and dims, and values within `tol` as [`max_abs_diff`] measures;
+/// the message names `what`, the worst error and the first bad index.
+#[track_caller]
+pub fn assert_close(got: &HostTensor, want: &HostTensor, tol: f64, what: &str) {
+    assert_eq!((got.dtype(), got.dims()), (want.dtype(), want.dims()), "{what}: type");
+    let d = max_abs_diff(got, want, tol);
+    if d != 0.0 {
+        let first = (0..want.len())
+            .find(|&i| max_abs_diff(&one(got, i), &one(want, i), tol) != 0.0)
+            .unwrap_or_default();
+        panic!(
+            "{what}: max error {d:e} > {tol:e} (and more than one ulp), first at index {first}: \
+             got {} want {}\n got {got:?}\nwant {want:?}",
+            got.get_f64(first),
+            want.get_f64(first)
+        );
+    }
+}
+
+/// Element `i` of `t` as a one-element tensor of its dtype.
+fn one(t: &HostTensor, i: usize) -> HostTensor {
+    HostTensor::from_f64(t.dtype(), vec![1], &[t.get_f64(i)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +215,24 @@ mod tests {
         assert_eq!((c.skipped_non_finite, c.first_bad), (2, None));
         let c = compare(&t(&[f64::INFINITY]), &t(&[f64::NEG_INFINITY]), Tolerance::for_dtype(DType::F32));
         assert_eq!((c.inf_mismatches, c.bad), (1, 1));
+    }
+
+    #[test]
+    fn scaled_error_is_absolute_below_one_relative_above_with_one_ulp_slack() {
+        let want = t(&[0.5, 100.0, 1.0]);
+        assert_eq!(max_abs_diff(&t(&[0.5 + 1e-4, 100.0 + 1e-2, 1.0]), &want, 2e-4), 0.0);
+        let d = max_abs_diff(&t(&[0.5 + 1e-3, 100.0, 1.0]), &want, 2e-4);
+        assert!((d - 1e-3).abs() < 1e-6, "{d}");
+        assert!(max_abs_diff(&t(&[0.5, 100.0, f64::NAN]), &want, 1.0).is_nan());
+        // one f32 ulp at 1.0 passes even at zero tolerance
+        assert_eq!(max_abs_diff(&t(&[1.0 + ulp(DType::F32, 1.0)]), &t(&[1.0]), 0.0), 0.0);
+        assert_eq!(ulp(DType::BF16, 1.0), 2f64.powi(-7));
+        assert_eq!(ulp(DType::I32, 1.0), 0.0);
+    }
+
+    #[test]
+    #[should_panic(expected = "first at index 1")]
+    fn assert_close_names_the_first_bad_index() {
+        assert_close(&t(&[1.0, 2.0, 3.0]), &t(&[1.0, 2.5, 3.5]), 1e-3, "case");
     }
 }
