@@ -13,12 +13,16 @@
 //! | `gelu` | [`Gelu`] | x |
 //! | `quantized_matmul` | [`QuantizedMatmul`] | x, packed, scales, biases |
 //! | `quantized_embedding` | [`QuantizedEmbedding`] | ids, packed, scales, biases |
+//! | `dequantize` | [`Dequantize`] | q, scale, zero_point |
+//! | `int4` | [`Int4`] | packed |
 
 use crate::block::BlockRegistry;
 
 mod common;
+mod dequantize;
 mod geglu;
 mod gelu;
+mod int4;
 mod layer_norm;
 mod quantized_embedding;
 mod quantized_matmul;
@@ -28,11 +32,13 @@ mod sdpa;
 mod swiglu;
 
 pub use common::{compute_dtype, result_type};
+pub use dequantize::Dequantize;
 pub use geglu::GeGlu;
 pub use gelu::{Gelu, GeluKind};
+pub use int4::{pack_int4, Int4};
 pub use layer_norm::LayerNorm;
 pub use quantized_embedding::QuantizedEmbedding;
-pub use quantized_matmul::{quantize_affine, QuantizedMatmul, QuantizedWeight};
+pub use quantized_matmul::{quantize_affine, QuantizedMatmul, QuantizedWeight, BITS, GROUP_SIZES};
 pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopePosition};
 pub use sdpa::{MaskKind, Sdpa};
@@ -54,7 +60,7 @@ macro_rules! builtin_blocks {
     };
 }
 
-builtin_blocks!(RmsNorm, LayerNorm, Rope, Sdpa, SwiGlu, GeGlu, Gelu, QuantizedMatmul, QuantizedEmbedding);
+builtin_blocks!(RmsNorm, LayerNorm, Rope, Sdpa, SwiGlu, GeGlu, Gelu, QuantizedMatmul, QuantizedEmbedding, Dequantize, Int4);
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 mod gelu;
 mod glu;
 mod layer_norm;
+mod quantized_matmul;
 mod rms_norm;
 mod rope;
 mod rope_plan;
@@ -11,6 +12,7 @@ mod sdpa;
 pub use gelu::{gelu_erf, gelu_quick, gelu_tanh};
 pub use glu::{geglu, swiglu};
 pub use layer_norm::layer_norm;
+pub use quantized_matmul::quantized_matmul;
 pub use rms_norm::rms_norm;
 pub use rope::{
     rope, rope_candidates, rope_halves, rope_interleaved, rope_pair_candidates, rope_pairs, rope_partial,
@@ -22,7 +24,7 @@ use blockfuse_ir::{Dim, Graph, Value};
 
 /// Every rule of ours, in the documented order: LayerNorm before RMSNorm (a LayerNorm is
 /// an RMSNorm of `x − mean(x)`), then RoPE (rotate_half, rotate_every_two, ONNX halves and pairs,
-/// then partial rotation, then near-misses for rotate_half left over), attention, GELU forms, then the gated MLPs that consume GELU blocks.
+/// then partial rotation, then near-misses for rotate_half left over), attention, GELU forms, then the gated MLPs that consume GELU blocks, then matmuls by dequantized weights.
 pub fn default_rules() -> RuleSet {
     RuleSet::new()
         .with(layer_norm())
@@ -40,6 +42,7 @@ pub fn default_rules() -> RuleSet {
         .with(gelu_quick())
         .with(swiglu())
         .with(geglu())
+        .with(quantized_matmul())
 }
 
 /// The last dim of `v`'s type.

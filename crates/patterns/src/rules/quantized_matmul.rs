@@ -1,0 +1,51 @@
+//! A matmul by a dequantized constant weight: `x · dequantize(q, s, zp)` (ONNX
+//! `DequantizeLinear` with `block_size` before `MatMul`, or `Gemm` with `transB`; ONNX
+//! Runtime's `MatMulNBits`) → [`QuantizedMatmul`] over the repacked integers.
+
+use crate::analysis::quant::{affine_weight, int_constant, AffineWeight};
+use crate::pattern::*;
+use crate::rule::{require, Rule};
+use blockfuse_ir::blocks::Dequantize;
+use blockfuse_ir::{Op, Value};
+
+/// `x · W` with `W = (q − zp) · s` blocked along the input dim (W `{K, N}`, or `{N, K}`
+/// transposed): `quantized_matmul(x, q', s, −s·(zp + o))`, MLX's affine layout
+/// ([`affine_weight`]).
+pub fn quantized_matmul() -> Rule {
+    let dq = || {
+        let is_dq = |o: &Op| o.as_block().is_some_and(|b| b.is::<Dequantize>());
+        node("block.dequantize", is_dq, vec![any("q"), any("scale"), any("zp")]).named("dq")
+    };
+    let t = node("transpose", |o| matches!(o, Op::Transpose { perm } if perm == &[1, 0]), vec![dq()]);
+    let w = either(t.named("t"), dq());
+    Rule::planned(
+        "quantized_matmul",
+        node("matmul", |o| matches!(o, Op::MatMul), vec![any("x"), w]),
+        |g, m| -> Result<(AffineWeight, Option<String>), String> {
+            let dq = g.node(m.value("dq").node);
+            let d = dq.op.as_block().and_then(|b| b.downcast_ref::<Dequantize>()).ok_or("not a dequantize")?;
+            let k_axis = usize::from(m.get("t").is_some());
+            require(g.value_type(m.value("x")).rank() >= 2, "the activation has rank 1")?;
+            require(
+                d.axis == k_axis,
+                format!("the blocks run along axis {} of the weight, not its input dim", d.axis),
+            )?;
+            let q = int_constant(g, m.value("q")).map_err(|e| format!("the quantized weight: {e}"))?;
+            let zp = int_constant(g, m.value("zp")).map_err(|e| format!("the zero points: {e}"))?;
+            let s = g.node(m.value("scale").node).op.as_constant().ok_or("the scales are not a constant")?;
+            let w = affine_weight(&q, s, &zp, k_axis, d.block_size)?;
+            let name = g.node(m.value("q").node).name.clone();
+            Ok((w, name))
+        },
+        |b, m, (w, name)| {
+            let named = |suffix: &str| name.as_ref().map(|n| format!("{n}.{suffix}"));
+            let mut consts: Vec<Value> = vec![m.value("x")];
+            for (t, suffix) in [(w.packed, "packed"), (w.scales, "scales"), (w.biases, "biases")] {
+                let c = b.constant(t);
+                b.graph_mut().set_name(c.node, named(suffix));
+                consts.push(c);
+            }
+            Ok(b.block(w.block, &consts)?[0])
+        },
+    )
+}
