@@ -67,6 +67,18 @@ pub fn int_constant(g: &Graph, v: Value) -> Result<IntConst, String> {
     Ok(IntConst { dims, bits, signed: matches!(ty.dtype, DType::I8), source })
 }
 
+/// Whether blocks of `block` along an input dim of `k` are MLX's groups: a group size it
+/// supports that divides K.
+pub fn groups_fit(k: usize, block: usize) -> Result<(), String> {
+    if !GROUP_SIZES.iter().any(|&s| s as usize == block) {
+        return Err(format!("block size {block} is not a group size MLX supports ({GROUP_SIZES:?})"));
+    }
+    if !k.is_multiple_of(block) {
+        return Err(format!("the input dim K = {k} is not a multiple of the block size {block}"));
+    }
+    Ok(())
+}
+
 /// A blocked dequantization repacked for [`QuantizedMatmul`].
 #[derive(Debug, Clone)]
 pub struct AffineWeight {
@@ -93,13 +105,9 @@ pub fn affine_weight(
     let [r, c] = q.dims[..] else { return Err(format!("the weight has dims {:?}, not 2-D", q.dims)) };
     let (k, n) = if k_axis == 0 { (r, c) } else { (c, r) };
     let g = block;
-    if !GROUP_SIZES.iter().any(|&s| s as usize == g) {
-        return Err(format!("block size {g} is not a group size MLX supports ({GROUP_SIZES:?})"));
-    }
-    if !k.is_multiple_of(g) {
-        return Err(format!("the input dim K = {k} is not a multiple of the block size {g}"));
-    }
-    if zp.bits != q.bits || zp.signed != q.signed {
+    groups_fit(k, g)?;
+    // The zero points' width does not matter (a `full` of them has none); their sign does.
+    if zp.signed != q.signed {
         return Err("the zero points are not of the weight's integer type".to_string());
     }
     let groups = k / g;

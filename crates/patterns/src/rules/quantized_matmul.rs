@@ -2,7 +2,7 @@
 //! `DequantizeLinear` with `block_size` before `MatMul`, or `Gemm` with `transB`; ONNX
 //! Runtime's `MatMulNBits`) → [`QuantizedMatmul`] over the repacked integers.
 
-use crate::analysis::quant::{affine_weight, int_constant, AffineWeight};
+use crate::analysis::quant::{affine_weight, groups_fit, int_constant, AffineWeight};
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::Dequantize;
@@ -30,6 +30,8 @@ pub fn quantized_matmul() -> Rule {
                 d.axis == k_axis,
                 format!("the blocks run along axis {} of the weight, not its input dim", d.axis),
             )?;
+            let k = g.value_type(m.value("dq")).shape.get(k_axis).and_then(|d| d.known()).ok_or("K is not known")?;
+            groups_fit(k, d.block_size)?;
             let q = int_constant(g, m.value("q")).map_err(|e| format!("the quantized weight: {e}"))?;
             let zp = int_constant(g, m.value("zp")).map_err(|e| format!("the zero points: {e}"))?;
             let s = g.node(m.value("scale").node).op.as_constant().ok_or("the scales are not a constant")?;
