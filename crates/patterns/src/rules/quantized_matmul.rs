@@ -36,7 +36,9 @@ pub fn quantized_matmul() -> Rule {
             let zp = int_constant(g, m.value("zp")).map_err(|e| format!("the zero points: {e}"))?;
             let s = g.node(m.value("scale").node).op.as_constant().ok_or("the scales are not a constant")?;
             let w = affine_weight(&q, s, &zp, k_axis, d.block_size)?;
-            let name = g.node(m.value("q").node).name.clone();
+            // The weight's name: the integers' node, or the packed bytes under an int4 block.
+            let qn = g.node(m.value("q").node);
+            let name = qn.name.clone().or_else(|| qn.operands.first().and_then(|p| g.node(p.node).name.clone()));
             Ok((w, name))
         },
         |b, m, (w, name)| {
