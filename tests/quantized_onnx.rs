@@ -25,21 +25,28 @@ fn python() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/onnx-venv/bin/python"));
     let ci = std::env::var_os("CI").is_some();
-    let has = |m: &str| {
-        Command::new(&py).args(["-c", &format!("import {m}")]).status().is_ok_and(|s| s.success())
-    };
+    let has =
+        |m: &str| Command::new(&py).args(["-c", &format!("import {m}")]).status().is_ok_and(|s| s.success());
     if !has("onnx") {
-        assert!(!ci, "CI: no Python venv with onnx at {} (scripts/onnx-node-tests.sh makes it)", py.display());
+        assert!(
+            !ci,
+            "CI: no Python venv with onnx at {} (scripts/onnx-node-tests.sh makes it)",
+            py.display()
+        );
         eprintln!("\n!!! SKIPPED: {} has no onnx (set BLOCKFUSE_PYTHON)\n", py.display());
         return None;
     }
     if !has("onnxruntime") || !has("onnx_ir") {
         if ci {
-            let ok =
-                Command::new(&py).args(["-m", "pip", "install", "--quiet", "onnxruntime", "onnx-ir"]).status();
+            let ok = Command::new(&py)
+                .args(["-m", "pip", "install", "--quiet", "onnxruntime", "onnx-ir"])
+                .status();
             assert!(ok.is_ok_and(|s| s.success()), "CI: pip install onnxruntime onnx-ir failed");
         } else {
-            eprintln!("\n!!! SKIPPED: {} lacks onnxruntime or onnx-ir (pip install onnxruntime onnx-ir)\n", py.display());
+            eprintln!(
+                "\n!!! SKIPPED: {} lacks onnxruntime or onnx-ir (pip install onnxruntime onnx-ir)\n",
+                py.display()
+            );
             return None;
         }
     }
@@ -73,11 +80,23 @@ fn onnx_runtime_quantized_models_fuse_and_match_on_both_backends() {
         let imported = blockfuse::onnx::import_file(&case.join("model.onnx")).unwrap();
         let mut g = imported.clone();
         let report = optimize(&mut g, &default_rules()).unwrap();
-        let fused = g.node_ids().filter(|&id| matches!(&g.node(id).op, Op::Block(b) if b.is::<QuantizedMatmul>())).count();
-        assert_eq!(fused as u64, expect["quantized_matmul"].as_u64().unwrap(), "{name}: {:?}", report.near_misses);
+        let fused = g
+            .node_ids()
+            .filter(|&id| matches!(&g.node(id).op, Op::Block(b) if b.is::<QuantizedMatmul>()))
+            .count();
+        assert_eq!(
+            fused as u64,
+            expect["quantized_matmul"].as_u64().unwrap(),
+            "{name}: {:?}",
+            report.near_misses
+        );
         if let Some(reason) = expect["near_miss"].as_str() {
             let m = report.near_misses.iter().find(|m| m.rule == "quantized_matmul");
-            assert!(m.is_some_and(|m| m.reason.contains(reason)), "{name}: near-misses {:?}", report.near_misses);
+            assert!(
+                m.is_some_and(|m| m.reason.contains(reason)),
+                "{name}: near-misses {:?}",
+                report.near_misses
+            );
         }
         for (graph, which) in [(&imported, "imported"), (&g, "optimized")] {
             for backend in ["fallback", "mlx:cpu"] {

@@ -32,7 +32,12 @@ fn vi(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
 }
 
 fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 fn node(domain: &str, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
@@ -101,7 +106,9 @@ fn matmul_nbits_imports_as_a_dequantized_matmul_with_the_default_zero_point() {
     let want: Vec<f64> = (0..2)
         .map(|n| {
             let s = [0.5, 0.25][n];
-            (16 * n as u32..16 * n as u32 + 16).map(|b| ((b & 15) as f64 - 8.0 + (b >> 4) as f64 - 8.0) * s).sum()
+            (16 * n as u32..16 * n as u32 + 16)
+                .map(|b| ((b & 15) as f64 - 8.0 + (b >> 4) as f64 - 8.0) * s)
+                .sum()
         })
         .collect();
     assert_eq!(y.to_f64_vec(), want);
@@ -135,7 +142,12 @@ fn int4_initializers_stay_packed_and_blocked_dequantize_is_one_block() {
     let vals: Vec<i32> = (0..8).map(|i| 2 * i - 8).collect();
     let packed: Vec<u8> = vals.chunks(2).map(|p| (p[0] as u8 & 15) | ((p[1] as u8 & 15) << 4)).collect();
     let q = raw("q", DataType::Int4, &[4, 2], packed.clone());
-    let s = raw("s", DataType::Float, &[2, 2], [1.0f32, 2.0, 0.5, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect());
+    let s = raw(
+        "s",
+        DataType::Float,
+        &[2, 2],
+        [1.0f32, 2.0, 0.5, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect(),
+    );
     let zp = TensorProto {
         name: Some("zp".into()),
         data_type: Some(DataType::Int4 as i32),
@@ -143,7 +155,8 @@ fn int4_initializers_stay_packed_and_blocked_dequantize_is_one_block() {
         int32_data: vec![0x21, 0xF0],
         ..Default::default()
     };
-    let dq = node("", "DequantizeLinear", &["q", "s", "zp"], vec![int_attr("axis", 0), int_attr("block_size", 2)]);
+    let dq =
+        node("", "DequantizeLinear", &["q", "s", "zp"], vec![int_attr("axis", 0), int_attr("block_size", 2)]);
     let mut dq = dq;
     dq.output = vec!["w".into()];
     let mm = NodeProto { output: vec!["y".into()], ..node("", "MatMul", &["x", "w"], vec![]) };
@@ -159,7 +172,13 @@ fn int4_initializers_stay_packed_and_blocked_dequantize_is_one_block() {
     let (zp, s) = ([1.0, 2.0, 0.0, -1.0], [1.0, 2.0, 0.5, 0.25]);
     let want: Vec<f64> = (0..2)
         .map(|n| {
-            (0..4).map(|k| [1.0, 10.0, 100.0, 1000.0][k] * (vals[k * 2 + n] as f64 - zp[k / 2 * 2 + n]) * s[k / 2 * 2 + n]).sum()
+            (0..4)
+                .map(|k| {
+                    [1.0, 10.0, 100.0, 1000.0][k]
+                        * (vals[k * 2 + n] as f64 - zp[k / 2 * 2 + n])
+                        * s[k / 2 * 2 + n]
+                })
+                .sum()
         })
         .collect();
     assert_eq!(y.to_f64_vec(), want);

@@ -64,8 +64,12 @@ fn a_block_size_mlx_lacks_is_a_near_miss() {
     let g = dequantized_matmul(16, false);
     let (before, after, report, opt) = fuse(&g);
     assert_eq!(report.blocks.get("quantized_matmul").copied().unwrap_or(0), 0);
-    let reasons: Vec<&str> =
-        report.near_misses.iter().filter(|m| m.rule == "quantized_matmul").map(|m| m.reason.as_str()).collect();
+    let reasons: Vec<&str> = report
+        .near_misses
+        .iter()
+        .filter(|m| m.rule == "quantized_matmul")
+        .map(|m| m.reason.as_str())
+        .collect();
     assert_eq!(reasons, ["block size 16 is not a group size MLX supports ([32, 64, 128])"]);
     insta::assert_snapshot!(format!("{}near-miss: {}\n", snapshot_text(&before, &after), reasons[0]));
     assert_same_values(&g, &opt, 0.0);

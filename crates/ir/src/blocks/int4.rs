@@ -125,7 +125,10 @@ impl Block for Int4 {
 /// Packs 4-bit values (each in `-8..=7` when signed, `0..=15` otherwise; the low nibble of
 /// each is kept) two per byte, as [`Int4`] reads them.
 pub fn pack_int4(values: &[i32]) -> Vec<u8> {
-    values.chunks(2).map(|p| (p[0] as u8 & 0xF) | ((p.get(1).copied().unwrap_or(0) as u8 & 0xF) << 4)).collect()
+    values
+        .chunks(2)
+        .map(|p| (p[0] as u8 & 0xF) | ((p.get(1).copied().unwrap_or(0) as u8 & 0xF) << 4))
+        .collect()
 }
 
 #[cfg(test)]

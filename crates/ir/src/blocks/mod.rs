@@ -60,7 +60,19 @@ macro_rules! builtin_blocks {
     };
 }
 
-builtin_blocks!(RmsNorm, LayerNorm, Rope, Sdpa, SwiGlu, GeGlu, Gelu, QuantizedMatmul, QuantizedEmbedding, Dequantize, Int4);
+builtin_blocks!(
+    RmsNorm,
+    LayerNorm,
+    Rope,
+    Sdpa,
+    SwiGlu,
+    GeGlu,
+    Gelu,
+    QuantizedMatmul,
+    QuantizedEmbedding,
+    Dequantize,
+    Int4
+);
 
 #[cfg(test)]
 mod tests {

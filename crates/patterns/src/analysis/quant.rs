@@ -57,7 +57,8 @@ pub fn int_constant(g: &Graph, v: Value) -> Result<IntConst, String> {
         Op::Constant(t) => (bits_of(t.dtype())?, Source::Bytes(t.clone())),
         Op::Full { value, dtype, .. } => (bits_of(*dtype)?, Source::Fill(*value as i32)),
         Op::Block(b) => {
-            let int4 = b.downcast_ref::<Int4>().ok_or_else(|| format!("it comes from a {} block", b.kind()))?;
+            let int4 =
+                b.downcast_ref::<Int4>().ok_or_else(|| format!("it comes from a {} block", b.kind()))?;
             let packed = g.node(v.node).operands[0];
             let t = g.node(packed.node).op.as_constant().ok_or("its packed bytes are not a constant")?;
             (4, Source::Nibbles(t.clone(), int4.clone()))
@@ -111,7 +112,8 @@ pub fn affine_weight(
         return Err("the zero points are not of the weight's integer type".to_string());
     }
     let groups = k / g;
-    let at = |row: usize, col: usize, cols: usize| if k_axis == 0 { col * cols + row } else { row * cols + col };
+    let at =
+        |row: usize, col: usize, cols: usize| if k_axis == 0 { col * cols + row } else { row * cols + col };
     let offset = if q.signed { 1i32 << (q.bits - 1) } else { 0 };
     let values = scale.to_f64_vec();
     let mut scales = Vec::with_capacity(n * groups);
@@ -123,7 +125,8 @@ pub fn affine_weight(
             biases.push(-values[i] * (zp.get(i) + offset) as f64);
         }
     }
-    let level = |row: usize, col: usize| (q.get(at(row, col, if k_axis == 0 { n } else { k })) + offset) as u8;
+    let level =
+        |row: usize, col: usize| (q.get(at(row, col, if k_axis == 0 { n } else { k })) + offset) as u8;
     let mut packed = Vec::with_capacity(n * k * q.bits as usize / 8);
     for row in 0..n {
         match q.bits {
@@ -148,7 +151,12 @@ mod tests {
 
     fn int4(vals: &[i32], dims: Vec<usize>) -> IntConst {
         let t = HostTensor::from_bytes(DType::U8, vec![vals.len().div_ceil(2)], pack_int4(vals)).unwrap();
-        IntConst { dims: dims.clone(), bits: 4, signed: true, source: Source::Nibbles(t, Int4::new(true, dims)) }
+        IntConst {
+            dims: dims.clone(),
+            bits: 4,
+            signed: true,
+            source: Source::Nibbles(t, Int4::new(true, dims)),
+        }
     }
 
     /// Dequantizes the packed form as QuantizedMatmul defines it: W[n, k].
@@ -188,7 +196,8 @@ mod tests {
     #[test]
     fn unsigned_bytes_transposed_and_the_refusals() {
         let (n, k) = (2, 32);
-        let t = HostTensor::from_bytes(DType::U8, vec![n, k], (0..64u8).map(|v| v * 3).collect::<Vec<_>>()).unwrap();
+        let t = HostTensor::from_bytes(DType::U8, vec![n, k], (0..64u8).map(|v| v * 3).collect::<Vec<_>>())
+            .unwrap();
         let q = IntConst { dims: vec![n, k], bits: 8, signed: false, source: Source::Bytes(t.clone()) };
         let zp = IntConst { dims: vec![n, 1], bits: 8, signed: false, source: Source::Fill(10) };
         let s = HostTensor::from_f64(DType::F32, vec![n, 1], &[0.25, 2.0]);

@@ -23,14 +23,20 @@ pub fn quantized_matmul() -> Rule {
         node("matmul", |o| matches!(o, Op::MatMul), vec![any("x"), w]),
         |g, m| -> Result<(AffineWeight, Option<String>), String> {
             let dq = g.node(m.value("dq").node);
-            let d = dq.op.as_block().and_then(|b| b.downcast_ref::<Dequantize>()).ok_or("not a dequantize")?;
+            let d =
+                dq.op.as_block().and_then(|b| b.downcast_ref::<Dequantize>()).ok_or("not a dequantize")?;
             let k_axis = usize::from(m.get("t").is_some());
             require(g.value_type(m.value("x")).rank() >= 2, "the activation has rank 1")?;
             require(
                 d.axis == k_axis,
                 format!("the blocks run along axis {} of the weight, not its input dim", d.axis),
             )?;
-            let k = g.value_type(m.value("dq")).shape.get(k_axis).and_then(|d| d.known()).ok_or("K is not known")?;
+            let k = g
+                .value_type(m.value("dq"))
+                .shape
+                .get(k_axis)
+                .and_then(|d| d.known())
+                .ok_or("K is not known")?;
             groups_fit(k, d.block_size)?;
             let q = int_constant(g, m.value("q")).map_err(|e| format!("the quantized weight: {e}"))?;
             let zp = int_constant(g, m.value("zp")).map_err(|e| format!("the zero points: {e}"))?;
@@ -38,7 +44,8 @@ pub fn quantized_matmul() -> Rule {
             let w = affine_weight(&q, s, &zp, k_axis, d.block_size)?;
             // The weight's name: the integers' node, or the packed bytes under an int4 block.
             let qn = g.node(m.value("q").node);
-            let name = qn.name.clone().or_else(|| qn.operands.first().and_then(|p| g.node(p.node).name.clone()));
+            let name =
+                qn.name.clone().or_else(|| qn.operands.first().and_then(|p| g.node(p.node).name.clone()));
             Ok((w, name))
         },
         |b, m, (w, name)| {

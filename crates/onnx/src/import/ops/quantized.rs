@@ -45,9 +45,9 @@ impl Importer {
             return Err(self.unsupported(format!("bits = {bits} (4 and 8 are supported)")));
         }
         if bs < 16 || !bs.is_power_of_two() || k == 0 || nn == 0 {
-            return Err(self.err(format!(
-                "block_size {bs} must be a power of 2 ≥ 16, K ({k}) and N ({nn}) positive"
-            )));
+            return Err(
+                self.err(format!("block_size {bs} must be a power of 2 ≥ 16, K ({k}) and N ({nn}) positive"))
+            );
         }
         if inp(n, 4).is_some() {
             return Err(self.unsupported("g_idx (act-order group indices) is not supported"));
