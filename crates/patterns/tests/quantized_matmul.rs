@@ -91,3 +91,20 @@ fn blocks_along_the_output_dim_are_a_near_miss() {
     let m = report.near_misses.iter().find(|m| m.rule == "quantized_matmul").expect("a near-miss");
     assert_eq!(m.reason, "the blocks run along axis 1 of the weight, not its input dim");
 }
+
+#[test]
+fn integers_that_are_not_constants_are_a_near_miss() {
+    // Activation quantization: q is a graph input, so there is no weight to repack.
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", bsd(32));
+    let q = b.input("q", TensorType::new(DType::U8, [Dim::Known(32), Dim::Known(4)]));
+    let zp = b.constant(HostTensor::from_f64(DType::U8, vec![1, 4], &[8.0; 4]));
+    let s = b.constant(HostTensor::from_f64(DType::F32, vec![1, 4], &[0.5; 4]));
+    let w = b.block(Dequantize::new(0, 32), &[q, s, zp]).unwrap()[0];
+    let y = b.matmul(x, w).unwrap();
+    g.add_output("y", y);
+    let (_, _, report, _) = fuse(&g);
+    let m = report.near_misses.iter().find(|m| m.rule == "quantized_matmul").expect("a near-miss");
+    assert_eq!(m.reason, "the quantized weight: it is not a constant (its op is `input`)");
+}

@@ -63,7 +63,7 @@ pub fn int_constant(g: &Graph, v: Value) -> Result<IntConst, String> {
             let t = g.node(packed.node).op.as_constant().ok_or("its packed bytes are not a constant")?;
             (4, Source::Nibbles(t.clone(), int4.clone()))
         }
-        op => return Err(format!("it is not a constant (it comes from a {} node)", op.name())),
+        op => return Err(format!("it is not a constant (its op is `{}`)", op.name())),
     };
     Ok(IntConst { dims, bits, signed: matches!(ty.dtype, DType::I8), source })
 }
