@@ -1,12 +1,14 @@
 //! A matmul by a dequantized constant weight: `x · dequantize(q, s, zp)` (ONNX
 //! `DequantizeLinear` with `block_size` before `MatMul`, or `Gemm` with `transB`; ONNX
-//! Runtime's `MatMulNBits`) → [`QuantizedMatmul`] over the repacked integers.
+//! Runtime's `MatMulNBits`) → [`QuantizedMatmul`](blockfuse_ir::blocks::QuantizedMatmul) over the
+//! repacked integers.
 
 use crate::analysis::quant::{affine_weight, groups_fit, int_constant, AffineWeight};
+use crate::matcher::Match;
 use crate::pattern::*;
 use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::Dequantize;
-use blockfuse_ir::{Op, Value};
+use blockfuse_ir::{Builder, Graph, IrError, Op, Value};
 
 /// `x · W` with `W = (q − zp) · s` blocked along the input dim (W `{K, N}`, or `{N, K}`
 /// transposed): `quantized_matmul(x, q', s, −s·(zp + o))`, MLX's affine layout
@@ -21,42 +23,40 @@ pub fn quantized_matmul() -> Rule {
     Rule::planned(
         "quantized_matmul",
         node("matmul", |o| matches!(o, Op::MatMul), vec![any("x"), w]),
-        |g, m| -> Result<(AffineWeight, Option<String>), String> {
-            let dq = g.node(m.value("dq").node);
-            let d =
-                dq.op.as_block().and_then(|b| b.downcast_ref::<Dequantize>()).ok_or("not a dequantize")?;
-            let k_axis = usize::from(m.get("t").is_some());
-            require(g.value_type(m.value("x")).rank() >= 2, "the activation has rank 1")?;
-            require(
-                d.axis == k_axis,
-                format!("the blocks run along axis {} of the weight, not its input dim", d.axis),
-            )?;
-            let k = g
-                .value_type(m.value("dq"))
-                .shape
-                .get(k_axis)
-                .and_then(|d| d.known())
-                .ok_or("K is not known")?;
-            groups_fit(k, d.block_size)?;
-            let q = int_constant(g, m.value("q")).map_err(|e| format!("the quantized weight: {e}"))?;
-            let zp = int_constant(g, m.value("zp")).map_err(|e| format!("the zero points: {e}"))?;
-            let s = g.node(m.value("scale").node).op.as_constant().ok_or("the scales are not a constant")?;
-            let w = affine_weight(&q, s, &zp, k_axis, d.block_size)?;
-            // The weight's name: the integers' node, or the packed bytes under an int4 block.
-            let qn = g.node(m.value("q").node);
-            let name =
-                qn.name.clone().or_else(|| qn.operands.first().and_then(|p| g.node(p.node).name.clone()));
-            Ok((w, name))
-        },
-        |b, m, (w, name)| {
-            let named = |suffix: &str| name.as_ref().map(|n| format!("{n}.{suffix}"));
-            let mut consts: Vec<Value> = vec![m.value("x")];
-            for (t, suffix) in [(w.packed, "packed"), (w.scales, "scales"), (w.biases, "biases")] {
-                let c = b.constant(t);
-                b.graph_mut().set_name(c.node, named(suffix));
-                consts.push(c);
-            }
-            Ok(b.block(w.block, &consts)?[0])
-        },
+        check,
+        rewrite,
     )
+}
+
+/// The repacked weight and the name its constants take.
+type Facts = (AffineWeight, Option<String>);
+
+fn check(g: &Graph, m: &Match) -> Result<Facts, String> {
+    let d = g.node(m.value("dq").node).op.as_block().and_then(|b| b.downcast_ref::<Dequantize>());
+    let d = d.ok_or("not a dequantize block")?;
+    let k_axis = usize::from(m.get("t").is_some());
+    require(g.value_type(m.value("x")).rank() >= 2, "the activation has rank 1")?;
+    require(
+        d.axis == k_axis,
+        format!("the blocks run along axis {} of the weight, not its input dim", d.axis),
+    )?;
+    let k = g.value_type(m.value("dq")).shape.get(k_axis).and_then(|d| d.known()).ok_or("K is not known")?;
+    groups_fit(k, d.block_size)?;
+    let q = int_constant(g, m.value("q")).map_err(|e| format!("the quantized weight: {e}"))?;
+    let zp = int_constant(g, m.value("zp")).map_err(|e| format!("the zero points: {e}"))?;
+    let s = g.node(m.value("scale").node).op.as_constant().ok_or("the scales are not a constant")?;
+    let w = affine_weight(&q, s, &zp, k_axis, d.block_size)?;
+    // The weight's name: the integers' node, or the packed bytes under an int4 block.
+    let qn = g.node(m.value("q").node);
+    Ok((w, qn.name.clone().or_else(|| qn.operands.first().and_then(|p| g.node(p.node).name.clone()))))
+}
+
+fn rewrite(b: &mut Builder<'_>, m: &Match, (w, name): Facts) -> Result<Value, IrError> {
+    let mut args = vec![m.value("x")];
+    for (t, suffix) in [(w.packed, "packed"), (w.scales, "scales"), (w.biases, "biases")] {
+        let c = b.constant(t);
+        b.graph_mut().set_name(c.node, name.as_ref().map(|n| format!("{n}.{suffix}")));
+        args.push(c);
+    }
+    Ok(b.block(w.block, &args)?[0])
 }
