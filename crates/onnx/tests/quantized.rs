@@ -127,6 +127,13 @@ fn matmul_nbits_refusals_name_what_is_not_supported() {
         assert!(matches!(err, OnnxError::Unsupported { .. }), "{err}");
         assert!(err.to_string().contains(want), "{err}");
     }
+    // Attributes that would overflow the sizes are errors, not panics.
+    let mut m = nbits(&[], 4, vec![]);
+    m.graph.as_mut().unwrap().node[0].attribute[1] = int_attr("N", i64::MAX);
+    assert!(import_model(&m).unwrap_err().to_string().contains("B must be uint8"));
+    let mut m = nbits(&[], 4, vec![]);
+    m.graph.as_mut().unwrap().node[0].attribute[3] = int_attr("block_size", 1 << 40);
+    assert!(import_model(&m).unwrap_err().to_string().contains("block_size"));
     let mut m = nbits(&[], 4, vec![]);
     m.graph.as_mut().unwrap().node[0].op_type = Some("GatherBlockQuantized".into());
     let err = import_model(&m).unwrap_err().to_string();

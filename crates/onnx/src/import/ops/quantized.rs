@@ -44,10 +44,10 @@ impl Importer {
         if bits != 4 && bits != 8 {
             return Err(self.unsupported(format!("bits = {bits} (4 and 8 are supported)")));
         }
-        if bs < 16 || !bs.is_power_of_two() || k == 0 || nn == 0 {
-            return Err(
-                self.err(format!("block_size {bs} must be a power of 2 ≥ 16, K ({k}) and N ({nn}) positive"))
-            );
+        if !(16..=1 << 24).contains(&bs) || !bs.is_power_of_two() || k == 0 || nn == 0 {
+            return Err(self.err(format!(
+                "block_size {bs} must be a power of 2 in 16..=2^24, K ({k}) and N ({nn}) positive"
+            )));
         }
         if inp(n, 4).is_some() {
             return Err(self.unsupported("g_idx (act-order group indices) is not supported"));
@@ -58,7 +58,8 @@ impl Importer {
             self.unsupported(format!("B '{b_name}' is not a constant (an initializer or Constant)"))
         })?;
         let blob = bs * bits / 8;
-        if b.dtype() != DType::U8 || b.len() != nn * blocks * blob {
+        let need = [blocks, blob].iter().try_fold(nn, |a, &d| a.checked_mul(d));
+        if blocks.checked_mul(bs).is_none() || b.dtype() != DType::U8 || Some(b.len()) != need {
             return Err(self.err(format!(
                 "B must be uint8 [{nn}, {blocks}, {blob}] for N = {nn}, K = {k}, block_size {bs}, bits \
                  {bits}, got {}{:?}",
@@ -124,7 +125,7 @@ impl Importer {
         if t.dtype() != DType::U8 {
             return Err(self.unsupported(format!("{} zero_points (only packed uint8 ones)", t.dtype())));
         }
-        if t.len() != rows * per_row {
+        if Some(t.len()) != rows.checked_mul(per_row) {
             return Err(self.err(format!(
                 "zero_points must have {} bytes ({rows} rows of {per_row}), got {:?}",
                 rows * per_row,
