@@ -2,9 +2,10 @@
 //! quantizer (`MatMulNBitsQuantizer`: `com.microsoft` `MatMulNBits`, 4 and 8 bits, blocks of
 //! 32 and 64, symmetric and asymmetric, and its QDQ form `DequantizeLinear(block_size)` →
 //! `MatMul`) and `DequantizeLinear` models made with onnx.helper (int4/uint4/int8/uint8,
-//! before `MatMul` and `Gemm(transB)`), written with ORT's outputs by
+//! before `MatMul` and `Gemm(transB)`), and embedding tables quantized by the same quantizer
+//! (`com.microsoft` `GatherBlockQuantized`, int4 and uint4), written with ORT's outputs by
 //! `tests/quantized/make_models.py`. Each imports, fuses into the expected number of
-//! `quantized_matmul` blocks (or names the near-miss reason it did not), and matches ORT on
+//! `quantized_matmul` / `quantized_embedding` blocks (or names the near-miss reason it did not), and matches ORT on
 //! the fallback evaluator and on MLX's CPU backend, as imported and as optimized.
 //!
 //! Needs a Python with onnx, onnxruntime and onnx-ir (`BLOCKFUSE_PYTHON`, else
@@ -12,7 +13,7 @@
 //! without one, except under `CI`, where the two packages are installed into the venv.
 
 use blockfuse::compare::{compare, Tolerance};
-use blockfuse::ir::blocks::QuantizedMatmul;
+use blockfuse::ir::blocks::{QuantizedEmbedding, QuantizedMatmul};
 use blockfuse::ir::Op;
 use blockfuse::onnx::test_data::{workspace_root, TestDataSet};
 use blockfuse::patterns::{default_rules, optimize};
@@ -69,7 +70,7 @@ fn onnx_runtime_quantized_models_fuse_and_match_on_both_backends() {
     let Some(dir) = make_models() else { return };
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     cases.sort();
-    assert_eq!(cases.len(), 16, "cases written: {cases:?}");
+    assert_eq!(cases.len(), 18, "cases written: {cases:?}");
     for case in cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();
         let expect: serde_json::Value =
@@ -82,14 +83,11 @@ fn onnx_runtime_quantized_models_fuse_and_match_on_both_backends() {
         let report = optimize(&mut g, &default_rules()).unwrap();
         let fused = g
             .node_ids()
-            .filter(|&id| matches!(&g.node(id).op, Op::Block(b) if b.is::<QuantizedMatmul>()))
+            .filter(|&id| {
+                matches!(&g.node(id).op, Op::Block(b) if b.is::<QuantizedMatmul>() || b.is::<QuantizedEmbedding>())
+            })
             .count();
-        assert_eq!(
-            fused as u64,
-            expect["quantized_matmul"].as_u64().unwrap(),
-            "{name}: {:?}",
-            report.near_misses
-        );
+        assert_eq!(fused as u64, expect["fused"].as_u64().unwrap(), "{name}: {:?}", report.near_misses);
         if let Some(reason) = expect["near_miss"].as_str() {
             let m = report.near_misses.iter().find(|m| m.rule == "quantized_matmul");
             assert!(

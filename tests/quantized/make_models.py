@@ -4,7 +4,7 @@ tests/quantized_onnx.rs.
 usage: make_models.py OUT_DIR
 
 Each case is OUT_DIR/<case>/model.onnx, test_data_set_0/{input_0,output_0}.pb (the ONNX
-backend-test layout) and expect.json: {"quantized_matmul": fused count, "near_miss": a
+backend-test layout) and expect.json: {"fused": fused count of quantized_matmul or quantized_embedding blocks, "near_miss": a
 substring of the reason it did not fuse, or null}. Models come from ONNX Runtime's own
 weight-only quantizer (MatMulNBitsQuantizer, MatMulNBits and QDQ forms) and from
 onnx.helper (DequantizeLinear with block_size before MatMul / Gemm).
@@ -34,6 +34,26 @@ def float_matmul(k, n, seed):
     node = helper.make_node("MatMul", ["x", "w"], ["y"], name="proj")
     graph = helper.make_graph([node], "mm", [x], [y], [numpy_helper.from_array(w, "w")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+VOCAB = 64
+
+
+def embedding(d, seed):
+    """Gather(table[VOCAB, d], x[2, 5]) → y[2, 5, d]."""
+    rng = np.random.default_rng(seed)
+    t = rng.standard_normal((VOCAB, d)).astype(np.float32)
+    x = helper.make_tensor_value_info("x", TensorProto.INT64, [2, 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, d])
+    node = helper.make_node("Gather", ["table", "x"], ["y"], name="embed", axis=0)
+    graph = helper.make_graph([node], "emb", [x], [y], [numpy_helper.from_array(t, "table")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def ort_quantized_gather(d, seed, **kw):
+    q = MatMulNBitsQuantizer(embedding(d, seed), op_types_to_quantize=("Gather",), quant_axes=(("Gather", 1),), **kw)
+    q.process()
+    return q.model.model
 
 
 def ort_quantized(k, n, seed, **kw):
@@ -89,14 +109,17 @@ def write(out, name, model, fused, near_miss=None):
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     shape = [dim.dim_value for dim in model.graph.input[0].type.tensor_type.shape.dim]
-    x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    if model.graph.input[0].type.tensor_type.elem_type == TensorProto.INT64:
+        x = np.random.default_rng(7).integers(-VOCAB, VOCAB, size=shape)  # negative ids count from the end
+    else:
+        x = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
     (y,) = sess.run(None, {"x": x})
     for kind, i, t in [("input", 0, numpy_helper.from_array(x, "x")), ("output", 0, numpy_helper.from_array(y, "y"))]:
         with open(os.path.join(d, "test_data_set_0", f"{kind}_{i}.pb"), "wb") as f:
             f.write(t.SerializeToString())
     ops = sorted({f"{n.domain + ':' if n.domain else ''}{n.op_type}" for n in model.graph.node})
     with open(os.path.join(d, "expect.json"), "w") as f:
-        json.dump({"quantized_matmul": fused, "near_miss": near_miss, "ops": ops}, f)
+        json.dump({"fused": fused, "near_miss": near_miss, "ops": ops}, f)
     return ops
 
 
@@ -122,6 +145,10 @@ def main():
     written.append(write(out, "dq_uint8_matmul", dq_model(64, 24, 32, 11, False, 8, False), 1))
     written.append(write(out, "dq_int8_gemm", dq_model(128, 24, 128, 12, True, 8, True), 1))
     written.append(write(out, "dq_int4_b16", dq_model(64, 8, 16, 13, True, 4, False), 0, "block size 16"))
+    for sym in (True, False):
+        tag = "sym" if sym else "asym"
+        m = ort_quantized_gather(64, 20, block_size=32, is_symmetric=sym)
+        written.append(write(out, f"gather_b32_{tag}", m, 1))
     print(f"{len(written)} models: " + "; ".join(", ".join(o) for o in written))
 
 

@@ -135,9 +135,9 @@ fn matmul_nbits_refusals_name_what_is_not_supported() {
     m.graph.as_mut().unwrap().node[0].attribute[3] = int_attr("block_size", 1 << 40);
     assert!(import_model(&m).unwrap_err().to_string().contains("block_size"));
     let mut m = nbits(&[], 4, vec![]);
-    m.graph.as_mut().unwrap().node[0].op_type = Some("GatherBlockQuantized".into());
+    m.graph.as_mut().unwrap().node[0].op_type = Some("FusedMatMul".into());
     let err = import_model(&m).unwrap_err().to_string();
-    assert_eq!(err, "unsupported ops: com.microsoft:GatherBlockQuantized (node MatMulNBits_0)");
+    assert_eq!(err, "unsupported ops: com.microsoft:FusedMatMul (node MatMulNBits_0)");
     let mut m = nbits(&[], 4, vec![]);
     m.graph.as_mut().unwrap().node[0].domain = Some("com.example".into());
     assert!(import_model(&m).unwrap_err().to_string().contains("com.example:MatMulNBits"));

@@ -108,3 +108,43 @@ fn integers_that_are_not_constants_are_a_near_miss() {
     let m = report.near_misses.iter().find(|m| m.rule == "quantized_matmul").expect("a near-miss");
     assert_eq!(m.reason, "the quantized weight: it is not a constant (its op is `input`)");
 }
+
+/// `gather(dequantize(table), ids)`: a `{64, 64}` int4 table in blocks of `block` along its
+/// rows (`GatherBlockQuantized`, or `DequantizeLinear(block_size)` → `Gather`).
+fn dequantized_gather(block: usize) -> Graph {
+    let (v, d) = (64, 64);
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let ids = b.input("ids", TensorType::new(DType::I64, [Dim::sym("batch"), Dim::sym("seq")]));
+    let q = int4_const(&mut b, &[v, d], 5);
+    let zp = b
+        .add(
+            Op::Full { shape: vec![Dim::Known(v), Dim::Known(d / block)], value: 0.0, dtype: DType::I8 },
+            &[],
+        )
+        .unwrap();
+    let s: Vec<f64> = (0..v * d / block).map(|i| 0.01 + i as f64 / 1000.0).collect();
+    let s = b.constant(HostTensor::from_f64(DType::F32, vec![v, d / block], &s));
+    let t = b.block(Dequantize::new(1, block), &[q, s, zp]).unwrap()[0];
+    let y = b.add(Op::Gather { axis: 0 }, &[t, ids]).unwrap();
+    g.add_output("y", y);
+    g
+}
+
+#[test]
+fn fuses_a_row_gather_of_a_dequantized_table() {
+    let g = dequantized_gather(32);
+    let (before, after, report, opt) = fuse(&g);
+    assert_eq!(report.blocks["quantized_embedding"], 1, "{:?}", report.near_misses);
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 1e-6);
+}
+
+#[test]
+fn a_table_in_blocks_of_16_is_a_near_miss() {
+    let g = dequantized_gather(16);
+    let (_, _, report, opt) = fuse(&g);
+    let m = report.near_misses.iter().find(|m| m.rule == "quantized_embedding").expect("a near-miss");
+    assert_eq!(m.reason, "block size 16 is not a group size MLX supports ([32, 64, 128])");
+    assert_same_values(&g, &opt, 0.0);
+}

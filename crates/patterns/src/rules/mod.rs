@@ -12,7 +12,7 @@ mod sdpa;
 pub use gelu::{gelu_erf, gelu_quick, gelu_tanh};
 pub use glu::{geglu, swiglu};
 pub use layer_norm::layer_norm;
-pub use quantized_matmul::quantized_matmul;
+pub use quantized_matmul::{quantized_embedding, quantized_matmul};
 pub use rms_norm::rms_norm;
 pub use rope::{
     rope, rope_candidates, rope_halves, rope_interleaved, rope_pair_candidates, rope_pairs, rope_partial,
@@ -24,7 +24,7 @@ use blockfuse_ir::{Dim, Graph, Value};
 
 /// Every rule of ours, in the documented order: LayerNorm before RMSNorm (a LayerNorm is
 /// an RMSNorm of `x − mean(x)`), then RoPE (rotate_half, rotate_every_two, ONNX halves and pairs,
-/// then partial rotation, then near-misses for rotate_half left over), attention, GELU forms, then the gated MLPs that consume GELU blocks, then matmuls by dequantized weights.
+/// then partial rotation, then near-misses for rotate_half left over), attention, GELU forms, then the gated MLPs that consume GELU blocks, then matmuls by dequantized weights and row gathers of dequantized tables.
 pub fn default_rules() -> RuleSet {
     RuleSet::new()
         .with(layer_norm())
@@ -43,6 +43,7 @@ pub fn default_rules() -> RuleSet {
         .with(swiglu())
         .with(geglu())
         .with(quantized_matmul())
+        .with(quantized_embedding())
 }
 
 /// The last dim of `v`'s type.

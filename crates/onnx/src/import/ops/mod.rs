@@ -208,6 +208,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
 #[rustfmt::skip]
 pub(super) const MICROSOFT_OPS: &[(&str, Converter)] = &[
     ("MatMulNBits", |i, n| i.matmul_nbits(n)),
+    ("GatherBlockQuantized", |i, n| i.gather_block_quantized(n)),
 ];
 
 /// The converter of an op type of the default domain, if the table has one.

@@ -83,6 +83,68 @@ impl Importer {
         Ok(())
     }
 
+    /// `com.microsoft` `GatherBlockQuantized` of a 2-D table: `Gather(Dequantize(data, scales,
+    /// zero_points), indices)` along `gather_axis`, blocks of `block_size` along
+    /// `quantize_axis`. data is int4/uint4, or uint8 holding `bits` = 4 (two a byte, low nibble
+    /// first, along the last axis) or 8 bit values; a missing zero point is 0, or `2^(bits−1)`
+    /// for uint8 data. Refused: other ranks, other bits, packed 4-bit data or zero points that
+    /// are not constants.
+    pub(crate) fn gather_block_quantized(&mut self, n: &NodeProto) -> R<()> {
+        let bits = self.attr_usize(n, "bits", 4)?;
+        let bs = self.attr_usize(n, "block_size", 128)?;
+        let q = self.nibble_table(n, 0, bits)?;
+        let (qt, scales) = (self.vt(q), self.input_v(n, 2)?);
+        let st = self.vt(scales).shape.to_vec();
+        let zp = match inp(n, 3) {
+            Some(_) => self.nibble_table(n, 3, bits)?,
+            None => {
+                let mid =
+                    if qt.dtype == DType::U8 && !self.is_int4(q) { (1u32 << (bits - 1)) as f64 } else { 0.0 };
+                self.emit(Op::Full { shape: st.clone(), value: mid, dtype: qt.dtype }, &[])?
+            }
+        };
+        let zp = match (self.vt(zp).shape.get(1).and_then(Dim::known), st.get(1).and_then(Dim::known)) {
+            (Some(have), Some(want)) if have > want => self.slice_axis_v(zp, 1, 0, want as i64, 1)?,
+            _ => zp,
+        };
+        let axis = self.axis_of(attr_i(n, "quantize_axis", 1), 2)?;
+        let w = self.emit(Op::Block(Arc::new(Dequantize::new(axis, bs))), &[q, scales, zp])?;
+        let idx = self.input_v(n, 1)?;
+        let y = self.emit(Op::Gather { axis: attr_i(n, "gather_axis", 0) }, &[w, idx])?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// Input `i` of a `GatherBlockQuantized` as a 2-D integer table: uint8 with `bits` = 4
+    /// unpacked through [`Int4`] (two values a byte along the last axis), else as it is.
+    fn nibble_table(&mut self, n: &NodeProto, i: usize, bits: usize) -> R<Value> {
+        let name = self.in_req(n, i)?;
+        let v = self.value(&name)?;
+        let t = self.vt(v);
+        if t.rank() == 2 && self.is_int4(v) {
+            return Ok(v);
+        }
+        if t.rank() != 2 {
+            return Err(self.unsupported(format!("'{name}' has rank {} (2-D tables only)", t.rank())));
+        }
+        match (t.dtype, bits) {
+            (DType::U8, 4) => {
+                let c = self.const_tensor(&name).ok_or_else(|| {
+                    self.unsupported(format!("4-bit data '{name}' packed in uint8 is not a constant"))
+                })?;
+                let (rows, cols) = (c.dims()[0], c.dims()[1] * 2);
+                self.packed_rows(&name, &c, 4, rows, cols)
+            }
+            (DType::U8, 8) | (DType::I8, _) => Ok(v),
+            (d, b) => Err(self.unsupported(format!("{d} '{name}' with bits = {b}"))),
+        }
+    }
+
+    /// Whether `v` is the output of an [`Int4`] block (ONNX int4/uint4 data).
+    fn is_int4(&self, v: Value) -> bool {
+        self.g.node(v.node).op.as_block().is_some_and(|b| b.is::<Int4>())
+    }
+
     /// Rows of `cols` `bits`-bit values packed in `t` (row-major, low bits first, each row
     /// whole bytes): `u8 [rows, cols]` for 8 bits, [`Int4`] of the bytes for 4.
     fn packed_rows(&mut self, name: &str, t: &HostTensor, bits: usize, rows: usize, cols: usize) -> R<Value> {
