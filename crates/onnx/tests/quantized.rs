@@ -190,3 +190,18 @@ fn int4_initializers_stay_packed_and_blocked_dequantize_is_one_block() {
         .collect();
     assert_eq!(y.to_f64_vec(), want);
 }
+
+#[test]
+fn gather_block_quantized_refusals() {
+    let table =
+        |dims: &[i64]| raw("d", DataType::Uint8, dims, vec![0; dims.iter().product::<i64>() as usize]);
+    let scales = raw("s", DataType::Float, &[4, 1], vec![0; 16]);
+    let cases = [(2, vec![4, 16], "u8 'd' with bits = 2"), (4, vec![2, 2, 16], "rank 3 (2-D tables only)")];
+    for (bits, dims, want) in cases {
+        let attrs = vec![int_attr("bits", bits), int_attr("block_size", 32)];
+        let n = node("com.microsoft", "GatherBlockQuantized", &["d", "x", "s"], attrs);
+        let err =
+            import_model(&model(vec![n], vec![table(&dims), scales.clone()], &[1, 32], &[1, 2])).unwrap_err();
+        assert!(matches!(err, OnnxError::Unsupported { .. }) && err.to_string().contains(want), "{err}");
+    }
+}
