@@ -144,4 +144,23 @@ mod tests {
         bad[0] = t(DType::F32, &[4, 70]);
         assert!(b.infer(&bad).unwrap_err().contains("integer"));
     }
+
+    #[test]
+    fn a_packed_int4_weight_round_trips_through_json() {
+        use crate::blocks::{pack_int4, Int4};
+        use crate::{Graph, HostTensor};
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let packed = HostTensor::from_bytes(DType::U8, vec![3], pack_int4(&[-8, 7, 1, 2, 3, -1])).unwrap();
+        let p = b.constant(packed);
+        let q = b.block(Int4::new(true, vec![2, 3]), &[p]).unwrap()[0];
+        let s = b.constant(HostTensor::from_f32(vec![2, 1], &[0.5, 0.25]));
+        let z = b.constant(HostTensor::from_f64(DType::I8, vec![2, 1], &[1.0, -1.0]));
+        let w = b.block(Dequantize::new(1, 4), &[q, s, z]).unwrap()[0];
+        g.add_output("w", w);
+        let json = crate::json::to_json(&g).unwrap();
+        assert!(json.contains("\"block.int4\"") && json.contains("\"block.dequantize\""));
+        let back = crate::json::from_json(&json).unwrap();
+        assert_eq!(crate::text::dump(&back).unwrap(), crate::text::dump(&g).unwrap());
+    }
 }
