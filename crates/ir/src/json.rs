@@ -63,7 +63,9 @@ struct RawNode {
     /// The node id: unique in the document; errors and near-misses name nodes by it.
     id: u64,
     /// The op: `input`, `constant`, a primitive op (`mul`, `reduce_mean`, ...) or
-    /// `block.<kind>` (`block.rms_norm`; attributes per block in docs/blocks.md).
+    /// `block.<kind>` (`block.rms_norm`; attributes per block in docs/blocks.md). There is no
+    /// 4-bit dtype: a tensor of 4-bit integers is a `u8` constant of its packed bytes (two a
+    /// byte, low nibble first) read by a `block.int4` node (docs/ir-format.md, "4-bit integers").
     op: String,
     /// A frontend name, kept through rewrites where a value is reused.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -562,6 +562,7 @@ fn docs_list_every_supported_op() {
     let doc = std::fs::read_to_string(workspace_root().join("docs/onnx-support.md")).unwrap();
     let missing: Vec<&str> = blockfuse_onnx::import::SUPPORTED
         .iter()
+        .chain(blockfuse_onnx::import::SUPPORTED_MICROSOFT)
         .copied()
         .filter(|op| !doc.contains(&format!("`{op}`")))
         .collect();

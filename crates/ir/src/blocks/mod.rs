@@ -14,13 +14,17 @@
 //! | `gelu` | [`Gelu`] | x |
 //! | `quantized_matmul` | [`QuantizedMatmul`] | x, packed, scales, biases |
 //! | `quantized_embedding` | [`QuantizedEmbedding`] | ids, packed, scales, biases |
+//! | `dequantize` | [`Dequantize`] | q, scale, zero_point |
+//! | `int4` | [`Int4`] | packed |
 
 use crate::block::{Block, BlockRegistry, ParityCase};
 use std::sync::{OnceLock, RwLock};
 
 mod common;
+mod dequantize;
 mod geglu;
 mod gelu;
+mod int4;
 mod layer_norm;
 mod quantized_embedding;
 mod quantized_matmul;
@@ -31,11 +35,13 @@ mod sdpa;
 mod swiglu;
 
 pub use common::{compute_dtype, parity_tol, result_type};
+pub use dequantize::Dequantize;
 pub use geglu::GeGlu;
 pub use gelu::{Gelu, GeluKind};
+pub use int4::{pack_int4, Int4};
 pub use layer_norm::LayerNorm;
 pub use quantized_embedding::QuantizedEmbedding;
-pub use quantized_matmul::{quantize_affine, QuantizedMatmul, QuantizedWeight};
+pub use quantized_matmul::{quantize_affine, QuantizedMatmul, QuantizedWeight, BITS, GROUP_SIZES};
 pub use residual_rms_norm::ResidualRmsNorm;
 pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopePosition};
@@ -75,7 +81,9 @@ builtin_blocks!(
     Gelu,
     QuantizedMatmul,
     QuantizedEmbedding,
-    ResidualRmsNorm
+    ResidualRmsNorm,
+    Dequantize,
+    Int4
 );
 
 /// The process-wide registry, seeded with the built-in blocks on first use.

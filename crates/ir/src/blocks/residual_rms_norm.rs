@@ -46,13 +46,7 @@ impl ResidualRmsNorm {
 }
 
 impl Block for ResidualRmsNorm {
-    fn kind(&self) -> &'static str {
-        Self::KIND
-    }
-
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::to_value(self).expect("plain struct")
-    }
+    crate::block_identity!();
 
     fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
         let k = Self::KIND;

@@ -91,6 +91,10 @@ fn import(
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
     for t in &graph.initializer {
         imp.cur = (t.name().to_string(), "initializer".into());
+        if let Some(v) = imp.int4_tensor(t, t.name())? {
+            imp.set(t.name(), Entry::Ir(v));
+            continue;
+        }
         let host = imp.decode_tensor(t)?;
         imp.set_tensor(t.name(), host);
     }
@@ -127,7 +131,14 @@ fn import(
 /// [`OnnxError::UnsupportedOps`]), and that `docs/onnx-support.md` and the conformance test
 /// (`tests/node_tests.rs`) are checked against. A claimed op may still refuse some attributes
 /// or modes, with [`OnnxError::Unsupported`] naming the node and what is not supported.
-pub const SUPPORTED: &[&str] = &ops::names::<{ ops::OPS.len() }>();
+pub const SUPPORTED: &[&str] = &ops::names::<{ ops::OPS.len() }>(ops::OPS);
+
+/// The op types of the `com.microsoft` domain (ONNX Runtime's contrib ops) the importer
+/// claims; every other op of that domain is refused like an unknown op.
+pub const SUPPORTED_MICROSOFT: &[&str] = &ops::names::<{ ops::MICROSOFT_OPS.len() }>(ops::MICROSOFT_OPS);
+
+/// The domain of ONNX Runtime's contrib ops.
+pub const MICROSOFT_DOMAIN: &str = "com.microsoft";
 
 /// Whether `op_type` (of the default ONNX domain) is in [`SUPPORTED`].
 pub fn is_supported(op_type: &str) -> bool {
@@ -138,7 +149,12 @@ fn check_supported(nodes: &[NodeProto]) -> Result<(), OnnxError> {
     let mut bad: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in nodes {
         let default_domain = crate::model::is_default_domain(n.domain());
-        if !default_domain || !is_supported(n.op_type()) || n.has_subgraph() {
+        let claimed = if default_domain {
+            is_supported(n.op_type())
+        } else {
+            n.domain() == MICROSOFT_DOMAIN && SUPPORTED_MICROSOFT.contains(&n.op_type())
+        };
+        if !claimed || n.has_subgraph() {
             let key = if default_domain {
                 n.op_type().to_string()
             } else {
@@ -526,6 +542,33 @@ impl Importer {
         tensor_from_proto(t)
     }
 
+    /// An `INT4`/`UINT4` tensor (ONNX data types 22 and 21), when `t` is one: its packed bytes
+    /// as a `u8` constant (borrowed, not copied, like any initializer: `raw_data`, external
+    /// data or `int32_data` hold one packed byte per element) read through the
+    /// [`Int4`](blockfuse_ir::blocks::Int4) block. Both nodes are named `name`.
+    fn int4_tensor(&mut self, t: &crate::proto::TensorProto, name: &str) -> R<Option<Value>> {
+        use crate::proto::tensor_proto::DataType;
+        let signed = match DataType::try_from(t.data_type()) {
+            Ok(DataType::Int4) => true,
+            Ok(DataType::Uint4) => false,
+            _ => return Ok(None),
+        };
+        let dims: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<_, _>>()
+            .map_err(|_| OnnxError::malformed(t.name(), format!("negative dim in {:?}", t.dims)))?;
+        let block = blockfuse_ir::blocks::Int4::new(signed, dims);
+        let bytes = block.packed_len().map_err(|e| OnnxError::malformed(t.name(), e))?;
+        let mut packed = t.clone();
+        packed.data_type = Some(DataType::Uint8 as i32);
+        packed.dims = vec![bytes as i64];
+        let host = self.decode_tensor(&packed)?;
+        let c = self.add_named(Op::Constant(host), &[], name.to_string())?[0];
+        Ok(Some(self.add_named(Op::Block(std::sync::Arc::new(block)), &[c], name.to_string())?[0]))
+    }
+
     /// A non-negative integer attribute (default when absent).
     fn attr_usize(&self, n: &NodeProto, name: &str, default: usize) -> R<usize> {
         match n.attr(name).and_then(|a| a.as_int()) {
@@ -568,8 +611,12 @@ impl Importer {
 
     /// Imports one node through its converter in [`ops::OPS`].
     fn node(&mut self, n: &NodeProto) -> R<()> {
-        let convert =
-            ops::converter(n.op_type()).ok_or_else(|| self.err(format!("unsupported op {}", n.op_type())))?;
+        let convert = if crate::model::is_default_domain(n.domain()) {
+            ops::converter(n.op_type())
+        } else {
+            ops::microsoft_converter(n.op_type()).filter(|_| n.domain() == MICROSOFT_DOMAIN)
+        };
+        let convert = convert.ok_or_else(|| self.err(format!("unsupported op {}", n.op_type())))?;
         convert(self, n)
     }
 

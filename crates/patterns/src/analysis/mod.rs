@@ -5,4 +5,5 @@
 pub mod angles;
 pub mod causal;
 pub mod mask;
+pub mod quant;
 pub mod scale;

@@ -3,6 +3,7 @@
 mod gelu;
 mod glu;
 mod layer_norm;
+mod quantized_matmul;
 mod residual_rms_norm;
 mod rms_norm;
 mod rope;
@@ -12,6 +13,7 @@ mod sdpa;
 pub use gelu::{gelu_erf, gelu_quick, gelu_tanh};
 pub use glu::{geglu, swiglu};
 pub use layer_norm::layer_norm;
+pub use quantized_matmul::{quantized_embedding, quantized_matmul};
 pub use residual_rms_norm::residual_rms_norm;
 pub use rms_norm::rms_norm;
 pub use rope::{
@@ -26,7 +28,8 @@ use blockfuse_ir::{Dim, Graph, Value};
 /// an RMSNorm of `x − mean(x)`), then RoPE (rotate_half, rotate_every_two, ONNX halves and pairs,
 /// then partial rotation, then near-misses for rotate_half left over), attention, GELU forms,
 /// then the gated MLPs that consume GELU blocks, then the residual add + RMSNorm blocks that
-/// consume `rms_norm` blocks.
+/// consume `rms_norm` blocks, then matmuls by dequantized weights and row gathers of
+/// dequantized tables.
 pub fn default_rules() -> RuleSet {
     RuleSet::new()
         .with(layer_norm())
@@ -45,6 +48,8 @@ pub fn default_rules() -> RuleSet {
         .with(swiglu())
         .with(geglu())
         .with(residual_rms_norm())
+        .with(quantized_matmul())
+        .with(quantized_embedding())
 }
 
 /// The last dim of `v`'s type.

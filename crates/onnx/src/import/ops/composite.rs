@@ -871,6 +871,9 @@ impl Importer {
     }
 
     pub(crate) fn dequantize(&mut self, n: &NodeProto) -> R<()> {
+        if let block @ 1.. = self.block_size(n)? {
+            return self.dequantize_blocked(n, block);
+        }
         let x = self.input_v(n, 0)?;
         let xt = self.vt(x);
         let scale = self.input_v(n, 1)?;

@@ -15,6 +15,7 @@ mod loss;
 mod misc;
 mod nn;
 mod pad_cumsum;
+mod quantized;
 mod recurrent;
 mod reduce;
 mod resize;
@@ -202,17 +203,30 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("TopK", |i, n| i.top_k(n)),
 ];
 
-/// The converter of an op type, if the table has one.
+/// The ops of the `com.microsoft` domain (ONNX Runtime's contrib ops) that the importer
+/// claims, the one table for that domain: any other op of it is refused.
+#[rustfmt::skip]
+pub(super) const MICROSOFT_OPS: &[(&str, Converter)] = &[
+    ("MatMulNBits", |i, n| i.matmul_nbits(n)),
+    ("GatherBlockQuantized", |i, n| i.gather_block_quantized(n)),
+];
+
+/// The converter of an op type of the default domain, if the table has one.
 pub(super) fn converter(op_type: &str) -> Option<Converter> {
     OPS.iter().find(|(name, _)| *name == op_type).map(|(_, f)| *f)
 }
 
-/// The op types of [`OPS`], in order (a compile-time copy for [`SUPPORTED`](super::SUPPORTED)).
-pub(super) const fn names<const N: usize>() -> [&'static str; N] {
+/// The converter of a `com.microsoft` op type, if [`MICROSOFT_OPS`] has one.
+pub(super) fn microsoft_converter(op_type: &str) -> Option<Converter> {
+    MICROSOFT_OPS.iter().find(|(name, _)| *name == op_type).map(|(_, f)| *f)
+}
+
+/// The op types of `table`, in order (a compile-time copy for [`SUPPORTED`](super::SUPPORTED)).
+pub(super) const fn names<const N: usize>(table: &[(&'static str, Converter)]) -> [&'static str; N] {
     let mut out = [""; N];
     let mut i = 0;
     while i < N {
-        out[i] = OPS[i].0;
+        out[i] = table[i].0;
         i += 1;
     }
     out
@@ -231,5 +245,8 @@ mod tests {
         assert_eq!(super::super::SUPPORTED.len(), OPS.len());
         assert!(super::super::SUPPORTED.iter().all(|s| converter(s).is_some()));
         assert!(converter("NoSuchOp").is_none());
+        assert_eq!(super::super::SUPPORTED_MICROSOFT.len(), MICROSOFT_OPS.len());
+        assert!(super::super::SUPPORTED_MICROSOFT.iter().all(|s| microsoft_converter(s).is_some()));
+        assert!(converter("MatMulNBits").is_none() && microsoft_converter("MatMul").is_none());
     }
 }

@@ -125,7 +125,13 @@ impl Importer {
     pub(crate) fn constant(&mut self, n: &NodeProto) -> R<()> {
         let a = n.attribute.first().ok_or_else(|| self.err("Constant without a value"))?;
         let t = match a.name() {
-            "value" => self.decode_tensor(a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?)?,
+            "value" => {
+                let t = a.t.as_ref().ok_or_else(|| self.err("value is not a tensor"))?;
+                if let Some(v) = self.int4_tensor(t, &self.cur.0.clone())? {
+                    return self.set_out(n, 0, Entry::Ir(v));
+                }
+                self.decode_tensor(t)?
+            }
             "value_float" => HostTensor::from_f32(vec![], &[a.f()]),
             "value_floats" => {
                 self.reserve_const("value_floats".into(), &[a.floats.len()], DType::F32)?;
