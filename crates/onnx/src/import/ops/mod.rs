@@ -5,6 +5,7 @@
 //! To support a new op: write its converter (`fn(&mut Importer, &NodeProto) -> R<()>`, in the
 //! module of its family, or a new one) and add ONE line to [`OPS`].
 
+mod attention;
 mod composite;
 mod conv_pool;
 mod einsum;
