@@ -12,6 +12,7 @@ mod einsum;
 mod elementwise;
 mod fused;
 mod gather_scatter;
+mod linear_attention;
 mod loss;
 mod misc;
 mod nn;
@@ -108,6 +109,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("RMSNormalization", |i, n| i.rms_norm(n)),
     ("RotaryEmbedding", |i, n| i.rotary(n)),
     ("Attention", |i, n| i.attention(n)),
+    ("LinearAttention", |i, n| i.linear_attention(n)),
     // Sequences.
     ("SplitToSequence", |i, n| i.split_to_sequence(n)),
     ("SequenceAt", |i, n| i.sequence_at(n)),
