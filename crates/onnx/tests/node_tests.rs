@@ -85,6 +85,11 @@ const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
         "test_attention_4d_padded_kv_bf16_expanded",
         "bf16: 1-ulp rounding differences (tolerance below bf16 precision)",
     ),
+    // The inverse DFT of the forward DFT of a real signal: the reference's imaginary parts
+    // carry numpy's f32 FFT round-off (up to 1.9e-7 where the exact value is 0, above atol
+    // 1e-7); ours (f32 matrix products with f64-computed twiddles) are within 1e-14 there.
+    ("test_dft_inverse", "f32 round-off of the reference's FFT at exact zeros (1.9e-7 > atol 1e-7)"),
+    ("test_dft_inverse_opset19", "f32 round-off of the reference's FFT at exact zeros (1.9e-7 > atol 1e-7)"),
     // The expanded fp16 graph rounds every intermediate to fp16; 2 of 192 outputs are 2 fp16
     // ulps off (4.9e-4 at 0.469, tolerance 4.7e-4).
     ("test_attention_4d_causal_fp16_expanded", "fp16: 2-ulp rounding differences in 2/192 outputs"),

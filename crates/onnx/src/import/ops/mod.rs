@@ -8,10 +8,12 @@
 mod attention;
 mod composite;
 mod conv_pool;
+mod dft;
 mod einsum;
 mod elementwise;
 mod fused;
 mod gather_scatter;
+mod grid;
 mod linear_attention;
 mod loss;
 mod misc;
@@ -110,6 +112,8 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("RotaryEmbedding", |i, n| i.rotary(n)),
     ("Attention", |i, n| i.attention(n)),
     ("LinearAttention", |i, n| i.linear_attention(n)),
+    ("DFT", |i, n| i.dft(n)),
+    ("AffineGrid", |i, n| i.affine_grid(n)),
     // Sequences.
     ("SplitToSequence", |i, n| i.split_to_sequence(n)),
     ("SequenceAt", |i, n| i.sequence_at(n)),
