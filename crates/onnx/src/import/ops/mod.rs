@@ -6,6 +6,7 @@
 //! module of its family, or a new one) and add ONE line to [`OPS`].
 
 mod attention;
+mod col2im;
 mod composite;
 mod conv_pool;
 mod dft;
@@ -114,6 +115,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("LinearAttention", |i, n| i.linear_attention(n)),
     ("DFT", |i, n| i.dft(n)),
     ("AffineGrid", |i, n| i.affine_grid(n)),
+    ("Col2Im", |i, n| i.col2im(n)),
     // Sequences.
     ("SplitToSequence", |i, n| i.split_to_sequence(n)),
     ("SequenceAt", |i, n| i.sequence_at(n)),
