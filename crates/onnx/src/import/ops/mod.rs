@@ -15,6 +15,7 @@ mod elementwise;
 mod fused;
 mod gather_scatter;
 mod grid;
+mod grid_sample;
 mod linear_attention;
 mod loss;
 mod misc;
@@ -116,6 +117,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("DFT", |i, n| i.dft(n)),
     ("AffineGrid", |i, n| i.affine_grid(n)),
     ("Col2Im", |i, n| i.col2im(n)),
+    ("GridSample", |i, n| i.grid_sample(n)),
     // Sequences.
     ("SplitToSequence", |i, n| i.split_to_sequence(n)),
     ("SequenceAt", |i, n| i.sequence_at(n)),
