@@ -57,6 +57,119 @@ fn dft_matrices(n_in: usize, len: usize, m: usize, inverse: bool, onesided: bool
 }
 
 impl Importer {
+    /// `Yr` (and `Yi` when `imaginary`) of `xr`/`xi` (`[…, n_in]`, the transformed axis
+    /// last) by the matrices `w` (`[n_in, m]`).
+    fn dft_apply(
+        &mut self,
+        (xr, xi): (Value, Option<Value>),
+        w: &DftMatrices,
+        (n_in, m): (usize, usize),
+        dt: DType,
+        imaginary: bool,
+    ) -> R<Vec<Value>> {
+        let mat = |imp: &mut Self, v: &[f64]| {
+            imp.emit(Op::Constant(HostTensor::from_f64(dt, vec![n_in, m], v)), &[])
+        };
+        let combine = |imp: &mut Self, re: &[f64], im: &[f64]| -> R<Value> {
+            let a = mat(imp, re)?;
+            let y = imp.emit(Op::MatMul, &[xr, a])?;
+            match xi {
+                Some(xi) => {
+                    let b = mat(imp, im)?;
+                    let z = imp.emit(Op::MatMul, &[xi, b])?;
+                    imp.bin(BinaryOp::Add, y, z)
+                }
+                None => Ok(y),
+            }
+        };
+        let yr = combine(self, &w.a, &w.b)?;
+        Ok(if imaginary { vec![yr, combine(self, &w.c, &w.d)?] } else { vec![yr] })
+    }
+
+    /// ONNX `STFT`: frames of `x` `[B, L, 1 | 2]` every `frame_step` (zero-padded to the
+    /// window), times the window, each transformed over `frame_length` points:
+    /// `[B, frames, bins, 2]` (`onesided`, default 1: `frame_length/2 + 1` bins).
+    pub(crate) fn stft(&mut self, n: &NodeProto) -> R<()> {
+        let x = self.input_v(n, 0)?;
+        let xt = self.g.value_type(x).clone();
+        let dims = xt.known_dims().filter(|d| d.len() == 3 && (d[2] == 1 || d[2] == 2));
+        let dims =
+            dims.ok_or_else(|| self.err(format!("signal must be [B, L, 1 | 2] of known size, got {xt}")))?;
+        if !xt.dtype.is_float() {
+            return Err(self.err(format!("STFT of {}", xt.dtype)));
+        }
+        let scalar = |imp: &Self, name: &str, what: &str| -> R<usize> {
+            let k = imp.known_req(name, what)?;
+            let v = k
+                .consts()
+                .and_then(|c| c.first().copied())
+                .ok_or_else(|| imp.err(format!("{what} must be one integer")))?;
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| imp.err(format!("{what} {v} must be positive")))
+        };
+        let step = scalar(self, &self.in_req(n, 1)?, "frame_step")?;
+        let window = match inp(n, 2) {
+            Some(w) => Some(self.value(w)?),
+            None => None,
+        };
+        let ws = match window {
+            Some(w) => self
+                .g
+                .value_type(w)
+                .known_dims()
+                .filter(|d| d.len() == 1)
+                .map(|d| d[0])
+                .ok_or_else(|| self.err("window must be 1-D of known size"))?,
+            None => dims[1],
+        };
+        let len = match inp(n, 3) {
+            Some(name) => scalar(self, name, "frame_length")?,
+            None => ws,
+        };
+        let ws = if window.is_some() { ws } else { len };
+        let frames = dims[1]
+            .checked_sub(len)
+            .map(|r| r / step + 1)
+            .ok_or_else(|| self.err("the frame is longer than the signal"))?;
+        let m = if attr_i(n, "onesided", 1) != 0 { len / 2 + 1 } else { len };
+        if ws.checked_mul(m).is_none_or(|c| c > MAX_CELLS)
+            || frames.checked_mul(ws).is_none_or(|c| c > MAX_CELLS)
+        {
+            return Err(self.unsupported(format!("an STFT of {frames} frames of {ws}×{m}")));
+        }
+        let dt = xt.dtype;
+        // The signal zero-padded so the last frame is whole, then one gather of every frame.
+        let need = (frames - 1) * step + ws;
+        let xp = self.pad_axis(x, 1, 0, need.saturating_sub(dims[1]), 0.0)?;
+        let idx: Vec<i64> = (0..frames).flat_map(|f| (0..ws).map(move |w| (f * step + w) as i64)).collect();
+        let idx = self.emit(Op::Constant(HostTensor::from_i64(vec![frames, ws], &idx)), &[])?;
+        let mut fr = self.emit(Op::Gather { axis: 1 }, &[xp, idx])?;
+        if let Some(w) = window {
+            let w = if self.g.value_type(w).dtype == dt { w } else { self.emit(Op::Cast(dt), &[w])? };
+            let w = self.reshape_v(w, vec![Dim::Known(ws), Dim::Known(1)])?;
+            fr = self.bin(BinaryOp::Mul, fr, w)?;
+        }
+        let shape = vec![Dim::Known(dims[0]), Dim::Known(frames), Dim::Known(ws)];
+        let part = |imp: &mut Self, p: i64| -> R<Value> {
+            let s = imp.slice_last(fr, p, p + 1)?;
+            imp.reshape_v(s, shape.clone())
+        };
+        let xr = part(self, 0)?;
+        let xi = if dims[2] == 2 { Some(part(self, 1)?) } else { None };
+        let w = dft_matrices(ws, len, m, false, false);
+        let out_shape = vec![Dim::Known(dims[0]), Dim::Known(frames), Dim::Known(m), Dim::Known(1)];
+        let outs = self.dft_apply((xr, xi), &w, (ws, m), dt, true)?;
+        let mut parts = vec![];
+        for y in outs {
+            parts.push(self.reshape_v(y, out_shape.clone())?);
+        }
+        let y = self.emit(Op::Concat { axis: -1 }, &parts)?;
+        self.out(n, 0, y);
+        Ok(())
+    }
+
     /// ONNX `DFT`: `x` is `[…, N, …, 1]` (real) or `[…, N, …, 2]` (complex) along `axis`.
     pub(crate) fn dft(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
@@ -131,23 +244,7 @@ impl Importer {
         };
         let xr = part(self, 0)?;
         let xi = if parts == 2 { Some(part(self, 1)?) } else { None };
-        let mat = |imp: &mut Self, v: &[f64]| {
-            imp.emit(Op::Constant(HostTensor::from_f64(dt, vec![n_in, m], v)), &[])
-        };
-        let combine = |imp: &mut Self, re: &[f64], im: &[f64]| -> R<Value> {
-            let a = mat(imp, re)?;
-            let y = imp.emit(Op::MatMul, &[xr, a])?;
-            match xi {
-                Some(xi) => {
-                    let b = mat(imp, im)?;
-                    let z = imp.emit(Op::MatMul, &[xi, b])?;
-                    imp.bin(BinaryOp::Add, y, z)
-                }
-                None => Ok(y),
-            }
-        };
-        let yr = combine(self, &w.a, &w.b)?;
-        let outs = if out_parts == 2 { vec![yr, combine(self, &w.c, &w.d)?] } else { vec![yr] };
+        let outs = self.dft_apply((xr, xi), &w, (n_in, m), dt, out_parts == 2)?;
         // Back to the input's axis order, with the part axis last.
         let mut inv = vec![0; rank - 1];
         for (i, &p) in perm.iter().enumerate() {
