@@ -9,6 +9,45 @@ use crate::import::prelude::*;
 /// The largest `input length × output length` matrix made.
 const MAX_CELLS: usize = 1 << 22;
 
+/// ONNX's mel filter bank `[dft_length/2 + 1, bins]` (its reference, including the mel step
+/// of `(high − low)/(bins + 2)` and the f32 rounding of the edge mels), or `None` when a
+/// filter's centre falls outside the spectrum.
+fn mel_matrix(
+    bins: usize,
+    dft_length: usize,
+    sample_rate: f64,
+    lower_hz: f32,
+    upper_hz: f32,
+) -> Option<Vec<f64>> {
+    let spectrum = dft_length / 2 + 1;
+    let ln10 = std::f64::consts::LN_10;
+    let mel = |hz: f32| f64::from(2595f32 * (hz / 700f32).ln_1p()) / ln10;
+    let (low, high) = (mel(lower_hz), mel(upper_hz));
+    let step = (high - low) / (bins + 2) as f64;
+    let edges: Vec<i64> = (0..bins + 2)
+        .map(|k| {
+            let hz = 700.0 * ((k as f64 * step + low) / 2595.0 * ln10).exp_m1();
+            ((dft_length + 1) as f64 * hz / sample_rate).floor() as i64
+        })
+        .collect();
+    let mut out = vec![0.0; spectrum * bins];
+    for i in 0..bins {
+        let (lo, center, hi) = (edges[i], edges[i + 1], edges[i + 2]);
+        let at = |j: i64| usize::try_from(j).ok().filter(|&j| j < spectrum).map(|j| j * bins + i);
+        if center == lo {
+            out[at(center)?] = 1.0;
+        } else {
+            for j in lo..=center {
+                out[at(j)?] = (j - lo) as f64 / (center - lo) as f64;
+            }
+        }
+        for j in center..hi {
+            out[at(j)?] = (hi - j) as f64 / (hi - center) as f64;
+        }
+    }
+    Some(out)
+}
+
 /// The four `[n_in, m]` matrices of `Yr = Xr·A + Xi·B`, `Yi = Xr·C + Xi·D`.
 struct DftMatrices {
     a: Vec<f64>,
@@ -167,6 +206,34 @@ impl Importer {
         }
         let y = self.emit(Op::Concat { axis: -1 }, &parts)?;
         self.out(n, 0, y);
+        Ok(())
+    }
+
+    /// ONNX `MelWeightMatrix`: a constant of its five scalar inputs (`output_datatype`,
+    /// default float32).
+    pub(crate) fn mel_weight_matrix(&mut self, n: &NodeProto) -> R<()> {
+        let mut vals = [0.0f64; 5];
+        for (i, v) in vals.iter_mut().enumerate() {
+            let (c, _, _) = self.scalar_operand(&self.in_req(n, i)?)?;
+            *v = c.ok_or_else(|| self.err(format!("input {i} must be a constant scalar")))?;
+        }
+        let [bins, len, rate, lo, hi] = vals;
+        let count = |v: f64, what: &str| {
+            (v.fract() == 0.0 && v > 0.0 && v <= (1u64 << 24) as f64)
+                .then_some(v as usize)
+                .ok_or_else(|| self.err(format!("{what} {v} must be a positive integer up to 2^24")))
+        };
+        let (bins, len) = (count(bins, "num_mel_bins")?, count(len, "dft_length")?);
+        if (len / 2 + 1).checked_mul(bins).is_none_or(|c| c > MAX_CELLS) || rate.is_nan() || rate <= 0.0 {
+            return Err(
+                self.err(format!("a mel matrix of {bins} bins, dft_length {len}, sample_rate {rate}"))
+            );
+        }
+        let m = mel_matrix(bins, len, rate, lo as f32, hi as f32)
+            .ok_or_else(|| self.err("a mel filter lies outside the spectrum (edges past the sample rate)"))?;
+        let dt = self.attr_dtype(n, "output_datatype", 1)?;
+        let c = self.emit(Op::Constant(HostTensor::from_f64(dt, vec![len / 2 + 1, bins], &m)), &[])?;
+        self.out(n, 0, c);
         Ok(())
     }
 

@@ -116,6 +116,7 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("LinearAttention", |i, n| i.linear_attention(n)),
     ("DFT", |i, n| i.dft(n)),
     ("STFT", |i, n| i.stft(n)),
+    ("MelWeightMatrix", |i, n| i.mel_weight_matrix(n)),
     ("AffineGrid", |i, n| i.affine_grid(n)),
     ("Col2Im", |i, n| i.col2im(n)),
     ("GridSample", |i, n| i.grid_sample(n)),
