@@ -111,15 +111,25 @@ pub fn write_npy(path: &Path, t: &HostTensor) -> Result<(), Error> {
 /// the directory has no `.npy` file, the `input_*.pb` files of an ONNX test-data directory
 /// (matched by name, else by position). Arrays are cast to the inputs' dtypes.
 pub fn read_inputs(g: &Graph, dir: &Path) -> Result<Vec<HostTensor>, Error> {
+    let names: Vec<(String, Option<DType>)> = g
+        .inputs()
+        .iter()
+        .map(|&id| (g.node(id).name.clone().unwrap_or_default(), Some(g.node(id).types[0].dtype)))
+        .collect();
+    Ok(read_named(&names, dir)?.into_iter().map(|(_, t)| t).collect())
+}
+
+/// The values of the inputs `names` (name and dtype, `None`: keep the file's) from `dir`,
+/// as [`read_inputs`] reads them, with their names: what
+/// [`Model::import_with_values`](crate::onnx::specialize::Model::import_with_values) takes.
+pub fn read_named(names: &[(String, Option<DType>)], dir: &Path) -> Result<Vec<(String, HostTensor)>, Error> {
     let entries =
         std::fs::read_dir(dir).map_err(|source| Error::Io { path: dir.display().to_string(), source })?;
     let has_npy = entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "npy"));
-    let names: Vec<String> =
-        g.inputs().iter().map(|&id| g.node(id).name.clone().unwrap_or_default()).collect();
     let tensors = if has_npy {
         names
             .iter()
-            .map(|n| {
+            .map(|(n, _)| {
                 let p = dir.join(format!("{}.npy", file_stem(n)));
                 if !p.exists() {
                     return Err(Error::Other(format!(
@@ -138,23 +148,22 @@ pub fn read_inputs(g: &Graph, dir: &Path) -> Result<Vec<HostTensor>, Error> {
             let why = format!("{} input files for {} graph inputs", given.len(), names.len());
             return Err(Error::Other(format!("{}: {why}", dir.display())));
         }
-        let by_name = names.iter().all(|n| given.iter().any(|(m, _)| m == n));
+        let by_name = names.iter().all(|(n, _)| given.iter().any(|(m, _)| m == n));
         if by_name {
-            names.iter().filter_map(|n| given.iter().find(|(m, _)| m == n).map(|(_, t)| t.clone())).collect()
+            names
+                .iter()
+                .filter_map(|(n, _)| given.iter().find(|(m, _)| m == n).map(|(_, t)| t.clone()))
+                .collect()
         } else {
             given.into_iter().map(|(_, t)| t).collect()
         }
     };
     Ok(tensors
         .into_iter()
-        .zip(g.inputs())
-        .map(|(t, &id)| {
-            let want = g.node(id).types[0].dtype;
-            if t.dtype() == want {
-                t
-            } else {
-                t.cast(want)
-            }
+        .zip(names)
+        .map(|(t, (name, want))| match want {
+            Some(want) if t.dtype() != *want => (name.clone(), t.cast(*want)),
+            _ => (name.clone(), t),
         })
         .collect())
 }

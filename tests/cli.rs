@@ -453,3 +453,100 @@ fn optimize_fuses_projections_on_request() {
     assert_eq!(nodes(&plain) - nodes(&fused), 1);
     assert_eq!(fused["verify"]["ok"], true);
 }
+
+/// `y = Reshape(x, shape)` with `shape` a graph input, as an `.onnx` file: its output shape
+/// depends on the value of `shape`.
+fn reshape_by_input_onnx() -> PathBuf {
+    use blockfuse::onnx::proto::tensor_proto::DataType;
+    use blockfuse::onnx::proto::tensor_shape_proto::{dimension, Dimension};
+    use blockfuse::onnx::proto::*;
+    let vi = |name: &str, elem: DataType, dims: &[i64]| ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem as i32),
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let model = ModelProto {
+        ir_version: Some(10),
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
+        graph: Some(GraphProto {
+            node: vec![NodeProto {
+                op_type: Some("Reshape".into()),
+                name: Some("r".into()),
+                input: vec!["x".into(), "shape".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
+            input: vec![vi("x", DataType::Float, &[2, 3]), vi("shape", DataType::Int64, &[2])],
+            output: vec![vi("y", DataType::Float, &[])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = temp("reshape.onnx", "");
+    blockfuse::onnx::model::save_model(&p, &model).unwrap();
+    p
+}
+
+/// `run --inputs` / `--check` on a model whose shapes depend on an input's value: the CLI
+/// specializes the graph on that value and says so; without values it names what to give.
+#[test]
+fn run_specializes_on_shape_inputs() {
+    use blockfuse::ir::HostTensor;
+    use blockfuse::onnx::test_data::write_tensor_pb;
+    let p = reshape_by_input_onnx();
+    let x = HostTensor::from_f32(vec![2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    // .npy inputs; the written output has the specialized shape and the data.
+    let inputs = p.with_file_name("spec_in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    blockfuse::values::write_npy(&inputs.join("x.npy"), &x).unwrap();
+    blockfuse::values::write_npy(&inputs.join("shape.npy"), &HostTensor::from_i64(vec![2], &[3, 2])).unwrap();
+    let outputs = p.with_file_name("spec_out");
+    let o = blockfuse(&[
+        "run",
+        p.to_str().unwrap(),
+        "--optimize",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--outputs",
+        outputs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("specialized the graph on the values of inputs shape"), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "y: f32[3, 2]");
+    let y = blockfuse::values::read_npy(&outputs.join("y.npy")).unwrap();
+    assert_eq!((y.dims(), y.to_f64_vec()), (&[3usize, 2][..], x.to_f64_vec()));
+    // A test-data directory (unnamed inputs, by position): checked against its reference.
+    for (dir, shape, want) in [("spec_good", [6i64, 1], vec![6usize, 1]), ("spec_bad", [1, 6], vec![6, 1])] {
+        let dir = p.with_file_name(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_tensor_pb(dir.join("input_0.pb"), "", &x).unwrap();
+        write_tensor_pb(dir.join("input_1.pb"), "", &HostTensor::from_i64(vec![2], &shape)).unwrap();
+        write_tensor_pb(dir.join("output_0.pb"), "y", &x.reshaped(want).unwrap()).unwrap();
+        let o = blockfuse(&["run", p.to_str().unwrap(), "--check", dir.to_str().unwrap()]);
+        assert!(stderr(&o).contains("specialized the graph on the values of inputs shape"), "{}", stderr(&o));
+        let code = if shape[0] == 6 { 0 } else { 1 };
+        assert_eq!(o.status.code(), Some(code), "{}{}", stdout(&o), stderr(&o));
+    }
+    // No values: the refusal names the operand and how to give it.
+    let o = blockfuse(&["run", p.to_str().unwrap()]);
+    assert_bad(&o, "give them with --inputs DIR or --check DIR");
+    assert!(stderr(&o).contains("'shape'"), "{}", stderr(&o));
+    // A value of the wrong rank is refused, naming the input.
+    blockfuse::values::write_npy(&inputs.join("shape.npy"), &HostTensor::from_i64(vec![1, 2], &[3, 2]))
+        .unwrap();
+    assert_bad(&blockfuse(&["run", p.to_str().unwrap(), "--inputs", inputs.to_str().unwrap()]), "shape");
+}

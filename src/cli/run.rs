@@ -40,7 +40,7 @@ pub(super) struct Args {
 
 pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     let backend = a.backend.create(registry)?;
-    let mut g = load(&a.model)?;
+    let (mut g, given) = load_for_values(&a.model, a.check.as_ref().or(a.inputs.as_ref()))?;
     if a.optimize {
         // The graph-level passes this backend opts into (horizontal fusion on MLX).
         optimize_with(&mut g, &default_rules(), OptimizeOptions::for_backend(&backend.capabilities()))?;
@@ -48,7 +48,10 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     let mut session = backend.prepare(&g)?;
     match &a.check {
         Some(dir) => {
-            let (inputs, expected) = read_check_dir(&g, dir)?;
+            let (inputs, expected) = match &given {
+                Some(values) => (pick_inputs(&g, values)?, read_expected(dir)?),
+                None => read_check_dir(&g, dir)?,
+            };
             let outs = session.run(&inputs)?;
             if let Some(out_dir) = &a.outputs {
                 crate::values::write_outputs(&g, &outs, out_dir)?;
@@ -56,9 +59,10 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
             check_outputs(&g, &outs, &expected, dir, a.rtol, a.atol)
         }
         None => {
-            let inputs = match &a.inputs {
-                Some(dir) => crate::values::read_inputs(&g, dir)?,
-                None => crate::verify::random_inputs_with(&g, &bindings(&a.bind), 4, 0),
+            let inputs = match (&a.inputs, &given) {
+                (Some(_), Some(values)) => pick_inputs(&g, values)?,
+                (Some(dir), None) => crate::values::read_inputs(&g, dir)?,
+                (None, _) => crate::verify::random_inputs_with(&g, &bindings(&a.bind), 4, 0),
             };
             let outs = session.run(&inputs)?;
             if let Some(out_dir) = &a.outputs {
@@ -73,6 +77,54 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
 }
 
 type Named = Vec<(String, HostTensor)>;
+
+/// Loads the model; an ONNX model whose shapes depend on the values of some inputs (a plain
+/// import says a shape operand is not computable at import time) is specialized on their
+/// values from `dir` (`--inputs` or `--check`), and the inputs read are returned with it.
+/// Without `dir`, the refusal says which inputs need values.
+fn load_for_values(model: &Path, dir: Option<&PathBuf>) -> Result<(Graph, Option<Named>), Error> {
+    let (path, source) = match load(model) {
+        Ok(g) => return Ok((g, None)),
+        Err(Error::Onnx { path, source }) if source.uncomputable_operand().is_some() => (path, source),
+        Err(e) => return Err(e),
+    };
+    let onnx_err = |source| Error::Onnx { path: path.clone(), source: Box::new(source) };
+    let Some(dir) = dir else {
+        return Err(Error::Other(format!(
+            "{path}: {source} (its shapes depend on input values: give them with --inputs DIR or --check DIR \
+             to specialize the graph on them)"
+        )));
+    };
+    let m = crate::onnx::specialize::Model::open(model).map_err(onnx_err)?;
+    let values = crate::values::read_named(&m.inputs(), dir)?;
+    let s = m.import_with_values(&values).map_err(onnx_err)?;
+    eprintln!(
+        "blockfuse: specialized the graph on the values of inputs {} (it is valid for these values only)",
+        s.bound.join(", ")
+    );
+    Ok((Graph::clone(&s.graph), Some(values)))
+}
+
+/// The values of `g`'s inputs, by name, from the values read for the model's inputs.
+fn pick_inputs(g: &Graph, values: &Named) -> Result<Vec<HostTensor>, Error> {
+    g.inputs()
+        .iter()
+        .map(|&id| {
+            let name = g.node(id).name.clone().unwrap_or_default();
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| Error::Other(format!("no value for graph input \"{name}\"")))
+        })
+        .collect()
+}
+
+/// The reference outputs of a test-data directory.
+fn read_expected(dir: &Path) -> Result<Named, Error> {
+    let data_err = |e| Error::Data { path: dir.display().to_string(), source: Box::new(e) };
+    crate::onnx::TestDataSet::open(dir).map_err(data_err)?.read_outputs().map_err(data_err)
+}
 
 /// The inputs (in graph order: by name when every graph input has a file of its name,
 /// else by position) and the reference outputs of a test-data directory.

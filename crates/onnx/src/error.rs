@@ -171,6 +171,18 @@ pub enum OnnxError {
         option: &'static str,
     },
 
+    /// The model's shapes depend on the values of some graph inputs (a shape operand computed
+    /// from them: a `Reshape` target, the `axes` of a reduction, `TopK`'s `k`, …), and no
+    /// value was given for these (see [`crate::specialize::Model::import_with_values`]).
+    #[error("the graph's shapes depend on the values of inputs {}: give their values to specialize the graph on them ({source})", inputs.join(", "))]
+    NeedsInputValues {
+        /// The graph inputs that need a value.
+        inputs: Vec<String>,
+        /// The import's refusal that names the shape operand.
+        #[source]
+        source: Box<OnnxError>,
+    },
+
     /// A test data directory does not have the ONNX backend-test layout.
     #[error("test data {}: {reason}", path.display())]
     TestData {
@@ -182,6 +194,18 @@ pub enum OnnxError {
 }
 
 impl OnnxError {
+    /// The value named by a refusal because a shape operand is not known at import time
+    /// ("`Reshape 'r': shape 'shape' is not computable at import time …`"): the operand
+    /// whose graph inputs [`crate::specialize::Model::import_with_values`] binds. `None` for
+    /// every other error.
+    pub fn uncomputable_operand(&self) -> Option<String> {
+        match self {
+            OnnxError::Unsupported { reason, .. } => crate::specialize::uncomputable_value(reason),
+            OnnxError::NeedsInputValues { source, .. } => source.uncomputable_operand(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         OnnxError::Io { path: path.into(), source }
     }

@@ -9,6 +9,9 @@
 //!   by their bodies;
 //! - [`test_data`] reads the `test_data_set_<k>/{input,output}_<i>.pb` files of the ONNX
 //!   backend-test layout;
+//! - [`specialize`] imports models whose shapes depend on input values (a `Reshape` target
+//!   given as an input), specialized on those values ([`specialize::Model`],
+//!   [`import_file_with_values`]);
 //! - [`external`] reads external tensor data through memory maps, inside the model's
 //!   directory only;
 //! - [`error`] has [`OnnxError`], the one error type.
@@ -44,5 +47,6 @@ pub use import::{
     import_file, import_file_with, import_model, import_model_in, import_model_with, ImportOptions,
 };
 pub use model::{decode_model, load_model};
+pub use specialize::{import_file_with_values, Specialized};
 pub use tensor::{tensor_from_proto, tensor_to_proto};
 pub use test_data::{read_tensor_pb, TestDataSet};

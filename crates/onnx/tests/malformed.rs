@@ -519,3 +519,82 @@ fn data_dependent_shape_names_the_op_chain() {
         e => panic!("{e:?}"),
     }
 }
+
+// --- Attention, GatherND and Dropout modes -------------------------------------------------
+
+/// `Attention(q, k, v, …)` of 4-D `f32[1, 2, 3, 4]` inputs with extra inputs and attributes.
+fn attention(inputs: &[&str], attrs: Vec<AttributeProto>) -> ModelProto {
+    let mut ins: Vec<ValueInfoProto> =
+        ["q", "k", "v"].iter().map(|n| vi(n, 1, &["1", "2", "3", "4"])).collect();
+    ins.push(vi("pk", 1, &["1", "2", "5", "4"]));
+    ins.push(vi("lens", 7, &["1"]));
+    let mut n = node("Attention", inputs, &["y"]);
+    n.attribute = attrs;
+    model_with(ins, vec![], vec![n])
+}
+
+#[test]
+fn attention_past_key_without_past_value() {
+    let m = attention(&["q", "k", "v", "", "pk"], vec![]);
+    import_err(err(&m), "Attention_0", "past_key and past_value must be given together");
+}
+
+#[test]
+fn attention_nonpad_with_past() {
+    let m = attention(&["q", "k", "v", "", "pk", "pk", "lens"], vec![]);
+    import_err(err(&m), "Attention_0", "nonpad_kv_seqlen cannot be combined with past key-values");
+}
+
+#[test]
+fn attention_qk_matmul_output_mode_out_of_range() {
+    let m = attention(&["q", "k", "v"], vec![int("qk_matmul_output_mode", 7)]);
+    import_err(err(&m), "Attention_0", "qk_matmul_output_mode 7");
+}
+
+#[test]
+fn attention_window_below_minus_1() {
+    let m = attention(&["q", "k", "v"], vec![int("left_window_size", -3)]);
+    import_err(err(&m), "Attention_0", "left_window_size -3");
+}
+
+#[test]
+fn gather_nd_batch_dims_out_of_range() {
+    let idx = i64s("i", &[2, 1], &[0, 1]);
+    let m = model(vec![idx], vec![with(node("GatherND", &["x", "i"], &["y"]), int("batch_dims", 2))]);
+    import_err(err(&m), "GatherND_0", "batch_dims must be in [0, rank(indices))");
+}
+
+#[test]
+fn gather_nd_empty_index_tuples() {
+    let idx = i64s("i", &[2, 0], &[]);
+    let m = model(vec![idx], vec![node("GatherND", &["x", "i"], &["y"])]);
+    import_err(err(&m), "GatherND_0", "known, positive size");
+}
+
+/// A `training_mode` given as a graph input is a value to specialize on (named in the
+/// refusal); a random training-mode dropout stays refused.
+#[test]
+fn dropout_training_mode_input() {
+    let ins = vec![vi("x", 1, &["2", "3"]), vi("t", 9, &[])];
+    let ratio = tensor_to_proto("r", &HostTensor::scalar(DType::F32, 0.5));
+    let m = model_with(ins, vec![ratio], vec![node("Dropout", &["x", "r", "t"], &["y"])]);
+    let e = err(&m);
+    assert_eq!(e.uncomputable_operand().as_deref(), Some("t"), "{e}");
+    let s = blockfuse_onnx::specialize::Model::from_proto(
+        m,
+        std::path::Path::new("."),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    let on = vec![("t".to_string(), HostTensor::scalar(DType::Bool, 1.0))];
+    match s.import_with_values(&on).unwrap_err() {
+        OnnxError::Unsupported { reason, .. } => {
+            assert!(reason.contains("training mode (random)"), "{reason}")
+        }
+        e => panic!("{e}"),
+    }
+    let off = vec![("t".to_string(), HostTensor::scalar(DType::Bool, 0.0))];
+    let g = s.import_with_values(&off).unwrap();
+    assert_eq!(g.bound, ["t"]);
+    assert_eq!(g.graph.inputs().len(), 1);
+}

@@ -133,6 +133,40 @@ fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
+/// For kernel tap `tap`, per output position (row-major over the output): whether the tap
+/// reads inside the input (not padding), and the flat index within one `(n, c)` plane of
+/// the element it reads (row-major, or column-major with `storage_order`, as ONNX numbers
+/// MaxPool's `Indices`).
+fn tap_indices(g: &Geometry, tap: &[usize], column_major: bool) -> (Vec<f64>, Vec<i64>) {
+    let r = g.input.len();
+    let count: usize = g.output.iter().product();
+    let (mut inside, mut index) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    let mut o = vec![0usize; r];
+    for _ in 0..count {
+        let mut ok = true;
+        let mut flat = 0i64;
+        let mut stride = 1i64;
+        let axes: Vec<usize> = if column_major { (0..r).collect() } else { (0..r).rev().collect() };
+        for i in axes {
+            let pos = (o[i] * g.strides[i] + tap[i] * g.dilations[i]) as i64 - g.pad_begin[i] as i64;
+            ok &= pos >= 0 && pos < g.input[i] as i64;
+            flat += pos * stride;
+            stride *= g.input[i] as i64;
+        }
+        inside.push(f64::from(u8::from(ok)));
+        index.push(if ok { flat } else { 0 });
+        // The next output position, row-major.
+        for i in (0..r).rev() {
+            o[i] += 1;
+            if o[i] < g.output[i] {
+                break;
+            }
+            o[i] = 0;
+        }
+    }
+    (inside, index)
+}
+
 fn usizes(v: &[i64], what: &str) -> Result<Vec<usize>, String> {
     v.iter()
         .map(|&x| usize::try_from(x).map_err(|_| format!("{what} must not be negative, got {x}")))
@@ -247,9 +281,7 @@ impl Importer {
 
     fn pool(&mut self, n: &NodeProto, kind: Pool) -> R<()> {
         let max = kind == Pool::Max;
-        if self.output_used(n, 1) {
-            return Err(self.unsupported("MaxPool with the Indices output is not supported"));
-        }
+        let want_indices = max && self.output_used(n, 1);
         let x = self.input_v(n, 0)?;
         let dims = self.nc_dims(x)?;
         let dt = self.vt(x).dtype;
@@ -275,12 +307,46 @@ impl Importer {
         }
         let xp = self.padded(x, &g, pad_value)?;
         let mut acc: Option<Value> = None;
+        let storage_order = attr_i(n, "storage_order", 0) != 0;
+        // With `Indices`: the flat input index of the first maximum (ONNX's strict `>` over
+        // the window in order), taken only from taps inside the input.
+        let mut arg: Option<(Value, Value)> = None;
         for tap in taps(&g.kernel) {
             let s = self.tap_slice(xp, &g, &tap)?;
+            if want_indices {
+                let (inside, index) = tap_indices(&g, &tap, storage_order);
+                let mut shape = vec![1, 1];
+                shape.extend(&g.output);
+                let inside =
+                    self.emit(Op::Constant(HostTensor::from_f64(DType::Bool, shape.clone(), &inside)), &[])?;
+                let index = self.emit(Op::Constant(HostTensor::from_i64(shape, &index)), &[])?;
+                arg = Some(match (arg, acc) {
+                    (Some((seen, idx)), Some(a)) => {
+                        let unseen = self.un(UnaryOp::Not, seen)?;
+                        let gt = self.bin(BinaryOp::Greater, s, a)?;
+                        let better = self.bin(BinaryOp::Or, unseen, gt)?;
+                        let take = self.bin(BinaryOp::And, inside, better)?;
+                        let idx = self.emit(Op::Where, &[take, index, idx])?;
+                        (self.bin(BinaryOp::Or, seen, inside)?, idx)
+                    }
+                    _ => (inside, index),
+                });
+            }
             acc = Some(match acc {
                 Some(a) => self.bin(if max { BinaryOp::Max } else { BinaryOp::Add }, a, s)?,
                 None => s,
             });
+        }
+        if let Some((_, idx)) = arg {
+            // Plus the offset of each (n, c) plane.
+            let plane: usize = g.input.iter().product();
+            let (nb, c) = (dims[0], dims[1]);
+            let base: Vec<i64> = (0..nb * c).map(|p| (p * plane) as i64).collect();
+            let mut shape = vec![nb, c];
+            shape.extend(std::iter::repeat_n(1, g.input.len()));
+            let base = self.emit(Op::Constant(HostTensor::from_i64(shape, &base)), &[])?;
+            let idx = self.bin(BinaryOp::Add, idx, base)?;
+            self.out(n, 1, idx);
         }
         let mut y = acc.ok_or_else(|| self.err("empty kernel"))?;
         if let Pool::Lp(p) = kind {

@@ -51,16 +51,30 @@ impl Importer {
     }
 
     /// Dropout is the identity in inference mode: `training_mode` absent or a constant
-    /// false, or a constant zero `ratio`. Training-mode (random) dropout is refused.
+    /// false, or a zero `ratio`. Training-mode (random) dropout is refused; a `training_mode`
+    /// or `ratio` that is a graph input is refused as not computable at import time (the
+    /// model imports once specialized on its value).
     pub(crate) fn dropout_check(&self, n: &NodeProto) -> R<()> {
         let Some(t) = inp(n, 2) else { return Ok(()) };
-        if self.const_tensor(t).is_some_and(|t| t.len() == 1 && t.get_f64(0) == 0.0) {
+        let scalar = |name: &str, what: &str| match self.const_tensor(name) {
+            Some(c) if c.len() == 1 => Ok(c.get_f64(0)),
+            Some(_) => Err(self.err(format!("{what} '{name}' is not a scalar"))),
+            // A graph input: known once the model is specialized on its value.
+            None => Err(self.unsupported(format!(
+                "{what} '{name}' is not computable at import time (Dropout's mode must be known)"
+            ))),
+        };
+        let ratio_zero =
+            inp(n, 1).and_then(|r| self.const_tensor(r)).is_some_and(|r| r.len() == 1 && r.get_f64(0) == 0.0);
+        if ratio_zero || scalar(t, "training_mode")? == 0.0 {
             return Ok(());
         }
-        if inp(n, 1).and_then(|r| self.const_tensor(r)).is_some_and(|r| r.len() == 1 && r.get_f64(0) == 0.0) {
-            return Ok(());
+        // Training mode with ratio 0 keeps every element (ONNX's reference returns x and an
+        // all-true mask); any other ratio draws random numbers.
+        match inp(n, 1) {
+            Some(r) if scalar(r, "ratio")? == 0.0 => Ok(()),
+            _ => Err(self.unsupported("Dropout in training mode (random) is not supported")),
         }
-        Err(self.unsupported("Dropout in training mode (random) is not supported"))
     }
 
     /// `Mod` with `fmod=1` (the remainder takes the sign of the dividend), from the floored

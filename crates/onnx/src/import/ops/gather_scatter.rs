@@ -57,11 +57,8 @@ impl Importer {
         }
     }
 
-    /// `GatherND` (batch_dims 0; non-negative indices).
+    /// `GatherND` (non-negative indices; `batch_dims` leading axes shared by data and indices).
     pub(crate) fn gather_nd(&mut self, n: &NodeProto) -> R<()> {
-        if attr_i(n, "batch_dims", 0) != 0 {
-            return Err(self.unsupported("GatherND with batch_dims != 0 is not supported"));
-        }
         let data = self.value(&self.in0(n)?)?;
         let idx = self.i64_value(&self.in_req(n, 1)?)?;
         let it = self.g.value_type(idx).clone();
@@ -69,8 +66,26 @@ impl Importer {
             .shape
             .last()
             .and_then(Dim::known)
-            .ok_or_else(|| self.err("the last index axis must have a known size"))?;
+            .filter(|&r| r >= 1)
+            .ok_or_else(|| self.err("the last index axis must have a known, positive size"))?;
+        let data_rank = self.g.value_type(data).rank();
+        let batch = usize::try_from(attr_i(n, "batch_dims", 0))
+            .ok()
+            .filter(|&b| b < it.rank() && b + r <= data_rank)
+            .ok_or_else(|| {
+                self.err("batch_dims must be in [0, rank(indices)) with batch_dims + r ≤ rank(data)")
+            })?;
+        // The batch axes index themselves: iotas shaped as the index tuples (`indices[..., 0]`).
         let mut comps = vec![];
+        let lead = it.rank() - 1;
+        for k in 0..batch {
+            let len = it.shape[k].clone();
+            let rg =
+                self.emit(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])?;
+            let mut shape = vec![Dim::Known(1); lead];
+            shape[k] = len;
+            comps.push(self.reshape_v(rg, shape)?);
+        }
         for j in 0..r {
             let jv = self.emit(Op::Constant(HostTensor::from_i64(vec![], &[j as i64])), &[])?;
             comps.push(self.emit(Op::Gather { axis: -1 }, &[idx, jv])?);

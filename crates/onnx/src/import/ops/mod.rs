@@ -5,12 +5,18 @@
 //! To support a new op: write its converter (`fn(&mut Importer, &NodeProto) -> R<()>`, in the
 //! module of its family, or a new one) and add ONE line to [`OPS`].
 
+mod attention;
+mod col2im;
 mod composite;
 mod conv_pool;
+mod dft;
 mod einsum;
 mod elementwise;
 mod fused;
 mod gather_scatter;
+mod grid;
+mod grid_sample;
+mod linear_attention;
 mod loss;
 mod misc;
 mod nn;
@@ -108,6 +114,13 @@ pub(super) const OPS: &[(&str, Converter)] = &[
     ("RMSNormalization", |i, n| i.rms_norm(n)),
     ("RotaryEmbedding", |i, n| i.rotary(n)),
     ("Attention", |i, n| i.attention(n)),
+    ("LinearAttention", |i, n| i.linear_attention(n)),
+    ("DFT", |i, n| i.dft(n)),
+    ("STFT", |i, n| i.stft(n)),
+    ("MelWeightMatrix", |i, n| i.mel_weight_matrix(n)),
+    ("AffineGrid", |i, n| i.affine_grid(n)),
+    ("Col2Im", |i, n| i.col2im(n)),
+    ("GridSample", |i, n| i.grid_sample(n)),
     // Sequences.
     ("SplitToSequence", |i, n| i.split_to_sequence(n)),
     ("SequenceAt", |i, n| i.sequence_at(n)),
