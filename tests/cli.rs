@@ -413,3 +413,27 @@ fn optimize_quantizes_and_writes_onnx() {
     let o = blockfuse(&["inspect", onnx.to_str().unwrap(), "--stats-only"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `optimize --fuse-projections`: q/k/v and gate/up of the demo layer become one matmul each,
+/// the blocks stay the same, and `--verify` finds the same values.
+#[test]
+fn optimize_fuses_projections_on_request() {
+    let dec = temp("pdec.json", "");
+    let o = blockfuse(&["demo", "--layers", "1", "--export", dec.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["optimize", dec.to_str().unwrap(), "--report", "json", "--verify"];
+        args.extend_from_slice(extra);
+        let o = blockfuse(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(stdout(&o).trim()).expect("one JSON object on stdout")
+    };
+    let (plain, fused) = (report(&[]), report(&["--fuse-projections"]));
+    assert_eq!(plain["rules"].get("fuse_projections"), None);
+    assert_eq!(fused["rules"]["fuse_projections"], 2);
+    assert_eq!(fused["blocks"], plain["blocks"]);
+    // 5 matmuls (q, k, v; gate, up) become 2 matmuls and 2 splits.
+    let nodes = |r: &serde_json::Value| r["nodes_after"].as_u64().unwrap();
+    assert_eq!(nodes(&plain) - nodes(&fused), 1);
+    assert_eq!(fused["verify"]["ok"], true);
+}

@@ -1,6 +1,6 @@
 //! Horizontal fusion of projections: several `MatMul(x, Wᵢ)` (each optionally `+ bᵢ`) that
-//! read the same activation `x` with constant 2-D weights (of x's dtype, as `MatMul` requires)
-//! become one
+//! read the same activation `x` with constant 2-D weights (of x's dtype, as `MatMul` requires;
+//! `{K, N}`, or `{N, K}` read through a transpose as unfolded exports write `x · Wᵀ`) become one
 //! `MatMul(x, [W₁ | W₂ | …])` (`+ [b₁ | b₂ | …]`) followed by a `Split` along the last axis
 //! that gives back each original output: attention's q/k/v projections, a gated MLP's
 //! gate/up.
@@ -54,7 +54,10 @@ pub struct ProjectionReport {
 /// One projection: `MatMul(x, w)` with its optional bias add.
 struct Member {
     matmul: NodeId,
+    /// The weight constant: `{K, N}`, or `{N, K}` read through a transpose.
     weight: NodeId,
+    /// The matmul reads `transpose(weight)` (exporters' `x · Wᵀ` without folding).
+    transposed: bool,
     /// The bias add reading the product (its only reader) and the bias constant.
     bias: Option<(NodeId, NodeId)>,
 }
@@ -82,25 +85,25 @@ pub fn fuse_projections(g: &mut Graph, opts: ProjectionOptions) -> Result<Projec
             continue;
         }
         report.near_misses.append(&mut misses);
-        // `MatMul` needs x and w of one dtype, so the weights of one x share theirs.
-        let group = members;
-        if group.len() < 2 {
-            continue;
+        // `MatMul` needs x and w of one dtype, so the weights of one x share theirs; plain and
+        // transposed weights form separate groups (each concatenates along its own N axis).
+        let (transposed, plain): (Vec<Member>, Vec<Member>) = members.into_iter().partition(|m| m.transposed);
+        for group in [plain, transposed].into_iter().filter(|g| g.len() >= 2) {
+            let bytes: usize =
+                group.iter().map(|m| g.node(m.weight).op.as_constant().map_or(0, |w| w.bytes().len())).sum();
+            if bytes > opts.max_weight_bytes {
+                let reason = format!(
+                    "the {} weights together are {bytes} bytes, above the limit of {} bytes",
+                    group.len(),
+                    opts.max_weight_bytes
+                );
+                group.iter().for_each(|m| report.near_misses.push(miss(g, m.matmul, reason.clone())));
+                continue;
+            }
+            rewrite(g, x, &group)?;
+            report.fused += 1;
+            report.matmuls += group.len();
         }
-        let bytes: usize =
-            group.iter().map(|m| g.node(m.weight).op.as_constant().map_or(0, |w| w.bytes().len())).sum();
-        if bytes > opts.max_weight_bytes {
-            let reason = format!(
-                "the {} weights together are {bytes} bytes, above the limit of {} bytes",
-                group.len(),
-                opts.max_weight_bytes
-            );
-            group.iter().for_each(|m| report.near_misses.push(miss(g, m.matmul, reason.clone())));
-            continue;
-        }
-        rewrite(g, x, &group)?;
-        report.fused += 1;
-        report.matmuls += group.len();
     }
     g.remove_dead();
     Ok(report)
@@ -114,9 +117,13 @@ fn miss(g: &Graph, id: NodeId, reason: String) -> NearMiss {
 fn member(g: &Graph, id: NodeId) -> Result<Member, String> {
     let n = g.node(id);
     let (x, w) = (n.operands[0], n.operands[1]);
-    let Op::Constant(weight) = &g.node(w.node).op else {
-        return Err(format!("its weight {} is not a constant", g.label(w.node)));
+    let not_constant = || format!("its weight {} is not a constant", g.label(w.node));
+    let (wnode, transposed) = match &g.node(w.node).op {
+        Op::Constant(_) => (w.node, false),
+        Op::Transpose { perm } if perm[..] == [1, 0] => (g.node(w.node).operands[0].node, true),
+        _ => return Err(not_constant()),
     };
+    let Op::Constant(weight) = &g.node(wnode).op else { return Err(not_constant()) };
     let xt = g.value_type(x);
     if weight.dims().len() != 2 || xt.rank() < 2 {
         return Err(format!(
@@ -128,7 +135,7 @@ fn member(g: &Graph, id: NodeId) -> Result<Member, String> {
     if !weight.dtype().is_float() {
         return Err(format!("its weight is {}, not a float", weight.dtype()));
     }
-    Ok(Member { matmul: id, weight: w.node, bias: bias_of(g, Value::first(id)) })
+    Ok(Member { matmul: id, weight: wnode, transposed, bias: bias_of(g, Value::first(id)) })
 }
 
 /// The bias add of the product `p` when it is `p`'s only reader and adds a constant vector
@@ -163,13 +170,27 @@ fn concat_columns(parts: &[&HostTensor]) -> Result<HostTensor, IrError> {
         .map_err(|e| IrError::Graph(e.to_string()))
 }
 
+/// Concatenates 2-D tensors (equal column counts, one dtype) along the rows.
+fn concat_rows(parts: &[HostTensor]) -> Result<HostTensor, IrError> {
+    let rows = parts.iter().map(|p| p.dims()[0]).sum();
+    let bytes: Vec<u8> = parts.iter().flat_map(|p| p.bytes().iter().copied()).collect();
+    HostTensor::from_bytes(parts[0].dtype(), vec![rows, parts[0].dims()[1]], bytes)
+        .map_err(|e| IrError::Graph(e.to_string()))
+}
+
 /// Replaces the group by one matmul against the concatenated weight (and one bias add when
 /// every member has a bias) and a split that gives back each member's value.
 fn rewrite(g: &mut Graph, x: Value, group: &[Member]) -> Result<(), IrError> {
     let constant = |g: &Graph, id: NodeId| g.node(id).op.as_constant().expect("a constant").clone();
     let name = |g: &Graph, id: NodeId| g.node(id).name.clone().unwrap_or_else(|| g.label(id).to_string());
     let weights: Vec<HostTensor> = group.iter().map(|m| constant(g, m.weight)).collect();
-    let w = concat_columns(&weights.iter().collect::<Vec<_>>())?;
+    let transposed = group[0].transposed;
+    // `{K, Nᵢ}` side by side; `{Nᵢ, K}` one after the other (then read through a transpose).
+    let w = if transposed {
+        concat_rows(&weights)?
+    } else {
+        concat_columns(&weights.iter().collect::<Vec<_>>())?
+    };
     let w_name = group.iter().map(|m| name(g, m.weight)).collect::<Vec<_>>().join("+");
     let with_bias = group.iter().all(|m| m.bias.is_some());
     let bias = with_bias.then(|| {
@@ -185,11 +206,12 @@ fn rewrite(g: &mut Graph, x: Value, group: &[Member]) -> Result<(), IrError> {
         .iter()
         .map(|m| Value::first(if with_bias { m.bias.expect("all").0 } else { m.matmul }))
         .collect();
-    let sizes: Vec<Dim> = weights.iter().map(|w| Dim::Known(w.dims()[1])).collect();
+    let sizes: Vec<Dim> = weights.iter().map(|w| Dim::Known(w.dims()[usize::from(!transposed)])).collect();
     let mut b = Builder::new(g);
     b.set_scope(Some(scope));
     let wv = b.constant(w);
     b.graph_mut().set_name(wv.node, Some(w_name));
+    let wv = if transposed { b.transpose(wv, &[1, 0])? } else { wv };
     let mut y = b.matmul(x, wv)?;
     if let Some((rows, names)) = bias {
         let cat = concat_columns(&rows.iter().collect::<Vec<_>>())?;

@@ -37,6 +37,8 @@ enum W {
     Input(usize),
     /// A batched constant `{1, 8, n}`.
     Batched(usize),
+    /// A constant `{n, 8}` read through a transpose (an unfolded export's `x · Wᵀ`).
+    Transposed(usize),
 }
 
 /// q/k/v-style projections of one `x {batch, seq, 8}` (Qwen2's biases when `bias`), each
@@ -52,8 +54,10 @@ fn projections(ws: &[(&str, W)], bias: bool) -> Graph {
             W::Const(n) => weight(&mut b, DType::F32, &[8, n], seed),
             W::Input(n) => b.input(name, TensorType::known(DType::F32, &[8, n])),
             W::Batched(n) => weight(&mut b, DType::F32, &[1, 8, n], seed),
+            W::Transposed(n) => weight(&mut b, DType::F32, &[n, 8], seed),
         };
         let wv = named(&mut b, wv, name);
+        let wv = if matches!(w, W::Transposed(_)) { b.transpose(wv, &[1, 0]).unwrap() } else { wv };
         let mut y = b.matmul(x, wv).unwrap();
         if bias {
             let n = b.ty(y).shape.last().and_then(|d| d.known()).unwrap();
@@ -99,6 +103,18 @@ fn fuses_biased_projections_with_one_bias_add() {
     assert_eq!(report.rules["fuse_projections"], 1);
     assert_eq!(opt.op_histogram()["add"], 1);
     assert!(after.contains("constant \"q_proj.bias+k_proj.bias+v_proj.bias\""), "{after}");
+    insta::assert_snapshot!(snapshot_text(&before, &after));
+    assert_same_values(&g, &opt, 0.0);
+}
+
+#[test]
+fn fuses_transposed_weights_along_their_rows() {
+    let ws = [("q_proj", W::Transposed(8)), ("k_proj", W::Transposed(4)), ("v_proj", W::Const(4))];
+    let g = projections(&ws, false);
+    let (before, after, report, opt) = fuse_with(&g, on());
+    // q and k (both `x · Wᵀ`) fuse; v's plain weight is a group of one.
+    assert_eq!((report.rules["fuse_projections"], matmuls(&opt)), (1, 2));
+    assert!(after.contains("constant \"q_proj+k_proj\" : f32[12, 8]"), "{after}");
     insta::assert_snapshot!(snapshot_text(&before, &after));
     assert_same_values(&g, &opt, 0.0);
 }
