@@ -109,11 +109,11 @@ impl Dim {
         }
     }
 
-    /// The size under `bindings`; `None` when a symbol is unbound.
+    /// The size under `bindings`; `None` when a symbol is unbound or the product overflows.
     pub fn eval(&self, bindings: &Bindings) -> Option<usize> {
         match self {
             Dim::Known(n) => Some(*n),
-            Dim::Sym(s) => s.factors.iter().try_fold(s.coeff, |acc, f| Some(acc * bindings.get(f)?)),
+            Dim::Sym(s) => s.factors.iter().try_fold(s.coeff, |acc, f| acc.checked_mul(*bindings.get(f)?)),
         }
     }
 
