@@ -12,10 +12,11 @@
 use crate::check::close;
 use arbitrary::{Result, Unstructured};
 use blockfuse_fallback::FallbackBackend;
+use blockfuse_ir::backend::Backend;
 use blockfuse_ir::{
     text, BinaryOp, Builder, DType, Dim, Graph, HostTensor, Op, ReduceOp, TensorType, UnaryOp, Value,
 };
-use blockfuse_patterns::{default_rules, optimize};
+use blockfuse_patterns::{default_rules, optimize, Report};
 use std::f64::consts::{PI, SQRT_2};
 
 /// The target: builds a program and its inputs from `data`, then [`differential`].
@@ -27,24 +28,42 @@ pub fn optimize_eval(data: &[u8]) {
 }
 
 /// Optimizes a copy of `g` and checks that it evaluates to what `g` evaluates to on `inputs`
-/// (NaN-aware, [`close`]). Panics on a disagreement, on an optimizer error and on an invalid
-/// result. A graph the evaluator cannot run is skipped.
-pub fn differential(g: &Graph, inputs: &[HostTensor]) {
-    let fb = FallbackBackend::new();
-    let Ok(want) = fb.run(g, inputs) else { return };
+/// (NaN-aware, [`close`]), both on the fallback evaluator. Panics on a disagreement, on an
+/// optimizer error and on an invalid result; returns the optimizer's report, or `None` when
+/// the evaluator cannot run the original.
+pub fn differential(g: &Graph, inputs: &[HostTensor]) -> Option<Report> {
+    differential_on(g, inputs, &FallbackBackend::new())
+}
+
+/// [`differential`] with the optimized graph run on `backend` (the original always on the
+/// fallback evaluator). A graph that `backend` cannot run, optimized or not, is skipped.
+pub fn differential_on(g: &Graph, inputs: &[HostTensor], backend: &dyn Backend) -> Option<Report> {
+    let want = FallbackBackend::new().run(g, inputs).ok()?;
     let mut opt = g.clone();
     let before = text::dump(g).unwrap_or_default();
-    if let Err(e) = optimize(&mut opt, &default_rules()).and_then(|_| opt.validate()) {
-        panic!("optimize failed: {e}\n{before}");
+    let report = match optimize(&mut opt, &default_rules()) {
+        Ok(r) => r,
+        Err(e) => panic!("optimize failed: {e}\n{before}"),
+    };
+    if let Err(e) = opt.validate() {
+        panic!("the optimized graph is invalid: {e}\n{before}");
     }
     let after = text::dump(&opt).unwrap_or_default();
-    let got = fb.run(&opt, inputs).unwrap_or_else(|e| panic!("the optimized graph fails: {e}\n{after}"));
+    let got = match backend.run(&opt, inputs) {
+        Ok(got) => got,
+        Err(_) if backend.run(g, inputs).is_err() => return None,
+        Err(e) => panic!("the optimized graph fails on {}: {e}\n{after}", backend.name()),
+    };
     assert_eq!(want.len(), got.len());
     for (i, (w, o)) in want.iter().zip(&got).enumerate() {
         if let Err(e) = close(w, o) {
-            panic!("output {i} differs: {e}\ninputs: {inputs:?}\nbefore:\n{before}\nafter:\n{after}");
+            panic!(
+                "output {i} differs on {}: {e}\ninputs: {inputs:?}\nbefore:\n{before}\nafter:\n{after}",
+                backend.name()
+            );
         }
     }
+    Some(report)
 }
 
 /// Constant `exact`, or (one time in four) a perturbation of it.
@@ -414,4 +433,33 @@ fn attend(p: &mut P<'_, '_, '_, '_>, width: usize, tq: usize, qkv: &mut Option<[
     let axis = if p.u.ratio(7, 8)? { -1 } else { -2 };
     let pr = p.b.softmax(s, axis)?;
     Ok(p.b.matmul(pr, v)?)
+}
+
+/// The block kinds [`program`] builds instances of.
+pub const KINDS: &[&str] = &["rms_norm", "layer_norm", "gelu", "swiglu", "geglu", "sdpa"];
+
+/// The proptest of the differential: `cases` programs from random bytes (shrunk on failure)
+/// through [`differential_on`] with `backend`; returns how many blocks of each kind fused
+/// across the run. `BLOCKFUSE_DIFF_CASES` overrides `cases`.
+pub fn run_differential(cases: u32, backend: &dyn Backend) -> std::collections::BTreeMap<String, usize> {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let cases = std::env::var("BLOCKFUSE_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let seen = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let result = runner.run(&prop::collection::vec(any::<u8>(), 16..1024), |bytes| {
+        let mut u = Unstructured::new(&bytes);
+        let Ok((g, inputs)) = program(&mut u) else { return Ok(()) };
+        if let Some(report) = differential_on(&g, &inputs, backend) {
+            let mut seen = seen.borrow_mut();
+            for (k, n) in report.blocks {
+                *seen.entry(k).or_insert(0) += n;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    seen.into_inner()
 }

@@ -56,30 +56,33 @@ impl Dim {
         }
     }
 
-    /// The product of two dims, kept symbolic where needed.
+    /// The product of two dims, kept symbolic where needed. Known sizes and coefficients
+    /// saturate at `usize::MAX` rather than overflow: no tensor has that many elements, and
+    /// the byte limits ([`crate::limits`]) refuse it.
     pub fn mul(&self, other: &Dim) -> Dim {
         match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a * b),
+            (Dim::Known(a), Dim::Known(b)) => Dim::Known(a.saturating_mul(*b)),
             (Dim::Known(0), _) | (_, Dim::Known(0)) => Dim::Known(0),
             (Dim::Known(k), Dim::Sym(s)) | (Dim::Sym(s), Dim::Known(k)) => {
-                Dim::Sym(SymDim { coeff: s.coeff * k, factors: s.factors.clone() })
+                Dim::Sym(SymDim { coeff: s.coeff.saturating_mul(*k), factors: s.factors.clone() })
             }
             (Dim::Sym(a), Dim::Sym(b)) => {
                 let mut factors: SmallVec<[Arc<str>; 2]> =
                     a.factors.iter().chain(b.factors.iter()).cloned().collect();
                 factors.sort();
-                Dim::Sym(SymDim { coeff: a.coeff * b.coeff, factors })
+                Dim::Sym(SymDim { coeff: a.coeff.saturating_mul(b.coeff), factors })
             }
         }
     }
 
-    /// The sum of two dims when it is expressible (`seq + seq = 2*seq`, `3 + 4 = 7`).
+    /// The sum of two dims when it is expressible (`seq + seq = 2*seq`, `3 + 4 = 7`), and
+    /// does not overflow.
     pub fn add(&self, other: &Dim) -> Option<Dim> {
         match (self, other) {
-            (Dim::Known(a), Dim::Known(b)) => Some(Dim::Known(a + b)),
+            (Dim::Known(a), Dim::Known(b)) => Some(Dim::Known(a.checked_add(*b)?)),
             (Dim::Known(0), d) | (d, Dim::Known(0)) => Some(d.clone()),
             (Dim::Sym(a), Dim::Sym(b)) if a.factors == b.factors => {
-                Some(Dim::Sym(SymDim { coeff: a.coeff + b.coeff, factors: a.factors.clone() }))
+                Some(Dim::Sym(SymDim { coeff: a.coeff.checked_add(b.coeff)?, factors: a.factors.clone() }))
             }
             _ => None,
         }
