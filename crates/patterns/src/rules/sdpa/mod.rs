@@ -121,6 +121,9 @@ fn unfused_softmax(g: &Graph, id: NodeId, explained: &dyn Fn(NodeId) -> bool) ->
     })
 }
 
+/// The largest |scale| fused (attention scales are about 1/√d; softcapped ones too).
+const MAX_SCALE: f32 = 1e4;
+
 fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
     let probs = g.node(m.value("probs").node);
     let rank = g.value_type(m.value("probs")).rank() as i64;
@@ -140,6 +143,12 @@ fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
     let rows = if sinks.is_some() { Rows::Block } else { rows::rows(g, m, &l.masks, &mask)? };
     let scale = (l.scale * key.factor) as f32;
     require(scale.is_finite() && scale != 0.0, format!("scale {scale} is not finite and non-zero"))?;
+    // The block scales q before the product: a huge scale overflows there (∞ − ∞ = NaN in the
+    // product) where the graph, scaling the scores, stays finite (found by fuzz/optimize_eval).
+    require(
+        scale.abs() <= MAX_SCALE,
+        format!("|scale| {scale} is over {MAX_SCALE}: q·scale could overflow where the scores do not"),
+    )?;
     let softcap = l.softcap.map(|c| c as f32);
     let block = Sdpa::new(scale, mask.kind).with_softcap(softcap).with_sinks(sinks.is_some());
     Ok(Plan { q: l.q, key, v, block, sinks, mask, rows })
