@@ -39,6 +39,7 @@ pub fn differential(g: &Graph, inputs: &[HostTensor]) -> Option<Report> {
 /// fallback evaluator). A graph that `backend` cannot run, optimized or not, is skipped.
 pub fn differential_on(g: &Graph, inputs: &[HostTensor], backend: &dyn Backend) -> Option<Report> {
     let want = FallbackBackend::new().run(g, inputs).ok()?;
+    let half = crate::check::has_half(g);
     let mut opt = g.clone();
     let before = text::dump(g).unwrap_or_default();
     let report = match optimize(&mut opt, &default_rules()) {
@@ -56,9 +57,10 @@ pub fn differential_on(g: &Graph, inputs: &[HostTensor], backend: &dyn Backend) 
     };
     assert_eq!(want.len(), got.len());
     for (i, (w, o)) in want.iter().zip(&got).enumerate() {
-        if let Err(e) = close(w, o) {
+        if let Err(e) = close(w, o, half) {
+            let shown: Vec<Vec<f64>> = inputs.iter().map(HostTensor::to_f64_vec).collect();
             panic!(
-                "output {i} differs on {}: {e}\ninputs: {inputs:?}\nbefore:\n{before}\nafter:\n{after}",
+                "output {i} differs on {}: {e}\ninputs: {shown:?}\nbefore:\n{before}\nafter:\n{after}",
                 backend.name()
             );
         }
@@ -71,8 +73,10 @@ fn konst(u: &mut Unstructured<'_>, exact: f64) -> Result<f64> {
     if u.ratio(3, 4)? {
         return Ok(exact);
     }
-    let menu =
-        [exact * 1.01, -exact, 0.0, 1.0, 2.0, 0.5, exact + 1e-3, 1e-6, f64::NEG_INFINITY, f32::MIN as f64];
+    // Finite and moderate: with ±∞ or f32::MIN as a constant, an ulp of difference (x/y is
+    // canonicalized to x·(1/y)) is amplified without bound, e.g. by pow. (−∞ here found the
+    // `sum·(−∞)` → mean bug; the masks' fills are chosen apart, in `attend`.)
+    let menu = [exact * 1.01, -exact, 0.0, 1.0, 2.0, 0.5, exact + 1e-3, 1e-6, 1e3];
     Ok(*u.choose(&menu)?)
 }
 
@@ -177,6 +181,9 @@ pub fn program(u: &mut Unstructured<'_>) -> Result<(Graph, Vec<HostTensor>)> {
     let special = u.ratio(1, 4)?;
     let mut inputs = vec![];
     for &id in g.inputs() {
+        // ±∞ in q or k makes a ±∞ score at a kept key, which the blocks' finfo.min masking
+        // treats differently from a −∞ fill (docs/reliability.md, known differences).
+        let special = special && !matches!(g.node(id).name.as_deref(), Some("q" | "k"));
         let dims: Vec<usize> = g.node(id).types[0].shape.iter().map(|d| d.known().unwrap_or(rows)).collect();
         let n: usize = dims.iter().product();
         let mut v = Vec::with_capacity(n);
