@@ -445,22 +445,32 @@ fn attend(p: &mut P<'_, '_, '_, '_>, width: usize, tq: usize, qkv: &mut Option<[
 /// The block kinds [`program`] builds instances of.
 pub const KINDS: &[&str] = &["rms_norm", "layer_norm", "gelu", "swiglu", "geglu", "sdpa"];
 
+/// What a [`run_differential`] compared.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Programs built and compared (the rest ran out of bytes, or the backend could run
+    /// neither graph).
+    pub compared: usize,
+    /// Blocks fused, per kind, over the compared programs.
+    pub blocks: std::collections::BTreeMap<String, usize>,
+}
+
 /// The proptest of the differential: `cases` programs from random bytes (shrunk on failure)
-/// through [`differential_on`] with `backend`; returns how many blocks of each kind fused
-/// across the run. `BLOCKFUSE_DIFF_CASES` overrides `cases`.
-pub fn run_differential(cases: u32, backend: &dyn Backend) -> std::collections::BTreeMap<String, usize> {
+/// through [`differential_on`] with `backend`. `BLOCKFUSE_DIFF_CASES` overrides `cases`.
+pub fn run_differential(cases: u32, backend: &dyn Backend) -> Stats {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     let cases = std::env::var("BLOCKFUSE_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
     let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
-    let seen = std::cell::RefCell::new(std::collections::BTreeMap::new());
+    let stats = std::cell::RefCell::new(Stats::default());
     let result = runner.run(&prop::collection::vec(any::<u8>(), 16..1024), |bytes| {
         let mut u = Unstructured::new(&bytes);
         let Ok((g, inputs)) = program(&mut u) else { return Ok(()) };
         if let Some(report) = differential_on(&g, &inputs, backend) {
-            let mut seen = seen.borrow_mut();
+            let mut stats = stats.borrow_mut();
+            stats.compared += 1;
             for (k, n) in report.blocks {
-                *seen.entry(k).or_insert(0) += n;
+                *stats.blocks.entry(k).or_insert(0) += n;
             }
         }
         Ok(())
@@ -468,5 +478,5 @@ pub fn run_differential(cases: u32, backend: &dyn Backend) -> std::collections::
     if let Err(e) = result {
         panic!("{e}");
     }
-    seen.into_inner()
+    stats.into_inner()
 }
