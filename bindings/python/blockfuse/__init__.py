@@ -55,11 +55,12 @@ class Graph:
         (blocks, rules, near_misses with node and reason, node counts)."""
         return _json.loads(self._g.optimize())
 
-    def run(self, inputs):
-        """Runs on the fallback evaluator: {input name: array} -> {output name: array}."""
+    def run(self, inputs, backend="fallback"):
+        """Runs on a backend (`fallback`; `mlx`, `mlx:cpu`, `mlx:gpu` where built: see
+        `blockfuse.backends()`): {input name: array} -> {output name: array}."""
         raw = {name: _raw(a) for name, a in inputs.items()}
         out = {}
-        for name, dtype, dims, data in self._g.run(raw):
+        for name, dtype, dims, data in self._g.run(raw, backend):
             out[name] = np.frombuffer(data, dtype=_NP[dtype]).reshape(dims).copy()
         return out
 
@@ -97,6 +98,11 @@ class Graph:
 
     def __repr__(self):
         return f"<blockfuse.Graph inputs={[i[0] for i in self.inputs]} outputs={self.outputs}>"
+
+
+def backends():
+    """The backends this build runs on: {name: description}."""
+    return dict(_native.backends())
 
 
 def load_onnx(path):

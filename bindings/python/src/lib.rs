@@ -3,6 +3,7 @@
 //! dicts, so this module needs no numpy headers.
 
 use blockfuse_fallback::FallbackBackend;
+use blockfuse_ir::backend::Backend;
 use blockfuse_ir::{json, text, DType, HostTensor};
 use blockfuse_patterns::{default_rules, optimize};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -71,16 +72,33 @@ impl Graph {
         blockfuse_patterns::block_counts(&self.g).into_iter().collect()
     }
 
-    /// Runs on the fallback evaluator: inputs by name, outputs in order as (name, raw).
-    fn run<'py>(&self, py: Python<'py>, inputs: HashMap<String, Raw>) -> PyResult<Vec<(String, String, Vec<usize>, Bound<'py, PyBytes>)>> {
+    /// Runs on a backend (`fallback`, or with MLX `mlx`, `mlx:cpu`, `mlx:gpu`): inputs by
+    /// name, outputs in order as (name, raw).
+    #[pyo3(signature = (inputs, backend = "fallback"))]
+    fn run<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: HashMap<String, Raw>,
+        backend: &str,
+    ) -> PyResult<Vec<(String, String, Vec<usize>, Bound<'py, PyBytes>)>> {
         let mut named = HashMap::new();
         for (name, (dtype, dims, bytes)) in inputs {
             let d = DType::from_name(&dtype).ok_or_else(|| err(format!("input {name}: unknown dtype '{dtype}'")))?;
             let t = HostTensor::from_bytes(d, dims, bytes).map_err(|e| err(format!("input {name}: {e}")))?;
             named.insert(name, t);
         }
+        let mut ordered = Vec::with_capacity(self.g.inputs().len());
+        for &id in self.g.inputs() {
+            let name = self.g.node(id).name.clone().unwrap_or_default();
+            let t = named.remove(&name).ok_or_else(|| PyRuntimeError::new_err(format!("no value for graph input \"{name}\"")))?;
+            ordered.push(t);
+        }
+        if let Some(extra) = named.keys().next() {
+            return Err(err(format!("\"{extra}\" is not an input of the graph")));
+        }
+        let be = make_backend(backend)?;
         let outs = py
-            .allow_threads(|| FallbackBackend::new().run_named(&self.g, &named))
+            .allow_threads(|| be.run(&self.g, &ordered))
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
         Ok(self
             .g
@@ -90,6 +108,37 @@ impl Graph {
             .map(|((name, _), t)| (name.clone(), t.dtype().name().to_string(), t.dims().to_vec(), PyBytes::new(py, t.bytes())))
             .collect())
     }
+}
+
+/// The backends this build can run on, with what each is.
+fn backend_names() -> Vec<(&'static str, &'static str)> {
+    let mut names = vec![("fallback", "the pure-Rust reference evaluator")];
+    if cfg!(feature = "mlx") {
+        names.extend([("mlx", "MLX on the CPU"), ("mlx:cpu", "MLX on the CPU"), ("mlx:gpu", "MLX on the GPU")]);
+    }
+    names
+}
+
+fn make_backend(name: &str) -> PyResult<Box<dyn Backend>> {
+    match name {
+        "fallback" => Ok(Box::new(FallbackBackend::new())),
+        #[cfg(feature = "mlx")]
+        "mlx" | "mlx:cpu" | "mlx:gpu" => {
+            let device = if name == "mlx:gpu" { blockfuse_mlx::Device::Gpu } else { blockfuse_mlx::Device::Cpu };
+            let b = blockfuse_mlx::MlxBackend::with_default_lowerings(device).map_err(|e| PyRuntimeError::new_err(format!("{name}: {e}")))?;
+            Ok(Box::new(b))
+        }
+        _ => {
+            let known: Vec<&str> = backend_names().iter().map(|(n, _)| *n).collect();
+            Err(err(format!("unknown backend \"{name}\" (this build has: {})", known.join(", "))))
+        }
+    }
+}
+
+/// The backends this build can run on: [(name, description)].
+#[pyfunction]
+fn backends() -> Vec<(&'static str, &'static str)> {
+    backend_names()
 }
 
 /// Imports an ONNX model file.
@@ -116,5 +165,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_onnx, m)?)?;
     m.add_function(wrap_pyfunction!(from_json, m)?)?;
     m.add_function(wrap_pyfunction!(json_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(backends, m)?)?;
     Ok(())
 }

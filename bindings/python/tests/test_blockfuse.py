@@ -86,3 +86,16 @@ def test_onnx_round_trip_of_a_corpus_model(tmp_path):
     got = back.run(feeds)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=1e-4)
+
+
+def test_runs_on_mlx_like_on_the_fallback():
+    names = blockfuse.backends()
+    assert "fallback" in names and "mlx" in names, names
+    g = rms_graph()
+    g.optimize()
+    x = np.random.default_rng(2).standard_normal((3, 4)).astype(np.float32)
+    on_mlx = g.run({"x": x}, backend="mlx")["y"]
+    np.testing.assert_allclose(on_mlx, g.run({"x": x})["y"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(on_mlx, reference(x), rtol=1e-5)
+    with pytest.raises(ValueError, match=r'unknown backend "tpu" \(this build has: fallback, mlx'):
+        g.run({"x": x}, backend="tpu")

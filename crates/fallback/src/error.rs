@@ -55,6 +55,20 @@ pub enum EvalError {
     Custom(String),
 }
 
+impl From<EvalError> for blockfuse_ir::dispatch::LowerError {
+    fn from(e: EvalError) -> Self {
+        blockfuse_ir::dispatch::LowerError::from_backend(e)
+    }
+}
+
+impl From<blockfuse_ir::dispatch::LowerError> for EvalError {
+    /// The evaluator's own error back out of a lowering, unchanged; a lowering's own reason
+    /// becomes [`EvalError::Custom`].
+    fn from(e: blockfuse_ir::dispatch::LowerError) -> Self {
+        e.downcast::<EvalError>().unwrap_or_else(|e| EvalError::Custom(e.to_string()))
+    }
+}
+
 impl EvalError {
     /// An error for a lowering to return.
     pub fn custom(reason: impl Into<String>) -> Self {

@@ -5,7 +5,7 @@
 use crate::error::EvalError;
 use crate::ops;
 use crate::tensor::Tensor;
-use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, Lowerings};
+use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, LowerResult, Lowerings};
 use blockfuse_ir::{Bindings, Block, DType, Dim, Graph, HostTensor, NodeId, Op, TensorType, Value};
 use smallvec::SmallVec;
 use std::any::TypeId;
@@ -18,7 +18,7 @@ type FallbackKey = (TypeId, String, Vec<(DType, Vec<usize>)>);
 
 /// One run of the backend (the fallback-graph cache lives as long as the run).
 pub(crate) struct Exec<'a> {
-    pub lowerings: &'a Lowerings<HostTensor, EvalError>,
+    pub lowerings: &'a Lowerings<HostTensor>,
     pub cache: RefCell<HashMap<FallbackKey, Arc<Graph>>>,
 }
 
@@ -232,8 +232,8 @@ impl Exec<'_> {
         drop(args);
         let call = Call { outputs: &node.types, args: &host };
         let mut handle = Handle { exec: self, block: blk };
-        let outs =
-            self.lowerings.lower(blk, &call, &mut handle).expect("a lowering is registered").map_err(wrap)?;
+        let outs = self.lowerings.lower(blk, &call, &mut handle).expect("a lowering is registered");
+        let outs = outs.map_err(|e| wrap(EvalError::from(e)))?;
         Ok(outs.iter().map(Tensor::from_host).collect())
     }
 
@@ -288,8 +288,8 @@ struct Handle<'e, 'a> {
     block: &'e dyn Block,
 }
 
-impl Fallback<HostTensor, EvalError> for Handle<'_, '_> {
-    fn run(&mut self, args: &[HostTensor]) -> Result<Vec<HostTensor>, EvalError> {
+impl Fallback<HostTensor> for Handle<'_, '_> {
+    fn run(&mut self, args: &[HostTensor]) -> LowerResult<HostTensor> {
         let args = args.iter().map(Tensor::from_host).collect();
         let outs = self.exec.run_fallback(self.block, args)?;
         Ok(outs.iter().map(Tensor::to_host).collect())

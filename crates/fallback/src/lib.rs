@@ -47,14 +47,14 @@ mod tensor;
 
 pub use error::EvalError;
 
-use blockfuse_ir::dispatch::{Call, Fallback, Lowerings};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult, Lowerings};
 use blockfuse_ir::{Block, Graph, HostTensor};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use tensor::Tensor;
 
 /// The lowering table of the fallback backend.
-pub type FallbackLowerings = Lowerings<HostTensor, EvalError>;
+pub type FallbackLowerings = Lowerings<HostTensor>;
 
 /// The reference CPU backend. Blocks without a registered lowering run their fallback
 /// subgraph, built with [`fallback_graph`](blockfuse_ir::dispatch::fallback_graph) for the
@@ -75,11 +75,7 @@ impl FallbackBackend {
     /// handle runs the block's fallback subgraph, which is how a lowering declines.
     pub fn register<B: Block>(
         &mut self,
-        lowering: impl Fn(
-                &B,
-                &Call<'_, HostTensor>,
-                &mut dyn Fallback<HostTensor, EvalError>,
-            ) -> Result<Vec<HostTensor>, EvalError>
+        lowering: impl Fn(&B, &Call<'_, HostTensor>, &mut dyn Fallback<HostTensor>) -> LowerResult<HostTensor>
             + Send
             + Sync
             + 'static,

@@ -52,7 +52,7 @@ fn lowering_errors_name_the_block_node() {
     let x = HostTensor::from_f32(vec![1, 4], &[1.0; 4]);
     let g = rms_graph(&x);
     let mut be = FallbackBackend::new();
-    be.register::<RmsNorm>(|_, _, _| Err(EvalError::custom("no kernel for this shape")));
+    be.register::<RmsNorm>(|_, _, _| Err(EvalError::custom("no kernel for this shape").into()));
     let e = be.run(&g, std::slice::from_ref(&x)).unwrap_err();
     assert!(matches!(&e, EvalError::InBlock { op, .. } if op == "block.rms_norm"), "{e:?}");
     assert_eq!(e.root(), &EvalError::custom("no kernel for this shape"));

@@ -5,11 +5,11 @@ use crate::bind::{bind_inputs, bind_shapes};
 use crate::error::{MlxError, Result};
 use crate::lower::{live_nodes, FallbackCache, Lowerer};
 use crate::lowerings;
-use blockfuse_ir::dispatch::{Call, Fallback, Lowerings};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult, Lowerings};
 use blockfuse_ir::{Bindings, Block, DType, Graph, HostTensor, Op};
 
 /// The lowering table of the MLX backend.
-pub type MlxLowerings = Lowerings<Array, MlxError>;
+pub type MlxLowerings = Lowerings<Array>;
 
 /// Runs graphs on MLX: every primitive op as MLX ops, every block through its registered
 /// lowering (see [`lowerings`](crate::lowerings)) or, without one or when the lowering
@@ -80,7 +80,7 @@ impl MlxBackend {
     /// decline with (`fallback.run(call.args)`).
     pub fn register<B: Block>(
         &mut self,
-        lowering: impl Fn(&B, &Call<'_, Array>, &mut dyn Fallback<Array, MlxError>) -> Result<Vec<Array>>
+        lowering: impl Fn(&B, &Call<'_, Array>, &mut dyn Fallback<Array>) -> LowerResult<Array>
             + Send
             + Sync
             + 'static,

@@ -47,6 +47,11 @@ pub enum MlxError {
     /// range); the other outputs of the run are not returned.
     #[error("{0}")]
     Check(String),
+    /// A block's lowering failed for a reason of its own ([`LowerError::new`]).
+    ///
+    /// [`LowerError::new`]: blockfuse_ir::dispatch::LowerError::new
+    #[error("{0}")]
+    Lowering(String),
     /// Lowering or running a node failed; `source` says why.
     #[error("node {node} ({op}): {source}")]
     Node {
@@ -57,6 +62,20 @@ pub enum MlxError {
         /// The underlying error.
         source: Box<MlxError>,
     },
+}
+
+impl From<MlxError> for blockfuse_ir::dispatch::LowerError {
+    fn from(e: MlxError) -> Self {
+        blockfuse_ir::dispatch::LowerError::from_backend(e)
+    }
+}
+
+impl From<blockfuse_ir::dispatch::LowerError> for MlxError {
+    /// MLX's own error back out of a lowering, unchanged; a lowering's own reason becomes
+    /// [`MlxError::Lowering`].
+    fn from(e: blockfuse_ir::dispatch::LowerError) -> Self {
+        e.downcast::<MlxError>().unwrap_or_else(|e| MlxError::Lowering(e.to_string()))
+    }
 }
 
 impl MlxError {

@@ -4,7 +4,7 @@
 use crate::array::{Array, ReduceOp};
 use crate::error::{MlxError, Result};
 use crate::prim;
-use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, Lowerings};
+use blockfuse_ir::dispatch::{fallback_graph, Call, Fallback, LowerResult, Lowerings};
 use blockfuse_ir::{Bindings, Block, Graph, NodeId, Op, TensorType};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -71,13 +71,13 @@ pub(crate) fn live_nodes(g: &Graph) -> Vec<bool> {
 
 /// Lowers graphs with one lowering table, collecting run-time checks.
 pub(crate) struct Lowerer<'a> {
-    lowerings: &'a Lowerings<Array, MlxError>,
+    lowerings: &'a Lowerings<Array>,
     pub(crate) checks: Checks,
     pub(crate) fallbacks: FallbackCache,
 }
 
 impl<'a> Lowerer<'a> {
-    pub(crate) fn new(lowerings: &'a Lowerings<Array, MlxError>) -> Self {
+    pub(crate) fn new(lowerings: &'a Lowerings<Array>) -> Self {
         Lowerer { lowerings, checks: Checks::default(), fallbacks: FallbackCache::new() }
     }
 
@@ -218,10 +218,11 @@ impl<'a> Lowerer<'a> {
         let lowerings = self.lowerings;
         let call = Call { outputs: types, args: &args };
         let mut fallback = BlockFallback { lowerer: self, block };
-        match lowerings.lower(block, &call, &mut fallback) {
+        let outs = match lowerings.lower(block, &call, &mut fallback) {
             Some(r) => r,
             None => fallback.run(&args),
-        }
+        };
+        outs.map_err(MlxError::from)
     }
 }
 
@@ -233,8 +234,8 @@ struct BlockFallback<'l, 'a> {
     block: &'l dyn Block,
 }
 
-impl Fallback<Array, MlxError> for BlockFallback<'_, '_> {
-    fn run(&mut self, args: &[Array]) -> Result<Vec<Array>> {
+impl Fallback<Array> for BlockFallback<'_, '_> {
+    fn run(&mut self, args: &[Array]) -> LowerResult<Array> {
         let types = args.iter().map(array_type).collect::<Result<Vec<_>>>()?;
         let key = (format!("{}{}", self.block.kind(), self.block.attrs()), types);
         let g = match self.lowerer.fallbacks.get(&key) {
@@ -248,6 +249,6 @@ impl Fallback<Array, MlxError> for BlockFallback<'_, '_> {
                 g
             }
         };
-        self.lowerer.lower_graph(&g, &Bindings::new(), args.to_vec(), None)
+        Ok(self.lowerer.lower_graph(&g, &Bindings::new(), args.to_vec(), None)?)
     }
 }

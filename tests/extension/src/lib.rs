@@ -15,9 +15,9 @@
 pub mod backend;
 pub use backend::{register_backend, KernelBackend};
 
-use blockfuse_fallback::{EvalError, FallbackBackend};
+use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::{Gelu, GeluKind, RmsNorm};
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::{BinaryOp, Block, Builder, HostTensor, IrError, Op, TensorType, UnaryOp, Value};
 use blockfuse_patterns::pattern::{add, any, commutative, constant, either, mul, node, product, unary, Pat};
 use blockfuse_patterns::rule::require;
@@ -135,8 +135,8 @@ pub fn extension_rule() -> Rule {
 pub fn clamped_gelu_lowering(
     blk: &ClampedGelu,
     call: &Call<'_, HostTensor>,
-    _fallback: &mut dyn Fallback<HostTensor, EvalError>,
-) -> Result<Vec<HostTensor>, EvalError> {
+    _fallback: &mut dyn Fallback<HostTensor>,
+) -> LowerResult<HostTensor> {
     let x = &call.args[0];
     let limit = blk.limit as f64;
     let y: Vec<f64> = x

@@ -6,7 +6,7 @@
 use blockfuse_extension_test::ClampedGelu;
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::RmsNorm;
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::{Builder, DType, Dim, Graph, HostTensor, TensorType};
 use blockfuse_mlx::array::{BinaryOp, UnaryOp};
 use blockfuse_mlx::{Array, Device, MlxBackend, MlxError};
@@ -42,8 +42,8 @@ fn max_err(a: &HostTensor, b: &HostTensor) -> f64 {
 fn clamped_gelu_mlx(
     blk: &ClampedGelu,
     call: &Call<'_, Array>,
-    _fallback: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>, MlxError> {
+    _fallback: &mut dyn Fallback<Array>,
+) -> LowerResult<Array> {
     let x = &call.args[0];
     let t = x.dtype()?;
     let x32 = x.astype(DType::F32)?;

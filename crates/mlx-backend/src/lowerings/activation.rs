@@ -5,10 +5,10 @@
 
 use super::dtypes;
 use crate::array::{Array, BinaryOp, UnaryOp};
-use crate::error::{MlxError, Result};
+use crate::error::Result;
 use crate::fast::{self, Fused};
 use blockfuse_ir::blocks::{compute_dtype, result_type, GeGlu, Gelu, GeluKind, SwiGlu};
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::DType;
 
 fn mul(a: &Array, b: &Array) -> Result<Array> {
@@ -59,11 +59,7 @@ fn gated_out(call: &Call<'_, Array>) -> Result<(DType, bool)> {
 
 /// [`SwiGlu`] on MLX: `gate · sigmoid(gate) · up` in f32 (f64 for f64), rounded once; one
 /// fused kernel unless f64.
-pub fn swiglu(
-    _: &SwiGlu,
-    call: &Call<'_, Array>,
-    _: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+pub fn swiglu(_: &SwiGlu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array>) -> LowerResult<Array> {
     let (out, fused) = gated_out(call)?;
     if fused {
         return Ok(vec![fast::fused_elementwise(Fused::SwiGlu, &call.args[0], Some(&call.args[1]), out)?]);
@@ -75,7 +71,7 @@ pub fn swiglu(
 
 /// [`GeGlu`] on MLX: `gelu(gate) · up` (erf, or tanh when `approximate`) in f32 (f64 for
 /// f64), rounded once; one fused kernel unless f64.
-pub fn geglu(b: &GeGlu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array, MlxError>) -> Result<Vec<Array>> {
+pub fn geglu(b: &GeGlu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array>) -> LowerResult<Array> {
     let (out, fused) = gated_out(call)?;
     if fused {
         let kind = if b.approximate { Fused::GeGluTanh } else { Fused::GeGluErf };
@@ -88,7 +84,7 @@ pub fn geglu(b: &GeGlu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array, MlxE
 
 /// [`Gelu`] on MLX: the exact (erf), tanh or quick formula in f32 (f64 for f64), rounded
 /// once to x's dtype; one fused kernel unless f64.
-pub fn gelu(b: &Gelu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array, MlxError>) -> Result<Vec<Array>> {
+pub fn gelu(b: &Gelu, call: &Call<'_, Array>, _: &mut dyn Fallback<Array>) -> LowerResult<Array> {
     let x = &call.args[0];
     let t = x.dtype()?;
     if compute_dtype(t) == DType::F32 {

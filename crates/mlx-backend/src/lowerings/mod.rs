@@ -18,7 +18,7 @@
 //! | [`SwiGlu`], [`GeGlu`], [`Gelu`] | one kernel by `mlx::core::compile` ([`fast::fused_elementwise`](crate::fast::fused_elementwise)); f64: MLX elementwise ops | never |
 
 use crate::array::{thread_device, Array, Device};
-use crate::error::{MlxError, Result};
+use crate::error::Result;
 use blockfuse_ir::blocks::{GeGlu, Gelu, LayerNorm, QuantizedMatmul, RmsNorm, Rope, Sdpa, SwiGlu};
 use blockfuse_ir::dispatch::Lowerings;
 
@@ -35,7 +35,7 @@ pub use rope::rope;
 pub use sdpa::sdpa;
 
 /// Registers this crate's lowerings of the built-in blocks.
-pub fn register_defaults(l: &mut Lowerings<Array, MlxError>) {
+pub fn register_defaults(l: &mut Lowerings<Array>) {
     l.register::<RmsNorm>(rms_norm);
     l.register::<LayerNorm>(layer_norm);
     l.register::<Rope>(rope);

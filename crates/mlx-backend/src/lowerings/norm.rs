@@ -2,10 +2,9 @@
 
 use super::dtypes;
 use crate::array::{Array, BinaryOp};
-use crate::error::{MlxError, Result};
 use crate::fast;
 use blockfuse_ir::blocks::{result_type, LayerNorm, RmsNorm};
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::DType;
 
 /// [`RmsNorm`] on MLX.
@@ -20,8 +19,8 @@ use blockfuse_ir::DType;
 pub fn rms_norm(
     b: &RmsNorm,
     call: &Call<'_, Array>,
-    fallback: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+    fallback: &mut dyn Fallback<Array>,
+) -> LowerResult<Array> {
     let x = &call.args[0];
     let w = call.args.get(1);
     let ds = dtypes(call.args)?;
@@ -58,8 +57,8 @@ pub fn rms_norm(
 pub fn layer_norm(
     b: &LayerNorm,
     call: &Call<'_, Array>,
-    fallback: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+    fallback: &mut dyn Fallback<Array>,
+) -> LowerResult<Array> {
     let ds = dtypes(call.args)?;
     if ds.contains(&DType::F64) {
         return fallback.run(call.args);

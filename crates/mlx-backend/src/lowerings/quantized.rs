@@ -2,10 +2,9 @@
 
 use super::dtypes;
 use crate::array::Array;
-use crate::error::{MlxError, Result};
 use crate::fast;
 use blockfuse_ir::blocks::{result_type, QuantizedMatmul};
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::DType;
 
 /// [`QuantizedMatmul`] on MLX: `quantized_matmul(x, packed as uint32, scales, biases,
@@ -15,8 +14,8 @@ use blockfuse_ir::DType;
 pub fn quantized_matmul(
     b: &QuantizedMatmul,
     call: &Call<'_, Array>,
-    fallback: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+    fallback: &mut dyn Fallback<Array>,
+) -> LowerResult<Array> {
     let ds = dtypes(call.args)?;
     if ds[0] == DType::F64 || ds[2] == DType::F64 {
         return fallback.run(call.args);

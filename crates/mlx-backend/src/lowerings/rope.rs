@@ -5,7 +5,7 @@ use crate::array::{BinaryOp, UnaryOp};
 use crate::error::{MlxError, Result};
 use crate::fast;
 use blockfuse_ir::blocks::{Rope, RopePosition};
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::{DType, HostTensor};
 
 /// [`Rope`] on MLX: `fast::rope(x, dims, traditional, base, scale, offset, freqs)`.
@@ -19,11 +19,7 @@ use blockfuse_ir::{DType, HostTensor};
 /// - f64 x: declines (MLX computes the angles in f32);
 /// - `mscale` ≠ 1: `fast::rope` times mscale when every feature rotates, else declines;
 /// - the cos/sin form: [`fast::rope_cos_sin`], one compiled function (any dtype).
-pub fn rope(
-    b: &Rope,
-    call: &Call<'_, Array>,
-    fallback: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+pub fn rope(b: &Rope, call: &Call<'_, Array>, fallback: &mut dyn Fallback<Array>) -> LowerResult<Array> {
     let x = &call.args[0];
     if b.cos_sin {
         let Ok(dims) = i32::try_from(b.dims) else {

@@ -5,7 +5,7 @@ use crate::array::{Array, BinaryOp, Device};
 use crate::error::{MlxError, Result};
 use crate::fast;
 use blockfuse_ir::blocks::{result_type, MaskKind, Sdpa};
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::DType;
 
 /// Head dims for which MLX's GPU attention kernels exist (q and v alike); they accumulate
@@ -37,11 +37,7 @@ const FUSED_HEAD_DIMS: [usize; 5] = [64, 80, 96, 128, 256];
 /// - softcap: MLX's fused kernel has none, so the block takes the composed path (its
 ///   fallback on MLX ops);
 /// - f64 operands: declines (the block computes in f64).
-pub fn sdpa(
-    b: &Sdpa,
-    call: &Call<'_, Array>,
-    fallback: &mut dyn Fallback<Array, MlxError>,
-) -> Result<Vec<Array>> {
+pub fn sdpa(b: &Sdpa, call: &Call<'_, Array>, fallback: &mut dyn Fallback<Array>) -> LowerResult<Array> {
     let (q, k, v) = (&call.args[0], &call.args[1], &call.args[2]);
     let ds = dtypes([q, k, v])?;
     if ds.contains(&DType::F64) || b.softcap.is_some() {

@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use blockfuse_fallback::FallbackBackend;
-use blockfuse_ir::dispatch::{Call, Fallback};
+use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
 use blockfuse_ir::{Block, Builder, DType, Graph, HostTensor, TensorType};
-use blockfuse_mlx::{Array, Device, MlxBackend, MlxError};
+use blockfuse_mlx::{Array, Device, MlxBackend};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -134,20 +134,19 @@ pub fn assert_close(got: &HostTensor, want: &HostTensor, tol: f64, what: &str) {
 
 /// Counts how often a lowering declined to its fallback.
 pub struct Counting<'a> {
-    inner: &'a mut dyn Fallback<Array, MlxError>,
+    inner: &'a mut dyn Fallback<Array>,
     declined: &'a AtomicUsize,
 }
 
-impl Fallback<Array, MlxError> for Counting<'_> {
-    fn run(&mut self, args: &[Array]) -> Result<Vec<Array>, MlxError> {
+impl Fallback<Array> for Counting<'_> {
+    fn run(&mut self, args: &[Array]) -> LowerResult<Array> {
         self.declined.fetch_add(1, Ordering::SeqCst);
         self.inner.run(args)
     }
 }
 
 /// A lowering function of block type `B`.
-pub type LowerFn<B> =
-    fn(&B, &Call<'_, Array>, &mut dyn Fallback<Array, MlxError>) -> Result<Vec<Array>, MlxError>;
+pub type LowerFn<B> = fn(&B, &Call<'_, Array>, &mut dyn Fallback<Array>) -> LowerResult<Array>;
 
 /// MLX with the default lowerings, `B`'s wrapped to count how often it declines.
 pub fn mlx_counting<B: Block>(f: LowerFn<B>) -> (MlxBackend, Arc<AtomicUsize>) {
