@@ -344,6 +344,28 @@ fn negative_huge_scale_that_would_overflow_on_q() {
     assert_same_special_values(&g, &opt, &random_inputs(&g, 3), 1e-6);
 }
 
+/// Found by `fuzz/onnx_model`: q `{26634, 2, T, 8}` against k, v `{1, 2, T, 8}` (and v of batch
+/// 0) is attention through matmul broadcasting, which the block does not do: `optimize` used to
+/// fail with the block's "batch sizes differ"; now a near-miss.
+#[test]
+fn negative_batch_broadcast_by_the_products() {
+    for (qb, vb) in [(3, 1), (1, 0)] {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let q = b.input("q", TensorType::known(DType::F32, &[qb, 2, TQ, 8]));
+        let k = b.input("k", TensorType::known(DType::F32, &[1, 2, TK, 8]));
+        let v = b.input("v", TensorType::known(DType::F32, &[vb, 2, TK, 8]));
+        let s = scores(&mut b, q, k);
+        let p = b.softmax(s, -1).unwrap();
+        let o = b.matmul(p, v).unwrap();
+        g.add_output("out", o);
+        let (_, _, report, opt) = fuse(&g);
+        assert_eq!(sdpa_count(&report), 0);
+        assert!(has_miss(&report, "differ in batch size"), "{:?}", report.near_misses);
+        assert_same_values(&g, &opt, 1e-6);
+    }
+}
+
 #[test]
 fn negative_tanh_without_a_softcap_factor() {
     let g = softcapped(None);

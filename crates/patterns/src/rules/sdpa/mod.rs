@@ -137,6 +137,12 @@ fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
     let (tq, tk, tv) = (g.value_type(l.q), g.value_type(key.k), g.value_type(v));
     require(tq.rank() == 4 && tv.rank() == 4 && tk.rank() == 4, "q, k and v are not 4-D {B, N, T, D}")?;
     require(tq.dtype == tv.dtype && tk.dtype == tv.dtype, "q, k and v differ in dtype")?;
+    // The products may broadcast the batch axis; the block does not (found by fuzz/onnx_model).
+    let k_batch = tk.shape.get(key.perm.as_ref().and_then(|p| p.first().copied()).unwrap_or(0));
+    require(
+        tq.shape.first() == k_batch && tv.shape.first() == k_batch,
+        format!("q, k and v differ in batch size (broadcast by the products): q {tq}, k {tk}, v {tv}"),
+    )?;
     let mask = masks::plan(g, &l.masks, g.value_type(l.scores))?;
     let sinks = sinks::sinks(g, m)?;
     // With a finite sink, a fully masked row attends to the sink only (0) in both.
