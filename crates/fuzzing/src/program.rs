@@ -76,7 +76,7 @@ fn konst(u: &mut Unstructured<'_>, exact: f64) -> Result<f64> {
     // Finite and moderate: with ±∞ or f32::MIN as a constant, an ulp of difference (x/y is
     // canonicalized to x·(1/y)) is amplified without bound, e.g. by pow. (−∞ here found the
     // `sum·(−∞)` → mean bug; the masks' fills are chosen apart, in `attend`.)
-    let menu = [exact * 1.01, -exact, 0.0, 1.0, 2.0, 0.5, exact + 1e-3, 1e-6, 1e3];
+    let menu = [exact * 1.01, -exact, 0.0, 1.0, 2.0, 0.5, exact + 1e-3, 1e-6];
     Ok(*u.choose(&menu)?)
 }
 
@@ -456,12 +456,15 @@ pub struct Stats {
 }
 
 /// The proptest of the differential: `cases` programs from random bytes (shrunk on failure)
-/// through [`differential_on`] with `backend`. `BLOCKFUSE_DIFF_CASES` overrides `cases`.
-pub fn run_differential(cases: u32, backend: &dyn Backend) -> Stats {
+/// through [`differential_on`] with `backend`, from the fixed RNG seed `seed` (reproducible
+/// CI runs) or, with `None`, a random one. `BLOCKFUSE_DIFF_CASES` overrides `cases`.
+pub fn run_differential(cases: u32, seed: Option<u64>, backend: &dyn Backend) -> Stats {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     let cases = std::env::var("BLOCKFUSE_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let rng_seed = seed.map_or(proptest::test_runner::RngSeed::Random, proptest::test_runner::RngSeed::Fixed);
+    let mut runner =
+        TestRunner::new(Config { cases, failure_persistence: None, rng_seed, ..Config::default() });
     let stats = std::cell::RefCell::new(Stats::default());
     let result = runner.run(&prop::collection::vec(any::<u8>(), 16..1024), |bytes| {
         let mut u = Unstructured::new(&bytes);

@@ -17,7 +17,7 @@ fn check(stats: &Stats, cases: usize) {
 /// 500 programs (CI); every block kind fuses somewhere among them.
 #[test]
 fn optimized_programs_compute_what_the_originals_compute() {
-    check(&run_differential(500, &FallbackBackend::new()), 500);
+    check(&run_differential(500, Some(14), &FallbackBackend::new()), 500);
 }
 
 /// The long run recorded in docs/reliability.md:
@@ -25,7 +25,7 @@ fn optimized_programs_compute_what_the_originals_compute() {
 #[test]
 #[ignore]
 fn optimized_programs_compute_what_the_originals_compute_10000() {
-    let stats = run_differential(10_000, &FallbackBackend::new());
+    let stats = run_differential(10_000, None, &FallbackBackend::new());
     println!("{stats:?}");
     check(&stats, 10_000);
 }
