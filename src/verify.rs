@@ -8,7 +8,7 @@ use crate::compare::{compare, Comparison, Tolerance};
 use crate::Error;
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::backend::Backend;
-use blockfuse_ir::{Graph, HostTensor};
+use blockfuse_ir::{Bindings, Graph, HostTensor};
 use blockfuse_patterns::{optimize, RuleSet};
 
 /// What verification found.
