@@ -108,6 +108,25 @@ fn negative_quick_gelu_with_1_703() {
     assert_same_values(&g, &opt, 1e-6);
 }
 
+/// In half precision a constant is the exact one rounded to its dtype: an f16 QuickGELU's
+/// 1.702 is stored as 1.7021484 and still fuses, while 1.703 is another f16 number (one ulp
+/// away) and does not.
+#[test]
+fn f16_quick_gelu_constants_are_compared_at_f16_precision() {
+    for (k, fuses) in [(1.702, true), (1.703, false)] {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let x = b.input("x", TensorType::new(DType::F16, [Dim::sym("seq"), Dim::Known(8)]));
+        let k = b.scalar(DType::F16, k);
+        let kx = b.mul(x, k).unwrap();
+        let s = b.unary(UnaryOp::Sigmoid, kx).unwrap();
+        let y = b.mul(x, s).unwrap();
+        g.add_output("y", y);
+        let (_, _, report, _) = fuse(&g);
+        assert_eq!(report.blocks.get("gelu").copied().unwrap_or(0), usize::from(fuses), "k = {k:?}");
+    }
+}
+
 #[test]
 fn fuses_composed_layer_norm() {
     let mut g = Graph::new();

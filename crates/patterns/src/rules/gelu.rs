@@ -5,12 +5,25 @@ use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::{Gelu, GeluKind};
 use blockfuse_ir::{BinaryOp, UnaryOp};
 
-/// Relative tolerance on the approximations' constants: f32 spellings are within 1e-7, while
-/// 1e-3 let `x·σ(1.703·x)` fuse as QuickGELU, 0.3 % off (found by the differential run).
+/// Relative tolerance on the approximations' constants in f32 and f64: f32 spellings are
+/// within 1e-7, while 1e-3 let `x·σ(1.703·x)` fuse as QuickGELU, 0.3 % off (found by the
+/// differential run).
 const TOL: f64 = 1e-5;
 
 fn near(v: Option<f64>, want: f64, rel: f64) -> bool {
     v.is_some_and(|v| (v - want).abs() <= rel * want.abs())
+}
+
+/// The approximation constant `name` is `want` as its dtype stores it: within [`TOL`], or
+/// within half an ulp of its dtype (an f16 model's √(2/π) is 0.7979 and stays a GELU, its
+/// 1.703 is another f16 number than 1.702 and does not).
+fn constant_is(g: &blockfuse_ir::Graph, m: &crate::Match, name: &str, want: f64) -> bool {
+    let unit_roundoff = match g.value_type(m.value(name)).dtype {
+        blockfuse_ir::DType::F16 => 2f64.powi(-11),
+        blockfuse_ir::DType::BF16 => 2f64.powi(-8),
+        _ => 0.0,
+    };
+    near(m.scalar(g, name), want, TOL.max(unit_roundoff))
 }
 
 fn rewrite_to(
@@ -48,11 +61,8 @@ pub fn gelu_tanh() -> Rule {
                 near(m.scalar(g, "half"), 0.5, 1e-6) && near(m.scalar(g, "one"), 1.0, 0.0),
                 "constants are not 0.5 and 1",
             )?;
-            require(
-                near(m.scalar(g, "k"), (2.0 / std::f64::consts::PI).sqrt(), TOL),
-                "tanh scale is not √(2/π)",
-            )?;
-            require(near(m.scalar(g, "c"), 0.044715, TOL), "cubic coefficient is not 0.044715")
+            require(constant_is(g, m, "k", (2.0 / std::f64::consts::PI).sqrt()), "tanh scale is not √(2/π)")?;
+            require(constant_is(g, m, "c", 0.044715), "cubic coefficient is not 0.044715")
         })
         .rewrite(rewrite_to(GeluKind::Tanh))
 }
@@ -61,6 +71,6 @@ pub fn gelu_tanh() -> Rule {
 pub fn gelu_quick() -> Rule {
     let sig = unary(UnaryOp::Sigmoid, mul(any("x"), constant("k")));
     Rule::new("gelu_quick", binary(BinaryOp::Mul, any("x"), sig.clone()))
-        .check(|g, m| require(near(m.scalar(g, "k"), 1.702, TOL), "sigmoid scale is not 1.702"))
+        .check(|g, m| require(constant_is(g, m, "k", 1.702), "sigmoid scale is not 1.702"))
         .rewrite(rewrite_to(GeluKind::Quick))
 }
