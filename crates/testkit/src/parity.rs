@@ -1,7 +1,12 @@
-//! Inputs of the parity tables ([`ParityCase`]): random operands of a case, and the exact
-//! widening to f64 the references run on.
+//! The parity harness over [`ParityCase`] tables: random operands of a case, the exact
+//! widening to f64 the references run on, and the two runners every backend's parity test
+//! (and a third-party block crate's) calls with its list of cases: [`f64_failures`] (a
+//! backend against itself in f64) and [`reference_failures`] (backends against a reference
+//! backend). Both take any [`Backend`], so this crate depends on no backend.
 
+use crate::compare::max_abs_diff;
 use crate::random::rand;
+use blockfuse_ir::backend::Backend;
 use blockfuse_ir::block::ParityCase;
 use blockfuse_ir::{DType, HostTensor, TensorType};
 
@@ -28,6 +33,96 @@ pub fn widen(t: &HostTensor) -> HostTensor {
 /// The type of a host tensor.
 pub fn type_of(t: &HostTensor) -> TensorType {
     TensorType::known(t.dtype(), t.dims())
+}
+
+/// Runs each case on `backend` on its operands, and again on the same operands widened to
+/// f64, and compares the two within the case's tolerance. Returns one line per failure
+/// (a mismatch, a wrong output dtype, or a run error), empty when all cases pass.
+pub fn f64_failures(backend: &dyn Backend, cases: &[ParityCase]) -> Vec<String> {
+    let mut failures = Vec::new();
+    for case in cases {
+        let run = || -> Result<Vec<String>, String> {
+            let x = operands(case)?;
+            let x64: Vec<_> = x.iter().map(widen).collect();
+            let types64: Vec<TensorType> = x64.iter().map(type_of).collect();
+            let err = |e: &dyn std::fmt::Display| format!("{}: {e}", case.what());
+            let got =
+                backend.run(&case.graph(&case.operands).map_err(|e| err(&e))?, &x).map_err(|e| err(&e))?;
+            let want = backend.run(&case.graph(&types64).map_err(|e| err(&e))?, &x64).map_err(|e| err(&e))?;
+            let declared = case.block.infer(&case.operands).map_err(|e| err(&e))?;
+            let mut out = Vec::new();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                if g.dtype() != declared[i].dtype {
+                    out.push(format!(
+                        "{} output {i}: dtype {} ≠ declared {}",
+                        case.what(),
+                        g.dtype(),
+                        declared[i].dtype
+                    ));
+                }
+                let e = max_abs_diff(&widen(g), w, case.tol);
+                if e != 0.0 {
+                    out.push(format!("{} output {i}: error {e:e} > {:e}", case.what(), case.tol));
+                }
+            }
+            Ok(out)
+        };
+        match run() {
+            Ok(f) => failures.extend(f),
+            Err(e) => failures.push(e),
+        }
+    }
+    failures
+}
+
+/// Runs each case on every `(label, backend)` of `backends` and compares the outputs (dtype,
+/// dims, values within `tol(case)`) with `reference`'s on the same operands. Returns one line
+/// per failure, empty when all cases pass.
+pub fn reference_failures(
+    reference: &dyn Backend,
+    backends: &[(&str, &dyn Backend)],
+    cases: &[ParityCase],
+    tol: impl Fn(&ParityCase) -> f64,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for case in cases {
+        let tol = tol(case);
+        let prepared = operands(case).and_then(|x| {
+            let g = case.graph(&case.operands).map_err(|e| format!("{}: {e}", case.what()))?;
+            let want = reference.run(&g, &x).map_err(|e| format!("{} (reference): {e}", case.what()))?;
+            Ok((x, g, want))
+        });
+        let (x, g, want) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(e);
+                continue;
+            }
+        };
+        for (how, backend) in backends {
+            let got = match backend.run(&g, &x) {
+                Ok(got) => got,
+                Err(e) => {
+                    failures.push(format!("{} ({how}): {e}", case.what()));
+                    continue;
+                }
+            };
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                if (g.dtype(), g.dims()) != (w.dtype(), w.dims()) {
+                    failures.push(format!(
+                        "{} ({how}) output {i}: type differs from the reference's",
+                        case.what()
+                    ));
+                    continue;
+                }
+                let err = max_abs_diff(g, w, tol);
+                if err != 0.0 {
+                    failures.push(format!("{} ({how}) output {i}: error {err:e} > {tol:e}", case.what()));
+                }
+            }
+        }
+    }
+    failures
 }
 
 #[cfg(test)]
