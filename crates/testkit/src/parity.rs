@@ -51,13 +51,13 @@ pub fn f64_failures(backend: &dyn Backend, cases: &[ParityCase]) -> Vec<String> 
             let want = backend.run(&case.graph(&types64).map_err(|e| err(&e))?, &x64).map_err(|e| err(&e))?;
             let declared = case.block.infer(&case.operands).map_err(|e| err(&e))?;
             let mut out = Vec::new();
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                if g.dtype() != declared[i].dtype {
+            for (i, ((g, w), d)) in got.iter().zip(&want).zip(&declared).enumerate() {
+                if g.dtype() != d.dtype {
                     out.push(format!(
                         "{} output {i}: dtype {} ≠ declared {}",
                         case.what(),
                         g.dtype(),
-                        declared[i].dtype
+                        d.dtype
                     ));
                 }
                 let e = max_abs_diff(&widen(g), w, case.tol);
@@ -129,6 +129,42 @@ pub fn reference_failures(
 mod tests {
     use super::*;
     use blockfuse_ir::blocks::{Gelu, GeluKind};
+
+    /// A backend whose every run returns `f(inputs)`, or fails when `f` is `None`.
+    struct Toy(Option<fn(&[HostTensor]) -> Vec<HostTensor>>);
+
+    impl Backend for Toy {
+        fn name(&self) -> String {
+            "toy".into()
+        }
+        fn capabilities(&self) -> blockfuse_ir::backend::Capabilities {
+            Default::default()
+        }
+        fn prepare<'a>(
+            &'a self,
+            _: &'a blockfuse_ir::Graph,
+        ) -> Result<Box<dyn blockfuse_ir::backend::Session + 'a>, blockfuse_ir::backend::BackendError>
+        {
+            let f = self.0.ok_or_else(|| blockfuse_ir::backend::BackendError::new("toy", "cannot run"))?;
+            Ok(Box::new(blockfuse_ir::backend::HostSession::new(move |x| Ok(f(x)))))
+        }
+    }
+
+    #[test]
+    fn runners_report_mismatches_and_errors_per_case() {
+        let cases = vec![ParityCase::new(Gelu::new(GeluKind::Exact), DType::F32, &[&[2, 3]], 5.0, 1e-5)];
+        let same = Toy(Some(|x| x.to_vec()));
+        let zeros = Toy(Some(|x| vec![HostTensor::from_f64(x[0].dtype(), x[0].dims().to_vec(), &[0.0; 6])]));
+        // The identity is its own f64 computation; zeros differ from the identity.
+        assert_eq!(f64_failures(&same, &cases), Vec::<String>::new());
+        let both: [(&str, &dyn Backend); 2] = [("same", &same), ("zeros", &zeros)];
+        let f = reference_failures(&same, &both, &cases, |c| c.tol);
+        assert!(f.len() == 1 && f[0].contains("(zeros) output 0: error"), "{f:?}");
+        let f = f64_failures(&Toy(None), &cases);
+        assert!(f.len() == 1 && f[0].contains("block.gelu") && f[0].contains("cannot run"), "{f:?}");
+        let f = reference_failures(&Toy(None), &both[..1], &cases, |c| c.tol);
+        assert!(f.len() == 1 && f[0].contains("(reference)"), "{f:?}");
+    }
 
     #[test]
     fn operands_follow_the_case_and_widen_exactly() {

@@ -12,8 +12,8 @@ fn optimized(c: f64, d: f64) -> String {
     let mut b = Builder::new(&mut g);
     let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("n"), Dim::Known(40)]));
     let (c, d) = (b.scalar(DType::F32, c), b.scalar(DType::F32, d));
-    let t = b.div(x, d).and_then(|y| b.unary(UnaryOp::Tanh, y)).unwrap();
-    g.add_output("y", b.mul(c, t).unwrap());
+    let y = b.div(x, d).and_then(|y| b.unary(UnaryOp::Tanh, y)).and_then(|t| b.mul(c, t)).unwrap();
+    g.add_output("y", y);
     let mut opt = g.clone();
     let report = optimize(&mut opt, &default_rules().with(softcap_rule())).unwrap();
     let (x, fb) = (random_inputs(&g, 3, 7), FallbackBackend::new());
