@@ -82,14 +82,21 @@ pub enum Error {
     Other(String),
 }
 
-/// Loads a model: `.json` (blockfuse IR) or `.onnx`.
+/// Loads a model: `.json` (blockfuse IR) or `.onnx`, under the default
+/// [`Limits`](blockfuse_ir::limits::Limits).
 pub fn load_model(path: &Path) -> Result<Graph, Error> {
+    load_model_limited(path, &blockfuse_ir::limits::Limits::default())
+}
+
+/// [`load_model`] under `limits` (the CLI's `--max-tensor-bytes` and
+/// `--max-constant-bytes`): what either loader would allocate beyond them is refused first.
+pub fn load_model_limited(path: &Path, limits: &blockfuse_ir::limits::Limits) -> Result<Graph, Error> {
     let shown = path.display().to_string();
     match path.extension().and_then(|e| e.to_str()) {
         Some("json") => {
             let text =
                 std::fs::read_to_string(path).map_err(|source| Error::Io { path: shown.clone(), source })?;
-            blockfuse_ir::json::from_json(&text)
+            blockfuse_ir::json::from_json_limited(&text, &blockfuse_ir::global_registry(), limits)
                 .map_err(|source| Error::Ir { path: shown, source: Box::new(source) })
         }
         Some("onnx") => {
@@ -99,7 +106,7 @@ pub fn load_model(path: &Path) -> Result<Graph, Error> {
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
                 });
             }
-            blockfuse_onnx::import_file(path)
+            blockfuse_onnx::import_file_with(path, &(*limits).into())
                 .map_err(|source| Error::Onnx { path: shown, source: Box::new(source) })
         }
         _ => Err(Error::UnknownType(shown)),

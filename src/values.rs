@@ -29,6 +29,11 @@ pub fn read_npy(path: &Path) -> Result<HostTensor, Error> {
         return Err(io_err(path, "structured arrays are not supported"));
     };
     let (kind, size) = (ts.type_char(), ts.size_field());
+    // A header may declare any shape: refuse one the file cannot hold before allocating it.
+    let need = blockfuse_ir::limits::bytes_of(dims.iter().copied(), size as usize);
+    if need > bytes.len() as u64 {
+        return Err(io_err(path, format!("shape {dims:?} needs {need} bytes, the file has {}", bytes.len())));
+    }
     let bad = |e: std::io::Error| io_err(path, e);
     use npyz::TypeChar as T;
     let t = match (kind, size) {
@@ -180,6 +185,27 @@ pub fn write_outputs(g: &Graph, outs: &[HostTensor], dir: &Path) -> Result<(), E
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn npy_header_declaring_more_than_the_file_holds_is_refused_before_allocating() {
+        let dir = std::env::temp_dir().join(format!("blockfuse-npy-huge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut header =
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }".to_string();
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut file = b"\x93NUMPY\x01\x00".to_vec();
+        file.extend((header.len() as u16).to_le_bytes());
+        file.extend(header.as_bytes());
+        file.extend([0u8; 16]);
+        let p = dir.join("huge.npy");
+        std::fs::write(&p, file).unwrap();
+        let e = read_npy(&p).unwrap_err().to_string();
+        assert!(e.contains("shape [1000000, 1000000] needs 4000000000000 bytes, the file has"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn npy_round_trips_every_dtype() {

@@ -63,6 +63,34 @@ impl Verdict {
 
 pub use blockfuse_testkit::random::{random_inputs, random_inputs_with};
 
+/// [`random_inputs_with`], refusing first (naming the input) an input that would take more
+/// than `max_tensor_bytes` once its symbols are bound, or whose size overflows.
+pub fn random_inputs_limited(
+    g: &Graph,
+    bind: &Bindings,
+    sym_size: usize,
+    seed: u64,
+    max_tensor_bytes: u64,
+) -> Result<Vec<HostTensor>, Error> {
+    let mut bindings = bind.clone();
+    for &id in g.inputs() {
+        let node = g.node(id);
+        let Some(ty) = node.types.first() else { continue };
+        for s in ty.shape.iter().flat_map(|d| d.symbols()) {
+            bindings.entry(s.clone()).or_insert(sym_size);
+        }
+        let bytes = blockfuse_ir::limits::type_bytes(ty, &bindings).unwrap_or(u64::MAX);
+        if bytes > max_tensor_bytes {
+            let name = node.name.as_deref().unwrap_or("");
+            return Err(Error::Other(format!(
+                "input \"{name}\": {ty} takes {bytes} bytes with these sizes, over the limit \
+                 max_tensor_bytes = {max_tensor_bytes} (--max-tensor-bytes)"
+            )));
+        }
+    }
+    Ok(random_inputs_with(g, bind, sym_size, seed))
+}
+
 /// The comparison of every output pair, at ten times the dtype's tolerance.
 fn comparisons(a: &[HostTensor], b: &[HostTensor]) -> Vec<Comparison> {
     a.iter()

@@ -550,3 +550,49 @@ fn run_specializes_on_shape_inputs() {
         .unwrap();
     assert_bad(&blockfuse(&["run", p.to_str().unwrap(), "--inputs", inputs.to_str().unwrap()]), "shape");
 }
+
+/// Resource limits (issue 14): `--max-tensor-bytes` / `--max-constant-bytes` bound what a
+/// model may make the loaders allocate, and `run`'s random inputs; each refusal names the node
+/// or input.
+#[test]
+fn limit_flags_bound_loading_and_random_inputs() {
+    let p = rms_norm_json();
+    let path = p.to_str().unwrap();
+    // The weight is f32[8]: 32 bytes.
+    assert_bad(
+        &blockfuse(&["inspect", path, "--max-tensor-bytes", "31"]),
+        "over the limit max_tensor_bytes = 31",
+    );
+    assert_bad(&blockfuse(&["run", path, "--max-constant-bytes", "16"]), "max_constant_bytes = 16");
+    let o = blockfuse(&["run", path, "--max-tensor-bytes", "64", "--bind", "batch=2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // batch = 3 makes x f32[3, 8] = 96 bytes: refused before it is made.
+    let o = blockfuse(&["run", path, "--max-tensor-bytes", "64", "--bind", "batch=3"]);
+    assert_bad(&o, "input \"x\": f32[batch, 8] takes 96 bytes");
+    // A size whose byte count overflows is refused, not allocated, under the default limits.
+    let o = blockfuse(&["run", path, "--bind", &format!("batch={}", usize::MAX)]);
+    assert_bad(&o, "input \"x\"");
+    assert_bad(&blockfuse(&["run", path, "--max-tensor-bytes", "lots"]), "lots");
+}
+
+/// `run` refuses inputs whose shape or dtype disagrees with the graph, naming the input, on
+/// both backends.
+#[test]
+fn run_refuses_inputs_that_disagree_with_the_graph() {
+    use blockfuse::ir::HostTensor;
+    let p = rms_norm_json();
+    let dir = p.with_file_name("npy_wrong");
+    std::fs::create_dir_all(&dir).unwrap();
+    // x is f32[batch, 8]: a [2, 7] array does not fit.
+    blockfuse::values::write_npy(&dir.join("x.npy"), &HostTensor::from_f32(vec![2, 7], &[0.0; 14])).unwrap();
+    for backend in ["fallback", "mlx"] {
+        let o =
+            blockfuse(&["run", p.to_str().unwrap(), "--backend", backend, "--inputs", dir.to_str().unwrap()]);
+        assert_bad(&o, "\"x\": expected f32[batch, 8], got f32[2, 7]");
+    }
+    let rank = p.with_file_name("npy_rank");
+    std::fs::create_dir_all(&rank).unwrap();
+    blockfuse::values::write_npy(&rank.join("x.npy"), &HostTensor::from_f32(vec![8], &[0.0; 8])).unwrap();
+    let o = blockfuse(&["run", p.to_str().unwrap(), "--inputs", rank.to_str().unwrap()]);
+    assert_bad(&o, "input \"x\"");
+}

@@ -42,7 +42,8 @@ fn time_runs(
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    Ok((times[times.len() / 2], (s.stats().host_copy_s - copy0) * 1e3 / runs as f64))
+    let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    Ok((median, (s.stats().host_copy_s - copy0) * 1e3 / runs as f64))
 }
 
 pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
@@ -64,7 +65,9 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     bar.finish_and_clear();
     t_plain.sort_by(|a, b| a.0.total_cmp(&b.0));
     t_opt.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (p, o) = (t_plain[1], t_opt[1]);
+    // The middle of the three rounds.
+    let middle = |t: &[(f64, f64)]| t.get(1).copied().unwrap_or_default();
+    let (p, o) = (middle(&t_plain), middle(&t_opt));
     println!("backend: {}", backend.name());
     println!("{:<12} {:>12} {:>12} {:>14} {:>8}", "graph", "nodes", "median ms", "host copy ms", "ratio");
     println!("{:<12} {:>12} {:>12.3} {:>14.3} {:>8}", "unoptimized", op_node_count(&g), p.0, p.1, "1.00");

@@ -61,20 +61,20 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
         let mut times = [Vec::new(), Vec::new()];
         let mut outs: [Vec<HostTensor>; 2] = [Vec::new(), Vec::new()];
         for _ in 0..RUNS {
-            for (k, s) in sessions.iter_mut().enumerate() {
+            for ((s, out), time) in sessions.iter_mut().zip(&mut outs).zip(&mut times) {
                 let t = Instant::now();
-                outs[k] = s.run(&inputs)?;
-                times[k].push(t.elapsed().as_secs_f64() * 1e3);
+                *out = s.run(&inputs)?;
+                time.push(t.elapsed().as_secs_f64() * 1e3);
                 bar.inc(1);
             }
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
         };
         let (plain, fused) = (median(&mut times[0]), median(&mut times[1]));
-        for (k, (gname, _)) in graphs.iter().enumerate() {
-            let err = outs[k]
+        for (k, ((gname, _), out)) in graphs.iter().zip(&outs).enumerate() {
+            let err = out
                 .iter()
                 .zip(&reference)
                 .map(|(a, b)| compare(a, b, Tolerance { rtol: 0.0, atol: 0.0 }).max_abs)

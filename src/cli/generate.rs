@@ -149,13 +149,19 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     }
     let roles = roles(&g, &pairs)?;
     let logits_at = (0..g.outputs().len())
-        .find(|o| g.outputs()[*o].0.contains("logits"))
+        .find(|o| g.outputs().get(*o).is_some_and(|(name, _)| name.contains("logits")))
         .or_else(|| (0..g.outputs().len()).find(|o| !pairs.iter().any(|p| p.output == *o)))
         .ok_or_else(|| Error::Other("generate: no logits output".into()))?;
-    let vocab = g.value_type(g.outputs()[logits_at].1).shape.last().and_then(|d| d.known()).unwrap_or(2);
+    let vocab = g
+        .outputs()
+        .get(logits_at)
+        .and_then(|(_, v)| g.value_type(*v).shape.last().and_then(|d| d.known()))
+        .unwrap_or(2);
     let total = a.prompt_len.max(1) + a.tokens;
     for p in &pairs {
-        let ty = &g.node(g.inputs()[p.input]).types[0];
+        let Some(ty) = g.inputs().get(p.input).and_then(|&id| g.node(id).types.first()) else {
+            return Err(Error::Other(format!("generate: the graph has no input {}", p.input)).into());
+        };
         if let Some(cap) = ty.shape.get(2).and_then(|d| d.known()) {
             if roles.contains(&Role::CachePosition) && cap < total {
                 return Err(Error::Other(format!(

@@ -1,6 +1,9 @@
 //! The `blockfuse` command line, one module per command. [`main`] runs it with a registry
 //! of backends: the binary passes [`default_registry`](crate::default_registry); a binary
 //! that links more backends registers them first (see `docs/writing-a-backend.md`).
+//!
+//! User input reaches every line here: no `unwrap`, `expect` or indexing that could panic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod bench;
 mod demo;
@@ -9,14 +12,16 @@ mod inspect;
 mod optimize;
 mod run;
 
-use crate::{load_model, Error, Registry};
+use crate::{load_model_limited, Error, Registry};
 use blockfuse_ir::backend::Backend;
+use blockfuse_ir::limits::Limits;
 use blockfuse_ir::{Bindings, Graph};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 /// blockfuse: fuse composed transformer subgraphs into blocks and run them.
 #[derive(Parser)]
@@ -24,6 +29,22 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The most bytes one tensor of a model may take (a constant, or a value whose dims are
+    /// known), checked before allocating (default: half the machine's memory).
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_tensor_bytes: Option<u64>,
+    /// The most bytes all constants of a model may take together (default: three quarters
+    /// of the machine's memory).
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_constant_bytes: Option<u64>,
+}
+
+/// The limits of this invocation (set once from the flags in [`main`]).
+static LIMITS: OnceLock<Limits> = OnceLock::new();
+
+/// The loaders' and `run`'s byte limits: the flags' values, or the defaults.
+fn limits() -> Limits {
+    LIMITS.get().copied().unwrap_or_default()
 }
 
 /// Which backend runs a graph: a registered name, optionally with a device.
@@ -104,6 +125,11 @@ pub fn main(registry: Registry) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut limits = Limits::default();
+    limits.max_tensor_bytes = cli.max_tensor_bytes.unwrap_or(limits.max_tensor_bytes);
+    limits.max_constant_bytes = cli.max_constant_bytes.unwrap_or(limits.max_constant_bytes);
+    // Set once per process; a second `main` in the same process keeps the first limits.
+    let _ = LIMITS.set(limits);
     match dispatch(cli.command, &registry) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Mismatch(msg)) => {
@@ -201,8 +227,9 @@ fn progress(len: u64, what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    let style =
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template");
+    // The template is a constant that parses: the default style is never used.
+    let style = ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style.progress_chars("=> "));
     bar.set_message(what.to_string());
     bar
@@ -214,7 +241,7 @@ fn load(path: &Path) -> Result<Graph, Error> {
         if std::io::stdout().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
     spinner.set_message(format!("loading {}", path.display()));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
-    let g = load_model(path);
+    let g = load_model_limited(path, &limits());
     spinner.finish_and_clear();
     g
 }
@@ -229,6 +256,7 @@ fn load_or_demo(model: &str) -> Result<Graph, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -112,11 +112,11 @@ pub(super) fn run(a: Args, registry: &Registry) -> Result<(), Failure> {
     match a.report {
         ReportFormat::Json => {
             let mut j = json_report(&rep);
-            if let Some(v) = &verdict {
-                j["verify"] = serde_json::json!({"max_abs": v.max_abs, "ok": v.mismatch.is_none(),
+            if let (Some(v), Some(obj)) = (&verdict, j.as_object_mut()) {
+                obj.insert("verify".into(), serde_json::json!({"max_abs": v.max_abs, "ok": v.mismatch.is_none(),
                     "against": a.against, "skipped_non_finite": v.skipped_non_finite, "detail": v.detail,
                     "mlx": format!("{:?}", v.mlx),
-                    "output": v.mismatch.as_ref().map(|m| m.0.clone()), "rule": v.mismatch.as_ref().and_then(|m| m.1.clone())});
+                    "output": v.mismatch.as_ref().map(|m| m.0.clone()), "rule": v.mismatch.as_ref().and_then(|m| m.1.clone())}));
             }
             println!("{j}");
         }

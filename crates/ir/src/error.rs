@@ -117,6 +117,21 @@ pub enum IrError {
         /// The block's reason, e.g. "rms_norm: weight has 63 elements, the last axis has 64".
         reason: String,
     },
+    /// A value of a document would take more bytes than a [`Limits`](crate::limits::Limits)
+    /// field allows (checked before allocating).
+    #[error("node {node}: {what} takes {bytes} bytes, over the limit {option} = {limit}")]
+    ResourceLimit {
+        /// The node as labelled in the document.
+        node: String,
+        /// The value (`constant f32[1000000, 1000000]`, `the constants together`).
+        what: String,
+        /// Its size in bytes (`u64::MAX` when the size overflows).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+        /// The limit's name (`max_tensor_bytes`, `max_constant_bytes`).
+        option: String,
+    },
     /// A graph-level mistake not tied to one node.
     #[error("{0}")]
     Graph(String),

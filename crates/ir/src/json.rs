@@ -2,6 +2,10 @@
 //! `docs/ir-format.md`. Constants are inline (base64 of little-endian bytes), or, written
 //! with [`to_json_with_side_file`] / [`write_json_file`], the large ones in a side file of raw
 //! bytes next to the document (`"data_file"`, and `"data_ref"` per constant).
+//!
+//! The reader takes untrusted input: no `unwrap`, `expect` or indexing that could panic here
+//! (the lints below), and [`ReadLimits`] bound what a document may make it allocate.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use crate::attrs::{decode_op, op_attrs, OpDecodeError};
 use crate::block::BlockRegistry;
@@ -9,6 +13,7 @@ use crate::blocks::global_registry;
 use crate::dtype::DType;
 use crate::error::{IrError, NodeLabel};
 use crate::graph::{Graph, NodeId, Value};
+use crate::limits::{bytes_of, type_bytes, Limits};
 use crate::op::Op;
 use crate::shape::{Dim, TensorType};
 use crate::tensor::HostTensor;
@@ -139,7 +144,8 @@ enum DimSchema {
 /// (committed as `docs/ir-schema.json`).
 pub fn json_schema() -> String {
     let schema = schemars::schema_for!(Doc);
-    serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
+    // A `Schema` is a JSON value: serializing it cannot fail.
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
 /// Writes a graph as JSON (nodes in topological order, ids renumbered from 0). Errors on a
@@ -182,8 +188,14 @@ pub fn write_json_file(g: &Graph, path: &Path, threshold: usize) -> Result<(), I
 }
 
 /// Reads a JSON graph file, and its side file when it has one (read once; the constants
-/// borrow their bytes from it).
+/// borrow their bytes from it), under the default [`Limits`].
 pub fn read_json_file(path: &Path) -> Result<Graph, IrError> {
+    read_json_file_limited(path, &Limits::default())
+}
+
+/// [`read_json_file`] under `limits`: a side file larger than
+/// [`max_constant_bytes`](Limits::max_constant_bytes) is refused before it is read.
+pub fn read_json_file_limited(path: &Path, limits: &Limits) -> Result<Graph, IrError> {
     let io = |p: &Path, e: std::io::Error| IrError::Format(format!("cannot read {}: {e}", p.display()));
     let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
     let head: Json = serde_json::from_str(&text).map_err(|e| IrError::Json(located(&e, "")))?;
@@ -191,12 +203,22 @@ pub fn read_json_file(path: &Path) -> Result<Graph, IrError> {
         Some(name) => {
             plain_file_name(name)?;
             let p = path.with_file_name(name);
+            let len = std::fs::metadata(&p).map_err(|e| io(&p, e))?.len();
+            if len > limits.max_constant_bytes {
+                return Err(IrError::ResourceLimit {
+                    node: "data_file".into(),
+                    what: format!("the side file \"{name}\""),
+                    bytes: len,
+                    limit: limits.max_constant_bytes,
+                    option: "max_constant_bytes".into(),
+                });
+            }
             let bytes = std::fs::read(&p).map_err(|e| io(&p, e))?;
             Some(Arc::new(bytes) as crate::tensor::SharedBuffer)
         }
         None => None,
     };
-    read_doc(&text, head, &global_registry(), side)
+    read_doc(&text, head, &global_registry(), side, limits)
 }
 
 /// A side file is named by a plain file name: no directories, no `..`, not absolute.
@@ -214,6 +236,9 @@ fn write_doc(g: &Graph, mut side: Option<(&str, usize, &mut Vec<u8>)>) -> Result
     let order = g.topo_order()?;
     g.check_references()?;
     let mut ids: HashMap<NodeId, u64> = HashMap::new();
+    // `check_references` and the topological order put every operand and output before
+    // its use: the lookups below find their id.
+    let id_of = |ids: &HashMap<NodeId, u64>, v: &Value| ids.get(&v.node).copied().unwrap_or(u64::MAX);
     // Inputs first, in graph order, so that reading keeps their order.
     let inputs = g.inputs().iter().copied();
     let rest = order.iter().copied().filter(|id| !matches!(g.node(*id).op, Op::Input));
@@ -224,9 +249,9 @@ fn write_doc(g: &Graph, mut side: Option<(&str, usize, &mut Vec<u8>)>) -> Result
         let node = g.node(id);
         let value_ref = |v: &Value| {
             if v.output == 0 {
-                ids[&v.node].to_string()
+                id_of(&ids, v).to_string()
             } else {
-                format!("{}:{}", ids[&v.node], v.output)
+                format!("{}:{}", id_of(&ids, v), v.output)
             }
         };
         let mut data = None;
@@ -258,9 +283,9 @@ fn write_doc(g: &Graph, mut side: Option<(&str, usize, &mut Vec<u8>)>) -> Result
         .map(|(name, v)| RawOutput {
             name: name.clone(),
             value: if v.output == 0 {
-                ids[&v.node].to_string()
+                id_of(&ids, v).to_string()
             } else {
-                format!("{}:{}", ids[&v.node], v.output)
+                format!("{}:{}", id_of(&ids, v), v.output)
             },
         })
         .collect();
@@ -274,10 +299,18 @@ pub fn from_json(text: &str) -> Result<Graph, IrError> {
     from_json_with(text, &global_registry())
 }
 
-/// Reads a graph from JSON, decoding blocks with `registry`.
+/// Reads a graph from JSON, decoding blocks with `registry`, under the default [`Limits`].
 pub fn from_json_with(text: &str, registry: &BlockRegistry) -> Result<Graph, IrError> {
+    from_json_limited(text, registry, &Limits::default())
+}
+
+/// Reads a graph from JSON under `limits`: a constant, or a value whose dims are all known,
+/// over [`max_tensor_bytes`](Limits::max_tensor_bytes), or the constants together over
+/// [`max_constant_bytes`](Limits::max_constant_bytes), give [`IrError::ResourceLimit`]
+/// naming the node, before the bytes are decoded.
+pub fn from_json_limited(text: &str, registry: &BlockRegistry, limits: &Limits) -> Result<Graph, IrError> {
     let head: Json = serde_json::from_str(text).map_err(|e| IrError::Json(located(&e, "")))?;
-    read_doc(text, head, registry, None)
+    read_doc(text, head, registry, None, limits)
 }
 
 fn read_doc(
@@ -285,6 +318,7 @@ fn read_doc(
     head: Json,
     registry: &BlockRegistry,
     side: Option<crate::tensor::SharedBuffer>,
+    limits: &Limits,
 ) -> Result<Graph, IrError> {
     match head.get("format").and_then(Json::as_str) {
         Some(FORMAT) => {}
@@ -308,8 +342,17 @@ fn read_doc(
             "the large constants are in the side file \"{name}\": read the document with json::read_json_file"
         )));
     }
-    Reader { registry, doc: &doc, side, index: HashMap::new(), made: HashMap::new(), graph: Graph::new() }
-        .read()
+    Reader {
+        registry,
+        doc: &doc,
+        side,
+        limits: *limits,
+        constant_bytes: 0,
+        index: HashMap::new(),
+        made: HashMap::new(),
+        graph: Graph::new(),
+    }
+    .read()
 }
 
 /// `line L, column C[, node N "name"]: reason` for a serde_json error.
@@ -342,15 +385,14 @@ fn resolve_reshape(attrs: &Map<String, Json>, input: &TensorType) -> Result<Map<
     };
     let negative: Vec<(usize, i64)> =
         shape.iter().enumerate().filter_map(|(i, v)| Some((i, v.as_i64().filter(|n| *n < 0)?))).collect();
-    match negative[..] {
+    let at = match negative[..] {
         [] => return Ok(attrs.clone()),
-        [(_, -1)] => {}
+        [(at, -1)] => at,
         [(_, n)] => {
             return Err(format!("reshape: shape entry {n} is negative (only -1, \"the rest\", is allowed)"))
         }
         _ => return Err(format!("reshape: shape {} has more than one -1", Json::Array(shape.clone()))),
-    }
-    let at = negative[0].0;
+    };
     let mut rest = Dim::Known(1);
     for (i, v) in shape.iter().enumerate().filter(|(i, _)| *i != at) {
         let d: Dim =
@@ -362,7 +404,9 @@ fn resolve_reshape(attrs: &Map<String, Json>, input: &TensorType) -> Result<Map<
         format!("reshape: cannot resolve the -1 in shape {}: {input} has {numel} elements, not a multiple of {rest}", Json::Array(shape.clone()))
     })?;
     let mut shape = shape.clone();
-    shape[at] = serde_json::to_value(&inferred).map_err(|e| e.to_string())?;
+    if let Some(entry) = shape.get_mut(at) {
+        *entry = serde_json::to_value(&inferred).map_err(|e| e.to_string())?;
+    }
     let mut attrs = attrs.clone();
     attrs.insert("shape".into(), Json::Array(shape));
     Ok(attrs)
@@ -372,6 +416,9 @@ struct Reader<'a> {
     registry: &'a BlockRegistry,
     doc: &'a Doc,
     side: Option<crate::tensor::SharedBuffer>,
+    limits: Limits,
+    /// Bytes of the inline constants read so far.
+    constant_bytes: u64,
     index: HashMap<u64, usize>,
     made: HashMap<u64, NodeId>,
     graph: Graph,
@@ -422,8 +469,9 @@ impl Reader<'_> {
         // Inputs go first, in document order: the graph's input order is positional (backends
         // take inputs in that order), so it must not depend on where inputs are first used.
         let mut state = vec![0u8; self.doc.nodes.len()];
-        let inputs = (0..self.doc.nodes.len()).filter(|&i| self.doc.nodes[i].op == "input");
-        for i in inputs.chain(0..self.doc.nodes.len()) {
+        let nodes = self.doc.nodes.iter().enumerate();
+        let inputs: Vec<usize> = nodes.filter(|(_, n)| n.op == "input").map(|(i, _)| i).collect();
+        for i in inputs.into_iter().chain(0..self.doc.nodes.len()) {
             self.visit(i, &mut state)?;
         }
         for o in &self.doc.outputs {
@@ -442,30 +490,33 @@ impl Reader<'_> {
 
     fn visit(&mut self, i: usize, state: &mut [u8]) -> Result<(), IrError> {
         // Iterative DFS: deep graphs (thousands of layers) must not overflow the stack.
+        // `state` has one entry per node, and `read` checked that every operand parses and
+        // names a node of the document: the lookups below cannot fail.
+        let doc = self.doc;
         let mut stack = vec![(i, 0usize)];
         while let Some((j, k)) = stack.pop() {
-            let n = &self.doc.nodes[j];
+            let (Some(n), Some(&sj)) = (doc.nodes.get(j), state.get(j)) else { continue };
             if k == 0 {
-                match state[j] {
+                match sj {
                     2 => continue,
                     1 => return Err(IrError::Cycle { node: self.label_of(n) }),
-                    _ => state[j] = 1,
+                    _ => set(state, j, 1),
                 }
             }
             if let Some(a) = n.args.get(k) {
                 stack.push((j, k + 1));
-                let (target, _) = parse_ref(a).expect("checked");
-                let t = self.index[&target];
-                if state[t] == 1 {
-                    return Err(IrError::Cycle { node: self.label_of(n) });
-                }
-                if state[t] == 0 {
-                    stack.push((t, 0));
+                let Some(t) = parse_ref(a).and_then(|(target, _)| self.index.get(&target).copied()) else {
+                    continue;
+                };
+                match state.get(t) {
+                    Some(1) => return Err(IrError::Cycle { node: self.label_of(n) }),
+                    Some(0) => stack.push((t, 0)),
+                    _ => {}
                 }
                 continue;
             }
             self.create(n)?;
-            state[j] = 2;
+            set(state, j, 2);
         }
         Ok(())
     }
@@ -497,8 +548,30 @@ impl Reader<'_> {
                 no_other_attrs(n, &["dims", "dtype"]).map_err(bad)?;
                 let dtype: DType = attr(n, "dtype").map_err(bad)?;
                 let dims: Vec<usize> = attr(n, "dims").map_err(bad)?;
+                let need = bytes_of(dims.iter().copied(), dtype.size_bytes());
+                let over = |what: String, bytes: u64, limit: u64, option: &str| IrError::ResourceLimit {
+                    node: doc_label(n),
+                    what,
+                    bytes,
+                    limit,
+                    option: option.into(),
+                };
+                if need > self.limits.max_tensor_bytes {
+                    let what = format!("constant {dtype}{dims:?}");
+                    return Err(over(what, need, self.limits.max_tensor_bytes, "max_tensor_bytes"));
+                }
                 let t = match (n.data.as_deref(), n.data_ref, &self.side) {
                     (Some(data), None, _) => {
+                        self.constant_bytes = self.constant_bytes.saturating_add(need);
+                        if self.constant_bytes > self.limits.max_constant_bytes {
+                            let (what, bytes) = ("the constants together".to_string(), self.constant_bytes);
+                            return Err(over(
+                                what,
+                                bytes,
+                                self.limits.max_constant_bytes,
+                                "max_constant_bytes",
+                            ));
+                        }
                         let bytes = base64::engine::general_purpose::STANDARD
                             .decode(data)
                             .map_err(|e| bad(format!("constant data is not base64: {e}")))?;
@@ -526,14 +599,21 @@ impl Reader<'_> {
                 self.add(n, Op::Constant(t), vec![])?
             }
             name => {
-                let args: Vec<Value> = n
+                let args = n
                     .args
                     .iter()
-                    .map(|a| {
-                        let (id, out) = parse_ref(a).expect("checked");
-                        Value { node: self.made[&id], output: out }
+                    .enumerate()
+                    .map(|(k, a)| {
+                        // `visit` created every operand's node before this one.
+                        parse_ref(a)
+                            .and_then(|(id, out)| Some(Value { node: *self.made.get(&id)?, output: out }))
+                            .ok_or_else(|| IrError::DanglingValue {
+                                node: self.label_of(n),
+                                operand: k,
+                                target: a.clone(),
+                            })
                     })
-                    .collect();
+                    .collect::<Result<Vec<Value>, IrError>>()?;
                 let resolved;
                 let mut attrs = &n.attrs;
                 if name == "reshape" {
@@ -559,6 +639,20 @@ impl Reader<'_> {
             }
         };
         self.made.insert(n.id, id);
+        for (k, t) in self.graph.node(id).types.iter().enumerate() {
+            match type_bytes(t, &crate::Bindings::new()) {
+                Some(bytes) if bytes > self.limits.max_tensor_bytes => {
+                    return Err(IrError::ResourceLimit {
+                        node: doc_label(n),
+                        what: format!("output {k} {t}"),
+                        bytes,
+                        limit: self.limits.max_tensor_bytes,
+                        option: "max_tensor_bytes".into(),
+                    })
+                }
+                _ => {}
+            }
+        }
         if let Some(declared) = &n.types {
             let node = self.graph.node(id);
             if declared.len() != node.types.len() {
@@ -584,17 +678,20 @@ impl Reader<'_> {
     }
 
     fn add(&mut self, n: &RawNode, op: Op, args: Vec<Value>) -> Result<NodeId, IrError> {
-        for (k, v) in args.iter().enumerate() {
+        for ((k, v), a) in args.iter().enumerate().zip(&n.args) {
             if !self.graph.value_exists(*v) {
-                return Err(IrError::DanglingValue {
-                    node: self.label_of(n),
-                    operand: k,
-                    target: n.args[k].clone(),
-                });
+                return Err(IrError::DanglingValue { node: self.label_of(n), operand: k, target: a.clone() });
             }
         }
         let label = self.label_of(n);
         self.graph.add_node(op, &args, n.name.clone()).map_err(|e| relabel(e, label))
+    }
+}
+
+/// `state[j] = v` (no-op out of range).
+fn set(state: &mut [u8], j: usize, v: u8) {
+    if let Some(s) = state.get_mut(j) {
+        *s = v;
     }
 }
 
@@ -624,6 +721,7 @@ fn relabel(e: IrError, label: NodeLabel) -> IrError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

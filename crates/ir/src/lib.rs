@@ -41,6 +41,7 @@ pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod json;
+pub mod limits;
 pub mod op;
 pub mod shape;
 pub mod tensor;

@@ -362,7 +362,9 @@ impl Op {
             Op::Binary(b) => b.hash(h),
             Op::Cast(d) => d.hash(h),
             Op::Reduce { op, axes, keepdims } => (op, axes, keepdims).hash(h),
-            Op::Softmax { axis } | Op::Concat { axis } | Op::Gather { axis } => axis.hash(h),
+            Op::Softmax { axis } | Op::Concat { axis } | Op::Gather { axis } | Op::SliceUpdate { axis } => {
+                axis.hash(h)
+            }
             Op::Transpose { perm } => perm.hash(h),
             Op::Reshape { shape } | Op::Expand { shape } => shape.hash(h),
             Op::Slice(s) => s.hash(h),

@@ -562,3 +562,98 @@ fn data_on_a_non_constant_is_rejected() {
     let e = read_err(&d);
     assert_eq!(e, IrError::BadNode { node: "2".into(), reason: "only constants carry \"data\"".into() });
 }
+
+// --- Resource limits (issue 14): checked before decoding or allocating ---------------------
+
+fn read_limited(doc: &Json, max_tensor_bytes: u64, max_constant_bytes: u64) -> Result<Graph, IrError> {
+    let limits = limits::Limits { max_tensor_bytes, max_constant_bytes };
+    json::from_json_limited(&doc.to_string(), &registry(), &limits)
+}
+
+fn limit_err(e: IrError, node: &str, option: &str) {
+    match &e {
+        IrError::ResourceLimit { node: n, option: o, bytes, limit, .. } => {
+            assert_eq!((n.as_str(), o.as_str()), (node, option), "{e}");
+            assert!(bytes > limit, "{e}");
+        }
+        other => panic!("not a resource limit: {other:?}"),
+    }
+}
+
+#[test]
+fn constant_of_1e6_by_1e6_is_refused_before_decoding() {
+    let mut d = base();
+    // 4 TB declared, no data at all: the size is refused before the data is looked at.
+    d["nodes"][1]["attrs"]["dims"] = json!([1_000_000, 1_000_000]);
+    d["nodes"][1]["data"] = json!("");
+    let e = read_err(&d);
+    limit_err(e.clone(), "1 \"c\"", "max_tensor_bytes");
+    assert_msg(&e, &["constant f32[1000000, 1000000]", "4000000000000 bytes"]);
+}
+
+#[test]
+fn constant_dims_whose_product_overflows_are_refused() {
+    let mut d = base();
+    d["nodes"][1]["attrs"]["dims"] = json!([u64::MAX, 2]);
+    limit_err(read_err(&d), "1 \"c\"", "max_tensor_bytes");
+}
+
+#[test]
+fn constant_over_a_small_tensor_limit() {
+    // c is f32[2]: 8 bytes.
+    limit_err(read_limited(&base(), 7, 100).unwrap_err(), "1 \"c\"", "max_tensor_bytes");
+    read_limited(&base(), 8, 8).unwrap();
+}
+
+#[test]
+fn constants_together_over_the_total_limit() {
+    let mut d = base();
+    let mut c2 = d["nodes"][1].clone();
+    c2["id"] = json!(5);
+    c2["name"] = json!("c2");
+    d["nodes"].as_array_mut().unwrap().push(c2);
+    d["outputs"].as_array_mut().unwrap().push(json!({"name": "c2", "value": "5"}));
+    // 8 + 8 bytes of constants: 15 is one short.
+    let e = read_limited(&d, 8, 15).unwrap_err();
+    limit_err(e.clone(), "5 \"c2\"", "max_constant_bytes");
+    assert_msg(&e, &["the constants together"]);
+    read_limited(&d, 8, 16).unwrap();
+}
+
+#[test]
+fn input_over_the_tensor_limit() {
+    let mut d = base();
+    d["nodes"][0]["types"] = json!([{"dtype": "f32", "shape": [1_000_000, 1_000_000]}]);
+    let e = read_err(&d);
+    limit_err(e.clone(), "0 \"x\"", "max_tensor_bytes");
+    assert_msg(&e, &["output 0 f32[1000000, 1000000]"]);
+}
+
+#[test]
+fn computed_value_over_the_tensor_limit() {
+    // x: f32[seq, 2] expanded to [1e6, 1e6, 2]: refused at the expand, though no input or
+    // constant is large.
+    let mut d = base();
+    d["nodes"][2] =
+        json!({"id": 2, "op": "expand", "attrs": {"shape": [1_000_000, 1_000_000, 2]}, "args": ["0"]});
+    d["nodes"][0]["types"] = json!([{"dtype": "f32", "shape": [1, 2]}]);
+    d["nodes"][3]["types"] = json!(null);
+    d["nodes"].as_array_mut().unwrap().truncate(3);
+    d["outputs"] = json!([{"name": "y", "value": "2"}]);
+    limit_err(read_err(&d), "2", "max_tensor_bytes");
+}
+
+#[test]
+fn symbolic_dims_that_overflow_saturate_instead_of_panicking() {
+    // 2^40 · 2^40 elements overflow usize: the product saturates, and the limit refuses it.
+    let mut d = base();
+    let huge = 1u64 << 40;
+    d["nodes"][0]["types"] = json!([{"dtype": "f32", "shape": [format!("{huge}*seq"), huge]}]);
+    d["nodes"][2] = json!({"id": 2, "op": "reshape", "attrs": {"shape": [-1]}, "args": ["0"]});
+    d["nodes"][3]["types"] = json!(null);
+    d["nodes"].as_array_mut().unwrap().truncate(3);
+    d["outputs"] = json!([{"name": "y", "value": "2"}]);
+    let g = read_limited(&d, u64::MAX, u64::MAX).unwrap();
+    let y = g.outputs()[0].1;
+    assert_eq!(g.value_type(y).shape[0], Dim::mul(&Dim::Known(usize::MAX), &Dim::sym("seq")));
+}

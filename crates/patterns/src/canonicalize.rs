@@ -276,7 +276,9 @@ fn sum_times_inverse_count(b: &mut Builder<'_>, sum: Value, c: Value) -> Result<
         return Ok(None);
     };
     let count: Option<usize> = reduced.iter().map(|&a| ty.shape[a].known()).product();
-    let is_mean = count.is_some_and(|n| n > 0 && ((1.0 / n as f64) - k).abs() <= 1e-6 * k.abs());
+    // k finite: with k = ±∞ the relative test below reads ∞ ≤ ∞ (found by fuzz/optimize_eval).
+    let is_mean =
+        count.is_some_and(|n| n > 0 && k.is_finite() && ((1.0 / n as f64) - k).abs() <= 1e-6 * k.abs());
     let widen = g.value_type(c).rank() > g.value_type(sum).rank();
     if !is_mean || widen || !ty.dtype.is_float() {
         return Ok(None);
@@ -348,4 +350,37 @@ fn fold_reshape_transpose_reshape(
     let mut p: Vec<usize> = (0..r).collect();
     p.swap(r - 2, r - 1);
     Ok(Some(b.transpose(y, &p)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blockfuse_ir::{Builder, DType, Dim, TensorType};
+
+    /// `reduce_sum(x) · k` over 8 elements, canonicalized: the dump.
+    fn sum_times(k: f64) -> String {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]));
+        let s = b.reduce(ReduceOp::Sum, x, &[-1], true).unwrap();
+        let c = b.scalar(DType::F32, k);
+        let y = b.mul(c, s).unwrap();
+        g.add_output("y", y);
+        canonicalize(&mut g).unwrap();
+        blockfuse_ir::text::dump(&g).unwrap()
+    }
+
+    #[test]
+    fn sum_times_one_over_n_is_a_mean() {
+        assert!(sum_times(0.125).contains("reduce_mean"), "{}", sum_times(0.125));
+    }
+
+    /// Found by `fuzz/optimize_eval`: `−∞ · sum(x)` became `mean(x)` (|1/8 + ∞| ≤ 1e-6·∞).
+    #[test]
+    fn sum_times_infinity_is_not_a_mean() {
+        for k in [f64::NEG_INFINITY, f64::INFINITY, f64::NAN] {
+            let d = sum_times(k);
+            assert!(!d.contains("reduce_mean") && d.contains("reduce_sum"), "{k}: {d}");
+        }
+    }
 }

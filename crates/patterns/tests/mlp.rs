@@ -86,6 +86,28 @@ fn fuses_quick_gelu() {
     assert_same_values(&g, &opt, 1e-5);
 }
 
+/// Found by the differential run: `x·σ(1.703·x)` is not QuickGELU (0.3 % off); the old 1e-3
+/// tolerance on the constant fused it.
+#[test]
+fn negative_quick_gelu_with_1_703() {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = x_in(&mut b, "x");
+    let k = b.scalar(DType::F32, 1.703);
+    let kx = b.mul(x, k).unwrap();
+    let s = b.unary(UnaryOp::Sigmoid, kx).unwrap();
+    let y = b.mul(x, s).unwrap();
+    g.add_output("y", y);
+    let (_, _, report, opt) = fuse(&g);
+    assert_eq!(report.blocks.get("gelu").copied().unwrap_or(0), 0);
+    assert!(
+        report.near_misses.iter().any(|m| m.reason.contains("sigmoid scale is not 1.702")),
+        "{:?}",
+        report.near_misses
+    );
+    assert_same_values(&g, &opt, 1e-6);
+}
+
 #[test]
 fn fuses_composed_layer_norm() {
     let mut g = Graph::new();

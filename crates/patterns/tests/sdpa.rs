@@ -322,6 +322,50 @@ fn fuses_logit_softcapping() {
     assert_same_special_values(&g, &opt, &inputs_with_masked_row(&g), 1e-5);
 }
 
+/// Found by `fuzz/optimize_eval`: scores · (−f32::MAX), softcapped. The block would scale q
+/// before the product, where q·scale overflows and ∞ − ∞ gives NaN rows; the graph scales
+/// the finite scores and tanh caps them. Not fused, with the reason.
+#[test]
+fn negative_huge_scale_that_would_overflow_on_q() {
+    let g = attention(TQ, TK, |b, q, k| {
+        let kt = b.transpose(k, &[0, 1, 3, 2]).unwrap();
+        let s = b.matmul(q, kt).unwrap();
+        let huge = b.scalar(DType::F32, f32::MIN as f64);
+        let s = b.mul(s, huge).unwrap();
+        let inv = b.scalar(DType::F32, 0.2);
+        let t = b.mul(s, inv).unwrap();
+        let t = b.unary(UnaryOp::Tanh, t).unwrap();
+        let cap = b.scalar(DType::F32, 5.0);
+        b.mul(t, cap).unwrap()
+    });
+    let (_, _, report, opt) = fuse(&g);
+    assert_eq!(sdpa_count(&report), 0);
+    assert!(has_miss(&report, "q·scale could overflow"), "{:?}", report.near_misses);
+    assert_same_special_values(&g, &opt, &random_inputs(&g, 3), 1e-6);
+}
+
+/// Found by `fuzz/onnx_model`: q `{26634, 2, T, 8}` against k, v `{1, 2, T, 8}` (and v of batch
+/// 0) is attention through matmul broadcasting, which the block does not do: `optimize` used to
+/// fail with the block's "batch sizes differ"; now a near-miss.
+#[test]
+fn negative_batch_broadcast_by_the_products() {
+    for (qb, vb) in [(3, 1), (1, 0)] {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let q = b.input("q", TensorType::known(DType::F32, &[qb, 2, TQ, 8]));
+        let k = b.input("k", TensorType::known(DType::F32, &[1, 2, TK, 8]));
+        let v = b.input("v", TensorType::known(DType::F32, &[vb, 2, TK, 8]));
+        let s = scores(&mut b, q, k);
+        let p = b.softmax(s, -1).unwrap();
+        let o = b.matmul(p, v).unwrap();
+        g.add_output("out", o);
+        let (_, _, report, opt) = fuse(&g);
+        assert_eq!(sdpa_count(&report), 0);
+        assert!(has_miss(&report, "differ in batch size"), "{:?}", report.near_misses);
+        assert_same_values(&g, &opt, 1e-6);
+    }
+}
+
 #[test]
 fn negative_tanh_without_a_softcap_factor() {
     let g = softcapped(None);

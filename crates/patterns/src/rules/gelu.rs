@@ -5,6 +5,10 @@ use crate::rule::{require, Rule};
 use blockfuse_ir::blocks::{Gelu, GeluKind};
 use blockfuse_ir::{BinaryOp, UnaryOp};
 
+/// Relative tolerance on the approximations' constants: f32 spellings are within 1e-7, while
+/// 1e-3 let `x·σ(1.703·x)` fuse as QuickGELU, 0.3 % off (found by the differential run).
+const TOL: f64 = 1e-5;
+
 fn near(v: Option<f64>, want: f64, rel: f64) -> bool {
     v.is_some_and(|v| (v - want).abs() <= rel * want.abs())
 }
@@ -45,10 +49,10 @@ pub fn gelu_tanh() -> Rule {
                 "constants are not 0.5 and 1",
             )?;
             require(
-                near(m.scalar(g, "k"), (2.0 / std::f64::consts::PI).sqrt(), 1e-3),
+                near(m.scalar(g, "k"), (2.0 / std::f64::consts::PI).sqrt(), TOL),
                 "tanh scale is not √(2/π)",
             )?;
-            require(near(m.scalar(g, "c"), 0.044715, 1e-3), "cubic coefficient is not 0.044715")
+            require(near(m.scalar(g, "c"), 0.044715, TOL), "cubic coefficient is not 0.044715")
         })
         .rewrite(rewrite_to(GeluKind::Tanh))
 }
@@ -57,6 +61,6 @@ pub fn gelu_tanh() -> Rule {
 pub fn gelu_quick() -> Rule {
     let sig = unary(UnaryOp::Sigmoid, mul(any("x"), constant("k")));
     Rule::new("gelu_quick", binary(BinaryOp::Mul, any("x"), sig.clone()))
-        .check(|g, m| require(near(m.scalar(g, "k"), 1.702, 1e-3), "sigmoid scale is not 1.702"))
+        .check(|g, m| require(near(m.scalar(g, "k"), 1.702, TOL), "sigmoid scale is not 1.702"))
         .rewrite(rewrite_to(GeluKind::Quick))
 }

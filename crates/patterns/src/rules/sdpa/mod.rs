@@ -121,6 +121,9 @@ fn unfused_softmax(g: &Graph, id: NodeId, explained: &dyn Fn(NodeId) -> bool) ->
     })
 }
 
+/// The largest |scale| fused (attention scales are about 1/√d; softcapped ones too).
+const MAX_SCALE: f32 = 1e4;
+
 fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
     let probs = g.node(m.value("probs").node);
     let rank = g.value_type(m.value("probs")).rank() as i64;
@@ -134,12 +137,24 @@ fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
     let (tq, tk, tv) = (g.value_type(l.q), g.value_type(key.k), g.value_type(v));
     require(tq.rank() == 4 && tv.rank() == 4 && tk.rank() == 4, "q, k and v are not 4-D {B, N, T, D}")?;
     require(tq.dtype == tv.dtype && tk.dtype == tv.dtype, "q, k and v differ in dtype")?;
+    // The products may broadcast the batch axis; the block does not (found by fuzz/onnx_model).
+    let k_batch = tk.shape.get(key.perm.as_ref().and_then(|p| p.first().copied()).unwrap_or(0));
+    require(
+        tq.shape.first() == k_batch && tv.shape.first() == k_batch,
+        format!("q, k and v differ in batch size (broadcast by the products): q {tq}, k {tk}, v {tv}"),
+    )?;
     let mask = masks::plan(g, &l.masks, g.value_type(l.scores))?;
     let sinks = sinks::sinks(g, m)?;
     // With a finite sink, a fully masked row attends to the sink only (0) in both.
     let rows = if sinks.is_some() { Rows::Block } else { rows::rows(g, m, &l.masks, &mask)? };
     let scale = (l.scale * key.factor) as f32;
     require(scale.is_finite() && scale != 0.0, format!("scale {scale} is not finite and non-zero"))?;
+    // The block scales q before the product: a huge scale overflows there (∞ − ∞ = NaN in the
+    // product) where the graph, scaling the scores, stays finite (found by fuzz/optimize_eval).
+    require(
+        scale.abs() <= MAX_SCALE,
+        format!("|scale| {scale} is over {MAX_SCALE}: q·scale could overflow where the scores do not"),
+    )?;
     let softcap = l.softcap.map(|c| c as f32);
     let block = Sdpa::new(scale, mask.kind).with_softcap(softcap).with_sinks(sinks.is_some());
     Ok(Plan { q: l.q, key, v, block, sinks, mask, rows })
