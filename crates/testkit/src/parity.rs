@@ -130,8 +130,11 @@ mod tests {
     use super::*;
     use blockfuse_ir::blocks::{Gelu, GeluKind};
 
+    /// What a [`Toy`] backend returns for its inputs.
+    type Outputs = fn(&[HostTensor]) -> Vec<HostTensor>;
+
     /// A backend whose every run returns `f(inputs)`, or fails when `f` is `None`.
-    struct Toy(Option<fn(&[HostTensor]) -> Vec<HostTensor>>);
+    struct Toy(Option<Outputs>);
 
     impl Backend for Toy {
         fn name(&self) -> String {
