@@ -409,6 +409,16 @@ fn negative_interleaved_pairs_off_by_one() {
     assert!(misses(&report, "rope_pairs", "not the even and odd features"), "{:?}", report.near_misses);
 }
 
+/// GPT-J's `rotate_every_two(q)`: pairs `(x1, x2)` of even and odd features become
+/// `(−x2, x1)`, stacked as pairs and reshaped back.
+fn rotate_every_two(b: &mut Builder<'_>, q: Value) -> Value {
+    let (x1, x2) = (strided(b, q, 0, D as i64), strided(b, q, 1, D as i64));
+    let nx2 = b.unary(UnaryOp::Neg, x2).unwrap();
+    let (nx2, x1) = (unsqueeze_last(b, nx2), unsqueeze_last(b, x1));
+    let st = b.concat(&[nx2, x1], -1).unwrap();
+    b.reshape(st, heads(D).shape.to_vec()).unwrap()
+}
+
 /// GPT-J's rotate_every_two with full-width (repeat-interleaved) cos/sin inputs.
 #[test]
 fn fuses_rotate_every_two() {
@@ -416,11 +426,7 @@ fn fuses_rotate_every_two() {
     let mut b = Builder::new(&mut g);
     let q = b.input("q", heads(D));
     let (cos, sin) = cos_sin_inputs(&mut b, D);
-    let (x1, x2) = (strided(&mut b, q, 0, D as i64), strided(&mut b, q, 1, D as i64));
-    let nx2 = b.unary(UnaryOp::Neg, x2).unwrap();
-    let (nx2, x1) = (unsqueeze_last(&mut b, nx2), unsqueeze_last(&mut b, x1));
-    let st = b.concat(&[nx2, x1], -1).unwrap();
-    let rot = b.reshape(st, heads(D).shape.to_vec()).unwrap();
+    let rot = rotate_every_two(&mut b, q);
     let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
     let y = b.add2(a, c).unwrap();
     g.add_output("q_rot", y);
@@ -608,11 +614,7 @@ fn negative_rotate_pairs_not_added() {
     let mut b = Builder::new(&mut g);
     let q = b.input("q", heads(D));
     let (cos, sin) = cos_sin_inputs(&mut b, D);
-    let (x1, x2) = (strided(&mut b, q, 0, D as i64), strided(&mut b, q, 1, D as i64));
-    let nx2 = b.unary(UnaryOp::Neg, x2).unwrap();
-    let (nx2, x1) = (unsqueeze_last(&mut b, nx2), unsqueeze_last(&mut b, x1));
-    let st = b.concat(&[nx2, x1], -1).unwrap();
-    let rot = b.reshape(st, heads(D).shape.to_vec()).unwrap();
+    let rot = rotate_every_two(&mut b, q);
     let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
     let y = b.sub(a, c).unwrap();
     g.add_output("q_rot", y);
