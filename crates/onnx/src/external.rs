@@ -105,8 +105,10 @@ impl ExternalData {
             )));
         }
         if dtype == DType::Bool {
-            let bytes: Vec<u8> =
-                (*map).as_ref()[offset..offset + need].iter().map(|&b| u8::from(b != 0)).collect();
+            // (In range: checked just above.)
+            let data =
+                (*map).as_ref().get(offset..offset + need).ok_or_else(|| bad("bytes past the end".into()))?;
+            let bytes: Vec<u8> = data.iter().map(|&b| u8::from(b != 0)).collect();
             return HostTensor::from_bytes(dtype, dims, bytes)
                 .map_err(|e| OnnxError::malformed(name, e.to_string()));
         }

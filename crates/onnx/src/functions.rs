@@ -128,7 +128,10 @@ pub fn inline_functions(model: &mut ModelProto) -> Result<InlineStats, OnnxError
     let mut work: Vec<FnKey> = called.iter().cloned().collect();
     while let Some(k) = work.pop() {
         let mut inner = HashSet::new();
-        collect_calls(&functions[&k].node, &functions, &mut inner);
+        // (`called` holds keys of `functions` only: see `collect_calls`.)
+        if let Some(f) = functions.get(&k) {
+            collect_calls(&f.node, &functions, &mut inner);
+        }
         for k in inner {
             if called.insert(k.clone()) {
                 work.push(k);
@@ -137,7 +140,7 @@ pub fn inline_functions(model: &mut ModelProto) -> Result<InlineStats, OnnxError
     }
 
     // Nothing above has modified the model: commit now.
-    let graph = model.graph.as_mut().expect("checked above");
+    let graph = model.graph.as_mut().ok_or_else(|| OnnxError::MissingGraph { what: "model".into() })?;
     graph.node = nodes;
     graph.value_info.extend(value_info);
     stats.nodes_after = graph.node.len();
@@ -259,7 +262,10 @@ impl Inliner<'_> {
                     body.push(NodeProto {
                         name: Some(format!("{prefix}/output_{i}")),
                         op_type: Some("Identity".into()),
-                        input: vec![scope.map[formal].clone()],
+                        // (Every formal input is in the scope: bound above.)
+                        input: vec![scope.map.get(formal).cloned().ok_or_else(|| {
+                            call_error(call, key, format!("input '{formal}' is not bound"))
+                        })?],
                         output: vec![actual.clone()],
                         ..NodeProto::default()
                     });

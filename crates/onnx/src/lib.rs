@@ -28,6 +28,10 @@
 //! ```
 
 #![deny(missing_docs)]
+// No panics on user-reachable paths (issue 14): a malformed model must end with an
+// `OnnxError` naming the node, never with an unwrap, an expect or an out-of-bounds index.
+// Tests keep their unwraps (a panic there is a failed test).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
 pub mod error;
 pub mod export;

@@ -213,7 +213,8 @@ pub fn tensor_to_proto_with(name: &str, t: &HostTensor, encoding: TensorEncoding
 }
 
 fn le_chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    bytes.chunks_exact(N).map(|c| c.try_into().expect("chunk of N bytes"))
+    // `chunks_exact(N)` yields slices of exactly N bytes, so every conversion succeeds.
+    bytes.chunks_exact(N).filter_map(|c| <[u8; N]>::try_from(c).ok())
 }
 
 #[cfg(test)]

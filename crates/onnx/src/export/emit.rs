@@ -32,11 +32,14 @@ pub(super) fn emit_main(g: &Graph, lib: &mut Library) -> Result<GraphProto, Expo
     let mut e = Emitter::new(lib, false);
     e.reserve_interface(g)?;
     e.emit_graph(g)?;
-    let input = g.inputs().iter().map(|&id| value_info(&e.names[&Value::first(id)], &g.node(id).types[0]));
-    let input = input.collect();
+    let input = g
+        .inputs()
+        .iter()
+        .map(|&id| Ok(value_info(&e.name_of(g, &Value::first(id))?, first_type(g, id)?)))
+        .collect::<Result<_, ExportError>>()?;
     let mut output = Vec::new();
     for (name, v) in g.outputs() {
-        let src = e.names[v].clone();
+        let src = e.name_of(g, v)?;
         e.node("Identity", &[&src], std::slice::from_ref(name), vec![], None);
         output.push(value_info(name, g.value_type(*v)));
     }
@@ -87,7 +90,7 @@ impl<'l> Emitter<'l> {
             if !self.used.insert(name.clone()) {
                 return Err(ExportError::Names(format!("two graph inputs are named '{name}'")));
             }
-            self.bind(Value::first(id), name, &g.node(id).types[0]);
+            self.bind(Value::first(id), name, first_type(g, id)?);
         }
         for (name, _) in g.outputs() {
             if !self.used.insert(name.clone()) {
@@ -97,6 +100,15 @@ impl<'l> Emitter<'l> {
             }
         }
         Ok(())
+    }
+
+    /// The name bound to `v` (values are bound in topological order: an error for a value
+    /// used before the node that makes it, never a panic).
+    fn name_of(&self, g: &Graph, v: &Value) -> Result<String, ExportError> {
+        self.names
+            .get(v)
+            .cloned()
+            .ok_or_else(|| unsupported_label(g, v.node, format!("output {} has no name yet", v.output)))
     }
 
     fn bind(&mut self, v: Value, name: String, ty: &TensorType) {
@@ -192,7 +204,7 @@ impl<'l> Emitter<'l> {
                 Some(a) => self.op1("Mul", &[&a, &t], vec![]),
             });
         }
-        let acc = acc.expect("a symbolic dim has a symbol");
+        let acc = acc.ok_or_else(|| unsupported(node, format!("dim {d} is neither known nor symbolic")))?;
         match d.div_exact(&product).and_then(|c| c.known()) {
             Some(1) => Ok(acc),
             Some(c) => {
@@ -250,15 +262,20 @@ impl<'l> Emitter<'l> {
             if matches!(node.op, Op::Input) {
                 continue;
             }
-            let operands: Vec<String> = node.operands.iter().map(|v| self.names[v].clone()).collect();
+            let operands: Vec<String> =
+                node.operands.iter().map(|v| self.name_of(g, v)).collect::<Result<_, _>>()?;
             let outs = self.emit_node(g, id, &operands).map_err(|e| match e {
                 ExportError::Unsupported { node, reason } if node.name.is_none() => {
                     ExportError::Unsupported { node: g.label(node.id), reason }
                 }
                 e => e,
             })?;
-            for (i, name) in outs.into_iter().enumerate() {
-                self.bind(Value { node: id, output: i as u16 }, name, &node.types[i]);
+            if outs.len() != node.types.len() {
+                let reason = format!("{} output names for {} outputs", outs.len(), node.types.len());
+                return Err(unsupported_label(g, id, reason));
+            }
+            for (i, (name, ty)) in outs.into_iter().zip(&node.types).enumerate() {
+                self.bind(Value { node: id, output: i as u16 }, name, ty);
             }
         }
         Ok(())
@@ -280,6 +297,10 @@ impl<'l> Emitter<'l> {
         let label = node.name.clone();
         let name = label.as_deref();
         let x: Vec<&str> = x.iter().map(String::as_str).collect();
+        // Operand `i` (a validated graph gives every op its arity; an error, not a panic, if not).
+        let arg = |i: usize| -> Result<&str, ExportError> {
+            x.get(i).copied().ok_or_else(|| unsupported_label(g, id, format!("operand {i} is missing")))
+        };
         let single = |e: &mut Self, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>| {
             let out = e.out_names(g, id);
             e.node(op, inputs, &out, attrs, name);
@@ -296,13 +317,15 @@ impl<'l> Emitter<'l> {
                 let s = self.op1("Sqrt", &x, vec![]);
                 single(self, "Reciprocal", &[&s], vec![])
             }
-            Op::Unary(UnaryOp::Square) => single(self, "Mul", &[x[0], x[0]], vec![]),
+            Op::Unary(UnaryOp::Square) => single(self, "Mul", &[arg(0)?, arg(0)?], vec![]),
             Op::Unary(u) => single(self, unary_name(*u), &x, vec![]),
-            Op::Binary(BinaryOp::Mod) if g.value_type(node.operands[0]).dtype.is_float() => {
+            Op::Binary(BinaryOp::Mod)
+                if node.operands.first().is_some_and(|&a| g.value_type(a).dtype.is_float()) =>
+            {
                 let q = self.op1("Div", &x, vec![]);
                 let f = self.op1("Floor", &[&q], vec![]);
-                let m = self.op1("Mul", &[&f, x[1]], vec![]);
-                single(self, "Sub", &[x[0], &m], vec![])
+                let m = self.op1("Mul", &[&f, arg(1)?], vec![]);
+                single(self, "Sub", &[arg(0)?, &m], vec![])
             }
             Op::Binary(BinaryOp::Mod) => single(self, "Mod", &x, vec![attr_i("fmod", 0)]),
             Op::Binary(b) => single(self, binary_name(*b), &x, vec![]),
@@ -326,23 +349,23 @@ impl<'l> Emitter<'l> {
             Op::Reshape { shape } => {
                 let s = self.shape_tensor(shape, id)?;
                 let zero = shape.iter().any(|d| d.known() == Some(0));
-                single(self, "Reshape", &[x[0], &s], vec![attr_i("allowzero", zero as i64)])
+                single(self, "Reshape", &[arg(0)?, &s], vec![attr_i("allowzero", zero as i64)])
             }
             Op::Expand { shape } => {
                 let s = self.shape_tensor(shape, id)?;
-                single(self, "Expand", &[x[0], &s], vec![])
+                single(self, "Expand", &[arg(0)?, &s], vec![])
             }
             Op::Slice(spec) => {
                 let starts = self.bounds_tensor(&spec.starts, id)?;
                 let ends = self.bounds_tensor(&spec.ends, id)?;
                 let axes = self.const_i64(&spec.axes);
                 let steps = self.const_i64(&spec.steps);
-                single(self, "Slice", &[x[0], &starts, &ends, &axes, &steps], vec![])
+                single(self, "Slice", &[arg(0)?, &starts, &ends, &axes, &steps], vec![])
             }
             Op::Concat { axis } => single(self, "Concat", &x, vec![attr_i("axis", *axis)]),
             Op::Split { axis, sizes } => {
                 let s = self.shape_tensor(sizes, id)?;
-                single(self, "Split", &[x[0], &s], vec![attr_i("axis", *axis)])
+                single(self, "Split", &[arg(0)?, &s], vec![attr_i("axis", *axis)])
             }
             Op::Gather { axis } => single(self, "Gather", &x, vec![attr_i("axis", *axis)]),
             Op::SliceUpdate { axis } => {
@@ -364,7 +387,7 @@ impl<'l> Emitter<'l> {
             }
             Op::Trilu { upper, k } => {
                 let k = self.constant(&HostTensor::from_i64(vec![], &[*k]), "k");
-                single(self, "Trilu", &[x[0], &k], vec![attr_i("upper", *upper as i64)])
+                single(self, "Trilu", &[arg(0)?, &k], vec![attr_i("upper", *upper as i64)])
             }
             Op::Block(b) => self.block(g, id, b, &x),
         }
@@ -382,18 +405,23 @@ impl<'l> Emitter<'l> {
         out: &[String],
     ) -> Result<(), ExportError> {
         let node = g.node(id);
-        let (dt, ut) = (g.value_type(node.operands[0]), g.value_type(node.operands[1]));
+        let (&[data, update, _], &[xd, xu, xs]) = (node.operands.as_slice(), x) else {
+            return Err(unsupported_label(g, id, "slice_update needs data, update and start".into()));
+        };
+        let (dt, ut) = (g.value_type(data), g.value_type(update));
         let a = blockfuse_ir::shape::normalize_axis(axis, dt.rank())
             .ok_or_else(|| unsupported_label(g, id, format!("axis {axis} is out of range")))?;
-        let (Some(len), Some(n)) = (dt.shape[a].known(), ut.shape[a].known()) else {
+        let (Some(len), Some(n)) =
+            (dt.shape.get(a).and_then(Dim::known), ut.shape.get(a).and_then(Dim::known))
+        else {
             return Err(unsupported_label(g, id, "the written axis must have known lengths".into()));
         };
-        let mut shape = vec![1i64; dt.rank()];
-        shape[a] = len as i64;
+        // (a < rank: normalized above.)
+        let shape: Vec<i64> = (0..dt.rank()).map(|i| if i == a { len as i64 } else { 1 }).collect();
         let pos: Vec<i64> = (0..len as i64).collect();
         let p =
             self.constant(&HostTensor::from_i64(shape.iter().map(|&d| d as usize).collect(), &pos), "pos");
-        let start = self.op1("Cast", &[x[2]], vec![attr_i("to", dtype_to_onnx(DType::I64) as i64)]);
+        let start = self.op1("Cast", &[xs], vec![attr_i("to", dtype_to_onnx(DType::I64) as i64)]);
         let flat = self.const_i64(&[]);
         let start = self.op1("Reshape", &[&start, &flat], vec![]);
         let src = self.op1("Sub", &[&p, &start], vec![]);
@@ -405,8 +433,8 @@ impl<'l> Emitter<'l> {
         let clamped = self.op1("Clip", &[&src, &zero, &last], vec![]);
         let rows_shape = self.const_i64(&[len as i64]);
         let rows = self.op1("Reshape", &[&clamped, &rows_shape], vec![]);
-        let taken = self.op1("Gather", &[x[1], &rows], vec![attr_i("axis", a as i64)]);
-        self.node("Where", &[&valid, &taken, x[0]], out, vec![], node.name.as_deref());
+        let taken = self.op1("Gather", &[xu, &rows], vec![attr_i("axis", a as i64)]);
+        self.node("Where", &[&valid, &taken, xd], out, vec![], node.name.as_deref());
         Ok(())
     }
 
@@ -487,7 +515,7 @@ impl<'l> Emitter<'l> {
         e.reserve_interface(&body)?;
         e.emit_graph(&body)?;
         for (name, v) in body.outputs() {
-            let src = e.names[v].clone();
+            let src = e.name_of(&body, v)?;
             e.node("Identity", &[&src], std::slice::from_ref(name), vec![], None);
         }
         let nodes = std::mem::take(&mut e.nodes);
@@ -518,6 +546,11 @@ fn single_symbol(d: &Dim) -> Option<Arc<str>> {
 
 fn unsupported(node: NodeId, reason: String) -> ExportError {
     ExportError::Unsupported { node: blockfuse_ir::NodeLabel { id: node, name: None }, reason }
+}
+
+/// The type of node `id`'s first output (a graph input's type).
+fn first_type(g: &Graph, id: NodeId) -> Result<&TensorType, ExportError> {
+    g.node(id).types.first().ok_or_else(|| unsupported_label(g, id, "the node has no output".into()))
 }
 
 fn unsupported_label(g: &Graph, node: NodeId, reason: String) -> ExportError {

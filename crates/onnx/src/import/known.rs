@@ -103,7 +103,7 @@ impl Known {
 
     /// The single entry of a one-element tensor.
     pub fn scalar(&self) -> Option<&SymInt> {
-        (self.vals.len() == 1).then(|| &self.vals[0])
+        self.vals.first().filter(|_| self.vals.len() == 1)
     }
 
     /// The same entries converted to another integer or bool type.
@@ -123,20 +123,28 @@ impl Known {
     }
 }
 
+/// Row-major strides of `dims` (the last is 1).
 fn strides(dims: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; dims.len()];
-    for i in (0..dims.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * dims[i + 1];
-    }
+    let mut s: Vec<usize> = dims
+        .iter()
+        .rev()
+        .scan(1usize, |acc, &d| {
+            let st = *acc;
+            // Saturating: a tensor with a 0 dim may declare others whose product overflows.
+            *acc = acc.saturating_mul(d);
+            Some(st)
+        })
+        .collect();
+    s.reverse();
     s
 }
 
 pub(crate) fn unravel(mut flat: usize, dims: &[usize]) -> Vec<usize> {
     let mut idx = vec![0; dims.len()];
-    for i in (0..dims.len()).rev() {
-        if dims[i] > 0 {
-            idx[i] = flat % dims[i];
-            flat /= dims[i];
+    for (i, &d) in idx.iter_mut().zip(dims).rev() {
+        if d > 0 {
+            *i = flat % d;
+            flat /= d;
         }
     }
     idx
@@ -147,8 +155,8 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
     (0..r)
         .map(|i| {
-            let x = (i + a.len()).checked_sub(r).map_or(1, |j| a[j]);
-            let y = (i + b.len()).checked_sub(r).map_or(1, |j| b[j]);
+            let x = (i + a.len()).checked_sub(r).map_or(Some(1), |j| a.get(j).copied())?;
+            let y = (i + b.len()).checked_sub(r).map_or(Some(1), |j| b.get(j).copied())?;
             match (x, y) {
                 _ if x == y => Some(x),
                 (1, _) => Some(y),
@@ -159,11 +167,12 @@ pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
         .collect()
 }
 
-/// The flat index into a tensor of `dims` (right-aligned, broadcast) for output index `idx`.
-pub(crate) fn bindex(idx: &[usize], dims: &[usize]) -> usize {
+/// The flat index into a tensor of `dims` (right-aligned, broadcast) for output index `idx`
+/// (`None` when `dims` has more axes than `idx`).
+pub(crate) fn bindex(idx: &[usize], dims: &[usize]) -> Option<usize> {
     let st = strides(dims);
-    let off = idx.len() - dims.len();
-    dims.iter().enumerate().map(|(j, &d)| if d == 1 { 0 } else { idx[off + j] * st[j] }).sum()
+    let tail = idx.get(idx.len().checked_sub(dims.len())?..)?;
+    Some(dims.iter().zip(&st).zip(tail).map(|((&d, &s), &i)| if d == 1 { 0 } else { i * s }).sum())
 }
 
 /// An elementwise map over broadcast operands.
@@ -179,8 +188,9 @@ pub fn map_n(xs: &[&Known], dtype: DType, f: impl Fn(&[&SymInt]) -> Option<SymIn
     let mut vals = Vec::with_capacity(n);
     for flat in 0..n {
         let idx = unravel(flat, &dims);
-        let args: Vec<&SymInt> = xs.iter().map(|x| &x.vals[bindex(&idx, &x.dims)]).collect();
-        vals.push(f(&args)?);
+        // (None, no known value, for an operand whose entries do not fill its dims.)
+        let args: Option<Vec<&SymInt>> = xs.iter().map(|x| x.vals.get(bindex(&idx, &x.dims)?)).collect();
+        vals.push(f(&args?)?);
     }
     Some(Known::new(dtype, dims, vals))
 }
@@ -278,8 +288,9 @@ pub fn min(a: &SymInt, b: &SymInt) -> Option<SymInt> {
 pub fn gather(data: &Known, idx: &Known, axis: usize) -> Option<Known> {
     let idx_c = idx.consts()?;
     let n = *data.dims.get(axis)? as i64;
-    let outer: usize = data.dims[..axis].iter().product();
-    let inner: usize = data.dims[axis + 1..].iter().product();
+    let (before, after) = (data.dims.get(..axis)?, data.dims.get(axis + 1..)?);
+    let outer: usize = before.iter().product();
+    let inner: usize = after.iter().product();
     if outer.checked_mul(idx_c.len())?.checked_mul(inner)? > MAX_KNOWN {
         return None;
     }
@@ -291,19 +302,19 @@ pub fn gather(data: &Known, idx: &Known, axis: usize) -> Option<Known> {
                 return None;
             }
             let base = (o * n as usize + i as usize) * inner;
-            vals.extend_from_slice(&data.vals[base..base + inner]);
+            vals.extend_from_slice(data.vals.get(base..base + inner)?);
         }
     }
-    let mut dims = data.dims[..axis].to_vec();
+    let mut dims = before.to_vec();
     dims.extend_from_slice(&idx.dims);
-    dims.extend_from_slice(&data.dims[axis + 1..]);
+    dims.extend_from_slice(after);
     Some(Known::new(data.dtype, dims, vals))
 }
 
 /// Concatenation along `axis`.
 pub fn concat(xs: &[&Known], axis: usize) -> Option<Known> {
     let first = xs.first()?;
-    let outer: usize = first.dims[..axis].iter().product();
+    let outer: usize = first.dims.get(..axis)?.iter().product();
     let mut vals = vec![];
     let mut total = 0;
     for x in xs {
@@ -311,22 +322,22 @@ pub fn concat(xs: &[&Known], axis: usize) -> Option<Known> {
         if x.dims.len() != first.dims.len() || !same_others {
             return None;
         }
-        total += x.dims[axis];
+        total += x.dims.get(axis)?;
     }
     for o in 0..outer {
         for x in xs {
-            let chunk: usize = x.dims[axis..].iter().product();
-            vals.extend_from_slice(&x.vals[o * chunk..(o + 1) * chunk]);
+            let chunk: usize = x.dims.get(axis..)?.iter().product();
+            vals.extend_from_slice(x.vals.get(o * chunk..(o + 1) * chunk)?);
         }
     }
     let mut dims = first.dims.clone();
-    dims[axis] = total;
+    *dims.get_mut(axis)? = total;
     Some(Known::new(first.dtype, dims, vals))
 }
 
 /// Slicing with constant bounds along one axis.
 pub fn slice_axis(x: &Known, axis: usize, start: i64, end: i64, step: i64) -> Option<Known> {
-    let n = x.dims[axis];
+    let n = *x.dims.get(axis)?;
     let (s, e) = blockfuse_ir::infer::clamp_slice(n, start, end, step);
     let mut picks = vec![];
     let mut i = s;
@@ -355,8 +366,9 @@ pub fn map_f64(xs: &[&HostTensor], dtype: DType, f: impl Fn(&[f64]) -> Option<f6
     let mut out = Vec::with_capacity(n);
     for flat in 0..n {
         let idx = unravel(flat, &dims);
-        let args: Vec<f64> = xs.iter().zip(&vals).map(|(x, v)| v[bindex(&idx, x.dims())]).collect();
-        out.push(f(&args)?);
+        let args: Option<Vec<f64>> =
+            xs.iter().zip(&vals).map(|(x, v)| v.get(bindex(&idx, x.dims())?).copied()).collect();
+        out.push(f(&args?)?);
     }
     Some(HostTensor::from_f64(dtype, dims, &out))
 }

@@ -396,7 +396,63 @@ impl Importer {
     }
 
     fn emit(&mut self, op: Op, args: &[Value]) -> R<Value> {
-        Ok(self.emit_multi(op, args)?[0])
+        let vs = self.emit_multi(op, args)?;
+        self.first(&vs)
+    }
+
+    /// [`Self::add_named`] of an op with one output (the first, when it has several).
+    fn add_named1(&mut self, op: Op, args: &[Value], name: String) -> R<Value> {
+        let vs = self.add_named(op, args, name)?;
+        self.first(&vs)
+    }
+
+    /// The first of the values an op made: an error naming the node for an op that made none.
+    fn first(&self, vs: &[Value]) -> R<Value> {
+        vs.first().copied().ok_or_else(|| self.err("the op has no output"))
+    }
+
+    /// `xs[i]`, or an error naming the node: an operand's rank or size is not what the
+    /// converter's earlier checks assumed (the error a malformed model gets instead of a panic).
+    fn at<T: Clone>(&self, xs: &[T], i: usize) -> R<T> {
+        xs.get(i).cloned().ok_or_else(|| self.out_of_range(i, xs.len()))
+    }
+
+    /// `&mut xs[i]`, or the error of [`Self::at`].
+    fn at_mut<'a, T>(&self, xs: &'a mut [T], i: usize) -> R<&'a mut T> {
+        let len = xs.len();
+        xs.get_mut(i).ok_or_else(|| self.out_of_range(i, len))
+    }
+
+    /// `&xs[range]`, or an error naming the node (see [`Self::at`]).
+    fn part<'a, T, I>(&self, xs: &'a [T], range: I) -> R<&'a [T]>
+    where
+        I: std::slice::SliceIndex<[T], Output = [T]> + std::fmt::Debug + Clone,
+    {
+        let len = xs.len();
+        xs.get(range.clone()).ok_or_else(|| {
+            self.err(format!("range {range:?} is out of bounds of a list of {len} (rank or size mismatch)"))
+        })
+    }
+
+    /// The inverse of permutation `perm` (`inv[perm[i]] = i`), an error when it is not one.
+    fn inverse_perm(&self, perm: &[usize]) -> R<Vec<usize>> {
+        let mut inv = vec![0; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            *self.at_mut(&mut inv, p)? = i;
+        }
+        Ok(inv)
+    }
+
+    /// The one value of `vs`, or their concatenation along `axis`.
+    fn concat_or_one(&mut self, vs: Vec<Value>, axis: i64) -> R<Value> {
+        match vs.as_slice() {
+            [one] => Ok(*one),
+            _ => self.emit(Op::Concat { axis }, &vs),
+        }
+    }
+
+    fn out_of_range(&self, i: usize, len: usize) -> OnnxError {
+        self.err(format!("index {i} is out of bounds of a list of {len} (rank or size mismatch)"))
     }
 
     /// The IR value of an ONNX value, making constant nodes on first use.
@@ -415,10 +471,10 @@ impl Importer {
     fn materialize(&mut self, e: &Entry, name: &str) -> R<Value> {
         Ok(match e {
             Entry::Ir(v) => *v,
-            Entry::Tensor(t) => self.add_named(Op::Constant(t.clone()), &[], name.to_string())?[0],
+            Entry::Tensor(t) => self.add_named1(Op::Constant(t.clone()), &[], name.to_string())?,
             Entry::Known(k) => {
                 if let Some(t) = k.to_tensor() {
-                    return Ok(self.add_named(Op::Constant(t), &[], name.to_string())?[0]);
+                    return self.add_named1(Op::Constant(t), &[], name.to_string());
                 }
                 let dims: Option<Vec<Dim>> = k.vals.iter().map(SymInt::to_dim).collect();
                 let dims = dims.ok_or_else(|| {
@@ -427,13 +483,13 @@ impl Importer {
                         k.vals.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
                     ))
                 })?;
-                let mut v = self.add_named(Op::SymConst(dims), &[], name.to_string())?[0];
+                let mut v = self.add_named1(Op::SymConst(dims), &[], name.to_string())?;
                 if k.dims.len() != 1 {
                     let shape = k.dims.iter().map(|&d| Dim::Known(d)).collect();
-                    v = self.add_named(Op::Reshape { shape }, &[v], name.to_string())?[0];
+                    v = self.add_named1(Op::Reshape { shape }, &[v], name.to_string())?;
                 }
                 if k.dtype != DType::I64 {
-                    v = self.add_named(Op::Cast(k.dtype), &[v], name.to_string())?[0];
+                    v = self.add_named1(Op::Cast(k.dtype), &[v], name.to_string())?;
                 }
                 v
             }
@@ -565,8 +621,8 @@ impl Importer {
         packed.data_type = Some(DataType::Uint8 as i32);
         packed.dims = vec![bytes as i64];
         let host = self.decode_tensor(&packed)?;
-        let c = self.add_named(Op::Constant(host), &[], name.to_string())?[0];
-        Ok(Some(self.add_named(Op::Block(std::sync::Arc::new(block)), &[c], name.to_string())?[0]))
+        let c = self.add_named1(Op::Constant(host), &[], name.to_string())?;
+        Ok(Some(self.add_named1(Op::Block(std::sync::Arc::new(block)), &[c], name.to_string())?))
     }
 
     /// A non-negative integer attribute (default when absent).
@@ -582,10 +638,13 @@ impl Importer {
         let v = attr_i(n, name, default);
         let to =
             i32::try_from(v).map_err(|_| self.bad_attr(n, name, format!("{v} is not an element type")))?;
-        dtype_from_onnx(to).ok_or_else(|| OnnxError::UnsupportedDtype {
-            tensor: n.output.first().cloned().unwrap_or_else(|| self.cur.0.clone()),
-            data_type: to,
-        })
+        dtype_from_onnx(to)
+            .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: self.out_label(n), data_type: to })
+    }
+
+    /// A name for errors about node `n`'s output: its first output, or the node's label.
+    fn out_label(&self, n: &NodeProto) -> String {
+        n.output.first().cloned().unwrap_or_else(|| self.cur.0.clone())
     }
 
     fn bad_attr(&self, _n: &NodeProto, name: &str, reason: String) -> OnnxError {

@@ -68,10 +68,13 @@ impl Importer {
                     .ok()
                     .filter(|&h| h > 0)
                     .ok_or_else(|| self.err(format!("3-D inputs need a positive {heads_attr}")))?;
-                let hd = t.shape[2]
+                let [b, s, hidden] = t.shape.as_slice() else {
+                    return Err(self.err(format!("inputs must have 3 or 4 axes, got {}", t.rank())));
+                };
+                let hd = hidden
                     .div_exact(&Dim::Known(h))
                     .ok_or_else(|| self.err("hidden size is not a multiple of the heads"))?;
-                let shape = vec![t.shape[0].clone(), t.shape[1].clone(), Dim::Known(h), hd];
+                let shape = vec![b.clone(), s.clone(), Dim::Known(h), hd];
                 let v = self.reshape_v(v, shape)?;
                 Ok((self.emit(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[v])?, Some(t)))
             }
@@ -244,11 +247,11 @@ impl Importer {
         let qt = self.g.value_type(q).clone();
         let scale = match n.attr("scale").and_then(|a| a.as_float()) {
             Some(s) => s,
-            None => {
-                Sdpa::default_scale(qt.shape[3].known().ok_or_else(|| self.err("head size must be known"))?)
-            }
+            None => Sdpa::default_scale(
+                self.at(&qt.shape, 3)?.known().ok_or_else(|| self.err("head size must be known"))?,
+            ),
         };
-        let (tq, tk) = (qt.shape[2].clone(), self.g.value_type(k).shape[2].clone());
+        let (tq, tk) = (self.at(&qt.shape, 2)?, self.at(&self.g.value_type(k).shape, 2)?);
         let attn_mask = match inp(n, 3) {
             Some(m) => Some(self.attention_mask(m, &tk)?),
             None => None,
@@ -291,7 +294,8 @@ impl Importer {
         if let Some(t) = three_d {
             y = self.emit(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[y])?;
             let yt = self.g.value_type(y).clone();
-            let shape = vec![t.shape[0].clone(), t.shape[1].clone(), yt.shape[2].mul(&yt.shape[3])];
+            let (heads, hd) = (self.at(&yt.shape, 2)?, self.at(&yt.shape, 3)?);
+            let shape = vec![self.at(&t.shape, 0)?, self.at(&t.shape, 1)?, heads.mul(&hd)];
             y = self.reshape_v(y, shape)?;
         }
         self.out(n, 0, y);
@@ -313,17 +317,19 @@ impl Importer {
     ) -> R<Value> {
         let (qt, kt) = (self.g.value_type(q).clone(), self.g.value_type(k).clone());
         let dt = qt.dtype;
-        let (hq, hk) = (qt.shape[1].clone(), kt.shape[1].clone());
+        let (hq, hk) = (self.at(&qt.shape, 1)?, self.at(&kt.shape, 1)?);
         let mut k = k;
         if hq != hk {
             let reps =
                 hq.div_exact(&hk).ok_or_else(|| self.err("query heads are not a multiple of key heads"))?;
-            let s = &kt.shape;
-            let wide = vec![s[0].clone(), hk.clone(), Dim::Known(1), s[2].clone(), s[3].clone()];
+            let [b, _, t, d] = kt.shape.as_slice() else {
+                return Err(self.err(format!("keys must have 4 axes, got {kt}")));
+            };
+            let wide = vec![b.clone(), hk.clone(), Dim::Known(1), t.clone(), d.clone()];
             k = self.reshape_v(k, wide)?;
-            let wide = vec![s[0].clone(), hk.clone(), reps, s[2].clone(), s[3].clone()];
+            let wide = vec![b.clone(), hk.clone(), reps, t.clone(), d.clone()];
             k = self.emit(Op::Expand { shape: wide }, &[k])?;
-            k = self.reshape_v(k, vec![s[0].clone(), hq.clone(), s[2].clone(), s[3].clone()])?;
+            k = self.reshape_v(k, vec![b.clone(), hq.clone(), t.clone(), d.clone()])?;
         }
         let root = self.scalar_of(dt, f64::from(scale).sqrt())?;
         let qs = self.bin(BinaryOp::Mul, q, root)?;

@@ -188,11 +188,12 @@ impl Importer {
             .known_dims()
             .filter(|d| d.len() >= 3)
             .ok_or_else(|| self.err(format!("input must be [N, C, spatial…] of known size, got {t}")))?;
-        let g = usize::try_from(attr_i(n, "num_groups", 0)).ok().filter(|&g| g > 0 && dims[1] % g == 0);
-        let g = g.ok_or_else(|| self.err(format!("num_groups must divide the {} channels", dims[1])))?;
+        let (nb, ch) = (self.at(&dims, 0)?, self.at(&dims, 1)?);
+        let g = usize::try_from(attr_i(n, "num_groups", 0)).ok().filter(|&g| g > 0 && ch % g == 0);
+        let g = g.ok_or_else(|| self.err(format!("num_groups must divide the {ch} channels")))?;
         let eps = attr_f(n, "epsilon", 1e-5) as f64;
-        let rest: usize = dims[1..].iter().product::<usize>() / g;
-        let xg = self.reshape_v(x, [dims[0], g, rest].map(Dim::Known).to_vec())?;
+        let rest: usize = dims.iter().skip(1).product::<usize>() / g;
+        let xg = self.reshape_v(x, [nb, g, rest].map(Dim::Known).to_vec())?;
         let (c, var) = self.centered(xg, vec![2])?;
         let e = self.scalar_like(x, eps)?;
         let ve = self.bin(BinaryOp::Add, var, e)?;
@@ -201,7 +202,7 @@ impl Importer {
         let y = self.reshape_v(y, dims.iter().map(|&d| Dim::Known(d)).collect())?;
         let s = self.input_v(n, 1)?;
         let b = self.input_v(n, 2)?;
-        if self.vt(s).numel() != Dim::Known(dims[1]) {
+        if self.vt(s).numel() != Dim::Known(ch) {
             return Err(
                 self.unsupported("GroupNormalization with per-group scale (opset 18) is not supported")
             );
@@ -224,7 +225,7 @@ impl Importer {
             .ok_or_else(|| self.err("size must be a non-negative constant up to 2^24"))?;
         let to = attr_i(n, "output_datatype", 1) as i32;
         let dt = dtype_from_onnx(to)
-            .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: to })?;
+            .ok_or_else(|| OnnxError::UnsupportedDtype { tensor: self.out_label(n), data_type: to })?;
         let periodic = attr_i(n, "periodic", 1) != 0;
         let n1 = if periodic { size as f64 } else { size as f64 - 1.0 };
         let tau = 2.0 * std::f64::consts::PI;
@@ -324,7 +325,7 @@ impl Importer {
     pub(crate) fn iota_along(&mut self, len: Dim, axis: usize, rank: usize) -> R<Value> {
         let r = self.emit(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])?;
         let mut shape = vec![Dim::Known(1); rank];
-        shape[axis] = len;
+        *self.at_mut(&mut shape, axis)? = len;
         self.reshape_v(r, shape)
     }
 
@@ -335,7 +336,7 @@ impl Importer {
         if t.rank() != 1 {
             return Err(self.err(format!("a per-channel parameter must have 1 axis, got {t}")));
         }
-        let mut shape = vec![t.shape[0].clone()];
+        let mut shape = vec![self.at(&t.shape, 0)?];
         shape.resize(rank.saturating_sub(1).max(1), Dim::Known(1));
         self.reshape_v(p, shape)
     }
@@ -391,9 +392,12 @@ impl Importer {
         if names.is_empty() {
             return Err(self.err("expects at least 1 input, got 0"));
         }
-        let mut acc = self.value(&names[0])?;
+        let Some((first, rest)) = names.split_first() else {
+            return Err(self.err("expects at least 1 input, got 0"));
+        };
+        let mut acc = self.value(first)?;
         let dt = self.vt(acc).dtype;
-        for name in &names[1..] {
+        for name in rest {
             let b = self.value(name)?;
             let b = self.cast_to(b, dt)?;
             acc = self.bin(BinaryOp::Add, acc, b)?;
@@ -542,12 +546,15 @@ impl Importer {
             p.push(self.channel_param(v, t.rank(), t.dtype)?);
         }
         let e = self.scalar_like(x, eps)?;
-        let ve = self.bin(BinaryOp::Add, p[3], e)?;
+        let &[scale, bias, mean, var] = p.as_slice() else {
+            return Err(self.err("needs scale, B, input_mean and input_var"));
+        };
+        let ve = self.bin(BinaryOp::Add, var, e)?;
         let sd = self.un(UnaryOp::Sqrt, ve)?;
-        let c = self.bin(BinaryOp::Sub, x, p[2])?;
+        let c = self.bin(BinaryOp::Sub, x, mean)?;
         let y = self.bin(BinaryOp::Div, c, sd)?;
-        let y = self.bin(BinaryOp::Mul, y, p[0])?;
-        let y = self.bin(BinaryOp::Add, y, p[1])?;
+        let y = self.bin(BinaryOp::Mul, y, scale)?;
+        let y = self.bin(BinaryOp::Add, y, bias)?;
         self.out(n, 0, y);
         Ok(())
     }
@@ -579,7 +586,7 @@ impl Importer {
         let y = self.bin(BinaryOp::Add, y, b)?;
         self.out(n, 0, y);
         let (m, om) = (self.scalar_like(x, mom)?, self.scalar_like(x, 1.0 - mom)?);
-        let shape = vec![t.shape[1].clone()];
+        let shape = vec![self.at(&t.shape, 1)?];
         let mean =
             self.reduce_v(ReduceOp::Mean, x, (0..t.rank() as i64).filter(|&a| a != 1).collect(), false)?;
         let var = self.reshape_v(var, shape.clone())?;
@@ -732,8 +739,9 @@ impl Importer {
         let red = if max { ReduceOp::Max } else { ReduceOp::Min };
         let m = self.reduce_v(red, x, vec![a as i64], true)?;
         let eq = self.bin(BinaryOp::Equal, x, m)?;
-        let idx = self.iota_along(t.shape[a].clone(), a, t.rank())?;
-        let len = t.shape[a].known().map(|k| k as f64).unwrap_or(i64::MAX as f64);
+        let len = self.at(&t.shape, a)?;
+        let idx = self.iota_along(len.clone(), a, t.rank())?;
+        let len = len.known().map(|k| k as f64).unwrap_or(i64::MAX as f64);
         let miss = self.scalar_of(DType::I64, if last { -1.0 } else { len })?;
         let cand = self.emit(Op::Where, &[eq, idx, miss])?;
         self.reduce_v(if last { ReduceOp::Max } else { ReduceOp::Min }, cand, vec![a as i64], true)
@@ -765,7 +773,7 @@ impl Importer {
             let t = s.vt(x);
             let a = s.axis_of(axis, t.rank())?;
             let am = s.arg_extreme(x, a as i64, true, false)?;
-            let idx = s.iota_along(t.shape[a].clone(), a, t.rank())?;
+            let idx = s.iota_along(s.at(&t.shape, a)?, a, t.rank())?;
             let eq = s.bin(BinaryOp::Equal, idx, am)?;
             s.emit(Op::Cast(t.dtype), &[eq])
         })
@@ -780,11 +788,9 @@ impl Importer {
             .ok()
             .filter(|&b| b > 0)
             .ok_or_else(|| self.err("blocksize must be a positive integer"))?;
-        let dims = t
-            .known_dims()
-            .filter(|d| d.len() == 4)
-            .ok_or_else(|| self.err(format!("input must have 4 axes of known size, got {t}")))?;
-        let [nb, c, h, w] = [dims[0], dims[1], dims[2], dims[3]];
+        let Some(&[nb, c, h, w]) = t.known_dims().as_deref() else {
+            return Err(self.err(format!("input must have 4 axes of known size, got {t}")));
+        };
         let k = |v: &[usize]| v.iter().map(|&d| Dim::Known(d)).collect::<Vec<_>>();
         let (mid, perm, fin) = if n.op_type() == "DepthToSpace" {
             if c % (b * b) != 0 {
@@ -824,12 +830,14 @@ impl Importer {
             .ok_or_else(|| self.err(format!("input must have 2 axes of known size, got {t}")))?;
         let dt = match n.attr("dtype").and_then(|a| a.as_int()) {
             Some(d) => crate::tensor::dtype_from_onnx(d as i32).ok_or_else(|| {
-                crate::error::OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: d as i32 }
+                crate::error::OnnxError::UnsupportedDtype { tensor: self.out_label(n), data_type: d as i32 }
             })?,
             None => t.dtype,
         };
         let k = attr_i(n, "k", 0);
-        let (r, c) = (dims[0], dims[1]);
+        let &[r, c] = dims.as_slice() else {
+            return Err(self.err(format!("input must have 2 axes of known size, got {t}")));
+        };
         let vals: Vec<f64> =
             (0..r * c).map(|i| ((i % c) as i64 - (i / c) as i64 == k) as u8 as f64).collect();
         let y = self.emit(Op::Constant(HostTensor::from_f64(dt, dims, &vals)), &[])?;
@@ -852,20 +860,22 @@ impl Importer {
                 return Err(self.err(format!("per-axis scale must have 1 axis, got {pt}")));
             }
             let mut shape = vec![Dim::Known(1); x.rank()];
-            shape[a] = pt.shape[0].clone();
+            *self.at_mut(&mut shape, a)? = self.at(&pt.shape, 0)?;
             return self.reshape_v(p, shape);
         }
         let dims = pt.known_dims().filter(|d| d.len() == x.rank()).ok_or_else(|| {
             self.err(format!("blocked scale must have the input's rank and known dims, got {pt}"))
         })?;
-        let xa = x.shape[a].known().ok_or_else(|| self.err("blocked axis must have a known size"))?;
+        let xa =
+            self.at(&x.shape, a)?.known().ok_or_else(|| self.err("blocked axis must have a known size"))?;
+        let da = self.at(&dims, a)?;
         let mut up: Vec<Dim> = dims.iter().map(|&d| Dim::Known(d)).collect();
         up.insert(a + 1, Dim::Known(1));
         let v = self.reshape_v(p, up.clone())?;
-        up[a + 1] = Dim::Known(block);
+        *self.at_mut(&mut up, a + 1)? = Dim::Known(block);
         let v = self.emit(Op::Expand { shape: up }, &[v])?;
         let mut flat: Vec<Dim> = dims.iter().map(|&d| Dim::Known(d)).collect();
-        flat[a] = Dim::Known(dims[a] * block);
+        *self.at_mut(&mut flat, a)? = Dim::Known(da * block);
         let v = self.reshape_v(v, flat)?;
         self.slice_axis_v(v, a, 0, xa as i64, 1)
     }
@@ -891,7 +901,7 @@ impl Importer {
         let out_dt = match attr_i(n, "output_dtype", 0) {
             0 => st,
             d => crate::tensor::dtype_from_onnx(d as i32).ok_or_else(|| {
-                crate::error::OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: d as i32 }
+                crate::error::OnnxError::UnsupportedDtype { tensor: self.out_label(n), data_type: d as i32 }
             })?,
         };
         let y = self.cast_to(y, out_dt)?;
@@ -916,7 +926,7 @@ impl Importer {
             (Some(z), _) => self.vt(z).dtype,
             (None, 0) => DType::U8,
             (None, d) => crate::tensor::dtype_from_onnx(d as i32).ok_or_else(|| {
-                crate::error::OnnxError::UnsupportedDtype { tensor: n.output[0].clone(), data_type: d as i32 }
+                crate::error::OnnxError::UnsupportedDtype { tensor: self.out_label(n), data_type: d as i32 }
             })?,
         };
         let (lo, hi) = match out_dt {

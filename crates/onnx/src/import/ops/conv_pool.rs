@@ -24,6 +24,39 @@ pub(crate) struct Geometry {
     pub output: Vec<usize>,
 }
 
+/// One spatial axis of a [`Geometry`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Axis {
+    pub input: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub pad_begin: usize,
+    pub pad_end: usize,
+    pub output: usize,
+}
+
+impl Geometry {
+    /// The spatial axes in order (as many as the shortest field has entries: [`geometry`]
+    /// makes them all one per axis), so that loops over axes need no indexing.
+    pub(crate) fn axes(&self) -> impl Iterator<Item = Axis> + '_ {
+        self.input
+            .iter()
+            .zip(&self.kernel)
+            .zip(self.strides.iter().zip(&self.dilations))
+            .zip(self.pad_begin.iter().zip(&self.pad_end).zip(&self.output))
+            .map(|(((&input, &kernel), (&stride, &dilation)), ((&pad_begin, &pad_end), &output))| Axis {
+                input,
+                kernel,
+                stride,
+                dilation,
+                pad_begin,
+                pad_end,
+                output,
+            })
+    }
+}
+
 /// Computes the geometry (ONNX `auto_pad`, `pads`, `ceil_mode` rules).
 pub(crate) fn geometry(
     input: &[usize],
@@ -41,54 +74,60 @@ pub(crate) fn geometry(
     if kernel.iter().chain(strides).chain(dilations).any(|&v| v == 0) {
         return Err("kernel, strides and dilations must be positive".into());
     }
-    let dk: Vec<usize> = (0..r).map(|i| (kernel[i] - 1) * dilations[i] + 1).collect();
-    let (mut pb, mut pe) = (vec![0; r], vec![0; r]);
-    let mut output = vec![0; r];
     match auto_pad {
-        "NOTSET" | "" => {
-            if !pads.is_empty() && pads.len() != 2 * r {
-                return Err(format!("pads need {} entries, got {}", 2 * r, pads.len()));
-            }
-            if !pads.is_empty() {
-                pb.copy_from_slice(&pads[..r]);
-                pe.copy_from_slice(&pads[r..]);
-            }
-            for i in 0..r {
-                let span = input[i] + pb[i] + pe[i];
-                if span < dk[i] {
-                    return Err(format!("the window ({}) is larger than the padded input ({span})", dk[i]));
+        "NOTSET" | "" | "VALID" | "SAME_UPPER" | "SAME_LOWER" => {}
+        o => return Err(format!("unknown auto_pad '{o}'")),
+    }
+    let explicit = matches!(auto_pad, "NOTSET" | "");
+    if explicit && !pads.is_empty() && pads.len() != 2 * r {
+        return Err(format!("pads need {} entries, got {}", 2 * r, pads.len()));
+    }
+    // Explicit pads are `[begin…, end…]`; without them (and for the other modes) zeros.
+    let zeros = vec![0; r];
+    let (begins, ends) = match pads.split_at_checked(r) {
+        Some(halves) if explicit && !pads.is_empty() => halves,
+        _ => (zeros.as_slice(), zeros.as_slice()),
+    };
+    let (mut pb, mut pe) = (Vec::with_capacity(r), Vec::with_capacity(r));
+    let mut output = Vec::with_capacity(r);
+    let per_axis = input.iter().zip(kernel).zip(strides.iter().zip(dilations)).zip(begins.iter().zip(ends));
+    for (((&input, &kernel), (&stride, &dilation)), (&begin, &end)) in per_axis {
+        let dk = (kernel - 1) * dilation + 1;
+        let (b, e, o) = match auto_pad {
+            "VALID" => {
+                if input < dk {
+                    return Err(format!("the window ({dk}) is larger than the input ({input})"));
                 }
-                let q = span - dk[i];
-                let mut o = if ceil { q.div_ceil(strides[i]) } else { q / strides[i] } + 1;
-                // The last window must start inside the input or its leading padding.
-                if ceil && (o - 1) * strides[i] >= input[i] + pb[i] {
-                    o -= 1;
-                }
-                output[i] = o;
+                let q = input - dk;
+                (0, 0, if ceil { q.div_ceil(stride) } else { q / stride } + 1)
             }
-        }
-        "VALID" => {
-            for i in 0..r {
-                if input[i] < dk[i] {
-                    return Err(format!("the window ({}) is larger than the input ({})", dk[i], input[i]));
-                }
-                let q = input[i] - dk[i];
-                output[i] = if ceil { q.div_ceil(strides[i]) } else { q / strides[i] } + 1;
-            }
-        }
-        "SAME_UPPER" | "SAME_LOWER" => {
-            for i in 0..r {
-                output[i] = input[i].div_ceil(strides[i]);
-                let total = ((output[i] - 1) * strides[i] + dk[i]).saturating_sub(input[i]);
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let o = input.div_ceil(stride);
+                let total = ((o - 1) * stride + dk).saturating_sub(input);
                 let small = total / 2;
                 if auto_pad == "SAME_UPPER" {
-                    (pb[i], pe[i]) = (small, total - small);
+                    (small, total - small, o)
                 } else {
-                    (pb[i], pe[i]) = (total - small, small);
+                    (total - small, small, o)
                 }
             }
-        }
-        o => return Err(format!("unknown auto_pad '{o}'")),
+            _ => {
+                let span = input + begin + end;
+                if span < dk {
+                    return Err(format!("the window ({dk}) is larger than the padded input ({span})"));
+                }
+                let q = span - dk;
+                let mut o = if ceil { q.div_ceil(stride) } else { q / stride } + 1;
+                // The last window must start inside the input or its leading padding.
+                if ceil && (o - 1) * stride >= input + begin {
+                    o -= 1;
+                }
+                (begin, end, o)
+            }
+        };
+        pb.push(b);
+        pe.push(e);
+        output.push(o);
     }
     Ok(Geometry {
         input: input.to_vec(),
@@ -103,12 +142,12 @@ pub(crate) fn geometry(
 
 /// For each output position along one axis: how many taps fall in `[lo, hi)` (input
 /// coordinates, the padding before at negative positions).
-pub(crate) fn tap_counts(g: &Geometry, axis: usize, lo: i64, hi: i64) -> Vec<usize> {
-    (0..g.output[axis])
+pub(crate) fn tap_counts(a: &Axis, lo: i64, hi: i64) -> Vec<usize> {
+    (0..a.output)
         .map(|j| {
-            (0..g.kernel[axis])
+            (0..a.kernel)
                 .filter(|&t| {
-                    let p = (j * g.strides[axis] + t * g.dilations[axis]) as i64 - g.pad_begin[axis] as i64;
+                    let p = (j * a.stride + t * a.dilation) as i64 - a.pad_begin as i64;
                     lo <= p && p < hi
                 })
                 .count()
@@ -138,30 +177,34 @@ fn taps(kernel: &[usize]) -> Vec<Vec<usize>> {
 /// the element it reads (row-major, or column-major with `storage_order`, as ONNX numbers
 /// MaxPool's `Indices`).
 fn tap_indices(g: &Geometry, tap: &[usize], column_major: bool) -> (Vec<f64>, Vec<i64>) {
-    let r = g.input.len();
-    let count: usize = g.output.iter().product();
+    let axes: Vec<(Axis, usize)> = g.axes().zip(tap.iter().copied()).collect();
+    let count: usize = axes.iter().map(|(a, _)| a.output).product();
     let (mut inside, mut index) = (Vec::with_capacity(count), Vec::with_capacity(count));
-    let mut o = vec![0usize; r];
+    let mut o = vec![0usize; axes.len()];
     for _ in 0..count {
         let mut ok = true;
         let mut flat = 0i64;
         let mut stride = 1i64;
-        let axes: Vec<usize> = if column_major { (0..r).collect() } else { (0..r).rev().collect() };
-        for i in axes {
-            let pos = (o[i] * g.strides[i] + tap[i] * g.dilations[i]) as i64 - g.pad_begin[i] as i64;
-            ok &= pos >= 0 && pos < g.input[i] as i64;
+        let mut at = |(a, t): &(Axis, usize), oi: usize| {
+            let pos = (oi * a.stride + t * a.dilation) as i64 - a.pad_begin as i64;
+            ok &= pos >= 0 && pos < a.input as i64;
             flat += pos * stride;
-            stride *= g.input[i] as i64;
+            stride *= a.input as i64;
+        };
+        if column_major {
+            axes.iter().zip(&o).for_each(|(a, &oi)| at(a, oi));
+        } else {
+            axes.iter().zip(&o).rev().for_each(|(a, &oi)| at(a, oi));
         }
         inside.push(f64::from(u8::from(ok)));
         index.push(if ok { flat } else { 0 });
         // The next output position, row-major.
-        for i in (0..r).rev() {
-            o[i] += 1;
-            if o[i] < g.output[i] {
+        for (oi, (a, _)) in o.iter_mut().zip(&axes).rev() {
+            *oi += 1;
+            if *oi < a.output {
                 break;
             }
-            o[i] = 0;
+            *oi = 0;
         }
     }
     (inside, index)
@@ -214,7 +257,7 @@ impl Importer {
                 continue;
             }
             let mut shape = t.shape.to_vec();
-            shape[axis] = Dim::Known(k);
+            *self.at_mut(&mut shape, axis)? = Dim::Known(k);
             let f = self.emit(Op::Full { shape, value, dtype: t.dtype }, &[])?;
             if first {
                 parts.push(f);
@@ -232,11 +275,11 @@ impl Importer {
     /// The input padded for the windows of `g` (including the overhang of `ceil_mode`).
     pub(crate) fn padded(&mut self, x: Value, g: &Geometry, value: f64) -> R<Value> {
         let mut x = x;
-        for i in 0..g.input.len() {
-            let need = (g.output[i] - 1) * g.strides[i] + (g.kernel[i] - 1) * g.dilations[i] + 1;
-            let have = g.pad_begin[i] + g.input[i];
+        for (i, a) in g.axes().enumerate() {
+            let need = (a.output - 1) * a.stride + (a.kernel - 1) * a.dilation + 1;
+            let have = a.pad_begin + a.input;
             let after = need.saturating_sub(have);
-            x = self.pad_axis(x, 2 + i, g.pad_begin[i], after, value)?;
+            x = self.pad_axis(x, 2 + i, a.pad_begin, after, value)?;
         }
         Ok(x)
     }
@@ -244,13 +287,13 @@ impl Importer {
     /// The strided slice of the padded input that kernel tap `tap` reads: `[N, C, out…]`.
     pub(crate) fn tap_slice(&mut self, xp: Value, g: &Geometry, tap: &[usize]) -> R<Value> {
         let mut spec = SliceSpec { axes: vec![], starts: vec![], ends: vec![], steps: vec![] };
-        for (i, &t) in tap.iter().enumerate().take(g.input.len()) {
-            let start = t * g.dilations[i];
-            let end = start + (g.output[i] - 1) * g.strides[i] + 1;
+        for (i, (&t, a)) in tap.iter().zip(g.axes()).enumerate() {
+            let start = t * a.dilation;
+            let end = start + (a.output - 1) * a.stride + 1;
             spec.axes.push(2 + i as i64);
             spec.starts.push(Bound::Const(start as i64));
             spec.ends.push(Bound::Const(end as i64));
-            spec.steps.push(g.strides[i] as i64);
+            spec.steps.push(a.stride as i64);
         }
         self.emit(Op::Slice(spec), &[xp])
     }
@@ -290,7 +333,7 @@ impl Importer {
         }
         let kernel = usizes(&attr_ints(n, "kernel_shape").unwrap_or_default(), "kernel_shape")
             .map_err(|e| self.err(e))?;
-        let g = self.node_geometry(n, &dims[2..], &kernel, attr_i(n, "ceil_mode", 0) != 0)?;
+        let g = self.node_geometry(n, self.part(&dims, 2..)?, &kernel, attr_i(n, "ceil_mode", 0) != 0)?;
         let pad_value = match (max, dt) {
             (false, _) => 0.0,
             (true, d) if d.is_float() => f64::NEG_INFINITY,
@@ -340,7 +383,7 @@ impl Importer {
         if let Some((_, idx)) = arg {
             // Plus the offset of each (n, c) plane.
             let plane: usize = g.input.iter().product();
-            let (nb, c) = (dims[0], dims[1]);
+            let (nb, c) = (self.at(&dims, 0)?, self.at(&dims, 1)?);
             let base: Vec<i64> = (0..nb * c).map(|p| (p * plane) as i64).collect();
             let mut shape = vec![nb, c];
             shape.extend(std::iter::repeat_n(1, g.input.len()));
@@ -355,14 +398,15 @@ impl Importer {
         }
         if kind == Pool::Avg {
             let include = attr_i(n, "count_include_pad", 0) != 0;
-            let per: Vec<Vec<usize>> = (0..g.input.len())
-                .map(|i| {
+            let per: Vec<Vec<usize>> = g
+                .axes()
+                .map(|a| {
                     let (lo, hi) = if include {
-                        (-(g.pad_begin[i] as i64), (g.input[i] + g.pad_end[i]) as i64)
+                        (-(a.pad_begin as i64), (a.input + a.pad_end) as i64)
                     } else {
-                        (0, g.input[i] as i64)
+                        (0, a.input as i64)
                     };
-                    tap_counts(&g, i, lo, hi)
+                    tap_counts(&a, lo, hi)
                 })
                 .collect();
             let mut counts = vec![1.0f64];
@@ -389,7 +433,7 @@ impl Importer {
         groups: usize,
         g: &Geometry,
     ) -> R<Value> {
-        let (nb, c, m) = (dims[0], dims[1], wd[0]);
+        let (nb, c, m) = (self.at(dims, 0)?, self.at(dims, 1)?, self.at(wd, 0)?);
         let kernel = &g.kernel;
         let xp = self.padded(x, g, 0.0)?;
         let p: usize = g.output.iter().product();
@@ -399,7 +443,10 @@ impl Importer {
             let s = self.tap_slice(xp, g, &tap)?;
             cols.push(self.reshape_v(s, [nb, c, 1, p].map(Dim::Known).to_vec())?);
         }
-        let cols = if cols.len() == 1 { cols[0] } else { self.emit(Op::Concat { axis: 2 }, &cols)? };
+        let cols = match cols.as_slice() {
+            [one] => *one,
+            _ => self.emit(Op::Concat { axis: 2 }, &cols)?,
+        };
         let cg = c / groups;
         let cols = self.reshape_v(cols, [nb, groups, cg * k, p].map(Dim::Known).to_vec())?;
         let wm = self.reshape_v(w, [groups, m / groups, cg * k].map(Dim::Known).to_vec())?;
@@ -411,8 +458,10 @@ impl Importer {
 
     /// `x` with `before`/`after` zeros along `axis`, a negative count cropping instead.
     fn pad_or_crop(&mut self, x: Value, axis: usize, before: i64, after: i64) -> R<Value> {
-        let len =
-            self.vt(x).shape[axis].known().ok_or_else(|| self.err("axis must have a known size"))? as i64;
+        let len = self
+            .at(&self.vt(x).shape, axis)?
+            .known()
+            .ok_or_else(|| self.err("axis must have a known size"))? as i64;
         let (cb, ca) = ((-before).max(0), (-after).max(0));
         let x = if cb > 0 || ca > 0 { self.slice_axis_v(x, axis, cb, len - ca, 1)? } else { x };
         self.pad_axis(x, axis, before.max(0) as usize, after.max(0) as usize, 0.0)
@@ -424,15 +473,17 @@ impl Importer {
             return Ok(x);
         }
         let t = self.vt(x);
-        let len = t.shape[axis].known().ok_or_else(|| self.err("axis must have a known size"))?;
+        let len = self.at(&t.shape, axis)?.known().ok_or_else(|| self.err("axis must have a known size"))?;
         let mut shape = t.shape.to_vec();
-        shape.insert(axis + 1, Dim::Known(1));
-        let x1 = self.reshape_v(x, shape.clone())?;
-        shape[axis + 1] = Dim::Known(s - 1);
+        shape.insert(axis + 1, Dim::Known(s - 1));
+        // The same shape with a 1 there: x as [.., len, 1, ..], concatenated with the zeros.
+        let mut one = shape.clone();
+        *self.at_mut(&mut one, axis + 1)? = Dim::Known(1);
+        let x1 = self.reshape_v(x, one)?;
         let z = self.emit(Op::Full { shape, value: 0.0, dtype: t.dtype }, &[])?;
         let xz = self.emit(Op::Concat { axis: axis as i64 + 1 }, &[x1, z])?;
         let mut flat = t.shape.to_vec();
-        flat[axis] = Dim::Known(len * s);
+        *self.at_mut(&mut flat, axis)? = Dim::Known(len * s);
         let xz = self.reshape_v(xz, flat)?;
         self.slice_axis_v(xz, axis, 0, ((len - 1) * s + 1) as i64, 1)
     }
@@ -451,9 +502,9 @@ impl Importer {
         let wd = self.vt(w).known_dims().filter(|d| d.len() == dims.len()).ok_or_else(|| {
             self.err(format!("weights must have the input's rank and known dims, got {}", self.vt(w)))
         })?;
-        let groups = usize::try_from(attr_i(n, "group", 1))
-            .ok()
-            .filter(|&g| g > 0 && dims[1] % g == 0 && wd[0] == dims[1]);
+        let (c_in, w0) = (self.at(&dims, 1)?, self.at(&wd, 0)?);
+        let groups =
+            usize::try_from(attr_i(n, "group", 1)).ok().filter(|&g| g > 0 && c_in % g == 0 && w0 == c_in);
         let groups = groups.ok_or_else(|| {
             self.err(format!("group does not divide the channels of {dims:?} / weights {wd:?}"))
         })?;
@@ -464,15 +515,21 @@ impl Importer {
         let (strides, dil) = (get("strides", 1)?, get("dilations", 1)?);
         let opad = usizes(&attr_ints(n, "output_padding").unwrap_or_else(|| vec![0; r]), "output_padding")
             .map_err(|e| self.err(e))?;
-        let kernel = wd[2..].to_vec();
+        let kernel = self.part(&wd, 2..)?.to_vec();
+        let spatial = self.part(&dims, 2..)?;
         if strides.len() != r || dil.len() != r || opad.len() < r || strides.contains(&0) || dil.contains(&0)
         {
             return Err(
                 self.err("strides, dilations and output_padding need one positive entry per spatial axis")
             );
         }
-        let dk: Vec<usize> = (0..r).map(|i| (kernel[i] - 1) * dil[i] + 1).collect();
-        let full: Vec<usize> = (0..r).map(|i| strides[i] * (dims[2 + i] - 1) + opad[i] + dk[i]).collect();
+        let dk: Vec<usize> = kernel.iter().zip(&dil).map(|(&k, &d)| (k - 1) * d + 1).collect();
+        let full: Vec<usize> = spatial
+            .iter()
+            .zip(&strides)
+            .zip(opad.iter().zip(&dk))
+            .map(|((&x, &s), (&o, &k))| s * (x - 1) + o + k)
+            .collect();
         let auto = attr_s(n, "auto_pad").unwrap_or_default();
         let out_shape = attr_ints(n, "output_shape")
             .map(|v| usizes(&v, "output_shape"))
@@ -480,11 +537,15 @@ impl Importer {
             .map_err(|e| self.err(e))?;
         let (pb, out): (Vec<i64>, Vec<usize>) = match (attr_ints(n, "pads"), auto.as_str()) {
             (None, "SAME_UPPER" | "SAME_LOWER") => {
-                let os =
-                    out_shape.clone().unwrap_or_else(|| (0..r).map(|i| dims[2 + i] * strides[i]).collect());
-                let pb = (0..r)
-                    .map(|i| {
-                        let total = full[i] as i64 - os[i] as i64;
+                let os = out_shape
+                    .clone()
+                    .unwrap_or_else(|| spatial.iter().zip(&strides).map(|(&x, &s)| x * s).collect());
+                // (An `output_shape` of the wrong length makes `pb` short too: refused below.)
+                let pb = full
+                    .iter()
+                    .zip(&os)
+                    .map(|(&f, &o)| {
+                        let total = f as i64 - o as i64;
                         if auto == "SAME_UPPER" {
                             total / 2
                         } else {
@@ -496,26 +557,32 @@ impl Importer {
             }
             (p, _) => {
                 let p = usizes(&p.unwrap_or_else(|| vec![0; 2 * r]), "pads").map_err(|e| self.err(e))?;
-                if p.len() != 2 * r {
-                    return Err(self.err(format!("pads need {} entries", 2 * r)));
-                }
+                let (begin, end) = p
+                    .split_at_checked(r)
+                    .filter(|_| p.len() == 2 * r)
+                    .ok_or_else(|| self.err(format!("pads need {} entries", 2 * r)))?;
                 let out = match &out_shape {
                     Some(os) => os.clone(),
-                    None => (0..r).map(|i| full[i].saturating_sub(p[i] + p[r + i])).collect(),
+                    None => full
+                        .iter()
+                        .zip(begin.iter().zip(end))
+                        .map(|(&f, (&b, &e))| f.saturating_sub(b + e))
+                        .collect(),
                 };
-                ((0..r).map(|i| p[i] as i64).collect(), out)
+                (begin.iter().map(|&b| b as i64).collect(), out)
             }
         };
-        if out.len() != r || out.contains(&0) {
+        if out.len() != r || pb.len() != r || out.contains(&0) {
             return Err(self.err(format!("output shape {out:?} is not one positive size per spatial axis")));
         }
         // y[o] = z[o + pb] where z is the unpadded transposed convolution.
         let mut xd = x;
-        for i in 0..r {
-            xd = self.zero_insert(xd, 2 + i, strides[i])?;
-            let before = dk[i] as i64 - 1 - pb[i];
-            let len = ((dims[2 + i] - 1) * strides[i] + 1) as i64;
-            let after = out[i] as i64 + dk[i] as i64 - 1 - before - len;
+        let per_axis = spatial.iter().zip(&strides).zip(dk.iter().zip(&pb).zip(&out));
+        for (i, ((&x_len, &s), ((&k, &b), &o))) in per_axis.enumerate() {
+            xd = self.zero_insert(xd, 2 + i, s)?;
+            let before = k as i64 - 1 - b;
+            let len = ((x_len - 1) * s + 1) as i64;
+            let after = o as i64 + k as i64 - 1 - before - len;
             xd = self.pad_or_crop(xd, 2 + i, before, after)?;
         }
         // Kernel: flip the taps, and [C, M/g, k…] → [M, C/g, k…] per group.
@@ -523,7 +590,7 @@ impl Importer {
         for (i, &k) in kernel.iter().enumerate() {
             wf = self.slice_axis_v(wf, 2 + i, k as i64 - 1, i64::MIN, -1)?;
         }
-        let (c, mg) = (wd[0], wd[1]);
+        let (c, mg) = (w0, self.at(&wd, 1)?);
         let mut sh = vec![groups, c / groups, mg];
         sh.extend(&kernel);
         let wf = self.reshape_v(wf, sh.iter().map(|&d| Dim::Known(d)).collect())?;
@@ -535,7 +602,7 @@ impl Importer {
         let wf = self.reshape_v(wf, wsh.iter().map(|&d| Dim::Known(d)).collect())?;
         let xdd = self.vt(xd).known_dims().ok_or_else(|| self.err("internal: unknown dims"))?;
         let g = Geometry {
-            input: xdd[2..].to_vec(),
+            input: self.part(&xdd, 2..)?.to_vec(),
             kernel: kernel.clone(),
             strides: vec![1; r],
             dilations: dil,
@@ -558,17 +625,18 @@ impl Importer {
     /// `k − 1` steps of that concatenation.
     pub(crate) fn causal_conv_with_state(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
-        let dims = self.vt(x).known_dims().filter(|d| d.len() == 3);
-        let dims = dims
-            .ok_or_else(|| self.err(format!("input must be [B, C, L] of known size, got {}", self.vt(x))))?;
+        let Some(&[b, c, l]) = self.vt(x).known_dims().as_deref() else {
+            return Err(self.err(format!("input must be [B, C, L] of known size, got {}", self.vt(x))));
+        };
         let dt = self.vt(x).dtype;
         self.need_float(&self.vt(x))?;
         let w = self.input_v(n, 1)?;
         let w = self.cast_to(w, dt)?;
-        let wd =
-            self.vt(w).known_dims().filter(|d| d.len() == 3 && d[0] == dims[1] && d[1] == 1 && d[2] >= 1);
-        let wd = wd.ok_or_else(|| self.err(format!("weight must be [C, 1, k], got {}", self.vt(w))))?;
-        let (b, c, l, k) = (dims[0], dims[1], dims[2], wd[2]);
+        let k = match self.vt(w).known_dims().as_deref() {
+            Some(&[wc, 1, k]) if wc == c && k >= 1 => k,
+            _ => return Err(self.err(format!("weight must be [C, 1, k], got {}", self.vt(w)))),
+        };
+        let wd = [c, 1, k];
         let past = match inp(n, 3) {
             Some(name) => {
                 let v = self.value(name)?;
@@ -622,18 +690,18 @@ impl Importer {
             .ok()
             .filter(|&g| g > 0)
             .ok_or_else(|| self.err("group must be a positive integer"))?;
-        let (c, m) = (dims[1], wd[0]);
-        if c % groups != 0 || m % groups != 0 || wd[1] * groups != c {
+        let (c, m) = (self.at(&dims, 1)?, self.at(&wd, 0)?);
+        if c % groups != 0 || m % groups != 0 || self.at(&wd, 1)? * groups != c {
             return Err(self.err(format!("channels (input {c}, weights {wd:?}) do not match group {groups}")));
         }
         let kernel = match attr_ints(n, "kernel_shape") {
             Some(k) => usizes(&k, "kernel_shape").map_err(|e| self.err(e))?,
-            None => wd[2..].to_vec(),
+            None => self.part(&wd, 2..)?.to_vec(),
         };
-        if kernel != wd[2..] {
+        if kernel != self.part(&wd, 2..)? {
             return Err(self.err(format!("kernel_shape {kernel:?} differs from the weights {wd:?}")));
         }
-        let g = self.node_geometry(n, &dims[2..], &kernel, false)?;
+        let g = self.node_geometry(n, self.part(&dims, 2..)?, &kernel, false)?;
         let mut y = self.conv_core(x, &dims, w, &wd, groups, &g)?;
         if let Some(b) = inp(n, 2) {
             let b = self.value(b)?;
@@ -677,8 +745,9 @@ mod tests {
     #[test]
     pub(crate) fn tap_counts_exclude_padding() {
         let g = geometry(&[3], &[3], &[1], &[1], &[1, 1], "NOTSET", false).unwrap();
-        assert_eq!(tap_counts(&g, 0, 0, 3), vec![2, 3, 2]);
-        assert_eq!(tap_counts(&g, 0, -1, 4), vec![3, 3, 3]);
+        let a = g.axes().next().unwrap();
+        assert_eq!(tap_counts(&a, 0, 3), vec![2, 3, 2]);
+        assert_eq!(tap_counts(&a, -1, 4), vec![3, 3, 3]);
     }
 
     #[test]

@@ -31,18 +31,23 @@ fn mel_matrix(
         })
         .collect();
     let mut out = vec![0.0; spectrum * bins];
-    for i in 0..bins {
-        let (lo, center, hi) = (edges[i], edges[i + 1], edges[i + 2]);
-        let at = |j: i64| usize::try_from(j).ok().filter(|&j| j < spectrum).map(|j| j * bins + i);
+    for (i, w) in edges.windows(3).enumerate() {
+        let &[lo, center, hi] = w else { return None };
+        // A cell of column i, `None` (no filter bank) outside the spectrum.
+        let mut set = |j: i64, v: f64| -> Option<()> {
+            let j = usize::try_from(j).ok().filter(|&j| j < spectrum)?;
+            *out.get_mut(j * bins + i)? = v;
+            Some(())
+        };
         if center == lo {
-            out[at(center)?] = 1.0;
+            set(center, 1.0)?;
         } else {
             for j in lo..=center {
-                out[at(j)?] = (j - lo) as f64 / (center - lo) as f64;
+                set(j, (j - lo) as f64 / (center - lo) as f64)?;
             }
         }
         for j in center..hi {
-            out[at(j)?] = (hi - j) as f64 / (hi - center) as f64;
+            set(j, (hi - j) as f64 / (hi - center) as f64)?;
         }
     }
     Some(out)
@@ -59,37 +64,46 @@ struct DftMatrices {
 /// The matrices for an input of `n_in` points, transform length `len`, `m` outputs.
 fn dft_matrices(n_in: usize, len: usize, m: usize, inverse: bool, onesided: bool) -> DftMatrices {
     let cells = n_in * m;
-    let mut w =
-        DftMatrices { a: vec![0.0; cells], b: vec![0.0; cells], c: vec![0.0; cells], d: vec![0.0; cells] };
+    let mut w = DftMatrices {
+        a: Vec::with_capacity(cells),
+        b: Vec::with_capacity(cells),
+        c: Vec::with_capacity(cells),
+        d: Vec::with_capacity(cells),
+    };
     let l = len as f64;
+    // Cell (n, k) of the four matrices, row-major: pushed in order, 0 where no term is.
+    let cell = |n: usize, k: usize| -> (f64, f64, f64, f64) {
+        if inverse && onesided {
+            // Real output k from spectrum entry n (n < len/2 + 1): weight 1 for the DC
+            // and (even len) Nyquist entries, 2 for the others; imaginary parts of those
+            // two contribute sin = 0.
+            if n > len / 2 {
+                return (0.0, 0.0, 0.0, 0.0);
+            }
+            let weight = if n == 0 || (len.is_multiple_of(2) && n == len / 2) { 1.0 } else { 2.0 };
+            let th = 2.0 * std::f64::consts::PI * ((n * k) % len) as f64 / l;
+            return (weight * th.cos() / l, -weight * th.sin() / l, 0.0, 0.0);
+        }
+        if n >= len {
+            return (0.0, 0.0, 0.0, 0.0);
+        }
+        let th = 2.0 * std::f64::consts::PI * ((n * k) % len) as f64 / l;
+        let (cos, sin) = (th.cos(), th.sin());
+        if inverse {
+            // (Xr + iXi)(cos + i sin) / len.
+            (cos / l, -sin / l, sin / l, cos / l)
+        } else {
+            // (Xr + iXi)(cos − i sin).
+            (cos, sin, -sin, cos)
+        }
+    };
     for n in 0..n_in {
         for k in 0..m {
-            let i = n * m + k;
-            if inverse && onesided {
-                // Real output k from spectrum entry n (n < len/2 + 1): weight 1 for the DC
-                // and (even len) Nyquist entries, 2 for the others; imaginary parts of those
-                // two contribute sin = 0.
-                if n > len / 2 {
-                    continue;
-                }
-                let weight = if n == 0 || (len.is_multiple_of(2) && n == len / 2) { 1.0 } else { 2.0 };
-                let th = 2.0 * std::f64::consts::PI * ((n * k) % len) as f64 / l;
-                w.a[i] = weight * th.cos() / l;
-                w.b[i] = -weight * th.sin() / l;
-                continue;
-            }
-            if n >= len {
-                continue;
-            }
-            let th = 2.0 * std::f64::consts::PI * ((n * k) % len) as f64 / l;
-            let (cos, sin) = (th.cos(), th.sin());
-            if inverse {
-                // (Xr + iXi)(cos + i sin) / len.
-                (w.a[i], w.b[i], w.c[i], w.d[i]) = (cos / l, -sin / l, sin / l, cos / l);
-            } else {
-                // (Xr + iXi)(cos − i sin).
-                (w.a[i], w.b[i], w.c[i], w.d[i]) = (cos, sin, -sin, cos);
-            }
+            let (a, b, c, d) = cell(n, k);
+            w.a.push(a);
+            w.b.push(b);
+            w.c.push(c);
+            w.d.push(d);
         }
     }
     w
@@ -131,9 +145,10 @@ impl Importer {
     pub(crate) fn stft(&mut self, n: &NodeProto) -> R<()> {
         let x = self.input_v(n, 0)?;
         let xt = self.g.value_type(x).clone();
-        let dims = xt.known_dims().filter(|d| d.len() == 3 && (d[2] == 1 || d[2] == 2));
-        let dims =
-            dims.ok_or_else(|| self.err(format!("signal must be [B, L, 1 | 2] of known size, got {xt}")))?;
+        let (batch, sig, parts) = match xt.known_dims().as_deref() {
+            Some(&[b, l, p]) if p == 1 || p == 2 => (b, l, p),
+            _ => return Err(self.err(format!("signal must be [B, L, 1 | 2] of known size, got {xt}"))),
+        };
         if !xt.dtype.is_float() {
             return Err(self.err(format!("STFT of {}", xt.dtype)));
         }
@@ -154,21 +169,18 @@ impl Importer {
             None => None,
         };
         let ws = match window {
-            Some(w) => self
-                .g
-                .value_type(w)
-                .known_dims()
-                .filter(|d| d.len() == 1)
-                .map(|d| d[0])
-                .ok_or_else(|| self.err("window must be 1-D of known size"))?,
-            None => dims[1],
+            Some(w) => match self.g.value_type(w).known_dims().as_deref() {
+                Some(&[ws]) => ws,
+                _ => return Err(self.err("window must be 1-D of known size")),
+            },
+            None => sig,
         };
         let len = match inp(n, 3) {
             Some(name) => scalar(self, name, "frame_length")?,
             None => ws,
         };
         let ws = if window.is_some() { ws } else { len };
-        let frames = dims[1]
+        let frames = sig
             .checked_sub(len)
             .map(|r| r / step + 1)
             .ok_or_else(|| self.err("the frame is longer than the signal"))?;
@@ -181,7 +193,7 @@ impl Importer {
         let dt = xt.dtype;
         // The signal zero-padded so the last frame is whole, then one gather of every frame.
         let need = (frames - 1) * step + ws;
-        let xp = self.pad_axis(x, 1, 0, need.saturating_sub(dims[1]), 0.0)?;
+        let xp = self.pad_axis(x, 1, 0, need.saturating_sub(sig), 0.0)?;
         let idx: Vec<i64> = (0..frames).flat_map(|f| (0..ws).map(move |w| (f * step + w) as i64)).collect();
         let idx = self.emit(Op::Constant(HostTensor::from_i64(vec![frames, ws], &idx)), &[])?;
         let mut fr = self.emit(Op::Gather { axis: 1 }, &[xp, idx])?;
@@ -190,15 +202,15 @@ impl Importer {
             let w = self.reshape_v(w, vec![Dim::Known(ws), Dim::Known(1)])?;
             fr = self.bin(BinaryOp::Mul, fr, w)?;
         }
-        let shape = vec![Dim::Known(dims[0]), Dim::Known(frames), Dim::Known(ws)];
+        let shape = vec![Dim::Known(batch), Dim::Known(frames), Dim::Known(ws)];
         let part = |imp: &mut Self, p: i64| -> R<Value> {
             let s = imp.slice_last(fr, p, p + 1)?;
             imp.reshape_v(s, shape.clone())
         };
         let xr = part(self, 0)?;
-        let xi = if dims[2] == 2 { Some(part(self, 1)?) } else { None };
+        let xi = if parts == 2 { Some(part(self, 1)?) } else { None };
         let w = dft_matrices(ws, len, m, false, false);
-        let out_shape = vec![Dim::Known(dims[0]), Dim::Known(frames), Dim::Known(m), Dim::Known(1)];
+        let out_shape = vec![Dim::Known(batch), Dim::Known(frames), Dim::Known(m), Dim::Known(1)];
         let outs = self.dft_apply((xr, xi), &w, (ws, m), dt, true)?;
         let mut parts = vec![];
         for y in outs {
@@ -271,7 +283,7 @@ impl Importer {
             .ok_or_else(|| self.err(format!("axis {axis} for an input of rank {rank}")))?;
         let inverse = attr_i(n, "inverse", 0) != 0;
         let onesided = attr_i(n, "onesided", 0) != 0;
-        let n_in = dims[axis];
+        let n_in = self.at(&dims, axis)?;
         let len = match inp(n, 1) {
             Some(name) => {
                 let k = self.known_req(name, "dft_length")?;
@@ -303,7 +315,8 @@ impl Importer {
         // Each part as [..., N] with the transformed axis last.
         let mut perm: Vec<usize> = (0..rank - 1).filter(|&a| a != axis).collect();
         perm.push(axis);
-        let squeezed: Vec<Dim> = dims[..rank - 1].iter().map(|&d| Dim::Known(d)).collect();
+        // (rank ≥ 2: the axis is before the last.)
+        let squeezed: Vec<Dim> = dims.iter().take(rank - 1).map(|&d| Dim::Known(d)).collect();
         let part = |imp: &mut Self, p: usize| -> R<Value> {
             let s = imp.slice_last(x, p as i64, p as i64 + 1)?;
             let s = imp.reshape_v(s, squeezed.clone())?;
@@ -313,19 +326,16 @@ impl Importer {
         let xi = if parts == 2 { Some(part(self, 1)?) } else { None };
         let outs = self.dft_apply((xr, xi), &w, (n_in, m), dt, out_parts == 2)?;
         // Back to the input's axis order, with the part axis last.
-        let mut inv = vec![0; rank - 1];
-        for (i, &p) in perm.iter().enumerate() {
-            inv[p] = i;
-        }
+        let inv = self.inverse_perm(&perm)?;
         let mut shaped = vec![];
         for y in outs {
             let y = self.emit(Op::Transpose { perm: inv.clone() }, &[y])?;
-            let mut shape: Vec<Dim> = dims[..rank - 1].iter().map(|&d| Dim::Known(d)).collect();
-            shape[axis] = Dim::Known(m);
+            let mut shape = squeezed.clone();
+            *self.at_mut(&mut shape, axis)? = Dim::Known(m);
             shape.push(Dim::Known(1));
             shaped.push(self.reshape_v(y, shape)?);
         }
-        let y = if shaped.len() == 1 { shaped[0] } else { self.emit(Op::Concat { axis: -1 }, &shaped)? };
+        let y = self.concat_or_one(shaped, -1)?;
         self.out(n, 0, y);
         Ok(())
     }

@@ -22,7 +22,7 @@ fn labels(term: &str, rank: usize, ell: &mut usize) -> Result<Vec<char>, String>
     let k =
         rank.checked_sub(named).ok_or_else(|| format!("term '{term}' has more labels than rank {rank}"))?;
     *ell = (*ell).max(k);
-    let (pre, post) = term.split_once("...").expect("contains ...");
+    let (pre, post) = term.split_once("...").ok_or_else(|| format!("term '{term}' has no '...'"))?;
     let mut out: Vec<char> = pre.chars().collect();
     // Right-aligned: the last ellipsis axis is always '\u{1}'.
     out.extend((0..k).rev().map(|i| char::from(1 + i as u8)));
@@ -99,9 +99,11 @@ impl Importer {
         for (ls, v) in per.iter().zip(&vals) {
             let t = self.vt(*v);
             for (c, d) in ls.iter().zip(t.shape.iter()) {
-                let j = all.iter().position(|a| a == c).expect("label");
+                // (`all` holds every label of every operand.)
+                let slot = all.iter().position(|a| a == c).and_then(|j| size.get_mut(j));
+                let slot = slot.ok_or_else(|| self.err(format!("label '{c}' is not in the joint order")))?;
                 if *d != Dim::Known(1) {
-                    size[j] = d.clone();
+                    *slot = d.clone();
                 }
             }
         }
@@ -109,22 +111,23 @@ impl Importer {
         let mut acc: Option<Value> = None;
         for (ls, v) in per.iter().zip(&vals) {
             let mut order: Vec<usize> = (0..ls.len()).collect();
-            order.sort_by_key(|&i| all.iter().position(|a| *a == ls[i]));
+            order.sort_by_key(|&i| ls.get(i).and_then(|l| all.iter().position(|a| a == l)));
             let mut x = *v;
             if order.iter().enumerate().any(|(i, &p)| i != p) {
                 x = self.emit(Op::Transpose { perm: order.clone() }, &[x])?;
             }
             let t = self.vt(x);
-            let shape: Vec<Dim> = all
+            let shape: Option<Vec<Dim>> = all
                 .iter()
                 .map(|c| match ls.iter().position(|l| l == c) {
                     Some(_) => {
-                        let k = order.iter().position(|&i| ls[i] == *c).expect("label");
-                        t.shape[k].clone()
+                        let k = order.iter().position(|&i| ls.get(i) == Some(c))?;
+                        t.shape.get(k).cloned()
                     }
-                    None => Dim::Known(1),
+                    None => Some(Dim::Known(1)),
                 })
                 .collect();
+            let shape = shape.ok_or_else(|| self.err("an operand's labels do not match its rank"))?;
             x = self.reshape_v(x, shape)?;
             acc = Some(match acc {
                 Some(a) => self.bin(BinaryOp::Mul, a, x)?,
@@ -132,7 +135,8 @@ impl Importer {
             });
         }
         let mut y = acc.ok_or_else(|| self.err("Einsum needs at least one input"))?;
-        let summed: Vec<i64> = (0..all.len()).filter(|&j| !out.contains(&all[j])).map(|j| j as i64).collect();
+        let summed: Vec<i64> =
+            all.iter().enumerate().filter(|(_, c)| !out.contains(c)).map(|(j, _)| j as i64).collect();
         let kept: Vec<char> = all.iter().copied().filter(|c| out.contains(c)).collect();
         if !summed.is_empty() {
             y = self.reduce_v(ReduceOp::Sum, y, summed, false)?;
@@ -143,7 +147,9 @@ impl Importer {
                 y = self.emit(Op::Expand { shape: full }, &[y])?;
             }
         }
-        let perm: Vec<usize> = out.iter().map(|c| kept.iter().position(|k| k == c).expect("kept")).collect();
+        // (Every output label is in `all`, so in `kept`.)
+        let perm: Option<Vec<usize>> = out.iter().map(|c| kept.iter().position(|k| k == c)).collect();
+        let perm = perm.ok_or_else(|| self.err("an output label is not kept"))?;
         if perm.iter().enumerate().any(|(i, &p)| i != p) {
             y = self.emit(Op::Transpose { perm }, &[y])?;
         }

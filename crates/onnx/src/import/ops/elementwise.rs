@@ -103,11 +103,11 @@ impl Importer {
     pub(crate) fn binary(&mut self, n: &NodeProto, op: BinaryOp) -> R<()> {
         // Variadic Max/Min fold pairwise.
         let names: Vec<String> = n.input.iter().filter(|s| !s.is_empty()).cloned().collect();
-        if names.is_empty() {
+        let Some((first, rest)) = names.split_first() else {
             return Err(self.err("no inputs"));
-        }
-        if names.len() == 1 {
-            let e = self.entry(&names[0])?.clone();
+        };
+        if rest.is_empty() {
+            let e = self.entry(first)?.clone();
             self.set_out(n, 0, e)?;
             return Ok(());
         }
@@ -116,11 +116,16 @@ impl Importer {
         }
         // Known fold.
         let ks: Option<Vec<&Known>> = names.iter().map(|s| self.known(s)).collect();
-        if let Some(ks) = ks {
-            let dtype = if op.is_comparison() { DType::Bool } else { ks[0].dtype };
-            let mut acc = Some(ks[0].clone());
-            for k in &ks[1..] {
-                acc = acc.and_then(|a| known::map_n(&[&a, k], dtype, |x| fold_binary(op, x[0], x[1])));
+        if let Some((k0, ks)) = ks.as_deref().and_then(<[_]>::split_first) {
+            let dtype = if op.is_comparison() { DType::Bool } else { k0.dtype };
+            let mut acc = Some((*k0).clone());
+            for k in ks {
+                acc = acc.and_then(|a| {
+                    known::map_n(&[&a, k], dtype, |x| match *x {
+                        [a, b] => fold_binary(op, a, b),
+                        _ => None,
+                    })
+                });
             }
             if let Some(k) = acc {
                 self.set_out_known(n, 0, k)?;
@@ -131,8 +136,8 @@ impl Importer {
             self.set_out_tensor(n, 0, t)?;
             return Ok(());
         }
-        let mut acc = self.value(&names[0])?;
-        for name in &names[1..] {
+        let mut acc = self.value(first)?;
+        for name in rest {
             let mut b = self.value(name)?;
             let da = self.g.value_type(acc).dtype;
             if self.g.value_type(b).dtype != da {
@@ -156,13 +161,15 @@ impl Importer {
                     _ => None,
                 }
             };
-            if let Some(r) = known::map_n(&[k], k.dtype, |x| f(x[0])) {
+            if let Some(r) = known::map_n(&[k], k.dtype, |x| x.first().and_then(|v| f(v))) {
                 self.set_out_known(n, 0, r)?;
                 return Ok(());
             }
         }
         if let Some(t) = self.const_tensor(&name).filter(|t| t.dtype().is_float()) {
-            if let Some(r) = known::map_f64(&[&t], t.dtype(), |x| fold_float_unary(op, x[0])) {
+            if let Some(r) =
+                known::map_f64(&[&t], t.dtype(), |x| x.first().and_then(|&v| fold_float_unary(op, v)))
+            {
                 self.set_out_tensor(n, 0, r)?;
                 return Ok(());
             }
@@ -182,9 +189,13 @@ impl Importer {
             return None;
         }
         let out_dtype = if op.is_comparison() { DType::Bool } else { dtype };
-        let mut acc = ts[0].clone();
-        for t in &ts[1..] {
-            acc = known::map_f64(&[&acc, t], out_dtype, |x| fold_float(op, x[0], x[1]))?;
+        let (first, rest) = ts.split_first()?;
+        let mut acc = first.clone();
+        for t in rest {
+            acc = known::map_f64(&[&acc, t], out_dtype, |x| match *x {
+                [a, b] => fold_float(op, a, b),
+                _ => None,
+            })?;
         }
         Some(acc)
     }
@@ -217,10 +228,10 @@ impl Importer {
         if let (Some(c), Some(a), Some(b)) =
             (self.known(&names[0]), self.known(&names[1]), self.known(&names[2]))
         {
-            let f = |x: &[&SymInt]| match x[0] {
-                SymInt::C(0) => Some(x[2].clone()),
-                SymInt::C(_) => Some(x[1].clone()),
-                SymInt::D(_) => None,
+            let f = |x: &[&SymInt]| match *x {
+                [SymInt::C(0), _, b] => Some(b.clone()),
+                [SymInt::C(_), a, _] => Some(a.clone()),
+                _ => None,
             };
             if let Some(k) = known::map_n(&[c, a, b], a.dtype, f) {
                 self.set_out_known(n, 0, k)?;

@@ -25,11 +25,12 @@ impl Importer {
         let rank = t.rank();
         let a = normalize_axis(axis, rank).ok_or_else(|| self.err(format!("axis {axis} out of range")))?;
         let x = self.value(name)?;
-        let norm = t.shape[a..].to_vec();
+        let (prefix, norm) = t.shape.split_at(a.min(rank));
+        let norm = norm.to_vec();
         if a + 1 == rank {
             return Ok((x, norm, None));
         }
-        let mut shape = t.shape[..a].to_vec();
+        let mut shape = prefix.to_vec();
         shape.push(norm.iter().fold(Dim::Known(1), |acc, d| acc.mul(d)));
         let x = self.reshape_v(x, shape)?;
         Ok((x, norm, Some(t.shape.to_vec())))
@@ -78,8 +79,8 @@ impl Importer {
             let ve = self.bin(BinaryOp::Add, var, e)?;
             let sd = self.emit(Op::Unary(UnaryOp::Sqrt), &[ve])?;
             let inv = self.emit(Op::Unary(UnaryOp::Reciprocal), &[sd])?;
-            let keep = xt.rank() - norm.len();
-            let mut shape = xt.shape[..keep].to_vec();
+            let keep = xt.rank().saturating_sub(norm.len());
+            let mut shape: Vec<Dim> = xt.shape.iter().take(keep).cloned().collect();
             shape.resize(xt.rank(), Dim::Known(1));
             for (i, v) in [(1, mean), (2, inv)] {
                 let v = self.reshape_v(v, shape.clone())?;
@@ -126,17 +127,20 @@ impl Importer {
                 if nh <= 0 {
                     return Err(self.err("a 3-D input needs num_heads"));
                 }
-                let hd = xt.shape[2]
+                let [b, s, hidden] = xt.shape.as_slice() else {
+                    return Err(self.err(format!("input must have 3 or 4 axes, got {}", xt.rank())));
+                };
+                let hd = hidden
                     .div_exact(&Dim::Known(nh as usize))
                     .ok_or_else(|| self.err("hidden size is not a multiple of num_heads"))?;
-                let shape = vec![xt.shape[0].clone(), xt.shape[1].clone(), Dim::Known(nh as usize), hd];
+                let shape = vec![b.clone(), s.clone(), Dim::Known(nh as usize), hd];
                 x = self.reshape_v(x, shape)?;
                 true
             }
             r => return Err(self.err(format!("input must have 3 or 4 axes, got {r}"))),
         };
         let x4 = self.g.value_type(x).clone();
-        let d = x4.shape[3].known().ok_or_else(|| self.err("head size must be known"))?;
+        let d = self.at(&x4.shape, 3)?.known().ok_or_else(|| self.err("head size must be known"))?;
         let rd = match self.attr_usize(n, "rotary_embedding_dim", 0)? {
             0 => d,
             r => r,
@@ -160,11 +164,11 @@ impl Importer {
             if ct.rank() != 3 {
                 return Err(self.err(format!("cos/sin must be {{B, S, D/2}} here, got {ct}")));
             }
-            if ct.shape[2] != Dim::Known(half) {
+            if self.at(&ct.shape, 2)? != Dim::Known(half) {
                 *c = self.slice_last(*c, 0, half as i64)?;
             }
             let ct = self.g.value_type(*c).clone();
-            let (b, s) = (ct.shape[0].clone(), ct.shape[1].clone());
+            let (b, s) = (self.at(&ct.shape, 0)?, self.at(&ct.shape, 1)?);
             let shape = if three_d {
                 vec![b, s, Dim::Known(1), Dim::Known(half)]
             } else {
@@ -179,10 +183,10 @@ impl Importer {
                 let mut s5 = dims_of(self.g.value_type(*c));
                 s5.push(Dim::Known(1));
                 let c5 = self.reshape_v(*c, s5.clone())?;
-                s5[4] = Dim::Known(2);
+                *self.at_mut(&mut s5, 4)? = Dim::Known(2);
                 let c5 = self.emit(Op::Expand { shape: s5.clone() }, &[c5])?;
-                let mut s4 = s5[..4].to_vec();
-                s4[3] = Dim::Known(rd);
+                let mut s4 = self.part(&s5, ..4)?.to_vec();
+                *self.at_mut(&mut s4, 3)? = Dim::Known(rd);
                 self.reshape_v(c5, s4)?
             } else {
                 self.emit(Op::Concat { axis: -1 }, &[*c, *c])?
@@ -196,7 +200,7 @@ impl Importer {
         };
         let rot = if interleaved {
             let mut s5 = dims_of(self.g.value_type(xr));
-            s5[3] = Dim::Known(half);
+            *self.at_mut(&mut s5, 3)? = Dim::Known(half);
             s5.push(Dim::Known(2));
             let p = self.reshape_v(xr, s5)?;
             let x1 = self.slice_last(p, 0, 1)?;

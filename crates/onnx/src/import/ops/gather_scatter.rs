@@ -35,15 +35,16 @@ impl Importer {
     pub(crate) fn flat_gather(&mut self, data: Value, comps: Vec<Value>) -> R<Value> {
         let dt = self.g.value_type(data).clone();
         let r = comps.len();
-        let mut flat = comps[0];
+        let mut flat = self.at(&comps, 0)?;
         for (j, c) in comps.iter().enumerate().skip(1) {
-            let d = self.dim_value(&dt.shape[j])?;
+            let d = self.dim_value(&self.at(&dt.shape, j)?)?;
             flat = self.bin(BinaryOp::Mul, flat, d)?;
             flat = self.bin(BinaryOp::Add, flat, *c)?;
         }
-        let lead = dt.shape[..r].iter().fold(Dim::Known(1), |a, d| a.mul(d));
+        let (indexed, rest) = dt.shape.split_at(r.min(dt.rank()));
+        let lead = indexed.iter().fold(Dim::Known(1), |a, d| a.mul(d));
         let mut shape = vec![lead];
-        shape.extend(dt.shape[r..].iter().cloned());
+        shape.extend(rest.iter().cloned());
         let data = self.reshape_v(data, shape)?;
         self.emit(Op::Gather { axis: 0 }, &[data, flat])
     }
@@ -79,11 +80,11 @@ impl Importer {
         let mut comps = vec![];
         let lead = it.rank() - 1;
         for k in 0..batch {
-            let len = it.shape[k].clone();
+            let len = self.at(&it.shape, k)?;
             let rg =
                 self.emit(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])?;
             let mut shape = vec![Dim::Known(1); lead];
-            shape[k] = len;
+            *self.at_mut(&mut shape, k)? = len;
             comps.push(self.reshape_v(rg, shape)?);
         }
         for j in 0..r {
@@ -108,11 +109,11 @@ impl Importer {
                 comps.push(idx);
                 continue;
             }
-            let len = it.shape[k].clone();
+            let len = self.at(&it.shape, k)?;
             let rg =
                 self.emit(Op::Range { start: 0.0, step: 1.0, len: len.clone(), dtype: DType::I64 }, &[])?;
             let mut shape = vec![Dim::Known(1); rank];
-            shape[k] = len;
+            *self.at_mut(&mut shape, k)? = len;
             comps.push(self.reshape_v(rg, shape)?);
         }
         let v = self.flat_gather(data, comps)?;

@@ -25,14 +25,15 @@ fn base_grid(size: &[usize], align_corners: bool) -> Vec<f64> {
     let mut out = Vec::with_capacity(points * (size.len() + 1));
     let mut idx = vec![0usize; size.len()];
     for _ in 0..points {
-        out.extend(idx.iter().enumerate().rev().map(|(a, &i)| axes[a][i]));
+        // (idx[a] < size[a], the length of axes[a]: the counter below wraps there.)
+        out.extend(idx.iter().zip(&axes).rev().map(|(&i, c)| c.get(i).copied().unwrap_or(0.0)));
         out.push(1.0);
-        for a in (0..size.len()).rev() {
-            idx[a] += 1;
-            if idx[a] < size[a] {
+        for (i, &n) in idx.iter_mut().zip(size).rev() {
+            *i += 1;
+            if *i < n {
                 break;
             }
-            idx[a] = 0;
+            *i = 0;
         }
     }
     out
@@ -53,12 +54,14 @@ impl Importer {
             .collect::<Option<_>>()
             .filter(|s: &Vec<usize>| s.len() == 4 || s.len() == 5)
             .ok_or_else(|| self.err(format!("size {size:?} must be 4 or 5 positive dims")))?;
-        let r = size.len() - 2;
-        let want = [Dim::Known(size[0]), Dim::Known(r), Dim::Known(r + 1)];
+        let Some((&batch, [_, spatial @ ..])) = size.split_first() else {
+            return Err(self.err(format!("size {size:?} must be 4 or 5 positive dims")));
+        };
+        let r = spatial.len();
+        let want = [Dim::Known(batch), Dim::Known(r), Dim::Known(r + 1)];
         if tt.shape.as_slice() != want.as_slice() || !tt.dtype.is_float() {
-            return Err(self.err(format!("theta is {tt}, expected a float [{}, {r}, {}]", size[0], r + 1)));
+            return Err(self.err(format!("theta is {tt}, expected a float [{batch}, {r}, {}]", r + 1)));
         }
-        let spatial = &size[2..];
         let points: usize = spatial.iter().product();
         if points > MAX_POINTS {
             return Err(self.unsupported(format!("an AffineGrid of {points} points (at most {MAX_POINTS})")));
@@ -68,7 +71,7 @@ impl Importer {
             self.emit(Op::Constant(HostTensor::from_f64(tt.dtype, vec![points, r + 1], &base)), &[])?;
         let t = self.emit(Op::Transpose { perm: vec![0, 2, 1] }, &[theta])?;
         let g = self.emit(Op::MatMul, &[base, t])?;
-        let mut shape = vec![Dim::Known(size[0])];
+        let mut shape = vec![Dim::Known(batch)];
         shape.extend(spatial.iter().map(|&d| Dim::Known(d)));
         shape.push(Dim::Known(r));
         let g = self.reshape_v(g, shape)?;

@@ -169,9 +169,11 @@ impl Importer {
             (0..r).try_fold(1usize, |c, _| c.checked_mul(per_axis)).filter(|&c| c <= MAX_COMBINATIONS);
         let combos =
             combos.ok_or_else(|| self.unsupported(format!("GridSample with {per_axis}^{r} taps")))?;
-        let (nb, c) = (xd[0], xd[1]);
-        let spatial = &xd[2..];
-        let out: Vec<Dim> = gd[..r + 1].iter().map(|&d| Dim::Known(d)).collect();
+        let &[nb, c, ref spatial @ ..] = xd.as_slice() else {
+            return Err(self.err(format!("X {xt} must be [N, C, D…]")));
+        };
+        // (gd has r + 2 entries: [N, O…, r].)
+        let out: Vec<Dim> = gd.iter().take(r + 1).map(|&d| Dim::Known(d)).collect();
         // The taps of each spatial axis (grid component r − 1 − i is axis i).
         let mut axes: Vec<Vec<Tap>> = vec![];
         for (i, &d) in spatial.iter().enumerate() {
@@ -249,10 +251,11 @@ impl Importer {
             let mut row = batch;
             let mut weight: Option<Value> = None;
             let mut stride = plane;
-            for (i, taps) in axes.iter().enumerate() {
-                let tap = &taps[rest % per_axis];
+            for (taps, &len) in axes.iter().zip(spatial) {
+                // (Each axis has `per_axis` taps.)
+                let tap = taps.get(rest % per_axis).ok_or_else(|| self.err("an axis with too few taps"))?;
                 rest /= per_axis;
-                stride /= spatial[i];
+                stride /= len;
                 let s = self.scalar_of(DType::I64, stride as f64)?;
                 let part = self.bin(BinaryOp::Mul, tap.index, s)?;
                 row = self.bin(BinaryOp::Add, row, part)?;

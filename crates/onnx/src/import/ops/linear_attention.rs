@@ -15,14 +15,14 @@ impl Importer {
     /// `H·1` per head scalars (`decay`/`beta` of one value per head) or `None` to derive it.
     fn la_heads(&mut self, x: Value, heads: usize) -> R<Value> {
         let t = self.g.value_type(x).clone();
-        if t.rank() != 3 {
+        let [b, steps, hidden] = t.shape.as_slice() else {
             return Err(self.err(format!("operands must be [B, T, H·D], got {t}")));
-        }
-        let d = t.shape[2]
+        };
+        let d = hidden
             .div_exact(&Dim::Known(heads))
             .ok_or_else(|| self.err(format!("last axis of {t} is not a multiple of {heads} heads")))?;
         let x = if t.dtype == DType::F32 { x } else { self.emit(Op::Cast(DType::F32), &[x])? };
-        let x = self.reshape_v(x, vec![t.shape[0].clone(), t.shape[1].clone(), Dim::Known(heads), d])?;
+        let x = self.reshape_v(x, vec![b.clone(), steps.clone(), Dim::Known(heads), d])?;
         self.emit(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[x])
     }
 
@@ -67,7 +67,7 @@ impl Importer {
         let v = self.la_heads(v, hk)?;
         let (qt, vt) = (self.g.value_type(q).clone(), self.g.value_type(v).clone());
         let (b, steps, dk, dv) =
-            (qt.shape[0].clone(), qt.shape[2].clone(), qt.shape[3].clone(), vt.shape[3].clone());
+            (self.at(&qt.shape, 0)?, self.at(&qt.shape, 2)?, self.at(&qt.shape, 3)?, self.at(&vt.shape, 3)?);
         let steps = steps.known().filter(|&s| s <= MAX_STEPS).ok_or_else(|| {
             self.unsupported(format!("LinearAttention over {steps} steps (a known length ≤ {MAX_STEPS})"))
         })?;
@@ -143,7 +143,7 @@ impl Importer {
             let o = self.emit(Op::MatMul, &[q_t, read])?;
             outs.push(self.bin(BinaryOp::Mul, o, scale)?);
         }
-        let o = if outs.len() == 1 { outs[0] } else { self.emit(Op::Concat { axis: 2 }, &outs)? };
+        let o = self.concat_or_one(outs, 2)?;
         let o = self.emit(Op::Transpose { perm: vec![0, 2, 1, 3] }, &[o])?;
         let o = self.reshape_v(o, vec![b, Dim::Known(steps), Dim::Known(hq).mul(&dv)])?;
         let o = if out_dt == DType::F32 { o } else { self.emit(Op::Cast(out_dt), &[o])? };

@@ -39,7 +39,7 @@ impl Importer {
             if k == 1 {
                 comps.push(idx);
             } else {
-                comps.push(self.iota_along(it.shape[k].clone(), k, rank)?);
+                comps.push(self.iota_along(self.at(&it.shape, k)?, k, rank)?);
             }
         }
         let picked = self.flat_gather(input, comps)?;

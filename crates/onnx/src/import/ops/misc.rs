@@ -22,7 +22,9 @@ impl Importer {
         }
         let mut y = x;
         for (&a, &sh) in axes.iter().zip(&shape) {
-            let dim = t.shape[a].known().ok_or_else(|| self.err("cropped/padded axes must be known"))? as i64;
+            let dim =
+                self.at(&t.shape, a)?.known().ok_or_else(|| self.err("cropped/padded axes must be known"))?
+                    as i64;
             if sh < 0 {
                 return Err(self.err(format!("target size {sh} is negative")));
             }
@@ -52,9 +54,9 @@ impl Importer {
         let lens = self.input_v(n, 1)?;
         let lens = self.cast_to(lens, DType::I64)?;
         let mut ls = vec![Dim::Known(1); r];
-        ls[ba] = Dim::Known(dims[ba]);
+        *self.at_mut(&mut ls, ba)? = Dim::Known(self.at(&dims, ba)?);
         let lens = self.reshape_v(lens, ls)?;
-        let tt = self.iota_along(Dim::Known(dims[ta]), ta, r)?;
+        let tt = self.iota_along(Dim::Known(self.at(&dims, ta)?), ta, r)?;
         let inside = self.bin(BinaryOp::Less, tt, lens)?;
         let one = self.scalar_of(DType::I64, 1.0)?;
         let last = self.bin(BinaryOp::Sub, lens, one)?;
@@ -92,7 +94,7 @@ impl Importer {
                 None => s,
             });
         }
-        let sum = acc.expect("size > 0");
+        let sum = acc.ok_or_else(|| self.err("size must be positive"))?;
         let k = self.scalar_like(x, alpha / size as f64)?;
         let b = self.scalar_like(x, bias)?;
         let e = self.scalar_like(x, beta)?;
@@ -102,6 +104,12 @@ impl Importer {
         let y = self.bin(BinaryOp::Div, x, d)?;
         self.out(n, 0, y);
         Ok(())
+    }
+
+    /// Entry `(i, j)` of a matrix of values (rows of columns).
+    fn cell(&self, e: &[Vec<Value>], i: usize, j: usize) -> R<Value> {
+        let row = e.get(i).ok_or_else(|| self.err(format!("no row {i} in a {}-row matrix", e.len())))?;
+        self.at(row, j)
     }
 
     /// `Det` of `[…, M, M]` matrices with M ≤ 3, by the cofactor expansion (exact formula).
@@ -116,7 +124,8 @@ impl Importer {
         };
         let m = m.filter(|&m| (1..=3).contains(&m));
         let m = m.ok_or_else(|| self.unsupported(format!("Det of {t}: only square matrices up to 3×3")))?;
-        let lead: Vec<Dim> = t.shape[..r - 2].to_vec();
+        // (r ≥ 2: the last two axes are the matrices'.)
+        let lead: Vec<Dim> = t.shape.iter().take(r - 2).cloned().collect();
         let mut e = vec![];
         for i in 0..m {
             let row = self.slice_axis_v(x, r - 2, i as i64, i as i64 + 1, 1)?;
@@ -129,26 +138,26 @@ impl Importer {
         }
         use BinaryOp::{Add, Mul, Sub};
         let y = match m {
-            1 => e[0][0],
+            1 => self.cell(&e, 0, 0)?,
             2 => {
-                let a = self.bin(Mul, e[0][0], e[1][1])?;
-                let b = self.bin(Mul, e[0][1], e[1][0])?;
+                let a = self.bin(Mul, self.cell(&e, 0, 0)?, self.cell(&e, 1, 1)?)?;
+                let b = self.bin(Mul, self.cell(&e, 0, 1)?, self.cell(&e, 1, 0)?)?;
                 self.bin(Sub, a, b)?
             }
             _ => {
                 let mut acc: Option<Value> = None;
                 for j in 0..3 {
                     let (p, q) = ((j + 1) % 3, (j + 2) % 3);
-                    let a = self.bin(Mul, e[1][p], e[2][q])?;
-                    let b = self.bin(Mul, e[1][q], e[2][p])?;
+                    let a = self.bin(Mul, self.cell(&e, 1, p)?, self.cell(&e, 2, q)?)?;
+                    let b = self.bin(Mul, self.cell(&e, 1, q)?, self.cell(&e, 2, p)?)?;
                     let minor = self.bin(Sub, a, b)?;
-                    let term = self.bin(Mul, e[0][j], minor)?;
+                    let term = self.bin(Mul, self.cell(&e, 0, j)?, minor)?;
                     acc = Some(match acc {
                         Some(v) => self.bin(Add, v, term)?,
                         None => term,
                     });
                 }
-                acc.expect("3 terms")
+                acc.ok_or_else(|| self.err("a 3×3 determinant without terms"))?
             }
         };
         self.out(n, 0, y);

@@ -235,6 +235,9 @@ pub(super) fn microsoft_converter(op_type: &str) -> Option<Converter> {
 }
 
 /// The op types of `table`, in order (a compile-time copy for [`SUPPORTED`](super::SUPPORTED)).
+// Evaluated at compile time only (a const item): `i < N = table.len()`, and an out-of-bounds
+// index there would be a compile error, not a run-time panic. Iterators are not const.
+#[allow(clippy::indexing_slicing)]
 pub(super) const fn names<const N: usize>(table: &[(&'static str, Converter)]) -> [&'static str; N] {
     let mut out = [""; N];
     let mut i = 0;

@@ -33,8 +33,10 @@ impl Importer {
     ) -> R<Value> {
         let mut x = x;
         if before < 0 || after < 0 {
-            let n =
-                self.vt(x).shape[axis].known().ok_or_else(|| self.err("cropped axis must be known"))? as i64;
+            let n = self
+                .at(&self.vt(x).shape, axis)?
+                .known()
+                .ok_or_else(|| self.err("cropped axis must be known"))? as i64;
             x = self.slice_axis_v(x, axis, (-before).max(0), n - (-after).max(0), 1)?;
         }
         let (b, a) = (before.max(0), after.max(0));
@@ -42,19 +44,21 @@ impl Importer {
             return Ok(x);
         }
         let t = self.vt(x);
-        let n = t.shape[axis].known().ok_or_else(|| self.err("padded axis must have a known size"))? as i64;
+        let n =
+            self.at(&t.shape, axis)?.known().ok_or_else(|| self.err("padded axis must have a known size"))?
+                as i64;
         let edge = |s: &mut Self, k: i64, first: bool| -> R<Value> {
             let e =
                 if first { s.slice_axis_v(x, axis, 0, 1, 1)? } else { s.slice_axis_v(x, axis, n - 1, n, 1)? };
             let mut shape = t.shape.to_vec();
-            shape[axis] = Dim::Known(k as usize);
+            *s.at_mut(&mut shape, axis)? = Dim::Known(k as usize);
             s.emit(Op::Expand { shape }, &[e])
         };
         let part = |s: &mut Self, k: i64, first: bool| -> R<Value> {
             match mode {
                 "constant" => {
                     let mut shape = t.shape.to_vec();
-                    shape[axis] = Dim::Known(k as usize);
+                    *s.at_mut(&mut shape, axis)? = Dim::Known(k as usize);
                     s.emit(Op::Expand { shape }, &[fill])
                 }
                 "edge" if n > 0 => edge(s, k, first),
@@ -118,10 +122,11 @@ impl Importer {
                 self.scalar_of(t.dtype, value)?
             }
         };
-        let k = axes.len();
+        // `pads` is `[begins…, ends…]`, one of each per axis (checked above).
+        let (begins, ends) = pads.split_at(axes.len());
         let mut y = x;
-        for (j, &a) in axes.iter().enumerate() {
-            y = self.pad_one(y, a, pads[j], pads[k + j], &mode, fill)?;
+        for ((&a, &b), &e) in axes.iter().zip(begins).zip(ends) {
+            y = self.pad_one(y, a, b, e, &mode, fill)?;
         }
         self.out(n, 0, y);
         Ok(())
@@ -143,7 +148,10 @@ impl Importer {
         let axis = self.known_ints(&self.in_req(n, 1)?, "axis")?;
         let [axis] = axis[..] else { return Err(self.err("axis must be a scalar")) };
         let a = self.axis_of(axis, t.rank())?;
-        let d = t.shape[a].known().ok_or_else(|| self.unsupported("a cumulative op over a symbolic axis"))?;
+        let d = self
+            .at(&t.shape, a)?
+            .known()
+            .ok_or_else(|| self.unsupported("a cumulative op over a symbolic axis"))?;
         let total = t.known_dims().map(|v| v.iter().product::<usize>()).unwrap_or(usize::MAX);
         if total.saturating_mul(d) > MAX_CUMSUM_ELEMENTS {
             return Err(self.unsupported(format!(
@@ -174,10 +182,7 @@ impl Importer {
         let sel = self.emit(Op::Where, &[m, x4, z])?;
         let mut y = self.reduce_v(red, sel, vec![-1], false)?;
         if a + 1 != r {
-            let mut inv = vec![0; r];
-            for (k, &p) in perm.iter().enumerate() {
-                inv[p] = k;
-            }
+            let inv = self.inverse_perm(&perm)?;
             y = self.emit(Op::Transpose { perm: inv }, &[y])?;
         }
         self.out(n, 0, y);

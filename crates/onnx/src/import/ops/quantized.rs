@@ -132,7 +132,10 @@ impl Importer {
                 let c = self.const_tensor(&name).ok_or_else(|| {
                     self.unsupported(format!("4-bit data '{name}' packed in uint8 is not a constant"))
                 })?;
-                let (rows, cols) = (c.dims()[0], c.dims()[1] * 2);
+                let &[rows, cols] = c.dims() else {
+                    return Err(self.err(format!("'{name}' is not a 2-D table")));
+                };
+                let cols = cols * 2;
                 self.packed_rows(&name, &c, 4, rows, cols)
             }
             (DType::U8, 8) | (DType::I8, _) => Ok(v),
@@ -153,10 +156,10 @@ impl Importer {
             8 => (flat(vec![rows, cols])?, None),
             _ => (flat(vec![t.len()])?, Some(Int4::new(false, vec![rows, cols]))),
         };
-        let c = self.add_named(Op::Constant(t), &[], name.to_string())?[0];
+        let c = self.add_named1(Op::Constant(t), &[], name.to_string())?;
         match unpack {
             None => Ok(c),
-            Some(block) => Ok(self.add_named(Op::Block(Arc::new(block)), &[c], name.to_string())?[0]),
+            Some(block) => self.add_named1(Op::Block(Arc::new(block)), &[c], name.to_string()),
         }
     }
 
@@ -166,7 +169,7 @@ impl Importer {
         let dims = vec![rows, blocks];
         if let Some(t) = self.const_tensor(&name).filter(|t| t.len() == rows * blocks) {
             let t = t.reshaped(dims).map_err(|e| self.err(format!("scales: {e}")))?;
-            return Ok(self.add_named(Op::Constant(t), &[], name)?[0]);
+            return self.add_named1(Op::Constant(t), &[], name);
         }
         let s = self.value(&name)?;
         self.reshape_v(s, dims.into_iter().map(Dim::Known).collect())

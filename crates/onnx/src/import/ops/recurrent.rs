@@ -39,7 +39,7 @@ impl Importer {
         let v = self.cast_to(v, dt)?;
         let t = self.vt(v);
         let s = self.slice_axis_v(v, 0, d as i64, d as i64 + 1, 1)?;
-        Ok(Some(self.reshape_v(s, t.shape[1..].to_vec())?))
+        Ok(Some(self.reshape_v(s, self.part(&t.shape, 1..)?.to_vec())?))
     }
 
     pub(crate) fn recurrent(&mut self, n: &NodeProto, cell: Cell) -> R<()> {
@@ -57,9 +57,9 @@ impl Importer {
         let dt = xt.dtype;
         let layout = attr_i(n, "layout", 0);
         let x = if layout == 1 { self.emit(Op::Transpose { perm: vec![1, 0, 2] }, &[x])? } else { x };
-        let dims = self.vt(x).known_dims().filter(|d| d.len() == 3);
-        let dims = dims.ok_or_else(|| self.err(format!("X must be 3-D with known dims, got {xt}")))?;
-        let (steps, b) = (dims[0], dims[1]);
+        let Some(&[steps, b, input_size]) = self.vt(x).known_dims().as_deref() else {
+            return Err(self.err(format!("X must be 3-D with known dims, got {xt}")));
+        };
         if steps > MAX_STEPS {
             return Err(
                 self.unsupported(format!("a sequence of {steps} steps (over {MAX_STEPS}) is not unrolled"))
@@ -117,7 +117,7 @@ impl Importer {
             for k in 0..steps {
                 let t = if rev { steps - 1 - k } else { k };
                 let xs = self.slice_axis_v(x, 0, t as i64, t as i64 + 1, 1)?;
-                let xs = self.reshape_v(xs, vec![Dim::Known(b), Dim::Known(dims[2])])?;
+                let xs = self.reshape_v(xs, vec![Dim::Known(b), Dim::Known(input_size)])?;
                 let mut xw = self.emit(Op::MatMul, &[xs, wt])?;
                 if let Some(wb) = wb {
                     xw = self.bin(BinaryOp::Add, xw, wb)?;
@@ -134,11 +134,12 @@ impl Importer {
                         let hk = self.emit(Op::Where, &[valid, h_new, hs])?;
                         let ck = self.emit(Op::Where, &[valid, c_new, cs])?;
                         let z = self.scalar_of(dt, 0.0)?;
-                        outs[t] = Some(self.emit(Op::Where, &[valid, h_new, z])?);
+                        let out = self.emit(Op::Where, &[valid, h_new, z])?;
+                        *self.at_mut(&mut outs, t)? = Some(out);
                         (hk, ck)
                     }
                     None => {
-                        outs[t] = Some(h_new);
+                        *self.at_mut(&mut outs, t)? = Some(h_new);
                         (h_new, c_new)
                     }
                 };
@@ -149,22 +150,16 @@ impl Importer {
             let parts: Vec<Value> = outs
                 .into_iter()
                 .map(|o| {
-                    let o = o.expect("every step");
+                    let o = o.ok_or_else(|| self.err("a step without an output"))?;
                     one(self, o)
                 })
                 .collect::<R<_>>()?;
-            let y = if parts.len() == 1 { parts[0] } else { self.emit(Op::Concat { axis: 0 }, &parts)? }; // [T, B, H]
+            let y = self.concat_or_one(parts, 0)?; // [T, B, H]
             ys.push(self.reshape_v(y, [steps, 1, b, h].map(Dim::Known).to_vec())?);
             yh.push(one(self, hs)?);
             yc.push(one(self, cs)?);
         }
-        let cat = |s: &mut Self, v: Vec<Value>, axis: i64| -> R<Value> {
-            if v.len() == 1 {
-                Ok(v[0])
-            } else {
-                s.emit(Op::Concat { axis }, &v)
-            }
-        };
+        let cat = |s: &mut Self, v: Vec<Value>, axis: i64| -> R<Value> { s.concat_or_one(v, axis) };
         let mut y = cat(self, ys, 1)?; // [T, dirs, B, H]
         let mut yh = cat(self, yh, 0)?; // [dirs, B, H]
         let mut yc = cat(self, yc, 0)?;

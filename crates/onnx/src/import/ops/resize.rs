@@ -161,9 +161,9 @@ pub(crate) fn axis_taps(
         let start = p as i64 + off;
         let idx: Vec<i64> = (0..n).map(|k| start + k - pad).collect();
         if exclude_outside {
-            for (k, &i) in idx.iter().enumerate() {
+            for (w, &i) in c.iter_mut().zip(&idx) {
                 if i < 0 || i >= input as i64 {
-                    c[k] = 0.0;
+                    *w = 0.0;
                 }
             }
             let s: f64 = c.iter().sum();
@@ -210,13 +210,12 @@ impl Importer {
             return Err(self.err("linear Upsample needs a float input"));
         }
         let mut y = x;
-        for (a, &s) in scales.iter().enumerate() {
+        for (a, (&s, &d)) in scales.iter().zip(&dims).enumerate() {
             if s == 1.0 {
                 continue;
             }
-            let out = (s * dims[a] as f64) as usize;
-            let taps =
-                axis_taps(dims[a], out, s, interp, "asymmetric", None, false).map_err(|e| self.err(e))?;
+            let out = (s * d as f64) as usize;
+            let taps = axis_taps(d, out, s, interp, "asymmetric", None, false).map_err(|e| self.err(e))?;
             y = self.apply_taps(y, a, &taps, 0.0)?;
         }
         self.out(n, 0, y);
@@ -254,33 +253,35 @@ impl Importer {
                 if s.len() != axes.len() {
                     return Err(self.err(format!("{} scales for {} axes", s.len(), axes.len())));
                 }
-                for (k, &a) in axes.iter().enumerate() {
-                    if s[k].is_nan() || s[k] <= 0.0 {
-                        return Err(self.err(format!("scale {} is not positive", s[k])));
+                for (&a, &sk) in axes.iter().zip(&s) {
+                    if sk.is_nan() || sk <= 0.0 {
+                        return Err(self.err(format!("scale {sk} is not positive")));
                     }
-                    scale[a] = s[k];
-                    out[a] = (s[k] * dims[a] as f64) as usize;
+                    *self.at_mut(&mut scale, a)? = sk;
+                    *self.at_mut(&mut out, a)? = (sk * self.at(&dims, a)? as f64) as usize;
                 }
             }
             (None, Some(sz)) => {
                 if sz.len() != axes.len() {
                     return Err(self.err(format!("{} sizes for {} axes", sz.len(), axes.len())));
                 }
-                for (k, &a) in axes.iter().enumerate() {
-                    out[a] = usize::try_from(sz[k]).map_err(|_| self.err("sizes must not be negative"))?;
-                    scale[a] = out[a] as f64 / dims[a] as f64;
+                for (&a, &size) in axes.iter().zip(&sz) {
+                    let o = usize::try_from(size).map_err(|_| self.err("sizes must not be negative"))?;
+                    *self.at_mut(&mut out, a)? = o;
+                    *self.at_mut(&mut scale, a)? = o as f64 / self.at(&dims, a)? as f64;
                 }
                 let policy = attr_s(n, "keep_aspect_ratio_policy").unwrap_or_else(|| "stretch".into());
                 if policy != "stretch" {
-                    let it = axes.iter().map(|&a| scale[a]);
+                    // (The axes are normalized: below the rank, the length of `scale`.)
+                    let it = axes.iter().filter_map(|&a| scale.get(a).copied());
                     let s = match policy.as_str() {
                         "not_larger" => it.fold(f64::INFINITY, f64::min),
                         "not_smaller" => it.fold(0.0, f64::max),
                         p => return Err(self.err(format!("unknown keep_aspect_ratio_policy '{p}'"))),
                     };
                     for &a in &axes {
-                        scale[a] = s;
-                        out[a] = (s * dims[a] as f64 + 0.5) as usize;
+                        *self.at_mut(&mut scale, a)? = s;
+                        *self.at_mut(&mut out, a)? = (s * self.at(&dims, a)? as f64 + 0.5) as usize;
                     }
                 }
             }
@@ -308,18 +309,25 @@ impl Importer {
         let ct = if t.dtype == DType::F64 { DType::F64 } else { DType::F32 };
         let mut y = self.cast_to(x, ct)?;
         for &a in &axes {
-            let ax_roi = roi.as_ref().map(|v| {
-                let k = axes.iter().position(|&b| b == a).unwrap_or(0);
-                (v[k], v[axes.len() + k])
-            });
-            let identity = (scale[a] - 1.0).abs() < 1e-9
-                && out[a] == dims[a]
+            // roi is `[starts…, ends…]` over the axes: a shorter one is refused, not indexed past.
+            let ax_roi = match &roi {
+                Some(v) => {
+                    let k = axes.iter().position(|&b| b == a).unwrap_or(0);
+                    let bounds = v.get(k).zip(v.get(axes.len() + k)).map(|(&r0, &r1)| (r0, r1));
+                    Some(bounds.ok_or_else(|| {
+                        self.err(format!("roi has {} entries, not 2 per axis ({} axes)", v.len(), axes.len()))
+                    })?)
+                }
+                None => None,
+            };
+            let (sa, oa, da) = (self.at(&scale, a)?, self.at(&out, a)?, self.at(&dims, a)?);
+            let identity = (sa - 1.0).abs() < 1e-9
+                && oa == da
                 && ax_roi.is_none_or(|(r0, r1)| r0.abs() < 1e-9 && (r1 - 1.0).abs() < 1e-9);
             if identity {
                 continue;
             }
-            let taps = axis_taps(dims[a], out[a], scale[a], interp, &ctm, ax_roi, exclude)
-                .map_err(|e| self.err(e))?;
+            let taps = axis_taps(da, oa, sa, interp, &ctm, ax_roi, exclude).map_err(|e| self.err(e))?;
             y = self.apply_taps(y, a, &taps, extrap)?;
         }
         let y =
@@ -337,13 +345,14 @@ impl Importer {
         let iv = self.emit(Op::Constant(HostTensor::from_i64(vec![o, k], &idx)), &[])?;
         let g = self.emit(Op::Gather { axis: axis as i64 }, &[x, iv])?; // […, o, k, …]
         let mut wshape = vec![1; t.rank() + 1];
-        (wshape[axis], wshape[axis + 1]) = (o, k);
+        *self.at_mut(&mut wshape, axis)? = o;
+        *self.at_mut(&mut wshape, axis + 1)? = k;
         let wv = self.emit(Op::Constant(HostTensor::from_f64(t.dtype, wshape, &w)), &[])?;
         let p = self.bin(BinaryOp::Mul, g, wv)?;
         let mut y = self.reduce_v(ReduceOp::Sum, p, vec![axis as i64 + 1], false)?;
         if taps.extrapolated.iter().any(|&e| e) {
             let mut mshape = vec![1; t.rank()];
-            mshape[axis] = o;
+            *self.at_mut(&mut mshape, axis)? = o;
             let m: Vec<f64> = taps.extrapolated.iter().map(|&e| e as u8 as f64).collect();
             let mv = self.emit(Op::Constant(HostTensor::from_f64(DType::Bool, mshape, &m)), &[])?;
             let ev = self.scalar_of(t.dtype, extrap)?;

@@ -38,8 +38,8 @@ impl Importer {
     /// `data: [P, R]`, `rows: [U]` (i64, in range), `upd: [U, R]` → the scattered `[P, R]`.
     fn scatter_rows(&mut self, data: Value, rows: Value, upd: Value, red: Option<ReduceOp>) -> R<Value> {
         let dt = self.vt(data);
-        let (p, r) = (dt.shape[0].known(), dt.shape[1].known());
-        let u = self.vt(rows).shape[0].known();
+        let (p, r) = (self.at(&dt.shape, 0)?.known(), self.at(&dt.shape, 1)?.known());
+        let u = self.at(&self.vt(rows).shape, 0)?.known();
         let (Some(p), Some(r), Some(u)) = (p, r, u) else {
             return Err(self.unsupported("scatter of symbolic sizes is not supported"));
         };
@@ -100,10 +100,12 @@ impl Importer {
         if k == 0 || k > dd.len() {
             return Err(self.err(format!("index depth {k} is not in 1..={} (the data rank)", dd.len())));
         }
-        let u: usize = id[..id.len() - 1].iter().product();
-        let (p, r): (usize, usize) = (dd[..k].iter().product(), dd[k..].iter().product());
+        // (id has at least 1 axis, and 1 ≤ k ≤ rank of the data.)
+        let u: usize = id.iter().take(id.len() - 1).product();
+        let (indexed, rest) = dd.split_at(k);
+        let (p, r): (usize, usize) = (indexed.iter().product(), rest.iter().product());
         let mut flat: Option<Value> = None;
-        for (j, &dim) in dd[..k].iter().enumerate() {
+        for (j, &dim) in indexed.iter().enumerate() {
             let jv = self.scalar_of(DType::I64, j as f64)?;
             let c = self.emit(Op::Gather { axis: -1 }, &[idx, jv])?;
             let c = self.wrap_index(c, dim)?;
@@ -116,7 +118,8 @@ impl Importer {
                 None => c,
             });
         }
-        let rows = self.reshape_v(flat.expect("k >= 1"), vec![Dim::Known(u)])?;
+        let flat = flat.ok_or_else(|| self.err("index depth 0"))?;
+        let rows = self.reshape_v(flat, vec![Dim::Known(u)])?;
         let d2 = self.reshape_v(data, vec![Dim::Known(p), Dim::Known(r)])?;
         let u2 = self.reshape_v(upd, vec![Dim::Known(u), Dim::Known(r)])?;
         let y = self.scatter_rows(d2, rows, u2, red)?;
@@ -135,10 +138,10 @@ impl Importer {
         }
         let axis = self.axis_of(attr_i(n, "axis", 0), dd.len())?;
         let idx = self.cast_to(idx, DType::I64)?;
-        let idx = self.wrap_index(idx, dd[axis])?;
+        let idx = self.wrap_index(idx, self.at(&dd, axis)?)?;
         let mut flat: Option<Value> = None;
-        for (k, &dim) in dd.iter().enumerate() {
-            let c = if k == axis { idx } else { self.iota_along(Dim::Known(id[k]), k, dd.len())? };
+        for (k, (&dim, &ik)) in dd.iter().zip(&id).enumerate() {
+            let c = if k == axis { idx } else { self.iota_along(Dim::Known(ik), k, dd.len())? };
             flat = Some(match flat {
                 Some(f) => {
                     let d = self.scalar_of(DType::I64, dim as f64)?;
@@ -203,7 +206,7 @@ impl Importer {
             };
             rows.push(self.emit(Op::SliceUpdate { axis: a as i64 }, &[c, u, start])?);
         }
-        let y = if batch == 1 { rows[0] } else { self.emit(Op::Concat { axis: 0 }, &rows)? };
+        let y = self.concat_or_one(rows, 0)?;
         self.out(n, 0, y);
         Ok(())
     }
@@ -243,7 +246,7 @@ impl Importer {
         if a == 0 {
             return Err(self.err("axis must not be the batch axis"));
         }
-        if (0..r).any(|k| if k == a { ud[k] > cd[k] } else { ud[k] != cd[k] }) {
+        if ud.iter().zip(&cd).enumerate().any(|(k, (u, c))| if k == a { u > c } else { u != c }) {
             return Err(self.err(format!("update {ud:?} does not fit cache {cd:?} along axis {a}")));
         }
         let circular = match attr_s(n, "mode").as_deref().unwrap_or("linear") {
@@ -252,11 +255,12 @@ impl Importer {
             m => return Err(self.err(format!("unknown mode '{m}'"))),
         };
         if !circular {
-            return self.tensor_scatter_linear(n, cache, upd, cd[0], a);
+            return self.tensor_scatter_linear(n, cache, upd, self.at(&cd, 0)?, a);
         }
-        let (m, s) = (cd[a] as f64, ud[a] as f64);
+        let (ca, ua) = (self.at(&cd, a)?, self.at(&ud, a)?);
+        let (m, s) = (ca as f64, ua as f64);
         let mut bshape = vec![Dim::Known(1); r];
-        bshape[0] = Dim::Known(cd[0]);
+        *self.at_mut(&mut bshape, 0)? = Dim::Known(self.at(&cd, 0)?);
         let w = match inp(n, 2) {
             Some(name) => {
                 let w = self.value(name)?;
@@ -265,7 +269,7 @@ impl Importer {
             }
             None => self.scalar_of(DType::I64, 0.0)?,
         };
-        let pos = self.iota_along(Dim::Known(cd[a]), a, r)?;
+        let pos = self.iota_along(Dim::Known(ca), a, r)?;
         let mut src = self.bin(BinaryOp::Sub, pos, w)?;
         if circular {
             let mv = self.scalar_of(DType::I64, m)?;

@@ -29,7 +29,8 @@ impl Importer {
         let t = self.ty(&name)?;
         let axis = attr_i(n, "axis", 0);
         let a = normalize_axis(axis, t.rank()).ok_or_else(|| self.err("axis out of range"))?;
-        let len = t.shape[a].known().ok_or_else(|| self.err("split axis must have a known size"))?;
+        let len =
+            self.at(&t.shape, a)?.known().ok_or_else(|| self.err("split axis must have a known size"))?;
         let (sizes, squeeze): (Vec<usize>, bool) = match inp(n, 1) {
             Some(s) => {
                 let k = self.known_req(s, "split")?;

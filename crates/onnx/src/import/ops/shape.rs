@@ -12,7 +12,7 @@ impl Importer {
         let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
         let s = clamp(attr_i(n, "start", 0));
         let e = clamp(attr_i(n, "end", r));
-        let vals = t.shape[s..e.max(s)].iter().map(SymInt::from_dim).collect();
+        let vals = self.part(&t.shape, s..e.max(s))?.iter().map(SymInt::from_dim).collect();
         self.set_out_known(n, 0, Known::vec(vals))?;
         Ok(())
     }
@@ -71,7 +71,8 @@ impl Importer {
             .filter(|&a| a <= t.rank())
             .ok_or_else(|| self.bad_attr(n, "axis", format!("{axis} is out of range for rank {rank}")))?;
         let prod = |d: &[Dim]| d.iter().fold(Dim::Known(1), |acc, x| acc.mul(x));
-        let shape = vec![prod(&t.shape[..a]), prod(&t.shape[a..])];
+        let (head, tail) = t.shape.split_at(a.min(t.rank()));
+        let shape = vec![prod(head), prod(tail)];
         self.reshape_to(n, &name, shape)
     }
 
@@ -86,7 +87,7 @@ impl Importer {
             .map(|&a| normalize_axis(a, r).ok_or_else(|| self.err(format!("axis {a} out of range"))))
             .collect::<R<_>>()?;
         ax.sort();
-        if ax.windows(2).any(|w| w[0] == w[1]) {
+        if ax.windows(2).any(|w| w.first() == w.last()) {
             return Err(self.err(format!("repeated axes {axes:?}")));
         }
         let mut shape = vec![];
@@ -113,12 +114,19 @@ impl Importer {
                     normalize_axis(a, t.rank()).ok_or_else(|| self.err(format!("axis {a} out of range")))
                 })
                 .collect::<R<_>>()?,
-            None => (0..t.rank()).filter(|&i| t.shape[i] == Dim::Known(1)).collect(),
+            None => {
+                t.shape.iter().enumerate().filter(|(_, d)| **d == Dim::Known(1)).map(|(i, _)| i).collect()
+            }
         };
-        if let Some(&a) = ax.iter().find(|&&a| t.shape[a] != Dim::Known(1) && t.shape[a].known().is_some()) {
-            return Err(self.err(format!("axis {a} has size {}, not 1", t.shape[a])));
+        // (The axes are normalized: below the rank.)
+        for &a in &ax {
+            let d = self.at(&t.shape, a)?;
+            if d != Dim::Known(1) && d.known().is_some() {
+                return Err(self.err(format!("axis {a} has size {d}, not 1")));
+            }
         }
-        let shape = (0..t.rank()).filter(|i| !ax.contains(i)).map(|i| t.shape[i].clone()).collect();
+        let shape =
+            t.shape.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d.clone()).collect();
         self.reshape_to(n, &name, shape)
     }
 
@@ -173,9 +181,10 @@ impl Importer {
                     t.numel()
                 ))
             })?;
-            out[i] = Some(d);
+            *self.at_mut(&mut out, i)? = Some(d);
         }
-        Ok(out.into_iter().map(|d| d.expect("filled")).collect())
+        // Every entry is filled: the -1 one just above, the others by the loop.
+        out.into_iter().map(|d| d.ok_or_else(|| self.err("shape has an unfilled -1 entry"))).collect()
     }
 
     pub(crate) fn reshape_to(&mut self, n: &NodeProto, name: &str, shape: Vec<Dim>) -> R<()> {
@@ -215,7 +224,7 @@ impl Importer {
             let count = dims.as_ref().and_then(|d| d.iter().try_fold(1usize, |a, &x| a.checked_mul(x)));
             if let (Some(dims), Some(count)) = (dims, count.filter(|&c| c <= known::MAX_KNOWN)) {
                 let dummy = Known::new(DType::I64, dims, vec![SymInt::C(0); count]);
-                if let Some(r) = known::map_n(&[k, &dummy], k.dtype, |x| Some(x[0].clone())) {
+                if let Some(r) = known::map_n(&[k, &dummy], k.dtype, |x| x.first().map(|&v| v.clone())) {
                     self.set_out_known(n, 0, r)?;
                     return Ok(());
                 }
@@ -272,12 +281,12 @@ impl Importer {
         // Known data with constant bounds.
         if let Some(kd) = self.known(&name) {
             let mut cur = Some(kd.clone());
-            for i in 0..k {
-                let (Some(s), Some(e)) = (starts[i].as_c(), ends[i].as_c()) else {
+            for (((s, e), &a), &st) in starts.iter().zip(&ends).zip(&axes).zip(&steps) {
+                let (Some(s), Some(e)) = (s.as_c(), e.as_c()) else {
                     cur = None;
                     break;
                 };
-                cur = cur.and_then(|c| known::slice_axis(&c, axes[i], s, e, steps[i]));
+                cur = cur.and_then(|c| known::slice_axis(&c, a, s, e, st));
             }
             if let Some(c) = cur {
                 self.set_out_known(n, 0, c)?;
@@ -291,21 +300,21 @@ impl Importer {
         };
         let mut spec = SliceSpec { axes: vec![], starts: vec![], ends: vec![], steps: vec![] };
         let mut gathers: Vec<(usize, Value)> = vec![];
-        for i in 0..k {
-            let (s, e) = (to_bound(&starts[i]), to_bound(&ends[i]));
-            let dim = &t.shape[axes[i]];
-            if slice_len(dim, &s, &e, steps[i]).is_ok() {
-                if matches!((&s, &e, steps[i]), (Bound::Const(0), Bound::Const(m), 1) if *m >= i64::MAX / 2) {
+        for (((start, end), &axis), &step) in starts.iter().zip(&ends).zip(&axes).zip(&steps) {
+            let (s, e) = (to_bound(start), to_bound(end));
+            let dim = &self.at(&t.shape, axis)?;
+            if slice_len(dim, &s, &e, step).is_ok() {
+                if matches!((&s, &e, step), (Bound::Const(0), Bound::Const(m), 1) if *m >= i64::MAX / 2) {
                     continue; // the whole axis
                 }
-                spec.axes.push(axes[i] as i64);
+                spec.axes.push(axis as i64);
                 spec.starts.push(s);
                 spec.ends.push(e);
-                spec.steps.push(steps[i]);
+                spec.steps.push(step);
                 continue;
             }
             // Workarounds for bounds the IR slice cannot type: gathers with equal semantics.
-            let idx = match (&s, &e, steps[i]) {
+            let idx = match (&s, &e, step) {
                 // x[:d] on an axis of known size: take(x, arange(d)).
                 (Bound::Const(0), Bound::Dim(d), 1) => {
                     self.emit(Op::Range { start: 0.0, step: 1.0, len: d.clone(), dtype: DType::I64 }, &[])?
@@ -317,12 +326,11 @@ impl Importer {
                 }
                 _ => {
                     return Err(self.err(format!(
-                        "slice {}:{}:{} of axis {} (size {dim}) has no static length",
-                        starts[i], ends[i], steps[i], axes[i]
+                        "slice {start}:{end}:{step} of axis {axis} (size {dim}) has no static length"
                     )))
                 }
             };
-            gathers.push((axes[i], idx));
+            gathers.push((axis, idx));
         }
         if !spec.axes.is_empty() {
             x = self.emit(Op::Slice(spec), &[x])?;
@@ -342,7 +350,7 @@ impl Importer {
         }
         let ks: Option<Vec<&Known>> = names.iter().map(|s| self.known(s)).collect();
         if let Some(ks) = ks {
-            let rank = ks[0].dims.len();
+            let rank = ks.first().map_or(0, |k| k.dims.len());
             if let Some(a) = normalize_axis(axis, rank) {
                 if let Some(k) = known::concat(&ks, a) {
                     self.set_out_known(n, 0, k)?;
@@ -360,9 +368,10 @@ impl Importer {
         }
         if vs.is_empty() {
             // Every operand is empty: the first one has the output's shape on the other axes.
-            vs.push(self.value(&names[0])?);
+            let first = self.at(&names, 0)?;
+            vs.push(self.value(&first)?);
         }
-        let v = if vs.len() == 1 { vs[0] } else { self.emit(Op::Concat { axis }, &vs)? };
+        let v = self.concat_or_one(vs, axis)?;
         self.out(n, 0, v);
         Ok(())
     }
@@ -395,7 +404,7 @@ impl Importer {
             if parts == 0 {
                 return Err(self.bad_attr(n, "num_outputs", "must be at least 1, got 0".into()));
             }
-            let d = &t.shape[a];
+            let d = &self.at(&t.shape, a)?;
             match d.div_exact(&Dim::Known(parts)) {
                 Some(p) => vec![p; parts],
                 None => match d.known() {

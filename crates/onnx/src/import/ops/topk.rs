@@ -25,7 +25,7 @@ impl Importer {
         };
         let r = t.rank();
         let a = self.axis_of(attr_i(n, "axis", -1), r)?;
-        let d = t.shape[a].known().ok_or_else(|| self.unsupported("TopK over a symbolic axis"))?;
+        let d = self.at(&t.shape, a)?.known().ok_or_else(|| self.unsupported("TopK over a symbolic axis"))?;
         let k = usize::try_from(k)
             .ok()
             .filter(|&k| k <= d)
@@ -42,7 +42,7 @@ impl Importer {
         perm.push(a);
         let moved = a + 1 != r;
         let xs = if moved { self.emit(Op::Transpose { perm: perm.clone() }, &[x])? } else { x };
-        let lead: Vec<Dim> = self.vt(xs).shape[..r - 1].to_vec();
+        let lead: Vec<Dim> = self.vt(xs).shape.iter().take(r.saturating_sub(1)).cloned().collect();
         let with = |tail: &[usize]| -> Vec<Dim> {
             lead.iter().cloned().chain(tail.iter().map(|&v| Dim::Known(v))).collect()
         };
@@ -69,10 +69,7 @@ impl Importer {
         let idx = self.reduce_v(ReduceOp::Sum, idx, vec![-1], false)?;
         let (mut vals, mut idx) = (vals, idx);
         if moved {
-            let mut inv = vec![0; r];
-            for (q, &p) in perm.iter().enumerate() {
-                inv[p] = q;
-            }
+            let inv = self.inverse_perm(&perm)?;
             vals = self.emit(Op::Transpose { perm: inv.clone() }, &[vals])?;
             idx = self.emit(Op::Transpose { perm: inv }, &[idx])?;
         }
