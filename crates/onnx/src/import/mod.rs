@@ -11,6 +11,8 @@
 pub mod known;
 mod ops;
 pub mod options;
+#[cfg(test)]
+mod regressions;
 
 pub use options::ImportOptions;
 
