@@ -248,8 +248,10 @@ fn simplify_binary(
         }
         BinaryOp::Pow if float => match sr {
             Some(2.0) => Some(b.unary(UnaryOp::Square, l)?),
-            Some(0.5) => Some(b.unary(UnaryOp::Sqrt, l)?),
-            Some(-0.5) => Some(b.unary(UnaryOp::Rsqrt, l)?),
+            // pow(−∞, ±0.5) is +∞ / +0 where sqrt and rsqrt give NaN, and pow(−0, −0.5) is
+            // +∞ where rsqrt gives −∞: only a base that cannot be −∞ or −0 is rewritten.
+            Some(0.5) if never_neg_inf_or_neg_zero(g, l, 8) => Some(b.unary(UnaryOp::Sqrt, l)?),
+            Some(-0.5) if never_neg_inf_or_neg_zero(g, l, 8) => Some(b.unary(UnaryOp::Rsqrt, l)?),
             Some(-1.0) => Some(b.unary(UnaryOp::Reciprocal, l)?),
             Some(1.0) if keeps(l) => Some(l),
             Some(3.0) => {
@@ -264,6 +266,32 @@ fn simplify_binary(
 }
 
 /// `reduce_sum(x, axes) · (1/N)` with N the number of reduced elements → `reduce_mean`.
+/// Whether `v` is provably never −∞ and never −0 (NaN and +∞ allowed): squares, absolute
+/// values, exponentials, sigmoids, softmaxes and square roots of such, sums, means, maxima and
+/// products of such, and constants ≥ +0. Looks `depth` producers deep.
+fn never_neg_inf_or_neg_zero(g: &Graph, v: Value, depth: usize) -> bool {
+    let n = g.node(v.node);
+    if let Some(t) = n.op.as_constant() {
+        return (0..t.len()).all(|i| {
+            let x = t.get_f64(i);
+            x.is_nan() || (x >= 0.0 && x.is_sign_positive())
+        });
+    }
+    let Some(depth) = depth.checked_sub(1) else { return false };
+    let all = |n: &blockfuse_ir::Node| n.operands.iter().all(|&o| never_neg_inf_or_neg_zero(g, o, depth));
+    match &n.op {
+        Op::Unary(UnaryOp::Square | UnaryOp::Abs | UnaryOp::Exp | UnaryOp::Sigmoid) | Op::Softmax { .. } => {
+            true
+        }
+        Op::Unary(UnaryOp::Sqrt) => all(n),
+        Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max, .. } => all(n),
+        Op::Binary(BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max) => all(n),
+        // x² spelled as a power, before its own rewrite to a square.
+        Op::Binary(BinaryOp::Pow) => n.operands.get(1).is_some_and(|&e| scalar(g, e) == Some(2.0)),
+        _ => false,
+    }
+}
+
 fn sum_times_inverse_count(b: &mut Builder<'_>, sum: Value, c: Value) -> Result<Option<Value>, IrError> {
     let g = b.graph();
     let (Some(k), Op::Reduce { op: ReduceOp::Sum, axes, keepdims }) = (scalar(g, c), &g.node(sum.node).op)
@@ -368,6 +396,39 @@ mod tests {
         g.add_output("y", y);
         canonicalize(&mut g).unwrap();
         blockfuse_ir::text::dump(&g).unwrap()
+    }
+
+    /// `pow(base, e)` canonicalized: the dump.
+    fn pow_of(e: f64, norm: bool) -> String {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let x = b.input("x", TensorType::new(DType::F32, [Dim::Known(2), Dim::Known(8)]));
+        let base = if norm {
+            // mean(x²) + eps, as RMSNorm spells it: never −∞ or −0.
+            let sq = b.unary(UnaryOp::Square, x).unwrap();
+            let m = b.reduce(ReduceOp::Mean, sq, &[-1], true).unwrap();
+            let eps = b.scalar(DType::F32, 1e-6);
+            b.binary(BinaryOp::Add, m, eps).unwrap()
+        } else {
+            x
+        };
+        let c = b.scalar(DType::F32, e);
+        let y = b.binary(BinaryOp::Pow, base, c).unwrap();
+        g.add_output("y", y);
+        canonicalize(&mut g).unwrap();
+        blockfuse_ir::text::dump(&g).unwrap()
+    }
+
+    /// Found by the `optimize_eval` fuzzer (`fuzz/findings/optimize_eval/pow-half-at-neg-inf-*`):
+    /// `pow(y, 0.5)` became `sqrt(y)`, NaN at y = −∞ where the power is +∞.
+    #[test]
+    fn half_powers_of_a_base_that_may_be_neg_inf_stay_powers() {
+        for e in [0.5, -0.5] {
+            let d = pow_of(e, false);
+            assert!(d.contains("pow(") && !d.contains("sqrt("), "{d}");
+        }
+        assert!(pow_of(0.5, true).contains("sqrt("), "{}", pow_of(0.5, true));
+        assert!(pow_of(-0.5, true).contains("rsqrt("), "{}", pow_of(-0.5, true));
     }
 
     #[test]
