@@ -366,6 +366,28 @@ fn negative_batch_broadcast_by_the_products() {
     }
 }
 
+/// Found by fuzz/onnx_model (`fuzz/corpus/onnx_model/crash-sdpa-heads-broadcast`): q of 1
+/// head against k and v of 2 (the products broadcast q's heads) was fused, and the block then
+/// refused "1 query heads are not a multiple of 2 kv heads"; k and v of different heads too.
+#[test]
+fn negative_heads_broadcast_by_the_products() {
+    for (qh, kh, vh) in [(1, 2, 2), (2, 2, 1), (2, 1, 2)] {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let q = b.input("q", TensorType::known(DType::F32, &[1, qh, TQ, 8]));
+        let k = b.input("k", TensorType::known(DType::F32, &[1, kh, TK, 8]));
+        let v = b.input("v", TensorType::known(DType::F32, &[1, vh, TK, 8]));
+        let s = scores(&mut b, q, k);
+        let p = b.softmax(s, -1).unwrap();
+        let o = b.matmul(p, v).unwrap();
+        g.add_output("out", o);
+        let (_, _, report, opt) = fuse(&g);
+        assert_eq!(sdpa_count(&report), 0, "heads {qh}, {kh}, {vh}");
+        assert!(has_miss(&report, "kv heads do not divide the query heads"), "{:?}", report.near_misses);
+        assert_same_values(&g, &opt, 1e-6);
+    }
+}
+
 #[test]
 fn negative_tanh_without_a_softcap_factor() {
     let g = softcapped(None);

@@ -143,6 +143,17 @@ fn check(g: &Graph, m: &Match) -> Result<Plan, String> {
         tq.shape.first() == k_batch && tv.shape.first() == k_batch,
         format!("q, k and v differ in batch size (broadcast by the products): q {tq}, k {tk}, v {tv}"),
     )?;
+    // And the heads axis (q of 1 head against 2 kv heads, found by fuzz/onnx_model): the block
+    // needs v's heads equal to k's, and k's dividing q's (GQA).
+    let k_heads = tk.shape.get(key.perm.as_ref().and_then(|p| p.get(1).copied()).unwrap_or(1));
+    let (q_heads, v_heads) = (tq.shape.get(1), tv.shape.get(1));
+    let heads_fit = q_heads.zip(k_heads).is_some_and(|(q, k)| q.div_exact(k).is_some());
+    require(
+        heads_fit && v_heads == k_heads,
+        format!(
+            "the kv heads do not divide the query heads (broadcast by the products): q {tq}, k {tk}, v {tv}"
+        ),
+    )?;
     let mask = masks::plan(g, &l.masks, g.value_type(l.scores))?;
     let sinks = sinks::sinks(g, m)?;
     // With a finite sink, a fully masked row attends to the sink only (0) in both.
