@@ -8,7 +8,7 @@ use crate::fold::fold;
 use blockfuse_ir::{
     BinaryOp, Bound, Builder, DType, Dim, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 
 /// How many local rewrites and CSE merges canonicalization made.
@@ -28,6 +28,16 @@ pub fn canonicalize(g: &mut Graph) -> Result<CanonStats, IrError> {
 
 /// Canonicalizes starting from `seeds`, following consumers of whatever changes.
 pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats, IrError> {
+    canonicalize_tracked(g, seeds, &mut HashSet::new())
+}
+
+/// [`canonicalize_from`] that adds to `divisions` every multiplication it makes of a division
+/// (`a / b` → `a · (1/b)`), for [`restore_divisions`].
+pub(crate) fn canonicalize_tracked(
+    g: &mut Graph,
+    seeds: Vec<NodeId>,
+    divisions: &mut HashSet<NodeId>,
+) -> Result<CanonStats, IrError> {
     let mut queue: VecDeque<NodeId> = VecDeque::new();
     let mut queued = vec![false; g.node_bound()];
     let push = |q: &mut VecDeque<NodeId>, queued: &mut Vec<bool>, id: NodeId| {
@@ -50,7 +60,7 @@ pub fn canonicalize_from(g: &mut Graph, seeds: Vec<NodeId>) -> Result<CanonStats
         {
             continue;
         }
-        let replacement = match simplify(g, id)? {
+        let replacement = match simplify(g, id, divisions)? {
             Some(v) => {
                 stats.rewrites += 1;
                 Some(v)
@@ -143,7 +153,7 @@ fn scalar(g: &Graph, v: Value) -> Option<f64> {
 }
 
 /// One local simplification of node `id`, returning the value that replaces it.
-fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
+fn simplify(g: &mut Graph, id: NodeId, divisions: &mut HashSet<NodeId>) -> Result<Option<Value>, IrError> {
     let node = g.node(id).clone();
     if node.types.len() != 1 || node.op.is_leaf() && !matches!(node.op, Op::Range { .. } | Op::Full { .. }) {
         return Ok(None);
@@ -199,7 +209,7 @@ fn simplify(g: &mut Graph, id: NodeId) -> Result<Option<Value>, IrError> {
         },
         Op::Slice(spec) if is_full_slice(b.graph(), x(0), spec) => Some(x(0)),
         Op::Concat { .. } if node.operands.len() == 1 => Some(x(0)),
-        Op::Binary(op) => simplify_binary(&mut b, *op, x(0), x(1), &out)?,
+        Op::Binary(op) => simplify_binary(&mut b, *op, x(0), x(1), &out, divisions)?,
         // `where(c, a, b)` with a condition that is all true (all false) is `a` (`b`) when that
         // already has the result's type (e.g. the fully-masked-row guard of a mask with no
         // fully masked row).
@@ -229,6 +239,7 @@ fn simplify_binary(
     l: Value,
     r: Value,
     out: &blockfuse_ir::TensorType,
+    divisions: &mut HashSet<NodeId>,
 ) -> Result<Option<Value>, IrError> {
     let g = b.graph();
     let float = out.dtype.is_float();
@@ -244,7 +255,9 @@ fn simplify_binary(
         BinaryOp::Mul if l == r && float => Some(b.unary(UnaryOp::Square, l)?),
         BinaryOp::Div if float => {
             let recip = b.unary(UnaryOp::Reciprocal, r)?;
-            Some(b.mul(l, recip)?)
+            let m = b.mul(l, recip)?;
+            divisions.insert(m.node);
+            Some(m)
         }
         BinaryOp::Pow if float => match sr {
             Some(2.0) => Some(b.unary(UnaryOp::Square, l)?),
@@ -266,6 +279,40 @@ fn simplify_binary(
 }
 
 /// `reduce_sum(x, axes) · (1/N)` with N the number of reduced elements → `reduce_mean`.
+/// Turns back into divisions the multiplications that canonicalization made of divisions and
+/// that no rule consumed: `a · (1/b)` (`a · rsqrt(v)` for `a / sqrt(v)`) rounds once more than
+/// `a / b`, and what follows can amplify that ulp without bound (`y / y` is exactly 1, `y · (1/y)`
+/// is not, and a LayerNorm of that row divides the difference by √ε; found by fuzz/optimize_eval).
+/// Returns how many it restored.
+pub(crate) fn restore_divisions(g: &mut Graph, divisions: &HashSet<NodeId>) -> Result<usize, IrError> {
+    let mut ids: Vec<NodeId> = divisions.iter().copied().filter(|&id| g.contains(id)).collect();
+    ids.sort();
+    let mut restored = 0;
+    for id in ids {
+        let node = g.node(id).clone();
+        let (Op::Binary(BinaryOp::Mul), &[a, r]) = (&node.op, node.operands.as_slice()) else {
+            continue;
+        };
+        let den = g.node(r.node).clone();
+        let mut b = Builder::new(g);
+        let d = match (&den.op, den.operands.as_slice()) {
+            (Op::Unary(UnaryOp::Reciprocal), &[x]) => b.binary(BinaryOp::Div, a, x)?,
+            (Op::Unary(UnaryOp::Rsqrt), &[v]) => {
+                let s = b.unary(UnaryOp::Sqrt, v)?;
+                b.binary(BinaryOp::Div, a, s)?
+            }
+            _ => continue,
+        };
+        if g.value_type(d) == g.value_type(Value::first(id)) {
+            g.set_name(d.node, node.name.clone());
+            g.replace_all_uses(Value::first(id), d);
+            restored += 1;
+        }
+    }
+    g.remove_dead();
+    Ok(restored)
+}
+
 /// Whether `v` is provably never −∞ and never −0 (NaN and +∞ allowed): squares, absolute
 /// values, exponentials, sigmoids, softmaxes and square roots of such, sums, means, maxima and
 /// products of such, and constants ≥ +0. Looks `depth` producers deep.
@@ -429,6 +476,43 @@ mod tests {
         }
         assert!(pow_of(0.5, true).contains("sqrt("), "{}", pow_of(0.5, true));
         assert!(pow_of(-0.5, true).contains("rsqrt("), "{}", pow_of(-0.5, true));
+    }
+
+    /// Found by the `optimize_eval` fuzzer (`fuzz/corpus/optimize_eval/crash-div-ulp-*`): an
+    /// unfused `y / y` came out of `optimize` as `y · (1/y)`, 1 ± 1 ulp instead of exactly 1,
+    /// which a LayerNorm (÷√ε) or `pow(y, y/y)` of a negative y amplified. The divisions no rule
+    /// consumed are divisions again; a fused one (RMSNorm's `x / sqrt(…)`) is still fused.
+    #[test]
+    fn unfused_divisions_stay_divisions() {
+        let mut g = Graph::new();
+        let mut b = Builder::new(&mut g);
+        let y = b.input("y", TensorType::new(DType::F32, [Dim::Known(2), Dim::Known(4)]));
+        let one = b.binary(BinaryOp::Div, y, y).unwrap();
+        let p = b.binary(BinaryOp::Pow, y, one).unwrap();
+        let sq = b.unary(UnaryOp::Square, y).unwrap();
+        let m = b.reduce(ReduceOp::Mean, sq, &[-1], true).unwrap();
+        let eps = b.scalar(DType::F32, 1e-6);
+        let v = b.binary(BinaryOp::Add, m, eps).unwrap();
+        let r = b.unary(UnaryOp::Sqrt, v).unwrap();
+        let n = b.binary(BinaryOp::Div, y, r).unwrap();
+        let z = b.binary(BinaryOp::Sub, one, p).unwrap();
+        let z = b.binary(BinaryOp::Add, z, n).unwrap();
+        g.add_output("z", z);
+        let report = crate::optimize(&mut g, &crate::default_rules()).unwrap();
+        let d = blockfuse_ir::text::dump(&g).unwrap();
+        assert_eq!(report.blocks.get("rms_norm").copied(), Some(1), "{d}");
+        assert!(d.contains("div(%0, %0)") && !d.contains("reciprocal"), "{d}");
+        // Without any fusion in the graph too.
+        let mut g2 = Graph::new();
+        let mut b2 = Builder::new(&mut g2);
+        let y2 = b2.input("y", TensorType::new(DType::F32, [Dim::Known(2), Dim::Known(4)]));
+        let one2 = b2.binary(BinaryOp::Div, y2, y2).unwrap();
+        let p2 = b2.binary(BinaryOp::Pow, y2, one2).unwrap();
+        let z2 = b2.binary(BinaryOp::Sub, one2, p2).unwrap();
+        g2.add_output("z", z2);
+        crate::optimize(&mut g2, &crate::default_rules()).unwrap();
+        let d2 = blockfuse_ir::text::dump(&g2).unwrap();
+        assert!(d2.contains("div(%0, %0)") && !d2.contains("reciprocal"), "{d2}");
     }
 
     #[test]

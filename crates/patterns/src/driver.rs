@@ -1,14 +1,14 @@
 //! The optimizer driver: canonicalize, then run the fusion rules in order to a fixpoint
 //! (bounded), re-canonicalizing only around what each rewrite touched.
 
-use crate::canonicalize::{canonicalize, canonicalize_from};
+use crate::canonicalize::{canonicalize_tracked, restore_divisions};
 use crate::matcher::{interior_escapes, match_at, Match};
 use crate::projections::{self, fuse_projections, ProjectionOptions};
 use crate::rule::{Rule, RuleSet};
 use blockfuse_ir::backend::Capabilities;
 use blockfuse_ir::{Builder, Graph, IrError, NodeId, Op, Value};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 /// Upper bound on fusion rounds (each round runs every rule once).
@@ -92,7 +92,9 @@ pub fn optimize_with(g: &mut Graph, rules: &RuleSet, opts: OptimizeOptions) -> R
     for r in rules.rules() {
         report.rules.insert(r.name.to_string(), 0);
     }
-    let stats = canonicalize(g)?;
+    // The multiplications made of divisions, restored after the rules (see restore_divisions).
+    let mut divisions = HashSet::new();
+    let stats = canonicalize_tracked(g, g.topo_order()?, &mut divisions)?;
     report.canonicalized += stats.rewrites + stats.merged;
     g.remove_dead();
     let mut misses: BTreeMap<(String, NodeId), String> = BTreeMap::new();
@@ -113,7 +115,7 @@ pub fn optimize_with(g: &mut Graph, rules: &RuleSet, opts: OptimizeOptions) -> R
                     g.node_ids().filter(|id| !existed.get(id.index()).copied().unwrap_or(false)).collect();
                 let users: Vec<NodeId> = seeds.iter().flat_map(|&id| g.users(id)).collect();
                 seeds.extend(users);
-                let stats = canonicalize_from(g, seeds)?;
+                let stats = canonicalize_tracked(g, seeds, &mut divisions)?;
                 report.canonicalized += stats.rewrites + stats.merged;
             }
         }
@@ -122,6 +124,7 @@ pub fn optimize_with(g: &mut Graph, rules: &RuleSet, opts: OptimizeOptions) -> R
             break;
         }
     }
+    report.canonicalized += restore_divisions(g, &divisions)?;
     // After the rules, so that the blocks reading projections (rope, sdpa, swiglu) formed.
     let mut pass_misses = Vec::new();
     if let Some(p) = opts.fuse_projections {
