@@ -62,6 +62,46 @@ fn rms_norm_json() -> PathBuf {
     temp("rms.json", &json::to_json(&g).unwrap())
 }
 
+/// An RMSNorm in exporter spelling whose eps is a graph input: the rule refuses it (the block
+/// needs a constant eps) with a near-miss.
+fn rms_norm_with_eps_input_json() -> PathBuf {
+    use blockfuse::ir::*;
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]));
+    let eps = b.input("eps", TensorType::new(DType::F32, []));
+    let two = b.scalar(DType::F32, 2.0);
+    let sq = b.binary(BinaryOp::Pow, x, two).unwrap();
+    let m = b.mean_last(sq).unwrap();
+    let a = b.add2(m, eps).unwrap();
+    let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
+    let y = b.mul(x, r).unwrap();
+    g.add_output("y", y);
+    temp("rms_eps_input.json", &json::to_json(&g).unwrap())
+}
+
+#[test]
+fn a_near_miss_names_a_node_id_that_the_dump_shows() {
+    let p = rms_norm_with_eps_input_json();
+    let out_path = p.with_file_name("rms_eps_input.opt.json");
+    let o =
+        blockfuse(&["optimize", p.to_str().unwrap(), "--report", "json", "-o", out_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let miss = report["near_misses"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["rule"] == "rms_norm"))
+        .unwrap_or_else(|| panic!("no rms_norm near-miss: {report}"));
+    assert!(miss["reason"].as_str().unwrap().contains("eps is not a constant"), "{miss}");
+    let id = miss["node"].as_str().unwrap().split(' ').next().unwrap().to_string();
+    assert!(id.starts_with('%'), "{miss}");
+    // The same `%N` heads a node line in the dump of the input and of the optimized file.
+    for file in [&p, &out_path] {
+        let dump = stdout(&blockfuse(&["inspect", file.to_str().unwrap()]));
+        assert!(dump.contains(&format!("  {id} = ")), "{id} is not a node of {}:\n{dump}", file.display());
+    }
+}
+
 #[test]
 fn help_lists_every_subcommand() {
     let o = blockfuse(&["--help"]);
