@@ -6,9 +6,9 @@
 # decode_kernel_profile.py, layer_kernel_profile.py, cutlass_include.tar.xz and a copy of
 # this script). Results go to $OUT.
 #   MODE bench:   kv_bench (every row) and the hand-written anchors, side by side (~4 min)
-#   MODE profile: ncu kernel lists, prefill and decode, of blockfuse's best rows,
-#                 torch.compile(composed) and mx.compile(mx.fast) (~6 min); run it in the call
-#                 after `bench` while the machine is warm (MLX is then installed already)
+#   MODE profile-prefill, profile-decode: ncu kernel lists of blockfuse's best row,
+#                 torch.compile(composed) and mx.compile(mx.fast) (≤ 9 min each); run them in
+#                 the calls after `bench` while the machine is warm (MLX is installed already)
 mode=${1:-bench}
 cd "$(dirname "$0")/../.."
 R=.gpu/run
@@ -35,14 +35,22 @@ if [[ $mode == bench ]]; then
   timeout 150 python3 $R/anchor_layer_bench.py 2>&1 | tee $OUT/anchor.txt
   exit 0
 fi
-# Kernels per layer call (ncu; divide the invocation counts by the runs, see the doc). ncu
-# replays each kernel with cold caches: its times rank kernels, they are not the run's times.
-NCU="ncu --metrics gpu__time_duration.sum --print-summary per-kernel --csv"
+# Kernels per layer call (ncu; divide the invocation counts by the runs, see the doc).
+#   profile-prefill / profile-decode: ncu's defaults (kernel replay, caches flushed, clocks locked
+#     to base): its times rank kernels, they are not the run's times; kernels that read arrays
+#     uploaded from the host (blockfuse's weights and caches) come out 10-100x slower than in the
+#     run under kernel replay (memory save/restore of MLX's managed memory), so use
+#   profile-app: application replay, no cache flush, clocks as in a run, every case and framework.
+case $mode in
+  profile-app) NCU="ncu --replay-mode application --cache-control none --clock-control none"; cases="prefill decode" ;;
+  *) NCU="ncu"; cases=${mode#profile-} ;;
+esac
+NCU="$NCU --metrics gpu__time_duration.sum --print-summary per-kernel --csv"
 best="slice_update, optimized + fused projections, compiled"
-timeout 100 $NCU $R/kv_bench --device gpu --case prefill --rows "$best" --iters 1 > $OUT/ncu_ours_prefill.csv 2>&1
-timeout 80 $NCU $R/kv_bench --device gpu --case decode --rows "$best" --iters 1 > $OUT/ncu_ours_decode.csv 2>&1
-for c in prefill decode; do
-  timeout 100 $NCU python3 $R/layer_kernel_profile.py --impl torch-compile --case $c --runs 2 > $OUT/ncu_torch_$c.csv 2>&1
-  timeout 60 $NCU python3 $R/layer_kernel_profile.py --impl mlx-compile-fast --case $c --runs 2 > $OUT/ncu_mlx_$c.csv 2>&1
+tag=${mode#profile-}
+for c in $cases; do
+  timeout 170 $NCU $R/kv_bench --device gpu --case $c --rows "$best" --iters 1 > $OUT/ncu_${tag}_ours_$c.csv 2>&1
+  timeout 200 $NCU python3 $R/layer_kernel_profile.py --impl torch-compile --case $c --runs 2 > $OUT/ncu_${tag}_torch_$c.csv 2>&1
+  timeout 100 $NCU python3 $R/layer_kernel_profile.py --impl mlx-compile-fast --case $c --runs 2 > $OUT/ncu_${tag}_mlx_$c.csv 2>&1
 done
 ls -la $OUT
