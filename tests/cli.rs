@@ -45,21 +45,8 @@ fn temp(name: &str, contents: &str) -> PathBuf {
 /// A small graph as JSON: the demo decoder's IR written by `optimize -o` of itself is too
 /// big for a fixture, so this is an RMSNorm in exporter spelling.
 fn rms_norm_json() -> PathBuf {
-    use blockfuse::ir::*;
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]));
-    let w = b.constant(HostTensor::from_f32(vec![8], &[0.5; 8]));
-    let two = b.scalar(DType::F32, 2.0);
-    let sq = b.binary(BinaryOp::Pow, x, two).unwrap();
-    let m = b.mean_last(sq).unwrap();
-    let eps = b.scalar(DType::F32, 1e-6);
-    let a = b.add2(m, eps).unwrap();
-    let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
-    let y = b.mul(x, r).unwrap();
-    let y = b.mul(y, w).unwrap();
-    g.add_output("y", y);
-    temp("rms.json", &json::to_json(&g).unwrap())
+    let g = blockfuse_models::rms_norm_graph(8).unwrap();
+    temp("rms.json", &blockfuse::ir::json::to_json(&g).unwrap())
 }
 
 #[test]
