@@ -15,7 +15,7 @@
 //! that a 4096-wide bf16 layer (200M+ parameters) costs 2 bytes per weight and no
 //! temporaries.
 //!
-//! Beside the decoder: its KV-cache forms ([`kv`], [`concat`]), a single eager attention
+//! Beside the decoder: its KV-cache forms ([`kv`], [`concat`](mod@concat)), a single eager attention
 //! with the caller's logits ([`attention`]) and the smallest fusable graph
 //! ([`rms_norm_graph`]).
 

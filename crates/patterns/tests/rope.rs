@@ -657,21 +657,27 @@ fn fuses_the_kv_cache_dynamo_bf16_spelling() {
     assert_same_values(&g, &opt, 1e-2);
 }
 
-/// rotate_half with the negation spelled `x2 · (−1)`.
-#[test]
-fn fuses_rotate_half_negated_by_a_product() {
+/// rotate_half of `q` with its "negation" spelled `x2 · factor`.
+fn rotate_half_times(factor: f64) -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let q = b.input("q", heads(D));
     let (cos, sin) = cos_sin(&mut b, None, 1e4);
     let lo = b.slice_axis(q, -1, 0, D as i64 / 2).unwrap();
     let hi = b.slice_axis(q, -1, D as i64 / 2, D as i64).unwrap();
-    let m1 = b.scalar(DType::F32, -1.0);
-    let nhi = b.mul(hi, m1).unwrap();
+    let m = b.scalar(DType::F32, factor);
+    let nhi = b.mul(hi, m).unwrap();
     let rot = b.concat(&[nhi, lo], -1).unwrap();
     let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
     let y = b.add2(a, c).unwrap();
     g.add_output("q_rot", y);
+    g
+}
+
+/// rotate_half with the negation spelled `x2 · (−1)`.
+#[test]
+fn fuses_rotate_half_negated_by_a_product() {
+    let g = rotate_half_times(-1.0);
     let (_, _, _, opt) = fuse(&g);
     assert_eq!(ropes(&opt), vec![Rope::new(D, 1e4)]);
     assert_same_values(&g, &opt, 1e-5);
@@ -680,18 +686,7 @@ fn fuses_rotate_half_negated_by_a_product() {
 /// The negative twin: `x2 · (−2)` is not a negation.
 #[test]
 fn negative_rotate_half_scaled_by_minus_two() {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let q = b.input("q", heads(D));
-    let (cos, sin) = cos_sin(&mut b, None, 1e4);
-    let lo = b.slice_axis(q, -1, 0, D as i64 / 2).unwrap();
-    let hi = b.slice_axis(q, -1, D as i64 / 2, D as i64).unwrap();
-    let m2 = b.scalar(DType::F32, -2.0);
-    let nhi = b.mul(hi, m2).unwrap();
-    let rot = b.concat(&[nhi, lo], -1).unwrap();
-    let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
-    let y = b.add2(a, c).unwrap();
-    g.add_output("q_rot", y);
+    let g = rotate_half_times(-2.0);
     let (_, _, _, opt) = fuse(&g);
     assert!(ropes(&opt).is_empty());
     assert_same_values(&g, &opt, 1e-5);
