@@ -444,45 +444,15 @@ fn optimize_fuses_projections_on_request() {
 /// `y = Reshape(x, shape)` with `shape` a graph input, as an `.onnx` file: its output shape
 /// depends on the value of `shape`.
 fn reshape_by_input_onnx() -> PathBuf {
-    use blockfuse::onnx::proto::tensor_proto::DataType;
-    use blockfuse::onnx::proto::tensor_shape_proto::{dimension, Dimension};
-    use blockfuse::onnx::proto::*;
-    let vi = |name: &str, elem: DataType, dims: &[i64]| ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem as i32),
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
+    use blockfuse::onnx::build::{model, node, opset, value_info_fixed as vi};
+    use blockfuse::onnx::proto::{tensor_proto::DataType, GraphProto};
+    let graph = GraphProto {
+        node: vec![node("Reshape", "r", &["x", "shape"], &["y"])],
+        input: vec![vi("x", DataType::Float, &[2, 3]), vi("shape", DataType::Int64, &[2])],
+        output: vec![vi("y", DataType::Float, &[])],
         ..Default::default()
     };
-    let model = ModelProto {
-        ir_version: Some(10),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
-        graph: Some(GraphProto {
-            node: vec![NodeProto {
-                op_type: Some("Reshape".into()),
-                name: Some("r".into()),
-                input: vec!["x".into(), "shape".into()],
-                output: vec!["y".into()],
-                ..Default::default()
-            }],
-            input: vec![vi("x", DataType::Float, &[2, 3]), vi("shape", DataType::Int64, &[2])],
-            output: vec![vi("y", DataType::Float, &[])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let model = model(10, vec![opset("", 21)], graph);
     let p = temp("reshape.onnx", "");
     blockfuse::onnx::model::save_model(&p, &model).unwrap();
     p
