@@ -49,6 +49,21 @@ fn rms_norm_json() -> PathBuf {
     temp("rms.json", &blockfuse::ir::json::to_json(&g).unwrap())
 }
 
+/// The [`rms_norm_json`] file, an input `x` `{rows, 8}` of `i · step − shift`, and the
+/// fallback evaluator's outputs on it (the values the CLI's runs are checked against).
+fn rms_norm_case(
+    rows: usize,
+    step: f32,
+    shift: f32,
+) -> (PathBuf, blockfuse::ir::HostTensor, Vec<blockfuse::ir::HostTensor>) {
+    let p = rms_norm_json();
+    let g = blockfuse::load_model(&p).unwrap();
+    let v: Vec<f32> = (0..rows * 8).map(|i| i as f32 * step - shift).collect();
+    let x = blockfuse::ir::HostTensor::from_f32(vec![rows, 8], &v);
+    let want = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
+    (p, x, want)
+}
+
 #[test]
 fn help_lists_every_subcommand() {
     let o = blockfuse(&["--help"]);
@@ -180,10 +195,7 @@ fn bench_prints_side_by_side_ratio() {
 fn run_check_passes_on_the_truth_and_fails_on_a_lie() {
     use blockfuse::ir::HostTensor;
     use blockfuse::onnx::test_data::write_tensor_pb;
-    let p = rms_norm_json();
-    let g = blockfuse::load_model(&p).unwrap();
-    let x = HostTensor::from_f32(vec![3, 8], &(0..24).map(|i| i as f32 * 0.25 - 3.0).collect::<Vec<_>>());
-    let truth = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
+    let (p, x, truth) = rms_norm_case(3, 0.25, 3.0);
     let good = p.with_file_name("good");
     let bad = p.with_file_name("bad");
     for (dir, out) in [(&good, truth[0].clone()), (&bad, HostTensor::from_f32(vec![3, 8], &[0.0; 24]))] {
@@ -355,11 +367,7 @@ fn generate_rejects_models_without_a_cache() {
 /// output): the written output equals the fallback evaluator's, on both backends.
 #[test]
 fn run_reads_and_writes_npy_values() {
-    use blockfuse::ir::HostTensor;
-    let p = rms_norm_json();
-    let g = blockfuse::load_model(&p).unwrap();
-    let x = HostTensor::from_f32(vec![2, 8], &(0..16).map(|i| i as f32 * 0.5 - 4.0).collect::<Vec<_>>());
-    let want = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
+    let (p, x, want) = rms_norm_case(2, 0.5, 4.0);
     let inputs = p.with_file_name("npy_in");
     std::fs::create_dir_all(&inputs).unwrap();
     // f64 on disk: cast to the graph input's f32 when read.

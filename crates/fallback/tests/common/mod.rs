@@ -72,11 +72,7 @@ pub fn run_block(block: impl Block + Clone + 'static, args: &[&HostTensor]) -> V
 
 /// The message of the error a block gives when built over operands of these types.
 pub fn block_error(block: impl Block + 'static, types: &[TensorType]) -> String {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let vals: Vec<Value> =
-        types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
-    match b.block(block, &vals) {
+    match blockfuse_ir::block::block_graph(std::sync::Arc::new(block), types) {
         Ok(_) => panic!("expected the block to reject {types:?}"),
         Err(e) => e.to_string(),
     }
