@@ -534,22 +534,30 @@ fn reshaped_pairs(b: &mut Builder<'_>, x: Value, gather: bool) -> (Value, Value)
     }
 }
 
+/// Interleaved RoPE on the pairs of [`reshaped_pairs`] (`gather` as there), the members
+/// taken as `(x1, x2)`, or as `(x2, x1)` when `swapped`.
+fn reshaped_pairs_rope(gather: bool, swapped: bool) -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let (cos, sin) = per_pair_angles(&mut b);
+    let (x1, x2) = reshaped_pairs(&mut b, q, gather);
+    let (x1, x2) = if swapped { (x2, x1) } else { (x1, x2) };
+    let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
+    let real = b.sub(a, c).unwrap();
+    let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
+    let imag = b.add2(a, c).unwrap();
+    let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
+    let both = b.concat(&[real, imag], -1).unwrap();
+    let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
+    g.add_output("q_rot", y);
+    g
+}
+
 #[test]
 fn fuses_interleaved_pairs_of_a_reshape_to_pairs() {
     for gather in [true, false] {
-        let mut g = Graph::new();
-        let mut b = Builder::new(&mut g);
-        let q = b.input("q", heads(D));
-        let (cos, sin) = per_pair_angles(&mut b);
-        let (x1, x2) = reshaped_pairs(&mut b, q, gather);
-        let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
-        let real = b.sub(a, c).unwrap();
-        let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
-        let imag = b.add2(a, c).unwrap();
-        let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
-        let both = b.concat(&[real, imag], -1).unwrap();
-        let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
-        g.add_output("q_rot", y);
+        let g = reshaped_pairs_rope(gather, false);
         let (before, after, report, opt) = fuse(&g);
         assert_eq!(report.rules["rope_pairs"], 1, "gather={gather} {:?}", report.near_misses);
         assert_eq!(ropes(&opt), vec![Rope::new(D, 1e4).with_traditional(true)]);
@@ -563,19 +571,7 @@ fn fuses_interleaved_pairs_of_a_reshape_to_pairs() {
 /// The negative twin: members 1 and 0 (swapped) of the pairs are not the rotation's x1, x2.
 #[test]
 fn negative_reshape_to_pairs_members_swapped() {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let q = b.input("q", heads(D));
-    let (cos, sin) = per_pair_angles(&mut b);
-    let (x2, x1) = reshaped_pairs(&mut b, q, true);
-    let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
-    let real = b.sub(a, c).unwrap();
-    let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
-    let imag = b.add2(a, c).unwrap();
-    let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
-    let both = b.concat(&[real, imag], -1).unwrap();
-    let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
-    g.add_output("q_rot", y);
+    let g = reshaped_pairs_rope(true, true);
     let (_, _, report, opt) = fuse(&g);
     assert!(ropes(&opt).is_empty());
     assert!(misses(&report, "rope_pairs", "not the even and odd features"), "{:?}", report.near_misses);
