@@ -336,13 +336,30 @@ fn unsqueeze_last(b: &mut Builder<'_>, v: Value) -> Value {
 fn interleaved_pairs(b: &mut Builder<'_>, x: Value, cos: Value, sin: Value, odd_start: i64) -> Value {
     let d = b.ty(x).shape.last().unwrap().known().unwrap() as i64;
     let (x1, x2) = (strided(b, x, 0, d), strided(b, x, odd_start, d + 1));
-    let (a, c) = (b.mul(cos, x1).unwrap(), b.mul(sin, x2).unwrap());
+    let shape = b.ty(x).shape.to_vec();
+    rotate_pairs(b, (x1, x2), (cos, sin), true, shape)
+}
+
+/// The pairs `(x1, x2)` rotated, `real = x1·cos − x2·sin` and `imag = x2·cos + x1·sin`,
+/// each stacked with its pair as `[..., h, 2]` and flattened to `shape`. `onnx` writes the
+/// products as ONNX's RotaryEmbedding function does (`cos·x1 − sin·x2`, `sin·x1 + cos·x2`),
+/// otherwise as the reshape-to-pairs exporters do (`x1·cos − x2·sin`, `x2·cos + x1·sin`).
+fn rotate_pairs(
+    b: &mut Builder<'_>,
+    (x1, x2): (Value, Value),
+    (cos, sin): (Value, Value),
+    onnx: bool,
+    shape: Vec<Dim>,
+) -> Value {
+    let prod =
+        |b: &mut Builder<'_>, x: Value, t: Value| if onnx { b.mul(t, x) } else { b.mul(x, t) }.unwrap();
+    let (a, c) = (prod(b, x1, cos), prod(b, x2, sin));
     let real = b.sub(a, c).unwrap();
-    let (a, c) = (b.mul(sin, x1).unwrap(), b.mul(cos, x2).unwrap());
+    let (a, c) =
+        if onnx { (prod(b, x1, sin), prod(b, x2, cos)) } else { (prod(b, x2, cos), prod(b, x1, sin)) };
     let imag = b.add2(a, c).unwrap();
     let (real, imag) = (unsqueeze_last(b, real), unsqueeze_last(b, imag));
     let both = b.concat(&[real, imag], -1).unwrap();
-    let shape = b.ty(x).shape.to_vec();
     b.reshape(both, shape).unwrap()
 }
 
@@ -396,13 +413,7 @@ fn negative_interleaved_pairs_off_by_one() {
     // x[..., 0::2] against x[..., 2::2]: not the pairs (x_2i, x_2i+1).
     let d = (D + 2) as i64;
     let (x1, x2) = (strided(&mut b, q, 0, d - 2), strided(&mut b, q, 2, d));
-    let (a, c) = (b.mul(cos, x1).unwrap(), b.mul(sin, x2).unwrap());
-    let real = b.sub(a, c).unwrap();
-    let (a, c) = (b.mul(sin, x1).unwrap(), b.mul(cos, x2).unwrap());
-    let imag = b.add2(a, c).unwrap();
-    let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
-    let both = b.concat(&[real, imag], -1).unwrap();
-    let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
+    let y = rotate_pairs(&mut b, (x1, x2), (cos, sin), true, heads(D).shape.to_vec());
     g.add_output("q_rot", y);
     let (_, _, report, opt) = fuse(&g);
     assert!(ropes(&opt).is_empty());
@@ -542,14 +553,8 @@ fn reshaped_pairs_rope(gather: bool, swapped: bool) -> Graph {
     let q = b.input("q", heads(D));
     let (cos, sin) = per_pair_angles(&mut b);
     let (x1, x2) = reshaped_pairs(&mut b, q, gather);
-    let (x1, x2) = if swapped { (x2, x1) } else { (x1, x2) };
-    let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
-    let real = b.sub(a, c).unwrap();
-    let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
-    let imag = b.add2(a, c).unwrap();
-    let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
-    let both = b.concat(&[real, imag], -1).unwrap();
-    let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
+    let pair = if swapped { (x2, x1) } else { (x1, x2) };
+    let y = rotate_pairs(&mut b, pair, (cos, sin), false, heads(D).shape.to_vec());
     g.add_output("q_rot", y);
     g
 }
