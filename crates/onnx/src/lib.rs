@@ -14,7 +14,9 @@
 //!   [`import_file_with_values`]);
 //! - [`external`] reads external tensor data through memory maps, inside the model's
 //!   directory only;
-//! - [`error`] has [`OnnxError`], the one error type.
+//! - [`error`] has [`OnnxError`], the one error type;
+//! - [`build`] has builders of protobuf messages (nodes, attributes, typed values, tensors,
+//!   models), for writing ONNX models in Rust.
 //!
 //! ```no_run
 //! let mut model = blockfuse_onnx::load_model("model.onnx")?;
@@ -29,6 +31,7 @@
 
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod error;
 pub mod export;
 pub mod external;
