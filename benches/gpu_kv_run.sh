@@ -3,7 +3,7 @@
 # "KV-cache decoding on MLX"). Run from the project root on the GPU machine after stage1 and
 # stage2 were copied to ~/blockfuse-stage, as .gpu/run/gpu_kv_run.sh MODE, with carry
 # [".gpu/stage3", ".gpu/stage4", ".gpu/run"] (.gpu/run holds kv_bench, the anchors,
-# decode_kernel_profile.py, layer_kernel_profile.py, cutlass_include.tar.xz and a copy of
+# layer_kernel_profile.py, cutlass_include.tar.xz and a copy of
 # this script). Results go to $OUT.
 #   MODE bench:   kv_bench (every row) and the hand-written anchors, side by side (~4 min)
 #   MODE profile-prefill, profile-decode: ncu kernel lists of blockfuse's best row,
