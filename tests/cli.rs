@@ -45,21 +45,63 @@ fn temp(name: &str, contents: &str) -> PathBuf {
 /// A small graph as JSON: the demo decoder's IR written by `optimize -o` of itself is too
 /// big for a fixture, so this is an RMSNorm in exporter spelling.
 fn rms_norm_json() -> PathBuf {
+    let g = blockfuse_models::rms_norm_graph(8).unwrap();
+    temp("rms.json", &blockfuse::ir::json::to_json(&g).unwrap())
+}
+
+/// The [`rms_norm_json`] file, an input `x` `{rows, 8}` of `i · step − shift`, and the
+/// fallback evaluator's outputs on it (the values the CLI's runs are checked against).
+fn rms_norm_case(
+    rows: usize,
+    step: f32,
+    shift: f32,
+) -> (PathBuf, blockfuse::ir::HostTensor, Vec<blockfuse::ir::HostTensor>) {
+    let p = rms_norm_json();
+    let g = blockfuse::load_model(&p).unwrap();
+    let v: Vec<f32> = (0..rows * 8).map(|i| i as f32 * step - shift).collect();
+    let x = blockfuse::ir::HostTensor::from_f32(vec![rows, 8], &v);
+    let want = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
+    (p, x, want)
+}
+
+/// An RMSNorm in exporter spelling whose eps is a graph input: the rule refuses it (the block
+/// needs a constant eps) with a near-miss.
+fn rms_norm_with_eps_input_json() -> PathBuf {
     use blockfuse::ir::*;
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(8)]));
-    let w = b.constant(HostTensor::from_f32(vec![8], &[0.5; 8]));
+    let eps = b.input("eps", TensorType::new(DType::F32, []));
     let two = b.scalar(DType::F32, 2.0);
     let sq = b.binary(BinaryOp::Pow, x, two).unwrap();
     let m = b.mean_last(sq).unwrap();
-    let eps = b.scalar(DType::F32, 1e-6);
     let a = b.add2(m, eps).unwrap();
     let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
     let y = b.mul(x, r).unwrap();
-    let y = b.mul(y, w).unwrap();
     g.add_output("y", y);
-    temp("rms.json", &json::to_json(&g).unwrap())
+    temp("rms_eps_input.json", &json::to_json(&g).unwrap())
+}
+
+#[test]
+fn a_near_miss_names_a_node_id_that_the_dump_shows() {
+    let p = rms_norm_with_eps_input_json();
+    let out_path = p.with_file_name("rms_eps_input.opt.json");
+    let o =
+        blockfuse(&["optimize", p.to_str().unwrap(), "--report", "json", "-o", out_path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let miss = report["near_misses"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["rule"] == "rms_norm"))
+        .unwrap_or_else(|| panic!("no rms_norm near-miss: {report}"));
+    assert!(miss["reason"].as_str().unwrap().contains("eps is not a constant"), "{miss}");
+    let id = miss["node"].as_str().unwrap().split(' ').next().unwrap().to_string();
+    assert!(id.starts_with('%'), "{miss}");
+    // The same `%N` heads a node line in the dump of the input and of the optimized file.
+    for file in [&p, &out_path] {
+        let dump = stdout(&blockfuse(&["inspect", file.to_str().unwrap()]));
+        assert!(dump.contains(&format!("  {id} = ")), "{id} is not a node of {}:\n{dump}", file.display());
+    }
 }
 
 #[test]
@@ -193,10 +235,7 @@ fn bench_prints_side_by_side_ratio() {
 fn run_check_passes_on_the_truth_and_fails_on_a_lie() {
     use blockfuse::ir::HostTensor;
     use blockfuse::onnx::test_data::write_tensor_pb;
-    let p = rms_norm_json();
-    let g = blockfuse::load_model(&p).unwrap();
-    let x = HostTensor::from_f32(vec![3, 8], &(0..24).map(|i| i as f32 * 0.25 - 3.0).collect::<Vec<_>>());
-    let truth = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
+    let (p, x, truth) = rms_norm_case(3, 0.25, 3.0);
     let good = p.with_file_name("good");
     let bad = p.with_file_name("bad");
     for (dir, out) in [(&good, truth[0].clone()), (&bad, HostTensor::from_f32(vec![3, 8], &[0.0; 24]))] {
@@ -368,11 +407,7 @@ fn generate_rejects_models_without_a_cache() {
 /// output): the written output equals the fallback evaluator's, on both backends.
 #[test]
 fn run_reads_and_writes_npy_values() {
-    use blockfuse::ir::HostTensor;
-    let p = rms_norm_json();
-    let g = blockfuse::load_model(&p).unwrap();
-    let x = HostTensor::from_f32(vec![2, 8], &(0..16).map(|i| i as f32 * 0.5 - 4.0).collect::<Vec<_>>());
-    let want = blockfuse::run_backend(&g, std::slice::from_ref(&x), "fallback").unwrap();
+    let (p, x, want) = rms_norm_case(2, 0.5, 4.0);
     let inputs = p.with_file_name("npy_in");
     std::fs::create_dir_all(&inputs).unwrap();
     // f64 on disk: cast to the graph input's f32 when read.
@@ -457,45 +492,15 @@ fn optimize_fuses_projections_on_request() {
 /// `y = Reshape(x, shape)` with `shape` a graph input, as an `.onnx` file: its output shape
 /// depends on the value of `shape`.
 fn reshape_by_input_onnx() -> PathBuf {
-    use blockfuse::onnx::proto::tensor_proto::DataType;
-    use blockfuse::onnx::proto::tensor_shape_proto::{dimension, Dimension};
-    use blockfuse::onnx::proto::*;
-    let vi = |name: &str, elem: DataType, dims: &[i64]| ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem as i32),
-                shape: Some(TensorShapeProto {
-                    dim: dims
-                        .iter()
-                        .map(|&d| Dimension {
-                            value: Some(dimension::Value::DimValue(d)),
-                            ..Default::default()
-                        })
-                        .collect(),
-                }),
-            })),
-            ..Default::default()
-        }),
+    use blockfuse::onnx::build::{model, node, opset, value_info_fixed as vi};
+    use blockfuse::onnx::proto::{tensor_proto::DataType, GraphProto};
+    let graph = GraphProto {
+        node: vec![node("Reshape", "r", &["x", "shape"], &["y"])],
+        input: vec![vi("x", DataType::Float, &[2, 3]), vi("shape", DataType::Int64, &[2])],
+        output: vec![vi("y", DataType::Float, &[])],
         ..Default::default()
     };
-    let model = ModelProto {
-        ir_version: Some(10),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
-        graph: Some(GraphProto {
-            node: vec![NodeProto {
-                op_type: Some("Reshape".into()),
-                name: Some("r".into()),
-                input: vec!["x".into(), "shape".into()],
-                output: vec!["y".into()],
-                ..Default::default()
-            }],
-            input: vec![vi("x", DataType::Float, &[2, 3]), vi("shape", DataType::Int64, &[2])],
-            output: vec![vi("y", DataType::Float, &[])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let model = model(10, vec![opset("", 21)], graph);
     let p = temp("reshape.onnx", "");
     blockfuse::onnx::model::save_model(&p, &model).unwrap();
     p

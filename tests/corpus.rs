@@ -6,17 +6,9 @@ use blockfuse::compare::{compare, Tolerance};
 use blockfuse::ir::{DType, Graph, HostTensor};
 use blockfuse::patterns::{default_rules, optimize, optimize_with, OptimizeOptions, ProjectionOptions};
 use blockfuse::run_backend;
-use std::path::PathBuf;
+use common::{blocks_of, corpus_dir, index, DataSet, DATA_SETS};
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.join("index.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("!!! SKIPPED: ../shared/corpus not found; the corpus tests did not run !!!");
-        None
-    }
-}
+mod common;
 
 /// Expected block counts from the ground truth recorded while exporting.
 fn expected_blocks(gt: &serde_json::Value) -> Vec<(&'static str, u64)> {
@@ -60,26 +52,15 @@ fn unexcused_mismatches(got: &HostTensor, want: &HostTensor, mask: Option<&HostT
 }
 
 fn check_data_sets(name: &str, dir: &std::path::Path, g: &Graph, label: &str, backend: &str) {
-    for set in ["test_data_set_0", "test_data_set_1"] {
-        let data = blockfuse::onnx::TestDataSet::open(dir.join(set)).unwrap();
-        let given = data.read_inputs().unwrap();
-        let want = data.read_outputs().unwrap();
-        let input = |n: &str| given.iter().find(|(m, _)| m == n).map(|(_, t)| t.clone());
-        let inputs: Vec<_> = g
-            .inputs()
-            .iter()
-            .map(|&id| {
-                let n = g.node(id).name.clone().unwrap_or_default();
-                input(&n).unwrap_or_else(|| panic!("{name}: no input {n}"))
-            })
-            .collect();
-        let mask = input("attention_mask");
+    for set in DATA_SETS {
+        let data = DataSet::read(name, dir, set, g);
+        let mask = data.input("attention_mask");
         let outs =
-            run_backend(g, &inputs, backend).unwrap_or_else(|e| panic!("{name} ({label}, {set}): {e}"));
+            run_backend(g, &data.inputs, backend).unwrap_or_else(|e| panic!("{name} ({label}, {set}): {e}"));
         for ((out_name, _), got) in g.outputs().iter().zip(&outs) {
-            let reference = &want.iter().find(|(m, _)| m == out_name).unwrap().1;
+            let reference = data.reference(out_name);
             let c = compare(got, reference, Tolerance::for_dtype(reference.dtype()));
-            let unexcused = unexcused_mismatches(got, reference, mask.as_ref());
+            let unexcused = unexcused_mismatches(got, reference, mask);
             if !c.passed() && unexcused == 0 {
                 eprintln!("note: {name} ({label}, {set}, {backend:?}): {} f16 elements differ only at padded positions (max_abs {:.3e})", c.bad, c.max_abs);
             }
@@ -95,20 +76,21 @@ fn check_data_sets(name: &str, dir: &std::path::Path, g: &Graph, label: &str, ba
 }
 
 fn corpus_case(name: &str) {
-    let Some(root) = corpus_dir() else { return };
-    let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("index.json")).unwrap()).unwrap();
+    let Some(root) = corpus_dir("corpus") else { return };
+    let index = index(&root);
     let dir = root.join(name);
     let g = blockfuse::load_model(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
     g.validate().unwrap();
     let mut opt = g.clone();
     let report = optimize(&mut opt, &default_rules()).unwrap();
     opt.validate().unwrap();
-    let count = |kind: &str| report.blocks.get(kind).copied().unwrap_or(0) as u64;
     for (kind, want) in expected_blocks(&index[name]["ground_truth"]) {
-        // A norm of a residual sum is a `residual_rms_norm` block (the norm and its add).
-        let got = count(kind) + if kind == "rms_norm" { count("residual_rms_norm") } else { 0 };
-        assert_eq!(got, want, "{name}: {kind} blocks (near-misses: {:?})", report.near_misses);
+        assert_eq!(
+            blocks_of(&report, kind),
+            want,
+            "{name}: {kind} blocks (near-misses: {:?})",
+            report.near_misses
+        );
     }
     for backend in ["fallback", "mlx:cpu"] {
         check_data_sets(name, &dir, &g, "imported", backend);

@@ -11,17 +11,9 @@ use blockfuse::compare::{compare, Tolerance};
 use blockfuse::ir::{Graph, HostTensor};
 use blockfuse::patterns::{default_rules, optimize};
 use blockfuse::run_backend;
-use std::path::PathBuf;
+use common::{blocks_of, corpus_dir, index, DataSet, DATA_SETS};
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus-kv");
-    if dir.join("index.json").exists() {
-        Some(dir)
-    } else {
-        eprintln!("!!! SKIPPED: ../shared/corpus-kv not found; the corpus-kv tests did not run !!!");
-        None
-    }
-}
+mod common;
 
 /// Output elements outside the dtype's tolerance, not counting the rows of query positions
 /// that `attention_mask` pads (a left-padded row attends to nothing: its output is
@@ -47,29 +39,18 @@ fn unexcused(got: &HostTensor, want: &HostTensor, mask: Option<&HostTensor>, seq
 }
 
 fn check_data_sets(name: &str, dir: &std::path::Path, g: &Graph, label: &str, backend: &str) {
-    for set in ["test_data_set_0", "test_data_set_1"] {
-        let data = blockfuse::onnx::TestDataSet::open(dir.join(set)).unwrap();
-        let given = data.read_inputs().unwrap();
-        let want = data.read_outputs().unwrap();
-        let input = |n: &str| given.iter().find(|(m, _)| m == n).map(|(_, t)| t.clone());
-        let inputs: Vec<_> = g
-            .inputs()
-            .iter()
-            .map(|&id| {
-                let n = g.node(id).name.clone().unwrap_or_default();
-                input(&n).unwrap_or_else(|| panic!("{name}: no input {n}"))
-            })
-            .collect();
-        let seq = input("input_ids").map_or(1, |t| t.dims()[1]);
-        let mask = input("attention_mask");
+    for set in DATA_SETS {
+        let data = DataSet::read(name, dir, set, g);
+        let seq = data.input("input_ids").map_or(1, |t| t.dims()[1]);
+        let mask = data.input("attention_mask");
         let outs =
-            run_backend(g, &inputs, backend).unwrap_or_else(|e| panic!("{name} ({label}, {set}): {e}"));
-        assert_eq!(outs.len(), want.len(), "{name}: outputs");
+            run_backend(g, &data.inputs, backend).unwrap_or_else(|e| panic!("{name} ({label}, {set}): {e}"));
+        assert_eq!(outs.len(), data.want.len(), "{name}: outputs");
         for ((out_name, _), got) in g.outputs().iter().zip(&outs) {
-            let reference = &want.iter().find(|(m, _)| m == out_name).unwrap().1;
+            let reference = data.reference(out_name);
             assert_eq!(got.dims(), reference.dims(), "{name} ({label}, {set}): {out_name} dims");
             let c = compare(got, reference, Tolerance::for_dtype(reference.dtype()));
-            let bad = unexcused(got, reference, mask.as_ref(), seq);
+            let bad = unexcused(got, reference, mask, seq);
             assert!(
                 c.incompatible.is_none() && bad == 0,
                 "{name} ({label}, {set}, {backend}): output {out_name} max_abs {:.3e} max_rel {:.3e}, {bad} bad elements",
@@ -81,9 +62,8 @@ fn check_data_sets(name: &str, dir: &std::path::Path, g: &Graph, label: &str, ba
 }
 
 fn corpus_kv_case(name: &str) {
-    let Some(root) = corpus_dir() else { return };
-    let index: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("index.json")).unwrap()).unwrap();
+    let Some(root) = corpus_dir("corpus-kv") else { return };
+    let index = index(&root);
     let entry = &index["models"][name];
     let dir = root.join(name);
     let g = blockfuse::load_model(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -100,11 +80,8 @@ fn corpus_kv_case(name: &str) {
     opt.validate().unwrap();
     let targets = entry["ground_truth"]["fusion_targets"].as_object().expect("fusion_targets");
     for (kind, want) in targets {
-        let count = |k: &str| report.blocks.get(k).copied().unwrap_or(0) as u64;
-        // A norm of a residual sum is a `residual_rms_norm` block (the norm and its add).
-        let got = count(kind) + if kind == "rms_norm" { count("residual_rms_norm") } else { 0 };
         assert_eq!(
-            got,
+            blocks_of(&report, kind),
             want.as_u64().unwrap(),
             "{name}: {kind} blocks (near-misses: {:?})",
             report.near_misses

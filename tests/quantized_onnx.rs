@@ -15,47 +15,15 @@
 use blockfuse::compare::{compare, Tolerance};
 use blockfuse::ir::blocks::{QuantizedEmbedding, QuantizedMatmul};
 use blockfuse::ir::Op;
-use blockfuse::onnx::test_data::{workspace_root, TestDataSet};
+use blockfuse::onnx::test_data::TestDataSet;
 use blockfuse::patterns::{default_rules, optimize};
 use blockfuse::run_backend;
+use blockfuse_testkit::python::python_with;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("BLOCKFUSE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/onnx-venv/bin/python"));
-    let ci = std::env::var_os("CI").is_some();
-    let has =
-        |m: &str| Command::new(&py).args(["-c", &format!("import {m}")]).status().is_ok_and(|s| s.success());
-    if !has("onnx") {
-        assert!(
-            !ci,
-            "CI: no Python venv with onnx at {} (scripts/onnx-node-tests.sh makes it)",
-            py.display()
-        );
-        eprintln!("\n!!! SKIPPED: {} has no onnx (set BLOCKFUSE_PYTHON)\n", py.display());
-        return None;
-    }
-    if !has("onnxruntime") || !has("onnx_ir") {
-        if ci {
-            let ok = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "onnxruntime", "onnx-ir"])
-                .status();
-            assert!(ok.is_ok_and(|s| s.success()), "CI: pip install onnxruntime onnx-ir failed");
-        } else {
-            eprintln!(
-                "\n!!! SKIPPED: {} lacks onnxruntime or onnx-ir (pip install onnxruntime onnx-ir)\n",
-                py.display()
-            );
-            return None;
-        }
-    }
-    Some(py)
-}
-
 fn make_models() -> Option<PathBuf> {
-    let py = python()?;
+    let py = python_with(&[("onnxruntime", "onnxruntime"), ("onnx_ir", "onnx-ir")])?;
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("quantized-onnx");
     let _ = std::fs::remove_dir_all(&out);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quantized/make_models.py");

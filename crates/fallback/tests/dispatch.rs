@@ -5,9 +5,9 @@ mod common;
 
 use blockfuse_fallback::{EvalError, FallbackBackend};
 use blockfuse_ir::blocks::{RmsNorm, SwiGlu};
-use blockfuse_ir::{Block, Builder, DType, HostTensor, IrError, TensorType, Value};
+use blockfuse_ir::{DType, HostTensor, TensorType};
+use blockfuse_testkit::blocks::IntRatio;
 use common::*;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -60,25 +60,6 @@ fn lowering_errors_name_the_block_node() {
     be.register::<RmsNorm>(|_, _, _| Ok(vec![HostTensor::from_f32(vec![4], &[0.0; 4])]));
     let e = be.run(&g, &[x]).unwrap_err().to_string();
     assert!(e.contains("output 0 is f32[4], the graph declares f32[1, 4]"), "{e}");
-}
-
-/// A block whose fallback divides integers, to see errors from inside a fallback subgraph.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct IntRatio;
-
-impl Block for IntRatio {
-    fn kind(&self) -> &'static str {
-        "int_ratio"
-    }
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
-        Ok(vec![inputs[0].clone()])
-    }
-    fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
-        Ok(vec![b.div(inputs[0], inputs[1])?])
-    }
 }
 
 #[test]

@@ -4,30 +4,8 @@ mod common;
 
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::{LayerNorm, RmsNorm};
-use blockfuse_ir::{Bound, DType, HostTensor, Op, SliceSpec, TensorType};
+use blockfuse_ir::{Bound, DType, Op, SliceSpec, TensorType};
 use common::*;
-
-fn round_to(dtype: DType, v: f64) -> f64 {
-    HostTensor::scalar(dtype, v).get_f64(0)
-}
-
-/// `w ⊙ cast_T(x · rsqrt(mean(x²) + eps))` row by row; `w` is `offset + w` when given.
-fn rms_ref(x: &[f64], d: usize, w: Option<&[f64]>, eps: f64, offset: f64, t: DType) -> Vec<f64> {
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.chunks(d) {
-        let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
-        let r = 1.0 / (ms + eps).sqrt();
-        for (i, v) in row.iter().enumerate() {
-            let y = v * r;
-            out.push(match w {
-                None => y,
-                Some(w) if offset == 0.0 => w[i] * round_to(t, y),
-                Some(w) => (offset + w[i]) * y,
-            });
-        }
-    }
-    out
-}
 
 /// `cast_T((x − mu) · rsqrt(var + eps)) ⊙ w + b` row by row (biased variance).
 fn ln_ref(x: &[f64], d: usize, w: Option<&[f64]>, b: Option<&[f64]>, eps: f64) -> Vec<f64> {

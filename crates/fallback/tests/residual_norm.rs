@@ -7,10 +7,6 @@ use blockfuse_ir::blocks::ResidualRmsNorm;
 use blockfuse_ir::{DType, HostTensor, TensorType};
 use common::*;
 
-fn round_to(dtype: DType, v: f64) -> f64 {
-    HostTensor::scalar(dtype, v).get_f64(0)
-}
-
 /// `(h, y)` row by row; `w` is `offset + w` (taken in f32, rounded once) when `offset ≠ 0`.
 fn reference(
     x: &[f64],
@@ -22,19 +18,7 @@ fn reference(
     t: DType,
 ) -> (Vec<f64>, Vec<f64>) {
     let h: Vec<f64> = x.iter().zip(a).map(|(x, a)| round_to(t, x + a)).collect();
-    let mut y = Vec::with_capacity(h.len());
-    for row in h.chunks(d) {
-        let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
-        let r = 1.0 / (ms + eps).sqrt();
-        for (i, v) in row.iter().enumerate() {
-            let n = v * r;
-            y.push(match w {
-                None => n,
-                Some(w) if offset == 0.0 => w[i] * round_to(t, n),
-                Some(w) => (offset + w[i]) * n,
-            });
-        }
-    }
+    let y = rms_ref(&h, d, w, eps, offset, t);
     (h, y)
 }
 

@@ -9,14 +9,16 @@
 
 use crate::check::accepted_graph;
 use arbitrary::{Result, Unstructured};
-use blockfuse_ir::HostTensor;
+use blockfuse_onnx::build::{
+    self, attr_float, attr_int, attr_ints, attr_tensor, opset, tensor_f32, tensor_i64, value_info, value_name,
+};
+use blockfuse_onnx::decode_model;
 use blockfuse_onnx::import::{import_model_with, ImportOptions, SUPPORTED};
 use blockfuse_onnx::proto::tensor_shape_proto::{dimension, Dimension};
 use blockfuse_onnx::proto::{
     attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    TensorProto, ValueInfoProto,
 };
-use blockfuse_onnx::{decode_model, tensor_to_proto};
 
 /// Limits small enough that a mutated model cannot make the target allocate much.
 pub const LIMITS: ImportOptions = ImportOptions { max_tensor_bytes: 1 << 24, max_constant_bytes: 1 << 25 };
@@ -288,16 +290,19 @@ fn mutate(u: &mut Unstructured<'_>, g: &mut GraphProto) -> Result<()> {
         }
         7 if !all.is_empty() => {
             let op = u.choose(SUPPORTED)?.to_string();
-            let inputs =
+            let inputs: Vec<String> =
                 (0..u.int_in_range(0..=3)?).map(|_| u.choose(&all).cloned()).collect::<Result<_>>()?;
             let outs = u.int_in_range(1..=2)?;
             let k = g.node.len();
-            let mut n = node(&op, inputs, (0..outs).map(|o| format!("new{k}_{o}")).collect());
+            let outputs: Vec<String> = (0..outs).map(|o| format!("new{k}_{o}")).collect();
+            let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+            let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+            let mut added = n(&op, &inputs, &outputs, vec![]);
             for _ in 0..u.int_in_range(0..=2)? {
-                n.attribute.push(attribute(u)?);
+                added.attribute.push(attribute(u)?);
             }
             let at = u.choose_index(g.node.len() + 1)?;
-            g.node.insert(at, n);
+            g.node.insert(at, added);
         }
         8 if !g.initializer.is_empty() => {
             let i = u.choose_index(g.initializer.len())?;
@@ -306,12 +311,12 @@ fn mutate(u: &mut Unstructured<'_>, g: &mut GraphProto) -> Result<()> {
         }
         9 if !all.is_empty() => {
             let name = u.choose(&all)?.clone();
-            g.output.push(ValueInfoProto { name: Some(name), ..Default::default() });
+            g.output.push(value_name(&name));
         }
         _ => {
             if let Some(n) = g.node.last() {
                 if let Some(o) = n.output.first() {
-                    g.output = vec![ValueInfoProto { name: Some(o.clone()), ..Default::default() }];
+                    g.output = vec![value_name(o)];
                 }
             }
         }
@@ -319,123 +324,52 @@ fn mutate(u: &mut Unstructured<'_>, g: &mut GraphProto) -> Result<()> {
     Ok(())
 }
 
-fn node(op: &str, input: Vec<String>, output: Vec<String>) -> NodeProto {
-    NodeProto {
-        name: Some(format!("{op}_{}", output.first().map_or("", String::as_str))),
-        op_type: Some(op.into()),
-        input,
-        output,
-        ..Default::default()
-    }
-}
-
+/// A node named `<op>_<first output>`, as the seeds and the added nodes are named.
 fn n(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    let mut n = node(
-        op,
-        inputs.iter().map(|s| s.to_string()).collect(),
-        outputs.iter().map(|s| s.to_string()).collect(),
-    );
-    n.attribute = attrs;
-    n
+    let name = format!("{op}_{}", outputs.first().copied().unwrap_or(""));
+    build::node(op, &name, inputs, outputs).with_attributes(attrs)
 }
 
-fn a_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
-
-fn a_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn a_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Float as i32),
-        f: Some(v),
-        ..Default::default()
-    }
-}
-
-fn vi(name: &str, elem: i32, dims: &[&str]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|d| Dimension {
-            value: Some(match d.parse::<i64>() {
-                Ok(v) => dimension::Value::DimValue(v),
-                Err(_) => dimension::Value::DimParam(d.to_string()),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    let tensor = type_proto::Tensor { elem_type: Some(elem), shape: Some(TensorShapeProto { dim }) };
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto { value: Some(type_proto::Value::TensorType(tensor)), ..Default::default() }),
-        ..Default::default()
-    }
-}
-
-fn f32s(name: &str, dims: &[usize], v: &[f32]) -> TensorProto {
-    tensor_to_proto(name, &HostTensor::from_f32(dims.to_vec(), v))
-}
-
-fn i64s(name: &str, dims: &[usize], v: &[i64]) -> TensorProto {
-    tensor_to_proto(name, &HostTensor::from_i64(dims.to_vec(), v))
-}
-
+/// An IR 9, opset 21 model from `inputs` to the first output of the last node.
 fn model(inputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>, nodes: Vec<NodeProto>) -> ModelProto {
     let last = nodes.last().and_then(|n| n.output.first().cloned()).unwrap_or_default();
-    ModelProto {
-        ir_version: Some(9),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
-        graph: Some(GraphProto {
-            name: Some("seed".into()),
-            node: nodes,
-            input: inputs,
-            initializer: inits,
-            output: vec![ValueInfoProto { name: Some(last), ..Default::default() }],
-            ..Default::default()
-        }),
+    let graph = GraphProto {
+        name: Some("seed".into()),
+        node: nodes,
+        input: inputs,
+        initializer: inits,
+        output: vec![value_name(&last)],
         ..Default::default()
-    }
+    };
+    build::model(9, vec![opset("", 21)], graph)
 }
 
 /// The valid seed models: an MLP, an RMSNorm spelling, shape arithmetic into a Reshape,
 /// `ConstantOfShape`/`Expand`/`Range`, attention, and normalization/activation ops.
 pub fn seeds() -> Vec<ModelProto> {
     let w: Vec<f32> = (0..16).map(|i| (i as f32 - 8.0) / 8.0).collect();
-    let x = || vi("x", 1, &["N", "4"]);
+    let x = || value_info("x", 1, &["N", "4"]);
     let mlp = model(
         vec![x()],
-        vec![f32s("w", &[4, 4], &w), f32s("b", &[4], &[0.1, 0.2, 0.3, 0.4])],
+        vec![tensor_f32("w", &[4, 4], &w), tensor_f32("b", &[4], &[0.1, 0.2, 0.3, 0.4])],
         vec![
             n("MatMul", &["x", "w"], &["h"], vec![]),
             n("Add", &["h", "b"], &["hb"], vec![]),
             n("Relu", &["hb"], &["r"], vec![]),
-            n("Softmax", &["r"], &["y"], vec![a_int("axis", -1)]),
+            n("Softmax", &["r"], &["y"], vec![attr_int("axis", -1)]),
         ],
     );
     let rms = model(
         vec![x()],
         vec![
-            f32s("two", &[], &[2.0]),
-            f32s("eps", &[], &[1e-6]),
-            f32s("g", &[4], &[1.0, 0.5, 2.0, 1.5]),
-            i64s("ax", &[1], &[-1]),
+            tensor_f32("two", &[], &[2.0]),
+            tensor_f32("eps", &[], &[1e-6]),
+            tensor_f32("g", &[4], &[1.0, 0.5, 2.0, 1.5]),
+            tensor_i64("ax", &[1], &[-1]),
         ],
         vec![
             n("Pow", &["x", "two"], &["sq"], vec![]),
-            n("ReduceMean", &["sq", "ax"], &["ms"], vec![a_int("keepdims", 1)]),
+            n("ReduceMean", &["sq", "ax"], &["ms"], vec![attr_int("keepdims", 1)]),
             n("Add", &["ms", "eps"], &["mse"], vec![]),
             n("Sqrt", &["mse"], &["rt"], vec![]),
             n("Div", &["x", "rt"], &["xn"], vec![]),
@@ -443,84 +377,79 @@ pub fn seeds() -> Vec<ModelProto> {
         ],
     );
     let shapes = model(
-        vec![vi("x", 1, &["N", "S", "4"])],
-        vec![i64s("last", &[], &[2]), i64s("m1", &[1], &[-1]), i64s("ax0", &[1], &[0])],
+        vec![value_info("x", 1, &["N", "S", "4"])],
+        vec![tensor_i64("last", &[], &[2]), tensor_i64("m1", &[1], &[-1]), tensor_i64("ax0", &[1], &[0])],
         vec![
             n("Shape", &["x"], &["sh"], vec![]),
-            n("Gather", &["sh", "last"], &["n"], vec![a_int("axis", 0)]),
+            n("Gather", &["sh", "last"], &["n"], vec![attr_int("axis", 0)]),
             n("Unsqueeze", &["n", "ax0"], &["n1"], vec![]),
-            n("Concat", &["m1", "n1"], &["target"], vec![a_int("axis", 0)]),
+            n("Concat", &["m1", "n1"], &["target"], vec![attr_int("axis", 0)]),
             n("Reshape", &["x", "target"], &["flat"], vec![]),
-            n("Transpose", &["flat"], &["t"], vec![a_ints("perm", &[1, 0])]),
+            n("Transpose", &["flat"], &["t"], vec![attr_ints("perm", &[1, 0])]),
             n("Slice", &["t", "zero_s", "two_s"], &["y"], vec![]),
         ],
     );
     let mut shapes = shapes;
     if let Some(g) = shapes.graph.as_mut() {
-        g.initializer.push(i64s("zero_s", &[1], &[0]));
-        g.initializer.push(i64s("two_s", &[1], &[2]));
+        g.initializer.push(tensor_i64("zero_s", &[1], &[0]));
+        g.initializer.push(tensor_i64("two_s", &[1], &[2]));
     }
     let fill = model(
         vec![x()],
         vec![
-            i64s("dims", &[2], &[1, 4]),
-            i64s("start", &[], &[0]),
-            i64s("lim", &[], &[4]),
-            i64s("one", &[], &[1]),
+            tensor_i64("dims", &[2], &[1, 4]),
+            tensor_i64("start", &[], &[0]),
+            tensor_i64("lim", &[], &[4]),
+            tensor_i64("one", &[], &[1]),
         ],
         vec![
             n(
                 "ConstantOfShape",
                 &["dims"],
                 &["c"],
-                vec![AttributeProto {
-                    name: Some("value".into()),
-                    r#type: Some(AttributeType::Tensor as i32),
-                    t: Some(f32s("value", &[1], &[0.5])),
-                    ..Default::default()
-                }],
+                vec![attr_tensor("value", tensor_f32("value", &[1], &[0.5]))],
             ),
             n("Range", &["start", "lim", "one"], &["r"], vec![]),
-            n("Cast", &["r"], &["rf"], vec![a_int("to", 1)]),
+            n("Cast", &["r"], &["rf"], vec![attr_int("to", 1)]),
             n("Add", &["c", "rf"], &["cr"], vec![]),
             n("Shape", &["x"], &["xs"], vec![]),
             n("Expand", &["cr", "xs"], &["e"], vec![]),
             n("Tile", &["e", "reps"], &["tl"], vec![]),
-            n("Trilu", &["tl"], &["y"], vec![a_int("upper", 0)]),
+            n("Trilu", &["tl"], &["y"], vec![attr_int("upper", 0)]),
         ],
     );
     let mut fill = fill;
     if let Some(g) = fill.graph.as_mut() {
-        g.initializer.push(i64s("reps", &[2], &[1, 2]));
+        g.initializer.push(tensor_i64("reps", &[2], &[1, 2]));
     }
-    let t4 = |name: &str| vi(name, 1, &["1", "2", "S", "8"]);
+    let t4 = |name: &str| value_info(name, 1, &["1", "2", "S", "8"]);
     let attention = model(
         vec![t4("q"), t4("k"), t4("v")],
-        vec![f32s("scale", &[], &[0.35])],
+        vec![tensor_f32("scale", &[], &[0.35])],
         vec![
-            n("Transpose", &["k"], &["kt"], vec![a_ints("perm", &[0, 1, 3, 2])]),
+            n("Transpose", &["k"], &["kt"], vec![attr_ints("perm", &[0, 1, 3, 2])]),
             n("MatMul", &["q", "kt"], &["s"], vec![]),
             n("Mul", &["s", "scale"], &["ss"], vec![]),
-            n("Softmax", &["ss"], &["p"], vec![a_int("axis", -1)]),
+            n("Softmax", &["ss"], &["p"], vec![attr_int("axis", -1)]),
             n("MatMul", &["p", "v"], &["y"], vec![]),
         ],
     );
     let norms = model(
         vec![x()],
-        vec![f32s("g", &[4], &[1.0, 0.5, 2.0, 1.5]), f32s("b", &[4], &[0.0, 0.1, 0.2, 0.3])],
+        vec![tensor_f32("g", &[4], &[1.0, 0.5, 2.0, 1.5]), tensor_f32("b", &[4], &[0.0, 0.1, 0.2, 0.3])],
         vec![
             n(
                 "LayerNormalization",
                 &["x", "g", "b"],
                 &["ln"],
-                vec![a_float("epsilon", 1e-5), a_int("axis", -1)],
+                vec![attr_float("epsilon", 1e-5), attr_int("axis", -1)],
             ),
             n("Gelu", &["ln"], &["ge"], vec![]),
-            n("Split", &["ge"], &["s0", "s1"], vec![a_int("axis", -1), a_int("num_outputs", 2)]),
+            n("Split", &["ge"], &["s0", "s1"], vec![attr_int("axis", -1), attr_int("num_outputs", 2)]),
             n("Sigmoid", &["s0"], &["sg"], vec![]),
             n("Mul", &["s0", "sg"], &["silu"], vec![]),
             n("Mul", &["silu", "s1"], &["sw"], vec![]),
-            n("ReduceSum", &["sw"], &["y"], vec![a_int("keepdims", 0)]),
+            n("ReduceSum", &["sw"], &["y"], vec![attr_int("keepdims", 0)]),
         ],
     );
     vec![mlp, rms, shapes, fill, attention, norms]

@@ -146,15 +146,7 @@ impl ParityCase {
     /// A graph of one node of the case's block over inputs `arg0..` of `types` (the case's
     /// operand types, or the same widened to f64), outputs `out0..`.
     pub fn graph(&self, types: &[TensorType]) -> Result<crate::Graph, IrError> {
-        let mut g = crate::Graph::new();
-        let mut b = Builder::new(&mut g);
-        let args: Vec<Value> =
-            types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
-        let outs = b.add_multi(crate::op::Op::Block(self.block.clone()), &args)?;
-        for (i, v) in outs.into_iter().enumerate() {
-            g.add_output(&format!("out{i}"), v);
-        }
-        Ok(g)
+        block_graph(self.block.clone(), types)
     }
 
     /// The case in words for messages: `block.gelu{approximation=tanh}(f16[2, 7, 33])`.
@@ -162,6 +154,21 @@ impl ParityCase {
         let types: Vec<String> = self.operands.iter().map(|t| t.to_string()).collect();
         format!("{:?}({})", crate::op::Op::Block(self.block.clone()), types.join(", "))
     }
+}
+
+/// A graph of one node of `block` over inputs `arg0`, `arg1`, ... of `types`, whose outputs
+/// `out0`, ... are the block's: the unit that parity tests, backend tests and benches run to
+/// exercise one block. Errors when the block rejects the operand types.
+pub fn block_graph(block: Arc<dyn Block>, types: &[TensorType]) -> Result<crate::Graph, IrError> {
+    let mut g = crate::Graph::new();
+    let mut b = Builder::new(&mut g);
+    let args: Vec<Value> =
+        types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
+    let outs = b.add_multi(crate::op::Op::Block(block), &args)?;
+    for (i, v) in outs.into_iter().enumerate() {
+        g.add_output(&format!("out{i}"), v);
+    }
+    Ok(g)
 }
 
 impl dyn Block {

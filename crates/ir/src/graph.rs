@@ -363,6 +363,46 @@ impl Graph {
         h
     }
 
+    /// The same graph with node `id` moved to index `new_index(id)` (a reader keeping the
+    /// ids its document gave). `None` when `new_index` maps two nodes to one index or names
+    /// an index at or above `bound`; indices no node takes are left vacant, and later
+    /// [`Graph::add_node`] calls may fill them.
+    pub fn renumbered(&self, bound: usize, new_index: impl Fn(NodeId) -> usize) -> Option<Graph> {
+        let mut slots: Vec<Option<NodeId>> = vec![None; bound];
+        for id in self.g.node_indices() {
+            let slot = slots.get_mut(new_index(id))?;
+            if slot.replace(id).is_some() {
+                return None;
+            }
+        }
+        let moved = |id: NodeId| NodeId::new(new_index(id));
+        let moved_value = |v: &Value| Value { node: moved(v.node), output: v.output };
+        let mut g = StableDiGraph::with_capacity(bound, self.g.edge_count());
+        for slot in &slots {
+            let node = match slot {
+                Some(old) => {
+                    let node = &self.g[*old];
+                    Node { operands: node.operands.iter().map(moved_value).collect(), ..node.clone() }
+                }
+                None => Node { op: Op::Input, operands: SmallVec::new(), types: SmallVec::new(), name: None },
+            };
+            g.add_node(node);
+        }
+        for e in petgraph::visit::IntoEdgeReferences::edge_references(&self.g) {
+            g.add_edge(moved(e.source()), moved(e.target()), *e.weight());
+        }
+        for (index, slot) in slots.iter().enumerate() {
+            if slot.is_none() {
+                g.remove_node(NodeId::new(index));
+            }
+        }
+        Some(Graph {
+            g,
+            inputs: self.inputs.iter().map(|&id| moved(id)).collect(),
+            outputs: self.outputs.iter().map(|(name, v)| (name.clone(), moved_value(v))).collect(),
+        })
+    }
+
     /// The underlying petgraph (read-only), e.g. for DOT output or custom traversals.
     pub fn petgraph(&self) -> &StableDiGraph<Node, Use> {
         &self.g

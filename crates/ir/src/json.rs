@@ -148,7 +148,7 @@ pub fn json_schema() -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
 }
 
-/// Writes a graph as JSON (nodes in topological order, ids renumbered from 0). Errors on a
+/// Writes a graph as JSON (nodes in topological order, under their node ids). Errors on a
 /// cycle or on an operand or output naming a missing value.
 pub fn to_json(g: &Graph) -> Result<String, IrError> {
     write_doc(g, None)
@@ -235,25 +235,21 @@ fn plain_file_name(name: &str) -> Result<(), IrError> {
 fn write_doc(g: &Graph, mut side: Option<(&str, usize, &mut Vec<u8>)>) -> Result<String, IrError> {
     let order = g.topo_order()?;
     g.check_references()?;
-    let mut ids: HashMap<NodeId, u64> = HashMap::new();
-    // `check_references` and the topological order put every operand and output before
-    // its use: the lookups below find their id.
-    let id_of = |ids: &HashMap<NodeId, u64>, v: &Value| ids.get(&v.node).copied().unwrap_or(u64::MAX);
+    // Node ids are written as they are: the reader keeps them, so `%N` means the same node
+    // in the document, in the dump of the graph read back, and in errors and near-misses.
+    let value_ref = |v: &Value| {
+        if v.output == 0 {
+            v.node.index().to_string()
+        } else {
+            format!("{}:{}", v.node.index(), v.output)
+        }
+    };
     // Inputs first, in graph order, so that reading keeps their order.
     let inputs = g.inputs().iter().copied();
     let rest = order.iter().copied().filter(|id| !matches!(g.node(*id).op, Op::Input));
     let mut nodes = Vec::with_capacity(order.len());
     for id in inputs.chain(rest) {
-        let n = ids.len() as u64;
-        ids.insert(id, n);
         let node = g.node(id);
-        let value_ref = |v: &Value| {
-            if v.output == 0 {
-                id_of(&ids, v).to_string()
-            } else {
-                format!("{}:{}", id_of(&ids, v), v.output)
-            }
-        };
         let mut data = None;
         let mut data_ref = None;
         if let Some(t) = node.op.as_constant() {
@@ -267,7 +263,7 @@ fn write_doc(g: &Graph, mut side: Option<(&str, usize, &mut Vec<u8>)>) -> Result
             }
         }
         nodes.push(RawNode {
-            id: n,
+            id: id.index() as u64,
             op: node.op.name(),
             name: node.name.clone(),
             attrs: op_attrs(&node.op),
@@ -277,18 +273,8 @@ fn write_doc(g: &Graph, mut side: Option<(&str, usize, &mut Vec<u8>)>) -> Result
             data_ref,
         });
     }
-    let outputs = g
-        .outputs()
-        .iter()
-        .map(|(name, v)| RawOutput {
-            name: name.clone(),
-            value: if v.output == 0 {
-                id_of(&ids, v).to_string()
-            } else {
-                format!("{}:{}", id_of(&ids, v), v.output)
-            },
-        })
-        .collect();
+    let outputs =
+        g.outputs().iter().map(|(name, v)| RawOutput { name: name.clone(), value: value_ref(v) }).collect();
     let data_file = side.filter(|(_, _, buf)| !buf.is_empty()).map(|(name, _, _)| name.to_string());
     let doc = Doc { format: FORMAT.into(), version: VERSION, data_file, nodes, outputs };
     serde_json::to_string_pretty(&doc).map_err(|e| IrError::Json(e.to_string()))
@@ -412,6 +398,10 @@ fn resolve_reshape(attrs: &Map<String, Json>, input: &TensorType) -> Result<Map<
     Ok(attrs)
 }
 
+/// A document keeps its node ids when its largest id is below this many ids per node
+/// (plus this many): every id up to the largest takes a slot in the graph.
+pub const KEPT_ID_SLACK: usize = 16;
+
 struct Reader<'a> {
     registry: &'a BlockRegistry,
     doc: &'a Doc,
@@ -481,7 +471,32 @@ impl Reader<'_> {
                 .ok_or_else(|| IrError::DanglingOutput { name: o.name.clone(), target: o.value.clone() })?;
             self.graph.add_output(&o.name, v);
         }
-        Ok(self.graph)
+        Ok(self.keep_document_ids())
+    }
+
+    /// The graph with the document's ids as node ids, so that `%N` in a dump, an error or a
+    /// near-miss names the node the document calls `N`. Ids much sparser than the nodes
+    /// (more than [`KEPT_ID_SLACK`] vacant ids per node, as in a hostile `"id": 1e18`) would
+    /// make the graph allocate a slot per id: such documents are renumbered in creation order.
+    fn keep_document_ids(self) -> Graph {
+        let mut document_id = vec![0usize; self.graph.node_bound()];
+        for (&doc_id, &id) in &self.made {
+            if let (Some(slot), Ok(doc_id)) = (document_id.get_mut(id.index()), usize::try_from(doc_id)) {
+                *slot = doc_id;
+            }
+        }
+        let max_id = self.made.keys().copied().max().unwrap_or(0);
+        let bound = usize::try_from(max_id).ok().and_then(|m| m.checked_add(1));
+        let roomy = self.made.len().saturating_mul(KEPT_ID_SLACK).saturating_add(KEPT_ID_SLACK);
+        match bound.filter(|&b| b <= roomy && u32::try_from(b).is_ok()) {
+            Some(bound) => {
+                let renumbered = self
+                    .graph
+                    .renumbered(bound, |id| document_id.get(id.index()).copied().unwrap_or(usize::MAX));
+                renumbered.unwrap_or(self.graph)
+            }
+            None => self.graph,
+        }
     }
 
     fn label_of(&self, n: &RawNode) -> NodeLabel {

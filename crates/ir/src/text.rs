@@ -7,13 +7,14 @@
 //!   return %2 "y"
 //! }
 //! ```
-//! Values are numbered densely in topological order, so dumps do not depend on node ids.
+//! Nodes print in topological order; a value is named by its node id (`%N`, or `%N:k` for
+//! output `k` of a multi-output node), as in errors, near-misses and JSON documents, so a
+//! node an error names can be found in the dump.
 
 use crate::attrs::op_attrs;
 use crate::graph::{Graph, Value};
 use crate::op::Op;
 use serde_json::Value as Json;
-use std::collections::HashMap;
 use std::fmt::Write;
 
 /// An op as the text dump writes it: `mul`, `cast{to=bf16}`, `block.rms_norm{eps=1e-6}`.
@@ -105,22 +106,14 @@ fn format_float(f: f64) -> String {
 pub fn dump(g: &Graph) -> Result<String, crate::IrError> {
     let order = g.topo_order()?;
     g.check_references()?;
-    let mut names: HashMap<Value, usize> = HashMap::new();
-    let mut next = 0usize;
-    let mut number = |v: Value, names: &mut HashMap<Value, usize>| {
-        *names.entry(v).or_insert_with(|| {
-            next += 1;
-            next - 1
-        })
-    };
     let mut out = String::from("graph(");
     for (i, &id) in g.inputs().iter().enumerate() {
-        let n = number(Value::first(id), &mut names);
         let node = g.node(id);
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "%{n} \"{}\": {}", node.name.as_deref().unwrap_or(""), node.types[0]);
+        let _ =
+            write!(out, "{} \"{}\": {}", Value::first(id), node.name.as_deref().unwrap_or(""), node.types[0]);
     }
     out.push_str(") {\n");
     for &id in &order {
@@ -128,10 +121,9 @@ pub fn dump(g: &Graph) -> Result<String, crate::IrError> {
         if matches!(node.op, Op::Input) {
             continue;
         }
-        let outs: Vec<String> = (0..node.types.len())
-            .map(|i| format!("%{}", number(Value { node: id, output: i as u16 }, &mut names)))
-            .collect();
-        let args: Vec<String> = node.operands.iter().map(|v| format!("%{}", names[v])).collect();
+        let outs: Vec<String> =
+            (0..node.types.len()).map(|i| Value { node: id, output: i as u16 }.to_string()).collect();
+        let args: Vec<String> = node.operands.iter().map(Value::to_string).collect();
         let types: Vec<String> = node.types.iter().map(|t| t.to_string()).collect();
         let _ = write!(out, "  {} = {}{}", outs.join(", "), node.op.name(), attrs_suffix(&node.op));
         match (&node.op, &node.name) {
@@ -146,7 +138,7 @@ pub fn dump(g: &Graph) -> Result<String, crate::IrError> {
         let _ = writeln!(out, " : {}", types.join(", "));
     }
     for (name, v) in g.outputs() {
-        let _ = writeln!(out, "  return %{} \"{name}\"", names[v]);
+        let _ = writeln!(out, "  return {v} \"{name}\"");
     }
     out.push_str("}\n");
     Ok(out)

@@ -83,7 +83,7 @@ fn replace_all_uses_moves_consumers_and_outputs() {
     s.g.validate().unwrap();
     assert_eq!(
         text::dump(&s.g).unwrap(),
-        "graph(%0 \"x\": f32[4]) {\n  %1 = abs(%0) : f32[4]\n  %2 = exp(%1) : f32[4]\n  %3 = mul(%1, %1) : f32[4]\n  return %2 \"b\"\n  return %3 \"c\"\n  return %1 \"a\"\n}\n"
+        "graph(%0 \"x\": f32[4]) {\n  %4 = abs(%0) : f32[4]\n  %2 = exp(%4) : f32[4]\n  %3 = mul(%4, %4) : f32[4]\n  return %2 \"b\"\n  return %3 \"c\"\n  return %4 \"a\"\n}\n"
     );
 }
 

@@ -334,13 +334,32 @@ fn hand_written_document_with_sparse_unordered_ids() {
     assert_eq!(g.value_type(*y).to_string(), "f32[batch*seq, 2]");
     assert_eq!(
         text::dump(&g).unwrap(),
-        "graph(%0 \"x\": f32[batch*seq, 2]) {\n  %1 = constant{value=2.0} : f32[]\n  %2 = mul(%0, %1) : f32[batch*seq, 2]\n  return %2 \"y\"\n}\n"
+        "graph(%7 \"x\": f32[batch*seq, 2]) {\n  %30 = constant{value=2.0} : f32[]\n  %40 = mul(%7, %30) : f32[batch*seq, 2]\n  return %40 \"y\"\n}\n"
     );
-    // Written back, ids are dense and inputs come first.
+    // Written back, the ids are the document's and inputs come first.
     let back: Json = serde_json::from_str(&json::to_json(&g).unwrap()).unwrap();
     assert_eq!(back["nodes"][0]["op"], "input");
-    assert_eq!(back["nodes"][2]["args"], json!(["0", "1"]));
+    assert_eq!(back["nodes"][2]["args"], json!(["7", "30"]));
     assert_roundtrip(&g, &registry());
+}
+
+#[test]
+fn ids_far_sparser_than_the_nodes_are_renumbered_not_reserved() {
+    // Keeping id 10^12 would reserve a slot per id below it: the reader renumbers instead.
+    let text = r#"{
+      "format": "blockfuse-ir", "version": 1,
+      "nodes": [
+        {"id": 1000000000000, "op": "neg", "args": ["3"]},
+        {"id": 3, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": [2]}]}
+      ],
+      "outputs": [{"name": "y", "value": "1000000000000"}]
+    }"#;
+    let g = json::from_json_with(text, &registry()).unwrap();
+    assert_eq!(g.node_bound(), 2);
+    assert_eq!(
+        text::dump(&g).unwrap(),
+        "graph(%0 \"x\": f32[2]) {\n  %1 = neg(%0) : f32[2]\n  return %1 \"y\"\n}\n"
+    );
 }
 
 #[test]
@@ -432,7 +451,7 @@ fn input_order_is_document_order_not_first_use() {
     assert_eq!(names, ["a", "b"]);
     assert_eq!(
         text::dump(&g).unwrap(),
-        "graph(%0 \"a\": f32[2], %1 \"b\": f32[2]) {\n  %2 = sub(%1, %0) : f32[2]\n  return %2 \"d\"\n}\n"
+        "graph(%1 \"a\": f32[2], %2 \"b\": f32[2]) {\n  %9 = sub(%2, %1) : f32[2]\n  return %9 \"d\"\n}\n"
     );
     assert_roundtrip(&g, &registry());
 }

@@ -1,4 +1,7 @@
+mod common;
+
 use blockfuse_ir::*;
+use common::rms_norm_ops;
 
 #[test]
 fn build_dump_roundtrip() {
@@ -6,13 +9,7 @@ fn build_dump_roundtrip() {
     let mut b = Builder::new(&mut g);
     let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::sym("seq"), Dim::Known(64)]));
     let w = b.constant(HostTensor::from_f32(vec![64], &[0.5; 64]));
-    let sq = b.unary(UnaryOp::Square, x).unwrap();
-    let m = b.mean_last(sq).unwrap();
-    let eps = b.scalar(DType::F32, 1e-6);
-    let a = b.add2(m, eps).unwrap();
-    let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
-    let y = b.mul(x, r).unwrap();
-    let y = b.mul(y, w).unwrap();
+    let y = rms_norm_ops(&mut b, x, w, 1e-6).unwrap();
     let y2 = b.reshape(y, vec![Dim::sym("batch").mul(&Dim::sym("seq")), Dim::Known(64)]).unwrap();
     g.add_output("y", y2);
     g.validate().unwrap();

@@ -65,9 +65,9 @@ fn snapshot_small_constants() {
 }
 
 #[test]
-fn values_are_numbered_densely_in_topological_order() {
+fn values_are_named_by_node_id_in_topological_order() {
     // Build nodes out of order (via set_operand) and with a removed node in between: the
-    // dump does not show node ids, only dense value numbers.
+    // dump lists nodes in topological order under their ids, gaps included.
     let mut g = Graph::new();
     let x = g.add_input("x", f32t(&[k(2)]));
     let a = g.add_node(Op::Unary(UnaryOp::Neg), &[x], None).unwrap();
@@ -78,7 +78,7 @@ fn values_are_numbered_densely_in_topological_order() {
     g.add_output("y", Value::first(a));
     assert_eq!(
         dump(&g),
-        "graph(%0 \"x\": f32[2]) {\n  %1 = abs(%0) : f32[2]\n  %2 = neg(%1) : f32[2]\n  return %2 \"y\"\n}\n"
+        "graph(%0 \"x\": f32[2]) {\n  %3 = abs(%0) : f32[2]\n  %1 = neg(%3) : f32[2]\n  return %1 \"y\"\n}\n"
     );
 }
 
@@ -101,7 +101,7 @@ fn multi_output_line() {
     let d = dump(&split_graph());
     assert!(
         d.contains(
-            "  %1, %2, %3 = split{axis=-1, sizes=[32, 32, 32]}(%0) : f32[batch, seq, 32], f32[batch, seq, 32], f32[batch, seq, 32]\n"
+            "  %1, %1:1, %1:2 = split{axis=-1, sizes=[32, 32, 32]}(%0) : f32[batch, seq, 32], f32[batch, seq, 32], f32[batch, seq, 32]\n"
         ),
         "{d}"
     );

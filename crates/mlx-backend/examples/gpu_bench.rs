@@ -29,6 +29,7 @@ use blockfuse_models::{llama_decoder, Composer, DecoderConfig};
 use blockfuse_patterns::{block_counts, default_rules, optimize};
 use blockfuse_testkit::{noise, rand, random_tensor, ulp, BenchArgs};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 // ---------------------------------------------------------------------------------------------
@@ -97,18 +98,8 @@ fn compare(got: &HostTensor, want: &HostTensor, tol: f64) -> (f64, f64) {
 }
 
 fn block_graph(block: impl Block + 'static, inputs: &[HostTensor]) -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let args: Vec<_> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| b.input(&format!("arg{i}"), TensorType::known(t.dtype(), t.dims())))
-        .collect();
-    let outs = b.block(block, &args).expect("the block accepts its operands");
-    for (i, v) in outs.into_iter().enumerate() {
-        g.add_output(&format!("out{i}"), v);
-    }
-    g
+    let types: Vec<TensorType> = inputs.iter().map(|t| TensorType::known(t.dtype(), t.dims())).collect();
+    blockfuse_ir::block::block_graph(Arc::new(block), &types).expect("the block accepts its operands")
 }
 
 struct Parity {

@@ -106,17 +106,8 @@ fn main() {
         i += 1;
     }
     let d = if small {
-        DecoderConfig {
-            layers: 1,
-            hidden: 256,
-            heads: 4,
-            kv_heads: 2,
-            intermediate: 512,
-            dtype: DType::F32,
-            weight_scale: 0.05,
-            seed: 5,
-            final_norm: false,
-        }
+        // The demo decoder's sizes, one layer of them.
+        DecoderConfig { layers: 1, seed: 5, final_norm: false, ..DecoderConfig::demo() }
     } else {
         DecoderConfig {
             layers: 1,

@@ -5,9 +5,10 @@ mod common;
 
 use blockfuse_ir::blocks::{RmsNorm, Rope, RopePosition};
 use blockfuse_ir::{
-    BinaryOp, Block, Bound, Builder, DType, Dim, Graph, HostTensor, IrError, Op, SliceSpec, TensorType, Value,
+    BinaryOp, Bound, Builder, DType, Dim, Graph, HostTensor, Op, SliceSpec, TensorType, Value,
 };
 use blockfuse_mlx::{Device, MlxBackend, MlxError};
+use blockfuse_testkit::blocks::IntRatio;
 use common::*;
 use std::sync::Arc;
 
@@ -204,25 +205,6 @@ fn lowering_errors_and_wrong_results_name_the_block() {
     // still usable afterwards
     m.unregister::<RmsNorm>();
     assert!(m.run(&g, &[x]).is_ok());
-}
-
-/// A test block: integer `a / b` through its fallback (no lowering anywhere).
-#[derive(Debug)]
-struct IntRatio;
-
-impl Block for IntRatio {
-    fn kind(&self) -> &'static str {
-        "int_ratio"
-    }
-    fn attrs(&self) -> serde_json::Value {
-        serde_json::json!({})
-    }
-    fn infer(&self, inputs: &[TensorType]) -> Result<Vec<TensorType>, String> {
-        Ok(vec![inputs[0].clone()])
-    }
-    fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
-        Ok(vec![b.div(inputs[0], inputs[1])?])
-    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::{
     BinaryOp, Builder, DType, Dim, Graph, HostTensor, Op, ReduceOp, TensorType, UnaryOp, Value,
 };
+use blockfuse_models::attention::{eager_attention, scaled_scores, where_masked};
 use blockfuse_patterns::{default_rules, optimize};
 use common::*;
 
@@ -54,20 +55,11 @@ fn t(dims: &[usize]) -> TensorType {
 
 /// `softmax(logits(q, k, extra inputs)) · v`, q `{1, H, tq, D}`, k and v `{1, H, tk, D}`.
 fn attention(tq: usize, tk: usize, logits: impl FnOnce(&mut Builder<'_>, Value) -> Value) -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let q = b.input("q", t(&[1, H, tq, D]));
-    let k = b.input("k", t(&[1, H, tk, D]));
-    let v = b.input("v", t(&[1, H, tk, D]));
-    let kt = b.transpose(k, &[0, 1, 3, 2]).unwrap();
-    let s = b.matmul(q, kt).unwrap();
-    let c = b.scalar(DType::F32, (D as f64).sqrt());
-    let s = b.div(s, c).unwrap();
-    let s = logits(&mut b, s);
-    let p = b.softmax(s, -1).unwrap();
-    let o = b.matmul(p, v).unwrap();
-    g.add_output("out", o);
-    g
+    eager_attention(H, (tq, tk), D, |b, q, k| {
+        let s = scaled_scores(b, q, k, D).unwrap();
+        logits(b, s)
+    })
+    .unwrap()
 }
 
 /// q, k, v for [`attention`]: seeded values with `edit` applied to (q, k, v).
@@ -151,12 +143,7 @@ fn sdpa_issue17_off_by_one_trilu_neg_inf_mask() {
 fn where_graph(tq: usize, tk: usize, fill: f64, keep: bool) -> Graph {
     attention(tq, tk, |b, s| {
         let m = b.input("mask", TensorType::known(DType::Bool, &[1, 1, tq, tk]));
-        let f = b.scalar(DType::F32, fill);
-        if keep {
-            b.select(m, s, f).unwrap()
-        } else {
-            b.select(m, f, s).unwrap()
-        }
+        where_masked(b, m, s, fill, keep).unwrap()
     })
 }
 

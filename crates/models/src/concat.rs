@@ -47,14 +47,7 @@ pub fn llama_concat_kv_model(d: DecoderConfig, vocab: usize) -> Result<Graph, Ir
         h = out;
         present.push((k, v));
     }
-    let h = c.rms_norm(h, d.hidden)?;
-    let head = c.weight(&[d.hidden, vocab], d.weight_scale);
-    let logits = c.b.matmul(h, head)?;
-    g.add_output("logits", logits);
-    for (l, (k, v)) in present.into_iter().enumerate() {
-        g.add_output(&format!("present.{l}.key"), k);
-        g.add_output(&format!("present.{l}.value"), v);
-    }
+    crate::lm_outputs(&mut c, h, &d, vocab, present)?;
     Ok(g)
 }
 
@@ -105,9 +98,7 @@ impl Step {
         let keys = c.b.reshape(keys, vec![Dim::Known(1), total])?;
         let queries = c.b.reshape(pos, vec![seq, Dim::Known(1)])?;
         let allowed = c.b.binary(BinaryOp::LessEqual, keys, queries)?;
-        let zero = c.scalar(0.0);
-        let low = c.scalar(crate::lowest(c.dtype()));
-        let mask = c.b.select(allowed, zero, low)?;
+        let mask = c.additive_mask(allowed)?;
         Ok(Step { cos, sin, mask })
     }
 }
@@ -120,34 +111,9 @@ fn concat_layer(
     step: &Step,
     (past_k, past_v): (Value, Value),
 ) -> Result<(Value, Value, Value), IrError> {
-    let (w, hd, s) = (d.hidden, d.head_dim(), d.weight_scale);
-    let n = c.rms_norm(h, w)?;
-    let wq = c.weight(&[w, d.heads * hd], s);
-    let wk = c.weight(&[w, d.kv_heads * hd], s);
-    let wv = c.weight(&[w, d.kv_heads * hd], s);
-    let (q, k, v) = (c.b.matmul(n, wq)?, c.b.matmul(n, wk)?, c.b.matmul(n, wv)?);
-    let q = c.heads(q, d.heads, hd)?;
-    let k = c.heads(k, d.kv_heads, hd)?;
-    let v = c.heads(v, d.kv_heads, hd)?;
-    let q = c.rotate_half_rope(q, step.cos, step.sin, hd)?;
-    let k = c.rotate_half_rope(k, step.cos, step.sin, hd)?;
-    let k_all = c.b.concat(&[past_k, k], 2)?;
-    let v_all = c.b.concat(&[past_v, v], 2)?;
-    let o = c.attention(q, k_all, v_all, d.heads, d.kv_heads, hd, step.mask)?;
-    let o = c.b.transpose(o, &[0, 2, 1, 3])?;
-    let o = c.b.reshape(o, vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(w)])?;
-    let wo = c.weight(&[w, w], s);
-    let o = c.b.matmul(o, wo)?;
-    let h = c.b.add2(h, o)?;
-    let n = c.rms_norm(h, w)?;
-    let wg = c.weight(&[w, d.intermediate], s);
-    let wu = c.weight(&[w, d.intermediate], s);
-    let wd = c.weight(&[d.intermediate, w], s);
-    let gate = c.b.matmul(n, wg)?;
-    let up = c.b.matmul(n, wu)?;
-    let act = c.swiglu(gate, up)?;
-    let down = c.b.matmul(act, wd)?;
-    Ok((c.b.add2(h, down)?, k_all, v_all))
+    c.decoder_layer_with(h, d, (step.cos, step.sin), step.mask, |c, k, v| {
+        Ok((c.b.concat(&[past_k, k], 2)?, c.b.concat(&[past_v, v], 2)?))
+    })
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 //! unwritten slots never count. RoPE uses `cache_position`. The concat form (`present =
 //! concat(past, new)`, typed `past_seq+seq`) is [`crate::concat`].
 
-use crate::{lowest, Composer, DecoderConfig};
+use crate::{Composer, DecoderConfig};
 use blockfuse_ir::{
     BinaryOp, Builder, DType, Dim, Graph, HostTensor, IrError, Op, ReduceOp, TensorType, Value,
 };
@@ -100,14 +100,7 @@ pub fn llama_kv_model(cfg: KvConfig) -> Result<Graph, IrError> {
         h = out;
         present.push((k, v));
     }
-    let h = c.rms_norm(h, d.hidden)?;
-    let head = c.weight(&[d.hidden, cfg.vocab], d.weight_scale);
-    let logits = c.b.matmul(h, head)?;
-    g.add_output("logits", logits);
-    for (l, (k, v)) in present.into_iter().enumerate() {
-        g.add_output(&format!("present.{l}.key"), k);
-        g.add_output(&format!("present.{l}.value"), v);
-    }
+    crate::lm_outputs(&mut c, h, &d, cfg.vocab, present)?;
     Ok(g)
 }
 
@@ -184,9 +177,7 @@ impl CacheSlots {
         let t_row = c.b.reshape(t, vec![Dim::Known(1), Dim::Known(max)])?;
         let p_col = c.b.reshape(pos, vec![seq, Dim::Known(1)])?;
         let allowed = c.b.binary(BinaryOp::LessEqual, t_row, p_col)?;
-        let zero = c.scalar(0.0);
-        let low = c.scalar(lowest(c.dtype()));
-        let mask = c.b.select(allowed, zero, low)?;
+        let mask = c.additive_mask(allowed)?;
         Ok(CacheSlots { write, mask })
     }
 
@@ -212,34 +203,9 @@ fn kv_layer(
     slots: &CacheSlots,
     (past_k, past_v): (Value, Value),
 ) -> Result<(Value, Value, Value), IrError> {
-    let (w, hd, s) = (d.hidden, d.head_dim(), d.weight_scale);
-    let n = c.rms_norm(h, w)?;
-    let wq = c.weight(&[w, d.heads * hd], s);
-    let wk = c.weight(&[w, d.kv_heads * hd], s);
-    let wv = c.weight(&[w, d.kv_heads * hd], s);
-    let (q, k, v) = (c.b.matmul(n, wq)?, c.b.matmul(n, wk)?, c.b.matmul(n, wv)?);
-    let q = c.heads(q, d.heads, hd)?;
-    let k = c.heads(k, d.kv_heads, hd)?;
-    let v = c.heads(v, d.kv_heads, hd)?;
-    let q = c.rotate_half_rope(q, cos, sin, hd)?;
-    let k = c.rotate_half_rope(k, cos, sin, hd)?;
-    let k_all = slots.update(c, past_k, k)?;
-    let v_all = slots.update(c, past_v, v)?;
-    let o = c.attention(q, k_all, v_all, d.heads, d.kv_heads, hd, slots.mask)?;
-    let o = c.b.transpose(o, &[0, 2, 1, 3])?;
-    let o = c.b.reshape(o, vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(w)])?;
-    let wo = c.weight(&[w, w], s);
-    let o = c.b.matmul(o, wo)?;
-    let h = c.b.add2(h, o)?;
-    let n = c.rms_norm(h, w)?;
-    let wg = c.weight(&[w, d.intermediate], s);
-    let wu = c.weight(&[w, d.intermediate], s);
-    let wd = c.weight(&[d.intermediate, w], s);
-    let gate = c.b.matmul(n, wg)?;
-    let up = c.b.matmul(n, wu)?;
-    let act = c.swiglu(gate, up)?;
-    let down = c.b.matmul(act, wd)?;
-    Ok((c.b.add2(h, down)?, k_all, v_all))
+    c.decoder_layer_with(h, d, (cos, sin), slots.mask, |c, k, v| {
+        Ok((slots.update(c, past_k, k)?, slots.update(c, past_v, v)?))
+    })
 }
 
 #[cfg(test)]

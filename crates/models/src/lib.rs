@@ -14,9 +14,14 @@
 //! uniform random from a seeded generator and written straight into the dtype's bytes, so
 //! that a 4096-wide bf16 layer (200M+ parameters) costs 2 bytes per weight and no
 //! temporaries.
+//!
+//! Beside the decoder: its KV-cache forms ([`kv`], [`concat`](mod@concat)), a single eager attention
+//! with the caller's logits ([`attention`]) and the smallest fusable graph
+//! ([`rms_norm_graph`]).
 
 #![deny(missing_docs)]
 
+pub mod attention;
 pub mod concat;
 pub mod kv;
 pub use concat::{llama_concat_kv_layer, llama_concat_kv_model};
@@ -115,7 +120,49 @@ pub fn llama_decoder(cfg: DecoderConfig) -> Result<Graph, IrError> {
     Ok(g)
 }
 
+/// The smallest graph that fuses: RMSNorm over `x` `{batch, width}` (f32) in exporter
+/// spelling, `y = x · rsqrt(mean(x ^ 2) + 1e-6) · w` with `w` a constant of 0.5s. The
+/// optimizer makes it one `rms_norm` block; the command-line and extension tests use it as
+/// their fixture.
+pub fn rms_norm_graph(width: usize) -> Result<Graph, IrError> {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(width)]));
+    let w = b.constant(HostTensor::from_f32(vec![width], &vec![0.5; width]));
+    let two = b.scalar(DType::F32, 2.0);
+    let sq = b.binary(BinaryOp::Pow, x, two)?;
+    let m = b.mean_last(sq)?;
+    let eps = b.scalar(DType::F32, 1e-6);
+    let a = b.add2(m, eps)?;
+    let r = b.unary(UnaryOp::Rsqrt, a)?;
+    let y = b.mul(x, r)?;
+    let y = b.mul(y, w)?;
+    g.add_output("y", y);
+    Ok(g)
+}
+
 pub use blockfuse_testkit::random::random_tensor;
+
+/// The end of a KV-cache model: the final norm and the LM head (`logits` `{batch, seq,
+/// vocab}`), then each layer's `present.L.key` / `.value`, in layer order.
+fn lm_outputs(
+    c: &mut Composer<'_, '_>,
+    h: Value,
+    d: &DecoderConfig,
+    vocab: usize,
+    present: Vec<(Value, Value)>,
+) -> Result<(), IrError> {
+    let h = c.rms_norm(h, d.hidden)?;
+    let head = c.weight(&[d.hidden, vocab], d.weight_scale);
+    let logits = c.b.matmul(h, head)?;
+    let g = c.b.graph_mut();
+    g.add_output("logits", logits);
+    for (l, (k, v)) in present.into_iter().enumerate() {
+        g.add_output(&format!("present.{l}.key"), k);
+        g.add_output(&format!("present.{l}.value"), v);
+    }
+    Ok(())
+}
 
 /// The dtype's most negative finite value: the additive mask's "masked" entry.
 fn lowest(dtype: DType) -> f64 {
@@ -233,6 +280,12 @@ impl<'a, 'g> Composer<'a, 'g> {
         let cols = self.range(&seq)?;
         let cols = self.b.reshape(cols, vec![Dim::Known(1), seq])?;
         let allowed = self.b.binary(BinaryOp::LessEqual, cols, rows)?;
+        self.additive_mask(allowed)
+    }
+
+    /// The additive mask of the bool `allowed`: 0 where it is true, the dtype's lowest
+    /// finite value elsewhere.
+    pub fn additive_mask(&mut self, allowed: Value) -> Result<Value, IrError> {
         let zero = self.scalar(0.0);
         let lowest = self.scalar(lowest(self.dtype));
         self.b.select(allowed, zero, lowest)
@@ -314,6 +367,23 @@ impl<'a, 'g> Composer<'a, 'g> {
         sin: Value,
         mask: Value,
     ) -> Result<Value, IrError> {
+        let (h, _, _) = self.decoder_layer_with(h, cfg, (cos, sin), mask, |_, k, v| Ok((k, v)))?;
+        Ok(h)
+    }
+
+    /// [`decoder_layer`](Self::decoder_layer) whose attention reads the keys and values
+    /// that `kv` makes of the layer's new ones (`{batch, kv_heads, seq, hd}`, after RoPE):
+    /// a KV cache's `concat(past, new)`, or the cache buffer with the new ones written in.
+    /// `rope` is `(cos, sin)`. Returns the hidden state and the keys and values attention
+    /// read (the layer's `present`).
+    pub fn decoder_layer_with(
+        &mut self,
+        h: Value,
+        cfg: &DecoderConfig,
+        (cos, sin): (Value, Value),
+        mask: Value,
+        kv: impl FnOnce(&mut Self, Value, Value) -> Result<(Value, Value), IrError>,
+    ) -> Result<(Value, Value, Value), IrError> {
         let (d, hd, s) = (cfg.hidden, cfg.head_dim(), cfg.weight_scale);
         let n = self.rms_norm(h, d)?;
         let wq = self.weight(&[d, cfg.heads * hd], s);
@@ -325,6 +395,7 @@ impl<'a, 'g> Composer<'a, 'g> {
         let v = self.heads(v, cfg.kv_heads, hd)?;
         let q = self.rotate_half_rope(q, cos, sin, hd)?;
         let k = self.rotate_half_rope(k, cos, sin, hd)?;
+        let (k, v) = kv(self, k, v)?;
         let o = self.attention(q, k, v, cfg.heads, cfg.kv_heads, hd, mask)?;
         let o = self.b.transpose(o, &[0, 2, 1, 3])?;
         let o = self.b.reshape(o, vec![Dim::sym("batch"), Dim::sym("seq"), Dim::Known(d)])?;
@@ -339,7 +410,7 @@ impl<'a, 'g> Composer<'a, 'g> {
         let up = self.b.matmul(n, wu)?;
         let act = self.swiglu(gate, up)?;
         let down = self.b.matmul(act, wd)?;
-        self.b.add2(h, down)
+        Ok((self.b.add2(h, down)?, k, v))
     }
 
     /// `range(0, seq)` of i64.

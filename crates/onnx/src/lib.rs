@@ -14,7 +14,9 @@
 //!   [`import_file_with_values`]);
 //! - [`external`] reads external tensor data through memory maps, inside the model's
 //!   directory only;
-//! - [`error`] has [`OnnxError`], the one error type.
+//! - [`error`] has [`OnnxError`], the one error type;
+//! - [`build`] has builders of protobuf messages (nodes, attributes, typed values, tensors,
+//!   models), for writing ONNX models in Rust.
 //!
 //! ```no_run
 //! let mut model = blockfuse_onnx::load_model("model.onnx")?;
@@ -33,6 +35,7 @@
 // Tests keep their unwraps (a panic there is a failed test).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+pub mod build;
 pub mod error;
 pub mod export;
 pub mod external;

@@ -311,38 +311,19 @@ pub fn uncomputable_value(reason: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::{self, opset, value_info_fixed as vi};
     use crate::proto::tensor_proto::DataType;
-    use crate::proto::tensor_shape_proto::{dimension, Dimension};
-    use crate::proto::{
-        type_proto, GraphProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    };
+    use crate::proto::{GraphProto, NodeProto};
 
-    fn vi(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
-        let dim = dims
-            .iter()
-            .map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() })
-            .collect();
-        ValueInfoProto {
-            name: Some(name.into()),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: Some(elem as i32),
-                    shape: Some(TensorShapeProto { dim }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+    /// A node named `<op>_<output>`.
+    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        build::node(op, &format!("{op}_{output}"), inputs, &[output])
     }
 
-    fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
-        NodeProto {
-            op_type: Some(op.into()),
-            name: Some(format!("{op}_{output}")),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            ..Default::default()
-        }
+    /// An IR 10, opset 21 model of `graph`.
+    fn model(graph: GraphProto, options: &ImportOptions) -> Model {
+        let proto = build::model(10, vec![opset("", 21)], graph);
+        Model::from_proto(proto, Path::new("."), options).unwrap()
     }
 
     /// `y = Reshape(data, Add(Shape(data), delta))`: the target depends on the value of
@@ -358,13 +339,7 @@ mod tests {
             output: vec![vi("y", DataType::Float, &[])],
             ..Default::default()
         };
-        let proto = ModelProto {
-            ir_version: Some(10),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
-            graph: Some(graph),
-            ..Default::default()
-        };
-        Model::from_proto(proto, Path::new("."), &ImportOptions::unlimited()).unwrap()
+        model(graph, &ImportOptions::unlimited())
     }
 
     fn values(delta: [i64; 2]) -> Vec<(String, HostTensor)> {
@@ -439,13 +414,7 @@ mod tests {
             output: vec![vi("y", DataType::Float, &[])],
             ..Default::default()
         };
-        let proto = ModelProto {
-            ir_version: Some(10),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
-            graph: Some(graph),
-            ..Default::default()
-        };
-        let m = Model::from_proto(proto, Path::new("."), &ImportOptions::default()).unwrap();
+        let m = model(graph, &ImportOptions::default());
         let s = m.import_with_values(&[]).unwrap();
         assert!(s.bound.is_empty());
         assert_eq!(s.graph.inputs().len(), 1);

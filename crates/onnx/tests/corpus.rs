@@ -4,36 +4,15 @@
 //!
 //! Each test skips, loudly, when its data is absent.
 
+mod common;
+
 use blockfuse_onnx::functions::local_function_calls;
 use blockfuse_onnx::proto::{tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto};
 use blockfuse_onnx::tensor::dtype_from_onnx;
-use blockfuse_onnx::test_data::{list_test_data_sets, shared_dir, workspace_root};
+use blockfuse_onnx::test_data::list_test_data_sets;
 use blockfuse_onnx::{inline_functions, load_model, tensor_from_proto, OnnxError, TestDataSet};
+use common::{corpus_dir, model_dirs, node_tests_dir};
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
-
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = shared_dir().map(|d| d.join("corpus")).filter(|d| d.is_dir());
-    if dir.is_none() {
-        eprintln!(
-            "\n!!! SKIPPED: no corpus: shared/corpus is neither beside nor inside the \
-             workspace root {} (set BLOCKFUSE_SHARED_DIR to the shared/ folder)\n",
-            workspace_root().display()
-        );
-    }
-    dir
-}
-
-/// The directories under `root` that hold a `model.onnx`, sorted.
-fn model_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("model.onnx").is_file())
-        .collect();
-    dirs.sort();
-    dirs
-}
 
 /// Decodes every initializer and every tensor-valued attribute of the main graph.
 fn decode_all_tensors(model: &ModelProto) -> Vec<Result<(), OnnxError>> {
@@ -119,23 +98,7 @@ fn corpus_test_data_matches_graph_signatures() {
 
 #[test]
 fn onnx_node_tests_decode() {
-    // ONNX_NODE_TESTS_DIR may point elsewhere; the default is what the script writes.
-    let explicit = std::env::var_os("ONNX_NODE_TESTS_DIR").filter(|v| !v.is_empty());
-    let present = |d: &Path| {
-        if explicit.is_some() {
-            d.is_dir()
-        } else {
-            d.join(".complete").is_file()
-        }
-    };
-    let dir = explicit
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/onnx-node-tests"));
-    if !present(&dir) {
-        eprintln!("\n!!! SKIPPED: no ONNX node tests in {}: run scripts/onnx-node-tests.sh\n", dir.display());
-        return;
-    }
+    let Some(dir) = node_tests_dir() else { return };
     let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
     let (mut models, mut pbs) = (0, 0);
     for case in model_dirs(&dir) {

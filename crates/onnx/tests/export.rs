@@ -6,30 +6,25 @@
 //!   `target/onnx-venv/bin/python`; skipped loudly when it lacks onnx or onnxruntime, except
 //!   under `CI`, where onnxruntime is installed into the venv and a missing venv fails).
 
+mod common;
+
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::RmsNorm;
 use blockfuse_ir::{Builder, DType, Graph, HostTensor, NodeId, TensorType};
 use blockfuse_onnx::export::{export_model, FUNCTION_DOMAIN};
 use blockfuse_onnx::model::encode_model;
-use blockfuse_onnx::test_data::{shared_dir, workspace_root};
 use blockfuse_onnx::{decode_model, import_file, import_model, inline_functions, TestDataSet};
 use blockfuse_patterns::{default_rules, optimize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use blockfuse_testkit::python::python_with;
+use common::{corpus_dir, model_dirs};
+
+/// The corpus's model directories (none, after a `SKIPPED` line, without a corpus).
 fn corpus_models() -> Vec<PathBuf> {
-    let Some(dir) = shared_dir().map(|d| d.join("corpus")).filter(|d| d.is_dir()) else {
-        eprintln!("\n!!! SKIPPED: no shared/corpus beside {}\n", workspace_root().display());
-        return vec![];
-    };
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("model.onnx").is_file())
-        .collect();
-    dirs.sort();
-    dirs
+    corpus_dir().map(|dir| model_dirs(&dir)).unwrap_or_default()
 }
 
 fn data_sets(dir: &Path) -> Vec<PathBuf> {
@@ -138,42 +133,13 @@ fn a_gemma_rms_norm_is_a_function_and_a_plain_one_a_standard_op() {
     assert_eq!(worst_outside(&got[0], &want[0], 1e-6), None);
 }
 
-/// The Python interpreter of the venv with onnx (and onnxruntime), if any.
-fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("BLOCKFUSE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/onnx-venv/bin/python"));
-    let ci = std::env::var_os("CI").is_some();
-    let has =
-        |m: &str| Command::new(&py).args(["-c", &format!("import {m}")]).status().is_ok_and(|s| s.success());
-    if !has("onnx") {
-        assert!(
-            !ci,
-            "CI: no Python venv with onnx at {} (scripts/onnx-node-tests.sh makes it)",
-            py.display()
-        );
-        eprintln!("\n!!! SKIPPED: {} has no onnx (set BLOCKFUSE_PYTHON)\n", py.display());
-        return None;
-    }
-    if !has("onnxruntime") {
-        if ci {
-            let ok = Command::new(&py).args(["-m", "pip", "install", "--quiet", "onnxruntime"]).status();
-            assert!(ok.is_ok_and(|s| s.success()), "CI: pip install onnxruntime failed");
-        } else {
-            eprintln!("\n!!! SKIPPED: {} has no onnxruntime (pip install onnxruntime)\n", py.display());
-            return None;
-        }
-    }
-    Some(py)
-}
-
 #[test]
 fn onnx_runtime_runs_written_corpus_models() {
     let written = write_all_exports();
     if written.is_empty() {
         return;
     }
-    let Some(py) = python() else { return };
+    let Some(py) = python_with(&[("onnxruntime", "onnxruntime")]) else { return };
     let cases: Vec<String> = written
         .iter()
         .map(|(_, dir, path)| {

@@ -5,11 +5,9 @@
 
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::{HostTensor, Op};
+use blockfuse_onnx::build::{model, node, opset, value_name};
 use blockfuse_onnx::proto::tensor_proto::DataLocation;
-use blockfuse_onnx::proto::{
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
-    ValueInfoProto,
-};
+use blockfuse_onnx::proto::{GraphProto, ModelProto, StringStringEntryProto, TensorProto};
 use blockfuse_onnx::test_data::workspace_root;
 use blockfuse_onnx::{import_file, import_model, model::save_model, OnnxError, TestDataSet};
 use std::collections::HashMap;
@@ -86,23 +84,13 @@ fn model_at(location: &str, offset: Option<&str>, length: Option<&str>) -> Model
         float_data: vec![1.0, 2.0],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: Some(9),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
-        graph: Some(GraphProto {
-            node: vec![NodeProto {
-                op_type: Some("Add".into()),
-                name: Some("add".into()),
-                input: vec!["x".into(), "w".into()],
-                output: vec!["y".into()],
-                ..Default::default()
-            }],
-            initializer: vec![x, w],
-            output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
-            ..Default::default()
-        }),
+    let graph = GraphProto {
+        node: vec![node("Add", "add", &["x", "w"], &["y"])],
+        initializer: vec![x, w],
+        output: vec![value_name("y")],
         ..Default::default()
-    }
+    };
+    model(9, vec![opset("", 21)], graph)
 }
 
 fn write_f32(path: &Path, v: &[f32]) {

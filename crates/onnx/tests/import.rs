@@ -1,41 +1,27 @@
 //! The ONNX importer on the shared corpus: every model imports, validates, and (through the
 //! fallback evaluator) reproduces the reference outputs of both test data sets.
 
+mod common;
+
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::{DType, HostTensor};
-use blockfuse_onnx::proto::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
+use blockfuse_onnx::build::{
+    self, attr_graph, attr_int, attr_ints, attr_string, node, opset, tensor_f32, tensor_i64, value_info,
 };
+use blockfuse_onnx::proto::{type_proto, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use blockfuse_onnx::{import_file, import_model, OnnxError, TestDataSet};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let alt = blockfuse_onnx::test_data::shared_dir()?.join("corpus");
-    alt.is_dir().then_some(alt)
-}
+use common::{corpus_dir, model_dirs_matching};
 
+/// `(name, directory)` of the corpus models whose names contain `$CORPUS_FILTER`.
 fn corpus_models() -> Vec<(String, PathBuf)> {
-    let Some(dir) = corpus_dir() else {
-        eprintln!("SKIPPED: no shared/corpus directory next to the workspace");
-        return vec![];
-    };
-    let filter = std::env::var("CORPUS_FILTER").unwrap_or_default();
-    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            let name = p.file_name()?.to_str()?.to_string();
-            (p.join("model.onnx").is_file() && name.contains(&filter)).then_some((name, p))
-        })
-        .collect();
-    out.sort();
-    out
+    let Some(dir) = corpus_dir() else { return vec![] };
+    model_dirs_matching(&dir, "CORPUS_FILTER")
+        .into_iter()
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), p))
+        .collect()
 }
 
 fn output_dtypes(path: &std::path::Path) -> Vec<(String, Option<DType>)> {
@@ -194,79 +180,22 @@ fn corpus_models_match_reference_outputs() {
     assert!(failures.is_empty(), "{} failures over {} models", failures.len(), models.len());
 }
 
-fn tensor_vi(name: &str, elem: i32, dims: &[&str]) -> ValueInfoProto {
-    use blockfuse_onnx::proto::tensor_shape_proto::{dimension, Dimension};
-    let dim = dims
-        .iter()
-        .map(|d| Dimension {
-            value: Some(match d.parse::<i64>() {
-                Ok(v) => dimension::Value::DimValue(v),
-                Err(_) => dimension::Value::DimParam(d.to_string()),
-            }),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-    .with_elem(elem)
+/// An opset-20 model of graph `g` with `nodes` and the given input and output values.
+fn model_of(nodes: Vec<NodeProto>, input: Vec<ValueInfoProto>, output: Vec<ValueInfoProto>) -> ModelProto {
+    let graph = GraphProto { name: Some("g".into()), node: nodes, input, output, ..Default::default() };
+    build::model(9, vec![opset("", 20)], graph)
 }
 
-trait WithElem {
-    fn with_elem(self, elem: i32) -> Self;
-}
-
-impl WithElem for ValueInfoProto {
-    fn with_elem(mut self, elem: i32) -> Self {
-        if let Some(type_proto::Value::TensorType(t)) = self.r#type.as_mut().and_then(|t| t.value.as_mut()) {
-            t.elem_type = Some(elem);
-        }
-        self
-    }
-}
-
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(name.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
+/// A model of `nodes` from input `x` to `output`, both `f32[batch, seq, 8]`.
 fn model(nodes: Vec<NodeProto>, output: &str) -> ModelProto {
-    ModelProto {
-        ir_version: Some(9),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(20) }],
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            input: vec![tensor_vi("x", 1, &["batch", "seq", "8"])],
-            output: vec![tensor_vi(output, 1, &["batch", "seq", "8"])],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    let vi = |name: &str| value_info(name, 1, &["batch", "seq", "8"]);
+    model_of(nodes, vec![vi("x")], vec![vi(output)])
 }
 
 #[test]
 fn unsupported_ops_are_all_listed() {
-    let mut if_node = node("If", "If_3", &["c"], &["y"]);
-    if_node.attribute.push(AttributeProto {
-        name: Some("then_branch".into()),
-        r#type: Some(AttributeType::Graph as i32),
-        g: Some(GraphProto::default()),
-        ..Default::default()
-    });
+    let if_node =
+        node("If", "If_3", &["c"], &["y"]).with_attribute(attr_graph("then_branch", GraphProto::default()));
     let m = model(
         vec![
             node("Relu", "r", &["x"], &["a"]),
@@ -288,40 +217,10 @@ fn unsupported_ops_are_all_listed() {
 #[test]
 fn shape_computations_become_static_attributes() {
     // y = reshape(x, concat(shape(x)[0:2], [2, 4])) then back via Flatten-free Reshape with -1.
-    let mut shape = node("Shape", "shape", &["x"], &["s"]);
-    shape.attribute.push(AttributeProto {
-        name: Some("end".into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(2),
-        ..Default::default()
-    });
-    let c24 = {
-        let mut n = node("Constant", "c24", &[], &["c24"]);
-        n.attribute.push(AttributeProto {
-            name: Some("value_ints".into()),
-            r#type: Some(AttributeType::Ints as i32),
-            ints: vec![2, 4],
-            ..Default::default()
-        });
-        n
-    };
-    let cm1 = {
-        let mut n = node("Constant", "cm1", &[], &["cm1"]);
-        n.attribute.push(AttributeProto {
-            name: Some("value_ints".into()),
-            r#type: Some(AttributeType::Ints as i32),
-            ints: vec![0, -1, 8],
-            ..Default::default()
-        });
-        n
-    };
-    let mut cat = node("Concat", "cat", &["s", "c24"], &["t"]);
-    cat.attribute.push(AttributeProto {
-        name: Some("axis".into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(0),
-        ..Default::default()
-    });
+    let shape = node("Shape", "shape", &["x"], &["s"]).with_attribute(attr_int("end", 2));
+    let c24 = node("Constant", "c24", &[], &["c24"]).with_attribute(attr_ints("value_ints", &[2, 4]));
+    let cm1 = node("Constant", "cm1", &[], &["cm1"]).with_attribute(attr_ints("value_ints", &[0, -1, 8]));
+    let cat = node("Concat", "cat", &["s", "c24"], &["t"]).with_attribute(attr_int("axis", 0));
     let m = model(
         vec![
             shape,
@@ -373,18 +272,10 @@ fn float_shape_arithmetic_is_folded() {
     // Reshape(x, Cast(Mul(Ceil(Div(Cast(Shape(x)[2], f32), 3.0)), 3.0), i64) ...): the exporters'
     // `ceil(n / k) * k` done in floats, on a static dim: 8 → ceil(8/3)·3 = 9 ... here used as
     // the padded length of a ConstantOfShape.
-    use blockfuse_onnx::tensor::tensor_to_proto;
-    let f32s = |name: &str, v: f32| tensor_to_proto(name, &HostTensor::from_f32(vec![1], &[v]));
-    let i64s = |name: &str, v: &[i64]| tensor_to_proto(name, &HostTensor::from_i64(vec![v.len()], v));
+    let f32s = |name: &str, v: f32| tensor_f32(name, &[1], &[v]);
+    let i64s = |name: &str, v: &[i64]| tensor_i64(name, &[v.len()], v);
     let cast = |name: &str, i: &str, o: &str, to: i64| {
-        let mut n = node("Cast", name, &[i], &[o]);
-        n.attribute.push(AttributeProto {
-            name: Some("to".into()),
-            r#type: Some(AttributeType::Int as i32),
-            i: Some(to),
-            ..Default::default()
-        });
-        n
+        node("Cast", name, &[i], &[o]).with_attribute(attr_int("to", to))
     };
     let nodes = vec![
         node("Shape", "shape", &["x"], &["s"]),
@@ -409,49 +300,33 @@ fn float_shape_arithmetic_is_folded() {
 /// `Concat(past, new)` typed `past_seq+seq`; a symbolic length with delta 2 is refused.
 #[test]
 fn kv_cache_shape_sums_import() {
-    let int_attr = |n: &str, v: i64| AttributeProto {
-        name: Some(n.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    };
     let shape_axis = |name: &str, input: &str| {
-        let mut n = node("Shape", name, &[input], &[&format!("{name}_1")]);
-        n.attribute.extend([int_attr("start", 2), int_attr("end", 3)]);
-        n
+        node("Shape", name, &[input], &[&format!("{name}_1")])
+            .with_attributes([attr_int("start", 2), attr_int("end", 3)])
     };
     let build = |delta: i64| {
-        let mut one = node("Constant", "delta", &[], &["delta"]);
-        one.attribute.push(int_attr("value_int", delta));
-        let mut cat = node("Concat", "cat", &["past", "x"], &["present"]);
-        cat.attribute.push(int_attr("axis", 2));
-        ModelProto {
-            ir_version: Some(9),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(20) }],
-            graph: Some(GraphProto {
-                name: Some("g".into()),
-                node: vec![
-                    shape_axis("sp", "past"),
-                    shape_axis("sx", "x"),
-                    node("Squeeze", "p", &["sp_1"], &["p"]),
-                    node("Squeeze", "s", &["sx_1"], &["s"]),
-                    node("Add", "total", &["p", "s"], &["total"]),
-                    one,
-                    node("Range", "pos", &["p", "total", "delta"], &["pos"]),
-                    cat,
-                ],
-                input: vec![
-                    tensor_vi("past", 1, &["batch", "2", "past_seq", "4"]),
-                    tensor_vi("x", 1, &["batch", "2", "seq", "4"]),
-                ],
-                output: vec![
-                    tensor_vi("pos", 7, &["seq"]),
-                    tensor_vi("present", 1, &["batch", "2", "past_seq + seq", "4"]),
-                ],
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        let one = node("Constant", "delta", &[], &["delta"]).with_attribute(attr_int("value_int", delta));
+        let cat = node("Concat", "cat", &["past", "x"], &["present"]).with_attribute(attr_int("axis", 2));
+        model_of(
+            vec![
+                shape_axis("sp", "past"),
+                shape_axis("sx", "x"),
+                node("Squeeze", "p", &["sp_1"], &["p"]),
+                node("Squeeze", "s", &["sx_1"], &["s"]),
+                node("Add", "total", &["p", "s"], &["total"]),
+                one,
+                node("Range", "pos", &["p", "total", "delta"], &["pos"]),
+                cat,
+            ],
+            vec![
+                value_info("past", 1, &["batch", "2", "past_seq", "4"]),
+                value_info("x", 1, &["batch", "2", "seq", "4"]),
+            ],
+            vec![
+                value_info("pos", 7, &["seq"]),
+                value_info("present", 1, &["batch", "2", "past_seq + seq", "4"]),
+            ],
+        )
     };
     let g = import_model(&build(1)).unwrap();
     g.validate().unwrap();
@@ -474,22 +349,17 @@ fn kv_cache_shape_sums_import() {
 /// axis 2: linear mode becomes one `slice_update` per batch row, circular mode stays a gather.
 fn tensor_scatter_model(batch: usize, seq: usize, mode: &str) -> ModelProto {
     let (b, s) = (batch.to_string(), seq.to_string());
-    let mut n = node("TensorScatter", "write", &["past", "new", "at"], &["present"]);
-    n.attribute.push(AttributeProto {
-        name: Some("mode".into()),
-        r#type: Some(AttributeType::String as i32),
-        s: Some(mode.as_bytes().to_vec()),
-        ..Default::default()
-    });
+    let n = node("TensorScatter", "write", &["past", "new", "at"], &["present"])
+        .with_attribute(attr_string("mode", mode));
     let mut m = model(vec![n], "present");
     m.opset_import[0].version = Some(24);
     let g = m.graph.as_mut().unwrap();
     g.input = vec![
-        tensor_vi("past", 1, &[&b, "2", "5", "3"]),
-        tensor_vi("new", 1, &[&b, "2", &s, "3"]),
-        tensor_vi("at", 7, &[&b]),
+        value_info("past", 1, &[&b, "2", "5", "3"]),
+        value_info("new", 1, &[&b, "2", &s, "3"]),
+        value_info("at", 7, &[&b]),
     ];
-    g.output = vec![tensor_vi("present", 1, &[&b, "2", "5", "3"])];
+    g.output = vec![value_info("present", 1, &[&b, "2", "5", "3"])];
     m
 }
 

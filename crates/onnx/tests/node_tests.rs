@@ -25,6 +25,8 @@
 //! Environment: `ONNX_NODE_TESTS_DIR` (another test directory), `NODE_TEST_FILTER` (only the
 //! cases whose name contains it), `NODE_TEST_VERBOSE=1` (one line per case).
 
+mod common;
+
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::{Graph, HostTensor};
 use blockfuse_onnx::specialize::Model;
@@ -32,9 +34,11 @@ use blockfuse_onnx::test_data::{list_test_data_sets, workspace_root};
 use blockfuse_onnx::{OnnxError, TestDataSet};
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use common::{model_dirs_matching, node_tests_dir};
 
 /// ONNX's default tolerances for the backend tests.
 const RTOL: f64 = 1e-3;
@@ -134,32 +138,6 @@ struct CaseResult {
     skipped_sets: usize,
     fusion: Option<Fusion>,
     secs: f64,
-}
-
-fn node_tests_dir() -> Option<PathBuf> {
-    let explicit = std::env::var_os("ONNX_NODE_TESTS_DIR").filter(|v| !v.is_empty());
-    let dir = explicit
-        .clone()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/onnx-node-tests"));
-    let present = if explicit.is_some() { dir.is_dir() } else { dir.join(".complete").is_file() };
-    if !present {
-        eprintln!("\n!!! SKIPPED: no ONNX node tests in {}: run scripts/onnx-node-tests.sh\n", dir.display());
-        return None;
-    }
-    Some(dir)
-}
-
-fn case_dirs(root: &Path) -> Vec<PathBuf> {
-    let filter = std::env::var("NODE_TEST_FILTER").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("model.onnx").is_file())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(&filter))
-        .collect();
-    dirs.sort();
-    dirs
 }
 
 /// The family and block kind of an expanded case checked for fusion.
@@ -437,7 +415,7 @@ struct Counts {
 #[test]
 fn onnx_node_conformance() {
     let Some(root) = node_tests_dir() else { return };
-    let dirs = case_dirs(&root);
+    let dirs = model_dirs_matching(&root, "NODE_TEST_FILTER");
     let start = Instant::now();
     // Quiet panics: they are caught and reported per case.
     let hook = std::panic::take_hook();

@@ -5,90 +5,37 @@
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::{Dequantize, Int4};
 use blockfuse_ir::{DType, HostTensor, Op};
+use blockfuse_onnx::build::{self, attr_int, opset, tensor_raw, value_info_fixed};
 use blockfuse_onnx::proto::tensor_proto::DataType;
-use blockfuse_onnx::proto::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
-};
+use blockfuse_onnx::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use blockfuse_onnx::{import_model, OnnxError};
 
-fn vi(name: &str, elem: DataType, dims: &[i64]) -> ValueInfoProto {
-    use blockfuse_onnx::proto::tensor_shape_proto::{dimension, Dimension};
-    let dim = dims
-        .iter()
-        .map(|&d| Dimension { value: Some(dimension::Value::DimValue(d)), ..Default::default() })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(elem as i32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
-
+/// A node named `<op>_0` in `domain`, writing `y`.
 fn node(domain: &str, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        domain: Some(domain.into()),
-        name: Some(format!("{op}_0")),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec!["y".into()],
-        attribute: attrs,
-        ..Default::default()
-    }
+    build::node(op, &format!("{op}_0"), inputs, &["y"]).with_domain(domain).with_attributes(attrs)
 }
 
-fn raw(name: &str, dt: DataType, dims: &[i64], bytes: Vec<u8>) -> TensorProto {
-    TensorProto {
-        name: Some(name.into()),
-        data_type: Some(dt as i32),
-        dims: dims.to_vec(),
-        raw_data: Some(bytes.into()),
-        ..Default::default()
-    }
-}
-
+/// An IR 10 model (opset 21 and `com.microsoft` 1) from `x: f32[x]` to `y: f32[y]`.
 fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, x: &[i64], y: &[i64]) -> ModelProto {
-    ModelProto {
-        ir_version: Some(10),
-        opset_import: vec![
-            OperatorSetIdProto { domain: Some(String::new()), version: Some(21) },
-            OperatorSetIdProto { domain: Some("com.microsoft".into()), version: Some(1) },
-        ],
-        graph: Some(GraphProto {
-            name: Some("g".into()),
-            node: nodes,
-            initializer: inits,
-            input: vec![vi("x", DataType::Float, x)],
-            output: vec![vi("y", DataType::Float, y)],
-            ..Default::default()
-        }),
+    let graph = GraphProto {
+        name: Some("g".into()),
+        node: nodes,
+        initializer: inits,
+        input: vec![value_info_fixed("x", DataType::Float, x)],
+        output: vec![value_info_fixed("y", DataType::Float, y)],
         ..Default::default()
-    }
+    };
+    build::model(10, vec![opset("", 21), opset("com.microsoft", 1)], graph)
 }
 
 /// `MatMulNBits` of K = 32, N = 2, 4 bits, blocks of 32, with extra inputs and attributes.
 fn nbits(extra_inputs: &[&str], bits: i64, inits: Vec<TensorProto>) -> ModelProto {
     let mut ins = vec!["x", "b", "s"];
     ins.extend_from_slice(extra_inputs);
-    let attrs = vec![int_attr("K", 32), int_attr("N", 2), int_attr("bits", bits), int_attr("block_size", 32)];
+    let attrs = vec![attr_int("K", 32), attr_int("N", 2), attr_int("bits", bits), attr_int("block_size", 32)];
     let mut all = vec![
-        raw("b", DataType::Uint8, &[2, 1, 16], (0..32u8).collect()),
-        raw("s", DataType::Float, &[2], [0.5f32, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect()),
+        tensor_raw("b", DataType::Uint8, &[2, 1, 16], (0..32u8).collect()),
+        tensor_raw("s", DataType::Float, &[2], [0.5f32, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect()),
     ];
     all.extend(inits);
     model(vec![node("com.microsoft", "MatMulNBits", &ins, attrs)], all, &[1, 32], &[1, 2])
@@ -116,11 +63,11 @@ fn matmul_nbits_imports_as_a_dequantized_matmul_with_the_default_zero_point() {
 
 #[test]
 fn matmul_nbits_refusals_name_what_is_not_supported() {
-    let g_idx = raw("gi", DataType::Int32, &[32], vec![0; 128]);
+    let g_idx = tensor_raw("gi", DataType::Int32, &[32], vec![0; 128]);
     let cases = [
         (nbits(&["", "gi"], 4, vec![g_idx]), "g_idx"),
         (nbits(&[], 2, vec![]), "bits = 2"),
-        (nbits(&["zf"], 4, vec![raw("zf", DataType::Float, &[2], vec![0; 8])]), "f32 zero_points"),
+        (nbits(&["zf"], 4, vec![tensor_raw("zf", DataType::Float, &[2], vec![0; 8])]), "f32 zero_points"),
     ];
     for (m, want) in cases {
         let err = import_model(&m).unwrap_err();
@@ -129,10 +76,10 @@ fn matmul_nbits_refusals_name_what_is_not_supported() {
     }
     // Attributes that would overflow the sizes are errors, not panics.
     let mut m = nbits(&[], 4, vec![]);
-    m.graph.as_mut().unwrap().node[0].attribute[1] = int_attr("N", i64::MAX);
+    m.graph.as_mut().unwrap().node[0].attribute[1] = attr_int("N", i64::MAX);
     assert!(import_model(&m).unwrap_err().to_string().contains("B must be uint8"));
     let mut m = nbits(&[], 4, vec![]);
-    m.graph.as_mut().unwrap().node[0].attribute[3] = int_attr("block_size", 1 << 40);
+    m.graph.as_mut().unwrap().node[0].attribute[3] = attr_int("block_size", 1 << 40);
     assert!(import_model(&m).unwrap_err().to_string().contains("block_size"));
     let mut m = nbits(&[], 4, vec![]);
     m.graph.as_mut().unwrap().node[0].op_type = Some("FusedMatMul".into());
@@ -148,8 +95,8 @@ fn int4_initializers_stay_packed_and_blocked_dequantize_is_one_block() {
     // q int4 [4, 2] = -8..7 step 2, packed low nibble first; blocks of 2 along axis 0.
     let vals: Vec<i32> = (0..8).map(|i| 2 * i - 8).collect();
     let packed: Vec<u8> = vals.chunks(2).map(|p| (p[0] as u8 & 15) | ((p[1] as u8 & 15) << 4)).collect();
-    let q = raw("q", DataType::Int4, &[4, 2], packed.clone());
-    let s = raw(
+    let q = tensor_raw("q", DataType::Int4, &[4, 2], packed.clone());
+    let s = tensor_raw(
         "s",
         DataType::Float,
         &[2, 2],
@@ -163,7 +110,7 @@ fn int4_initializers_stay_packed_and_blocked_dequantize_is_one_block() {
         ..Default::default()
     };
     let dq =
-        node("", "DequantizeLinear", &["q", "s", "zp"], vec![int_attr("axis", 0), int_attr("block_size", 2)]);
+        node("", "DequantizeLinear", &["q", "s", "zp"], vec![attr_int("axis", 0), attr_int("block_size", 2)]);
     let mut dq = dq;
     dq.output = vec!["w".into()];
     let mm = NodeProto { output: vec!["y".into()], ..node("", "MatMul", &["x", "w"], vec![]) };
@@ -194,11 +141,11 @@ fn int4_initializers_stay_packed_and_blocked_dequantize_is_one_block() {
 #[test]
 fn gather_block_quantized_refusals() {
     let table =
-        |dims: &[i64]| raw("d", DataType::Uint8, dims, vec![0; dims.iter().product::<i64>() as usize]);
-    let scales = raw("s", DataType::Float, &[4, 1], vec![0; 16]);
+        |dims: &[i64]| tensor_raw("d", DataType::Uint8, dims, vec![0; dims.iter().product::<i64>() as usize]);
+    let scales = tensor_raw("s", DataType::Float, &[4, 1], vec![0; 16]);
     let cases = [(2, vec![4, 16], "u8 'd' with bits = 2"), (4, vec![2, 2, 16], "rank 3 (2-D tables only)")];
     for (bits, dims, want) in cases {
-        let attrs = vec![int_attr("bits", bits), int_attr("block_size", 32)];
+        let attrs = vec![attr_int("bits", bits), attr_int("block_size", 32)];
         let n = node("com.microsoft", "GatherBlockQuantized", &["d", "x", "s"], attrs);
         let err =
             import_model(&model(vec![n], vec![table(&dims), scales.clone()], &[1, 32], &[1, 2])).unwrap_err();

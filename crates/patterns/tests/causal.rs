@@ -44,6 +44,16 @@ fn range(b: &mut Builder<'_>, t: &Dim, shape: Vec<Dim>) -> Value {
     b.reshape(r, shape).unwrap()
 }
 
+/// `triu(full(f32::MIN), k)`: the additive mask written as the upper triangle from diagonal
+/// `k` of a `{t, t}` tensor of the lowest f32.
+fn triu_of_min(k: i64) -> impl Fn(&mut Builder<'_>, &Dim) -> Value {
+    move |b, t| {
+        let shape = vec![t.clone(), t.clone()];
+        let low = b.add(Op::Full { shape, value: f32::MIN as f64, dtype: DType::F32 }, &[]).unwrap();
+        b.add(Op::Trilu { upper: true, k }, &[low]).unwrap()
+    }
+}
+
 /// The demo decoder's spelling: `where(cols op rows + offset, 0, f32::MIN)`.
 fn range_mask(op: BinaryOp, offset: i64) -> impl Fn(&mut Builder<'_>, &Dim) -> Value {
     move |b, t| {
@@ -160,22 +170,7 @@ fn causal_spellings_are_recognized() {
                 b.select(keep, zero, low).unwrap()
             }),
         ),
-        (
-            "triu(full(min), 1)",
-            Box::new(|b, t| {
-                let low = b
-                    .add(
-                        Op::Full {
-                            shape: vec![t.clone(), t.clone()],
-                            value: f32::MIN as f64,
-                            dtype: DType::F32,
-                        },
-                        &[],
-                    )
-                    .unwrap();
-                b.add(Op::Trilu { upper: true, k: 1 }, &[low]).unwrap()
-            }),
-        ),
+        ("triu(full(min), 1)", Box::new(triu_of_min(1))),
     ];
     for (what, mask) in &spellings {
         for (t, layers) in [(seq(), 1), (seq(), 2), (Dim::Known(5), 1), (Dim::Known(80), 2)] {
@@ -204,22 +199,7 @@ fn negative_near_causal_masks_stay_operands() {
         ("off by one: cols <= rows + 1", Box::new(range_mask(BinaryOp::LessEqual, 1))),
         ("strict: cols < rows", Box::new(range_mask(BinaryOp::Less, 0))),
         ("causal + padding", Box::new(padding)),
-        (
-            "triu(full(min), 0)",
-            Box::new(|b, t| {
-                let low = b
-                    .add(
-                        Op::Full {
-                            shape: vec![t.clone(), t.clone()],
-                            value: f32::MIN as f64,
-                            dtype: DType::F32,
-                        },
-                        &[],
-                    )
-                    .unwrap();
-                b.add(Op::Trilu { upper: true, k: 0 }, &[low]).unwrap()
-            }),
-        ),
+        ("triu(full(min), 0)", Box::new(triu_of_min(0))),
         (
             "a soft bias -10 is not a drop",
             Box::new(|b, t| {

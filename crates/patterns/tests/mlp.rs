@@ -70,16 +70,22 @@ fn fuses_gelu_erf() {
     assert_same_values(&g, &opt, 1e-5);
 }
 
-#[test]
-fn fuses_quick_gelu() {
+/// `x · σ(k · x)`: QuickGELU when `k` is 1.702.
+fn sigmoid_gelu(k: f64) -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let x = x_in(&mut b, "x");
-    let k = b.scalar(DType::F32, 1.702);
+    let k = b.scalar(DType::F32, k);
     let kx = b.mul(x, k).unwrap();
     let s = b.unary(UnaryOp::Sigmoid, kx).unwrap();
     let y = b.mul(x, s).unwrap();
     g.add_output("y", y);
+    g
+}
+
+#[test]
+fn fuses_quick_gelu() {
+    let g = sigmoid_gelu(1.702);
     let (before, after, report, opt) = fuse(&g);
     assert_eq!(report.blocks["gelu"], 1);
     insta::assert_snapshot!(snapshot_text(&before, &after));
@@ -90,14 +96,7 @@ fn fuses_quick_gelu() {
 /// tolerance on the constant fused it.
 #[test]
 fn negative_quick_gelu_with_1_703() {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let x = x_in(&mut b, "x");
-    let k = b.scalar(DType::F32, 1.703);
-    let kx = b.mul(x, k).unwrap();
-    let s = b.unary(UnaryOp::Sigmoid, kx).unwrap();
-    let y = b.mul(x, s).unwrap();
-    g.add_output("y", y);
+    let g = sigmoid_gelu(1.703);
     let (_, _, report, opt) = fuse(&g);
     assert_eq!(report.blocks.get("gelu").copied().unwrap_or(0), 0);
     assert!(

@@ -336,13 +336,30 @@ fn unsqueeze_last(b: &mut Builder<'_>, v: Value) -> Value {
 fn interleaved_pairs(b: &mut Builder<'_>, x: Value, cos: Value, sin: Value, odd_start: i64) -> Value {
     let d = b.ty(x).shape.last().unwrap().known().unwrap() as i64;
     let (x1, x2) = (strided(b, x, 0, d), strided(b, x, odd_start, d + 1));
-    let (a, c) = (b.mul(cos, x1).unwrap(), b.mul(sin, x2).unwrap());
+    let shape = b.ty(x).shape.to_vec();
+    rotate_pairs(b, (x1, x2), (cos, sin), true, shape)
+}
+
+/// The pairs `(x1, x2)` rotated, `real = x1·cos − x2·sin` and `imag = x2·cos + x1·sin`,
+/// each stacked with its pair as `[..., h, 2]` and flattened to `shape`. `onnx` writes the
+/// products as ONNX's RotaryEmbedding function does (`cos·x1 − sin·x2`, `sin·x1 + cos·x2`),
+/// otherwise as the reshape-to-pairs exporters do (`x1·cos − x2·sin`, `x2·cos + x1·sin`).
+fn rotate_pairs(
+    b: &mut Builder<'_>,
+    (x1, x2): (Value, Value),
+    (cos, sin): (Value, Value),
+    onnx: bool,
+    shape: Vec<Dim>,
+) -> Value {
+    let prod =
+        |b: &mut Builder<'_>, x: Value, t: Value| if onnx { b.mul(t, x) } else { b.mul(x, t) }.unwrap();
+    let (a, c) = (prod(b, x1, cos), prod(b, x2, sin));
     let real = b.sub(a, c).unwrap();
-    let (a, c) = (b.mul(sin, x1).unwrap(), b.mul(cos, x2).unwrap());
+    let (a, c) =
+        if onnx { (prod(b, x1, sin), prod(b, x2, cos)) } else { (prod(b, x2, cos), prod(b, x1, sin)) };
     let imag = b.add2(a, c).unwrap();
     let (real, imag) = (unsqueeze_last(b, real), unsqueeze_last(b, imag));
     let both = b.concat(&[real, imag], -1).unwrap();
-    let shape = b.ty(x).shape.to_vec();
     b.reshape(both, shape).unwrap()
 }
 
@@ -396,13 +413,7 @@ fn negative_interleaved_pairs_off_by_one() {
     // x[..., 0::2] against x[..., 2::2]: not the pairs (x_2i, x_2i+1).
     let d = (D + 2) as i64;
     let (x1, x2) = (strided(&mut b, q, 0, d - 2), strided(&mut b, q, 2, d));
-    let (a, c) = (b.mul(cos, x1).unwrap(), b.mul(sin, x2).unwrap());
-    let real = b.sub(a, c).unwrap();
-    let (a, c) = (b.mul(sin, x1).unwrap(), b.mul(cos, x2).unwrap());
-    let imag = b.add2(a, c).unwrap();
-    let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
-    let both = b.concat(&[real, imag], -1).unwrap();
-    let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
+    let y = rotate_pairs(&mut b, (x1, x2), (cos, sin), true, heads(D).shape.to_vec());
     g.add_output("q_rot", y);
     let (_, _, report, opt) = fuse(&g);
     assert!(ropes(&opt).is_empty());
@@ -534,22 +545,24 @@ fn reshaped_pairs(b: &mut Builder<'_>, x: Value, gather: bool) -> (Value, Value)
     }
 }
 
+/// Interleaved RoPE on the pairs of [`reshaped_pairs`] (`gather` as there), the members
+/// taken as `(x1, x2)`, or as `(x2, x1)` when `swapped`.
+fn reshaped_pairs_rope(gather: bool, swapped: bool) -> Graph {
+    let mut g = Graph::new();
+    let mut b = Builder::new(&mut g);
+    let q = b.input("q", heads(D));
+    let (cos, sin) = per_pair_angles(&mut b);
+    let (x1, x2) = reshaped_pairs(&mut b, q, gather);
+    let pair = if swapped { (x2, x1) } else { (x1, x2) };
+    let y = rotate_pairs(&mut b, pair, (cos, sin), false, heads(D).shape.to_vec());
+    g.add_output("q_rot", y);
+    g
+}
+
 #[test]
 fn fuses_interleaved_pairs_of_a_reshape_to_pairs() {
     for gather in [true, false] {
-        let mut g = Graph::new();
-        let mut b = Builder::new(&mut g);
-        let q = b.input("q", heads(D));
-        let (cos, sin) = per_pair_angles(&mut b);
-        let (x1, x2) = reshaped_pairs(&mut b, q, gather);
-        let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
-        let real = b.sub(a, c).unwrap();
-        let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
-        let imag = b.add2(a, c).unwrap();
-        let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
-        let both = b.concat(&[real, imag], -1).unwrap();
-        let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
-        g.add_output("q_rot", y);
+        let g = reshaped_pairs_rope(gather, false);
         let (before, after, report, opt) = fuse(&g);
         assert_eq!(report.rules["rope_pairs"], 1, "gather={gather} {:?}", report.near_misses);
         assert_eq!(ropes(&opt), vec![Rope::new(D, 1e4).with_traditional(true)]);
@@ -563,19 +576,7 @@ fn fuses_interleaved_pairs_of_a_reshape_to_pairs() {
 /// The negative twin: members 1 and 0 (swapped) of the pairs are not the rotation's x1, x2.
 #[test]
 fn negative_reshape_to_pairs_members_swapped() {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let q = b.input("q", heads(D));
-    let (cos, sin) = per_pair_angles(&mut b);
-    let (x2, x1) = reshaped_pairs(&mut b, q, true);
-    let (a, c) = (b.mul(x1, cos).unwrap(), b.mul(x2, sin).unwrap());
-    let real = b.sub(a, c).unwrap();
-    let (a, c) = (b.mul(x2, cos).unwrap(), b.mul(x1, sin).unwrap());
-    let imag = b.add2(a, c).unwrap();
-    let (real, imag) = (unsqueeze_last(&mut b, real), unsqueeze_last(&mut b, imag));
-    let both = b.concat(&[real, imag], -1).unwrap();
-    let y = b.reshape(both, heads(D).shape.to_vec()).unwrap();
-    g.add_output("q_rot", y);
+    let g = reshaped_pairs_rope(true, true);
     let (_, _, report, opt) = fuse(&g);
     assert!(ropes(&opt).is_empty());
     assert!(misses(&report, "rope_pairs", "not the even and odd features"), "{:?}", report.near_misses);
@@ -657,21 +658,27 @@ fn fuses_the_kv_cache_dynamo_bf16_spelling() {
     assert_same_values(&g, &opt, 1e-2);
 }
 
-/// rotate_half with the negation spelled `x2 · (−1)`.
-#[test]
-fn fuses_rotate_half_negated_by_a_product() {
+/// rotate_half of `q` with its "negation" spelled `x2 · factor`.
+fn rotate_half_times(factor: f64) -> Graph {
     let mut g = Graph::new();
     let mut b = Builder::new(&mut g);
     let q = b.input("q", heads(D));
     let (cos, sin) = cos_sin(&mut b, None, 1e4);
     let lo = b.slice_axis(q, -1, 0, D as i64 / 2).unwrap();
     let hi = b.slice_axis(q, -1, D as i64 / 2, D as i64).unwrap();
-    let m1 = b.scalar(DType::F32, -1.0);
-    let nhi = b.mul(hi, m1).unwrap();
+    let m = b.scalar(DType::F32, factor);
+    let nhi = b.mul(hi, m).unwrap();
     let rot = b.concat(&[nhi, lo], -1).unwrap();
     let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
     let y = b.add2(a, c).unwrap();
     g.add_output("q_rot", y);
+    g
+}
+
+/// rotate_half with the negation spelled `x2 · (−1)`.
+#[test]
+fn fuses_rotate_half_negated_by_a_product() {
+    let g = rotate_half_times(-1.0);
     let (_, _, _, opt) = fuse(&g);
     assert_eq!(ropes(&opt), vec![Rope::new(D, 1e4)]);
     assert_same_values(&g, &opt, 1e-5);
@@ -680,18 +687,7 @@ fn fuses_rotate_half_negated_by_a_product() {
 /// The negative twin: `x2 · (−2)` is not a negation.
 #[test]
 fn negative_rotate_half_scaled_by_minus_two() {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let q = b.input("q", heads(D));
-    let (cos, sin) = cos_sin(&mut b, None, 1e4);
-    let lo = b.slice_axis(q, -1, 0, D as i64 / 2).unwrap();
-    let hi = b.slice_axis(q, -1, D as i64 / 2, D as i64).unwrap();
-    let m2 = b.scalar(DType::F32, -2.0);
-    let nhi = b.mul(hi, m2).unwrap();
-    let rot = b.concat(&[nhi, lo], -1).unwrap();
-    let (a, c) = (b.mul(q, cos).unwrap(), b.mul(rot, sin).unwrap());
-    let y = b.add2(a, c).unwrap();
-    g.add_output("q_rot", y);
+    let g = rotate_half_times(-2.0);
     let (_, _, _, opt) = fuse(&g);
     assert!(ropes(&opt).is_empty());
     assert_same_values(&g, &opt, 1e-5);

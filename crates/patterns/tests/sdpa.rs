@@ -1,5 +1,6 @@
 mod common;
 use blockfuse_ir::*;
+use blockfuse_models::attention::{eager_attention, scaled_scores, where_masked};
 use common::*;
 
 fn t4(n: usize, t: &str, d: usize) -> TensorType {
@@ -132,24 +133,12 @@ const TK: usize = 4;
 /// `softmax(logits(b, q, k)) · v` with q `{1, 2, tq, 8}`, k and v `{1, 2, tk, 8}`; extra inputs
 /// are added by `logits` itself.
 fn attention(tq: usize, tk: usize, logits: impl FnOnce(&mut Builder<'_>, Value, Value) -> Value) -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let q = b.input("q", TensorType::known(DType::F32, &[1, 2, tq, 8]));
-    let k = b.input("k", TensorType::known(DType::F32, &[1, 2, tk, 8]));
-    let v = b.input("v", TensorType::known(DType::F32, &[1, 2, tk, 8]));
-    let s = logits(&mut b, q, k);
-    let p = b.softmax(s, -1).unwrap();
-    let o = b.matmul(p, v).unwrap();
-    g.add_output("out", o);
-    g
+    eager_attention(2, (tq, tk), 8, logits).unwrap()
 }
 
 /// `q · kᵀ / √8`.
 fn scores(b: &mut Builder<'_>, q: Value, k: Value) -> Value {
-    let kt = b.transpose(k, &[0, 1, 3, 2]).unwrap();
-    let s = b.matmul(q, kt).unwrap();
-    let c = b.scalar(DType::F32, 8f64.sqrt());
-    b.div(s, c).unwrap()
+    scaled_scores(b, q, k, 8).unwrap()
 }
 
 fn bool_input(b: &mut Builder<'_>, dims: &[usize]) -> Value {
@@ -238,12 +227,7 @@ fn where_mask(fill: f64, keep: bool) -> Graph {
     attention(TQ, TK, |b, q, k| {
         let s = scores(b, q, k);
         let m = bool_input(b, &[1, 1, TQ, TK]);
-        let f = b.scalar(DType::F32, fill);
-        if keep {
-            b.select(m, s, f).unwrap()
-        } else {
-            b.select(m, f, s).unwrap()
-        }
+        where_masked(b, m, s, fill, keep).unwrap()
     })
 }
 

@@ -4,7 +4,7 @@
 use blockfuse_extension_test::KernelBackend;
 use blockfuse_ir::backend::Backend;
 use blockfuse_ir::blocks::RmsNorm;
-use blockfuse_ir::{json, BinaryOp, Builder, DType, Dim, Graph, HostTensor, TensorType, UnaryOp};
+use blockfuse_ir::{json, Builder, DType, Graph, HostTensor, TensorType};
 use std::process::{Command, Output};
 
 fn ext(args: &[&str]) -> Output {
@@ -17,20 +17,7 @@ fn text(b: &[u8]) -> String {
 
 /// RMSNorm over `width` in exporter spelling (fuses into an `rms_norm` block).
 fn rms_graph(width: usize) -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let x = b.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(width)]));
-    let w = b.constant(HostTensor::from_f32(vec![width], &vec![0.5; width]));
-    let two = b.scalar(DType::F32, 2.0);
-    let sq = b.binary(BinaryOp::Pow, x, two).unwrap();
-    let m = b.mean_last(sq).unwrap();
-    let eps = b.scalar(DType::F32, 1e-6);
-    let a = b.add2(m, eps).unwrap();
-    let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
-    let y = b.mul(x, r).unwrap();
-    let y = b.mul(y, w).unwrap();
-    g.add_output("y", y);
-    g
+    blockfuse_models::rms_norm_graph(width).unwrap()
 }
 
 fn write(name: &str, g: &Graph) -> String {

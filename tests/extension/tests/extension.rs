@@ -1,6 +1,8 @@
 //! The extension crate against blockfuse's public API: its own block through a lowering and
 //! through its fallback, RmsNorm overrides, and JSON after registration.
 
+mod common;
+
 use blockfuse_extension_test::{
     clamped_gelu_lowering, register, register_rms_norm_kernel, register_rms_norm_spy, ClampedGelu,
     KernelStats,
@@ -11,19 +13,7 @@ use blockfuse_ir::{json, text, Builder, DType, Dim, Graph, HostTensor, IrError, 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn clamped_graph(dtype: DType) -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let x = b.input("x", TensorType::new(dtype, [Dim::sym("n"), Dim::Known(16)]));
-    let y = b.block(ClampedGelu { limit: 1.5 }, &[x]).unwrap()[0];
-    g.add_output("y", y);
-    g
-}
-
-fn ramp(dtype: DType, rows: usize) -> HostTensor {
-    let v: Vec<f64> = (0..rows * 16).map(|i| -6.0 + 12.0 * i as f64 / (rows * 16) as f64).collect();
-    HostTensor::from_f64(dtype, vec![rows, 16], &v)
-}
+use common::{clamped_graph, ramp};
 
 fn max_abs(a: &HostTensor, b: &HostTensor) -> f64 {
     a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)

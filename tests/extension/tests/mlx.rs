@@ -3,6 +3,8 @@
 //! an MLX lowering written here, and through one that declines at run time; and an override
 //! of one of blockfuse's own blocks.
 
+mod common;
+
 use blockfuse_extension_test::ClampedGelu;
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::blocks::RmsNorm;
@@ -13,19 +15,7 @@ use blockfuse_mlx::{Array, Device, MlxBackend, MlxError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn clamped_graph(dtype: DType) -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let x = b.input("x", TensorType::new(dtype, [Dim::sym("n"), Dim::Known(16)]));
-    let y = b.block(ClampedGelu { limit: 1.5 }, &[x]).unwrap()[0];
-    g.add_output("y", y);
-    g
-}
-
-fn ramp(dtype: DType, rows: usize) -> HostTensor {
-    let v: Vec<f64> = (0..rows * 16).map(|i| -6.0 + 12.0 * i as f64 / (rows * 16) as f64).collect();
-    HostTensor::from_f64(dtype, vec![rows, 16], &v)
-}
+use common::{clamped_graph, ramp};
 
 /// The largest `|a − b| / max(1, |b|)`.
 fn max_err(a: &HostTensor, b: &HostTensor) -> f64 {

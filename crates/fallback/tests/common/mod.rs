@@ -72,11 +72,7 @@ pub fn run_block(block: impl Block + Clone + 'static, args: &[&HostTensor]) -> V
 
 /// The message of the error a block gives when built over operands of these types.
 pub fn block_error(block: impl Block + 'static, types: &[TensorType]) -> String {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let vals: Vec<Value> =
-        types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
-    match b.block(block, &vals) {
+    match blockfuse_ir::block::block_graph(std::sync::Arc::new(block), types) {
         Ok(_) => panic!("expected the block to reject {types:?}"),
         Err(e) => e.to_string(),
     }
@@ -126,3 +122,27 @@ pub fn strides(dims: &[usize]) -> Vec<usize> {
 
 /// The float dtypes of most block tests, with a tolerance each.
 pub const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+/// `v` rounded to `dtype` (once, as a one-element tensor of it holds it).
+pub fn round_to(dtype: DType, v: f64) -> f64 {
+    HostTensor::scalar(dtype, v).get_f64(0)
+}
+
+/// The f64 reference RMSNorm, row by row over rows of `d`: `w ⊙ round_T(x · rsqrt(mean(x²) +
+/// eps))`; with `offset ≠ 0` the weight is `offset + w` (Gemma), applied before rounding.
+pub fn rms_ref(x: &[f64], d: usize, w: Option<&[f64]>, eps: f64, offset: f64, t: DType) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks(d) {
+        let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
+        let r = 1.0 / (ms + eps).sqrt();
+        for (i, v) in row.iter().enumerate() {
+            let y = v * r;
+            out.push(match w {
+                None => y,
+                Some(w) if offset == 0.0 => w[i] * round_to(t, y),
+                Some(w) => (offset + w[i]) * y,
+            });
+        }
+    }
+    out
+}

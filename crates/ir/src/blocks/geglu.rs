@@ -1,8 +1,8 @@
 //! GeGLU: the GELU-gated MLP activation (Gemma uses the tanh approximation).
 
-use super::common::{self, compute_dtype, result_type};
+use super::common;
 use super::gelu::{emit_gelu, GeluKind};
-use super::swiglu::infer_gated;
+use super::swiglu::{gated_fallback, infer_gated};
 use crate::block::{Block, ParityCase};
 use crate::builder::Builder;
 use crate::dtype::DType;
@@ -49,13 +49,7 @@ impl Block for GeGlu {
     }
 
     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
-        let out = result_type(b.ty(inputs[0]).dtype, b.ty(inputs[1]).dtype);
-        let c = compute_dtype(out);
-        let g = b.cast(inputs[0], c)?;
-        let u = b.cast(inputs[1], c)?;
         let kind = if self.approximate { GeluKind::Tanh } else { GeluKind::Exact };
-        let gg = emit_gelu(b, g, kind)?;
-        let y = b.mul(gg, u)?;
-        Ok(vec![b.cast(y, out)?])
+        gated_fallback(b, inputs, |b, g| emit_gelu(b, g, kind))
     }
 }

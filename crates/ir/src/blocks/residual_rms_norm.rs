@@ -103,7 +103,7 @@ mod tests {
         let dump = text::dump(&g).unwrap();
         assert!(
             dump.contains(
-                "%3, %4 = block.residual_rms_norm{eps=1e-6, weight_offset=1.0}(%0, %1, %2) : bf16[seq, 4], f32[seq, 4]"
+                "%3, %3:1 = block.residual_rms_norm{eps=1e-6, weight_offset=1.0}(%0, %1, %2) : bf16[seq, 4], f32[seq, 4]"
             ),
             "{dump}"
         );

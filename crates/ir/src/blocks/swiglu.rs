@@ -44,6 +44,22 @@ pub(crate) fn infer_gated(kind: &str, inputs: &[TensorType]) -> Result<Vec<Tenso
     Ok(vec![g.with_dtype(result_type(g.dtype, u.dtype))])
 }
 
+/// The fallback of a gated activation (shared with [`super::GeGlu`]): `act(gate) ⊙ up` in
+/// the compute dtype of the output, cast back to the output's dtype.
+pub(crate) fn gated_fallback(
+    b: &mut Builder<'_>,
+    inputs: &[Value],
+    act: impl FnOnce(&mut Builder<'_>, Value) -> Result<Value, IrError>,
+) -> Result<Vec<Value>, IrError> {
+    let out = result_type(b.ty(inputs[0]).dtype, b.ty(inputs[1]).dtype);
+    let c = compute_dtype(out);
+    let g = b.cast(inputs[0], c)?;
+    let u = b.cast(inputs[1], c)?;
+    let a = act(b, g)?;
+    let y = b.mul(a, u)?;
+    Ok(vec![b.cast(y, out)?])
+}
+
 impl Block for SwiGlu {
     crate::block_identity!();
 
@@ -58,13 +74,9 @@ impl Block for SwiGlu {
     }
 
     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
-        let out = result_type(b.ty(inputs[0]).dtype, b.ty(inputs[1]).dtype);
-        let c = compute_dtype(out);
-        let g = b.cast(inputs[0], c)?;
-        let u = b.cast(inputs[1], c)?;
-        let s = b.unary(UnaryOp::Sigmoid, g)?;
-        let silu = b.mul(g, s)?;
-        let y = b.mul(silu, u)?;
-        Ok(vec![b.cast(y, out)?])
+        gated_fallback(b, inputs, |b, g| {
+            let s = b.unary(UnaryOp::Sigmoid, g)?;
+            b.mul(g, s)
+        })
     }
 }

@@ -42,15 +42,20 @@ impl Block for TestRmsNorm {
     }
 
     fn fallback(&self, b: &mut Builder<'_>, inputs: &[Value]) -> Result<Vec<Value>, IrError> {
-        let (x, w) = (inputs[0], inputs[1]);
-        let sq = b.unary(UnaryOp::Square, x)?;
-        let m = b.mean_last(sq)?;
-        let eps = b.scalar_like(x, self.eps);
-        let a = b.add2(m, eps)?;
-        let r = b.unary(UnaryOp::Rsqrt, a)?;
-        let y = b.mul(x, r)?;
-        Ok(vec![b.mul(y, w)?])
+        Ok(vec![rms_norm_ops(b, inputs[0], inputs[1], self.eps)?])
     }
+}
+
+/// `x · rsqrt(mean(x², -1) + eps) · w` in primitive ops (`eps` a constant of x's dtype):
+/// the test block's fallback and the composed graphs the tests build.
+pub fn rms_norm_ops(b: &mut Builder<'_>, x: Value, w: Value, eps: f64) -> Result<Value, IrError> {
+    let sq = b.unary(UnaryOp::Square, x)?;
+    let m = b.mean_last(sq)?;
+    let eps = b.scalar_like(x, eps);
+    let a = b.add2(m, eps)?;
+    let r = b.unary(UnaryOp::Rsqrt, a)?;
+    let y = b.mul(x, r)?;
+    b.mul(y, w)
 }
 
 /// A registry holding only the test block.
@@ -124,13 +129,7 @@ pub fn rms_norm_graph() -> Graph {
         &(0..64).map(|i| 1.0 + i as f32 / 64.0).collect::<Vec<_>>(),
     ));
     b.graph_mut().set_name(w.node, Some("model.norm.weight".into()));
-    let sq = b.unary(UnaryOp::Square, x).unwrap();
-    let m = b.mean_last(sq).unwrap();
-    let eps = b.scalar(DType::F32, 1e-6);
-    let a = b.add2(m, eps).unwrap();
-    let r = b.unary(UnaryOp::Rsqrt, a).unwrap();
-    let y = b.mul(x, r).unwrap();
-    let y = b.mul(y, w).unwrap();
+    let y = rms_norm_ops(&mut b, x, w, 1e-6).unwrap();
     g.add_output("y", y);
     g
 }

@@ -4,7 +4,7 @@
 
 use blockfuse_fallback::FallbackBackend;
 use blockfuse_ir::dispatch::{Call, Fallback, LowerResult};
-use blockfuse_ir::{Block, Builder, DType, Graph, HostTensor, TensorType};
+use blockfuse_ir::{Block, DType, Graph, HostTensor, TensorType};
 use blockfuse_mlx::{Array, Device, MlxBackend};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,15 +26,7 @@ pub fn type_of(t: &HostTensor) -> TensorType {
 /// A graph with one input per type and one node of `block` on them; its outputs are the
 /// block's.
 pub fn block_graph(block: impl Block, types: &[TensorType]) -> Graph {
-    let mut g = Graph::new();
-    let mut b = Builder::new(&mut g);
-    let args: Vec<_> =
-        types.iter().enumerate().map(|(i, t)| b.input(&format!("arg{i}"), t.clone())).collect();
-    let outs = b.block(block, &args).expect("the block accepts its operands");
-    for (i, v) in outs.into_iter().enumerate() {
-        g.add_output(&format!("out{i}"), v);
-    }
-    g
+    blockfuse_ir::block::block_graph(Arc::new(block), types).expect("the block accepts its operands")
 }
 
 /// The reference outputs.
