@@ -3,45 +3,19 @@
 //! attribute or operand list) before the converter named in the test was rewritten, and must
 //! now end with an error naming the node.
 
-use crate::proto::attribute_proto::AttributeType;
-use crate::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
-use crate::tensor::tensor_to_proto;
+use crate::build::{attr_ints, attr_string, model, node, opset, tensor_f32, tensor_i64, value_name};
+use crate::proto::{AttributeProto, GraphProto, ModelProto, TensorProto};
 use crate::OnnxError;
-use blockfuse_ir::HostTensor;
 
-/// One node `op(inputs) -> y` over initializers, opset 21.
-fn one_node(
-    op: &str,
-    inits: &[(&str, HostTensor)],
-    inputs: &[&str],
-    attrs: Vec<AttributeProto>,
-) -> ModelProto {
-    let node = NodeProto {
-        op_type: Some(op.into()),
-        name: Some(format!("the_{op}")),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec!["y".into()],
-        attribute: attrs,
+/// One node `the_{op}(inputs) -> y` over initializers, opset 21.
+fn one_node(op: &str, inits: Vec<TensorProto>, inputs: &[&str], attrs: Vec<AttributeProto>) -> ModelProto {
+    let graph = GraphProto {
+        node: vec![node(op, &format!("the_{op}"), inputs, &["y"]).with_attributes(attrs)],
+        initializer: inits,
+        output: vec![value_name("y")],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: Some(9),
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(21) }],
-        graph: Some(GraphProto {
-            node: vec![node],
-            initializer: inits.iter().map(|(name, t)| tensor_to_proto(name, t)).collect(),
-            output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// An attribute of `kind` with the fields `fill` sets.
-fn attr(name: &str, kind: AttributeType, fill: impl FnOnce(&mut AttributeProto)) -> AttributeProto {
-    let mut a = AttributeProto { name: Some(name.into()), r#type: Some(kind as i32), ..Default::default() };
-    fill(&mut a);
-    a
+    model(9, vec![opset("", 21)], graph)
 }
 
 /// The import error, which must be an `Import` error of node `the_{op}` mentioning `part`.
@@ -59,11 +33,10 @@ fn import_error(m: &ModelProto, op: &str, part: &str) {
 /// `Resize` with a `roi` shorter than two entries per axis read `roi[axes + k]` past its end.
 #[test]
 fn resize_with_a_short_roi() {
-    let x = HostTensor::from_f32(vec![1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
-    let roi = HostTensor::from_f32(vec![1], &[0.0]);
-    let scales = HostTensor::from_f32(vec![4], &[1.0, 1.0, 2.0, 2.0]);
-    let inits = [("x", x), ("roi", roi), ("scales", scales)];
-    let m = one_node("Resize", &inits, &["x", "roi", "scales"], vec![]);
+    let x = tensor_f32("x", &[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+    let roi = tensor_f32("roi", &[1], &[0.0]);
+    let scales = tensor_f32("scales", &[4], &[1.0, 1.0, 2.0, 2.0]);
+    let m = one_node("Resize", vec![x, roi, scales], &["x", "roi", "scales"], vec![]);
     import_error(&m, "Resize", "roi has 1 entries, not 2 per axis (4 axes)");
 }
 
@@ -71,14 +44,14 @@ fn resize_with_a_short_roi() {
 /// spatial axes read `output_shape[i]` past its end.
 #[test]
 fn conv_transpose_with_a_short_output_shape() {
-    let x = HostTensor::from_f32(vec![1, 1, 3, 3], &[0.5; 9]);
-    let w = HostTensor::from_f32(vec![1, 1, 2, 2], &[1.0; 4]);
+    let x = tensor_f32("x", &[1, 1, 3, 3], &[0.5; 9]);
+    let w = tensor_f32("w", &[1, 1, 2, 2], &[1.0; 4]);
     let attrs = vec![
-        attr("auto_pad", AttributeType::String, |a| a.s = Some(b"SAME_UPPER".to_vec())),
-        attr("strides", AttributeType::Ints, |a| a.ints = vec![2, 2]),
-        attr("output_shape", AttributeType::Ints, |a| a.ints = vec![6]),
+        attr_string("auto_pad", "SAME_UPPER"),
+        attr_ints("strides", &[2, 2]),
+        attr_ints("output_shape", &[6]),
     ];
-    let m = one_node("ConvTranspose", &[("x", x), ("w", w)], &["x", "w"], attrs);
+    let m = one_node("ConvTranspose", vec![x, w], &["x", "w"], attrs);
     import_error(&m, "ConvTranspose", "output shape [6] is not one positive size per spatial axis");
 }
 
@@ -86,8 +59,8 @@ fn conv_transpose_with_a_short_output_shape() {
 /// their end.
 #[test]
 fn gather_elements_with_indices_of_higher_rank() {
-    let data = HostTensor::from_f32(vec![3], &[1.0, 2.0, 3.0]);
-    let idx = HostTensor::from_i64(vec![1, 1], &[0]);
-    let m = one_node("GatherElements", &[("data", data), ("idx", idx)], &["data", "idx"], vec![]);
+    let data = tensor_f32("data", &[3], &[1.0, 2.0, 3.0]);
+    let idx = tensor_i64("idx", &[1, 1], &[0]);
+    let m = one_node("GatherElements", vec![data, idx], &["data", "idx"], vec![]);
     import_error(&m, "GatherElements", "out of bounds");
 }
