@@ -431,6 +431,13 @@ fn parse_ref(s: &str) -> Option<(u64, u16)> {
 impl Reader<'_> {
     fn read(mut self) -> Result<Graph, IrError> {
         for (i, n) in self.doc.nodes.iter().enumerate() {
+            // Node ids are 32-bit: a larger one would be named wrongly in messages.
+            if u32::try_from(n.id).is_err() {
+                return Err(IrError::BadNode {
+                    node: doc_label(n),
+                    reason: format!("node id {} is too large (ids are below 2^32)", n.id),
+                });
+            }
             if self.index.insert(n.id, i).is_some() {
                 return Err(IrError::BadNode {
                     node: doc_label(n),

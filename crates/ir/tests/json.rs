@@ -344,15 +344,26 @@ fn hand_written_document_with_sparse_unordered_ids() {
 }
 
 #[test]
+fn ids_of_2_to_the_32_or_more_are_refused_by_name() {
+    let text = r#"{
+      "format": "blockfuse-ir", "version": 1,
+      "nodes": [{"id": 4294967297, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": [2]}]}],
+      "outputs": [{"name": "y", "value": "4294967297"}]
+    }"#;
+    let e = json::from_json_with(text, &registry()).unwrap_err().to_string();
+    assert!(e.contains("4294967297") && e.contains("too large"), "{e}");
+}
+
+#[test]
 fn ids_far_sparser_than_the_nodes_are_renumbered_not_reserved() {
-    // Keeping id 10^12 would reserve a slot per id below it: the reader renumbers instead.
+    // Keeping id 4·10⁹ would reserve a slot per id below it: the reader renumbers instead.
     let text = r#"{
       "format": "blockfuse-ir", "version": 1,
       "nodes": [
-        {"id": 1000000000000, "op": "neg", "args": ["3"]},
+        {"id": 4000000000, "op": "neg", "args": ["3"]},
         {"id": 3, "op": "input", "name": "x", "types": [{"dtype": "f32", "shape": [2]}]}
       ],
-      "outputs": [{"name": "y", "value": "1000000000000"}]
+      "outputs": [{"name": "y", "value": "4000000000"}]
     }"#;
     let g = json::from_json_with(text, &registry()).unwrap();
     assert_eq!(g.node_bound(), 2);
