@@ -4,6 +4,8 @@
 //!
 //! A worklist drives it: a node is revisited only when one of its operands changed.
 
+use crate::analysis::sign::nonnegative;
+use crate::analysis::uniform_scalar as scalar;
 use crate::fold::fold;
 use blockfuse_ir::{
     BinaryOp, Bound, Builder, DType, Dim, Graph, IrError, NodeId, Op, ReduceOp, UnaryOp, Value,
@@ -143,15 +145,6 @@ fn reused_name(g: &Graph, node: &blockfuse_ir::Node) -> Option<String> {
     (named.next().is_none() && only_reader).then(|| g.node(v.node).name.clone()).flatten()
 }
 
-fn scalar(g: &Graph, v: Value) -> Option<f64> {
-    let t = g.node(v.node).op.as_constant()?;
-    if t.is_empty() {
-        return None; // no element to read (an f32[0] constant is no scalar)
-    }
-    let first = t.get_f64(0);
-    (0..t.len()).all(|i| t.get_f64(i) == first).then_some(first)
-}
-
 /// One local simplification of node `id`, returning the value that replaces it.
 fn simplify(g: &mut Graph, id: NodeId, divisions: &mut HashSet<NodeId>) -> Result<Option<Value>, IrError> {
     let node = g.node(id).clone();
@@ -262,9 +255,9 @@ fn simplify_binary(
         BinaryOp::Pow if float => match sr {
             Some(2.0) => Some(b.unary(UnaryOp::Square, l)?),
             // pow(−∞, ±0.5) is +∞ / +0 where sqrt and rsqrt give NaN, and pow(−0, −0.5) is
-            // +∞ where rsqrt gives −∞: only a base that cannot be −∞ or −0 is rewritten.
-            Some(0.5) if never_neg_inf_or_neg_zero(g, l, 8) => Some(b.unary(UnaryOp::Sqrt, l)?),
-            Some(-0.5) if never_neg_inf_or_neg_zero(g, l, 8) => Some(b.unary(UnaryOp::Rsqrt, l)?),
+            // +∞ where rsqrt gives −∞: only a base that is NaN or ≥ +0 is rewritten.
+            Some(0.5) if nonnegative(g, l) => Some(b.unary(UnaryOp::Sqrt, l)?),
+            Some(-0.5) if nonnegative(g, l) => Some(b.unary(UnaryOp::Rsqrt, l)?),
             Some(-1.0) => Some(b.unary(UnaryOp::Reciprocal, l)?),
             Some(1.0) if keeps(l) => Some(l),
             Some(3.0) => {
@@ -278,7 +271,6 @@ fn simplify_binary(
     })
 }
 
-/// `reduce_sum(x, axes) · (1/N)` with N the number of reduced elements → `reduce_mean`.
 /// Turns back into divisions the multiplications that canonicalization made of divisions and
 /// that no rule consumed: `a · (1/b)` (`a · rsqrt(v)` for `a / sqrt(v)`) rounds once more than
 /// `a / b`, and what follows can amplify that ulp without bound (`y / y` is exactly 1, `y · (1/y)`
@@ -313,32 +305,7 @@ pub(crate) fn restore_divisions(g: &mut Graph, divisions: &HashSet<NodeId>) -> R
     Ok(restored)
 }
 
-/// Whether `v` is provably never −∞ and never −0 (NaN and +∞ allowed): squares, absolute
-/// values, exponentials, sigmoids, softmaxes and square roots of such, sums, means, maxima and
-/// products of such, and constants ≥ +0. Looks `depth` producers deep.
-fn never_neg_inf_or_neg_zero(g: &Graph, v: Value, depth: usize) -> bool {
-    let n = g.node(v.node);
-    if let Some(t) = n.op.as_constant() {
-        return (0..t.len()).all(|i| {
-            let x = t.get_f64(i);
-            x.is_nan() || (x >= 0.0 && x.is_sign_positive())
-        });
-    }
-    let Some(depth) = depth.checked_sub(1) else { return false };
-    let all = |n: &blockfuse_ir::Node| n.operands.iter().all(|&o| never_neg_inf_or_neg_zero(g, o, depth));
-    match &n.op {
-        Op::Unary(UnaryOp::Square | UnaryOp::Abs | UnaryOp::Exp | UnaryOp::Sigmoid) | Op::Softmax { .. } => {
-            true
-        }
-        Op::Unary(UnaryOp::Sqrt) => all(n),
-        Op::Reduce { op: ReduceOp::Sum | ReduceOp::Mean | ReduceOp::Max, .. } => all(n),
-        Op::Binary(BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max) => all(n),
-        // x² spelled as a power, before its own rewrite to a square.
-        Op::Binary(BinaryOp::Pow) => n.operands.get(1).is_some_and(|&e| scalar(g, e) == Some(2.0)),
-        _ => false,
-    }
-}
-
+/// `reduce_sum(x, axes) · (1/N)` with N the number of reduced elements → `reduce_mean`.
 fn sum_times_inverse_count(b: &mut Builder<'_>, sum: Value, c: Value) -> Result<Option<Value>, IrError> {
     let g = b.graph();
     let (Some(k), Op::Reduce { op: ReduceOp::Sum, axes, keepdims }) = (scalar(g, c), &g.node(sum.node).op)
